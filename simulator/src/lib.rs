@@ -1,0 +1,1 @@
+//! Simulated GPU inference workers (being written).
