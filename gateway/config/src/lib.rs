@@ -1,0 +1,167 @@
+//! Sluice configuration: parse, layer, validate, freeze.
+//!
+//! Layers, later wins: built-in defaults → the TOML file → environment variables named
+//! `SLUICE__SECTION__KEY` (e.g. `SLUICE__SERVER__LISTEN=0.0.0.0:8080`). The result of
+//! [`Config::load`] is validated and immutable; every error names the field and the reason.
+
+pub mod duration;
+mod layer;
+pub mod raw;
+pub mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use raw::RawConfig;
+pub use secret::Secret;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub pools: Vec<PoolConfig>,
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    /// From sending the request until the first body byte of the response.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two body chunks once the response has started.
+    pub idle_timeout: Duration,
+    /// The whole exchange, including streaming.
+    pub total_timeout: Duration,
+    /// Extra attempts on other endpoints, only before the first byte reached the client.
+    pub max_retries: u32,
+    pub max_idle_connections_per_endpoint: usize,
+    pub health: HealthConfig,
+    pub ejection: EjectionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failed probes before an endpoint is marked unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Consecutive good probes before it is healthy again.
+    pub healthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EjectionConfig {
+    /// Consecutive failed requests before an endpoint is ejected.
+    pub consecutive_failures: u32,
+    /// First ejection length; each further ejection doubles it, up to `max`.
+    pub base: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub models: Vec<String>,
+    pub endpoints: Vec<EndpointConfig>,
+    pub upstream: UpstreamConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// Metric label and log name; defaults to the URL's `host:port`.
+    pub name: String,
+    /// Base URL without a trailing slash, e.g. `http://10.0.0.7:8000`.
+    pub url: http::Uri,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub api_keys: Vec<Secret>,
+}
+
+/// Why a configuration was refused. `field` is a dotted path such as `pools[1].endpoints[0]`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config is not valid TOML or has unknown fields: {0}")]
+    Parse(String),
+    #[error("environment override {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or only defaults when `None`), applies `SLUICE__*` overrides from the
+    /// process environment, and validates.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+            None => String::new(),
+        };
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_toml(&text, &vars, &|name| std::env::var(name).ok())
+    }
+
+    /// The pure core of [`Config::load`]: `overrides` are `SLUICE__*` variables, `env` resolves
+    /// `env:NAME` secret references.
+    pub fn from_toml(
+        text: &str,
+        overrides: &[(String, String)],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        layer::apply_env(&mut doc, overrides)?;
+        let raw: RawConfig = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        validate::validate(raw, env)
+    }
+
+    /// Every model any pool serves, sorted, without duplicates.
+    pub fn models(&self) -> Vec<String> {
+        let mut models: Vec<String> = self.pools.iter().flat_map(|p| p.models.iter().cloned()).collect();
+        models.sort();
+        models.dedup();
+        models
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        validate::upstream(&raw::RawUpstream::default(), None)
+    }
+}

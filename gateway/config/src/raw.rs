@@ -1,0 +1,127 @@
+//! The config file as parsed: serde structs that reject unknown fields. Everything here is
+//! unvalidated; [`crate::Config`] is what the rest of Sluice sees.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub pools: Vec<RawPool>,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub shutdown_grace: Option<Duration>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// A secret reference: `env:NAME`, `file:/path` or a literal.
+    pub token: Option<String>,
+}
+
+/// Defaults for every pool; a pool may override any of them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub first_byte_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub total_timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
+    pub max_idle_connections_per_endpoint: Option<usize>,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub ejection: RawEjection,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: Option<String>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub timeout: Option<Duration>,
+    pub unhealthy_threshold: Option<u32>,
+    pub healthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEjection {
+    pub consecutive_failures: Option<u32>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub base: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub max: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub name: String,
+    pub models: Vec<String>,
+    pub endpoints: Vec<RawEndpoint>,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+}
+
+/// An endpoint is a base URL, or a table when it needs a name or options.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawEndpoint {
+    Url(String),
+    Table(RawEndpointTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpointTable {
+    pub url: String,
+    pub name: Option<String>,
+    /// Speak HTTP/2 to this endpoint (prior knowledge on `http://`, ALPN on `https://`).
+    #[serde(default)]
+    pub http2: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub name: String,
+    /// Bootstrap keys: literal or secret references (`env:NAME`, `file:/path`).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+}

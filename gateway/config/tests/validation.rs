@@ -1,0 +1,123 @@
+use sluice_config::{Config, ConfigError};
+
+const ACCEPTANCE: &str = r#"
+[server]
+listen = "127.0.0.1:18080"
+admin_listen = "127.0.0.1:19090"
+
+[[pools]]
+name = "llama"
+models = ["llama-3-8b"]
+endpoints = ["http://127.0.0.1:18001", "http://127.0.0.1:18002"]
+
+[[tenants]]
+name = "acme"
+api_keys = ["sk-acme-0123456789"]
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, &[], &no_env)
+}
+
+fn invalid_field(text: &str) -> String {
+    match load(text) {
+        Err(ConfigError::Invalid { field, .. }) => field,
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn acceptance_config_loads_as_written() {
+    let c = load(ACCEPTANCE).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:18080");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:19090");
+    assert_eq!(c.pools[0].endpoints.len(), 2);
+    assert_eq!(c.pools[0].endpoints[0].name, "127.0.0.1:18001");
+    assert_eq!(c.tenants[0].api_keys[0].expose(), "sk-acme-0123456789");
+    assert_eq!(c.models(), ["llama-3-8b"]);
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = load("").unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(c.pools.is_empty());
+}
+
+#[test]
+fn unknown_fields_are_rejected_by_name() {
+    let err = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+    assert!(err.to_string().contains("lisen"), "{err}");
+}
+
+#[test]
+fn rules_name_the_field() {
+    assert_eq!(invalid_field("[server]\nlisten = \"nope\""), "server.listen");
+    assert_eq!(
+        invalid_field("[[pools]]\nname = \"a\"\nmodels = [\"m\"]\nendpoints = [\"ftp://x\"]"),
+        "pools[0].endpoints[0]"
+    );
+    assert_eq!(invalid_field("[[pools]]\nname = \"a\"\nmodels = []\nendpoints = [\"http://x\"]"), "pools[0].models");
+    assert_eq!(
+        invalid_field(
+            "[[pools]]\nname = \"a\"\nmodels = [\"m\"]\nendpoints = [\"http://x\"]\n[[pools]]\nname = \"b\"\nmodels = [\"m\"]\nendpoints = [\"http://y\"]"
+        ),
+        "pools[1].models[0]"
+    );
+    assert_eq!(
+        invalid_field("[[tenants]]\nname = \"a\"\napi_keys = [\"sk-aaaaaaaa\"]\n[[tenants]]\nname = \"b\"\napi_keys = [\"sk-aaaaaaaa\"]"),
+        "tenants[1].api_keys[0]"
+    );
+    assert_eq!(invalid_field("[[tenants]]\nname = \"a\"\napi_keys = [\"short\"]"), "tenants[0].api_keys[0]");
+    assert_eq!(invalid_field("[upstream]\nconnect_timeout = \"0s\""), "upstream.connect_timeout");
+}
+
+#[test]
+fn bad_duration_is_a_parse_error_with_a_hint() {
+    let err = load("[upstream]\nconnect_timeout = \"5\"").unwrap_err();
+    assert!(err.to_string().contains("needs a unit"), "{err}");
+}
+
+#[test]
+fn pool_overrides_global_upstream_defaults() {
+    let c = load(
+        "[upstream]\nconnect_timeout = \"1s\"\nmax_retries = 5\n[[pools]]\nname = \"a\"\nmodels = [\"m\"]\nendpoints = [{ url = \"http://x:1/\", name = \"w1\", http2 = true }]\n[pools.upstream]\nmax_retries = 0",
+    )
+    .unwrap();
+    let u = &c.pools[0].upstream;
+    assert_eq!(u.connect_timeout.as_secs(), 1);
+    assert_eq!(u.max_retries, 0);
+    let e = &c.pools[0].endpoints[0];
+    assert_eq!((e.name.as_str(), e.url.to_string().as_str(), e.http2), ("w1", "http://x:1/", true));
+}
+
+#[test]
+fn environment_overrides_win_and_are_validated() {
+    let vars = vec![
+        ("SLUICE__SERVER__LISTEN".to_owned(), "127.0.0.1:7000".to_owned()),
+        ("SLUICE__SERVER__MAX_BODY_BYTES".to_owned(), "1024".to_owned()),
+        ("UNRELATED".to_owned(), "x".to_owned()),
+    ];
+    let c = Config::from_toml(ACCEPTANCE, &vars, &no_env).unwrap();
+    assert_eq!(c.server.listen.port(), 7000);
+    assert_eq!(c.server.max_body_bytes, 1024);
+
+    let bad = vec![("SLUICE__SERVER__LISTEN".to_owned(), "nope".to_owned())];
+    assert!(matches!(Config::from_toml("", &bad, &no_env), Err(ConfigError::Invalid { .. })));
+    let typo = vec![("SLUICE__SERVER__LISTNE".to_owned(), "x".to_owned())];
+    assert!(Config::from_toml("", &typo, &no_env).unwrap_err().to_string().contains("listne"));
+}
+
+#[test]
+fn secret_references_resolve() {
+    let env = |n: &str| (n == "ACME_KEY").then(|| "sk-from-env-123".to_owned());
+    let c = Config::from_toml("[admin]\ntoken = \"env:ACME_KEY\"\n[[tenants]]\nname = \"a\"\napi_keys = [\"env:ACME_KEY\"]", &[], &env).unwrap();
+    assert_eq!(c.tenants[0].api_keys[0].expose(), "sk-from-env-123");
+    assert_eq!(format!("{:?}", c.admin.token), "Some(***)");
+    let err = Config::from_toml("[admin]\ntoken = \"env:NOPE\"", &[], &no_env).unwrap_err();
+    assert!(err.to_string().contains("admin.token"), "{err}");
+}

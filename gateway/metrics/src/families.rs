@@ -1,0 +1,266 @@
+//! The Prometheus families. One [`Metrics`] per gateway instance with its own registry, so
+//! several gateways can run in one process (tests, `sluice demo`).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::record::{RecordSink, RequestRecord};
+
+/// OpenTelemetry's advice for TTFT, extended to two minutes for long prompts under load.
+const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0,
+];
+/// OpenTelemetry's advice for TPOT, with finer steps below 10 ms for fast small models.
+const TPOT_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5];
+const E2E_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68,
+];
+/// Gateway overhead is expected in the tens of microseconds.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+    0.1,
+];
+/// OpenTelemetry's advice for `gen_ai.client.token.usage`.
+const TOKEN_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("registering metric family: {0}")]
+    Register(#[from] prometheus::Error),
+}
+
+/// The gateway's metric families.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    ttft: HistogramVec,
+    tpot: HistogramVec,
+    e2e: HistogramVec,
+    overhead: Histogram,
+    token_usage: HistogramVec,
+    tokens: IntCounterVec,
+    in_flight: IntGauge,
+    endpoint_in_flight: IntGaugeVec,
+    endpoint_healthy: IntGaugeVec,
+    endpoint_ejections: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    retries: IntCounterVec,
+}
+
+/// Handles for one endpoint, resolved once so the hot path does no label lookups.
+#[derive(Clone)]
+pub struct EndpointMetrics {
+    pub in_flight: IntGauge,
+    pub healthy: IntGauge,
+    pub ejections: IntCounter,
+    upstream_errors: IntCounterVec,
+    pool: String,
+    endpoint: String,
+}
+
+impl EndpointMetrics {
+    /// Counts a failed attempt; `kind` is one of a fixed set (connect, timeout, status_5xx, …).
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors.with_label_values(&[self.pool.as_str(), self.endpoint.as_str(), kind]).inc();
+    }
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> Result<HistogramVec, prometheus::Error> {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new("sluice_requests_total", "Requests handled, by tenant, model and outcome."),
+                &["tenant", "model", "outcome"],
+            )?,
+            ttft: histogram(
+                "gen_ai_server_time_to_first_token_seconds",
+                "Time from receiving a streamed request to relaying its first generated token.",
+                TTFT_BUCKETS,
+                &["tenant", "model"],
+            )?,
+            tpot: histogram(
+                "gen_ai_server_time_per_output_token_seconds",
+                "Time per output token after the first: (e2e - ttft) / (output tokens - 1).",
+                TPOT_BUCKETS,
+                &["tenant", "model"],
+            )?,
+            e2e: histogram(
+                "gen_ai_server_request_duration_seconds",
+                "End-to-end request duration as seen by the gateway.",
+                E2E_BUCKETS,
+                &["tenant", "model"],
+            )?,
+            overhead: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sluice_gateway_overhead_seconds",
+                    "Time spent inside the gateway per request, excluding waits on the upstream and the client.",
+                )
+                .buckets(OVERHEAD_BUCKETS.to_vec()),
+            )?,
+            token_usage: histogram(
+                "gen_ai_client_token_usage",
+                "Tokens per request by type (input, output).",
+                TOKEN_BUCKETS,
+                &["model", "gen_ai_token_type"],
+            )?,
+            tokens: IntCounterVec::new(
+                Opts::new("sluice_tokens_total", "Tokens by tenant, model and type (prompt, cached, completion)."),
+                &["tenant", "model", "type"],
+            )?,
+            in_flight: IntGauge::new("sluice_requests_in_flight", "Requests being handled right now.")?,
+            endpoint_in_flight: IntGaugeVec::new(
+                Opts::new("sluice_endpoint_in_flight", "Requests in flight to each upstream endpoint."),
+                &["pool", "endpoint"],
+            )?,
+            endpoint_healthy: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_endpoint_healthy",
+                    "1 when the endpoint passes health checks and is not ejected, else 0.",
+                ),
+                &["pool", "endpoint"],
+            )?,
+            endpoint_ejections: IntCounterVec::new(
+                Opts::new("sluice_endpoint_ejections_total", "Passive ejections after consecutive failures."),
+                &["pool", "endpoint"],
+            )?,
+            upstream_errors: IntCounterVec::new(
+                Opts::new("sluice_upstream_errors_total", "Failed upstream attempts by kind."),
+                &["pool", "endpoint", "kind"],
+            )?,
+            retries: IntCounterVec::new(
+                Opts::new("sluice_upstream_retries_total", "Attempts retried on another endpoint."),
+                &["pool"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.requests.clone()))?;
+        m.registry.register(Box::new(m.ttft.clone()))?;
+        m.registry.register(Box::new(m.tpot.clone()))?;
+        m.registry.register(Box::new(m.e2e.clone()))?;
+        m.registry.register(Box::new(m.overhead.clone()))?;
+        m.registry.register(Box::new(m.token_usage.clone()))?;
+        m.registry.register(Box::new(m.tokens.clone()))?;
+        m.registry.register(Box::new(m.in_flight.clone()))?;
+        m.registry.register(Box::new(m.endpoint_in_flight.clone()))?;
+        m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
+        m.registry.register(Box::new(m.endpoint_ejections.clone()))?;
+        m.registry.register(Box::new(m.upstream_errors.clone()))?;
+        m.registry.register(Box::new(m.retries.clone()))?;
+        Ok(m)
+    }
+
+    /// The registry, for families other crates add (plugins, store, …).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn in_flight(&self) -> &IntGauge {
+        &self.in_flight
+    }
+
+    pub fn endpoint(&self, pool: &str, endpoint: &str) -> EndpointMetrics {
+        EndpointMetrics {
+            in_flight: self.endpoint_in_flight.with_label_values(&[pool, endpoint]),
+            healthy: self.endpoint_healthy.with_label_values(&[pool, endpoint]),
+            ejections: self.endpoint_ejections.with_label_values(&[pool, endpoint]),
+            upstream_errors: self.upstream_errors.clone(),
+            pool: pool.to_owned(),
+            endpoint: endpoint.to_owned(),
+        }
+    }
+
+    pub fn retry(&self, pool: &str) {
+        self.retries.with_label_values(&[pool]).inc();
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec only fails on invalid families, which `new` would have refused.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl RecordSink for Metrics {
+    fn record(&self, r: &RequestRecord) {
+        let (tenant, model) = (&*r.tenant, &*r.model);
+        self.requests.with_label_values(&[tenant, model, r.outcome.label()]).inc();
+        self.e2e.with_label_values(&[tenant, model]).observe(r.e2e.as_secs_f64());
+        self.overhead.observe(r.overhead.as_secs_f64());
+        if let Some(ttft) = r.ttft {
+            self.ttft.with_label_values(&[tenant, model]).observe(ttft.as_secs_f64());
+        }
+        if let Some(tpot) = r.tpot {
+            self.tpot.with_label_values(&[tenant, model]).observe(tpot.as_secs_f64());
+        }
+        if r.attempts > 0 && (r.prompt_tokens > 0 || r.completion_tokens > 0) {
+            self.token_usage.with_label_values(&[model, "input"]).observe(r.prompt_tokens as f64);
+            self.token_usage.with_label_values(&[model, "output"]).observe(r.completion_tokens as f64);
+            for (kind, n) in [("prompt", r.prompt_tokens), ("cached", r.cached_tokens), ("completion", r.completion_tokens)] {
+                if n > 0 {
+                    self.tokens.with_label_values(&[tenant, model, kind]).inc_by(n);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Api, Outcome};
+
+    #[test]
+    fn a_record_shows_up_under_its_names() {
+        let m = Metrics::new().unwrap();
+        m.record(&RequestRecord {
+            tenant: Arc::from("acme"),
+            model: Arc::from("llama"),
+            api: Some(Api::ChatCompletions),
+            stream: true,
+            pool: Some(Arc::from("p")),
+            endpoint: Some(Arc::from("w1")),
+            status: 200,
+            outcome: Outcome::Ok,
+            attempts: 1,
+            ttft: Some(Duration::from_millis(120)),
+            tpot: Some(Duration::from_millis(20)),
+            e2e: Duration::from_secs(1),
+            overhead: Duration::from_micros(40),
+            prompt_tokens: 100,
+            cached_tokens: 64,
+            completion_tokens: 10,
+        });
+        let ep = m.endpoint("p", "w1");
+        ep.in_flight.inc();
+        ep.upstream_error("connect");
+        let text = String::from_utf8(m.render()).unwrap();
+        for needle in [
+            r#"sluice_requests_total{model="llama",outcome="ok",tenant="acme"} 1"#,
+            r#"gen_ai_server_time_to_first_token_seconds_count{model="llama",tenant="acme"} 1"#,
+            r#"gen_ai_server_time_per_output_token_seconds_count{model="llama",tenant="acme"} 1"#,
+            r#"sluice_tokens_total{model="llama",tenant="acme",type="cached"} 64"#,
+            r#"gen_ai_client_token_usage_sum{gen_ai_token_type="input",model="llama"} 100"#,
+            r#"sluice_gateway_overhead_seconds_bucket{le="0.00005"} 1"#,
+            r#"sluice_endpoint_in_flight{endpoint="w1",pool="p"} 1"#,
+            r#"sluice_upstream_errors_total{endpoint="w1",kind="connect",pool="p"} 1"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The facts measured for one request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Label value for a tenant or model the gateway could not (or must not) name, such as the model
+/// of a request for a model nobody serves: client strings never become labels.
+pub const UNKNOWN_LABEL: &str = "unknown";
+
+/// Which OpenAI endpoint the request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Api {
+    pub fn label(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "chat",
+            Api::Completions => "completions",
+            Api::Embeddings => "embeddings",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "/v1/chat/completions",
+            Api::Completions => "/v1/completions",
+            Api::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+/// How a request ended, as a low-cardinality label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The upstream answered 2xx and the response reached the client whole.
+    Ok,
+    /// Refused before reaching an upstream: bad request, auth, unknown model, too large.
+    ClientError,
+    /// The upstream answered with a 4xx of its own (e.g. context length exceeded).
+    UpstreamRejected,
+    /// No upstream could be reached or every attempt failed (connect errors, 5xx).
+    UpstreamError,
+    /// An upstream timeout fired (first byte, idle or total).
+    UpstreamTimeout,
+    /// No healthy endpoint was available.
+    Unavailable,
+    /// The client went away before the response finished.
+    Cancelled,
+    /// A bug or resource failure inside the gateway.
+    InternalError,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientError => "client_error",
+            Outcome::UpstreamRejected => "upstream_rejected",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Cancelled => "cancelled",
+            Outcome::InternalError => "internal_error",
+        }
+    }
+}
+
+/// Everything measured about one request. Produced once, when the request ends (for a stream:
+/// when the last byte was relayed or the client went away).
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// Tenant name, or [`UNKNOWN_LABEL`] before authentication succeeded.
+    pub tenant: Arc<str>,
+    /// A configured model name, or [`UNKNOWN_LABEL`].
+    pub model: Arc<str>,
+    pub api: Option<Api>,
+    pub stream: bool,
+    pub pool: Option<Arc<str>>,
+    /// The endpoint that served the final attempt.
+    pub endpoint: Option<Arc<str>>,
+    pub status: u16,
+    pub outcome: Outcome,
+    /// Upstream attempts made (0 when refused before routing).
+    pub attempts: u32,
+    /// Request received → first generated token relayed (streams only).
+    pub ttft: Option<Duration>,
+    /// (e2e − TTFT) / (completion tokens − 1), streams with at least two output tokens.
+    pub tpot: Option<Duration>,
+    pub e2e: Duration,
+    /// Time spent in the gateway itself, not waiting on the upstream or the client.
+    pub overhead: Duration,
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl RequestRecord {
+    /// A record for a request refused before it reached any upstream.
+    pub fn refused(tenant: Arc<str>, model: Arc<str>, api: Option<Api>, status: u16, outcome: Outcome, e2e: Duration) -> Self {
+        Self {
+            tenant,
+            model,
+            api,
+            stream: false,
+            pool: None,
+            endpoint: None,
+            status,
+            outcome,
+            attempts: 0,
+            ttft: None,
+            tpot: None,
+            e2e,
+            overhead: e2e,
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            completion_tokens: 0,
+        }
+    }
+}
+
+/// A consumer of finished requests: Prometheus, and later the usage writer and the live view.
+/// Called on the request's task, so implementations must be quick and must not block.
+pub trait RecordSink: Send + Sync {
+    fn record(&self, record: &RequestRecord);
+}
