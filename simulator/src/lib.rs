@@ -1,1 +1,5 @@
-//! Simulated GPU inference workers (being written).
+//! Simulated GPU inference workers that speak the OpenAI API like vLLM.
+pub mod engine;
+mod hash;
+pub mod sampling;
+pub mod tokenizer;

@@ -1,0 +1,221 @@
+//! Continuous batching, one step at a time, after vLLM v1's scheduler: running sequences first
+//! (each takes one token, or a chunk of its prefill, from the step's token budget), then waiting
+//! sequences in arrival order while budget, batch slots and KV blocks last. A running sequence
+//! that cannot get a block preempts the most recently admitted one, whose blocks go back to the
+//! pool (still cached) and which later resumes by recomputing, mostly from its own cached blocks.
+
+use std::collections::VecDeque;
+
+use super::latency::BatchShape;
+use super::prefix_cache::BlockPool;
+use super::sequence::Sequence;
+use super::{EngineConfig, EngineEvent, SeqId, SimTime};
+
+#[derive(Debug)]
+pub(super) struct Scheduler {
+    config: EngineConfig,
+    pub waiting: VecDeque<Sequence>,
+    pub running: Vec<Sequence>,
+    pub pool: BlockPool,
+    pub prefix_queries: u64,
+    pub prefix_hits: u64,
+    pub preemptions: u64,
+}
+
+impl Scheduler {
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            pool: BlockPool::new(config.kv_blocks),
+            config,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            prefix_queries: 0,
+            prefix_hits: 0,
+            preemptions: 0,
+        }
+    }
+
+    /// Decides what runs in the step starting at `now`, allocating its KV blocks.
+    pub fn schedule(&mut self, now: SimTime) -> BatchShape {
+        let bs = self.config.block_size;
+        let mut budget = self.config.max_batched_tokens;
+        let mut preempted = false;
+
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let seq = &self.running[i];
+            if seq.ready_at > now || seq.remaining() == 0 {
+                i += 1;
+                continue;
+            }
+            let n = seq.remaining().min(budget);
+            let mut self_preempted = false;
+            while self.running[i].blocks_needed(n, bs) > self.pool.num_free() {
+                let victim = self.running.len() - 1;
+                self.preempt(victim);
+                preempted = true;
+                if victim == i {
+                    self_preempted = true;
+                    break;
+                }
+            }
+            if self_preempted {
+                continue;
+            }
+            let need = self.running[i].blocks_needed(n, bs);
+            self.allocate_into(i, need);
+            self.running[i].scheduled = n;
+            budget -= n;
+            i += 1;
+        }
+
+        // Like vLLM, admit nothing in a step that had to preempt: memory is the bottleneck.
+        while !preempted && budget > 0 && self.running.len() < self.config.max_running as usize {
+            let Some(seq) = self.waiting.front() else {
+                break;
+            };
+            // At least one prompt token is always computed, so a full hit stops a block short.
+            let max_hit = ((seq.len().saturating_sub(1)) / bs) as usize;
+            let hits = self
+                .pool
+                .lookup(&seq.hashes[..max_hit.min(seq.hashes.len())]);
+            let computed = hits.len() as u32 * bs;
+            let n = if seq.ready_at <= now {
+                seq.len().saturating_sub(computed).min(budget)
+            } else {
+                0
+            };
+            let new_blocks = (computed + n).div_ceil(bs) - hits.len() as u32;
+            if new_blocks + self.pool.count_free(&hits) > self.pool.num_free() {
+                break;
+            }
+            let Some(mut seq) = self.waiting.pop_front() else {
+                break;
+            };
+            for &b in &hits {
+                self.pool.acquire(b);
+            }
+            seq.registered = hits.len();
+            seq.blocks = hits;
+            seq.num_computed = computed;
+            if seq.cached_tokens.is_none() {
+                seq.cached_tokens = Some(computed);
+                self.prefix_queries += u64::from(seq.len());
+                self.prefix_hits += u64::from(computed);
+            }
+            seq.scheduled = n;
+            budget -= n;
+            self.running.push(seq);
+            let last = self.running.len() - 1;
+            self.allocate_into(last, new_blocks);
+        }
+
+        let mut shape = BatchShape::default();
+        for seq in self.running.iter().filter(|s| s.scheduled > 0) {
+            shape.num_seqs += 1;
+            let is_decode = seq.scheduled == 1 && seq.generated > 0 && seq.remaining() == 1;
+            if is_decode {
+                shape.decode_seqs += 1;
+            } else {
+                shape.prefill_tokens += seq.scheduled;
+            }
+        }
+        shape
+    }
+
+    /// Applies the step's results at `end`: computed tokens, newly full blocks registered in the
+    /// prefix cache, one sampled token per sequence that caught up, finished sequences freed.
+    pub fn update(&mut self, end: SimTime, events: &mut Vec<EngineEvent>) {
+        let bs = self.config.block_size;
+        for seq in &mut self.running {
+            if seq.scheduled == 0 {
+                continue;
+            }
+            seq.num_computed += std::mem::take(&mut seq.scheduled);
+            while seq.registered < seq.hashes.len()
+                && (seq.registered as u32 + 1) * bs <= seq.num_computed
+            {
+                if let Some(&block) = seq.blocks.get(seq.registered) {
+                    self.pool.register(block, seq.hashes[seq.registered]);
+                }
+                seq.registered += 1;
+            }
+            if seq.remaining() > 0 {
+                continue; // chunked prefill not done yet
+            }
+            if let Some((token, index)) = seq.sample(bs) {
+                events.push(EngineEvent::Token {
+                    id: seq.id,
+                    token,
+                    index,
+                    at: end,
+                });
+                seq.ready_at = end + seq.token_interval;
+            }
+            if seq.is_finished() {
+                events.push(EngineEvent::Finished {
+                    id: seq.id,
+                    reason: seq.finish_reason,
+                    prompt_tokens: seq.prompt_len,
+                    cached_tokens: seq.cached_tokens.unwrap_or(0),
+                    completion_tokens: seq.generated,
+                    at: end,
+                });
+            }
+        }
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].is_finished() {
+                let seq = self.running.remove(i);
+                self.pool.release(&seq.blocks);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Removes a sequence wherever it is, freeing its blocks. False if it was not there.
+    pub fn abort(&mut self, id: SeqId) -> bool {
+        if let Some(i) = self.running.iter().position(|s| s.id == id) {
+            let seq = self.running.remove(i);
+            self.pool.release(&seq.blocks);
+            return true;
+        }
+        if let Some(i) = self.waiting.iter().position(|s| s.id == id) {
+            self.waiting.remove(i);
+            return true;
+        }
+        false
+    }
+
+    pub fn contains(&self, id: SeqId) -> bool {
+        self.running.iter().any(|s| s.id == id) || self.waiting.iter().any(|s| s.id == id)
+    }
+
+    /// The earliest time a sequence that is waiting on a fault delay becomes schedulable.
+    pub fn next_ready_at(&self, now: SimTime) -> Option<SimTime> {
+        self.running
+            .iter()
+            .chain(self.waiting.iter())
+            .map(|s| s.ready_at)
+            .filter(|&t| t > now)
+            .min()
+    }
+
+    fn preempt(&mut self, index: usize) {
+        let mut seq = self.running.remove(index);
+        self.pool.release(&seq.blocks);
+        seq.reset();
+        self.preemptions += 1;
+        self.waiting.push_front(seq);
+    }
+
+    fn allocate_into(&mut self, index: usize, count: u32) {
+        for _ in 0..count {
+            // Callers checked `num_free` first, so this never runs dry.
+            if let Some(b) = self.pool.allocate() {
+                self.running[index].blocks.push(b);
+            }
+        }
+    }
+}
