@@ -1,0 +1,224 @@
+//! Everything that can go wrong with a request, mapped to HTTP in one exhaustive `match`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use sluice_metrics::Outcome;
+use sluice_openai::ErrorBody;
+
+use crate::body::ResponseBody;
+
+/// Which upstream timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    FirstByte,
+    Idle,
+    Total,
+}
+
+impl TimeoutPhase {
+    pub fn label(self) -> &'static str {
+        match self {
+            TimeoutPhase::FirstByte => "timeout_first_byte",
+            TimeoutPhase::Idle => "timeout_idle",
+            TimeoutPhase::Total => "timeout_total",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("missing API key: send it as 'Authorization: Bearer <key>'")]
+    MissingApiKey,
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("unknown path {0}")]
+    UnknownPath(String),
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("request body is larger than the {limit}-byte limit")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("invalid request body: {message}")]
+    InvalidBody { message: String, param: Option<String> },
+    #[error("the model '{0}' does not exist or is not served here")]
+    ModelNotFound(String),
+    #[error("no healthy worker is available for model '{model}'")]
+    NoHealthyEndpoint { model: String },
+    #[error("could not reach a worker for model '{model}' after {attempts} attempt(s): {reason}")]
+    Upstream { model: String, attempts: u32, reason: String },
+    #[error("the worker for model '{model}' did not answer in time ({phase:?}, {after:?})")]
+    UpstreamTimeout { model: String, phase: TimeoutPhase, after: Duration },
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            GatewayError::UnknownPath(_) | GatewayError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyRead(_) | GatewayError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::NoHealthyEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `type` and `code`.
+    fn kind_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            GatewayError::MissingApiKey => ("invalid_request_error", "missing_api_key"),
+            GatewayError::InvalidApiKey => ("invalid_request_error", "invalid_api_key"),
+            GatewayError::UnknownPath(_) => ("invalid_request_error", "unknown_url"),
+            GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
+            GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            GatewayError::BodyRead(_) => ("invalid_request_error", "body_read_error"),
+            GatewayError::InvalidBody { .. } => ("invalid_request_error", "invalid_body"),
+            GatewayError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
+            GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
+            GatewayError::Upstream { .. } => ("server_error", "upstream_error"),
+            GatewayError::UpstreamTimeout { .. } => ("server_error", "upstream_timeout"),
+            GatewayError::Internal(_) => ("server_error", "internal_error"),
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidBody { param, .. } => param.as_deref(),
+            GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::UnknownPath(_)
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyRead(_)
+            | GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::Upstream { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::Internal(_) => None,
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::UnknownPath(_)
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyRead(_)
+            | GatewayError::InvalidBody { .. }
+            | GatewayError::ModelNotFound(_) => Outcome::ClientError,
+            GatewayError::NoHealthyEndpoint { .. } => Outcome::Unavailable,
+            GatewayError::Upstream { .. } => Outcome::UpstreamError,
+            GatewayError::UpstreamTimeout { .. } => Outcome::UpstreamTimeout,
+            GatewayError::Internal(_) => Outcome::InternalError,
+        }
+    }
+
+    /// The OpenAI-shaped body. Internal errors say only "internal error"; details go to the log.
+    pub fn body(&self) -> ErrorBody {
+        let (kind, code) = self.kind_and_code();
+        ErrorBody::new(self.to_string(), kind, self.param(), Some(code))
+    }
+
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let status = self.status();
+        let mut response = Response::new(ResponseBody::full(Bytes::from(self.body().to_json())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match self {
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            GatewayError::NoHealthyEndpoint { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::MethodNotAllowed { .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            GatewayError::UnknownPath(_)
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyRead(_)
+            | GatewayError::InvalidBody { .. }
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::Upstream { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::Internal(_) => {}
+        }
+        response
+    }
+}
+
+/// An `event: error`-free SSE error payload, as vLLM sends when a stream fails midway; OpenAI
+/// SDKs raise it as an API error.
+pub fn sse_error_event(error: &GatewayError) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    out.extend_from_slice(&error.body().to_json());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(e: &GatewayError) -> serde_json::Value {
+        serde_json::from_slice(&e.body().to_json()).unwrap()
+    }
+
+    #[test]
+    fn client_errors_map_to_4xx_with_openai_shape() {
+        let cases = [
+            (GatewayError::MissingApiKey, 401, "missing_api_key"),
+            (GatewayError::InvalidApiKey, 401, "invalid_api_key"),
+            (GatewayError::ModelNotFound("x".into()), 404, "model_not_found"),
+            (GatewayError::BodyTooLarge { limit: 10 }, 413, "request_too_large"),
+            (GatewayError::InvalidBody { message: "bad".into(), param: Some("messages".into()) }, 400, "invalid_body"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.outcome(), Outcome::ClientError);
+            let v = body_of(&err);
+            assert_eq!(v["error"]["code"], code);
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+            assert!(v["error"]["message"].as_str().unwrap().len() > 3);
+        }
+        assert_eq!(body_of(&GatewayError::ModelNotFound("x".into()))["error"]["param"], "model");
+    }
+
+    #[test]
+    fn upstream_errors_map_to_5xx_and_hide_internals() {
+        assert_eq!(GatewayError::NoHealthyEndpoint { model: "m".into() }.status(), 503);
+        assert_eq!(GatewayError::Upstream { model: "m".into(), attempts: 3, reason: "HTTP 500".into() }.status(), 502);
+        let t = GatewayError::UpstreamTimeout { model: "m".into(), phase: TimeoutPhase::Idle, after: Duration::from_secs(1) };
+        assert_eq!(t.status(), 504);
+        assert_eq!(t.outcome(), Outcome::UpstreamTimeout);
+        let internal = GatewayError::Internal("mutex poisoned at foo.rs:12".into());
+        assert_eq!(internal.status(), 500);
+        assert!(!body_of(&internal).to_string().contains("foo.rs"));
+    }
+
+    #[test]
+    fn responses_carry_helpful_headers() {
+        let r = GatewayError::MissingApiKey.into_response();
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let r = GatewayError::NoHealthyEndpoint { model: "m".into() }.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn sse_error_event_is_one_event() {
+        let ev = sse_error_event(&GatewayError::Internal("x".into()));
+        assert!(ev.starts_with(b"data: {\"error\""));
+        assert!(ev.ends_with(b"\n\n"));
+    }
+}

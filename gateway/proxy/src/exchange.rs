@@ -1,0 +1,174 @@
+//! The state of one request as it moves through the pipeline, and the record it leaves behind.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue};
+use sluice_metrics::{Api, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
+use sluice_openai::Usage;
+
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::tenants::KeyEntry;
+
+/// Where finished requests are reported.
+#[derive(Clone, Default)]
+pub struct Sinks(Arc<Vec<Arc<dyn RecordSink>>>);
+
+impl Sinks {
+    pub fn new(sinks: Vec<Arc<dyn RecordSink>>) -> Self {
+        Sinks(Arc::new(sinks))
+    }
+
+    fn emit(&self, record: &RequestRecord) {
+        for sink in self.0.iter() {
+            sink.record(record);
+        }
+    }
+}
+
+/// Decrements the gateway-wide in-flight gauge when the request is over.
+struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One request's state. Finishing it (once) emits its [`RequestRecord`].
+pub struct Exchange {
+    pub start: Instant,
+    pub request_id: HeaderValue,
+    pub api: Option<Api>,
+    pub key: Option<KeyEntry>,
+    /// A configured model name once resolved; client strings never reach metrics.
+    pub model: Arc<str>,
+    pub stream: bool,
+    pub pool: Option<Arc<str>>,
+    pub endpoint: Option<Arc<str>>,
+    pub attempts: u32,
+    /// Gateway time so far (waits on the client and the upstream excluded).
+    pub overhead: Duration,
+    sinks: Sinks,
+    _in_flight: InFlight,
+}
+
+/// The figures a finished exchange reports beyond what the exchange already knows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Completion {
+    pub status: u16,
+    pub outcome: Option<Outcome>,
+    pub usage: Option<Usage>,
+    /// Token-bearing chunks seen, the fallback output count when usage is missing.
+    pub token_events: u64,
+    pub first_token_at: Option<Instant>,
+}
+
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| {
+            // A hex string is always a valid header value.
+            HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).unwrap_or(HeaderValue::from_static("-"))
+        })
+}
+
+impl Exchange {
+    pub fn begin(start: Instant, headers: &HeaderMap, sinks: Sinks, in_flight: &prometheus::IntGauge) -> Self {
+        in_flight.inc();
+        Exchange {
+            start,
+            request_id: request_id(headers),
+            api: None,
+            key: None,
+            model: Arc::from(UNKNOWN_LABEL),
+            stream: false,
+            pool: None,
+            endpoint: None,
+            attempts: 0,
+            overhead: Duration::ZERO,
+            sinks,
+            _in_flight: InFlight(in_flight.clone()),
+        }
+    }
+
+    fn tenant(&self) -> Arc<str> {
+        self.key.as_ref().map_or_else(|| Arc::from(UNKNOWN_LABEL), |k| Arc::clone(&k.tenant.name))
+    }
+
+    /// Reports a request refused with `error` and returns its response.
+    pub fn fail(self, error: GatewayError) -> http::Response<ResponseBody> {
+        let status = error.status().as_u16();
+        let outcome = error.outcome();
+        if let GatewayError::Internal(detail) = &error {
+            tracing::error!(request_id = ?self.request_id, %detail, "internal error");
+        } else {
+            tracing::debug!(request_id = ?self.request_id, %error, "request refused");
+        }
+        let mut response = error.into_response();
+        response.headers_mut().insert("x-request-id", self.request_id.clone());
+        let e2e = self.start.elapsed();
+        let mut record = RequestRecord::refused(self.tenant(), Arc::clone(&self.model), self.api, status, outcome, e2e);
+        record.stream = self.stream;
+        record.pool = self.pool.clone();
+        record.endpoint = self.endpoint.clone();
+        record.attempts = self.attempts;
+        if self.attempts > 0 {
+            record.overhead = self.overhead;
+        }
+        self.sinks.emit(&record);
+        response
+    }
+
+    /// Reports a request that reached an upstream.
+    pub fn finish(self, done: Completion) {
+        let end = Instant::now();
+        let e2e = end.duration_since(self.start);
+        let usage = done.usage.unwrap_or_default();
+        let completion_tokens = if done.usage.is_some() { usage.completion_tokens } else { done.token_events };
+        let ttft = done.first_token_at.map(|t| t.duration_since(self.start));
+        let tpot = match (ttft, completion_tokens) {
+            (Some(ttft), n) if n >= 2 => {
+                let n = u32::try_from(n - 1).unwrap_or(u32::MAX);
+                Some(e2e.saturating_sub(ttft) / n)
+            }
+            _ => None,
+        };
+        let outcome = done.outcome.unwrap_or(Outcome::Ok);
+        let record = RequestRecord {
+            tenant: self.tenant(),
+            model: Arc::clone(&self.model),
+            api: self.api,
+            stream: self.stream,
+            pool: self.pool.clone(),
+            endpoint: self.endpoint.clone(),
+            status: done.status,
+            outcome,
+            attempts: self.attempts,
+            ttft,
+            tpot,
+            e2e,
+            overhead: self.overhead,
+            prompt_tokens: usage.prompt_tokens,
+            cached_tokens: usage.cached_tokens(),
+            completion_tokens,
+        };
+        tracing::debug!(
+            request_id = ?self.request_id,
+            tenant = %record.tenant,
+            model = %record.model,
+            endpoint = record.endpoint.as_deref().unwrap_or("-"),
+            status = record.status,
+            outcome = outcome.label(),
+            e2e_ms = e2e.as_secs_f64() * 1e3,
+            ttft_ms = ttft.map(|t| t.as_secs_f64() * 1e3),
+            prompt_tokens = record.prompt_tokens,
+            completion_tokens = record.completion_tokens,
+            "request finished"
+        );
+        self.sinks.emit(&record);
+    }
+}

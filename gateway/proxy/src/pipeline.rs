@@ -1,0 +1,81 @@
+//! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
+//!
+//! classify → authenticate → read body → parse → resolve model → prepare upstream body →
+//! forward (pick endpoint, retry before first byte) → respond (buffered, or the streaming relay).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+
+use crate::Gateway;
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::exchange::Exchange;
+use crate::relay::RelayLimits;
+use crate::stages::classify::Route;
+use crate::stages::{authenticate, classify, forward, parse, prepare, read_body, resolve, respond};
+
+pub async fn handle<B>(gateway: &Gateway, request: Request<B>) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let start = Instant::now();
+    let mut ex = Exchange::begin(start, request.headers(), gateway.sinks.clone(), gateway.metrics.in_flight());
+    match run(gateway, &mut ex, request).await {
+        Ok(Step::Models(response)) => response,
+        Ok(Step::Reply(forwarded, strip_usage, limits)) => {
+            let reply = respond::run(ex, forwarded, strip_usage, limits);
+            if let Some((ex, completion)) = reply.completion {
+                ex.finish(completion);
+            }
+            reply.response
+        }
+        Err(error) => ex.fail(error),
+    }
+}
+
+enum Step {
+    Models(Response<ResponseBody>),
+    Reply(forward::Forwarded, bool, RelayLimits),
+}
+
+async fn run<B>(gateway: &Gateway, ex: &mut Exchange, request: Request<B>) -> Result<Step, GatewayError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let route = classify::run(request.method(), request.uri().path())?;
+    ex.key = Some(authenticate::run(&gateway.directory, request.headers())?);
+    let api = match route {
+        Route::Models => return Ok(Step::Models(gateway.models_response(&ex.request_id))),
+        Route::Inference(api) => api,
+    };
+    ex.api = Some(api);
+
+    let before_read = Instant::now();
+    ex.overhead += before_read - ex.start;
+    let (parts, body) = request.into_parts();
+    let body = read_body::run(&parts.headers, body, gateway.max_body_bytes).await?;
+    let after_read = Instant::now();
+
+    let parsed = parse::run(api, &body)?;
+    ex.stream = parsed.is_stream();
+    let pool = resolve::run(&gateway.upstreams, parsed.model())?;
+    // The label is the configured name, so only served models ever become metric labels.
+    if let Some(model) = pool.models.iter().find(|m| ***m == *parsed.model()) {
+        ex.model = model.clone();
+    }
+    ex.pool = Some(pool.name.clone());
+    let upstream_body = prepare::run(parsed, body)?;
+    ex.overhead += after_read.elapsed();
+
+    let forwarded = forward::run(pool, &gateway.metrics, ex, api, &upstream_body).await?;
+    let limits = RelayLimits {
+        idle: pool.config.idle_timeout,
+        total_deadline: tokio::time::Instant::from_std(ex.start) + pool.config.total_timeout,
+    };
+    Ok(Step::Reply(forwarded, upstream_body.strip_usage, limits))
+}

@@ -1,0 +1,48 @@
+//! `Authorization: Bearer <key>` → the tenant's key entry, from the in-memory snapshot.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::GatewayError;
+use crate::tenants::{Directory, KeyEntry};
+
+pub fn run(directory: &Directory, headers: &HeaderMap) -> Result<KeyEntry, GatewayError> {
+    let value = headers.get(AUTHORIZATION).ok_or(GatewayError::MissingApiKey)?;
+    let value = value.to_str().map_err(|_| GatewayError::InvalidApiKey)?;
+    let key = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(GatewayError::MissingApiKey)?;
+    directory.current().authenticate(key).cloned().ok_or(GatewayError::InvalidApiKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::tenants::{KeyHash, Tenant, TenantSnapshot};
+
+    fn dir() -> Directory {
+        Directory::new(TenantSnapshot::new([(Tenant { name: Arc::from("acme") }, vec![KeyHash::of("sk-good-123")])]))
+    }
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_keys() {
+        assert_eq!(&*run(&dir(), &headers("Bearer sk-good-123")).unwrap().tenant.name, "acme");
+        assert!(matches!(run(&dir(), &headers("Bearer sk-bad")), Err(GatewayError::InvalidApiKey)));
+        assert!(matches!(run(&dir(), &headers("Basic abc")), Err(GatewayError::MissingApiKey)));
+        assert!(matches!(run(&dir(), &headers("Bearer ")), Err(GatewayError::MissingApiKey)));
+        assert!(matches!(run(&dir(), &HeaderMap::new()), Err(GatewayError::MissingApiKey)));
+    }
+}

@@ -1,0 +1,185 @@
+//! Sends the request to an endpoint of the pool, retrying on another endpoint while nothing has
+//! reached the client: a connect error, a 5xx or 429, a timeout, or a stream that breaks before
+//! its first byte. A 4xx from the upstream is the client's problem and is passed through.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use sluice_metrics::{Api, Metrics};
+use tokio::time::{Instant, timeout_at};
+
+use crate::error::{GatewayError, TimeoutPhase};
+use crate::exchange::Exchange;
+use crate::stages::prepare::UpstreamBody;
+use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool};
+
+/// Larger whole responses (huge embedding batches) are refused rather than buffered.
+const MAX_BUFFERED_RESPONSE: usize = 256 * 1024 * 1024;
+
+pub enum UpstreamReply {
+    /// A whole response: any non-streamed answer, or an upstream 4xx.
+    Full { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes },
+    /// A 2xx stream whose first data has arrived.
+    Stream { content_type: Option<HeaderValue>, incoming: Incoming, first: Bytes },
+}
+
+pub struct Forwarded {
+    pub reply: UpstreamReply,
+    pub guard: InFlightGuard,
+}
+
+struct Failure {
+    kind: FailureKind,
+    reason: String,
+    timeout: Option<TimeoutPhase>,
+}
+
+impl Failure {
+    fn new(kind: FailureKind, reason: impl Into<String>) -> Self {
+        Failure { kind, reason: reason.into(), timeout: None }
+    }
+
+    fn timeout(phase: TimeoutPhase) -> Self {
+        Failure { kind: FailureKind::Timeout, reason: phase.label().to_owned(), timeout: Some(phase) }
+    }
+}
+
+pub async fn run(
+    pool: &Pool,
+    metrics: &Metrics,
+    ex: &mut Exchange,
+    api: Api,
+    body: &UpstreamBody,
+) -> Result<Forwarded, GatewayError> {
+    let config = &pool.config;
+    let total_deadline = Instant::from_std(ex.start) + config.total_timeout;
+    let mut tried: Vec<usize> = Vec::with_capacity(1 + config.max_retries as usize);
+    let mut last: Option<Failure> = None;
+    for attempt in 0..=config.max_retries {
+        let Some((index, endpoint)) = pool.pick(&tried) else { break };
+        if attempt > 0 {
+            metrics.retry(&pool.name);
+        }
+        tried.push(index);
+        ex.attempts += 1;
+        ex.endpoint = Some(endpoint.name.clone());
+        let guard = endpoint.begin();
+        match attempt_once(pool, endpoint, api, body, ex, total_deadline).await {
+            Ok(reply) => {
+                endpoint.record_success();
+                return Ok(Forwarded { reply, guard });
+            }
+            Err(failure) => {
+                tracing::debug!(
+                    request_id = ?ex.request_id, endpoint = %endpoint.name, attempt,
+                    reason = %failure.reason, "upstream attempt failed"
+                );
+                endpoint.record_failure(failure.kind);
+                let out_of_time = Instant::now() >= total_deadline;
+                last = Some(failure);
+                if out_of_time {
+                    break;
+                }
+            }
+        }
+    }
+    let model = ex.model.to_string();
+    Err(match last {
+        None => GatewayError::NoHealthyEndpoint { model },
+        Some(Failure { timeout: Some(phase), .. }) => {
+            let after = match phase {
+                TimeoutPhase::FirstByte => config.first_byte_timeout,
+                TimeoutPhase::Idle => config.idle_timeout,
+                TimeoutPhase::Total => config.total_timeout,
+            };
+            GatewayError::UpstreamTimeout { model, phase, after }
+        }
+        Some(f) => GatewayError::Upstream { model, attempts: ex.attempts, reason: f.reason },
+    })
+}
+
+async fn attempt_once(
+    pool: &Pool,
+    endpoint: &Endpoint,
+    api: Api,
+    body: &UpstreamBody,
+    ex: &Exchange,
+    total_deadline: Instant,
+) -> Result<UpstreamReply, Failure> {
+    let config = &pool.config;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint.uri(api).clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, if ex.stream { "text/event-stream" } else { "application/json" })
+        .header("x-request-id", ex.request_id.clone())
+        .body(Full::new(body.bytes.clone()))
+        .map_err(|e| Failure::new(FailureKind::Connect, format!("building request: {e}")))?;
+
+    // Streams must show a first byte within `first_byte_timeout`; a whole response may take as
+    // long as the generation does, up to the total timeout.
+    let (first_deadline, first_phase) = first_byte_deadline(ex.stream, config.first_byte_timeout, total_deadline);
+    let response = match timeout_at(first_deadline, pool.client.get(endpoint.http2).request(request)).await {
+        Err(_) => return Err(Failure::timeout(first_phase)),
+        Ok(Err(e)) if e.is_connect() => return Err(Failure::new(FailureKind::Connect, format!("connect: {e}"))),
+        Ok(Err(e)) => return Err(Failure::new(FailureKind::Stream, format!("request failed: {e}"))),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        // Drain briefly so an HTTP/1 connection can be reused; the body itself is not needed.
+        let _ = tokio::time::timeout(Duration::from_millis(100), response.into_body().collect()).await;
+        let kind = if status.is_server_error() { FailureKind::Status5xx } else { FailureKind::Overloaded };
+        return Err(Failure::new(kind, format!("HTTP {}", status.as_u16())));
+    }
+    let mut incoming = response.into_body();
+    if !status.is_success() || !ex.stream {
+        let body = collect(&mut incoming, config.idle_timeout, total_deadline).await?;
+        return Ok(UpstreamReply::Full { status, content_type, body });
+    }
+    loop {
+        match timeout_at(first_deadline, incoming.frame()).await {
+            Err(_) => return Err(Failure::timeout(first_phase)),
+            Ok(None) => return Err(Failure::new(FailureKind::Stream, "stream closed before any data")),
+            Ok(Some(Err(e))) => return Err(Failure::new(FailureKind::Stream, format!("stream broke before any data: {e}"))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
+                    return Ok(UpstreamReply::Stream { content_type, incoming, first: data });
+                }
+            }
+        }
+    }
+}
+
+fn first_byte_deadline(stream: bool, first_byte: Duration, total_deadline: Instant) -> (Instant, TimeoutPhase) {
+    let first = Instant::now() + first_byte;
+    if stream && first < total_deadline { (first, TimeoutPhase::FirstByte) } else { (total_deadline, TimeoutPhase::Total) }
+}
+
+async fn collect(incoming: &mut Incoming, idle: Duration, total_deadline: Instant) -> Result<Bytes, Failure> {
+    let mut buf = BytesMut::new();
+    loop {
+        let idle_deadline = Instant::now() + idle;
+        let (deadline, phase) =
+            if idle_deadline < total_deadline { (idle_deadline, TimeoutPhase::Idle) } else { (total_deadline, TimeoutPhase::Total) };
+        match timeout_at(deadline, incoming.frame()).await {
+            Err(_) => return Err(Failure::timeout(phase)),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => return Err(Failure::new(FailureKind::Stream, format!("response body broke: {e}"))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > MAX_BUFFERED_RESPONSE {
+                        return Err(Failure::new(FailureKind::Stream, "response larger than 256 MiB"));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! One module per pipeline stage. `crate::pipeline` is the only place that knows their order.
+
+pub mod authenticate;
+pub mod classify;
+pub mod forward;
+pub mod parse;
+pub mod prepare;
+pub mod read_body;
+pub mod resolve;
+pub mod respond;

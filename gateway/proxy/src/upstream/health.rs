@@ -1,0 +1,42 @@
+//! Active health checks: each endpoint's health path is probed on an interval.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use tokio_util::sync::CancellationToken;
+
+use super::endpoint::Endpoint;
+use super::pool::Pool;
+
+/// Probes every endpoint of `pool` until `cancel` fires. The first round runs at once.
+pub async fn run(pool: Arc<Pool>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(pool.config.health.interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        futures_util::future::join_all(pool.endpoints.iter().map(|e| probe(&pool, e))).await;
+    }
+}
+
+async fn probe(pool: &Pool, endpoint: &Endpoint) {
+    let health = &pool.config.health;
+    let ok = match Request::builder().method(Method::GET).uri(endpoint.health_uri().clone()).body(Full::new(Bytes::new())) {
+        Ok(req) => {
+            let call = async {
+                let resp = pool.client.get(endpoint.http2).request(req).await.ok()?;
+                let ok = resp.status().is_success();
+                // Drain the body so the connection goes back to the pool.
+                let _ = resp.into_body().collect().await;
+                Some(ok)
+            };
+            matches!(tokio::time::timeout(health.timeout, call).await, Ok(Some(true)))
+        }
+        Err(_) => false,
+    };
+    endpoint.record_probe(ok, health.unhealthy_threshold, health.healthy_threshold);
+}

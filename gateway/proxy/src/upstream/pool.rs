@@ -1,0 +1,146 @@
+//! A pool: the endpoints that serve a set of models, and the choice among them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sluice_config::{Config, PoolConfig, UpstreamConfig};
+use sluice_metrics::Metrics;
+
+use super::client::UpstreamClient;
+use super::endpoint::Endpoint;
+
+#[derive(Debug)]
+pub struct Pool {
+    pub name: Arc<str>,
+    pub models: Vec<Arc<str>>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub config: UpstreamConfig,
+    pub client: UpstreamClient,
+    /// Rotates the starting point of the least-in-flight scan so ties spread evenly.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(config: &PoolConfig, metrics: &Metrics) -> Result<Self, http::Error> {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|e| {
+                Endpoint::new(
+                    Arc::clone(&name),
+                    e,
+                    &config.upstream.health.path,
+                    config.upstream.ejection.clone(),
+                    metrics.endpoint(&config.name, &e.name),
+                )
+                .map(Arc::new)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Pool {
+            models: config.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+            endpoints,
+            client: UpstreamClient::new(&config.upstream),
+            config: config.upstream.clone(),
+            next: AtomicUsize::new(0),
+            name,
+        })
+    }
+
+    /// The available endpoint with the fewest requests in flight, skipping `exclude` (indices
+    /// already tried for this request). The routing plugin replaces this choice.
+    pub fn pick(&self, exclude: &[usize]) -> Option<(usize, &Arc<Endpoint>)> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best: Option<(usize, &Arc<Endpoint>, usize)> = None;
+        for offset in 0..n {
+            let i = (start + offset) % n;
+            let e = &self.endpoints[i];
+            if exclude.contains(&i) || !e.is_available() {
+                continue;
+            }
+            let load = e.in_flight();
+            if best.is_none_or(|(_, _, b)| load < b) {
+                best = Some((i, e, load));
+            }
+        }
+        best.map(|(i, e, _)| (i, e))
+    }
+}
+
+/// Every pool, and which pool serves each model.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    pub pools: Vec<Arc<Pool>>,
+    by_model: HashMap<Arc<str>, Arc<Pool>>,
+}
+
+impl Upstreams {
+    pub fn from_config(config: &Config, metrics: &Metrics) -> Result<Self, http::Error> {
+        let mut upstreams = Upstreams::default();
+        for p in &config.pools {
+            let pool = Arc::new(Pool::new(p, metrics)?);
+            for m in &pool.models {
+                upstreams.by_model.insert(Arc::clone(m), Arc::clone(&pool));
+            }
+            upstreams.pools.push(pool);
+        }
+        Ok(upstreams)
+    }
+
+    pub fn pool_for(&self, model: &str) -> Option<&Arc<Pool>> {
+        self.by_model.get(model)
+    }
+
+    /// Every served model, sorted.
+    pub fn models(&self) -> Vec<Arc<str>> {
+        let mut models: Vec<Arc<str>> = self.by_model.keys().cloned().collect();
+        models.sort();
+        models
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Pool {
+        let text = format!(
+            "[[pools]]\nname = \"p\"\nmodels = [\"m\"]\nendpoints = [{}]\n[pools.upstream.ejection]\nconsecutive_failures = 1",
+            (0..n).map(|i| format!("\"http://127.0.0.1:{}\"", 1000 + i)).collect::<Vec<_>>().join(",")
+        );
+        let config = Config::from_toml(&text, &[], &|_| None).unwrap();
+        Pool::new(&config.pools[0], &Metrics::new().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn picks_least_in_flight() {
+        let p = pool(3);
+        let _a = p.endpoints[0].begin();
+        let _b = p.endpoints[0].begin();
+        let _c = p.endpoints[2].begin();
+        for _ in 0..5 {
+            assert_eq!(p.pick(&[]).unwrap().0, 1);
+        }
+    }
+
+    #[test]
+    fn ties_rotate() {
+        let p = pool(3);
+        let picks: std::collections::HashSet<usize> = (0..3).map(|_| p.pick(&[]).unwrap().0).collect();
+        assert_eq!(picks.len(), 3);
+    }
+
+    #[test]
+    fn excluded_and_ejected_are_skipped() {
+        let p = pool(2);
+        assert_eq!(p.pick(&[0]).unwrap().0, 1);
+        p.endpoints[1].record_failure(crate::upstream::FailureKind::Connect);
+        assert_eq!(p.pick(&[]).unwrap().0, 0);
+        assert!(p.pick(&[0]).is_none());
+    }
+}

@@ -1,0 +1,121 @@
+//! Worker configuration, validated once at start.
+
+use std::time::Duration;
+
+use crate::engine::EngineConfig;
+use crate::engine::latency::LatencyConfig;
+use crate::error::SimError;
+use crate::faults::Faults;
+use crate::sampling::OutputLength;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Served model names; the first is the one engine metrics are labelled with.
+    pub models: Vec<String>,
+    /// Seeds outputs, lengths, embeddings and the error dice.
+    pub seed: u64,
+    /// Answer at once with no engine at all (gateway-overhead benchmarks).
+    pub zero_delay: bool,
+    pub faults: Faults,
+    pub engine: EngineConfig,
+    pub latency: LatencyConfig,
+    /// Output length when the client sets no `max_tokens`.
+    pub output: OutputLength,
+    /// Longest prompt + output accepted, like vLLM's `--max-model-len`.
+    pub max_model_len: u32,
+    /// Embedding size when the request does not ask for `dimensions`.
+    pub embedding_dim: u32,
+    /// How long shutdown waits for in-flight requests before cutting connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            models: vec!["llama-3-8b".to_owned()],
+            seed: 0,
+            zero_delay: false,
+            faults: Faults::default(),
+            engine: EngineConfig::default(),
+            latency: LatencyConfig::default(),
+            output: OutputLength::default(),
+            max_model_len: 32_768,
+            embedding_dim: 384,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> SimError {
+    SimError::InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl SimConfig {
+    pub fn validate(&self) -> Result<(), SimError> {
+        if self.models.is_empty() {
+            return Err(invalid("models", "must name at least one model"));
+        }
+        if self.models.iter().any(|m| m.trim().is_empty()) {
+            return Err(invalid("models", "must not contain an empty name"));
+        }
+        let e = &self.engine;
+        for (field, v) in [
+            ("engine.max_running", e.max_running),
+            ("engine.max_batched_tokens", e.max_batched_tokens),
+            ("engine.kv_blocks", e.kv_blocks),
+            ("engine.block_size", e.block_size),
+            ("max_model_len", self.max_model_len),
+            ("embedding_dim", self.embedding_dim),
+            ("output.min", self.output.min),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if self.output.min > self.output.max {
+            return Err(invalid("output.max", "must not be below output.min"));
+        }
+        if self.output.fixed == Some(0) {
+            return Err(invalid("output.fixed", "must be at least 1"));
+        }
+        if !(self.latency.speed.is_finite() && self.latency.speed > 0.0) {
+            return Err(invalid("latency.speed", "must be a positive number"));
+        }
+        let rate = self.faults.error_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(invalid("faults.error_rate", "must be between 0 and 1"));
+        }
+        Ok(())
+    }
+
+    /// The model answering a request for `name`, if this worker serves it.
+    pub fn serves(&self, name: &str) -> bool {
+        self.models.iter().any(|m| m == name)
+    }
+
+    pub(crate) fn default_model(&self) -> &str {
+        self.models.first().map_or("", String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_errors_name_the_field() {
+        SimConfig::default().validate().unwrap();
+        let mut c = SimConfig::default();
+        c.engine.kv_blocks = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("engine.kv_blocks"), "{err}");
+        let c = SimConfig {
+            models: vec![],
+            ..SimConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}
