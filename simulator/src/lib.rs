@@ -1,5 +1,30 @@
-//! Simulated GPU inference workers that speak the OpenAI API like vLLM.
+//! Simulated GPU inference workers that speak the OpenAI API like vLLM, so the gateway can be
+//! run and tested without a GPU.
+//!
+//! - [`engine`]: the iteration-level engine model (scheduler, paged KV prefix cache, latency
+//!   model), free of I/O and clocks.
+//! - `driver`: runs the engine against the tokio clock and feeds request streams.
+//! - `server`: the OpenAI-compatible HTTP front (HTTP/1.1 and h2c), SSE, `/metrics`.
+//! - [`SimWorker`] / [`SimHandle`]: start, observe, fault and stop a worker in-process.
+
+mod config;
+mod driver;
 pub mod engine;
+mod error;
+mod faults;
 mod hash;
+mod metrics;
 pub mod sampling;
+mod server;
+mod stats;
 pub mod tokenizer;
+mod worker;
+
+pub use config::SimConfig;
+pub use engine::EngineConfig;
+pub use engine::latency::LatencyConfig;
+pub use error::SimError;
+pub use faults::Faults;
+pub use sampling::OutputLength;
+pub use stats::SimStats;
+pub use worker::{SimHandle, SimWorker};

@@ -1,0 +1,182 @@
+//! Sluice's listeners and lifecycle.
+//!
+//! [`Sluice::build`] turns a validated [`Config`] into a ready-to-serve application;
+//! [`Sluice::start`] binds the data and admin listeners and returns a [`Running`] handle whose
+//! [`Running::shutdown`] stops accepting and drains in-flight streams up to the grace period.
+//! `main.rs`, `sluice demo` and the tests all start Sluice through this one path.
+
+mod admin;
+mod listener;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sluice_config::Config;
+use sluice_metrics::{Metrics, MetricsError, RecordSink};
+use sluice_proxy::{BuildError, Gateway};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::Admin;
+use crate::listener::Listener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("reading listener address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
+/// A built, not yet listening, Sluice.
+pub struct Sluice {
+    config: Arc<Config>,
+    gateway: Arc<Gateway>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Sluice {
+    pub fn build(config: Config) -> Result<Self, ServerError> {
+        Self::build_with(config, Vec::new(), None)
+    }
+
+    /// Like [`Sluice::build`], with extra record sinks and a TLS acceptor that overrides the
+    /// configured certificate (tests and the demo use in-memory certificates).
+    pub fn build_with(
+        config: Config,
+        sinks: Vec<Arc<dyn RecordSink>>,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<Self, ServerError> {
+        let tls = match (tls, &config.server.tls) {
+            (Some(tls), _) => Some(tls),
+            (None, Some(files)) => Some(tls::acceptor(files)?),
+            (None, None) => None,
+        };
+        let metrics = Metrics::new()?;
+        let gateway = Arc::new(Gateway::new(&config, metrics, sinks)?);
+        Ok(Sluice { config: Arc::new(config), gateway, tls })
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Binds the configured addresses and starts serving.
+    pub async fn start(self) -> Result<Running, ServerError> {
+        let data = bind(self.config.server.listen).await?;
+        let admin = bind(self.config.server.admin_listen).await?;
+        self.start_on(data, admin)
+    }
+
+    /// Starts serving on listeners bound by the caller (tests bind port 0).
+    pub fn start_on(self, data: TcpListener, admin: TcpListener) -> Result<Running, ServerError> {
+        let data_addr = data.local_addr().map_err(ServerError::LocalAddr)?;
+        let admin_addr = admin.local_addr().map_err(ServerError::LocalAddr)?;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let grace = self.config.server.shutdown_grace;
+
+        self.gateway.spawn_health_checks(&tasks, &cancel);
+
+        let gateway = Arc::clone(&self.gateway);
+        let data_handler = move |request| {
+            let gateway = Arc::clone(&gateway);
+            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
+        };
+        let listener = Listener { name: "data", tcp: data, tls: self.tls.clone() };
+        tasks.spawn(listener::serve(listener, data_handler, cancel.clone(), tasks.clone(), grace));
+
+        let admin_state = Arc::new(Admin { gateway: Arc::clone(&self.gateway), ready: AtomicBool::new(true) });
+        let admin_handler = {
+            let admin_state = Arc::clone(&admin_state);
+            move |request| Arc::clone(&admin_state).handle(request)
+        };
+        // The admin plane outlives the data plane's drain so /metrics stays scrapeable.
+        let admin_cancel = CancellationToken::new();
+        let admin_tasks = TaskTracker::new();
+        let listener = Listener { name: "admin", tcp: admin, tls: None };
+        admin_tasks.spawn(listener::serve(
+            listener,
+            admin_handler,
+            admin_cancel.clone(),
+            admin_tasks.clone(),
+            Duration::from_secs(1),
+        ));
+
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%data_addr, %admin_addr, scheme, "sluice listening");
+        Ok(Running {
+            data_addr,
+            admin_addr,
+            tls: self.tls.is_some(),
+            cancel,
+            admin_cancel,
+            tasks,
+            admin_tasks,
+            admin: admin_state,
+            gateway: self.gateway,
+            grace,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// A serving Sluice.
+pub struct Running {
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    tls: bool,
+    cancel: CancellationToken,
+    admin_cancel: CancellationToken,
+    /// The data listener, its connections and the health checkers.
+    tasks: TaskTracker,
+    admin_tasks: TaskTracker,
+    admin: Arc<Admin>,
+    gateway: Arc<Gateway>,
+    grace: Duration,
+}
+
+impl Running {
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://…` for the data plane.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.data_addr)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    /// Stops accepting, lets in-flight requests and streams finish for up to the configured
+    /// grace period, then closes what is left.
+    pub async fn shutdown(self) {
+        self.admin.ready.store(false, Ordering::Relaxed);
+        self.cancel.cancel();
+        self.tasks.close();
+        // The data listener bounds its own drain by `grace`; the margin covers task wake-ups.
+        if tokio::time::timeout(self.grace + Duration::from_secs(1), self.tasks.wait()).await.is_err() {
+            tracing::warn!("in-flight requests still running at the end of the grace period");
+        }
+        self.admin_cancel.cancel();
+        self.admin_tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.admin_tasks.wait()).await;
+        tracing::info!("sluice stopped");
+    }
+}

@@ -1,0 +1,146 @@
+//! The OpenAI-compatible HTTP front: routes, thin handlers, the accept loop.
+
+mod chat;
+mod completions;
+mod embeddings;
+mod generate;
+mod http;
+mod listener;
+mod stream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ::http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use sluice_openai::response::ModelList;
+
+pub(crate) use listener::{Shutdown, accept_loop};
+
+use self::http::{ApiError, Body, bytes_response, json_response};
+use crate::config::SimConfig;
+use crate::driver::EngineClient;
+use crate::faults::{FaultState, Faults};
+use crate::hash;
+use crate::metrics::Metrics;
+use crate::stats::{StatsCell, bump};
+use crate::tokenizer::Tokenizer;
+
+/// Everything a request handler needs, shared by all connections of one worker.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub config: SimConfig,
+    pub tokenizer: Tokenizer,
+    /// `None` in zero-delay mode.
+    pub engine: Option<EngineClient>,
+    pub faults: FaultState,
+    pub stats: Arc<StatsCell>,
+    pub metrics: Arc<Metrics>,
+    models: Vec<Arc<str>>,
+    next_id: AtomicU64,
+}
+
+/// Fields every response object repeats.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponseMeta {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+impl App {
+    pub fn new(
+        config: SimConfig,
+        engine: Option<EngineClient>,
+        stats: Arc<StatsCell>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            tokenizer: Tokenizer::new(),
+            faults: FaultState::new(config.faults, config.seed),
+            models: config.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+            config,
+            engine,
+            stats,
+            metrics,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    fn check_model(&self, model: &str) -> Result<(), ApiError> {
+        if self.config.serves(model) {
+            Ok(())
+        } else {
+            Err(ApiError::ModelNotFound(model.to_owned()))
+        }
+    }
+
+    /// Interned name for labels (avoids an allocation per request).
+    fn model_name(&self, model: &str) -> Arc<str> {
+        self.models
+            .iter()
+            .find(|m| &***m == model)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(model))
+    }
+
+    /// The faults for this request, failing it now if the error dice say so.
+    fn roll_faults(&self) -> Result<Faults, ApiError> {
+        let faults = self.faults.get();
+        if self.faults.roll_error(&faults) {
+            return Err(ApiError::InjectedFault);
+        }
+        Ok(faults)
+    }
+
+    fn meta(&self, prefix: &str, model: &str) -> ResponseMeta {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        ResponseMeta {
+            id: format!("{prefix}-{:016x}", hash::combine(self.config.seed, n)),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            model: model.to_owned(),
+        }
+    }
+}
+
+const INFERENCE_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+
+/// The route table.
+pub(crate) async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let inference = INFERENCE_PATHS.contains(&path.as_str());
+    if inference {
+        bump(&app.stats.requests_received, 1);
+    }
+    let (parts, body) = req.into_parts();
+    let result = match (&parts.method, path.as_str()) {
+        (&Method::POST, "/v1/chat/completions") => chat::chat_handler(app.clone(), body).await,
+        (&Method::POST, "/v1/completions") => {
+            completions::completions_handler(app.clone(), body).await
+        }
+        (&Method::POST, "/v1/embeddings") => embeddings::embeddings_handler(app.clone(), body).await,
+        (&Method::GET, "/v1/models") => Ok(json_response(&ModelList::new(
+            app.config.models.iter().cloned(),
+            "sluice-sim",
+        ))),
+        (&Method::GET, "/health") => Ok(bytes_response(StatusCode::OK, "text/plain", "")),
+        (&Method::GET, "/metrics") => Ok(bytes_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            app.metrics.render(),
+        )),
+        (_, "/v1/models" | "/health" | "/metrics") => Err(ApiError::MethodNotAllowed),
+        (_, p) if INFERENCE_PATHS.contains(&p) => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::RouteNotFound),
+    };
+    result.unwrap_or_else(|e| {
+        if inference {
+            bump(&app.stats.requests_failed, 1);
+        }
+        tracing::debug!(path, error = %e, kind = e.label(), "request failed");
+        e.into_response()
+    })
+}
