@@ -15,12 +15,12 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::SimConfig;
 use crate::engine::latency::LinearLatency;
 use crate::engine::{Engine, EngineError, EngineEvent, EngineStats, SeqId, SeqSpec, SimTime};
 use crate::metrics::Metrics;
 use crate::sampling::FinishReason;
 use crate::stats::{StatsCell, bump};
-use crate::config::SimConfig;
 
 /// What a request asks the engine to run.
 #[derive(Debug)]
@@ -237,7 +237,12 @@ impl Driver {
     fn deliver(&mut self, events: Vec<EngineEvent>) {
         for ev in events {
             match ev {
-                EngineEvent::Token { id, token, index, at } => {
+                EngineEvent::Token {
+                    id,
+                    token,
+                    index,
+                    at,
+                } => {
                     let Some(sink) = self.sinks.get_mut(&id) else {
                         continue; // aborted while the step ran
                     };

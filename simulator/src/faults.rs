@@ -86,7 +86,13 @@ mod tests {
     #[test]
     fn error_rate_is_seeded_and_roughly_honoured() {
         let count = |seed| {
-            let s = FaultState::new(Faults { error_rate: 0.3, ..Faults::default() }, seed);
+            let s = FaultState::new(
+                Faults {
+                    error_rate: 0.3,
+                    ..Faults::default()
+                },
+                seed,
+            );
             let f = s.get();
             (0..1000).filter(|_| s.roll_error(&f)).count()
         };
@@ -98,10 +104,16 @@ mod tests {
     fn runtime_switch_and_clamping() {
         let s = FaultState::new(Faults::default(), 0);
         assert!(!s.roll_error(&s.get()));
-        s.set(Faults { error_rate: 7.0, ..Faults::default() });
+        s.set(Faults {
+            error_rate: 7.0,
+            ..Faults::default()
+        });
         assert_eq!(s.get().error_rate, 1.0);
         assert!(s.roll_error(&s.get()));
-        s.set(Faults { error_rate: f64::NAN, ..Faults::default() });
+        s.set(Faults {
+            error_rate: f64::NAN,
+            ..Faults::default()
+        });
         assert_eq!(s.get().error_rate, 0.0);
     }
 }

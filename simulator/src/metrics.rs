@@ -19,8 +19,8 @@ const ITL_BUCKETS: &[f64] = &[
     40.0, 80.0,
 ];
 const E2E_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-    240.0, 480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
 
 const MODEL: &str = "model_name";
@@ -51,14 +51,24 @@ impl Metrics {
             registry.register(Box::new(v.clone()))?;
             Ok(v.with_label_values(&[engine_model]))
         };
-        let running = gauge("vllm:num_requests_running", "Requests in the running batch.")?;
-        let waiting = gauge("vllm:num_requests_waiting", "Requests waiting to be scheduled.")?;
-        let kv_usage = gauge("vllm:kv_cache_usage_perc", "KV cache usage, 1 means 100 percent.")?;
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, SimError> {
-            let v = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(v.clone()))?;
-            Ok(v)
-        };
+        let running = gauge(
+            "vllm:num_requests_running",
+            "Requests in the running batch.",
+        )?;
+        let waiting = gauge(
+            "vllm:num_requests_waiting",
+            "Requests waiting to be scheduled.",
+        )?;
+        let kv_usage = gauge(
+            "vllm:kv_cache_usage_perc",
+            "KV cache usage, 1 means 100 percent.",
+        )?;
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, SimError> {
+                let v = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(v.clone()))?;
+                Ok(v)
+            };
         let engine_counter = |name: &str, help: &str| -> Result<IntCounter, SimError> {
             Ok(counter_vec(name, help, &[MODEL])?.with_label_values(&[engine_model]))
         };
@@ -70,22 +80,39 @@ impl Metrics {
             "vllm:prefix_cache_hits_total",
             "Prompt tokens found in the prefix cache.",
         )?;
-        let preemptions =
-            engine_counter("vllm:num_preemptions_total", "Sequences preempted for KV space.")?;
-        let prompt_tokens = counter_vec("vllm:prompt_tokens_total", "Prefill tokens processed.", &[MODEL])?;
-        let generation_tokens =
-            counter_vec("vllm:generation_tokens_total", "Generation tokens produced.", &[MODEL])?;
+        let preemptions = engine_counter(
+            "vllm:num_preemptions_total",
+            "Sequences preempted for KV space.",
+        )?;
+        let prompt_tokens = counter_vec(
+            "vllm:prompt_tokens_total",
+            "Prefill tokens processed.",
+            &[MODEL],
+        )?;
+        let generation_tokens = counter_vec(
+            "vllm:generation_tokens_total",
+            "Generation tokens produced.",
+            &[MODEL],
+        )?;
         let success = counter_vec(
             "vllm:request_success_total",
             "Finished requests by finish reason.",
             &[MODEL, "finished_reason"],
         )?;
-        let histogram = |name: &str, help: &str, buckets: &[f64]| -> Result<HistogramVec, SimError> {
-            let v = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &[MODEL])?;
-            registry.register(Box::new(v.clone()))?;
-            Ok(v)
-        };
-        let ttft = histogram("vllm:time_to_first_token_seconds", "Time to first token.", TTFT_BUCKETS)?;
+        let histogram =
+            |name: &str, help: &str, buckets: &[f64]| -> Result<HistogramVec, SimError> {
+                let v = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                    &[MODEL],
+                )?;
+                registry.register(Box::new(v.clone()))?;
+                Ok(v)
+            };
+        let ttft = histogram(
+            "vllm:time_to_first_token_seconds",
+            "Time to first token.",
+            TTFT_BUCKETS,
+        )?;
         let itl = histogram(
             "vllm:inter_token_latency_seconds",
             "Time between consecutive output tokens.",
@@ -187,7 +214,10 @@ mod tests {
             },
         );
         let text = String::from_utf8(a.render()).unwrap();
-        assert!(text.contains("vllm:num_requests_running{model_name=\"m\"} 3"), "{text}");
+        assert!(
+            text.contains("vllm:num_requests_running{model_name=\"m\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("vllm:kv_cache_usage_perc{model_name=\"m\"} 0.5"));
         assert!(text.contains("vllm:prefix_cache_hits_total{model_name=\"m\"} 4"));
         assert!(text.contains("vllm:prompt_tokens_total{model_name=\"m\"} 10"));

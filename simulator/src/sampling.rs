@@ -106,12 +106,18 @@ mod tests {
     #[test]
     fn plans_follow_limits_and_bounds() {
         let l = OutputLength::default();
-        assert_eq!(output_plan(1, &[1, 2], Some(5), l), (5, FinishReason::Length));
+        assert_eq!(
+            output_plan(1, &[1, 2], Some(5), l),
+            (5, FinishReason::Length)
+        );
         let fixed = OutputLength {
             fixed: Some(9),
             ..l
         };
-        assert_eq!(output_plan(1, &[1, 2], None, fixed), (9, FinishReason::Stop));
+        assert_eq!(
+            output_plan(1, &[1, 2], None, fixed),
+            (9, FinishReason::Stop)
+        );
         for p in 0..50u32 {
             let (n, r) = output_plan(3, &[p], None, l);
             assert!((16..=256).contains(&n));
@@ -127,7 +133,11 @@ mod tests {
         assert_eq!(a, output_tokens(&t, 1, &[10, 11], 40));
         assert_ne!(a, output_tokens(&t, 2, &[10, 11], 40));
         assert_ne!(a, output_tokens(&t, 1, &[10, 12], 40));
-        assert_eq!(t.encode(&t.decode(&a)), a, "generated text re-tokenizes to itself");
+        assert_eq!(
+            t.encode(&t.decode(&a)),
+            a,
+            "generated text re-tokenizes to itself"
+        );
     }
 
     #[test]

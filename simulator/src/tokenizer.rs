@@ -73,7 +73,10 @@ fn build_vocab() -> Vocab {
             if pieces.len() >= VOCAB_SIZE as usize {
                 break 'fill;
             }
-            push(idx.iter().map(|&i| syllables[i].as_str()).collect(), &mut pieces);
+            push(
+                idx.iter().map(|&i| syllables[i].as_str()).collect(),
+                &mut pieces,
+            );
             // Odometer over syllable indices.
             let mut pos = len;
             loop {
@@ -192,13 +195,18 @@ impl Tokenizer {
 fn word_id(v: &Vocab, piece: &str) -> u32 {
     match v.ids.get(piece) {
         Some(&id) => id,
-        None => FIRST_WORD_ID + (hash::bytes(piece.as_bytes()) % u64::from(VOCAB_SIZE - FIRST_WORD_ID)) as u32,
+        None => {
+            FIRST_WORD_ID
+                + (hash::bytes(piece.as_bytes()) % u64::from(VOCAB_SIZE - FIRST_WORD_ID)) as u32
+        }
     }
 }
 
 impl std::fmt::Debug for Vocab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vocab").field("len", &self.pieces.len()).finish()
+        f.debug_struct("Vocab")
+            .field("len", &self.pieces.len())
+            .finish()
     }
 }
 
@@ -225,7 +233,10 @@ mod tests {
     #[test]
     fn encoding_is_deterministic_and_distinguishes_text() {
         let t = Tokenizer::new();
-        assert_eq!(t.encode("zebra crossing 42"), t.encode("zebra  crossing\n42"));
+        assert_eq!(
+            t.encode("zebra crossing 42"),
+            t.encode("zebra  crossing\n42")
+        );
         assert_ne!(t.encode("zebra crossing"), t.encode("crossing zebra"));
         assert!(t.encode("ünïcödé ✓ 漢字").iter().all(|&id| id < VOCAB_SIZE));
     }

@@ -154,14 +154,17 @@ mod tests {
     fn chained_hashes_depend_on_the_whole_prefix() {
         let a = BlockHash::chain(None, &[1, 2]);
         let b = BlockHash::chain(None, &[9, 9]);
-        assert_ne!(BlockHash::chain(Some(a), &[3]), BlockHash::chain(Some(b), &[3]));
+        assert_ne!(
+            BlockHash::chain(Some(a), &[3]),
+            BlockHash::chain(Some(b), &[3])
+        );
         assert_eq!(a, BlockHash::chain(None, &[1, 2]));
     }
 
     #[test]
     fn freed_blocks_stay_cached_until_evicted_lru() {
         let mut pool = BlockPool::new(3);
-        let h: Vec<BlockHash> = (0..3).map(|i| BlockHash(i)).collect();
+        let h: Vec<BlockHash> = (0..3).map(BlockHash).collect();
         let blocks: Vec<BlockId> = (0..2).map(|_| pool.allocate().unwrap()).collect();
         pool.register(blocks[0], h[0]);
         pool.register(blocks[1], h[1]);

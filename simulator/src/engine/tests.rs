@@ -63,7 +63,10 @@ fn batches_sequences_and_emits_one_token_each_per_step() {
     assert_eq!(first.events.len(), 3, "prefill done: one first token each");
     let second = e.step(first.duration).unwrap();
     assert_eq!(second.batch.decode_seqs, 3);
-    assert!(second.duration < first.duration, "decode is cheaper than prefill");
+    assert!(
+        second.duration < first.duration,
+        "decode is cheaper than prefill"
+    );
     let (events, _) = run(&mut e, first.duration + second.duration);
     for i in 0..3 {
         assert_eq!(finished(&events, i), Some((0, 4)));
@@ -189,11 +192,19 @@ fn kv_pressure_preempts_and_everything_still_finishes() {
         let tokens: Vec<u32> = events
             .iter()
             .filter_map(|ev| match ev {
-                EngineEvent::Token { id: SeqId(i), index, .. } if *i == id => Some(*index),
+                EngineEvent::Token {
+                    id: SeqId(i),
+                    index,
+                    ..
+                } if *i == id => Some(*index),
                 _ => None,
             })
             .collect();
-        assert_eq!(tokens, (0..60).collect::<Vec<_>>(), "seq {id}: each token exactly once");
+        assert_eq!(
+            tokens,
+            (0..60).collect::<Vec<_>>(),
+            "seq {id}: each token exactly once"
+        );
     }
     assert_eq!(e.stats().kv_usage, 0.0);
 }
@@ -226,7 +237,10 @@ fn delayed_sequences_wait_for_their_ready_time() {
     e.add(SeqId(0), s).unwrap();
     assert!(e.step(Duration::ZERO).is_none());
     assert_eq!(e.stats().running, 1, "admitted, holding its place");
-    assert_eq!(e.next_ready_at(Duration::ZERO), Some(Duration::from_millis(500)));
+    assert_eq!(
+        e.next_ready_at(Duration::ZERO),
+        Some(Duration::from_millis(500))
+    );
     let (events, end) = run(&mut e, Duration::ZERO);
     assert_eq!(finished(&events, 0), Some((0, 2)));
     assert!(end >= Duration::from_millis(600));

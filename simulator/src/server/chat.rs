@@ -5,10 +5,10 @@ use std::sync::Arc;
 use http::Response;
 use hyper::body::Incoming;
 use sluice_openai::ChatCompletionRequest;
+use sluice_openai::Usage;
 use sluice_openai::response::{
     AssistantMessage, ChatChoice, ChatCompletionChunk, ChatCompletionResponse, ChunkChoice, Delta,
 };
-use sluice_openai::Usage;
 
 use super::generate::{Collected, collect};
 use super::http::{ApiError, Body, dropped_response, json_response, read_json};
@@ -34,7 +34,12 @@ pub(crate) async fn chat_handler(
     };
     let source = app.start(plan)?;
     if req.is_stream() {
-        return Ok(sse_response(source, ChatFormat(meta), app.tokenizer, options));
+        return Ok(sse_response(
+            source,
+            ChatFormat(meta),
+            app.tokenizer,
+            options,
+        ));
     }
     match collect(source, faults.drop_after_tokens).await {
         Collected::Done(tokens, finish) => Ok(json_response(&ChatCompletionResponse {

@@ -42,7 +42,12 @@ pub(crate) async fn completions_handler(
     };
     let source = app.start(plan)?;
     if req.is_stream() {
-        return Ok(sse_response(source, CompletionFormat(meta), app.tokenizer, options));
+        return Ok(sse_response(
+            source,
+            CompletionFormat(meta),
+            app.tokenizer,
+            options,
+        ));
     }
     match collect(source, faults.drop_after_tokens).await {
         Collected::Done(tokens, finish) => Ok(json_response(&CompletionResponse {

@@ -30,7 +30,10 @@ pub(crate) async fn embeddings_handler(
         Prompt::TokenBatches(b) => b.clone(),
     };
     if inputs.is_empty() || inputs.iter().any(Vec::is_empty) {
-        return Err(ApiError::bad_request("input must not be empty", Some("input")));
+        return Err(ApiError::bad_request(
+            "input must not be empty",
+            Some("input"),
+        ));
     }
     let dim = req.dimensions.unwrap_or(app.config.embedding_dim);
     if dim == 0 || dim > MAX_DIMENSIONS {
@@ -97,7 +100,11 @@ fn encode_base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

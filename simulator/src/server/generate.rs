@@ -61,7 +61,10 @@ impl App {
         faults: Faults,
     ) -> Result<Plan, ApiError> {
         if prompt.is_empty() {
-            return Err(ApiError::bad_request("the prompt must not be empty", Some("prompt")));
+            return Err(ApiError::bad_request(
+                "the prompt must not be empty",
+                Some("prompt"),
+            ));
         }
         if client_limit == Some(0) {
             return Err(ApiError::bad_request(

@@ -59,7 +59,11 @@ impl App {
         Self {
             tokenizer: Tokenizer::new(),
             faults: FaultState::new(config.faults, config.seed),
-            models: config.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+            models: config
+                .models
+                .iter()
+                .map(|m| Arc::from(m.as_str()))
+                .collect(),
             config,
             engine,
             stats,
@@ -121,7 +125,9 @@ pub(crate) async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Bod
         (&Method::POST, "/v1/completions") => {
             completions::completions_handler(app.clone(), body).await
         }
-        (&Method::POST, "/v1/embeddings") => embeddings::embeddings_handler(app.clone(), body).await,
+        (&Method::POST, "/v1/embeddings") => {
+            embeddings::embeddings_handler(app.clone(), body).await
+        }
         (&Method::GET, "/v1/models") => Ok(json_response(&ModelList::new(
             app.config.models.iter().cloned(),
             "sluice-sim",

@@ -72,7 +72,9 @@ impl<F: ChunkFormat> SseState<F> {
                         return Some(Ok(event(&self.format.usage(usage))));
                     }
                 }
-                Phase::Done => return Some(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n")))),
+                Phase::Done => {
+                    return Some(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))));
+                }
                 Phase::End => return None,
             }
         }
@@ -118,7 +120,10 @@ pub(crate) fn sse_response<F: ChunkFormat>(
     });
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
