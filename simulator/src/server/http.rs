@@ -133,6 +133,8 @@ pub(crate) fn json_response<T: Serialize>(value: &T) -> Response<Body> {
 /// A response whose body fails at once: headers go out, then the connection is cut.
 pub(crate) fn dropped_response(tokens: u32) -> Response<Body> {
     let stream = futures_util::stream::once(async move {
+        // Pending once so hyper flushes the headers before the failure closes the connection.
+        tokio::task::yield_now().await;
         Err::<http_body::Frame<Bytes>, _>(BodyError::InjectedDrop(tokens))
     });
     let mut resp = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());

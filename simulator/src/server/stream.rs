@@ -50,6 +50,9 @@ impl<F: ChunkFormat> SseState<F> {
             && self.sent >= n
         {
             self.phase = Phase::End;
+            // Hyper discards unflushed output when a body fails; returning `Pending` once lets
+            // it flush the tokens already sent, so the client sees exactly `n` of them.
+            tokio::task::yield_now().await;
             return Some(Err(BodyError::InjectedDrop(self.sent)));
         }
         loop {
