@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: start a worker on port 0, talk to it with hyper.
 
 #![allow(dead_code)] // each test crate uses a different subset
-#![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test on any error"
+)]
 
 use std::time::Duration;
 
