@@ -47,10 +47,7 @@ impl Default for SimConfig {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> SimError {
-    SimError::InvalidConfig {
-        field,
-        reason: reason.into(),
-    }
+    SimError::InvalidConfig { field, reason: reason.into() }
 }
 
 impl SimConfig {
@@ -112,10 +109,7 @@ mod tests {
         c.engine.kv_blocks = 0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("engine.kv_blocks"), "{err}");
-        let c = SimConfig {
-            models: vec![],
-            ..SimConfig::default()
-        };
+        let c = SimConfig { models: vec![], ..SimConfig::default() };
         assert!(c.validate().is_err());
     }
 }

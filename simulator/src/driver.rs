@@ -42,11 +42,7 @@ pub(crate) enum GenEvent {
 
 #[derive(Debug)]
 enum Command {
-    Add {
-        id: SeqId,
-        submission: Submission,
-        sink: UnboundedSender<GenEvent>,
-    },
+    Add { id: SeqId, submission: Submission, sink: UnboundedSender<GenEvent> },
     Abort(SeqId),
 }
 
@@ -61,19 +57,8 @@ impl EngineClient {
         let id = SeqId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (sink, rx) = unbounded_channel();
         // If the driver is gone the receiver sees a closed channel, which callers report.
-        let _ = self.tx.send(Command::Add {
-            id,
-            submission,
-            sink,
-        });
-        Generation {
-            rx,
-            guard: AbortGuard {
-                id,
-                tx: self.tx.clone(),
-                armed: true,
-            },
-        }
+        let _ = self.tx.send(Command::Add { id, submission, sink });
+        Generation { rx, guard: AbortGuard { id, tx: self.tx.clone(), armed: true } }
     }
 }
 
@@ -88,10 +73,7 @@ impl Generation {
     /// The next event; `None` if the engine stopped.
     pub async fn next(&mut self) -> Option<GenEvent> {
         let ev = self.rx.recv().await;
-        if matches!(
-            ev,
-            Some(GenEvent::Finished { .. } | GenEvent::Rejected(_)) | None
-        ) {
+        if matches!(ev, Some(GenEvent::Finished { .. } | GenEvent::Rejected(_)) | None) {
             self.guard.armed = false;
         }
         ev
@@ -132,17 +114,10 @@ pub(crate) struct Driver {
 }
 
 /// Builds the engine for `config` with its client; run the driver with [`Driver::run`].
-pub(crate) fn new(
-    config: &SimConfig,
-    stats: Arc<StatsCell>,
-    metrics: Arc<Metrics>,
-) -> (EngineClient, Driver) {
+pub(crate) fn new(config: &SimConfig, stats: Arc<StatsCell>, metrics: Arc<Metrics>) -> (EngineClient, Driver) {
     let (tx, rx) = unbounded_channel();
     let engine = Engine::new(config.engine, Box::new(LinearLatency(config.latency)));
-    let client = EngineClient {
-        tx,
-        next_id: Arc::new(AtomicU64::new(0)),
-    };
+    let client = EngineClient { tx, next_id: Arc::new(AtomicU64::new(0)) };
     let driver = Driver {
         engine,
         rx,
@@ -164,9 +139,7 @@ impl Driver {
                 None => (self.engine.next_ready_at(now), Vec::new(), false),
             };
             self.publish();
-            let sleep = tokio::time::sleep_until(
-                self.origin + wake.unwrap_or(now + Duration::from_secs(3600)),
-            );
+            let sleep = tokio::time::sleep_until(self.origin + wake.unwrap_or(now + Duration::from_secs(3600)));
             tokio::pin!(sleep);
             loop {
                 tokio::select! {
@@ -191,11 +164,7 @@ impl Driver {
 
     fn apply(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Add {
-                id,
-                submission,
-                sink,
-            } => {
+            Command::Add { id, submission, sink } => {
                 let now = self.origin.elapsed();
                 let prompt_len = submission.prompt.len() as u32;
                 let spec = SeqSpec {
@@ -209,13 +178,7 @@ impl Driver {
                     Ok(()) => {
                         self.sinks.insert(
                             id,
-                            Sink {
-                                tx: sink,
-                                model: submission.model,
-                                prompt_len,
-                                arrived: now,
-                                last_token: None,
-                            },
+                            Sink { tx: sink, model: submission.model, prompt_len, arrived: now, last_token: None },
                         );
                     }
                     Err(e) => {
@@ -237,12 +200,7 @@ impl Driver {
     fn deliver(&mut self, events: Vec<EngineEvent>) {
         for ev in events {
             match ev {
-                EngineEvent::Token {
-                    id,
-                    token,
-                    index,
-                    at,
-                } => {
+                EngineEvent::Token { id, token, index, at } => {
                     let Some(sink) = self.sinks.get_mut(&id) else {
                         continue; // aborted while the step ran
                     };
@@ -261,14 +219,7 @@ impl Driver {
                         bump(&self.stats.requests_aborted, 1);
                     }
                 }
-                EngineEvent::Finished {
-                    id,
-                    reason,
-                    prompt_tokens,
-                    cached_tokens,
-                    completion_tokens,
-                    at,
-                } => {
+                EngineEvent::Finished { id, reason, prompt_tokens, cached_tokens, completion_tokens, at } => {
                     let Some(sink) = self.sinks.remove(&id) else {
                         continue;
                     };
@@ -276,11 +227,8 @@ impl Driver {
                     self.metrics.finished(&sink.model, reason.as_str(), e2e);
                     bump(&self.stats.requests_completed, 1);
                     bump(&self.stats.cached_tokens, u64::from(cached_tokens));
-                    let usage = Usage::new(
-                        u64::from(prompt_tokens),
-                        u64::from(cached_tokens),
-                        u64::from(completion_tokens),
-                    );
+                    let usage =
+                        Usage::new(u64::from(prompt_tokens), u64::from(cached_tokens), u64::from(completion_tokens));
                     let _ = sink.tx.send(GenEvent::Finished { reason, usage });
                 }
             }

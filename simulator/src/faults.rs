@@ -25,11 +25,7 @@ impl Faults {
     /// A rate outside 0..=1 (or NaN) is clamped rather than refused, so runtime switches
     /// cannot fail.
     fn sanitized(mut self) -> Self {
-        self.error_rate = if self.error_rate.is_nan() {
-            0.0
-        } else {
-            self.error_rate.clamp(0.0, 1.0)
-        };
+        self.error_rate = if self.error_rate.is_nan() { 0.0 } else { self.error_rate.clamp(0.0, 1.0) };
         self
     }
 }
@@ -86,13 +82,7 @@ mod tests {
     #[test]
     fn error_rate_is_seeded_and_roughly_honoured() {
         let count = |seed| {
-            let s = FaultState::new(
-                Faults {
-                    error_rate: 0.3,
-                    ..Faults::default()
-                },
-                seed,
-            );
+            let s = FaultState::new(Faults { error_rate: 0.3, ..Faults::default() }, seed);
             let f = s.get();
             (0..1000).filter(|_| s.roll_error(&f)).count()
         };
@@ -104,16 +94,10 @@ mod tests {
     fn runtime_switch_and_clamping() {
         let s = FaultState::new(Faults::default(), 0);
         assert!(!s.roll_error(&s.get()));
-        s.set(Faults {
-            error_rate: 7.0,
-            ..Faults::default()
-        });
+        s.set(Faults { error_rate: 7.0, ..Faults::default() });
         assert_eq!(s.get().error_rate, 1.0);
         assert!(s.roll_error(&s.get()));
-        s.set(Faults {
-            error_rate: f64::NAN,
-            ..Faults::default()
-        });
+        s.set(Faults { error_rate: f64::NAN, ..Faults::default() });
         assert_eq!(s.get().error_rate, 0.0);
     }
 }

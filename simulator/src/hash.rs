@@ -26,8 +26,7 @@ pub(crate) fn bytes(b: &[u8]) -> u64 {
 
 /// Hashes a token sequence under a seed.
 pub(crate) fn tokens(seed: u64, ids: &[u32]) -> u64 {
-    ids.iter()
-        .fold(mix(seed), |h, &id| combine(h, u64::from(id)))
+    ids.iter().fold(mix(seed), |h, &id| combine(h, u64::from(id)))
 }
 
 #[cfg(test)]

@@ -10,11 +10,7 @@ use sluice_sim::{Faults, SimConfig, SimWorker};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sluice-sim",
-    version,
-    about = "A simulated GPU inference worker (OpenAI API, vLLM behaviour)"
-)]
+#[command(name = "sluice-sim", version, about = "A simulated GPU inference worker (OpenAI API, vLLM behaviour)")]
 struct Cli {
     /// Address to listen on (HTTP/1.1 and HTTP/2 prior knowledge).
     #[arg(long, default_value = "127.0.0.1:8001")]
@@ -110,17 +106,13 @@ impl Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
     let listen = cli.listen;
     let config = cli.into_config();
     config.validate()?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let handle = SimWorker::start(config, listener).await?;
     wait_for_signal().await?;
     tracing::info!("shutting down");

@@ -2,8 +2,7 @@
 //! process in tests and `sluice demo`, so the global default registry is never used).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 use crate::engine::EngineStats;
@@ -11,16 +10,14 @@ use crate::error::SimError;
 
 // Bucket boundaries copied from vLLM's `vllm/v1/metrics/loggers.py`.
 const TTFT_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+    160.0, 640.0, 2560.0,
 ];
-const ITL_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-    40.0, 80.0,
-];
+const ITL_BUCKETS: &[f64] =
+    &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 const E2E_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
-    480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
+    1920.0, 7680.0,
 ];
 
 const MODEL: &str = "model_name";
@@ -51,78 +48,38 @@ impl Metrics {
             registry.register(Box::new(v.clone()))?;
             Ok(v.with_label_values(&[engine_model]))
         };
-        let running = gauge(
-            "vllm:num_requests_running",
-            "Requests in the running batch.",
-        )?;
-        let waiting = gauge(
-            "vllm:num_requests_waiting",
-            "Requests waiting to be scheduled.",
-        )?;
-        let kv_usage = gauge(
-            "vllm:kv_cache_usage_perc",
-            "KV cache usage, 1 means 100 percent.",
-        )?;
-        let counter_vec =
-            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, SimError> {
-                let v = IntCounterVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(v.clone()))?;
-                Ok(v)
-            };
+        let running = gauge("vllm:num_requests_running", "Requests in the running batch.")?;
+        let waiting = gauge("vllm:num_requests_waiting", "Requests waiting to be scheduled.")?;
+        let kv_usage = gauge("vllm:kv_cache_usage_perc", "KV cache usage, 1 means 100 percent.")?;
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, SimError> {
+            let v = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(v.clone()))?;
+            Ok(v)
+        };
         let engine_counter = |name: &str, help: &str| -> Result<IntCounter, SimError> {
             Ok(counter_vec(name, help, &[MODEL])?.with_label_values(&[engine_model]))
         };
-        let prefix_queries = engine_counter(
-            "vllm:prefix_cache_queries_total",
-            "Prompt tokens looked up in the prefix cache.",
-        )?;
-        let prefix_hits = engine_counter(
-            "vllm:prefix_cache_hits_total",
-            "Prompt tokens found in the prefix cache.",
-        )?;
-        let preemptions = engine_counter(
-            "vllm:num_preemptions_total",
-            "Sequences preempted for KV space.",
-        )?;
-        let prompt_tokens = counter_vec(
-            "vllm:prompt_tokens_total",
-            "Prefill tokens processed.",
-            &[MODEL],
-        )?;
-        let generation_tokens = counter_vec(
-            "vllm:generation_tokens_total",
-            "Generation tokens produced.",
-            &[MODEL],
-        )?;
+        let prefix_queries =
+            engine_counter("vllm:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.")?;
+        let prefix_hits = engine_counter("vllm:prefix_cache_hits_total", "Prompt tokens found in the prefix cache.")?;
+        let preemptions = engine_counter("vllm:num_preemptions_total", "Sequences preempted for KV space.")?;
+        let prompt_tokens = counter_vec("vllm:prompt_tokens_total", "Prefill tokens processed.", &[MODEL])?;
+        let generation_tokens = counter_vec("vllm:generation_tokens_total", "Generation tokens produced.", &[MODEL])?;
         let success = counter_vec(
             "vllm:request_success_total",
             "Finished requests by finish reason.",
             &[MODEL, "finished_reason"],
         )?;
-        let histogram =
-            |name: &str, help: &str, buckets: &[f64]| -> Result<HistogramVec, SimError> {
-                let v = HistogramVec::new(
-                    HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                    &[MODEL],
-                )?;
-                registry.register(Box::new(v.clone()))?;
-                Ok(v)
-            };
-        let ttft = histogram(
-            "vllm:time_to_first_token_seconds",
-            "Time to first token.",
-            TTFT_BUCKETS,
-        )?;
-        let itl = histogram(
-            "vllm:inter_token_latency_seconds",
-            "Time between consecutive output tokens.",
-            ITL_BUCKETS,
-        )?;
-        let e2e = histogram(
-            "vllm:e2e_request_latency_seconds",
-            "Request latency from arrival to last token.",
-            E2E_BUCKETS,
-        )?;
+        let histogram = |name: &str, help: &str, buckets: &[f64]| -> Result<HistogramVec, SimError> {
+            let v = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &[MODEL])?;
+            registry.register(Box::new(v.clone()))?;
+            Ok(v)
+        };
+        let ttft = histogram("vllm:time_to_first_token_seconds", "Time to first token.", TTFT_BUCKETS)?;
+        let itl =
+            histogram("vllm:inter_token_latency_seconds", "Time between consecutive output tokens.", ITL_BUCKETS)?;
+        let e2e =
+            histogram("vllm:e2e_request_latency_seconds", "Request latency from arrival to last token.", E2E_BUCKETS)?;
         Ok(Self {
             registry,
             running,
@@ -145,18 +102,13 @@ impl Metrics {
         self.running.set(f64::from(now.running));
         self.waiting.set(f64::from(now.waiting));
         self.kv_usage.set(now.kv_usage);
-        self.prefix_queries
-            .inc_by(now.prefix_queries.saturating_sub(prev.prefix_queries));
-        self.prefix_hits
-            .inc_by(now.prefix_hits.saturating_sub(prev.prefix_hits));
-        self.preemptions
-            .inc_by(now.preemptions.saturating_sub(prev.preemptions));
+        self.prefix_queries.inc_by(now.prefix_queries.saturating_sub(prev.prefix_queries));
+        self.prefix_hits.inc_by(now.prefix_hits.saturating_sub(prev.prefix_hits));
+        self.preemptions.inc_by(now.preemptions.saturating_sub(prev.preemptions));
     }
 
     pub fn first_token(&self, model: &str, prompt_tokens: u32, ttft_s: f64) {
-        self.prompt_tokens
-            .with_label_values(&[model])
-            .inc_by(u64::from(prompt_tokens));
+        self.prompt_tokens.with_label_values(&[model]).inc_by(u64::from(prompt_tokens));
         self.ttft.with_label_values(&[model]).observe(ttft_s);
     }
 
@@ -174,12 +126,8 @@ impl Metrics {
 
     /// Zero-delay answers skip the engine; they still count their tokens.
     pub fn instant(&self, model: &str, prompt_tokens: u32, generation_tokens: u32, reason: &str) {
-        self.prompt_tokens
-            .with_label_values(&[model])
-            .inc_by(u64::from(prompt_tokens));
-        self.generation_tokens
-            .with_label_values(&[model])
-            .inc_by(u64::from(generation_tokens));
+        self.prompt_tokens.with_label_values(&[model]).inc_by(u64::from(prompt_tokens));
+        self.generation_tokens.with_label_values(&[model]).inc_by(u64::from(generation_tokens));
         self.success.with_label_values(&[model, reason]).inc();
     }
 
@@ -205,19 +153,10 @@ mod tests {
         a.first_token("m", 10, 0.05);
         a.publish_engine(
             &EngineStats::default(),
-            &EngineStats {
-                running: 3,
-                kv_usage: 0.5,
-                prefix_queries: 10,
-                prefix_hits: 4,
-                ..EngineStats::default()
-            },
+            &EngineStats { running: 3, kv_usage: 0.5, prefix_queries: 10, prefix_hits: 4, ..EngineStats::default() },
         );
         let text = String::from_utf8(a.render()).unwrap();
-        assert!(
-            text.contains("vllm:num_requests_running{model_name=\"m\"} 3"),
-            "{text}"
-        );
+        assert!(text.contains("vllm:num_requests_running{model_name=\"m\"} 3"), "{text}");
         assert!(text.contains("vllm:kv_cache_usage_perc{model_name=\"m\"} 0.5"));
         assert!(text.contains("vllm:prefix_cache_hits_total{model_name=\"m\"} 4"));
         assert!(text.contains("vllm:prompt_tokens_total{model_name=\"m\"} 10"));

@@ -19,11 +19,7 @@ pub struct OutputLength {
 
 impl Default for OutputLength {
     fn default() -> Self {
-        Self {
-            min: 16,
-            max: 256,
-            fixed: None,
-        }
+        Self { min: 16, max: 256, fixed: None }
     }
 }
 
@@ -47,12 +43,7 @@ impl FinishReason {
 
 /// Output length and finish reason for a prompt. A client limit is always used in full (the
 /// simulated model never stops early), so its finish reason is `length`.
-pub fn output_plan(
-    seed: u64,
-    prompt: &[u32],
-    client_limit: Option<u32>,
-    lengths: OutputLength,
-) -> (u32, FinishReason) {
+pub fn output_plan(seed: u64, prompt: &[u32], client_limit: Option<u32>, lengths: OutputLength) -> (u32, FinishReason) {
     if let Some(limit) = client_limit {
         return (limit, FinishReason::Length);
     }
@@ -106,18 +97,9 @@ mod tests {
     #[test]
     fn plans_follow_limits_and_bounds() {
         let l = OutputLength::default();
-        assert_eq!(
-            output_plan(1, &[1, 2], Some(5), l),
-            (5, FinishReason::Length)
-        );
-        let fixed = OutputLength {
-            fixed: Some(9),
-            ..l
-        };
-        assert_eq!(
-            output_plan(1, &[1, 2], None, fixed),
-            (9, FinishReason::Stop)
-        );
+        assert_eq!(output_plan(1, &[1, 2], Some(5), l), (5, FinishReason::Length));
+        let fixed = OutputLength { fixed: Some(9), ..l };
+        assert_eq!(output_plan(1, &[1, 2], None, fixed), (9, FinishReason::Stop));
         for p in 0..50u32 {
             let (n, r) = output_plan(3, &[p], None, l);
             assert!((16..=256).contains(&n));
@@ -133,11 +115,7 @@ mod tests {
         assert_eq!(a, output_tokens(&t, 1, &[10, 11], 40));
         assert_ne!(a, output_tokens(&t, 2, &[10, 11], 40));
         assert_ne!(a, output_tokens(&t, 1, &[10, 12], 40));
-        assert_eq!(
-            t.encode(&t.decode(&a)),
-            a,
-            "generated text re-tokenizes to itself"
-        );
+        assert_eq!(t.encode(&t.decode(&a)), a, "generated text re-tokenizes to itself");
     }
 
     #[test]

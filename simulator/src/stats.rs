@@ -53,8 +53,7 @@ impl StatsCell {
     pub fn publish_engine(&self, s: &EngineStats) {
         self.running.store(s.running, Ordering::Relaxed);
         self.waiting.store(s.waiting, Ordering::Relaxed);
-        self.kv_usage_bits
-            .store(s.kv_usage.to_bits(), Ordering::Relaxed);
+        self.kv_usage_bits.store(s.kv_usage.to_bits(), Ordering::Relaxed);
         self.preemptions.store(s.preemptions, Ordering::Relaxed);
     }
 

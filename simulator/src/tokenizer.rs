@@ -63,20 +63,15 @@ fn build_vocab() -> Vocab {
     for w in COMMON_WORDS.split_whitespace() {
         push(w.to_owned(), &mut pieces);
     }
-    let syllables: Vec<String> = "bcdfghjklmnprstvwz"
-        .chars()
-        .flat_map(|c| "aeiou".chars().map(move |v| format!("{c}{v}")))
-        .collect();
+    let syllables: Vec<String> =
+        "bcdfghjklmnprstvwz".chars().flat_map(|c| "aeiou".chars().map(move |v| format!("{c}{v}"))).collect();
     'fill: for len in 1.. {
         let mut idx = vec![0usize; len];
         loop {
             if pieces.len() >= VOCAB_SIZE as usize {
                 break 'fill;
             }
-            push(
-                idx.iter().map(|&i| syllables[i].as_str()).collect(),
-                &mut pieces,
-            );
+            push(idx.iter().map(|&i| syllables[i].as_str()).collect(), &mut pieces);
             // Odometer over syllable indices.
             let mut pos = len;
             loop {
@@ -122,9 +117,7 @@ impl Tokenizer {
                 out.push(special as u32);
                 rest = &rest[SPECIALS[special].len()..];
             } else if c.is_alphanumeric() || c == '_' {
-                let end = rest
-                    .find(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
-                    .unwrap_or(rest.len());
+                let end = rest.find(|ch: char| !(ch.is_alphanumeric() || ch == '_')).unwrap_or(rest.len());
                 out.push(word_id(v, &rest[..end]));
                 rest = &rest[end..];
             } else {
@@ -161,19 +154,12 @@ impl Tokenizer {
         let Some(text) = v.pieces.get(id as usize) else {
             return String::new();
         };
-        if first || id < FIRST_WORD_ID {
-            text.clone()
-        } else {
-            format!(" {text}")
-        }
+        if first || id < FIRST_WORD_ID { text.clone() } else { format!(" {text}") }
     }
 
     /// Token ids to text; the concatenation of [`Tokenizer::piece`] over the ids.
     pub fn decode(&self, ids: &[u32]) -> String {
-        ids.iter()
-            .enumerate()
-            .map(|(i, &id)| self.piece(id, i == 0))
-            .collect()
+        ids.iter().enumerate().map(|(i, &id)| self.piece(id, i == 0)).collect()
     }
 
     /// Whether an id exists in the vocabulary (token-id prompts are checked against it).
@@ -195,18 +181,13 @@ impl Tokenizer {
 fn word_id(v: &Vocab, piece: &str) -> u32 {
     match v.ids.get(piece) {
         Some(&id) => id,
-        None => {
-            FIRST_WORD_ID
-                + (hash::bytes(piece.as_bytes()) % u64::from(VOCAB_SIZE - FIRST_WORD_ID)) as u32
-        }
+        None => FIRST_WORD_ID + (hash::bytes(piece.as_bytes()) % u64::from(VOCAB_SIZE - FIRST_WORD_ID)) as u32,
     }
 }
 
 impl std::fmt::Debug for Vocab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vocab")
-            .field("len", &self.pieces.len())
-            .finish()
+        f.debug_struct("Vocab").field("len", &self.pieces.len()).finish()
     }
 }
 
@@ -233,10 +214,7 @@ mod tests {
     #[test]
     fn encoding_is_deterministic_and_distinguishes_text() {
         let t = Tokenizer::new();
-        assert_eq!(
-            t.encode("zebra crossing 42"),
-            t.encode("zebra  crossing\n42")
-        );
+        assert_eq!(t.encode("zebra crossing 42"), t.encode("zebra  crossing\n42"));
         assert_ne!(t.encode("zebra crossing"), t.encode("crossing zebra"));
         assert!(t.encode("ünïcödé ✓ 漢字").iter().all(|&id| id < VOCAB_SIZE));
     }

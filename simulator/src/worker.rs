@@ -31,10 +31,7 @@ impl SimWorker {
         let tasks = TaskTracker::new();
         let connections = TaskTracker::new();
         let engine_stop = CancellationToken::new();
-        let shutdown = Shutdown {
-            graceful: CancellationToken::new(),
-            force: CancellationToken::new(),
-        };
+        let shutdown = Shutdown { graceful: CancellationToken::new(), force: CancellationToken::new() };
 
         let engine = if config.zero_delay {
             None
@@ -45,12 +42,7 @@ impl SimWorker {
         };
         let grace = config.shutdown_grace;
         let app = Arc::new(App::new(config, engine, stats, metrics));
-        let accept = tasks.spawn(server::accept_loop(
-            listener,
-            app.clone(),
-            shutdown.clone(),
-            connections.clone(),
-        ));
+        let accept = tasks.spawn(server::accept_loop(listener, app.clone(), shutdown.clone(), connections.clone()));
         tracing::info!(%addr, models = ?app.config.models, zero_delay = app.config.zero_delay, "simulated worker listening");
         Ok(SimHandle {
             inner: Arc::new(Inner {
@@ -135,10 +127,7 @@ impl SimHandle {
             let _ = accept.await;
         }
         inner.connections.close();
-        if tokio::time::timeout(inner.grace, inner.connections.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(inner.grace, inner.connections.wait()).await.is_err() {
             tracing::warn!("in-flight requests outlived the shutdown grace period; closing them");
             inner.shutdown.force.cancel();
             inner.connections.wait().await;

@@ -14,12 +14,7 @@ use support::*;
 async fn chat_without_stream_returns_the_whole_answer_with_usage() {
     let sim = start(SimConfig::default()).await;
     let url = format!("{}/v1/chat/completions", sim.base_url());
-    let (status, body) = post(
-        &client(),
-        url,
-        &chat("hello there", json!({"max_tokens": 12})),
-    )
-    .await;
+    let (status, body) = post(&client(), url, &chat("hello there", json!({"max_tokens": 12}))).await;
     assert_eq!(status, 200);
     let r: ChatCompletionResponse = serde_json::from_slice(&body).unwrap();
     assert_eq!(r.object, "chat.completion");
@@ -39,16 +34,8 @@ async fn outputs_are_deterministic_for_seed_and_prompt() {
     let sim = start(SimConfig::default()).await;
     let c = client();
     let url = format!("{}/v1/chat/completions", sim.base_url());
-    let a = post(
-        &c,
-        url.clone(),
-        &chat("same prompt", json!({"max_tokens": 8})),
-    )
-    .await
-    .1;
-    let b = post(&c, url, &chat("same prompt", json!({"max_tokens": 8})))
-        .await
-        .1;
+    let a = post(&c, url.clone(), &chat("same prompt", json!({"max_tokens": 8}))).await.1;
+    let b = post(&c, url, &chat("same prompt", json!({"max_tokens": 8}))).await.1;
     let text = |b: &[u8]| {
         let r: ChatCompletionResponse = serde_json::from_slice(b).unwrap();
         r.choices[0].message.content.clone()
@@ -61,10 +48,8 @@ async fn outputs_are_deterministic_for_seed_and_prompt() {
 async fn chat_stream_is_framed_like_vllm() {
     let sim = start(SimConfig::default()).await;
     let url = format!("{}/v1/chat/completions", sim.base_url());
-    let body = chat(
-        "stream please",
-        json!({"max_tokens": 5, "stream": true, "stream_options": {"include_usage": true}}),
-    );
+    let body =
+        chat("stream please", json!({"max_tokens": 5, "stream": true, "stream_options": {"include_usage": true}}));
     let resp = send(&client(), url.clone(), &body.to_string()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
@@ -72,33 +57,13 @@ async fn chat_stream_is_framed_like_vllm() {
     assert!(!failed);
     assert_eq!(events.len(), 5 + 1 + 1, "{events:?}");
     assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<ChatCompletionChunk> = events[..6]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let chunks: Vec<ChatCompletionChunk> = events[..6].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     assert_eq!(chunks[0].object, "chat.completion.chunk");
-    assert_eq!(
-        chunks[0].choices[0].delta.role.as_deref(),
-        Some("assistant")
-    );
-    assert!(
-        chunks[0].choices[0].delta.content.is_some(),
-        "first chunk carries a token"
-    );
-    assert!(
-        chunks[1..5]
-            .iter()
-            .all(|c| c.choices[0].delta.role.is_none())
-    );
-    assert!(
-        chunks[..4]
-            .iter()
-            .all(|c| c.choices[0].finish_reason.is_none())
-    );
-    assert_eq!(
-        chunks[4].choices[0].finish_reason.as_deref(),
-        Some("length")
-    );
+    assert_eq!(chunks[0].choices[0].delta.role.as_deref(), Some("assistant"));
+    assert!(chunks[0].choices[0].delta.content.is_some(), "first chunk carries a token");
+    assert!(chunks[1..5].iter().all(|c| c.choices[0].delta.role.is_none()));
+    assert!(chunks[..4].iter().all(|c| c.choices[0].finish_reason.is_none()));
+    assert_eq!(chunks[4].choices[0].finish_reason.as_deref(), Some("length"));
     assert!(chunks[..5].iter().all(|c| c.usage.is_none()));
     let usage = chunks[5].usage.unwrap();
     assert!(chunks[5].choices.is_empty());
@@ -122,16 +87,10 @@ async fn completions_stream_text_completion_chunks() {
     let (events, failed) = read_events(send(&client(), url.clone(), &body.to_string()).await).await;
     assert!(!failed);
     assert_eq!(events.len(), 6);
-    let chunks: Vec<CompletionResponse> = events[..5]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let chunks: Vec<CompletionResponse> = events[..5].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     assert!(chunks.iter().all(|c| c.object == "text_completion"));
     assert_eq!(chunks[4].usage.unwrap().completion_tokens, 4);
-    let streamed: String = chunks[..4]
-        .iter()
-        .map(|c| c.choices[0].text.clone())
-        .collect();
+    let streamed: String = chunks[..4].iter().map(|c| c.choices[0].text.clone()).collect();
 
     // Non-streaming gives the same text as the stream's pieces.
     let mut body = body;
@@ -149,18 +108,10 @@ async fn repeated_prompt_reports_cached_tokens() {
     let c = client();
     let url = format!("{}/v1/chat/completions", sim.base_url());
     let long = "the quick brown fox jumps over the lazy dog ".repeat(10);
-    let usage = |b: &[u8]| {
-        serde_json::from_slice::<ChatCompletionResponse>(b)
-            .unwrap()
-            .usage
-    };
-    let first = post(&c, url.clone(), &chat(&long, json!({"max_tokens": 2})))
-        .await
-        .1;
+    let usage = |b: &[u8]| serde_json::from_slice::<ChatCompletionResponse>(b).unwrap().usage;
+    let first = post(&c, url.clone(), &chat(&long, json!({"max_tokens": 2}))).await.1;
     assert_eq!(usage(&first).cached_tokens(), 0);
-    let second = post(&c, url, &chat(&long, json!({"max_tokens": 2})))
-        .await
-        .1;
+    let second = post(&c, url, &chat(&long, json!({"max_tokens": 2}))).await.1;
     let u = usage(&second);
     assert!(u.cached_tokens() > 0, "{u:?}");
     assert!(u.cached_tokens() < u.prompt_tokens);
@@ -189,26 +140,13 @@ async fn errors_use_the_openai_shape() {
 
     let resp = send(&c, format!("{base}/v1/completions"), "{not json").await;
     assert_eq!(resp.status(), 400);
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
     let e: ErrorBody = serde_json::from_slice(&body).unwrap();
     assert_eq!(e.error.kind, "invalid_request_error");
 
-    let (status, _) = post(
-        &c,
-        format!("{base}/v1/chat/completions"),
-        &chat("x", json!({"max_tokens": 0})),
-    )
-    .await;
+    let (status, _) = post(&c, format!("{base}/v1/chat/completions"), &chat("x", json!({"max_tokens": 0}))).await;
     assert_eq!(status, 400);
-    let (status, _) = post(
-        &c,
-        format!("{base}/v1/chat/completions"),
-        &chat("x", json!({"max_tokens": 40000})),
-    )
-    .await;
+    let (status, _) = post(&c, format!("{base}/v1/chat/completions"), &chat("x", json!({"max_tokens": 40000}))).await;
     assert_eq!(status, 400, "beyond max_model_len");
     let (status, body) = get(&c, format!("{base}/v2/nothing")).await;
     assert_eq!(status, 404);
@@ -236,10 +174,7 @@ async fn http2_prior_knowledge_on_the_same_port() {
 
 #[tokio::test]
 async fn models_health_and_metrics() {
-    let config = SimConfig {
-        models: vec!["llama-3-8b".into(), "alias".into()],
-        ..SimConfig::default()
-    };
+    let config = SimConfig { models: vec!["llama-3-8b".into(), "alias".into()], ..SimConfig::default() };
     let sim = start(config).await;
     let c = client();
     let base = sim.base_url();
@@ -300,12 +235,7 @@ async fn embeddings_are_unit_vectors_of_the_requested_size() {
         let norm: f32 = d.embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-3);
     }
-    let (_, body) = post(
-        &c,
-        url.clone(),
-        &json!({"model": "llama-3-8b", "input": "alpha beta"}),
-    )
-    .await;
+    let (_, body) = post(&c, url.clone(), &json!({"model": "llama-3-8b", "input": "alpha beta"})).await;
     let one: EmbeddingResponse = serde_json::from_slice(&body).unwrap();
     assert_eq!(one.data[0].embedding.len(), 384);
     assert_eq!(one.data[0].embedding[..64].len(), 64);
@@ -320,10 +250,6 @@ async fn embeddings_are_unit_vectors_of_the_requested_size() {
     .await;
     assert_eq!(status, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        v["data"][0]["embedding"].as_str().unwrap().len(),
-        16,
-        "12 bytes in base64"
-    );
+    assert_eq!(v["data"][0]["embedding"].as_str().unwrap().len(), 16, "12 bytes in base64");
     sim.shutdown().await;
 }

@@ -45,13 +45,7 @@ async fn dropping_a_non_streaming_request_aborts_it_too() {
 
 #[tokio::test]
 async fn error_rate_one_fails_everything_until_switched_back() {
-    let config = SimConfig {
-        faults: Faults {
-            error_rate: 1.0,
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    };
+    let config = SimConfig { faults: Faults { error_rate: 1.0, ..Faults::default() }, ..SimConfig::default() };
     let sim = start(config).await;
     let c = client();
     let url = format!("{}/v1/chat/completions", sim.base_url());
@@ -72,10 +66,7 @@ async fn error_rate_one_fails_everything_until_switched_back() {
 #[tokio::test]
 async fn drop_after_tokens_cuts_the_stream() {
     let sim = start(SimConfig::default()).await;
-    sim.set_faults(Faults {
-        drop_after_tokens: Some(3),
-        ..Faults::default()
-    });
+    sim.set_faults(Faults { drop_after_tokens: Some(3), ..Faults::default() });
     let url = format!("{}/v1/chat/completions", sim.base_url());
     let body = chat("cut me", json!({"max_tokens": 50, "stream": true}));
     let (events, failed) = read_events(send(&client(), url.clone(), &body.to_string()).await).await;
@@ -85,8 +76,7 @@ async fn drop_after_tokens_cuts_the_stream() {
 
     // Over HTTP/2 the stream is reset the same way. A client may discard data it had buffered
     // but not yet read when the RST_STREAM arrives, so only an upper bound holds.
-    let (events, failed) =
-        read_events(send(&h2_client(), url.clone(), &body.to_string()).await).await;
+    let (events, failed) = read_events(send(&h2_client(), url.clone(), &body.to_string()).await).await;
     assert!(failed);
     assert!(events.len() <= 3);
     assert!(!events.iter().any(|e| e == "[DONE]"));
@@ -94,9 +84,7 @@ async fn drop_after_tokens_cuts_the_stream() {
     // A non-streaming response is cut before its body completes (hyper normally flushes the
     // headers first, but a client may also see the cut as a failed request).
     let req = http::Request::post(url)
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            chat("cut me", json!({"max_tokens": 50})).to_string(),
-        )))
+        .body(http_body_util::Full::new(bytes::Bytes::from(chat("cut me", json!({"max_tokens": 50})).to_string())))
         .unwrap();
     if let Ok(resp) = client().request(req).await {
         assert!(resp.into_body().collect().await.is_err());
@@ -108,19 +96,12 @@ async fn drop_after_tokens_cuts_the_stream() {
 #[tokio::test]
 async fn stall_delays_the_first_token_and_holds_a_batch_slot() {
     let sim = start(SimConfig::default()).await;
-    sim.set_faults(Faults {
-        stall_first_token: Duration::from_millis(300),
-        ..Faults::default()
-    });
+    sim.set_faults(Faults { stall_first_token: Duration::from_millis(300), ..Faults::default() });
     let url = format!("{}/v1/chat/completions", sim.base_url());
     let c = client();
     let started = Instant::now();
-    let task =
-        tokio::spawn(async move { post(&c, url, &chat("slow", json!({"max_tokens": 2}))).await });
-    eventually("the stalled request to be running", || {
-        sim.stats().running == 1
-    })
-    .await;
+    let task = tokio::spawn(async move { post(&c, url, &chat("slow", json!({"max_tokens": 2}))).await });
+    eventually("the stalled request to be running", || sim.stats().running == 1).await;
     let (status, _) = task.await.unwrap();
     assert_eq!(status, 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -129,10 +110,7 @@ async fn stall_delays_the_first_token_and_holds_a_batch_slot() {
 
 #[tokio::test]
 async fn zero_delay_answers_without_an_engine() {
-    let config = SimConfig {
-        zero_delay: true,
-        ..SimConfig::default()
-    };
+    let config = SimConfig { zero_delay: true, ..SimConfig::default() };
     let sim = start(config).await;
     let c = client();
     let url = format!("{}/v1/chat/completions", sim.base_url());
@@ -141,10 +119,7 @@ async fn zero_delay_answers_without_an_engine() {
     let r: ChatCompletionResponse = serde_json::from_slice(&body).unwrap();
     assert_eq!(r.usage.completion_tokens, 7);
     assert_eq!(r.usage.cached_tokens(), 0);
-    let body = chat(
-        "fast",
-        json!({"max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}}),
-    );
+    let body = chat("fast", json!({"max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}}));
     let (events, failed) = read_events(send(&c, url.clone(), &body.to_string()).await).await;
     assert!(!failed);
     assert_eq!(events.len(), 4 + 1 + 1);

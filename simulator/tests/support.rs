@@ -1,10 +1,7 @@
 //! Helpers shared by the integration tests: start a worker on port 0, talk to it with hyper.
 
 #![allow(dead_code)] // each test crate uses a different subset
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test on any error"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
 
 use std::time::Duration;
 
@@ -31,9 +28,7 @@ pub fn client() -> HttpClient {
 }
 
 pub fn h2_client() -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http()
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
 }
 
 pub async fn send(client: &HttpClient, url: String, body: &str) -> Response<Incoming> {
@@ -51,10 +46,7 @@ pub async fn post(client: &HttpClient, url: String, body: &Value) -> (StatusCode
 }
 
 pub async fn get(client: &HttpClient, url: String) -> (StatusCode, Bytes) {
-    let resp = client
-        .request(Request::get(url).body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
+    let resp = client.request(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
     let status = resp.status();
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
@@ -86,10 +78,7 @@ pub async fn read_events(resp: Response<Incoming>) -> (Vec<String>, bool) {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

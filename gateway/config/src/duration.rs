@@ -6,9 +6,9 @@ use serde::{Deserialize, Deserializer};
 
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| {
-        format!("duration {s:?} needs a unit (ms, s, m or h), e.g. \"500ms\" or \"5s\"")
-    })?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m or h), e.g. \"500ms\" or \"5s\""))?;
     let (number, unit) = s.split_at(split);
     let value: f64 = number.parse().map_err(|_| format!("duration {s:?} does not start with a number"))?;
     let seconds = match unit.trim() {

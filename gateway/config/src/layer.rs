@@ -18,7 +18,9 @@ pub fn apply_env(doc: &mut toml::Table, vars: &[(String, String)]) -> Result<(),
             let entry = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
                 var: var.clone(),
-                reason: format!("{key} is not a table (arrays such as pools cannot be overridden from the environment)"),
+                reason: format!(
+                    "{key} is not a table (arrays such as pools cannot be overridden from the environment)"
+                ),
             })?;
         }
         table.insert(last.clone(), parse_value(value));

@@ -145,9 +145,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         layer::apply_env(&mut doc, overrides)?;
-        let raw: RawConfig = toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let raw: RawConfig =
+            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         validate::validate(raw, env)
     }
 

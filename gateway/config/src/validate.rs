@@ -77,7 +77,10 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             let efield = format!("{field}.endpoints[{j}]");
             let endpoint = endpoint(&efield, e)?;
             if !endpoint_names.insert(endpoint.name.clone()) {
-                return Err(ConfigError::invalid(efield, format!("duplicate endpoint {:?} in this pool", endpoint.name)));
+                return Err(ConfigError::invalid(
+                    efield,
+                    format!("duplicate endpoint {:?} in this pool", endpoint.name),
+                ));
             }
             endpoints.push(endpoint);
         }
@@ -116,9 +119,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
 }
 
 fn addr(field: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|_| ConfigError::invalid(field, format!("{value:?} is not an address like 127.0.0.1:8080")))
+    value.parse().map_err(|_| ConfigError::invalid(field, format!("{value:?} is not an address like 127.0.0.1:8080")))
 }
 
 fn endpoint(field: &str, raw: RawEndpoint) -> Result<EndpointConfig, ConfigError> {
@@ -127,9 +128,8 @@ fn endpoint(field: &str, raw: RawEndpoint) -> Result<EndpointConfig, ConfigError
         RawEndpoint::Table(t) => (t.url, t.name, t.http2),
     };
     let trimmed = url.trim_end_matches('/');
-    let uri: http::Uri = trimmed
-        .parse()
-        .map_err(|e| ConfigError::invalid(field, format!("{url:?} is not a URL: {e}")))?;
+    let uri: http::Uri =
+        trimmed.parse().map_err(|e| ConfigError::invalid(field, format!("{url:?} is not a URL: {e}")))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => return Err(ConfigError::invalid(field, format!("{url:?} must start with http:// or https://"))),
@@ -149,9 +149,8 @@ pub fn upstream(raw: &RawUpstream, global: Option<&RawUpstream>) -> UpstreamConf
     let pick = |f: fn(&RawUpstream) -> Option<Duration>, default: Duration| {
         f(raw).or_else(|| global.and_then(f)).unwrap_or(default)
     };
-    let pick_u32 = |f: fn(&RawUpstream) -> Option<u32>, default: u32| {
-        f(raw).or_else(|| global.and_then(f)).unwrap_or(default)
-    };
+    let pick_u32 =
+        |f: fn(&RawUpstream) -> Option<u32>, default: u32| f(raw).or_else(|| global.and_then(f)).unwrap_or(default);
     UpstreamConfig {
         connect_timeout: pick(|u| u.connect_timeout, Duration::from_secs(2)),
         first_byte_timeout: pick(|u| u.first_byte_timeout, Duration::from_secs(120)),
@@ -201,7 +200,10 @@ fn check_upstream(field: &str, u: &UpstreamConfig) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(format!("{field}.ejection.max"), "must be at least ejection.base"));
     }
     if u.health.unhealthy_threshold == 0 || u.health.healthy_threshold == 0 || u.ejection.consecutive_failures == 0 {
-        return Err(ConfigError::invalid(field, "health thresholds and ejection.consecutive_failures must be at least 1"));
+        return Err(ConfigError::invalid(
+            field,
+            "health thresholds and ejection.consecutive_failures must be at least 1",
+        ));
     }
     if !u.health.path.starts_with('/') {
         return Err(ConfigError::invalid(format!("{field}.health.path"), "must start with /"));

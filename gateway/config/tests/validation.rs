@@ -69,7 +69,9 @@ fn rules_name_the_field() {
         "pools[1].models[0]"
     );
     assert_eq!(
-        invalid_field("[[tenants]]\nname = \"a\"\napi_keys = [\"sk-aaaaaaaa\"]\n[[tenants]]\nname = \"b\"\napi_keys = [\"sk-aaaaaaaa\"]"),
+        invalid_field(
+            "[[tenants]]\nname = \"a\"\napi_keys = [\"sk-aaaaaaaa\"]\n[[tenants]]\nname = \"b\"\napi_keys = [\"sk-aaaaaaaa\"]"
+        ),
         "tenants[1].api_keys[0]"
     );
     assert_eq!(invalid_field("[[tenants]]\nname = \"a\"\napi_keys = [\"short\"]"), "tenants[0].api_keys[0]");
@@ -115,7 +117,12 @@ fn environment_overrides_win_and_are_validated() {
 #[test]
 fn secret_references_resolve() {
     let env = |n: &str| (n == "ACME_KEY").then(|| "sk-from-env-123".to_owned());
-    let c = Config::from_toml("[admin]\ntoken = \"env:ACME_KEY\"\n[[tenants]]\nname = \"a\"\napi_keys = [\"env:ACME_KEY\"]", &[], &env).unwrap();
+    let c = Config::from_toml(
+        "[admin]\ntoken = \"env:ACME_KEY\"\n[[tenants]]\nname = \"a\"\napi_keys = [\"env:ACME_KEY\"]",
+        &[],
+        &env,
+    )
+    .unwrap();
     assert_eq!(c.tenants[0].api_keys[0].expose(), "sk-from-env-123");
     assert_eq!(format!("{:?}", c.admin.token), "Some(***)");
     let err = Config::from_toml("[admin]\ntoken = \"env:NOPE\"", &[], &no_env).unwrap_err();

@@ -2,8 +2,8 @@
 //! several gateways can run in one process (tests, `sluice demo`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::record::{RecordSink, RequestRecord};
@@ -15,18 +15,15 @@ const TTFT_BUCKETS: &[f64] = &[
 /// OpenTelemetry's advice for TPOT, with finer steps below 10 ms for fast small models.
 const TPOT_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5];
-const E2E_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68,
-];
+const E2E_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68];
 /// Gateway overhead is expected in the tens of microseconds.
 const OVERHEAD_BUCKETS: &[f64] = &[
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-    0.1,
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
 /// OpenTelemetry's advice for `gen_ai.client.token.usage`.
-const TOKEN_BUCKETS: &[f64] = &[
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0,
-];
+const TOKEN_BUCKETS: &[f64] =
+    &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -208,7 +205,9 @@ impl RecordSink for Metrics {
         if r.attempts > 0 && (r.prompt_tokens > 0 || r.completion_tokens > 0) {
             self.token_usage.with_label_values(&[model, "input"]).observe(r.prompt_tokens as f64);
             self.token_usage.with_label_values(&[model, "output"]).observe(r.completion_tokens as f64);
-            for (kind, n) in [("prompt", r.prompt_tokens), ("cached", r.cached_tokens), ("completion", r.completion_tokens)] {
+            for (kind, n) in
+                [("prompt", r.prompt_tokens), ("cached", r.cached_tokens), ("completion", r.completion_tokens)]
+            {
                 if n > 0 {
                     self.tokens.with_label_values(&[tenant, model, kind]).inc_by(n);
                 }

@@ -100,7 +100,14 @@ pub struct RequestRecord {
 
 impl RequestRecord {
     /// A record for a request refused before it reached any upstream.
-    pub fn refused(tenant: Arc<str>, model: Arc<str>, api: Option<Api>, status: u16, outcome: Outcome, e2e: Duration) -> Self {
+    pub fn refused(
+        tenant: Arc<str>,
+        model: Arc<str>,
+        api: Option<Api>,
+        status: u16,
+        outcome: Outcome,
+        e2e: Duration,
+    ) -> Self {
         Self {
             tenant,
             model,

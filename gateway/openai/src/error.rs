@@ -18,12 +18,7 @@ pub struct ErrorDetail {
 }
 
 impl ErrorBody {
-    pub fn new(
-        message: impl Into<String>,
-        kind: &str,
-        param: Option<&str>,
-        code: Option<&str>,
-    ) -> Self {
+    pub fn new(message: impl Into<String>, kind: &str, param: Option<&str>, code: Option<&str>) -> Self {
         Self {
             error: ErrorDetail {
                 message: message.into(),
@@ -38,8 +33,7 @@ impl ErrorBody {
     /// fallback exists only to keep the signature infallible.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_else(|_| {
-            br#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#
-                .to_vec()
+            br#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#.to_vec()
         })
     }
 }
@@ -50,12 +44,7 @@ mod tests {
 
     #[test]
     fn serialises_in_openai_shape() {
-        let body = ErrorBody::new(
-            "no such model",
-            "invalid_request_error",
-            Some("model"),
-            Some("model_not_found"),
-        );
+        let body = ErrorBody::new("no such model", "invalid_request_error", Some("model"), Some("model_not_found"));
         let v: serde_json::Value = serde_json::from_slice(&body.to_json()).unwrap();
         assert_eq!(
             v,
@@ -66,8 +55,7 @@ mod tests {
     #[test]
     fn absent_param_and_code_are_null_not_missing() {
         let v: serde_json::Value =
-            serde_json::from_slice(&ErrorBody::new("x", "server_error", None, None).to_json())
-                .unwrap();
+            serde_json::from_slice(&ErrorBody::new("x", "server_error", None, None).to_json()).unwrap();
         assert!(v["error"].as_object().unwrap().contains_key("param"));
         assert!(v["error"]["code"].is_null());
     }

@@ -13,7 +13,7 @@ pub mod sse;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use request::{
-    ChatCompletionRequest, ChatMessage, CompletionRequest, ContentPart, EmbeddingInput,
-    EmbeddingRequest, MessageContent, Prompt, StreamOptions,
+    ChatCompletionRequest, ChatMessage, CompletionRequest, ContentPart, EmbeddingInput, EmbeddingRequest,
+    MessageContent, Prompt, StreamOptions,
 };
 pub use response::{PromptTokensDetails, Usage};

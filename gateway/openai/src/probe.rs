@@ -58,9 +58,9 @@ pub fn chunk_facts(data: &[u8]) -> Option<ChunkFacts> {
     let choices = probe.choices.unwrap_or_default();
     let has_token = choices.iter().any(|c| {
         non_empty(&c.text)
-            || c.delta.as_ref().is_some_and(|d| {
-                non_empty(&d.content) || non_empty(&d.reasoning_content) || d.tool_calls.is_some()
-            })
+            || c.delta
+                .as_ref()
+                .is_some_and(|d| non_empty(&d.content) || non_empty(&d.reasoning_content) || d.tool_calls.is_some())
     });
     Some(ChunkFacts {
         has_token,
@@ -74,8 +74,7 @@ pub fn chunk_facts(data: &[u8]) -> Option<ChunkFacts> {
 /// to the last content chunk instead of sending a usage-only chunk). Returns `None` if the
 /// payload is not a JSON object.
 pub fn strip_usage(data: &[u8]) -> Option<Vec<u8>> {
-    let mut value: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(data).ok()?;
+    let mut value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(data).ok()?;
     value.remove("usage");
     serde_json::to_vec(&value).ok()
 }
@@ -97,9 +96,7 @@ mod tests {
 
     #[test]
     fn role_only_chunk_has_no_token() {
-        let f =
-            chunk_facts(br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#)
-                .unwrap();
+        let f = chunk_facts(br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#).unwrap();
         assert!(!f.has_token);
         assert!(!f.choices_empty);
     }
@@ -112,11 +109,7 @@ mod tests {
             br#"{"choices":[{"delta":{"reasoning_content":"hm"}}]}"#,
             br#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#,
         ] {
-            assert!(
-                chunk_facts(data).unwrap().has_token,
-                "{}",
-                String::from_utf8_lossy(data)
-            );
+            assert!(chunk_facts(data).unwrap().has_token, "{}", String::from_utf8_lossy(data));
         }
     }
 
@@ -128,29 +121,20 @@ mod tests {
         .unwrap();
         assert!(f.choices_empty);
         let u = f.usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.cached_tokens()),
-            (7, 3, 4)
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens()), (7, 3, 4));
     }
 
     #[test]
     fn error_event_and_garbage() {
-        assert!(
-            chunk_facts(br#"{"error":{"message":"boom"}}"#)
-                .unwrap()
-                .is_error
-        );
+        assert!(chunk_facts(br#"{"error":{"message":"boom"}}"#).unwrap().is_error);
         assert!(chunk_facts(b"[DONE]").is_none());
         assert!(chunk_facts(b"not json").is_none());
     }
 
     #[test]
     fn strip_usage_keeps_everything_else() {
-        let out = strip_usage(
-            br#"{"id":"a","choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}"#,
-        )
-        .unwrap();
+        let out =
+            strip_usage(br#"{"id":"a","choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}"#).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(v.get("usage").is_none());
         assert_eq!(v["id"], "a");
@@ -158,7 +142,10 @@ mod tests {
 
     #[test]
     fn body_usage_reads_nested_usage() {
-        let u = body_usage(br#"{"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#).unwrap();
+        let u = body_usage(
+            br#"{"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
+        )
+        .unwrap();
         assert_eq!(u.prompt_tokens, 5);
         assert_eq!(u.cached_tokens(), 0);
         assert!(body_usage(b"{}").is_none());

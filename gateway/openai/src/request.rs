@@ -69,9 +69,7 @@ impl MessageContent {
             MessageContent::Text(t) => (Some(t.as_str()), &[][..]),
             MessageContent::Parts(p) => (None, p.as_slice()),
         };
-        single
-            .into_iter()
-            .chain(parts.iter().filter_map(|p| p.text.as_deref()))
+        single.into_iter().chain(parts.iter().filter_map(|p| p.text.as_deref()))
     }
 }
 
@@ -149,10 +147,7 @@ impl ChatCompletionRequest {
 
     /// Whether the client itself asked for the final usage chunk.
     pub fn wants_usage_chunk(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false)
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
     }
 
     /// The output limit the client set, under either of its names.
@@ -167,18 +162,13 @@ impl CompletionRequest {
     }
 
     pub fn wants_usage_chunk(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false)
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
     }
 }
 
 /// Sets `stream_options.include_usage = true`, keeping any other stream options.
 pub fn force_include_usage(options: &mut Option<StreamOptions>) {
-    options
-        .get_or_insert_with(StreamOptions::default)
-        .include_usage = Some(true);
+    options.get_or_insert_with(StreamOptions::default).include_usage = Some(true);
 }
 
 #[cfg(test)]
@@ -212,10 +202,7 @@ mod tests {
         .unwrap();
         force_include_usage(&mut req.stream_options);
         let v = serde_json::to_value(&req).unwrap();
-        assert_eq!(
-            v["stream_options"],
-            json!({"include_usage": true, "continuous_usage_stats": true})
-        );
+        assert_eq!(v["stream_options"], json!({"include_usage": true, "continuous_usage_stats": true}));
     }
 
     #[test]
@@ -231,12 +218,7 @@ mod tests {
 
     #[test]
     fn prompt_shapes_parse() {
-        for (v, n) in [
-            (json!("x"), 1),
-            (json!(["a", "b"]), 2),
-            (json!([1, 2, 3]), 1),
-            (json!([[1], [2, 3]]), 2),
-        ] {
+        for (v, n) in [(json!("x"), 1), (json!(["a", "b"]), 2), (json!([1, 2, 3]), 1), (json!([[1], [2, 3]]), 2)] {
             let p: Prompt = serde_json::from_value(v).unwrap();
             assert_eq!(p.len(), n);
         }
@@ -244,8 +226,7 @@ mod tests {
 
     #[test]
     fn missing_model_is_an_error_naming_the_field() {
-        let err =
-            serde_json::from_value::<ChatCompletionRequest>(json!({"messages": []})).unwrap_err();
+        let err = serde_json::from_value::<ChatCompletionRequest>(json!({"messages": []})).unwrap_err();
         assert!(err.to_string().contains("model"), "{err}");
     }
 }

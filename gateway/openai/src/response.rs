@@ -139,12 +139,7 @@ impl ModelList {
             object: "list".to_owned(),
             data: ids
                 .into_iter()
-                .map(|id| ModelCard {
-                    id,
-                    object: "model".to_owned(),
-                    created: 0,
-                    owned_by: owned_by.to_owned(),
-                })
+                .map(|id| ModelCard { id, object: "model".to_owned(), created: 0, owned_by: owned_by.to_owned() })
                 .collect(),
         }
     }

@@ -47,14 +47,7 @@ pub struct SseParser {
 
 impl SseParser {
     pub fn new(max_event_bytes: usize) -> Self {
-        Self {
-            buf: BytesMut::new(),
-            scanned: 0,
-            pending_cr: false,
-            data: None,
-            event: None,
-            max_event_bytes,
-        }
+        Self { buf: BytesMut::new(), scanned: 0, pending_cr: false, data: None, event: None, max_event_bytes }
     }
 
     /// Appends bytes read from the stream.
@@ -80,9 +73,7 @@ impl SseParser {
             let rest = &self.buf[self.scanned..];
             let Some(eol) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
                 if self.buf.len() > self.max_event_bytes {
-                    return Err(SseError::EventTooLarge {
-                        limit: self.max_event_bytes,
-                    });
+                    return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
                 }
                 return Ok(None);
             };
@@ -172,8 +163,7 @@ mod tests {
 
     #[test]
     fn events_split_across_reads_at_every_byte() {
-        let stream =
-            b"data: {\"a\":1}\n\n: keep-alive\n\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n";
+        let stream = b"data: {\"a\":1}\n\n: keep-alive\n\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n";
         for split in 0..stream.len() {
             let mut p = SseParser::new(1 << 20);
             p.push(&stream[..split]);
@@ -192,28 +182,16 @@ mod tests {
 
     #[test]
     fn crlf_and_cr_line_endings() {
-        for stream in [
-            &b"data: x\r\n\r\ndata: y\r\n\r\n"[..],
-            b"data: x\r\rdata: y\r\r",
-            b"data: x\n\r\ndata: y\r\n\n",
-        ] {
+        for stream in [&b"data: x\r\n\r\ndata: y\r\n\r\n"[..], b"data: x\r\rdata: y\r\r", b"data: x\n\r\ndata: y\r\n\n"]
+        {
             for split in 0..stream.len() {
                 let mut p = SseParser::new(1 << 20);
                 p.push(&stream[..split]);
                 let mut events = all(&mut p);
                 p.push(&stream[split..]);
                 events.extend(all(&mut p));
-                let datas: Vec<&str> = events
-                    .iter()
-                    .filter(|e| e.data.is_some())
-                    .map(data)
-                    .collect();
-                assert_eq!(
-                    datas,
-                    ["x", "y"],
-                    "stream {:?} split at {split}",
-                    String::from_utf8_lossy(stream)
-                );
+                let datas: Vec<&str> = events.iter().filter(|e| e.data.is_some()).map(data).collect();
+                assert_eq!(datas, ["x", "y"], "stream {:?} split at {split}", String::from_utf8_lossy(stream));
             }
         }
     }

@@ -198,7 +198,11 @@ mod tests {
     fn upstream_errors_map_to_5xx_and_hide_internals() {
         assert_eq!(GatewayError::NoHealthyEndpoint { model: "m".into() }.status(), 503);
         assert_eq!(GatewayError::Upstream { model: "m".into(), attempts: 3, reason: "HTTP 500".into() }.status(), 502);
-        let t = GatewayError::UpstreamTimeout { model: "m".into(), phase: TimeoutPhase::Idle, after: Duration::from_secs(1) };
+        let t = GatewayError::UpstreamTimeout {
+            model: "m".into(),
+            phase: TimeoutPhase::Idle,
+            after: Duration::from_secs(1),
+        };
         assert_eq!(t.status(), 504);
         assert_eq!(t.outcome(), Outcome::UpstreamTimeout);
         let internal = GatewayError::Internal("mutex poisoned at foo.rs:12".into());

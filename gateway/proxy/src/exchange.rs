@@ -66,14 +66,10 @@ pub struct Completion {
 }
 
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get("x-request-id")
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .cloned()
-        .unwrap_or_else(|| {
-            // A hex string is always a valid header value.
-            HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).unwrap_or(HeaderValue::from_static("-"))
-        })
+    headers.get("x-request-id").filter(|v| !v.is_empty() && v.len() <= 128).cloned().unwrap_or_else(|| {
+        // A hex string is always a valid header value.
+        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).unwrap_or(HeaderValue::from_static("-"))
+    })
 }
 
 impl Exchange {

@@ -97,7 +97,9 @@ impl Relay {
             let event = match self.parser.next_event() {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
-                Err(e) => return Err(GatewayError::Upstream { model: self.model(), attempts: 1, reason: e.to_string() }),
+                Err(e) => {
+                    return Err(GatewayError::Upstream { model: self.model(), attempts: 1, reason: e.to_string() });
+                }
             };
             let bytes = match self.inspect(&event, started) {
                 Verdict::Forward => event.raw,
@@ -223,7 +225,11 @@ impl Body for Relay {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let error = GatewayError::Upstream { model: this.model(), attempts: 1, reason: format!("stream broke: {e}") };
+                    let error = GatewayError::Upstream {
+                        model: this.model(),
+                        attempts: 1,
+                        reason: format!("stream broke: {e}"),
+                    };
                     let bytes = this.fail(Outcome::UpstreamError, FailureKind::Stream, &error);
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }

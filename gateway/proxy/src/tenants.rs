@@ -96,10 +96,8 @@ mod tests {
 
     #[test]
     fn keys_are_found_by_hash_and_swaps_are_atomic() {
-        let dir = Directory::new(TenantSnapshot::new([(
-            Tenant { name: Arc::from("acme") },
-            vec![KeyHash::of("sk-acme-1")],
-        )]));
+        let dir =
+            Directory::new(TenantSnapshot::new([(Tenant { name: Arc::from("acme") }, vec![KeyHash::of("sk-acme-1")])]));
         let entry = dir.current().authenticate("sk-acme-1").cloned().unwrap();
         assert_eq!(&*entry.tenant.name, "acme");
         assert!(entry.key_id.starts_with("acme:"));

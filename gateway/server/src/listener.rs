@@ -41,8 +41,13 @@ fn builder() -> auto::Builder<TokioExecutor> {
 
 /// Serves `handler` on `listener` until `cancel` fires, then lets open connections finish
 /// (HTTP/2 gets GOAWAY, HTTP/1 closes after its current response) for up to `grace`.
-pub async fn serve<H, F, B>(listener: Listener, handler: H, cancel: CancellationToken, tasks: TaskTracker, grace: Duration)
-where
+pub async fn serve<H, F, B>(
+    listener: Listener,
+    handler: H,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    grace: Duration,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,

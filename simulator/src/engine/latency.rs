@@ -52,11 +52,7 @@ impl LatencyModel for LinearLatency {
         let raw = c.base_step
             + c.per_prefill_token.saturating_mul(batch.prefill_tokens)
             + c.per_decode_seq.saturating_mul(batch.decode_seqs);
-        if c.speed.is_finite() && c.speed > 0.0 {
-            raw.div_f64(c.speed)
-        } else {
-            raw
-        }
+        if c.speed.is_finite() && c.speed > 0.0 { raw.div_f64(c.speed) } else { raw }
     }
 }
 
@@ -67,31 +63,12 @@ mod tests {
     #[test]
     fn grows_with_prefill_and_batch_and_scales_with_speed() {
         let m = LinearLatency(LatencyConfig::default());
-        let one = m.step_time(&BatchShape {
-            prefill_tokens: 0,
-            decode_seqs: 1,
-            num_seqs: 1,
-        });
-        let many = m.step_time(&BatchShape {
-            prefill_tokens: 0,
-            decode_seqs: 100,
-            num_seqs: 100,
-        });
-        let prefill = m.step_time(&BatchShape {
-            prefill_tokens: 1000,
-            decode_seqs: 0,
-            num_seqs: 1,
-        });
+        let one = m.step_time(&BatchShape { prefill_tokens: 0, decode_seqs: 1, num_seqs: 1 });
+        let many = m.step_time(&BatchShape { prefill_tokens: 0, decode_seqs: 100, num_seqs: 100 });
+        let prefill = m.step_time(&BatchShape { prefill_tokens: 1000, decode_seqs: 0, num_seqs: 1 });
         assert!(one < many && many < prefill);
-        let fast = LinearLatency(LatencyConfig {
-            speed: 2.0,
-            ..LatencyConfig::default()
-        });
-        let b = BatchShape {
-            prefill_tokens: 10,
-            decode_seqs: 3,
-            num_seqs: 4,
-        };
+        let fast = LinearLatency(LatencyConfig { speed: 2.0, ..LatencyConfig::default() });
+        let b = BatchShape { prefill_tokens: 10, decode_seqs: 3, num_seqs: 4 };
         assert_eq!(fast.step_time(&b) * 2, m.step_time(&b));
     }
 }

@@ -39,12 +39,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self {
-            max_running: 256,
-            max_batched_tokens: 8192,
-            kv_blocks: 8192,
-            block_size: 16,
-        }
+        Self { max_running: 256, max_batched_tokens: 8192, kv_blocks: 8192, block_size: 16 }
     }
 }
 
@@ -117,11 +112,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: EngineConfig, latency: Box<dyn LatencyModel>) -> Self {
-        Self {
-            config,
-            scheduler: Scheduler::new(config),
-            latency,
-        }
+        Self { config, scheduler: Scheduler::new(config), latency }
     }
 
     /// Queues a request. Requests that could never fit in the KV cache are refused up front;
@@ -161,11 +152,7 @@ impl Engine {
         let duration = self.latency.step_time(&batch);
         let mut events = Vec::new();
         self.scheduler.update(now + duration, &mut events);
-        Some(StepOutcome {
-            duration,
-            batch,
-            events,
-        })
+        Some(StepOutcome { duration, batch, events })
     }
 
     /// When a step returned `None` with work pending: the earliest time it can do something.

@@ -76,18 +76,12 @@ impl BlockPool {
 
     /// The blocks holding the longest cached prefix of `hashes`.
     pub fn lookup(&self, hashes: &[BlockHash]) -> Vec<BlockId> {
-        hashes
-            .iter()
-            .map_while(|h| self.cached.get(h).copied())
-            .collect()
+        hashes.iter().map_while(|h| self.cached.get(h).copied()).collect()
     }
 
     /// How many of `blocks` sit in the free queue (taking them shrinks what can be allocated).
     pub fn count_free(&self, blocks: &[BlockId]) -> u32 {
-        blocks
-            .iter()
-            .filter(|&&b| self.free_stamp[b as usize].is_some())
-            .count() as u32
+        blocks.iter().filter(|&&b| self.free_stamp[b as usize].is_some()).count() as u32
     }
 
     /// Takes a reference on a cached block found by [`BlockPool::lookup`].
@@ -154,10 +148,7 @@ mod tests {
     fn chained_hashes_depend_on_the_whole_prefix() {
         let a = BlockHash::chain(None, &[1, 2]);
         let b = BlockHash::chain(None, &[9, 9]);
-        assert_ne!(
-            BlockHash::chain(Some(a), &[3]),
-            BlockHash::chain(Some(b), &[3])
-        );
+        assert_ne!(BlockHash::chain(Some(a), &[3]), BlockHash::chain(Some(b), &[3]));
         assert_eq!(a, BlockHash::chain(None, &[1, 2]));
     }
 

@@ -76,15 +76,9 @@ impl Scheduler {
             };
             // At least one prompt token is always computed, so a full hit stops a block short.
             let max_hit = ((seq.len().saturating_sub(1)) / bs) as usize;
-            let hits = self
-                .pool
-                .lookup(&seq.hashes[..max_hit.min(seq.hashes.len())]);
+            let hits = self.pool.lookup(&seq.hashes[..max_hit.min(seq.hashes.len())]);
             let computed = hits.len() as u32 * bs;
-            let n = if seq.ready_at <= now {
-                seq.len().saturating_sub(computed).min(budget)
-            } else {
-                0
-            };
+            let n = if seq.ready_at <= now { seq.len().saturating_sub(computed).min(budget) } else { 0 };
             let new_blocks = (computed + n).div_ceil(bs) - hits.len() as u32;
             if new_blocks + self.pool.count_free(&hits) > self.pool.num_free() {
                 break;
@@ -132,9 +126,7 @@ impl Scheduler {
                 continue;
             }
             seq.num_computed += std::mem::take(&mut seq.scheduled);
-            while seq.registered < seq.hashes.len()
-                && (seq.registered as u32 + 1) * bs <= seq.num_computed
-            {
+            while seq.registered < seq.hashes.len() && (seq.registered as u32 + 1) * bs <= seq.num_computed {
                 if let Some(&block) = seq.blocks.get(seq.registered) {
                     self.pool.register(block, seq.hashes[seq.registered]);
                 }
@@ -144,12 +136,7 @@ impl Scheduler {
                 continue; // chunked prefill not done yet
             }
             if let Some((token, index)) = seq.sample(bs) {
-                events.push(EngineEvent::Token {
-                    id: seq.id,
-                    token,
-                    index,
-                    at: end,
-                });
+                events.push(EngineEvent::Token { id: seq.id, token, index, at: end });
                 seq.ready_at = end + seq.token_interval;
             }
             if seq.is_finished() {
@@ -194,12 +181,7 @@ impl Scheduler {
 
     /// The earliest time a sequence that is waiting on a fault delay becomes schedulable.
     pub fn next_ready_at(&self, now: SimTime) -> Option<SimTime> {
-        self.running
-            .iter()
-            .chain(self.waiting.iter())
-            .map(|s| s.ready_at)
-            .filter(|&t| t > now)
-            .min()
+        self.running.iter().chain(self.waiting.iter()).map(|s| s.ready_at).filter(|&t| t > now).min()
     }
 
     fn preempt(&mut self, index: usize) {

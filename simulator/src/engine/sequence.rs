@@ -68,9 +68,7 @@ impl Sequence {
 
     /// Blocks to allocate so `new_tokens` more tokens fit.
     pub fn blocks_needed(&self, new_tokens: u32, block_size: u32) -> u32 {
-        (self.num_computed + new_tokens)
-            .div_ceil(block_size)
-            .saturating_sub(self.blocks.len() as u32)
+        (self.num_computed + new_tokens).div_ceil(block_size).saturating_sub(self.blocks.len() as u32)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -100,8 +98,7 @@ impl Sequence {
         while (self.hashes.len() + 1) * bs <= self.tokens.len() {
             let start = self.hashes.len() * bs;
             let parent = self.hashes.last().copied();
-            self.hashes
-                .push(BlockHash::chain(parent, &self.tokens[start..start + bs]));
+            self.hashes.push(BlockHash::chain(parent, &self.tokens[start..start + bs]));
         }
     }
 }

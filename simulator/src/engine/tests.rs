@@ -41,12 +41,9 @@ fn run(e: &mut Engine, mut now: SimTime) -> (Vec<EngineEvent>, SimTime) {
 
 fn finished(events: &[EngineEvent], id: u64) -> Option<(u32, u32)> {
     events.iter().find_map(|e| match e {
-        EngineEvent::Finished {
-            id: SeqId(i),
-            cached_tokens,
-            completion_tokens,
-            ..
-        } if *i == id => Some((*cached_tokens, *completion_tokens)),
+        EngineEvent::Finished { id: SeqId(i), cached_tokens, completion_tokens, .. } if *i == id => {
+            Some((*cached_tokens, *completion_tokens))
+        }
         _ => None,
     })
 }
@@ -63,10 +60,7 @@ fn batches_sequences_and_emits_one_token_each_per_step() {
     assert_eq!(first.events.len(), 3, "prefill done: one first token each");
     let second = e.step(first.duration).unwrap();
     assert_eq!(second.batch.decode_seqs, 3);
-    assert!(
-        second.duration < first.duration,
-        "decode is cheaper than prefill"
-    );
+    assert!(second.duration < first.duration, "decode is cheaper than prefill");
     let (events, _) = run(&mut e, first.duration + second.duration);
     for i in 0..3 {
         assert_eq!(finished(&events, i), Some((0, 4)));
@@ -76,10 +70,7 @@ fn batches_sequences_and_emits_one_token_each_per_step() {
 
 #[test]
 fn max_running_leaves_the_rest_waiting() {
-    let mut e = engine(EngineConfig {
-        max_running: 2,
-        ..EngineConfig::default()
-    });
+    let mut e = engine(EngineConfig { max_running: 2, ..EngineConfig::default() });
     for i in 0..3 {
         e.add(SeqId(i), spec(prompt(i as u32, 8), 3)).unwrap();
     }
@@ -92,10 +83,7 @@ fn max_running_leaves_the_rest_waiting() {
 
 #[test]
 fn long_prompts_are_prefilled_in_chunks_within_the_token_budget() {
-    let mut e = engine(EngineConfig {
-        max_batched_tokens: 32,
-        ..EngineConfig::default()
-    });
+    let mut e = engine(EngineConfig { max_batched_tokens: 32, ..EngineConfig::default() });
     e.add(SeqId(0), spec(prompt(0, 100), 2)).unwrap();
     let mut now = Duration::ZERO;
     let mut chunks = Vec::new();
@@ -143,10 +131,7 @@ fn shared_prefix_of_different_prompts_hits_only_the_common_blocks() {
 
 #[test]
 fn abort_removes_a_sequence_and_frees_its_blocks() {
-    let mut e = engine(EngineConfig {
-        kv_blocks: 100,
-        ..EngineConfig::default()
-    });
+    let mut e = engine(EngineConfig { kv_blocks: 100, ..EngineConfig::default() });
     e.add(SeqId(0), spec(prompt(0, 64), 50)).unwrap();
     e.add(SeqId(1), spec(prompt(1, 32), 50)).unwrap();
     e.step(Duration::ZERO).unwrap();
@@ -166,10 +151,7 @@ fn abort_removes_a_sequence_and_frees_its_blocks() {
 
 #[test]
 fn abort_of_a_waiting_sequence() {
-    let mut e = engine(EngineConfig {
-        max_running: 1,
-        ..EngineConfig::default()
-    });
+    let mut e = engine(EngineConfig { max_running: 1, ..EngineConfig::default() });
     e.add(SeqId(0), spec(prompt(0, 8), 5)).unwrap();
     e.add(SeqId(1), spec(prompt(1, 8), 5)).unwrap();
     e.step(Duration::ZERO).unwrap();
@@ -180,10 +162,7 @@ fn abort_of_a_waiting_sequence() {
 #[test]
 fn kv_pressure_preempts_and_everything_still_finishes() {
     // 12 blocks; two sequences that each grow to 6+ blocks must take turns.
-    let mut e = engine(EngineConfig {
-        kv_blocks: 12,
-        ..EngineConfig::default()
-    });
+    let mut e = engine(EngineConfig { kv_blocks: 12, ..EngineConfig::default() });
     e.add(SeqId(0), spec(prompt(0, 40), 60)).unwrap();
     e.add(SeqId(1), spec(prompt(1, 40), 60)).unwrap();
     let (events, _) = run(&mut e, Duration::ZERO);
@@ -192,40 +171,23 @@ fn kv_pressure_preempts_and_everything_still_finishes() {
         let tokens: Vec<u32> = events
             .iter()
             .filter_map(|ev| match ev {
-                EngineEvent::Token {
-                    id: SeqId(i),
-                    index,
-                    ..
-                } if *i == id => Some(*index),
+                EngineEvent::Token { id: SeqId(i), index, .. } if *i == id => Some(*index),
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            tokens,
-            (0..60).collect::<Vec<_>>(),
-            "seq {id}: each token exactly once"
-        );
+        assert_eq!(tokens, (0..60).collect::<Vec<_>>(), "seq {id}: each token exactly once");
     }
     assert_eq!(e.stats().kv_usage, 0.0);
 }
 
 #[test]
 fn requests_larger_than_the_cache_are_refused() {
-    let mut e = engine(EngineConfig {
-        kv_blocks: 4,
-        ..EngineConfig::default()
-    });
+    let mut e = engine(EngineConfig { kv_blocks: 4, ..EngineConfig::default() });
     assert_eq!(
         e.add(SeqId(0), spec(prompt(0, 60), 10)),
-        Err(EngineError::ExceedsKvCapacity {
-            needed: 5,
-            capacity: 4
-        })
+        Err(EngineError::ExceedsKvCapacity { needed: 5, capacity: 4 })
     );
-    assert_eq!(
-        e.add(SeqId(0), spec(prompt(0, 1), 0)),
-        Err(EngineError::EmptyOutput)
-    );
+    assert_eq!(e.add(SeqId(0), spec(prompt(0, 1), 0)), Err(EngineError::EmptyOutput));
 }
 
 #[test]
@@ -237,10 +199,7 @@ fn delayed_sequences_wait_for_their_ready_time() {
     e.add(SeqId(0), s).unwrap();
     assert!(e.step(Duration::ZERO).is_none());
     assert_eq!(e.stats().running, 1, "admitted, holding its place");
-    assert_eq!(
-        e.next_ready_at(Duration::ZERO),
-        Some(Duration::from_millis(500))
-    );
+    assert_eq!(e.next_ready_at(Duration::ZERO), Some(Duration::from_millis(500)));
     let (events, end) = run(&mut e, Duration::ZERO);
     assert_eq!(finished(&events, 0), Some((0, 2)));
     assert!(end >= Duration::from_millis(600));
@@ -249,11 +208,7 @@ fn delayed_sequences_wait_for_their_ready_time() {
 #[test]
 fn the_same_workload_gives_the_same_timeline() {
     let go = || {
-        let mut e = engine(EngineConfig {
-            kv_blocks: 20,
-            max_batched_tokens: 48,
-            ..EngineConfig::default()
-        });
+        let mut e = engine(EngineConfig { kv_blocks: 20, max_batched_tokens: 48, ..EngineConfig::default() });
         for i in 0..6 {
             e.add(SeqId(i), spec(prompt(i as u32 % 2, 30), 20)).unwrap();
         }

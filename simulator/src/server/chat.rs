@@ -16,10 +16,7 @@ use super::stream::{ChunkFormat, SseOptions, sse_response, to_json};
 use super::{App, ResponseMeta};
 use crate::sampling::FinishReason;
 
-pub(crate) async fn chat_handler(
-    app: Arc<App>,
-    body: Incoming,
-) -> Result<Response<Body>, ApiError> {
+pub(crate) async fn chat_handler(app: Arc<App>, body: Incoming) -> Result<Response<Body>, ApiError> {
     let req: ChatCompletionRequest = read_json(body).await?;
     app.check_model(&req.model)?;
     let faults = app.roll_faults()?;
@@ -34,12 +31,7 @@ pub(crate) async fn chat_handler(
     };
     let source = app.start(plan)?;
     if req.is_stream() {
-        return Ok(sse_response(
-            source,
-            ChatFormat(meta),
-            app.tokenizer,
-            options,
-        ));
+        return Ok(sse_response(source, ChatFormat(meta), app.tokenizer, options));
     }
     match collect(source, faults.drop_after_tokens).await {
         Collected::Done(tokens, finish) => Ok(json_response(&ChatCompletionResponse {
@@ -81,10 +73,7 @@ impl ChunkFormat for ChatFormat {
     fn token(&self, text: String, first: bool, finish: Option<FinishReason>) -> Vec<u8> {
         let choice = ChunkChoice {
             index: 0,
-            delta: Delta {
-                role: first.then(|| "assistant".to_owned()),
-                content: Some(text),
-            },
+            delta: Delta { role: first.then(|| "assistant".to_owned()), content: Some(text) },
             finish_reason: finish.map(|f| f.as_str().to_owned()),
         };
         self.chunk(vec![choice], None)

@@ -13,10 +13,7 @@ use super::stream::{ChunkFormat, SseOptions, sse_response, to_json};
 use super::{App, ResponseMeta};
 use crate::sampling::FinishReason;
 
-pub(crate) async fn completions_handler(
-    app: Arc<App>,
-    body: Incoming,
-) -> Result<Response<Body>, ApiError> {
+pub(crate) async fn completions_handler(app: Arc<App>, body: Incoming) -> Result<Response<Body>, ApiError> {
     let req: CompletionRequest = read_json(body).await?;
     app.check_model(&req.model)?;
     let faults = app.roll_faults()?;
@@ -26,10 +23,7 @@ pub(crate) async fn completions_handler(
         Prompt::Texts(texts) if texts.len() == 1 => app.tokenizer.encode(&texts[0]),
         Prompt::TokenBatches(batches) if batches.len() == 1 => app.token_prompt(&batches[0])?,
         Prompt::Texts(_) | Prompt::TokenBatches(_) => {
-            return Err(ApiError::bad_request(
-                "the simulator accepts exactly one prompt per request",
-                Some("prompt"),
-            ));
+            return Err(ApiError::bad_request("the simulator accepts exactly one prompt per request", Some("prompt")));
         }
     };
     let plan = app.plan(&req.model, prompt, req.max_tokens, faults)?;
@@ -42,12 +36,7 @@ pub(crate) async fn completions_handler(
     };
     let source = app.start(plan)?;
     if req.is_stream() {
-        return Ok(sse_response(
-            source,
-            CompletionFormat(meta),
-            app.tokenizer,
-            options,
-        ));
+        return Ok(sse_response(source, CompletionFormat(meta), app.tokenizer, options));
     }
     match collect(source, faults.drop_after_tokens).await {
         Collected::Done(tokens, finish) => Ok(json_response(&CompletionResponse {
@@ -70,10 +59,7 @@ pub(crate) async fn completions_handler(
 impl App {
     fn token_prompt(&self, ids: &[u32]) -> Result<Vec<u32>, ApiError> {
         match ids.iter().find(|&&id| !self.tokenizer.is_valid(id)) {
-            Some(bad) => Err(ApiError::bad_request(
-                format!("token id {bad} is out of vocabulary"),
-                Some("prompt"),
-            )),
+            Some(bad) => Err(ApiError::bad_request(format!("token id {bad} is out of vocabulary"), Some("prompt"))),
             None => Ok(ids.to_vec()),
         }
     }
@@ -96,11 +82,7 @@ impl CompletionFormat {
 
 impl ChunkFormat for CompletionFormat {
     fn token(&self, text: String, _first: bool, finish: Option<FinishReason>) -> Vec<u8> {
-        let choice = CompletionChoice {
-            index: 0,
-            text,
-            finish_reason: finish.map(|f| f.as_str().to_owned()),
-        };
+        let choice = CompletionChoice { index: 0, text, finish_reason: finish.map(|f| f.as_str().to_owned()) };
         self.chunk(vec![choice], None)
     }
 

@@ -16,10 +16,7 @@ use crate::stats::bump;
 
 const MAX_DIMENSIONS: u32 = 16_384;
 
-pub(crate) async fn embeddings_handler(
-    app: Arc<App>,
-    body: Incoming,
-) -> Result<Response<Body>, ApiError> {
+pub(crate) async fn embeddings_handler(app: Arc<App>, body: Incoming) -> Result<Response<Body>, ApiError> {
     let req: EmbeddingRequest = read_json(body).await?;
     app.check_model(&req.model)?;
     let faults = app.roll_faults()?;
@@ -30,10 +27,7 @@ pub(crate) async fn embeddings_handler(
         Prompt::TokenBatches(b) => b.clone(),
     };
     if inputs.is_empty() || inputs.iter().any(Vec::is_empty) {
-        return Err(ApiError::bad_request(
-            "input must not be empty",
-            Some("input"),
-        ));
+        return Err(ApiError::bad_request("input must not be empty", Some("input")));
     }
     let dim = req.dimensions.unwrap_or(app.config.embedding_dim);
     if dim == 0 || dim > MAX_DIMENSIONS {
@@ -56,10 +50,7 @@ pub(crate) async fn embeddings_handler(
         tokio::time::sleep(faults.stall_first_token).await;
     }
     let prompt_tokens: usize = inputs.iter().map(Vec::len).sum();
-    let vectors: Vec<Vec<f32>> = inputs
-        .iter()
-        .map(|ids| sampling::embedding(app.config.seed, ids, dim))
-        .collect();
+    let vectors: Vec<Vec<f32>> = inputs.iter().map(|ids| sampling::embedding(app.config.seed, ids, dim)).collect();
     let usage = Usage::new(prompt_tokens as u64, 0, 0);
     let model = app.model_name(&req.model);
     app.metrics.instant(&model, prompt_tokens as u32, 0, "stop");
@@ -85,11 +76,7 @@ pub(crate) async fn embeddings_handler(
         data: vectors
             .into_iter()
             .enumerate()
-            .map(|(i, embedding)| EmbeddingData {
-                object: "embedding".to_owned(),
-                index: i as u32,
-                embedding,
-            })
+            .map(|(i, embedding)| EmbeddingData { object: "embedding".to_owned(), index: i as u32, embedding })
             .collect(),
         model: req.model,
         usage,
@@ -100,11 +87,7 @@ fn encode_base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -123,14 +106,9 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
+        for (input, want) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
+        {
             assert_eq!(encode_base64(input.as_bytes()), want);
         }
     }

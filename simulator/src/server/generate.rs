@@ -61,19 +61,12 @@ impl App {
         faults: Faults,
     ) -> Result<Plan, ApiError> {
         if prompt.is_empty() {
-            return Err(ApiError::bad_request(
-                "the prompt must not be empty",
-                Some("prompt"),
-            ));
+            return Err(ApiError::bad_request("the prompt must not be empty", Some("prompt")));
         }
         if client_limit == Some(0) {
-            return Err(ApiError::bad_request(
-                "max_tokens must be at least 1",
-                Some("max_tokens"),
-            ));
+            return Err(ApiError::bad_request("max_tokens must be at least 1", Some("max_tokens")));
         }
-        let (len, finish_reason) =
-            sampling::output_plan(self.config.seed, &prompt, client_limit, self.config.output);
+        let (len, finish_reason) = sampling::output_plan(self.config.seed, &prompt, client_limit, self.config.output);
         let total = prompt.len() as u64 + u64::from(len);
         let max_len = u64::from(self.config.max_model_len);
         if total > max_len {
@@ -87,9 +80,7 @@ impl App {
             ));
         }
         let e = &self.config.engine;
-        if !self.config.zero_delay
-            && total.div_ceil(u64::from(e.block_size)) > u64::from(e.kv_blocks)
-        {
+        if !self.config.zero_delay && total.div_ceil(u64::from(e.block_size)) > u64::from(e.kv_blocks) {
             return Err(ApiError::bad_request(
                 format!(
                     "the request needs {total} tokens of KV cache but the worker holds {}",
@@ -99,13 +90,7 @@ impl App {
             ));
         }
         let output = sampling::output_tokens(&self.tokenizer, self.config.seed, &prompt, len);
-        Ok(Plan {
-            model: self.model_name(model),
-            prompt,
-            output,
-            finish_reason,
-            faults,
-        })
+        Ok(Plan { model: self.model_name(model), prompt, output, finish_reason, faults })
     }
 
     /// Starts generating. In engine mode the sequence is queued at once.
@@ -140,24 +125,13 @@ impl TokenSource {
         match self {
             TokenSource::Engine(generation) => match generation.next().await? {
                 GenEvent::Token(t) => Some(SourceEvent::Token(t)),
-                GenEvent::Finished { reason, usage } => {
-                    Some(SourceEvent::Finished(Finish { reason, usage }))
-                }
+                GenEvent::Finished { reason, usage } => Some(SourceEvent::Finished(Finish { reason, usage })),
                 GenEvent::Rejected(e) => {
                     tracing::warn!(error = %e, "engine refused a request that passed validation");
                     None
                 }
             },
-            TokenSource::Instant {
-                app,
-                model,
-                prompt_tokens,
-                tokens,
-                finish,
-                stall,
-                slow,
-                sent,
-            } => {
+            TokenSource::Instant { app, model, prompt_tokens, tokens, finish, stall, slow, sent } => {
                 let delay = if *sent == 0 { *stall } else { *slow };
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -167,8 +141,7 @@ impl TokenSource {
                     return Some(SourceEvent::Token(t));
                 }
                 let reason = finish.take()?;
-                app.metrics
-                    .instant(model, *prompt_tokens, *sent, reason.as_str());
+                app.metrics.instant(model, *prompt_tokens, *sent, reason.as_str());
                 bump(&app.stats.requests_completed, 1);
                 bump(&app.stats.prompt_tokens, u64::from(*prompt_tokens));
                 bump(&app.stats.generation_tokens, u64::from(*sent));

@@ -28,10 +28,7 @@ pub(crate) enum BodyError {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
     #[error("{message}")]
-    BadRequest {
-        message: String,
-        param: Option<&'static str>,
-    },
+    BadRequest { message: String, param: Option<&'static str> },
     #[error("The model `{0}` does not exist.")]
     ModelNotFound(String),
     #[error("no such route")]
@@ -48,10 +45,7 @@ pub(crate) enum ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Self {
-        ApiError::BadRequest {
-            message: message.into(),
-            param,
-        }
+        ApiError::BadRequest { message: message.into(), param }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -81,15 +75,10 @@ impl ApiError {
     fn body(&self) -> ErrorBody {
         let message = self.to_string();
         match self {
-            ApiError::BadRequest { param, .. } => {
-                ErrorBody::new(message, "invalid_request_error", *param, None)
+            ApiError::BadRequest { param, .. } => ErrorBody::new(message, "invalid_request_error", *param, None),
+            ApiError::ModelNotFound(_) => {
+                ErrorBody::new(message, "invalid_request_error", Some("model"), Some("model_not_found"))
             }
-            ApiError::ModelNotFound(_) => ErrorBody::new(
-                message,
-                "invalid_request_error",
-                Some("model"),
-                Some("model_not_found"),
-            ),
             ApiError::RouteNotFound | ApiError::MethodNotAllowed | ApiError::PayloadTooLarge => {
                 ErrorBody::new(message, "invalid_request_error", None, Some(self.label()))
             }
@@ -105,9 +94,7 @@ impl ApiError {
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 pub(crate) fn bytes_response(
@@ -117,8 +104,7 @@ pub(crate) fn bytes_response(
 ) -> Response<Body> {
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -138,10 +124,7 @@ pub(crate) fn dropped_response(tokens: u32) -> Response<Body> {
         Err::<http_body::Frame<Bytes>, _>(BodyError::InjectedDrop(tokens))
     });
     let mut resp = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -154,6 +137,5 @@ pub(crate) async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, 
         }
         Err(e) => return Err(ApiError::bad_request(format!("reading body: {e}"), None)),
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}"), None))
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}"), None))
 }

@@ -38,12 +38,7 @@ pub(crate) struct Shutdown {
     pub force: CancellationToken,
 }
 
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: Shutdown,
-    connections: TaskTracker,
-) {
+pub(crate) async fn accept_loop(listener: TcpListener, app: Arc<App>, shutdown: Shutdown, connections: TaskTracker) {
     let builder = Arc::new(auto::Builder::new(TrackedExecutor(connections.clone())));
     loop {
         let stream = tokio::select! {

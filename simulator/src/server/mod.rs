@@ -50,20 +50,11 @@ pub(crate) struct ResponseMeta {
 }
 
 impl App {
-    pub fn new(
-        config: SimConfig,
-        engine: Option<EngineClient>,
-        stats: Arc<StatsCell>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(config: SimConfig, engine: Option<EngineClient>, stats: Arc<StatsCell>, metrics: Arc<Metrics>) -> Self {
         Self {
             tokenizer: Tokenizer::new(),
             faults: FaultState::new(config.faults, config.seed),
-            models: config
-                .models
-                .iter()
-                .map(|m| Arc::from(m.as_str()))
-                .collect(),
+            models: config.models.iter().map(|m| Arc::from(m.as_str())).collect(),
             config,
             engine,
             stats,
@@ -73,20 +64,12 @@ impl App {
     }
 
     fn check_model(&self, model: &str) -> Result<(), ApiError> {
-        if self.config.serves(model) {
-            Ok(())
-        } else {
-            Err(ApiError::ModelNotFound(model.to_owned()))
-        }
+        if self.config.serves(model) { Ok(()) } else { Err(ApiError::ModelNotFound(model.to_owned())) }
     }
 
     /// Interned name for labels (avoids an allocation per request).
     fn model_name(&self, model: &str) -> Arc<str> {
-        self.models
-            .iter()
-            .find(|m| &***m == model)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(model))
+        self.models.iter().find(|m| &***m == model).cloned().unwrap_or_else(|| Arc::from(model))
     }
 
     /// The faults for this request, failing it now if the error dice say so.
@@ -102,9 +85,7 @@ impl App {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         ResponseMeta {
             id: format!("{prefix}-{:016x}", hash::combine(self.config.seed, n)),
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             model: model.to_owned(),
         }
     }
@@ -122,22 +103,15 @@ pub(crate) async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Bod
     let (parts, body) = req.into_parts();
     let result = match (&parts.method, path.as_str()) {
         (&Method::POST, "/v1/chat/completions") => chat::chat_handler(app.clone(), body).await,
-        (&Method::POST, "/v1/completions") => {
-            completions::completions_handler(app.clone(), body).await
+        (&Method::POST, "/v1/completions") => completions::completions_handler(app.clone(), body).await,
+        (&Method::POST, "/v1/embeddings") => embeddings::embeddings_handler(app.clone(), body).await,
+        (&Method::GET, "/v1/models") => {
+            Ok(json_response(&ModelList::new(app.config.models.iter().cloned(), "sluice-sim")))
         }
-        (&Method::POST, "/v1/embeddings") => {
-            embeddings::embeddings_handler(app.clone(), body).await
-        }
-        (&Method::GET, "/v1/models") => Ok(json_response(&ModelList::new(
-            app.config.models.iter().cloned(),
-            "sluice-sim",
-        ))),
         (&Method::GET, "/health") => Ok(bytes_response(StatusCode::OK, "text/plain", "")),
-        (&Method::GET, "/metrics") => Ok(bytes_response(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            app.metrics.render(),
-        )),
+        (&Method::GET, "/metrics") => {
+            Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()))
+        }
         (_, "/v1/models" | "/health" | "/metrics") => Err(ApiError::MethodNotAllowed),
         (_, p) if INFERENCE_PATHS.contains(&p) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::RouteNotFound),

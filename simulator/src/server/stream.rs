@@ -123,10 +123,7 @@ pub(crate) fn sse_response<F: ChunkFormat>(
     });
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }

@@ -145,7 +145,9 @@ async fn attempt_once(
         match timeout_at(first_deadline, incoming.frame()).await {
             Err(_) => return Err(Failure::timeout(first_phase)),
             Ok(None) => return Err(Failure::new(FailureKind::Stream, "stream closed before any data")),
-            Ok(Some(Err(e))) => return Err(Failure::new(FailureKind::Stream, format!("stream broke before any data: {e}"))),
+            Ok(Some(Err(e))) => {
+                return Err(Failure::new(FailureKind::Stream, format!("stream broke before any data: {e}")));
+            }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data()
                     && !data.is_empty()
@@ -159,15 +161,22 @@ async fn attempt_once(
 
 fn first_byte_deadline(stream: bool, first_byte: Duration, total_deadline: Instant) -> (Instant, TimeoutPhase) {
     let first = Instant::now() + first_byte;
-    if stream && first < total_deadline { (first, TimeoutPhase::FirstByte) } else { (total_deadline, TimeoutPhase::Total) }
+    if stream && first < total_deadline {
+        (first, TimeoutPhase::FirstByte)
+    } else {
+        (total_deadline, TimeoutPhase::Total)
+    }
 }
 
 async fn collect(incoming: &mut Incoming, idle: Duration, total_deadline: Instant) -> Result<Bytes, Failure> {
     let mut buf = BytesMut::new();
     loop {
         let idle_deadline = Instant::now() + idle;
-        let (deadline, phase) =
-            if idle_deadline < total_deadline { (idle_deadline, TimeoutPhase::Idle) } else { (total_deadline, TimeoutPhase::Total) };
+        let (deadline, phase) = if idle_deadline < total_deadline {
+            (idle_deadline, TimeoutPhase::Idle)
+        } else {
+            (total_deadline, TimeoutPhase::Total)
+        };
         match timeout_at(deadline, incoming.frame()).await {
             Err(_) => return Err(Failure::timeout(phase)),
             Ok(None) => return Ok(buf.freeze()),

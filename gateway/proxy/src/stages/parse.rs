@@ -33,7 +33,10 @@ impl ParsedRequest {
 
 pub fn run(api: Api, body: &Bytes) -> Result<ParsedRequest, GatewayError> {
     if body.is_empty() {
-        return Err(GatewayError::InvalidBody { message: "the request body is empty; send a JSON object".into(), param: None });
+        return Err(GatewayError::InvalidBody {
+            message: "the request body is empty; send a JSON object".into(),
+            param: None,
+        });
     }
     let parsed = match api {
         Api::ChatCompletions => serde_json::from_slice(body).map(ParsedRequest::Chat),
@@ -45,7 +48,10 @@ pub fn run(api: Api, body: &Bytes) -> Result<ParsedRequest, GatewayError> {
         GatewayError::InvalidBody { param: param_of(&message), message }
     })?;
     if parsed.model().trim().is_empty() {
-        return Err(GatewayError::InvalidBody { message: "model must not be empty".into(), param: Some("model".into()) });
+        return Err(GatewayError::InvalidBody {
+            message: "model must not be empty".into(),
+            param: Some("model".into()),
+        });
     }
     Ok(parsed)
 }
@@ -80,7 +86,8 @@ mod tests {
 
     #[test]
     fn parses_each_api() {
-        let chat = run(Api::ChatCompletions, &Bytes::from_static(br#"{"model":"m","messages":[],"stream":true}"#)).unwrap();
+        let chat =
+            run(Api::ChatCompletions, &Bytes::from_static(br#"{"model":"m","messages":[],"stream":true}"#)).unwrap();
         assert!(chat.is_stream());
         let emb = run(Api::Embeddings, &Bytes::from_static(br#"{"model":"e","input":["a","b"]}"#)).unwrap();
         assert_eq!(emb.model(), "e");

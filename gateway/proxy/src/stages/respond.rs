@@ -32,7 +32,8 @@ pub fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: Re
             headers.insert("x-request-id", request_id);
             drop(guard);
             ex.overhead += started.elapsed();
-            let completion = Completion { status: status.as_u16(), outcome: Some(outcome), usage, ..Completion::default() };
+            let completion =
+                Completion { status: status.as_u16(), outcome: Some(outcome), usage, ..Completion::default() };
             Reply { response, completion: Some((ex, completion)) }
         }
         UpstreamReply::Stream { content_type, incoming, first } => {

@@ -44,11 +44,8 @@ fn build(config: &UpstreamConfig, http2: bool) -> HttpClient {
         }
     };
     let builder = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
-    let connector = if http2 {
-        builder.enable_http2().wrap_connector(http)
-    } else {
-        builder.enable_http1().wrap_connector(http)
-    };
+    let connector =
+        if http2 { builder.enable_http2().wrap_connector(http) } else { builder.enable_http1().wrap_connector(http) };
     let mut client = Client::builder(TokioExecutor::new());
     client
         .pool_idle_timeout(Duration::from_secs(90))
@@ -89,8 +86,8 @@ fn empty_roots_config() -> rustls::ClientConfig {
     match rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions() {
         Ok(b) => b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth(),
         // The ring provider supports the default versions; this arm is unreachable in practice.
-        Err(_) => rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
+        Err(_) => {
+            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+        }
     }
 }

@@ -227,7 +227,11 @@ mod tests {
     fn endpoint(url: &str, failures: u32) -> Arc<Endpoint> {
         let metrics = sluice_metrics::Metrics::new().unwrap();
         let cfg = EndpointConfig { name: "w".into(), url: url.parse().unwrap(), http2: false };
-        let ej = EjectionConfig { consecutive_failures: failures, base: Duration::from_secs(10), max: Duration::from_secs(60) };
+        let ej = EjectionConfig {
+            consecutive_failures: failures,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        };
         Arc::new(Endpoint::new(Arc::from("p"), &cfg, "/health", ej, metrics.endpoint("p", "w")).unwrap())
     }
 

@@ -1,0 +1,162 @@
+//! `sluice demo`: the gateway, simulated GPU workers and a trickle of client traffic, all in
+//! one process, so a newcomer sees Sluice work with one command and nothing installed.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::json;
+use sluice_config::Config;
+use sluice_server::Sluice;
+use sluice_sim::{SimConfig, SimHandle, SimWorker};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::loadgen::{Target, connect, once};
+use crate::{DemoArgs, Traffic};
+
+pub const MODEL: &str = "llama-3-8b";
+const TENANTS: [&str; 2] = ["demo", "acme"];
+
+fn secret(prefix: &str) -> String {
+    format!("{prefix}{:032x}", rand::rng().random::<u128>())
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let admin_token =
+        std::env::var("SLUICE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).unwrap_or_else(|| secret("sl-admin-"));
+    let keys: Vec<String> = TENANTS.iter().map(|t| secret(&format!("sk-{t}-"))).collect();
+
+    let mut workers: Vec<SimHandle> = Vec::with_capacity(args.workers);
+    for i in 0..args.workers {
+        let config = SimConfig { models: vec![MODEL.to_owned()], seed: i as u64 + 1, ..SimConfig::default() };
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        workers.push(SimWorker::start(config, listener).await.context("starting a simulated worker")?);
+    }
+    let endpoints: Vec<String> = workers
+        .iter()
+        .map(|w| format!("{{ url = \"{}\", name = \"sim-{}\" }}", w.base_url(), w.addr().port()))
+        .collect();
+    let tenants: String = TENANTS
+        .iter()
+        .zip(&keys)
+        .map(|(t, k)| format!("[[tenants]]\nname = \"{t}\"\napi_keys = [\"{k}\"]\n"))
+        .collect();
+    let toml = format!(
+        "[server]\nlisten = \"{}\"\nadmin_listen = \"{}\"\nshutdown_grace = \"5s\"\n\
+         [admin]\ntoken = \"{admin_token}\"\n\
+         [upstream.health]\ninterval = \"2s\"\n\
+         [[pools]]\nname = \"sim\"\nmodels = [\"{MODEL}\"]\nendpoints = [{}]\n{tenants}",
+        args.listen,
+        args.admin_listen,
+        endpoints.join(", "),
+    );
+    let config = Config::from_toml(&toml, &[], &|_| None)?;
+    let running = Sluice::build(config)?.start().await?;
+    print_banner(&running.base_url(), &running.admin_url(), &keys[0], &admin_token, args.workers, args.traffic);
+
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    if args.traffic == Traffic::On {
+        for (i, key) in keys.iter().enumerate() {
+            for lane in 0..2 {
+                tasks.spawn(traffic(running.data_addr, key.clone(), i * 2 + lane, cancel.clone()));
+            }
+        }
+    }
+    crate::signal::shutdown().await;
+    cancel.cancel();
+    tasks.close();
+    tasks.wait().await;
+    running.shutdown().await;
+    for w in workers {
+        w.shutdown().await;
+    }
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "the demo tells the user where to look")]
+fn print_banner(api: &str, admin: &str, key: &str, token: &str, workers: usize, traffic: Traffic) {
+    println!();
+    println!("  Sluice demo is running ({workers} simulated GPU workers serving {MODEL})");
+    println!();
+    println!("  OpenAI API     {api}/v1");
+    println!("  Metrics        {admin}/metrics");
+    println!("  Health         {admin}/healthz  {admin}/readyz");
+    println!("  API key        {key}");
+    println!("  Admin token    {token}");
+    println!(
+        "  Traffic        {}",
+        if traffic == Traffic::On { "synthetic clients are sending requests (--traffic off to stop)" } else { "off" }
+    );
+    println!();
+    println!("  Try it:");
+    println!("    curl -N {api}/v1/chat/completions -H 'Authorization: Bearer {key}' \\");
+    println!("      -H 'Content-Type: application/json' \\");
+    println!(
+        "      -d '{{\"model\":\"{MODEL}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'"
+    );
+    println!();
+    println!("  Ctrl-C stops it.");
+    println!();
+}
+
+/// A small shared-prefix workload: a few system prompts, several questions each, so that the
+/// workers' prefix caches have something to reuse.
+const SYSTEM_PROMPTS: [&str; 3] = [
+    "You are a concise assistant for a hydrology lab. Answer in two sentences and cite the gauge station.",
+    "You are a support agent for a GPU cloud. Be precise about quotas, regions and instance types.",
+    "You are a code reviewer. Point out bugs first, style second, and keep every comment short.",
+];
+const QUESTIONS: [&str; 4] = [
+    "What changed since yesterday?",
+    "Summarise the last report in plain words.",
+    "Which part is most likely to fail under load?",
+    "Give me one thing to check first.",
+];
+
+async fn traffic(addr: std::net::SocketAddr, key: String, lane: usize, cancel: CancellationToken) {
+    let mut sender = None;
+    let mut n = lane;
+    while !cancel.is_cancelled() {
+        n += 1;
+        let stream = !n.is_multiple_of(3);
+        let body = json!({
+            "model": MODEL,
+            "stream": stream,
+            "max_tokens": 32 + (n * 37) % 160,
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPTS[n % SYSTEM_PROMPTS.len()]},
+                {"role": "user", "content": QUESTIONS[(n / 3) % QUESTIONS.len()]},
+            ],
+        });
+        let target = Target {
+            addr,
+            path: "/v1/chat/completions",
+            bearer: Some(key.clone()),
+            body: Bytes::from(body.to_string()),
+        };
+        if sender.is_none() {
+            sender = connect(addr).await.ok();
+        }
+        if let Some(s) = sender.as_mut() {
+            let call = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = once(s, &target) => r,
+            };
+            if call.is_err() {
+                sender = None;
+            }
+        }
+        let pause = Duration::from_millis(200 + rand::rng().random_range(0..800));
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The `sluice` command line: `serve`, `demo` and `bench`.
+
+pub mod bench;
+pub mod demo;
+pub mod loadgen;
+pub mod logging;
+pub mod serve;
+mod signal;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "AI edge gateway for self-hosted GPU inference pools")]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: logging::LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway from a config file.
+    Serve(ServeArgs),
+    /// Run everything in one process: the gateway, simulated GPU workers and a little traffic.
+    Demo(DemoArgs),
+    /// Measure the gateway against a zero-delay simulated worker, and the worker directly.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file; without one, defaults and SLUICE__* environment variables apply.
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Validate the config, print a summary and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Traffic {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Data-plane address (OpenAI API).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Admin-plane address (metrics, health).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: std::net::SocketAddr,
+    /// Number of simulated GPU workers.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Where Sluice keeps its embedded state.
+    #[arg(long, default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+    /// Synthetic client load against the gateway.
+    #[arg(long, value_enum, default_value = "on")]
+    pub traffic: Traffic,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Concurrent client connections for the throughput phases.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Output tokens per streamed response.
+    #[arg(long, default_value_t = 16)]
+    pub stream_tokens: u32,
+    /// Write the results as JSON to this file as well.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}

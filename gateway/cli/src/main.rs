@@ -1,0 +1,37 @@
+//! `sluice`: parse the command line, install logging and the TLS provider, hand over to the
+//! library, wait for a signal. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice_cli::{Cli, Command, bench, demo, serve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    sluice_cli::logging::init(&cli.log);
+    // Every rustls config in Sluice names the ring provider explicitly; installing it as the
+    // process default covers any dependency that asks for the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
