@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sluice_cli::{Cli, Command, bench, demo, serve};
 
+#[expect(clippy::print_stderr, reason = "a CLI reports fatal errors on stderr")]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     sluice_cli::logging::init(&cli.log);
