@@ -1,3 +1,5 @@
+#![allow(clippy::panic, reason = "test helpers fail the test by panicking")]
+
 use sluice_config::{Config, ConfigError};
 
 const ACCEPTANCE: &str = r#"
