@@ -44,9 +44,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = Config::from_toml(
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [\"{}\"]\n\
+             [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [{{ url = \"{}\", http2 = {} }}]\n\
              [[tenants]]\nname = \"bench\"\napi_keys = [\"{KEY}\"]\n",
-            sim.base_url()
+            sim.base_url(),
+            args.upstream_http2,
         ),
         &[],
         &|_| None,
@@ -82,6 +83,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ("throughput, non-streaming", false, args.concurrency),
         ("throughput, streaming", true, args.concurrency),
     ] {
+        if args.only.as_deref().is_some_and(|only| !scenario.contains(only)) {
+            continue;
+        }
         let body = chat(stream);
         let (d, g) = (direct(body.clone()), via(body));
         closed_loop(&d, concurrency, warmup).await;

@@ -76,6 +76,12 @@ pub struct BenchArgs {
     /// Output tokens per streamed response.
     #[arg(long, default_value_t = 16)]
     pub stream_tokens: u32,
+    /// Speak HTTP/2 (prior knowledge) from the gateway to the worker instead of HTTP/1.1.
+    #[arg(long)]
+    pub upstream_http2: bool,
+    /// Run only the scenarios whose name contains this text (e.g. `streaming`, `latency`).
+    #[arg(long)]
+    pub only: Option<String>,
     /// Write the results as JSON to this file as well.
     #[arg(long)]
     pub json: Option<PathBuf>,

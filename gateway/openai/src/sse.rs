@@ -71,7 +71,7 @@ impl SseParser {
                 }
             }
             let rest = &self.buf[self.scanned..];
-            let Some(eol) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(eol) = memchr::memchr2(b'\n', b'\r', rest) else {
                 if self.buf.len() > self.max_event_bytes {
                     return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
                 }

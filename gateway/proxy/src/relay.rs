@@ -26,6 +26,8 @@ use crate::upstream::{FailureKind, InFlightGuard};
 
 /// Upper bound on one SSE event; larger means a broken upstream, not a big answer.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+/// Ready events are gathered into one frame up to this size.
+const COALESCE_LIMIT: usize = 64 * 1024;
 
 pub struct RelayLimits {
     pub idle: Duration,
@@ -76,10 +78,11 @@ impl Relay {
             guard: Some(guard),
             finished: false,
         };
-        match relay.process(&first) {
-            Ok(out) => relay.pending = out,
-            Err(error) => relay.pending = Some(relay.fail(Outcome::UpstreamError, FailureKind::Stream, &error)),
+        let mut out = Gather::default();
+        if let Err(error) = relay.process(&first, &mut out) {
+            out.push(relay.fail(Outcome::UpstreamError, FailureKind::Stream, &error));
         }
+        relay.pending = out.take();
         relay
     }
 
@@ -88,43 +91,37 @@ impl Relay {
     }
 
     /// Parses `chunk` and returns the bytes to forward (complete events only).
-    fn process(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, GatewayError> {
+    fn process(&mut self, chunk: &[u8], out: &mut Gather) -> Result<(), GatewayError> {
         let started = Instant::now();
         self.parser.push(chunk);
-        let mut out: Option<BytesMut> = None;
-        let mut single: Option<Bytes> = None;
-        loop {
+        let result = loop {
             let event = match self.parser.next_event() {
                 Ok(Some(event)) => event,
-                Ok(None) => break,
+                Ok(None) => break Ok(()),
                 Err(e) => {
-                    return Err(GatewayError::Upstream { model: self.model(), attempts: 1, reason: e.to_string() });
+                    break Err(GatewayError::Upstream { model: self.model(), attempts: 1, reason: e.to_string() });
                 }
             };
-            let bytes = match self.inspect(&event, started) {
-                Verdict::Forward => event.raw,
-                Verdict::Drop => continue,
-                Verdict::Replace(bytes) => bytes,
-            };
-            // One event per read is the common case: hand its bytes on without copying.
-            match (&mut out, single.take()) {
-                (None, None) => single = Some(bytes),
-                (None, Some(prev)) => {
-                    let mut buf = BytesMut::with_capacity(prev.len() + bytes.len());
-                    buf.extend_from_slice(&prev);
-                    buf.extend_from_slice(&bytes);
-                    out = Some(buf);
-                }
-                (Some(buf), _) => buf.extend_from_slice(&bytes),
+            match self.inspect(&event, started) {
+                Verdict::Forward => out.push(event.raw),
+                Verdict::Drop => {}
+                Verdict::Replace(bytes) => out.push(bytes),
             }
-        }
+        };
         self.add_overhead(started.elapsed());
-        Ok(out.map(BytesMut::freeze).or(single))
+        result
     }
 
     fn inspect(&mut self, event: &SseEvent, now: Instant) -> Verdict {
         let Some(data) = &event.data else { return Verdict::Forward };
         if event.is_done() {
+            return Verdict::Forward;
+        }
+        // Parsing every chunk would cost more than everything else the relay does. Once the
+        // first token has been seen, only chunks that mention usage or an error need a look;
+        // the rest are counted as token chunks (the fallback count when usage never comes).
+        if self.done.first_token_at.is_some() && !mentions_usage_or_error(data) {
+            self.done.token_events += 1;
             return Verdict::Forward;
         }
         let Some(facts) = chunk_facts(data) else { return Verdict::Forward };
@@ -197,67 +194,114 @@ impl Relay {
     }
 }
 
+fn mentions_usage_or_error(data: &[u8]) -> bool {
+    memchr::memmem::find(data, b"\"usage\"").is_some() || memchr::memmem::find(data, b"\"error\"").is_some()
+}
+
+/// Collects the bytes to send in one frame; a single piece is passed on without copying.
+#[derive(Default)]
+struct Gather {
+    single: Option<Bytes>,
+    joined: Option<BytesMut>,
+}
+
+impl Gather {
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        match (&mut self.joined, self.single.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&bytes),
+            (None, None) => self.single = Some(bytes),
+            (None, Some(first)) => {
+                let mut buf = BytesMut::with_capacity(first.len() + bytes.len());
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&bytes);
+                self.joined = Some(buf);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.joined.as_ref().map_or_else(|| self.single.as_ref().map_or(0, Bytes::len), BytesMut::len)
+    }
+
+    fn take(self) -> Option<Bytes> {
+        self.joined.map(BytesMut::freeze).or(self.single)
+    }
+}
+
+type PollFrame = Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>>;
+
+fn frame(bytes: Option<Bytes>) -> PollFrame {
+    Poll::Ready(bytes.map(|b| Ok(Frame::data(b))))
+}
+
 impl Body for Relay {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    /// Everything the upstream has ready is gathered into one frame, so a burst of tokens costs
+    /// the client connection one write rather than one per token.
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         let this = &mut *self;
         if let Some(bytes) = this.pending.take() {
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            return frame(Some(bytes));
         }
         if this.finished {
             return Poll::Ready(None);
         }
+        let mut out = Gather::default();
+        let mut received = false;
         loop {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    this.idle_timer.as_mut().reset(deadline);
-                    match this.process(&data) {
-                        Ok(Some(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
-                        Ok(None) => continue,
-                        Err(error) => {
-                            let bytes = this.fail(Outcome::UpstreamError, FailureKind::Stream, &error);
-                            return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                        }
+                Poll::Ready(Some(Ok(upstream_frame))) => {
+                    let Ok(data) = upstream_frame.into_data() else { continue };
+                    received = true;
+                    if let Err(error) = this.process(&data, &mut out) {
+                        out.push(this.fail(Outcome::UpstreamError, FailureKind::Stream, &error));
+                        return frame(out.take());
+                    }
+                    if out.len() >= COALESCE_LIMIT {
+                        break;
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let error = GatewayError::Upstream {
-                        model: this.model(),
-                        attempts: 1,
-                        reason: format!("stream broke: {e}"),
-                    };
-                    let bytes = this.fail(Outcome::UpstreamError, FailureKind::Stream, &error);
-                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    let reason = format!("stream broke: {e}");
+                    let error = GatewayError::Upstream { model: this.model(), attempts: 1, reason };
+                    out.push(this.fail(Outcome::UpstreamError, FailureKind::Stream, &error));
+                    return frame(out.take());
                 }
                 Poll::Ready(None) => {
                     let started = Instant::now();
-                    let rest = this.parser.finish();
-                    let bytes = rest.map(|event| match this.inspect(&event, started) {
-                        Verdict::Forward => event.raw,
-                        Verdict::Drop => Bytes::new(),
-                        Verdict::Replace(b) => b,
-                    });
+                    if let Some(event) = this.parser.finish() {
+                        match this.inspect(&event, started) {
+                            Verdict::Forward => out.push(event.raw),
+                            Verdict::Drop => {}
+                            Verdict::Replace(bytes) => out.push(bytes),
+                        }
+                    }
                     this.add_overhead(started.elapsed());
                     this.finish(Some(Outcome::Ok));
-                    return Poll::Ready(bytes.filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))));
+                    return frame(out.take());
                 }
-                Poll::Pending => {
-                    if this.total_timer.as_mut().poll(cx).is_ready() {
-                        let bytes = this.timeout(TimeoutPhase::Total);
-                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                    }
-                    if this.idle_timer.as_mut().poll(cx).is_ready() {
-                        let bytes = this.timeout(TimeoutPhase::Idle);
-                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => break,
             }
         }
+        if received {
+            let deadline = tokio::time::Instant::now() + this.idle;
+            this.idle_timer.as_mut().reset(deadline);
+        }
+        if let Some(bytes) = out.take() {
+            return frame(Some(bytes));
+        }
+        if this.total_timer.as_mut().poll(cx).is_ready() {
+            return frame(Some(this.timeout(TimeoutPhase::Total)));
+        }
+        if this.idle_timer.as_mut().poll(cx).is_ready() {
+            return frame(Some(this.timeout(TimeoutPhase::Idle)));
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
