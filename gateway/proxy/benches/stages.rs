@@ -1,0 +1,49 @@
+//! The stages that run on every request before it is forwarded: what the gateway itself costs
+//! per request, without sockets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+use sluice_metrics::Api;
+use sluice_proxy::stages::{authenticate, parse, prepare};
+use sluice_proxy::tenants::{Directory, KeyHash, Tenant, TenantSnapshot};
+
+fn directory(tenants: usize) -> Directory {
+    Directory::new(TenantSnapshot::new((0..tenants).map(|i| {
+        (Tenant { name: Arc::from(format!("tenant-{i}")) }, vec![KeyHash::of(&format!("sk-tenant-{i}-0123456789"))])
+    })))
+}
+
+fn stages(c: &mut Criterion) {
+    let dir = directory(10_000);
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer sk-tenant-4242-0123456789"));
+    c.bench_function("authenticate (10k tenants)", |b| b.iter(|| authenticate::run(&dir, &headers)));
+
+    let body = Bytes::from_static(
+        br#"{"model":"llama-3-8b","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about rivers and GPUs."}],"max_tokens":128,"temperature":0.7,"top_k":40}"#,
+    );
+    c.bench_function("parse chat request", |b| b.iter(|| parse::run(Api::ChatCompletions, &body)));
+    c.bench_function("prepare non-stream (pass-through)", |b| {
+        b.iter_batched(
+            || parse::run(Api::ChatCompletions, &body).map(|p| (p, body.clone())),
+            |parsed| parsed.and_then(|(p, b)| prepare::run(p, b)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let stream = Bytes::from_static(
+        br#"{"model":"llama-3-8b","stream":true,"messages":[{"role":"user","content":"Write a haiku about rivers and GPUs."}],"max_tokens":128}"#,
+    );
+    c.bench_function("prepare stream (usage forced on)", |b| {
+        b.iter_batched(
+            || parse::run(Api::ChatCompletions, &stream).map(|p| (p, stream.clone())),
+            |parsed| parsed.and_then(|(p, b)| prepare::run(p, b)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
