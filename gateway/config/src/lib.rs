@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Longest time a client may take to send its request body.
+    pub request_body_timeout: Duration,
     pub shutdown_grace: Duration,
     pub tls: Option<TlsConfig>,
 }

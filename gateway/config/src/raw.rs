@@ -29,6 +29,8 @@ pub struct RawServer {
     pub admin_listen: Option<String>,
     pub max_body_bytes: Option<usize>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub request_body_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub shutdown_grace: Option<Duration>,
     pub tls: Option<RawTls>,
 }

@@ -25,10 +25,14 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if max_body_bytes == 0 {
         return Err(ConfigError::invalid("server.max_body_bytes", "must be greater than 0"));
     }
+    if raw.server.request_body_timeout.is_some_and(|d| d.is_zero()) {
+        return Err(ConfigError::invalid("server.request_body_timeout", "must be greater than 0"));
+    }
     let server = ServerConfig {
         listen,
         admin_listen,
         max_body_bytes,
+        request_body_timeout: raw.server.request_body_timeout.unwrap_or(Duration::from_secs(60)),
         shutdown_grace: raw.server.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         tls: raw.server.tls.map(|t| TlsConfig { cert: t.cert.into(), key: t.key.into() }),
     };

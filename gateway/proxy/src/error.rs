@@ -39,6 +39,8 @@ pub enum GatewayError {
     MethodNotAllowed { method: String, path: String },
     #[error("request body is larger than the {limit}-byte limit")]
     BodyTooLarge { limit: usize },
+    #[error("the request body did not arrive within {after:?}")]
+    BodyTimeout { after: Duration },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     #[error("invalid request body: {message}")]
@@ -63,6 +65,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyRead(_) | GatewayError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::NoHealthyEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -79,6 +82,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             GatewayError::BodyRead(_) => ("invalid_request_error", "body_read_error"),
+            GatewayError::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             GatewayError::InvalidBody { .. } => ("invalid_request_error", "invalid_body"),
             GatewayError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
             GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
@@ -98,6 +102,7 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead(_)
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
@@ -113,6 +118,7 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead(_)
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::InvalidBody { .. }
             | GatewayError::ModelNotFound(_) => Outcome::ClientError,
             GatewayError::NoHealthyEndpoint { .. } => Outcome::Unavailable,
@@ -147,6 +153,7 @@ impl GatewayError {
             GatewayError::UnknownPath(_)
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead(_)
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::InvalidBody { .. }
             | GatewayError::ModelNotFound(_)
             | GatewayError::Upstream { .. }
@@ -181,6 +188,7 @@ mod tests {
             (GatewayError::InvalidApiKey, 401, "invalid_api_key"),
             (GatewayError::ModelNotFound("x".into()), 404, "model_not_found"),
             (GatewayError::BodyTooLarge { limit: 10 }, 413, "request_too_large"),
+            (GatewayError::BodyTimeout { after: Duration::from_secs(1) }, 408, "request_timeout"),
             (GatewayError::InvalidBody { message: "bad".into(), param: Some("messages".into()) }, 400, "invalid_body"),
         ];
         for (err, status, code) in cases {

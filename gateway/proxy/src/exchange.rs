@@ -36,7 +36,12 @@ impl Drop for InFlight {
     }
 }
 
-/// One request's state. Finishing it (once) emits its [`RequestRecord`].
+/// The status recorded for a request whose client went away before its response started
+/// (nginx's "client closed request"); no response is sent, so no client ever sees it.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// One request's state. Finishing it (once) emits its [`RequestRecord`]; an inference request
+/// dropped unfinished (the client went away) emits a `cancelled` one.
 pub struct Exchange {
     pub start: Instant,
     pub request_id: HeaderValue,
@@ -51,6 +56,8 @@ pub struct Exchange {
     /// Gateway time so far (waits on the client and the upstream excluded).
     pub overhead: Duration,
     sinks: Sinks,
+    /// The record has been emitted.
+    reported: bool,
     _in_flight: InFlight,
 }
 
@@ -87,6 +94,7 @@ impl Exchange {
             attempts: 0,
             overhead: Duration::ZERO,
             sinks,
+            reported: false,
             _in_flight: InFlight(in_flight.clone()),
         }
     }
@@ -95,17 +103,13 @@ impl Exchange {
         self.key.as_ref().map_or_else(|| Arc::from(UNKNOWN_LABEL), |k| Arc::clone(&k.tenant.name))
     }
 
-    /// Reports a request refused with `error` and returns its response.
-    pub fn fail(self, error: GatewayError) -> http::Response<ResponseBody> {
-        let status = error.status().as_u16();
-        let outcome = error.outcome();
-        if let GatewayError::Internal(detail) = &error {
-            tracing::error!(request_id = ?self.request_id, %detail, "internal error");
-        } else {
-            tracing::debug!(request_id = ?self.request_id, %error, "request refused");
-        }
-        let mut response = error.into_response();
-        response.headers_mut().insert("x-request-id", self.request_id.clone());
+    fn emit(&mut self, record: &RequestRecord) {
+        self.reported = true;
+        self.sinks.emit(record);
+    }
+
+    /// The record of a request that ended without a response from an upstream.
+    fn unanswered_record(&self, status: u16, outcome: Outcome) -> RequestRecord {
         let e2e = self.start.elapsed();
         let mut record = RequestRecord::refused(self.tenant(), Arc::clone(&self.model), self.api, status, outcome, e2e);
         record.stream = self.stream;
@@ -115,12 +119,27 @@ impl Exchange {
         if self.attempts > 0 {
             record.overhead = self.overhead;
         }
-        self.sinks.emit(&record);
+        record
+    }
+
+    /// Reports a request refused with `error` and returns its response.
+    pub fn fail(mut self, error: GatewayError) -> http::Response<ResponseBody> {
+        let status = error.status().as_u16();
+        let outcome = error.outcome();
+        if let GatewayError::Internal(detail) = &error {
+            tracing::error!(request_id = ?self.request_id, %detail, "internal error");
+        } else {
+            tracing::debug!(request_id = ?self.request_id, %error, "request refused");
+        }
+        let mut response = error.into_response();
+        response.headers_mut().insert("x-request-id", self.request_id.clone());
+        let record = self.unanswered_record(status, outcome);
+        self.emit(&record);
         response
     }
 
     /// Reports a request that reached an upstream.
-    pub fn finish(self, done: Completion) {
+    pub fn finish(mut self, done: Completion) {
         let end = Instant::now();
         let e2e = end.duration_since(self.start);
         let usage = done.usage.unwrap_or_default();
@@ -165,6 +184,21 @@ impl Exchange {
             completion_tokens = record.completion_tokens,
             "request finished"
         );
-        self.sinks.emit(&record);
+        self.emit(&record);
+    }
+}
+
+impl Drop for Exchange {
+    /// hyper drops the handler future when the client goes away, so an exchange dropped before
+    /// it was reported is a request abandoned mid-pipeline: while its body was read or while
+    /// the upstream had not answered yet. Streams abandoned later are reported by the relay.
+    /// The model list is never recorded; it has no `api`.
+    fn drop(&mut self) {
+        if self.reported || self.api.is_none() {
+            return;
+        }
+        tracing::debug!(request_id = ?self.request_id, attempts = self.attempts, "client went away before the response");
+        let record = self.unanswered_record(CLIENT_CLOSED_REQUEST, Outcome::Cancelled);
+        self.emit(&record);
     }
 }

@@ -36,6 +36,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     sinks: Sinks,
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,7 @@ impl Gateway {
             metrics,
             sinks: Sinks::new(all),
             max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.request_body_timeout,
         })
     }
 

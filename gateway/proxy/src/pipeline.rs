@@ -58,7 +58,7 @@ where
     let before_read = Instant::now();
     ex.overhead += before_read - ex.start;
     let (parts, body) = request.into_parts();
-    let body = read_body::run(&parts.headers, body, gateway.max_body_bytes).await?;
+    let body = read_body::run(&parts.headers, body, gateway.max_body_bytes, gateway.body_timeout).await?;
     let after_read = Instant::now();
 
     let parsed = parse::run(api, &body)?;

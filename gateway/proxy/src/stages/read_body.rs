@@ -1,4 +1,7 @@
-//! Reads the request body, refusing bodies over the configured limit before buffering them.
+//! Reads the request body, refusing bodies over the configured limit before buffering them and
+//! clients that take longer than the body timeout to send it.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -8,7 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::error::GatewayError;
 
-pub async fn run<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, GatewayError>
+pub async fn run<B>(headers: &HeaderMap, body: B, limit: usize, timeout: Duration) -> Result<Bytes, GatewayError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -17,7 +20,10 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| GatewayError::BodyTimeout { after: timeout })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(GatewayError::BodyTooLarge { limit }),
         Err(e) => Err(GatewayError::BodyRead(e.to_string())),
