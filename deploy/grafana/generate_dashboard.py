@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Writes dashboards/sluice.json. Edit the panels here, run `python3 generate_dashboard.py`,
+commit both. Metric names come from gateway/metrics/src/families.rs (checked by
+deploy/validate.py)."""
+
+import json
+from pathlib import Path
+
+SEL = 'tenant=~"$tenant", model=~"$model"'
+RATE = "$__rate_interval"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+panels = []
+_next_id = 1
+
+
+def _id():
+    global _next_id
+    _next_id += 1
+    return _next_id - 1
+
+
+def row(title, y):
+    panels.append({"type": "row", "id": _id(), "title": title, "collapsed": False,
+                   "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+
+
+def timeseries(title, targets, x, y, w=12, h=8, unit="short", description="", stack=False, min0=True):
+    defaults = {"unit": unit, "custom": {"lineWidth": 1, "fillOpacity": 10 if not stack else 40,
+                                         "stacking": {"mode": "normal" if stack else "none"}}}
+    if min0:
+        defaults["min"] = 0
+    panels.append({
+        "type": "timeseries", "id": _id(), "title": title, "description": description, "datasource": DS,
+        "gridPos": {"h": h, "w": w, "x": x, "y": y},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
+                    "tooltip": {"mode": "multi", "sort": "desc"}},
+        "targets": [{"datasource": DS, "refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+                    for i, (expr, legend) in enumerate(targets)],
+    })
+
+
+def stat(title, expr, x, y, w=6, h=4, unit="short", description="", thresholds=None):
+    steps = thresholds or [{"color": "green", "value": None}]
+    panels.append({
+        "type": "stat", "id": _id(), "title": title, "description": description, "datasource": DS,
+        "gridPos": {"h": h, "w": w, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
+                        "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                    "colorMode": "value", "graphMode": "area", "textMode": "auto"},
+        "targets": [{"datasource": DS, "refId": "A", "expr": expr, "legendFormat": title}],
+    })
+
+
+def quantiles(metric, by, qs, sel=SEL):
+    return [(f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{{{sel}}}[{RATE}])))",
+             f"{{{{{by}}}}} p{int(q * 100)}") for q in qs]
+
+
+FAIL = 'outcome=~"upstream_error|upstream_timeout|unavailable|internal_error"'
+
+# --- Overview -------------------------------------------------------------------------------
+y = 0
+row("Overview", y)
+y += 1
+stat("Requests/s", f"sum(rate(sluice_requests_total{{{SEL}}}[{RATE}]))", 0, y, unit="reqps")
+stat("Error ratio", f"sum(rate(sluice_requests_total{{{SEL}, {FAIL}}}[{RATE}])) / "
+     f"sum(rate(sluice_requests_total{{{SEL}}}[{RATE}]))", 6, y, unit="percentunit",
+     description="Upstream errors, timeouts, no available worker and internal errors, over all requests.",
+     thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 0.01},
+                 {"color": "red", "value": 0.05}])
+stat("TTFT p95", f"histogram_quantile(0.95, sum by (le) (rate(gen_ai_server_time_to_first_token_seconds_bucket"
+     f"{{{SEL}}}[{RATE}])))", 12, y, unit="s",
+     thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1},
+                 {"color": "red", "value": 2}])
+stat("Requests in flight", "sum(sluice_requests_in_flight)", 18, y)
+y += 4
+
+# --- Traffic --------------------------------------------------------------------------------
+row("Traffic", y)
+y += 1
+timeseries("Requests/s by outcome",
+           [(f"sum by (outcome) (rate(sluice_requests_total{{{SEL}}}[{RATE}]))", "{{outcome}}")],
+           0, y, unit="reqps", stack=True)
+timeseries("Tokens/s by type",
+           [(f"sum by (type) (rate(sluice_tokens_total{{{SEL}}}[{RATE}]))", "{{type}}")],
+           12, y, unit="short", description="prompt, cached (prompt tokens served from the prefix cache), completion.")
+y += 8
+timeseries("Requests/s by tenant",
+           [(f"sum by (tenant) (rate(sluice_requests_total{{{SEL}}}[{RATE}]))", "{{tenant}}")],
+           0, y, unit="reqps")
+timeseries("Requests/s by model",
+           [(f"sum by (model) (rate(sluice_requests_total{{{SEL}}}[{RATE}]))", "{{model}}")],
+           12, y, unit="reqps")
+y += 8
+
+# --- Latency --------------------------------------------------------------------------------
+row("Latency (by model)", y)
+y += 1
+timeseries("Time to first token p50 / p95 / p99",
+           quantiles("gen_ai_server_time_to_first_token_seconds", "model", [0.5, 0.95, 0.99]), 0, y, w=8, unit="s",
+           description="From receiving a streamed request to relaying its first generated token.")
+timeseries("Time per output token p50 / p95 / p99",
+           quantiles("gen_ai_server_time_per_output_token_seconds", "model", [0.5, 0.95, 0.99]), 8, y, w=8,
+           unit="s", description="(e2e - TTFT) / (output tokens - 1).")
+timeseries("End-to-end duration p50 / p95 / p99",
+           quantiles("gen_ai_server_request_duration_seconds", "model", [0.5, 0.95, 0.99]), 16, y, w=8, unit="s")
+y += 8
+timeseries("Gateway overhead p50 / p99",
+           [(f"histogram_quantile({q}, sum by (le) (rate(sluice_gateway_overhead_seconds_bucket[{RATE}])))",
+             f"p{int(q * 100)}") for q in (0.5, 0.99)],
+           0, y, unit="s",
+           description="Time spent inside the gateway per request, excluding waits on the upstream and the client.")
+timeseries("Tokens per request p50 / p95 (input, output)",
+           [(f"histogram_quantile({q}, sum by (gen_ai_token_type, le) (rate(gen_ai_client_token_usage_bucket"
+             f"{{model=~\"$model\"}}[{RATE}])))", f"{{{{gen_ai_token_type}}}} p{int(q * 100)}") for q in (0.5, 0.95)],
+           12, y, unit="short")
+y += 8
+
+# --- Upstreams ------------------------------------------------------------------------------
+row("Upstream endpoints", y)
+y += 1
+timeseries("In flight per endpoint",
+           [("sum by (pool, endpoint) (sluice_endpoint_in_flight)", "{{pool}} / {{endpoint}}")],
+           0, y, unit="short")
+timeseries("Endpoint health (replicas reporting healthy)",
+           [("sum by (pool, endpoint) (sluice_endpoint_healthy)", "{{pool}} / {{endpoint}}")],
+           12, y, unit="short",
+           description="1 per gateway replica that sees the endpoint passing health checks and not ejected.")
+y += 8
+timeseries("Upstream errors/s by kind",
+           [(f"sum by (pool, endpoint, kind) (rate(sluice_upstream_errors_total[{RATE}]))",
+             "{{pool}} / {{endpoint}} {{kind}}")],
+           0, y, w=8, unit="short")
+timeseries("Retries/s by pool",
+           [(f"sum by (pool) (rate(sluice_upstream_retries_total[{RATE}]))", "{{pool}}")],
+           8, y, w=8, unit="short", description="Attempts retried on another endpoint before the first byte.")
+timeseries("Ejections",
+           [(f"sum by (pool, endpoint) (increase(sluice_endpoint_ejections_total[{RATE}]))",
+             "{{pool}} / {{endpoint}}")],
+           16, y, w=8, unit="short")
+y += 8
+
+# --- Workers (engine metrics, vLLM dialect; sluice-sim speaks it too) -------------------------
+row("Workers (vLLM metrics, scraped from the workers)", y)
+y += 1
+timeseries("Running / waiting sequences",
+           [("sum by (instance) (vllm:num_requests_running)", "{{instance}} running"),
+            ("sum by (instance) (vllm:num_requests_waiting)", "{{instance}} waiting")],
+           0, y, w=8, unit="short")
+timeseries("KV cache usage", [("max by (instance) (vllm:kv_cache_usage_perc)", "{{instance}}")],
+           8, y, w=8, unit="percentunit")
+timeseries("Prefix cache hit ratio",
+           [(f"sum by (instance) (rate(vllm:prefix_cache_hits_total[{RATE}])) / "
+             f"sum by (instance) (rate(vllm:prefix_cache_queries_total[{RATE}]))", "{{instance}}")],
+           16, y, w=8, unit="percentunit")
+
+
+def variable(name, label, query):
+    return {"name": name, "label": label, "type": "query", "datasource": DS,
+            "query": {"query": query, "refId": f"{name}-var"}, "definition": query,
+            "includeAll": True, "multi": True, "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "refresh": 2, "sort": 1}
+
+
+dashboard = {
+    "uid": "sluice-overview",
+    "title": "Sluice",
+    "description": "Sluice AI gateway: traffic, tokens, latency (TTFT/TPOT/e2e), gateway overhead, upstream health.",
+    "tags": ["sluice", "llm", "gateway"],
+    "timezone": "browser",
+    "editable": True,
+    "graphTooltip": 1,
+    "refresh": "10s",
+    "time": {"from": "now-30m", "to": "now"},
+    "schemaVersion": 39,
+    "version": 1,
+    "templating": {"list": [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {"selected": True, "text": "Prometheus", "value": "prometheus"}, "hide": 0},
+        variable("model", "Model", "label_values(sluice_requests_total, model)"),
+        variable("tenant", "Tenant", "label_values(sluice_requests_total, tenant)"),
+    ]},
+    "annotations": {"list": []},
+    "panels": panels,
+}
+
+out = Path(__file__).with_name("dashboards") / "sluice.json"
+out.write_text(json.dumps(dashboard, indent=2) + "\n")
+print(f"wrote {out} ({len(panels)} panels)")
