@@ -13,10 +13,8 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Waits until `/metrics` has counted `n` finished requests for the tenant, then returns the text.
 async fn metrics_after(gw: &TestGateway, n: f64) -> String {
-    let counted = wait_until_async(WAIT, || async {
-        gw.metric("sluice_requests_total", &[("tenant", TENANT)]).await >= n
-    })
-    .await;
+    let counted =
+        wait_until_async(WAIT, || async { gw.metric("sluice_requests_total", &[("tenant", TENANT)]).await >= n }).await;
     assert!(counted, "{n} requests never showed up in /metrics:\n{}", gw.metrics_text().await);
     gw.metrics_text().await
 }
@@ -51,7 +49,10 @@ async fn stream_without_include_usage_hides_usage_from_client_but_counts_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_with_include_usage_gets_exactly_one_usage_chunk() {
     let gw = TestGateway::start(1, GatewayOptions::default()).await;
-    let body = chat_body("count my tokens", json!({"stream": true, "max_tokens": 5, "stream_options": {"include_usage": true}}));
+    let body = chat_body(
+        "count my tokens",
+        json!({"stream": true, "max_tokens": 5, "stream_options": {"include_usage": true}}),
+    );
     let events = gw.chat_stream(&body).await.rest().await;
     let usage: Vec<_> = events.iter().filter(|e| e.has_usage()).collect();
     assert_eq!(usage.len(), 1, "exactly one usage chunk: {events:?}");

@@ -1,5 +1,5 @@
 //! Failing workers: retries before the first byte, none after it, passive ejection, active
-//! health checks, and cancellation when the client goes away.
+//! health checks, timeouts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
@@ -74,7 +74,10 @@ async fn a_stalled_first_token_times_out_and_is_retried() {
     assert!(stalled >= 1, "the stalled worker was tried");
     let text = gw.metrics_text().await;
     assert_eq!(value(&text, "sluice_upstream_retries_total", &[("pool", POOL)]), stalled as f64);
-    assert_eq!(value(&text, "sluice_upstream_errors_total", &[("endpoint", "sim-0"), ("kind", "timeout")]), stalled as f64);
+    assert_eq!(
+        value(&text, "sluice_upstream_errors_total", &[("endpoint", "sim-0"), ("kind", "timeout")]),
+        stalled as f64
+    );
     // The abandoned attempts were cancelled on the worker, not left generating.
     let sim = gw.sims[0].clone();
     assert!(wait_until(WAIT, || sim.stats().running == 0 && sim.stats().waiting == 0).await, "{:?}", sim.stats());
@@ -118,36 +121,6 @@ async fn a_stream_that_breaks_after_its_first_byte_is_not_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_disconnect_cancels_the_upstream_generation() {
-    let gw = TestGateway::start(1, GatewayOptions::default()).await;
-    let sim = gw.sims[0].clone();
-    // 500 tokens, 50 ms apart: 25 s if nobody cancels it.
-    sim.set_faults(Faults { slow_token: Duration::from_millis(50), ..Faults::default() });
-    let mut stream = gw.chat_stream(&stream_body(500)).await;
-    for _ in 0..2 {
-        assert!(stream.next().await.is_some_and(|e| e.content().is_some()));
-    }
-    assert_eq!(sim.stats().running, 1);
-    drop(stream);
-
-    let cancelled = wait_until(WAIT, || {
-        let s = sim.stats();
-        s.running == 0 && s.requests_aborted >= 1
-    })
-    .await;
-    assert!(cancelled, "the worker kept generating: {:?}", sim.stats());
-    let recorded = wait_until_async(WAIT, || async {
-        gw.metric("sluice_requests_total", &[("tenant", TENANT), ("outcome", "cancelled")]).await == 1.0
-    })
-    .await;
-    assert!(recorded, "no cancelled record:\n{}", gw.metrics_text().await);
-    assert_eq!(sim.stats().requests_completed, 0);
-    assert_eq!(gw.metric("sluice_endpoint_in_flight", &[("endpoint", "sim-0")]).await, 0.0);
-    assert_eq!(gw.metric("sluice_requests_in_flight", &[]).await, 0.0);
-    gw.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_failures_eject_a_worker_and_traffic_moves_to_the_healthy_one() {
     let opts = GatewayOptions {
         ejection_failures: Some(2),
@@ -187,10 +160,7 @@ async fn consecutive_failures_eject_a_worker_and_traffic_moves_to_the_healthy_on
 async fn active_health_checks_mark_a_dead_worker_unhealthy() {
     let opts = GatewayOptions { unhealthy_threshold: Some(2), ..GatewayOptions::default() };
     let gw = TestGateway::start(2, opts).await;
-    assert!(
-        wait_until_async(WAIT, || async { healthy_gauge(&gw, "sim-1").await == 1.0 }).await,
-        "both start healthy"
-    );
+    assert!(wait_until_async(WAIT, || async { healthy_gauge(&gw, "sim-1").await == 1.0 }).await, "both start healthy");
     gw.sims[1].clone().shutdown().await;
 
     let marked = wait_until_async(WAIT, || async { healthy_gauge(&gw, "sim-1").await == 0.0 }).await;
@@ -224,5 +194,87 @@ async fn no_available_endpoint_is_503() {
     assert_eq!(error["code"], "no_healthy_upstream");
     assert_eq!(reply.headers["retry-after"], "1");
     assert_eq!(gw.metric("sluice_requests_total", &[("tenant", TENANT), ("outcome", "unavailable")]).await, 1.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_cut_midway_is_retried_since_nothing_reached_the_client() {
+    let opts = GatewayOptions { ejection_failures: Some(100), ..GatewayOptions::default() };
+    let gw = TestGateway::start(2, opts).await;
+    gw.sims[0].set_faults(Faults { drop_after_tokens: Some(2), ..Faults::default() });
+    for i in 0..4 {
+        let reply = gw.chat(&chat_body("hello there", json!({"max_tokens": 6}))).await;
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+        assert_eq!(reply.json()["usage"]["completion_tokens"], 6);
+    }
+    let cut = gw.sims[0].stats().requests_received;
+    assert!(cut >= 1);
+    assert_eq!(gw.metric("sluice_upstream_retries_total", &[]).await, cut as f64);
+    assert_eq!(gw.sims[1].stats().requests_completed, 4);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_timing_out_is_504() {
+    let opts = GatewayOptions {
+        first_byte_timeout: Some(Duration::from_millis(300)),
+        max_retries: Some(1),
+        ejection_failures: Some(100),
+        ..GatewayOptions::default()
+    };
+    let gw = TestGateway::start(2, opts).await;
+    for sim in &gw.sims {
+        sim.set_faults(Faults { stall_first_token: Duration::from_secs(30), ..Faults::default() });
+    }
+    let reply = gw.client.post_json_whole(&gw.url("/v1/chat/completions"), Some(gw.key), &stream_body(4)).await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    let error = reply.openai_error();
+    assert_eq!(error["type"], "server_error");
+    assert_eq!(error["code"], "upstream_timeout");
+    assert_eq!(gw.sims[0].stats().requests_received, 1, "each endpoint tried once");
+    assert_eq!(gw.sims[1].stats().requests_received, 1, "each endpoint tried once");
+    let text = gw.metrics_text().await;
+    assert_eq!(value(&text, "sluice_upstream_retries_total", &[]), 1.0);
+    assert_eq!(value(&text, "sluice_requests_total", &[("tenant", TENANT), ("outcome", "upstream_timeout")]), 1.0);
+    gw.shutdown().await;
+
+    // A whole answer may take as long as the generation does, up to the total timeout.
+    let opts = GatewayOptions { total_timeout: Some(Duration::from_millis(500)), ..GatewayOptions::default() };
+    let gw = TestGateway::start(2, opts).await;
+    for sim in &gw.sims {
+        sim.set_faults(Faults { stall_first_token: Duration::from_secs(30), ..Faults::default() });
+    }
+    let started = std::time::Instant::now();
+    let reply = gw.chat(&chat_body("hello there", json!({"max_tokens": 4}))).await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let received = gw.sims[0].stats().requests_received + gw.sims[1].stats().requests_received;
+    assert_eq!(received, 1, "no time left to retry after the total timeout");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_goes_silent_ends_with_an_idle_timeout_event() {
+    let opts = GatewayOptions { idle_timeout: Some(Duration::from_millis(300)), ..GatewayOptions::default() };
+    let gw = TestGateway::start(1, opts).await;
+    let sim = gw.sims[0].clone();
+    // The first token comes at once, the next one only after 20 s.
+    sim.set_faults(Faults { slow_token: Duration::from_secs(20), ..Faults::default() });
+    let started = std::time::Instant::now();
+    let events = gw.chat_stream(&stream_body(5)).await.rest().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "the idle timeout cut the stream");
+    assert_eq!(events.len(), 2, "one token, then the error: {events:?}");
+    assert!(events[0].content().is_some());
+    assert!(events[1].is_error(), "{}", events[1].data);
+    assert_eq!(events[1].json().unwrap()["error"]["code"], "upstream_timeout");
+
+    assert!(
+        wait_until(WAIT, || sim.stats().running == 0 && sim.stats().requests_aborted == 1).await,
+        "the silent generation was cancelled on the worker: {:?}",
+        sim.stats()
+    );
+    let text = gw.metrics_text().await;
+    assert_eq!(value(&text, "sluice_requests_total", &[("tenant", TENANT), ("outcome", "upstream_timeout")]), 1.0);
+    assert_eq!(value(&text, "sluice_upstream_retries_total", &[]), 0.0);
     gw.shutdown().await;
 }

@@ -129,7 +129,16 @@ impl TestClient {
     /// Sends a request and returns the response head with the body still streaming.
     pub async fn send(&self, request: Request<TestBody>) -> Response<Incoming> {
         let uri = request.uri().clone();
-        self.inner.request(request).await.unwrap_or_else(|e| panic!("request to {uri} failed: {e:?}"))
+        self.try_send(request).await.unwrap_or_else(|e| panic!("request to {uri} failed: {e:?}"))
+    }
+
+    /// [`TestClient::send`] for requests that are expected to fail (refused connections, TLS
+    /// errors).
+    pub async fn try_send(
+        &self,
+        request: Request<TestBody>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        self.inner.request(request).await
     }
 
     /// Sends a request and reads the whole response.

@@ -111,8 +111,8 @@ impl TestGateway {
             sims.iter().map(SimHandle::base_url).collect()
         };
         let toml = config_toml(&urls, &opts);
-        let config = Config::from_toml(&toml, &[], &|_| None)
-            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{toml}"));
+        let config =
+            Config::from_toml(&toml, &[], &|_| None).unwrap_or_else(|e| panic!("test config is invalid: {e}\n{toml}"));
         let ca = opts.tls.then(TestCa::new);
         let sluice = Sluice::build_with(config, Vec::new(), ca.as_ref().map(TestCa::acceptor)).expect("build sluice");
         let data = TcpListener::bind("127.0.0.1:0").await.expect("bind data plane");
@@ -202,7 +202,8 @@ fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
     if let Some(n) = o.max_retries {
         let _ = writeln!(t, "max_retries = {n}");
     }
-    let _ = writeln!(t, "\n[upstream.health]\ninterval = {}\ntimeout = {}", ms(o.health_interval), ms(o.health_timeout));
+    let _ =
+        writeln!(t, "\n[upstream.health]\ninterval = {}\ntimeout = {}", ms(o.health_interval), ms(o.health_timeout));
     if let Some(n) = o.unhealthy_threshold {
         let _ = writeln!(t, "unhealthy_threshold = {n}");
     }
