@@ -202,3 +202,56 @@ impl Drop for Exchange {
         self.emit(&record);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<RequestRecord>>);
+
+    impl RecordSink for Collect {
+        fn record(&self, record: &RequestRecord) {
+            self.0.lock().unwrap().push(record.clone());
+        }
+    }
+
+    fn exchange(sink: &Arc<Collect>, gauge: &prometheus::IntGauge) -> Exchange {
+        let sinks = Sinks::new(vec![Arc::clone(sink) as Arc<dyn RecordSink>]);
+        Exchange::begin(Instant::now(), &HeaderMap::new(), sinks, gauge)
+    }
+
+    #[test]
+    fn an_abandoned_inference_request_is_recorded_once_as_cancelled() {
+        let sink = Arc::new(Collect::default());
+        let gauge = prometheus::IntGauge::new("g", "g").unwrap();
+        let mut ex = exchange(&sink, &gauge);
+        ex.api = Some(Api::ChatCompletions);
+        ex.attempts = 1;
+        assert_eq!(gauge.get(), 1);
+        drop(ex);
+        let records = sink.0.lock().unwrap().clone();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].outcome, Outcome::Cancelled);
+        assert_eq!(records[0].status, CLIENT_CLOSED_REQUEST);
+        assert_eq!(records[0].attempts, 1);
+        assert_eq!(gauge.get(), 0);
+    }
+
+    #[test]
+    fn reported_and_model_list_exchanges_record_nothing_more() {
+        let sink = Arc::new(Collect::default());
+        let gauge = prometheus::IntGauge::new("g", "g").unwrap();
+        let mut ex = exchange(&sink, &gauge);
+        ex.api = Some(Api::Embeddings);
+        let _ = ex.fail(GatewayError::InvalidApiKey);
+        ex = exchange(&sink, &gauge);
+        ex.api = Some(Api::Completions);
+        ex.finish(Completion { status: 200, ..Completion::default() });
+        drop(exchange(&sink, &gauge));
+        let outcomes: Vec<Outcome> = sink.0.lock().unwrap().iter().map(|r| r.outcome).collect();
+        assert_eq!(outcomes, [Outcome::ClientError, Outcome::Ok]);
+    }
+}
