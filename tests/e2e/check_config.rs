@@ -98,3 +98,22 @@ fn a_missing_config_file_is_a_clear_error() {
         assert_refused(&out, &["cannot read config file", &missing.display().to_string()]);
     }
 }
+
+/// The configs shipped in deploy/ stay valid as the config format evolves, and their secret
+/// references fail loudly when the environment does not provide them.
+#[test]
+fn deploy_configs_pass_check_config() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for file in ["sluice.compose.toml", "k8s/sluice.toml"] {
+        let path = deploy.join(file);
+        let env = [("SLUICE_ADMIN_TOKEN", "test-admin-token"), ("ACME_API_KEY", "sk-acme-test-0123456789")];
+        let out = check(&path, &env);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{file}: exit {}\nstdout: {stdout}\nstderr: {stderr}", out.status);
+        for needle in ["config OK", "0.0.0.0:8080", "0.0.0.0:9090", "pool llama", "2 endpoint(s)"] {
+            assert!(stdout.contains(needle), "{file}: summary should mention {needle:?}:\n{stdout}");
+        }
+        let out = check(&path, &[]);
+        assert_refused(&out, &["admin.token", "SLUICE_ADMIN_TOKEN"]);
+    }
+}

@@ -41,6 +41,18 @@ fn exe(name: &str) -> String {
     format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
+/// Set by cargo for the package under test (besides `CARGO_PKG_*`); not configuration.
+const PACKAGE_VARS: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "OUT_DIR",
+];
+
 fn build() -> Binaries {
     // The test executable is <target-dir>/<profile-dir>/deps/sluice_e2e-<hash>.
     let test_exe = std::env::current_exe().expect("locating the test executable");
@@ -56,7 +68,18 @@ fn build() -> Binaries {
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace");
-    let status = Command::new(&cargo)
+    let mut build = Command::new(&cargo);
+    // Cargo gives the test process the variables it sets for the package being tested
+    // (CARGO_PKG_NAME=sluice-e2e, CARGO_MANIFEST_DIR, …). Build scripts such as ring's watch
+    // some of them (rerun-if-env-changed), so leaking them into the inner build would make it
+    // rebuild those crates, and every ordinary build afterwards rebuild them back.
+    for (name, _) in std::env::vars_os() {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("CARGO_PKG_") || PACKAGE_VARS.contains(&name_str.as_ref()) {
+            build.env_remove(&name);
+        }
+    }
+    let status = build
         .current_dir(workspace)
         .env("CARGO_TARGET_DIR", target_dir)
         .args(["build", "--bins", "-p", "sluice-cli", "-p", "sluice-sim", "--profile", &profile])
