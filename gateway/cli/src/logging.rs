@@ -8,8 +8,8 @@ pub struct LogArgs {
     /// Log level or filter directive (e.g. `info`, `sluice_proxy=debug`).
     #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
     pub log_level: String,
-    /// Emit logs as JSON lines.
-    #[arg(long, global = true, env = "SLUICE_LOG_JSON")]
+    /// Emit logs as JSON lines (`SLUICE_LOG_JSON` accepts 1/0, true/false, yes/no, on/off).
+    #[arg(long, global = true, env = "SLUICE_LOG_JSON", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
 }
 

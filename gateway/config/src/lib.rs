@@ -110,8 +110,8 @@ pub struct TenantConfig {
 /// Why a configuration was refused. `field` is a dotted path such as `pools[1].endpoints[0]`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("config is not valid TOML or has unknown fields: {0}")]
     Parse(String),
     #[error("environment override {var}: {reason}")]
@@ -131,7 +131,7 @@ impl Config {
     /// process environment, and validates.
     pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+            Some(p) => std::fs::read_to_string(p).map_err(|error| ConfigError::Read { path: p.to_owned(), error })?,
             None => String::new(),
         };
         let vars: Vec<(String, String)> = std::env::vars().collect();

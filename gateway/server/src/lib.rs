@@ -27,8 +27,8 @@ use crate::listener::Listener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr}: {error}")]
+    Bind { addr: SocketAddr, error: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
     #[error(transparent)]
@@ -132,7 +132,7 @@ impl Sluice {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|error| ServerError::Bind { addr, error })
 }
 
 /// A serving Sluice.
