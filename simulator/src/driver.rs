@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
-use crate::engine::latency::LinearLatency;
+use crate::engine::latency::PolynomialLatency;
 use crate::engine::{Engine, EngineError, EngineEvent, EngineStats, SeqId, SeqSpec, SimTime};
 use crate::metrics::Metrics;
 use crate::sampling::FinishReason;
@@ -116,7 +116,7 @@ pub(crate) struct Driver {
 /// Builds the engine for `config` with its client; run the driver with [`Driver::run`].
 pub(crate) fn new(config: &SimConfig, stats: Arc<StatsCell>, metrics: Arc<Metrics>) -> (EngineClient, Driver) {
     let (tx, rx) = unbounded_channel();
-    let engine = Engine::new(config.engine, Box::new(LinearLatency(config.latency)));
+    let engine = Engine::new(config.engine, Box::new(PolynomialLatency::new(config.latency)));
     let client = EngineClient { tx, next_id: Arc::new(AtomicU64::new(0)) };
     let driver = Driver {
         engine,
@@ -168,7 +168,8 @@ impl Driver {
                 let now = self.origin.elapsed();
                 let prompt_len = submission.prompt.len() as u32;
                 let spec = SeqSpec {
-                    prompt: submission.prompt,
+                    prompt: submission.prompt.into(),
+                    prompt_hashes: None,
                     output: submission.output,
                     finish_reason: submission.finish_reason,
                     ready_at: now + submission.stall,
@@ -219,7 +220,7 @@ impl Driver {
                         bump(&self.stats.requests_aborted, 1);
                     }
                 }
-                EngineEvent::Finished { id, reason, prompt_tokens, cached_tokens, completion_tokens, at } => {
+                EngineEvent::Finished { id, reason, prompt_tokens, cached_tokens, completion_tokens, at, .. } => {
                     let Some(sink) = self.sinks.remove(&id) else {
                         continue;
                     };

@@ -10,9 +10,12 @@ pub mod prefix_cache;
 mod scheduler;
 mod sequence;
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use latency::{BatchShape, LatencyModel};
+use prefix_cache::BlockHash;
 use scheduler::Scheduler;
 use sequence::Sequence;
 
@@ -46,7 +49,11 @@ impl Default for EngineConfig {
 /// A request handed to the engine.
 #[derive(Debug, Clone)]
 pub struct SeqSpec {
-    pub prompt: Vec<u32>,
+    /// Prompt token ids, shared (a workload reuses one allocation for every request of a prompt).
+    pub prompt: Arc<[u32]>,
+    /// Chained hashes of the prompt's full blocks at the engine's block size, if the caller has
+    /// them already ([`sluice_routing::chain_block_hashes`]); computed on admission otherwise.
+    pub prompt_hashes: Option<Arc<[BlockHash]>>,
     /// The tokens the simulated model will produce, in order; their number is the output length.
     pub output: Vec<u32>,
     pub finish_reason: FinishReason,
@@ -70,6 +77,8 @@ pub enum EngineEvent {
         prompt_tokens: u32,
         cached_tokens: u32,
         completion_tokens: u32,
+        /// Prompt tokens run through the model, recomputation after preemption included.
+        prefill_computed: u32,
         at: SimTime,
     },
 }
@@ -101,6 +110,8 @@ pub struct EngineStats {
     pub prefix_queries: u64,
     pub prefix_hits: u64,
     pub preemptions: u64,
+    /// Prompt tokens run through the model so far (prefill and recomputation).
+    pub prefill_computed: u64,
 }
 
 #[derive(Debug)]
@@ -108,11 +119,12 @@ pub struct Engine {
     config: EngineConfig,
     scheduler: Scheduler,
     latency: Box<dyn LatencyModel>,
+    live: HashSet<SeqId>,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig, latency: Box<dyn LatencyModel>) -> Self {
-        Self { config, scheduler: Scheduler::new(config), latency }
+        Self { config, scheduler: Scheduler::new(config), latency, live: HashSet::new() }
     }
 
     /// Queues a request. Requests that could never fit in the KV cache are refused up front;
@@ -129,7 +141,7 @@ impl Engine {
                 capacity: self.config.kv_blocks,
             });
         }
-        if self.scheduler.contains(id) {
+        if !self.live.insert(id) {
             return Err(EngineError::DuplicateId(id));
         }
         let seq = Sequence::new(id, spec, self.config.block_size);
@@ -139,7 +151,7 @@ impl Engine {
 
     /// Removes a request (client gone). Its blocks return to the pool at once.
     pub fn abort(&mut self, id: SeqId) -> bool {
-        self.scheduler.abort(id)
+        self.live.remove(&id) && self.scheduler.abort(id)
     }
 
     /// Runs one step starting at `now`. `None` when nothing can run: the engine is idle, or
@@ -152,6 +164,11 @@ impl Engine {
         let duration = self.latency.step_time(&batch);
         let mut events = Vec::new();
         self.scheduler.update(now + duration, &mut events);
+        for ev in &events {
+            if let EngineEvent::Finished { id, .. } = ev {
+                self.live.remove(id);
+            }
+        }
         Some(StepOutcome { duration, batch, events })
     }
 
@@ -173,7 +190,14 @@ impl Engine {
             prefix_queries: s.prefix_queries,
             prefix_hits: s.prefix_hits,
             preemptions: s.preemptions,
+            prefill_computed: s.prefill_computed,
         }
+    }
+
+    /// How many leading blocks of `hashes` this engine's prefix cache holds right now (what a
+    /// KV-event-fed index would know). Hashes must be at this engine's block size.
+    pub fn cached_prefix_blocks(&self, hashes: &[BlockHash]) -> usize {
+        self.scheduler.pool.cached_prefix_len(hashes)
     }
 
     pub fn config(&self) -> &EngineConfig {

@@ -9,23 +9,33 @@
 //! LRU, as in vLLM's `BlockPool` + `FreeKVCacheBlockQueue`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::hash;
+/// Block hashes are already uniformly mixed: index them as they are, without SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type HashIndex = HashMap<BlockHash, BlockId, BuildHasherDefault<IdentityHasher>>;
 
 /// Index of a physical KV block.
 pub type BlockId = u32;
 
-/// Chained hash of a full block and everything before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BlockHash(pub u64);
-
-impl BlockHash {
-    /// Hash of the block following `parent` (or the first block) holding `tokens`.
-    pub fn chain(parent: Option<BlockHash>, tokens: &[u32]) -> BlockHash {
-        let start = parent.map_or(0x5151_1CE0, |p| p.0);
-        BlockHash(hash::tokens(start, tokens))
-    }
-}
+/// Chained hash of a full block and everything before it (shared with the gateway's routing).
+pub use sluice_routing::BlockHash;
 
 #[derive(Debug)]
 pub struct BlockPool {
@@ -36,7 +46,7 @@ pub struct BlockPool {
     /// The free queue: stamp order is release order, so the first entry is the LRU block.
     free: BTreeMap<u64, BlockId>,
     next_stamp: u64,
-    cached: HashMap<BlockHash, BlockId>,
+    cached: HashIndex,
 }
 
 impl BlockPool {
@@ -48,7 +58,7 @@ impl BlockPool {
             free_stamp: vec![None; n],
             free: BTreeMap::new(),
             next_stamp: 0,
-            cached: HashMap::new(),
+            cached: HashIndex::default(),
         };
         for id in 0..num_blocks {
             pool.push_free(id);
@@ -72,6 +82,11 @@ impl BlockPool {
             return 0.0;
         }
         f64::from(total - self.num_free()) / f64::from(total)
+    }
+
+    /// How many leading blocks of `hashes` are cached (a lookup without taking them).
+    pub fn cached_prefix_len(&self, hashes: &[BlockHash]) -> usize {
+        hashes.iter().take_while(|h| self.cached.contains_key(h)).count()
     }
 
     /// The blocks holding the longest cached prefix of `hashes`.

@@ -1,8 +1,15 @@
-//! Continuous batching, one step at a time, after vLLM v1's scheduler: running sequences first
-//! (each takes one token, or a chunk of its prefill, from the step's token budget), then waiting
-//! sequences in arrival order while budget, batch slots and KV blocks last. A running sequence
-//! that cannot get a block preempts the most recently admitted one, whose blocks go back to the
-//! pool (still cached) and which later resumes by recomputing, mostly from its own cached blocks.
+//! Continuous batching, one step at a time, after vLLM v1's scheduler. Each step spends a token
+//! budget (`max_batched_tokens`) in this order:
+//!
+//! 1. decodes: every running sequence whose prompt is done takes one token;
+//! 2. chunked prefill: running sequences part-way through their prompt take the next chunk;
+//! 3. admission: waiting sequences in arrival order, while the budget, the batch slots
+//!    (`max_running`) and KV blocks for their uncached prompt last; the first that does not fit
+//!    stops admission (first come, first served).
+//!
+//! A running sequence that cannot get a block preempts the most recently admitted one, whose
+//! blocks go back to the pool (still cached) and which later resumes by recomputing, mostly from
+//! its own cached blocks. Nothing is admitted in a step that preempted.
 
 use std::collections::VecDeque;
 
@@ -15,11 +22,13 @@ use super::{EngineConfig, EngineEvent, SeqId, SimTime};
 pub(super) struct Scheduler {
     config: EngineConfig,
     pub waiting: VecDeque<Sequence>,
+    /// In admission order: the last one is the newest, the first to be preempted.
     pub running: Vec<Sequence>,
     pub pool: BlockPool,
     pub prefix_queries: u64,
     pub prefix_hits: u64,
     pub preemptions: u64,
+    pub prefill_computed: u64,
 }
 
 impl Scheduler {
@@ -32,45 +41,69 @@ impl Scheduler {
             prefix_queries: 0,
             prefix_hits: 0,
             preemptions: 0,
+            prefill_computed: 0,
         }
     }
 
     /// Decides what runs in the step starting at `now`, allocating its KV blocks.
     pub fn schedule(&mut self, now: SimTime) -> BatchShape {
-        let bs = self.config.block_size;
         let mut budget = self.config.max_batched_tokens;
         let mut preempted = false;
-
-        let mut i = 0;
-        while i < self.running.len() && budget > 0 {
-            let seq = &self.running[i];
-            if seq.ready_at > now || seq.remaining() == 0 {
-                i += 1;
-                continue;
-            }
-            let n = seq.remaining().min(budget);
-            let mut self_preempted = false;
-            while self.running[i].blocks_needed(n, bs) > self.pool.num_free() {
-                let victim = self.running.len() - 1;
-                self.preempt(victim);
-                preempted = true;
-                if victim == i {
-                    self_preempted = true;
-                    break;
+        for decodes in [true, false] {
+            let mut i = 0;
+            while i < self.running.len() && budget > 0 {
+                let seq = &self.running[i];
+                if seq.ready_at > now || seq.remaining() == 0 || seq.scheduled > 0 || seq.is_decode() != decodes {
+                    i += 1;
+                    continue;
+                }
+                let n = seq.remaining().min(budget);
+                if self.reserve(i, n, &mut budget, &mut preempted) {
+                    i += 1;
                 }
             }
-            if self_preempted {
-                continue;
-            }
-            let need = self.running[i].blocks_needed(n, bs);
-            self.allocate_into(i, need);
-            self.running[i].scheduled = n;
-            budget -= n;
-            i += 1;
+        }
+        if !preempted {
+            self.admit(now, &mut budget);
         }
 
-        // Like vLLM, admit nothing in a step that had to preempt: memory is the bottleneck.
-        while !preempted && budget > 0 && self.running.len() < self.config.max_running as usize {
+        let mut shape = BatchShape::default();
+        for seq in self.running.iter().filter(|s| s.scheduled > 0) {
+            shape.num_seqs += 1;
+            if seq.is_decode() {
+                shape.decode_seqs += 1;
+                shape.decode_context_tokens += u64::from(seq.len());
+            } else {
+                shape.prefill_tokens += seq.scheduled;
+            }
+        }
+        self.prefill_computed += u64::from(shape.prefill_tokens);
+        shape
+    }
+
+    /// Allocates blocks for `n` more tokens of running sequence `i`, preempting the newest
+    /// sequences as needed. False if `i` itself was preempted.
+    fn reserve(&mut self, i: usize, n: u32, budget: &mut u32, preempted: &mut bool) -> bool {
+        let bs = self.config.block_size;
+        while self.running[i].blocks_needed(n, bs) > self.pool.num_free() {
+            let victim = self.running.len() - 1;
+            *budget += self.running[victim].scheduled;
+            self.preempt(victim);
+            *preempted = true;
+            if victim == i {
+                return false;
+            }
+        }
+        let need = self.running[i].blocks_needed(n, bs);
+        self.allocate_into(i, need);
+        self.running[i].scheduled = n;
+        *budget -= n;
+        true
+    }
+
+    fn admit(&mut self, now: SimTime, budget: &mut u32) {
+        let bs = self.config.block_size;
+        while *budget > 0 && self.running.len() < self.config.max_running as usize {
             let Some(seq) = self.waiting.front() else {
                 break;
             };
@@ -78,11 +111,14 @@ impl Scheduler {
             let max_hit = ((seq.len().saturating_sub(1)) / bs) as usize;
             let hits = self.pool.lookup(&seq.hashes[..max_hit.min(seq.hashes.len())]);
             let computed = hits.len() as u32 * bs;
-            let n = if seq.ready_at <= now { seq.len().saturating_sub(computed).min(budget) } else { 0 };
-            let new_blocks = (computed + n).div_ceil(bs) - hits.len() as u32;
-            if new_blocks + self.pool.count_free(&hits) > self.pool.num_free() {
+            let n = if seq.ready_at <= now { seq.len().saturating_sub(computed).min(*budget) } else { 0 };
+            // Admit only if the whole uncached part fits in the free blocks (the cached blocks
+            // it takes back out of the free queue do not count as free any more).
+            let uncached_blocks = seq.len().div_ceil(bs).saturating_sub(hits.len() as u32);
+            if uncached_blocks + self.pool.count_free(&hits) > self.pool.num_free() {
                 break;
             }
+            let new_blocks = (computed + n).div_ceil(bs) - hits.len() as u32;
             let Some(mut seq) = self.waiting.pop_front() else {
                 break;
             };
@@ -98,34 +134,27 @@ impl Scheduler {
                 self.prefix_hits += u64::from(computed);
             }
             seq.scheduled = n;
-            budget -= n;
+            *budget -= n;
             self.running.push(seq);
             let last = self.running.len() - 1;
             self.allocate_into(last, new_blocks);
         }
-
-        let mut shape = BatchShape::default();
-        for seq in self.running.iter().filter(|s| s.scheduled > 0) {
-            shape.num_seqs += 1;
-            let is_decode = seq.scheduled == 1 && seq.generated > 0 && seq.remaining() == 1;
-            if is_decode {
-                shape.decode_seqs += 1;
-            } else {
-                shape.prefill_tokens += seq.scheduled;
-            }
-        }
-        shape
     }
 
     /// Applies the step's results at `end`: computed tokens, newly full blocks registered in the
     /// prefix cache, one sampled token per sequence that caught up, finished sequences freed.
     pub fn update(&mut self, end: SimTime, events: &mut Vec<EngineEvent>) {
         let bs = self.config.block_size;
+        let mut any_finished = false;
         for seq in &mut self.running {
             if seq.scheduled == 0 {
                 continue;
             }
-            seq.num_computed += std::mem::take(&mut seq.scheduled);
+            let n = std::mem::take(&mut seq.scheduled);
+            if !seq.is_decode() {
+                seq.prefill_computed += n;
+            }
+            seq.num_computed += n;
             while seq.registered < seq.hashes.len() && (seq.registered as u32 + 1) * bs <= seq.num_computed {
                 if let Some(&block) = seq.blocks.get(seq.registered) {
                     self.pool.register(block, seq.hashes[seq.registered]);
@@ -140,24 +169,28 @@ impl Scheduler {
                 seq.ready_at = end + seq.token_interval;
             }
             if seq.is_finished() {
+                any_finished = true;
                 events.push(EngineEvent::Finished {
                     id: seq.id,
                     reason: seq.finish_reason,
                     prompt_tokens: seq.prompt_len,
                     cached_tokens: seq.cached_tokens.unwrap_or(0),
                     completion_tokens: seq.generated,
+                    prefill_computed: seq.prefill_computed,
                     at: end,
                 });
             }
         }
-        let mut i = 0;
-        while i < self.running.len() {
-            if self.running[i].is_finished() {
-                let seq = self.running.remove(i);
-                self.pool.release(&seq.blocks);
-            } else {
-                i += 1;
-            }
+        if any_finished {
+            let pool = &mut self.pool;
+            self.running.retain(|seq| {
+                if seq.is_finished() {
+                    pool.release(&seq.blocks);
+                    false
+                } else {
+                    true
+                }
+            });
         }
     }
 
@@ -173,10 +206,6 @@ impl Scheduler {
             return true;
         }
         false
-    }
-
-    pub fn contains(&self, id: SeqId) -> bool {
-        self.running.iter().any(|s| s.id == id) || self.waiting.iter().any(|s| s.id == id)
     }
 
     /// The earliest time a sequence that is waiting on a fault delay becomes schedulable.

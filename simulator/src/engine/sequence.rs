@@ -1,5 +1,6 @@
 //! One request as the engine tracks it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::prefix_cache::{BlockHash, BlockId};
@@ -9,20 +10,23 @@ use crate::sampling::FinishReason;
 #[derive(Debug)]
 pub(super) struct Sequence {
     pub id: SeqId,
-    /// Prompt followed by the tokens generated so far.
-    pub tokens: Vec<u32>,
+    /// Shared with the caller (and with other requests for the same prompt): never copied.
+    prompt: Arc<[u32]>,
     pub prompt_len: u32,
+    /// The tokens the model will produce; the first `generated` of them follow the prompt.
     output: Vec<u32>,
     pub generated: u32,
     /// Tokens whose KV is in this sequence's blocks. Drops to zero on preemption.
     pub num_computed: u32,
     pub blocks: Vec<BlockId>,
-    /// Chained hashes of every full block of `tokens`.
+    /// Chained hashes of every full block of prompt + generated tokens.
     pub hashes: Vec<BlockHash>,
     /// How many leading blocks are registered in the prefix cache.
     pub registered: usize,
     /// Prompt tokens served from the prefix cache at first admission.
     pub cached_tokens: Option<u32>,
+    /// Prefill tokens actually run through the model, recomputation after preemption included.
+    pub prefill_computed: u32,
     /// Not scheduled before this time (fault injection: stalls and slow tokens).
     pub ready_at: SimTime,
     pub token_interval: Duration,
@@ -33,17 +37,24 @@ pub(super) struct Sequence {
 
 impl Sequence {
     pub fn new(id: SeqId, spec: SeqSpec, block_size: u32) -> Self {
+        let prompt_len = spec.prompt.len() as u32;
+        let full_blocks = (prompt_len / block_size.max(1)) as usize;
+        let hashes = match spec.prompt_hashes {
+            Some(h) if h.len() == full_blocks => h.to_vec(),
+            _ => Vec::with_capacity(full_blocks + 1),
+        };
         let mut seq = Self {
             id,
-            prompt_len: spec.prompt.len() as u32,
-            tokens: spec.prompt,
+            prompt: spec.prompt,
+            prompt_len,
             output: spec.output,
             generated: 0,
             num_computed: 0,
             blocks: Vec::new(),
-            hashes: Vec::new(),
+            hashes,
             registered: 0,
             cached_tokens: None,
+            prefill_computed: 0,
             ready_at: spec.ready_at,
             token_interval: spec.token_interval,
             finish_reason: spec.finish_reason,
@@ -53,8 +64,9 @@ impl Sequence {
         seq
     }
 
+    /// Prompt plus generated tokens.
     pub fn len(&self) -> u32 {
-        self.tokens.len() as u32
+        self.prompt_len + self.generated
     }
 
     pub fn output_len(&self) -> u32 {
@@ -64,6 +76,11 @@ impl Sequence {
     /// Tokens still to run through the model before the next token can be sampled.
     pub fn remaining(&self) -> u32 {
         self.len().saturating_sub(self.num_computed)
+    }
+
+    /// A decode: the prompt is done and only the last sampled token is left to run.
+    pub fn is_decode(&self) -> bool {
+        self.generated > 0 && self.remaining() == 1
     }
 
     /// Blocks to allocate so `new_tokens` more tokens fit.
@@ -80,7 +97,6 @@ impl Sequence {
         let token = *self.output.get(self.generated as usize)?;
         let index = self.generated;
         self.generated += 1;
-        self.tokens.push(token);
         self.extend_hashes(block_size);
         Some((token, index))
     }
@@ -93,12 +109,24 @@ impl Sequence {
         self.scheduled = 0;
     }
 
+    fn token(&self, i: usize) -> u32 {
+        let p = self.prompt_len as usize;
+        if i < p { self.prompt[i] } else { self.output.get(i - p).copied().unwrap_or(0) }
+    }
+
     fn extend_hashes(&mut self, block_size: u32) {
-        let bs = block_size as usize;
-        while (self.hashes.len() + 1) * bs <= self.tokens.len() {
+        let bs = block_size.max(1) as usize;
+        let len = self.len() as usize;
+        while (self.hashes.len() + 1) * bs <= len {
             let start = self.hashes.len() * bs;
             let parent = self.hashes.last().copied();
-            self.hashes.push(BlockHash::chain(parent, &self.tokens[start..start + bs]));
+            let h = if start + bs <= self.prompt.len() {
+                BlockHash::chain(parent, &self.prompt[start..start + bs])
+            } else {
+                let block: Vec<u32> = (start..start + bs).map(|i| self.token(i)).collect();
+                BlockHash::chain(parent, &block)
+            };
+            self.hashes.push(h);
         }
     }
 }

@@ -1,15 +1,16 @@
 use std::time::Duration;
 
-use super::latency::{LatencyConfig, LinearLatency};
+use super::latency::{LatencyConfig, PolynomialLatency};
 use super::*;
 
 fn engine(config: EngineConfig) -> Engine {
-    Engine::new(config, Box::new(LinearLatency(LatencyConfig::default())))
+    Engine::new(config, Box::new(PolynomialLatency::new(LatencyConfig::default())))
 }
 
 fn spec(prompt: Vec<u32>, out: u32) -> SeqSpec {
     SeqSpec {
-        prompt,
+        prompt: prompt.into(),
+        prompt_hashes: None,
         output: (0..out).map(|i| 1000 + i).collect(),
         finish_reason: FinishReason::Length,
         ready_at: Duration::ZERO,
@@ -215,4 +216,33 @@ fn the_same_workload_gives_the_same_timeline() {
         run(&mut e, Duration::ZERO)
     };
     assert_eq!(go(), go());
+}
+
+#[test]
+fn decodes_go_first_then_chunked_prefill_within_the_budget() {
+    let mut e = engine(EngineConfig { max_batched_tokens: 32, ..EngineConfig::default() });
+    e.add(SeqId(0), spec(prompt(0, 8), 5)).unwrap();
+    let first = e.step(Duration::ZERO).unwrap();
+    e.add(SeqId(1), spec(prompt(1, 100), 2)).unwrap();
+    let second = e.step(first.duration).unwrap();
+    assert_eq!((second.batch.decode_seqs, second.batch.prefill_tokens), (1, 31));
+    assert_eq!(second.batch.decode_context_tokens, 9, "8 prompt tokens + 1 generated");
+    let (events, _) = run(&mut e, first.duration + second.duration);
+    assert_eq!(finished(&events, 1), Some((0, 2)));
+    assert_eq!(e.stats().prefill_computed, 108);
+}
+
+#[test]
+fn admission_needs_blocks_for_the_whole_uncached_prompt() {
+    // 10 blocks: a 100-token prompt (7 blocks) runs; a second one cannot be admitted even though
+    // its first chunk alone would fit, so it waits instead of thrashing.
+    let mut e = engine(EngineConfig { kv_blocks: 10, max_batched_tokens: 32, ..EngineConfig::default() });
+    e.add(SeqId(0), spec(prompt(0, 100), 4)).unwrap();
+    e.add(SeqId(1), spec(prompt(1, 100), 4)).unwrap();
+    e.step(Duration::ZERO).unwrap();
+    let s = e.stats();
+    assert_eq!((s.running, s.waiting), (1, 1));
+    let (events, _) = run(&mut e, Duration::from_secs(1));
+    assert_eq!(finished(&events, 1), Some((0, 4)));
+    assert_eq!(e.stats().preemptions, 0);
 }
