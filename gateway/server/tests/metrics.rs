@@ -100,3 +100,29 @@ async fn whole_answers_are_counted_and_repeated_prompts_count_cached_tokens() {
     assert_eq!(gw.sims[0].stats().cached_tokens as f64, cached);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_count_prompt_tokens_and_request_ids_round_trip() {
+    let gw = TestGateway::start(1, GatewayOptions::default()).await;
+    let body = json!({"model": MODEL, "input": "embed these few words please"});
+    let mut req = sluice_test_support::request(
+        http::Method::POST,
+        &gw.url("/v1/embeddings"),
+        Some(gw.key),
+        sluice_test_support::full_body(body.to_string()),
+    );
+    req.headers_mut().insert("x-request-id", http::HeaderValue::from_static("test-req-42"));
+    let reply = gw.client.send_whole(req).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.headers["x-request-id"], "test-req-42", "the client's request id comes back");
+    let v = reply.json();
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 384);
+    let prompt_tokens = v["usage"]["prompt_tokens"].as_f64().unwrap();
+    assert!(prompt_tokens > 0.0);
+
+    let text = metrics_after(&gw, 1.0).await;
+    assert_eq!(tokens(&text, "prompt"), prompt_tokens);
+    assert_eq!(tokens(&text, "completion"), 0.0);
+    assert_eq!(value(&text, "sluice_requests_total", &[("tenant", TENANT), ("outcome", "ok")]), 1.0);
+    gw.shutdown().await;
+}

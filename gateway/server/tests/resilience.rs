@@ -278,3 +278,35 @@ async fn a_stream_that_goes_silent_ends_with_an_idle_timeout_event() {
     assert_eq!(value(&text, "sluice_upstream_retries_total", &[]), 0.0);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_worker_gets_traffic_again_after_its_ejection() {
+    let opts = GatewayOptions {
+        ejection_failures: Some(1),
+        ejection_base: Some(Duration::from_millis(500)),
+        ..GatewayOptions::default()
+    };
+    let gw = TestGateway::start(2, opts).await;
+    gw.sims[0].set_faults(Faults { error_rate: 1.0, ..Faults::default() });
+    for _ in 0..20 {
+        let reply = gw.chat(&chat_body("hello there", json!({"max_tokens": 2}))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if gw.sims[0].stats().requests_received > 0 {
+            break;
+        }
+    }
+    assert_eq!(gw.sims[0].stats().requests_received, 1, "one failure ejects it");
+    assert_eq!(gw.metric("sluice_endpoint_ejections_total", &[("endpoint", "sim-0")]).await, 1.0);
+    gw.sims[0].set_faults(Faults::default());
+
+    // Once the ejection is over, the recovered worker takes its share again.
+    let back = wait_until_async(WAIT, || async {
+        let reply = gw.chat(&chat_body("hello there", json!({"max_tokens": 2}))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        gw.sims[0].stats().requests_completed > 0
+    })
+    .await;
+    assert!(back, "the worker never got traffic again: {:?}", gw.sims[0].stats());
+    assert!(wait_until_async(WAIT, || async { healthy_gauge(&gw, "sim-0").await == 1.0 }).await);
+    gw.shutdown().await;
+}
