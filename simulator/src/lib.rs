@@ -5,8 +5,10 @@
 //!   model), free of I/O and clocks.
 //! - `driver`: runs the engine against the tokio clock and feeds request streams.
 //! - `server`: the OpenAI-compatible HTTP front (HTTP/1.1 and h2c), SSE, `/metrics`.
+//! - [`bench`]: the virtual-time driver and `bench-routing`, the routing policy benchmark.
 //! - [`SimWorker`] / [`SimHandle`]: start, observe, fault and stop a worker in-process.
 
+pub mod bench;
 mod config;
 mod driver;
 pub mod engine;

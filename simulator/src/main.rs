@@ -11,7 +11,22 @@ use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice-sim", version, about = "A simulated GPU inference worker (OpenAI API, vLLM behaviour)")]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Compare routing policies on a simulated pool in virtual time (no sockets).
+    BenchRouting(sluice_sim::bench::BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
     /// Address to listen on (HTTP/1.1 and HTTP/2 prior knowledge).
     #[arg(long, default_value = "127.0.0.1:8001")]
     listen: SocketAddr,
@@ -73,7 +88,7 @@ struct Cli {
     slow_token_ms: u64,
 }
 
-impl Cli {
+impl ServeArgs {
     fn into_config(self) -> SimConfig {
         let mut c = SimConfig {
             models: self.models,
@@ -109,8 +124,17 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
-    let listen = cli.listen;
-    let config = cli.into_config();
+    if let Some(Command::BenchRouting(args)) = cli.command {
+        let out = sluice_sim::bench::bench_routing(&args)?;
+        #[expect(clippy::print_stdout, reason = "the benchmark's table is the command's output")]
+        {
+            print!("{}", out.table);
+            println!("total wall time {:.1}s", out.wall_time.as_secs_f64());
+        }
+        return Ok(());
+    }
+    let listen = cli.serve.listen;
+    let config = cli.serve.into_config();
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let handle = SimWorker::start(config, listener).await?;

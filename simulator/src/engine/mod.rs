@@ -194,6 +194,11 @@ impl Engine {
         }
     }
 
+    /// Every block hash in the prefix cache (held or free-but-not-evicted).
+    pub fn cached_block_hashes(&self) -> impl Iterator<Item = BlockHash> + '_ {
+        self.scheduler.pool.cached_hashes()
+    }
+
     /// How many leading blocks of `hashes` this engine's prefix cache holds right now (what a
     /// KV-event-fed index would know). Hashes must be at this engine's block size.
     pub fn cached_prefix_blocks(&self, hashes: &[BlockHash]) -> usize {

@@ -84,6 +84,11 @@ impl BlockPool {
         f64::from(total - self.num_free()) / f64::from(total)
     }
 
+    /// Every hash in the prefix cache index.
+    pub fn cached_hashes(&self) -> impl Iterator<Item = BlockHash> + '_ {
+        self.cached.keys().copied()
+    }
+
     /// How many leading blocks of `hashes` are cached (a lookup without taking them).
     pub fn cached_prefix_len(&self, hashes: &[BlockHash]) -> usize {
         hashes.iter().take_while(|h| self.cached.contains_key(h)).count()

@@ -1,0 +1,226 @@
+//! `sluice-sim bench-routing`: routing policies compared on a simulated pool in virtual time.
+//!
+//! - `workload`: the generators (inference-perf `shared_prefix`, multi-turn chat, a no-reuse
+//!   control, bursts of siblings sharing a long prefix).
+//! - `vtime`: the deterministic discrete-event driver over the same [`crate::engine::Engine`].
+//! - `report`: per-stage and overall figures, the table and the JSON.
+//!
+//! The policies are `sluice_routing` policies, the ones the gateway runs.
+
+pub mod report;
+pub mod vtime;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use report::{PolicyReport, Slo};
+use serde::Serialize;
+use sluice_routing::RoutingPolicy;
+use vtime::ClusterConfig;
+use workload::{SharedPrefix, Workload};
+
+use crate::engine::latency::LatencyProfile;
+
+/// Scenario names accepted by `--scenario`.
+pub const SCENARIOS: [&str; 4] = ["llmd-73", "multi-turn", "no-reuse", "burst"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("unknown scenario {0:?} (known: llmd-73, multi-turn, no-reuse, burst)")]
+    UnknownScenario(String),
+    #[error("unknown policy {0:?} (known: random, round-robin, least-loaded)")]
+    UnknownPolicy(String),
+    #[error("unknown latency profile {0:?}")]
+    UnknownProfile(String),
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("encoding the report: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Command-line arguments of `sluice-sim bench-routing`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Workload: llmd-73, multi-turn, no-reuse or burst.
+    #[arg(long)]
+    pub scenario: String,
+    /// Comma-separated policies to compare.
+    #[arg(long, default_value = "random,round-robin,least-loaded", value_delimiter = ',')]
+    pub policies: Vec<String>,
+    /// Write the report as JSON (one object per policy) to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// A small, fast version of the scenario (fewer workers, proportionally less load).
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed for the workload, the latency jitter and the random policy.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Goodput SLO: time to first token, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    pub slo_ttft_ms: u64,
+    /// Goodput SLO: mean inter-token latency, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub slo_itl_ms: u64,
+    /// How stale the engine metrics the policies see may be, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub scrape_interval_ms: u64,
+}
+
+/// A scenario ready to run: pool and workload.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub cluster: ClusterConfig,
+    pub workload: Workload,
+}
+
+fn cluster(profile: &str, workers: u32, seed: u64) -> Result<ClusterConfig, BenchError> {
+    let p = LatencyProfile::by_name(profile).ok_or_else(|| BenchError::UnknownProfile(profile.to_owned()))?;
+    Ok(ClusterConfig {
+        workers,
+        engine: p.engine,
+        latency: p.latency,
+        speeds: Vec::new(),
+        scrape_interval: Duration::from_millis(50),
+        sample_interval: Duration::from_secs(1),
+        model: p.name.to_owned(),
+        seed,
+    })
+}
+
+/// The llm-d "73% capacity" QPS ladder (3 → 60) with 50-second stages: about 29,000 requests.
+pub const LLMD_LADDER: [f64; 19] =
+    [3.0, 5.0, 8.0, 10.0, 12.0, 15.0, 20.0, 22.0, 25.0, 30.0, 35.0, 40.0, 43.0, 46.0, 49.0, 52.0, 55.0, 57.0, 60.0];
+
+/// The llm-d shared-prefix workload scaled to `workers` of 8 (load and groups scale with it).
+pub fn llmd_73(workers: u32, stage_s: f64, seed: u64) -> Result<Scenario, BenchError> {
+    let cluster = cluster("qwen3-32b-h100-tp2", workers, seed)?;
+    let scale = f64::from(workers) / 8.0;
+    let params = SharedPrefix {
+        groups: ((150.0 * scale).round() as u32).max(1),
+        prompts_per_group: 5,
+        system_prompt_len: 6_000,
+        question_len: 1_200,
+        output_len: 1_000,
+        ladder: LLMD_LADDER.iter().map(|&q| (q * scale, stage_s)).collect(),
+    };
+    let workload = workload::shared_prefix(&params, cluster.engine.block_size, seed);
+    Ok(Scenario { name: "llmd-73".to_owned(), cluster, workload })
+}
+
+/// Builds a named scenario (full or `--quick`).
+pub fn scenario(name: &str, quick: bool, seed: u64) -> Result<Scenario, BenchError> {
+    let (workers, scale) = if quick { (2u32, 0.25) } else { (8u32, 1.0) };
+    let ladder = |rates: &[f64], secs: f64| -> Vec<(f64, f64)> {
+        rates.iter().map(|&q| (q * scale, if quick { secs / 2.0 } else { secs })).collect()
+    };
+    match name {
+        "llmd-73" => llmd_73(workers, if quick { 20.0 } else { 50.0 }, seed),
+        "multi-turn" => {
+            let cluster = cluster("llama-8b-h100", workers, seed)?;
+            let rates = ladder(&[0.5, 1.0, 2.0, 3.0, 4.0, 6.0], 60.0);
+            let workload = workload::multi_turn(&rates, 5, 2_000, 300, 300, 5.0, cluster.engine.block_size, seed);
+            Ok(Scenario { name: name.to_owned(), cluster, workload })
+        }
+        "no-reuse" => {
+            let cluster = cluster("llama-8b-h100", workers, seed)?;
+            let rates = ladder(&[5.0, 10.0, 20.0, 30.0, 40.0, 50.0], 60.0);
+            let workload = workload::no_reuse(&rates, (1_000, 4_000), 300, cluster.engine.block_size, seed);
+            Ok(Scenario { name: name.to_owned(), cluster, workload })
+        }
+        "burst" => {
+            let cluster = cluster("qwen3-32b-h100-tp2", workers, seed)?;
+            let sizes: &[u32] = if quick { &[4, 8, 16] } else { &[8, 16, 32, 64] };
+            let bursts = if quick { 2 } else { 3 };
+            let bs = cluster.engine.block_size;
+            let workload = workload::burst(sizes, bursts, 30.0, 0.2, 8_000, 200, 300, bs, seed);
+            Ok(Scenario { name: name.to_owned(), cluster, workload })
+        }
+        other => Err(BenchError::UnknownScenario(other.to_owned())),
+    }
+}
+
+/// A policy by name, seeded.
+pub fn policy(name: &str, seed: u64) -> Result<Box<dyn RoutingPolicy>, BenchError> {
+    sluice_routing::baseline(name, seed).ok_or_else(|| BenchError::UnknownPolicy(name.to_owned()))
+}
+
+/// Runs every policy on the scenario, two at a time (one per core), in the order given.
+pub fn compare(scenario: &Scenario, policies: &[Box<dyn RoutingPolicy>], slo: Slo) -> Vec<PolicyReport> {
+    let run_one = |p: &dyn RoutingPolicy| {
+        let started = Instant::now();
+        let run = vtime::run(&scenario.cluster, &scenario.workload, p);
+        report::report(p.name(), &run, &scenario.workload, slo, started.elapsed().as_secs_f64())
+    };
+    let mut reports = Vec::with_capacity(policies.len());
+    for pair in policies.chunks(2) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = pair.iter().map(|p| s.spawn(|| run_one(p.as_ref()))).collect();
+            for h in handles {
+                if let Ok(r) = h.join() {
+                    reports.push(r);
+                }
+            }
+        });
+    }
+    reports
+}
+
+#[derive(Debug, Serialize)]
+struct JsonEntry<'a> {
+    scenario: &'a str,
+    quick: bool,
+    seed: u64,
+    workers: u32,
+    requests: usize,
+    #[serde(flatten)]
+    report: &'a PolicyReport,
+}
+
+/// What `bench-routing` prints and writes.
+#[derive(Debug)]
+pub struct BenchOutput {
+    pub table: String,
+    pub reports: Vec<PolicyReport>,
+    pub wall_time: Duration,
+}
+
+/// `sluice-sim bench-routing`: builds the scenario, runs the policies, writes the JSON.
+pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
+    let started = Instant::now();
+    let mut sc = scenario(&args.scenario, args.quick, args.seed)?;
+    sc.cluster.scrape_interval = Duration::from_millis(args.scrape_interval_ms);
+    let policies = args.policies.iter().map(|p| policy(p.trim(), args.seed)).collect::<Result<Vec<_>, _>>()?;
+    let slo = Slo { ttft_s: args.slo_ttft_ms as f64 / 1000.0, itl_s: args.slo_itl_ms as f64 / 1000.0 };
+    let reports = compare(&sc, &policies, slo);
+    if let Some(path) = &args.json {
+        let entries: Vec<_> = reports
+            .iter()
+            .map(|r| JsonEntry {
+                scenario: &sc.name,
+                quick: args.quick,
+                seed: args.seed,
+                workers: sc.cluster.workers,
+                requests: sc.workload.requests.len(),
+                report: r,
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&entries)?;
+        std::fs::write(path, text).map_err(|source| BenchError::Write { path: path.clone(), source })?;
+    }
+    let header = format!(
+        "scenario {} ({}), {} workers of {}, {} requests, seed {}\n",
+        sc.name,
+        if args.quick { "quick" } else { "full" },
+        sc.cluster.workers,
+        sc.cluster.model,
+        sc.workload.requests.len(),
+        args.seed
+    );
+    Ok(BenchOutput { table: header + &report::table(&reports), reports, wall_time: started.elapsed() })
+}
+
+#[cfg(test)]
+mod tests;
