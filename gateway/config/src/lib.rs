@@ -24,6 +24,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub pools: Vec<PoolConfig>,
     pub tenants: Vec<TenantConfig>,
+    pub plugin_host: PluginHostConfig,
+    pub plugins: Vec<PluginConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,50 @@ pub struct TenantConfig {
     pub name: String,
     pub api_keys: Vec<Secret>,
 }
+
+/// `[plugin_host]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginHostConfig {
+    pub cache_dir: Option<PathBuf>,
+    pub max_instances: u32,
+    /// The largest memory any plugin may be given.
+    pub max_memory_bytes: usize,
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSourceConfig {
+    /// `builtin:<name>`.
+    Builtin(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginIsolationConfig {
+    PerRequest,
+    Reuse { max_calls: u32, max_age: Duration },
+}
+
+/// A `[[plugins]]` entry, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginConfig {
+    pub name: String,
+    pub source: PluginSourceConfig,
+    /// Capability names, each one of [`PLUGIN_CAPABILITIES`].
+    pub capabilities: Vec<String>,
+    pub isolation: PluginIsolationConfig,
+    /// `true`: a failing plugin refuses the request (503); `false`: it is skipped.
+    pub fail_closed: bool,
+    pub order: i64,
+    pub timeout: Duration,
+    pub max_memory_bytes: usize,
+    /// The binding's `config` table as JSON.
+    pub config_json: String,
+}
+
+/// The host capabilities a plugin may be granted.
+pub const PLUGIN_CAPABILITIES: &[&str] =
+    &["log", "clock", "counters", "cache", "config", "metrics", "embeddings", "http"];
 
 /// Why a configuration was refused. `field` is a dotted path such as `pools[1].endpoints[0]`.
 #[derive(Debug, thiserror::Error)]

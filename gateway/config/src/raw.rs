@@ -20,6 +20,10 @@ pub struct RawConfig {
     pub pools: Vec<RawPool>,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
+    #[serde(default)]
+    pub plugin_host: RawPluginHost,
+    #[serde(default)]
+    pub plugins: Vec<RawPlugin>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,4 +130,39 @@ pub struct RawTenant {
     /// Bootstrap keys: literal or secret references (`env:NAME`, `file:/path`).
     #[serde(default)]
     pub api_keys: Vec<String>,
+}
+
+/// `[plugin_host]`: the WebAssembly engine shared by every plugin.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginHost {
+    /// Directory for precompiled plugin artifacts; unset compiles at every start.
+    pub cache_dir: Option<String>,
+    pub max_instances: Option<u32>,
+    pub max_memory_bytes: Option<usize>,
+}
+
+/// `[[plugins]]`: one plugin bound globally, in `order`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    pub name: String,
+    /// `builtin:<name>` or a path to a `.wasm` component.
+    pub source: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// `per-request` or `reuse`.
+    pub isolation: Option<String>,
+    pub reuse_max_calls: Option<u32>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub reuse_max_age: Option<Duration>,
+    /// `closed` or `open`.
+    pub failure: Option<String>,
+    pub order: Option<i64>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub timeout: Option<Duration>,
+    pub max_memory_bytes: Option<usize>,
+    /// Handed to the plugin as JSON through the `config` capability.
+    #[serde(default)]
+    pub config: toml::Table,
 }

@@ -4,10 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::raw::{RawConfig, RawEndpoint, RawUpstream};
+use std::path::PathBuf;
+
+use crate::raw::{RawConfig, RawEndpoint, RawPlugin, RawUpstream};
 use crate::{
-    AdminConfig, Config, ConfigError, EjectionConfig, EndpointConfig, HealthConfig, PoolConfig, ServerConfig,
-    TenantConfig, TlsConfig, UpstreamConfig, secret,
+    AdminConfig, Config, ConfigError, EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginConfig,
+    PluginHostConfig, PluginIsolationConfig, PluginSourceConfig, PoolConfig, ServerConfig, TenantConfig, TlsConfig,
+    UpstreamConfig, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -119,7 +122,125 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         tenants.push(TenantConfig { name: t.name, api_keys });
     }
 
-    Ok(Config { server, admin, pools, tenants })
+    let plugin_host = PluginHostConfig {
+        cache_dir: raw.plugin_host.cache_dir.map(PathBuf::from),
+        max_instances: raw.plugin_host.max_instances.unwrap_or(DEFAULT_PLUGIN_INSTANCES),
+        max_memory_bytes: raw.plugin_host.max_memory_bytes.unwrap_or(DEFAULT_PLUGIN_ENGINE_MEMORY),
+    };
+    if plugin_host.max_instances == 0 {
+        return Err(ConfigError::invalid("plugin_host.max_instances", "must be at least 1"));
+    }
+    if plugin_host.max_memory_bytes < 1 << 20 {
+        return Err(ConfigError::invalid("plugin_host.max_memory_bytes", "must be at least 1 MiB (1048576)"));
+    }
+    let mut plugins = Vec::with_capacity(raw.plugins.len());
+    let mut plugin_names = HashSet::new();
+    for (i, p) in raw.plugins.into_iter().enumerate() {
+        let plugin = plugin(&format!("plugins[{i}]"), p, &plugin_host)?;
+        if !plugin_names.insert(plugin.name.clone()) {
+            return Err(ConfigError::invalid(
+                format!("plugins[{i}].name"),
+                format!("duplicate plugin {:?}", plugin.name),
+            ));
+        }
+        plugins.push(plugin);
+    }
+
+    Ok(Config { server, admin, pools, tenants, plugin_host, plugins })
+}
+
+pub const DEFAULT_PLUGIN_INSTANCES: u32 = 1000;
+pub const DEFAULT_PLUGIN_ENGINE_MEMORY: usize = 64 << 20;
+pub const DEFAULT_PLUGIN_MEMORY: usize = 16 << 20;
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
+pub const DEFAULT_REUSE_MAX_CALLS: u32 = 10_000;
+pub const DEFAULT_REUSE_MAX_AGE: Duration = Duration::from_secs(60);
+/// Built-in plugins accepted as `builtin:<name>`.
+pub const BUILTIN_PLUGINS: &[&str] = &["router"];
+
+fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginConfig, ConfigError> {
+    let name_ok = !p.name.is_empty()
+        && p.name.len() <= 64
+        && p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(ConfigError::invalid(
+            format!("{field}.name"),
+            format!("{:?} must be 1-64 characters of a-z, 0-9, '-' and '_' (it becomes a metric label)", p.name),
+        ));
+    }
+    let source = match p.source.strip_prefix("builtin:") {
+        Some(b) if BUILTIN_PLUGINS.contains(&b) => PluginSourceConfig::Builtin(b.to_owned()),
+        Some(b) => {
+            return Err(ConfigError::invalid(
+                format!("{field}.source"),
+                format!("no built-in plugin {b:?}; built-ins: {}", BUILTIN_PLUGINS.join(", ")),
+            ));
+        }
+        None if p.source.trim().is_empty() => {
+            return Err(ConfigError::invalid(format!("{field}.source"), "must be builtin:<name> or a path"));
+        }
+        None => PluginSourceConfig::File(PathBuf::from(&p.source)),
+    };
+    for (j, c) in p.capabilities.iter().enumerate() {
+        if !PLUGIN_CAPABILITIES.contains(&c.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{field}.capabilities[{j}]"),
+                format!("unknown capability {c:?}; known: {}", PLUGIN_CAPABILITIES.join(", ")),
+            ));
+        }
+    }
+    let max_calls = p.reuse_max_calls.unwrap_or(DEFAULT_REUSE_MAX_CALLS);
+    let max_age = p.reuse_max_age.unwrap_or(DEFAULT_REUSE_MAX_AGE);
+    let isolation = match p.isolation.as_deref() {
+        None | Some("reuse") => PluginIsolationConfig::Reuse { max_calls, max_age },
+        Some("per-request") => PluginIsolationConfig::PerRequest,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                format!("{field}.isolation"),
+                format!("{other:?} must be \"per-request\" or \"reuse\""),
+            ));
+        }
+    };
+    if max_calls == 0 || max_age.is_zero() {
+        return Err(ConfigError::invalid(
+            format!("{field}.reuse_max_calls"),
+            "reuse_max_calls and reuse_max_age must be greater than 0",
+        ));
+    }
+    let fail_closed = match p.failure.as_deref() {
+        None | Some("closed") => true,
+        Some("open") => false,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                format!("{field}.failure"),
+                format!("{other:?} must be \"closed\" or \"open\""),
+            ));
+        }
+    };
+    let timeout = p.timeout.unwrap_or(DEFAULT_PLUGIN_TIMEOUT);
+    if timeout.is_zero() || timeout > Duration::from_secs(10) {
+        return Err(ConfigError::invalid(format!("{field}.timeout"), "must be between 1ms and 10s"));
+    }
+    let max_memory_bytes = p.max_memory_bytes.unwrap_or(DEFAULT_PLUGIN_MEMORY.min(host.max_memory_bytes));
+    if max_memory_bytes < 1 << 20 || max_memory_bytes > host.max_memory_bytes {
+        return Err(ConfigError::invalid(
+            format!("{field}.max_memory_bytes"),
+            format!("must be between 1 MiB and plugin_host.max_memory_bytes ({})", host.max_memory_bytes),
+        ));
+    }
+    let config_json = serde_json::to_string(&p.config)
+        .map_err(|e| ConfigError::invalid(format!("{field}.config"), format!("cannot be expressed as JSON: {e}")))?;
+    Ok(PluginConfig {
+        name: p.name,
+        source,
+        capabilities: p.capabilities,
+        isolation,
+        fail_closed,
+        order: p.order.unwrap_or(0),
+        timeout,
+        max_memory_bytes,
+        config_json,
+    })
 }
 
 fn addr(field: &str, value: &str) -> Result<SocketAddr, ConfigError> {

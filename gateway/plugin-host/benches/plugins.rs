@@ -1,0 +1,181 @@
+//! Plugin host costs: instantiation, one hook call (headers passed lazily), a chain of three
+//! plugins, in each isolation mode.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "benches fail loudly and report percentiles on stderr"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::HeaderMap;
+use sluice_plugin_host::types::{
+    Api, BodySummary, Candidate, CandidateStats, Health, PrefixOverlap, RequestInfo, RouteRequest,
+};
+use sluice_plugin_host::{
+    BindingSpec, BodyResource, CallLimits, Capabilities, EngineSettings, HostSettings, Isolation, PluginHost,
+    PluginSource, RequestView,
+};
+
+fn host() -> PluginHost {
+    let settings = HostSettings {
+        engine: EngineSettings { max_instances: 256, max_memory_bytes: 32 << 20, tick: Duration::from_millis(1) },
+        cache_dir: None,
+    };
+    PluginHost::new(settings, &prometheus::Registry::new()).unwrap()
+}
+
+fn guest(name: &str, mode: &str, isolation: Isolation, order: i64) -> BindingSpec {
+    BindingSpec {
+        capabilities: Capabilities::all(),
+        config_json: format!(r#"{{"mode":"{mode}","tag":"{name}"}}"#),
+        limits: CallLimits { timeout: Duration::from_millis(50), memory_bytes: 8 << 20 },
+        isolation,
+        order,
+        ..BindingSpec::new(name, PluginSource::Bytes(Arc::from(sluice_plugin_host::testing::TEST_GUEST)))
+    }
+}
+
+fn view() -> RequestView {
+    let mut headers = HeaderMap::new();
+    for i in 0..12 {
+        headers.insert(format!("x-header-{i}").parse::<http::HeaderName>().unwrap(), "value".parse().unwrap());
+    }
+    headers.insert("x-echo", "hello".parse().unwrap());
+    RequestView {
+        info: RequestInfo {
+            request_id: "0123456789abcdef".into(),
+            tenant: "acme".into(),
+            key_id: "acme:01234567".into(),
+            model: "llama-3-8b".into(),
+            api: Api::ChatCompletions,
+            summary: BodySummary {
+                message_count: 3,
+                token_estimate: 512,
+                stream: true,
+                max_tokens: Some(256),
+                temperature: Some(0.7),
+                user: None,
+            },
+        },
+        headers: Arc::new(headers),
+        body: BodyResource::new(Bytes::from(vec![b' '; 2048])),
+    }
+}
+
+/// Criterion reports means; the targets are percentiles, so each case is also timed call by
+/// call into a histogram.
+fn percentiles(name: &str, mut f: impl FnMut()) {
+    let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for _ in 0..2_000 {
+        f();
+    }
+    for _ in 0..50_000 {
+        let started = std::time::Instant::now();
+        f();
+        histogram.record(started.elapsed().as_nanos() as u64).unwrap();
+    }
+    eprintln!(
+        "percentiles {name}: p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs",
+        histogram.value_at_quantile(0.5) as f64 / 1e3,
+        histogram.value_at_quantile(0.99) as f64 / 1e3,
+        histogram.value_at_quantile(0.999) as f64 / 1e3,
+    );
+}
+
+const MODES: [(&str, Isolation); 2] = [
+    ("per-request", Isolation::PerRequest),
+    ("reuse", Isolation::Reuse { max_calls: u32::MAX, max_age: Duration::from_secs(3600) }),
+];
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("plugin");
+    for (label, isolation) in MODES {
+        // One on-request call with the `continue` guest: the floor of a hook (plus, per request,
+        // an instantiation).
+        let h = host();
+        h.load_and_activate(guest("one", "continue", isolation, 0)).unwrap();
+        let chain = h.chain();
+        let mut v = view();
+        group
+            .bench_function(format!("on_request/{label}"), |b| b.iter(|| black_box(chain.on_request(&mut v).unwrap())));
+        percentiles(&format!("on_request/{label}"), || {
+            black_box(chain.on_request(&mut v).unwrap());
+        });
+
+        // A hook that reads one header lazily and answers with a header.
+        let h = host();
+        h.load_and_activate(guest("state", "state", isolation, 0)).unwrap();
+        let chain = h.chain();
+        group.bench_function(format!("on_request_with_edit/{label}"), |b| {
+            b.iter(|| black_box(chain.on_request(&mut v).unwrap()))
+        });
+        percentiles(&format!("on_request_with_edit/{label}"), || {
+            black_box(chain.on_request(&mut v).unwrap());
+        });
+
+        // A chain of three plugins per request: two on-request policies and the router.
+        let h = host();
+        h.load_and_activate(guest("a", "continue", isolation, 1)).unwrap();
+        h.load_and_activate(guest("b", "continue", isolation, 2)).unwrap();
+        let mut router = BindingSpec::builtin_router();
+        router.isolation = isolation;
+        h.load_and_activate(router).unwrap();
+        let chain = h.chain();
+        let candidates: Vec<Candidate> = (0..8)
+            .map(|i| Candidate {
+                id: i,
+                stats: CandidateStats {
+                    in_flight_requests: i % 3,
+                    in_flight_prefill_tokens: 0,
+                    metrics: None,
+                    health: Health::Healthy,
+                },
+                overlap: PrefixOverlap { blocks: 0, tokens: 0 },
+            })
+            .collect();
+        let route = RouteRequest {
+            model: "llama-3-8b".into(),
+            prompt_tokens: 512,
+            block_size: 16,
+            block_hashes: Vec::new(),
+            max_output_tokens: Some(256),
+        };
+        group.bench_function(format!("chain_of_three/{label}"), |b| {
+            b.iter(|| {
+                black_box(chain.on_request(&mut v).unwrap());
+                black_box(chain.route(&route, &candidates).unwrap())
+            })
+        });
+        percentiles(&format!("chain_of_three/{label}"), || {
+            black_box(chain.on_request(&mut v).unwrap());
+            black_box(chain.route(&route, &candidates).unwrap());
+        });
+
+        let h = host();
+        let mut router = BindingSpec::builtin_router();
+        router.isolation = isolation;
+        h.load_and_activate(router).unwrap();
+        let chain = h.chain();
+        group.bench_function(format!("route_8_candidates/{label}"), |b| {
+            b.iter(|| black_box(chain.route(&route, &candidates).unwrap()))
+        });
+        percentiles(&format!("route_8_candidates/{label}"), || {
+            black_box(chain.route(&route, &candidates).unwrap());
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

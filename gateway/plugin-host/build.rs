@@ -1,0 +1,62 @@
+//! Builds the plugins in `plugins/` (their own cargo workspace) for `wasm32-wasip2` and leaves
+//! the components in `OUT_DIR` for `include_bytes!`.
+//!
+//! The inner cargo gets its own target directory under `OUT_DIR`: sharing the outer one would
+//! deadlock on cargo's build lock. Variables the outer cargo sets for this script that would
+//! leak into the inner build (flags for the host target, clippy's wrapper, the jobserver) are
+//! removed.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// (package's artifact name, file name in OUT_DIR)
+const COMPONENTS: &[(&str, &str)] =
+    &[("sluice_plugin_router", "router.wasm"), ("sluice_plugin_test_guest", "test_guest.wasm")];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let plugins = manifest_dir.join("../../plugins").canonicalize()?;
+    for path in ["wit", "sdk", "router", "test-guest", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", plugins.join(path).display());
+    }
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let target_dir = out_dir.join("plugins-target");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(plugins.join("Cargo.toml"))
+        .current_dir(&plugins);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    command.env("CARGO_TARGET_DIR", &target_dir);
+    let status = command.status()?;
+    if !status.success() {
+        return Err(format!(
+            "building the plugins in {} for wasm32-wasip2 failed ({status}); \
+             is the target installed? `rustup target add wasm32-wasip2`",
+            plugins.display()
+        )
+        .into());
+    }
+    let built = target_dir.join("wasm32-wasip2").join("release");
+    for (artifact, file) in COMPONENTS {
+        std::fs::copy(built.join(format!("{artifact}.wasm")), out_dir.join(file))?;
+    }
+    Ok(())
+}

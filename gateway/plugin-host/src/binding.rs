@@ -1,0 +1,271 @@
+//! A binding: one plugin version with its grants, limits, isolation and failure policy, and the
+//! instances that serve it. Every call gets a fresh deadline and runs under the store's limits.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use wasmtime::component::Instance;
+use wasmtime::{Store, Trap};
+
+use crate::bindings::types::{
+    Candidate, RequestDecision, RequestInfo, ResponseChanges, ResponseDone, RouteDecision, RouteRequest,
+};
+use crate::engine::PluginEngine;
+use crate::error::PluginError;
+use crate::loader::{Hook, PluginVersion};
+use crate::resources::{BodyResource, HeadersResource};
+use crate::state::{BindingContext, HostState};
+
+/// Table elements a plugin may have; Rust components need a few hundred.
+const TABLE_LIMIT: usize = 20_000;
+/// Warm instances kept per `reuse` binding; more concurrent calls instantiate extra ones that
+/// are dropped afterwards.
+const MAX_IDLE: usize = 64;
+
+/// How instances are shared between calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// A fresh instance for every call: nothing a call leaves in memory reaches another request
+    /// or tenant.
+    PerRequest,
+    /// Instances are kept and reused, and recycled after `max_calls` calls, after `max_age`,
+    /// after a trap or when their memory grows past twice its size after instantiation.
+    Reuse { max_calls: u32, max_age: Duration },
+}
+
+/// What a failed call does to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Refuse the request (503).
+    Closed,
+    /// Log, count, and carry on as if the plugin had no opinion.
+    Open,
+}
+
+/// Per-call bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+}
+
+struct Pooled {
+    store: Store<HostState>,
+    instance: Instance,
+    calls: u32,
+    born: Instant,
+    baseline_memory: usize,
+}
+
+/// One active plugin version and how it is bound.
+pub struct Binding {
+    pub name: Arc<str>,
+    pub order: i64,
+    pub version: Arc<PluginVersion>,
+    pub isolation: Isolation,
+    pub failure: FailurePolicy,
+    pub limits: CallLimits,
+    ctx: Arc<BindingContext>,
+    engine: PluginEngine,
+    idle: Mutex<Vec<Pooled>>,
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding")
+            .field("name", &self.name)
+            .field("version", &self.version.version)
+            .field("isolation", &self.isolation)
+            .field("failure", &self.failure)
+            .finish()
+    }
+}
+
+impl Binding {
+    pub(crate) fn new(
+        engine: PluginEngine,
+        version: Arc<PluginVersion>,
+        ctx: BindingContext,
+        order: i64,
+        isolation: Isolation,
+        failure: FailurePolicy,
+        limits: CallLimits,
+    ) -> Self {
+        Binding {
+            name: Arc::clone(&ctx.plugin),
+            order,
+            version,
+            isolation,
+            failure,
+            limits,
+            ctx: Arc::new(ctx),
+            engine,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn exports(&self, hook: Hook) -> bool {
+        self.version.exports(hook)
+    }
+
+    /// Instances kept warm right now (`reuse` only).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map_or(0, |v| v.len())
+    }
+
+    fn new_instance(&self) -> wasmtime::Result<Pooled> {
+        let state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
+        let instance = self.version.pre.instantiate(&mut store)?;
+        self.ctx.metrics.instantiated(&self.name);
+        let baseline_memory = store.data().limiter.memory;
+        Ok(Pooled { store, instance, calls: 0, born: Instant::now(), baseline_memory })
+    }
+
+    /// Runs `f` on an instance under a fresh deadline, and turns failures into typed errors.
+    fn call<R>(
+        &self,
+        hook: Hook,
+        f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let started = Instant::now();
+        let reused = match self.isolation {
+            Isolation::PerRequest => None,
+            Isolation::Reuse { .. } => self.idle.lock().ok().and_then(|mut idle| idle.pop()),
+        };
+        let mut pooled = match reused {
+            Some(mut p) => {
+                p.store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
+                p
+            }
+            None => self.new_instance().map_err(|e| self.instantiate_error(&e))?,
+        };
+        pooled.store.data_mut().limiter.hit = None;
+        let result = f(&mut pooled.store, &pooled.instance);
+        self.ctx.metrics.call(&self.name, hook.name(), started.elapsed());
+        match result {
+            Ok(value) => {
+                pooled.calls += 1;
+                self.recycle(pooled);
+                Ok(value)
+            }
+            Err(e) => {
+                // A failed instance is never reused: its state is whatever the trap left.
+                let error = self.classify(hook, &e, pooled.store.data().limiter.hit);
+                self.ctx.metrics.error(&self.name, error.kind());
+                tracing::warn!(plugin = %self.name, version = %self.version.version, hook = hook.name(), error = %error, "plugin call failed");
+                Err(error)
+            }
+        }
+    }
+
+    fn recycle(&self, pooled: Pooled) {
+        let Isolation::Reuse { max_calls, max_age } = self.isolation else { return };
+        let memory = pooled.store.data().limiter.memory;
+        let grown = memory > pooled.baseline_memory.saturating_mul(2).max(pooled.baseline_memory + (1 << 20));
+        if pooled.calls >= max_calls || pooled.born.elapsed() >= max_age || grown {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(pooled);
+        }
+    }
+
+    fn instantiate_error(&self, e: &wasmtime::Error) -> PluginError {
+        let error = if e.downcast_ref::<Trap>().is_some() {
+            self.classify(Hook::OnRequest, e, None)
+        } else {
+            PluginError::Instantiate {
+                plugin: self.name.to_string(),
+                version: self.version.version.to_string(),
+                reason: format!("{e:#}"),
+            }
+        };
+        self.ctx.metrics.error(&self.name, error.kind());
+        tracing::warn!(plugin = %self.name, version = %self.version.version, error = %error, "plugin instantiation failed");
+        error
+    }
+
+    fn classify(&self, hook: Hook, e: &wasmtime::Error, limit: Option<&'static str>) -> PluginError {
+        let plugin = self.name.to_string();
+        let version = self.version.version.to_string();
+        let hook = hook.name();
+        if let Some(limit) = limit {
+            return PluginError::Limit { plugin, version, hook, limit: limit.to_owned() };
+        }
+        if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            return PluginError::Timeout { plugin, version, hook, deadline: self.limits.timeout };
+        }
+        PluginError::Trap { plugin, version, hook, message: format!("{e:#}") }
+    }
+
+    /// `on-request`; `None` when the plugin does not export it.
+    pub fn on_request(
+        &self,
+        info: &RequestInfo,
+        headers: &Arc<HeaderMap>,
+        body: &BodyResource,
+    ) -> Result<Option<RequestDecision>, PluginError> {
+        let Some(indices) = &self.version.hooks.on_request else { return Ok(None) };
+        self.call(Hook::OnRequest, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?;
+            let b = store.data_mut().table.push(body.clone())?;
+            let (h_rep, b_rep) = (h.rep(), b.rep());
+            let result = guest.call_on_request(&mut *store, info, h, b);
+            let table = &mut store.data_mut().table;
+            let _ = table.delete(wasmtime::component::Resource::<HeadersResource>::new_own(h_rep));
+            let _ = table.delete(wasmtime::component::Resource::<BodyResource>::new_own(b_rep));
+            result
+        })
+        .map(Some)
+    }
+
+    /// `route`; `None` when the plugin does not export it.
+    pub fn route(
+        &self,
+        request: &RouteRequest,
+        candidates: &[Candidate],
+    ) -> Result<Option<RouteDecision>, PluginError> {
+        let Some(indices) = &self.version.hooks.route else { return Ok(None) };
+        self.call(Hook::Route, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            guest.call_route(&mut *store, request, candidates)
+        })
+        .map(Some)
+    }
+
+    /// `on-response-headers`; `None` when the plugin does not export it.
+    pub fn on_response_headers(
+        &self,
+        info: &RequestInfo,
+        status: u16,
+        headers: &Arc<HeaderMap>,
+    ) -> Result<Option<ResponseChanges>, PluginError> {
+        let Some(indices) = &self.version.hooks.on_response_headers else { return Ok(None) };
+        self.call(Hook::OnResponseHeaders, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?;
+            let rep = h.rep();
+            let result = guest.call_on_response_headers(&mut *store, info, status, h);
+            let _ = store.data_mut().table.delete(wasmtime::component::Resource::<HeadersResource>::new_own(rep));
+            result
+        })
+        .map(Some)
+    }
+
+    /// `on-response-done`; `false` when the plugin does not export it.
+    pub fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) -> Result<bool, PluginError> {
+        let Some(indices) = &self.version.hooks.on_response_done else { return Ok(false) };
+        self.call(Hook::OnResponseDone, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            guest.call_on_response_done(&mut *store, info, done)
+        })
+        .map(|()| true)
+    }
+}

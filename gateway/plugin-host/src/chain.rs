@@ -1,0 +1,214 @@
+//! The bound plugins in order, and how a request runs through them. A request takes one
+//! [`Chain`] snapshot when it starts and uses it for every hook, so a hot swap never mixes
+//! versions within a request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+
+use crate::binding::{Binding, FailurePolicy};
+use crate::bindings::types::{
+    Candidate, Denial, LocalResponse, RequestDecision, RequestInfo, ResponseDone, RouteDecision, RouteRequest,
+};
+use crate::error::PluginError;
+use crate::loader::Hook;
+use crate::resources::BodyResource;
+
+/// The plugins bound to the gateway, ordered by `order` (then name).
+#[derive(Debug, Default)]
+pub struct Chain {
+    bindings: Vec<Arc<Binding>>,
+    has: [bool; 4],
+}
+
+fn slot(hook: Hook) -> usize {
+    match hook {
+        Hook::OnRequest => 0,
+        Hook::Route => 1,
+        Hook::OnResponseHeaders => 2,
+        Hook::OnResponseDone => 3,
+    }
+}
+
+/// The request as the on-request hooks see it, with the changes made so far applied.
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    pub info: RequestInfo,
+    pub headers: Arc<HeaderMap>,
+    pub body: BodyResource,
+}
+
+/// What the on-request hooks changed, to apply to the upstream request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestEdits {
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub remove_headers: Vec<HeaderName>,
+    pub model: Option<String>,
+    pub body: Option<Bytes>,
+}
+
+impl RequestEdits {
+    pub fn is_empty(&self) -> bool {
+        *self == RequestEdits::default()
+    }
+}
+
+/// The on-request chain's verdict.
+#[derive(Debug)]
+pub enum RequestVerdict {
+    Continue(RequestEdits),
+    Respond { plugin: Arc<str>, response: LocalResponse },
+    Deny { plugin: Arc<str>, denial: Denial },
+}
+
+/// A plugin failed and its binding is fail-closed: the request must be refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct ChainFailure(pub PluginError);
+
+impl Chain {
+    pub fn new(mut bindings: Vec<Arc<Binding>>) -> Self {
+        bindings.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
+        let mut has = [false; 4];
+        for hook in Hook::ALL {
+            has[slot(hook)] = bindings.iter().any(|b| b.exports(hook));
+        }
+        Chain { bindings, has }
+    }
+
+    pub fn bindings(&self) -> &[Arc<Binding>] {
+        &self.bindings
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Binding>> {
+        self.bindings.iter().find(|b| &*b.name == name)
+    }
+
+    /// Whether any bound plugin exports `hook` (callers skip building inputs when not).
+    pub fn has(&self, hook: Hook) -> bool {
+        self.has[slot(hook)]
+    }
+
+    fn with(&self, hook: Hook) -> impl Iterator<Item = &Arc<Binding>> {
+        self.bindings.iter().filter(move |b| b.exports(hook))
+    }
+
+    /// Applies a failure policy: fail-closed stops the request, fail-open carries on.
+    fn on_failure(binding: &Binding, error: PluginError) -> Result<(), ChainFailure> {
+        match binding.failure {
+            FailurePolicy::Closed => Err(ChainFailure(error)),
+            FailurePolicy::Open => Ok(()),
+        }
+    }
+
+    /// Runs the on-request hooks in order; the first local response or denial stops the chain.
+    /// Each plugin sees the changes of the ones before it.
+    pub fn on_request(&self, view: &mut RequestView) -> Result<RequestVerdict, ChainFailure> {
+        let mut edits = RequestEdits::default();
+        for binding in self.with(Hook::OnRequest) {
+            let decision = match binding.on_request(&view.info, &view.headers, &view.body) {
+                Ok(Some(decision)) => decision,
+                Ok(None) => continue,
+                Err(error) => {
+                    Self::on_failure(binding, error)?;
+                    continue;
+                }
+            };
+            match decision {
+                RequestDecision::Continue => {}
+                RequestDecision::ContinueWith(changes) => {
+                    let headers = Arc::make_mut(&mut view.headers);
+                    for name in changes.remove_headers {
+                        if let Ok(name) = HeaderName::try_from(name) {
+                            headers.remove(&name);
+                            edits.set_headers.retain(|(n, _)| *n != name);
+                            edits.remove_headers.push(name);
+                        }
+                    }
+                    for h in changes.set_headers {
+                        match (HeaderName::try_from(h.name), HeaderValue::try_from(h.value)) {
+                            (Ok(name), Ok(value)) => {
+                                headers.insert(name.clone(), value.clone());
+                                edits.remove_headers.retain(|n| *n != name);
+                                edits.set_headers.retain(|(n, _)| *n != name);
+                                edits.set_headers.push((name, value));
+                            }
+                            _ => tracing::debug!(plugin = %binding.name, "ignoring an invalid header from a plugin"),
+                        }
+                    }
+                    if let Some(model) = changes.model {
+                        view.info.model.clone_from(&model);
+                        edits.model = Some(model);
+                    }
+                    if let Some(body) = changes.body {
+                        let body = Bytes::from(body);
+                        view.body = BodyResource::new(body.clone());
+                        edits.body = Some(body);
+                    }
+                }
+                RequestDecision::Respond(response) => {
+                    return Ok(RequestVerdict::Respond { plugin: Arc::clone(&binding.name), response });
+                }
+                RequestDecision::Deny(denial) => {
+                    return Ok(RequestVerdict::Deny { plugin: Arc::clone(&binding.name), denial });
+                }
+            }
+        }
+        Ok(RequestVerdict::Continue(edits))
+    }
+
+    /// Asks the route hooks in order; the first that picks a candidate wins. `Ok(None)` when
+    /// every one abstained (or failed open): the host makes its own choice.
+    pub fn route(&self, request: &RouteRequest, candidates: &[Candidate]) -> Result<Option<u32>, ChainFailure> {
+        for binding in self.with(Hook::Route) {
+            match binding.route(request, candidates) {
+                Ok(Some(RouteDecision::Route(id))) if candidates.iter().any(|c| c.id == id) => return Ok(Some(id)),
+                Ok(Some(RouteDecision::Route(id))) => {
+                    tracing::debug!(plugin = %binding.name, id, "router chose an unknown candidate; ignoring");
+                }
+                Ok(Some(RouteDecision::Abstain) | None) => {}
+                Err(error) => Self::on_failure(binding, error)?,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs the on-response-headers hooks; each one's changes are applied to `headers`.
+    pub fn on_response_headers(
+        &self,
+        info: &RequestInfo,
+        status: u16,
+        headers: &mut Arc<HeaderMap>,
+    ) -> Result<(), ChainFailure> {
+        for binding in self.with(Hook::OnResponseHeaders) {
+            match binding.on_response_headers(info, status, headers) {
+                Ok(Some(changes)) => {
+                    let map = Arc::make_mut(headers);
+                    for name in changes.remove_headers {
+                        if let Ok(name) = HeaderName::try_from(name) {
+                            map.remove(name);
+                        }
+                    }
+                    for h in changes.set_headers {
+                        if let (Ok(name), Ok(value)) = (HeaderName::try_from(h.name), HeaderValue::try_from(h.value)) {
+                            map.insert(name, value);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => Self::on_failure(binding, error)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the on-response-done hooks. Nothing is left to refuse, so failures are only logged
+    /// and counted.
+    pub fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) {
+        for binding in self.with(Hook::OnResponseDone) {
+            let _ = binding.on_response_done(info, done);
+        }
+    }
+}

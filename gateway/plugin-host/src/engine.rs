@@ -1,0 +1,128 @@
+//! The one wasmtime [`Engine`] every plugin runs in, and the ticker that drives its epochs.
+//!
+//! Configured once: the component model, the pooling allocator (instances come from
+//! preallocated slots; linear memories are initialised copy-on-write from each component's
+//! memory image, so instantiation costs microseconds), and epoch interruption (a call's deadline
+//! is a number of ticks; the ticker thread advances the epoch every [`EngineSettings::tick`]).
+//! Epochs rather than fuel: checking an epoch is a load and a compare at loop heads and function
+//! entries, where fuel counts every instruction.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// Sizes of the engine's pool; per-binding limits must fit inside them.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Component instances alive at once, across all plugins (per-request calls in flight plus
+    /// reused instances kept warm).
+    pub max_instances: u32,
+    /// The largest linear memory any plugin may have; each binding sets its own lower limit.
+    pub max_memory_bytes: usize,
+    /// How often the epoch advances; deadlines are rounded up to whole ticks.
+    pub tick: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { max_instances: 1000, max_memory_bytes: 64 << 20, tick: Duration::from_millis(1) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuring the WebAssembly engine: {0}")]
+pub struct EngineError(String);
+
+/// The shared engine and its epoch ticker. Cheap to clone; the ticker stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    settings: EngineSettings,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl PluginEngine {
+    pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = settings.max_instances.max(1);
+        // A Rust component is a handful of core instances (the program, shims for its imports)
+        // with one memory and a few tables.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .max_memory_size(settings.max_memory_bytes)
+            // Keep some memory of a freed slot resident: the next instance of the same
+            // component reuses it without page faults.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(true)
+            // Reserve exactly the largest memory a plugin may have (plus the default guard), so
+            // a thousand slots cost tens of GiB of address space rather than terabytes.
+            .memory_reservation(settings.max_memory_bytes as u64)
+            .memory_reservation_for_growth(0)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = Arc::clone(&stop);
+            let tick = settings.tick;
+            std::thread::Builder::new()
+                .name("sluice-plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| EngineError(format!("starting the epoch ticker: {e}")))?
+        };
+        Ok(PluginEngine { inner: Arc::new(Inner { engine, settings, stop, ticker: Some(ticker) }) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.inner.settings
+    }
+
+    /// A deadline of `timeout` in ticks: rounded up, plus one because the first tick may come
+    /// at any moment.
+    pub fn deadline_ticks(&self, timeout: Duration) -> u64 {
+        let tick = self.inner.settings.tick.as_nanos().max(1);
+        let ticks = timeout.as_nanos().div_ceil(tick);
+        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}

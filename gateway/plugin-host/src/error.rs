@@ -1,0 +1,61 @@
+//! What can go wrong with a plugin, at load or during a call. Every variant names the plugin
+//! and its version; [`PluginError::kind`] is the low-cardinality label for metrics.
+
+use std::time::Duration;
+
+/// Why a plugin failed. Load errors (`Compile`, `Incompatible`, `NotGranted`, `MissingExport`,
+/// `Io`) keep a new version from being activated; call errors (`Trap`, `Timeout`, `Limit`,
+/// `Instantiate`) go to the binding's failure policy.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {plugin}: cannot read {path}: {reason}")]
+    Io { plugin: String, path: String, reason: String },
+    #[error("plugin {plugin}@{version}: not a valid WebAssembly component: {reason}")]
+    Compile { plugin: String, version: String, reason: String },
+    #[error("plugin {plugin}@{version} does not satisfy sluice:policy@0.1.0: {reason}")]
+    Incompatible { plugin: String, version: String, reason: String },
+    #[error("plugin {plugin}@{version} imports {import} but its binding does not grant capability `{capability}`")]
+    NotGranted { plugin: String, version: String, import: String, capability: String },
+    #[error("plugin {plugin}@{version} does not export {export}, which its binding requires")]
+    MissingExport { plugin: String, version: String, export: String },
+    #[error("plugin {plugin}@{version} trapped in {hook}: {message}")]
+    Trap { plugin: String, version: String, hook: &'static str, message: String },
+    #[error("plugin {plugin}@{version} ran past its {deadline:?} deadline in {hook}")]
+    Timeout { plugin: String, version: String, hook: &'static str, deadline: Duration },
+    #[error("plugin {plugin}@{version} hit its {limit} limit in {hook}")]
+    Limit { plugin: String, version: String, hook: &'static str, limit: String },
+    #[error("plugin {plugin}@{version}: could not instantiate: {reason}")]
+    Instantiate { plugin: String, version: String, reason: String },
+}
+
+impl PluginError {
+    /// The metric label: one of a fixed set.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Io { .. } => "io",
+            PluginError::Compile { .. } => "compile",
+            PluginError::Incompatible { .. } => "incompatible",
+            PluginError::NotGranted { .. } => "not_granted",
+            PluginError::MissingExport { .. } => "missing_export",
+            PluginError::Trap { .. } => "trap",
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::Limit { .. } => "limit",
+            PluginError::Instantiate { .. } => "instantiate",
+        }
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        match self {
+            PluginError::Io { plugin, .. }
+            | PluginError::Compile { plugin, .. }
+            | PluginError::Incompatible { plugin, .. }
+            | PluginError::NotGranted { plugin, .. }
+            | PluginError::MissingExport { plugin, .. }
+            | PluginError::Trap { plugin, .. }
+            | PluginError::Timeout { plugin, .. }
+            | PluginError::Limit { plugin, .. }
+            | PluginError::Instantiate { plugin, .. } => plugin,
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! [`PluginHost`]: the engine, the artifact cache, the shared services, and the active chain.
+//!
+//! Loading compiles and checks a component off the hot path; activating swaps a new [`Chain`]
+//! in atomically. Requests hold the chain they started with, so in-flight requests finish on
+//! the versions they began with. Rollback re-activates the binding a swap replaced.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus::Registry;
+
+use crate::artifacts::ArtifactCache;
+use crate::binding::{Binding, CallLimits, FailurePolicy, Isolation};
+use crate::builtin;
+use crate::capability::Capabilities;
+use crate::chain::Chain;
+use crate::engine::{EngineError, EngineSettings, PluginEngine};
+use crate::error::PluginError;
+use crate::loader::{Hook, PluginVersion};
+use crate::metrics::PluginMetrics;
+use crate::services::HostServices;
+use crate::state::BindingContext;
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// Built into the binary (`builtin:router`).
+    Builtin(String),
+    File(PathBuf),
+    Bytes(Arc<[u8]>),
+}
+
+/// Everything needed to load and bind one plugin.
+#[derive(Debug, Clone)]
+pub struct BindingSpec {
+    pub name: String,
+    pub source: PluginSource,
+    pub capabilities: Capabilities,
+    pub isolation: Isolation,
+    pub failure: FailurePolicy,
+    pub order: i64,
+    pub limits: CallLimits,
+    /// The binding's config as JSON, for `config.binding`.
+    pub config_json: String,
+    /// Hooks the component must export.
+    pub required: Vec<Hook>,
+}
+
+/// The default isolation; see docs/plugins.md for the measurements behind it.
+pub const DEFAULT_ISOLATION: Isolation = Isolation::Reuse { max_calls: 10_000, max_age: Duration::from_secs(60) };
+
+impl BindingSpec {
+    /// A spec with the defaults: no capabilities, the default isolation, fail-closed, order 0,
+    /// a 10 ms deadline and 16 MiB of memory.
+    pub fn new(name: impl Into<String>, source: PluginSource) -> Self {
+        BindingSpec {
+            name: name.into(),
+            source,
+            capabilities: Capabilities::none(),
+            isolation: DEFAULT_ISOLATION,
+            failure: FailurePolicy::Closed,
+            order: 0,
+            limits: CallLimits { timeout: Duration::from_millis(10), memory_bytes: 16 << 20 },
+            config_json: "{}".to_owned(),
+            required: Vec::new(),
+        }
+    }
+
+    /// The built-in router: routes, nothing else; fails open to the host's own choice.
+    pub fn builtin_router() -> Self {
+        BindingSpec {
+            failure: FailurePolicy::Open,
+            order: i64::MAX,
+            required: vec![Hook::Route],
+            ..BindingSpec::new("router", PluginSource::Builtin("router".to_owned()))
+        }
+    }
+}
+
+/// Host-wide settings.
+#[derive(Debug, Clone, Default)]
+pub struct HostSettings {
+    pub engine: EngineSettings,
+    /// Directory of precompiled artifacts; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("registering plugin metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
+
+pub struct PluginHost {
+    engine: PluginEngine,
+    artifacts: ArtifactCache,
+    services: Arc<HostServices>,
+    metrics: PluginMetrics,
+    chain: ArcSwap<Chain>,
+    /// Bindings replaced by activations, most recent last, for rollback.
+    replaced: Mutex<HashMap<Arc<str>, Vec<Arc<Binding>>>>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost").field("chain", &self.chain.load()).finish()
+    }
+}
+
+impl PluginHost {
+    /// A host with an empty chain; metrics are registered in `registry`.
+    pub fn new(settings: HostSettings, registry: &Registry) -> Result<Self, HostError> {
+        Ok(PluginHost {
+            engine: PluginEngine::new(settings.engine)?,
+            artifacts: ArtifactCache::new(settings.cache_dir),
+            services: Arc::new(HostServices::default()),
+            metrics: PluginMetrics::new(registry)?,
+            chain: ArcSwap::from_pointee(Chain::default()),
+            replaced: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A host with `specs` loaded and active. Without a binding named `router`, the built-in
+    /// router is bound.
+    pub fn with_bindings(
+        settings: HostSettings,
+        registry: &Registry,
+        specs: Vec<BindingSpec>,
+    ) -> Result<Self, HostError> {
+        let host = PluginHost::new(settings, registry)?;
+        let mut specs = specs;
+        if !specs.iter().any(|s| s.name == "router") {
+            specs.push(BindingSpec::builtin_router());
+        }
+        let bindings = specs.into_iter().map(|s| host.load(s).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        host.chain.store(Arc::new(Chain::new(bindings)));
+        Ok(host)
+    }
+
+    pub fn services(&self) -> &Arc<HostServices> {
+        &self.services
+    }
+
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
+    /// The active chain. Hold it for the whole request.
+    pub fn chain(&self) -> Arc<Chain> {
+        self.chain.load_full()
+    }
+
+    /// Compiles and checks `spec`'s component and prepares its binding, without activating it.
+    /// Compiling takes milliseconds to seconds: call it off the request path (from
+    /// `spawn_blocking`, say).
+    pub fn load(&self, spec: BindingSpec) -> Result<Binding, PluginError> {
+        if spec.limits.memory_bytes > self.engine.settings().max_memory_bytes {
+            return Err(PluginError::Incompatible {
+                plugin: spec.name,
+                version: "-".to_owned(),
+                reason: format!(
+                    "its memory limit exceeds the engine's {} bytes",
+                    self.engine.settings().max_memory_bytes
+                ),
+            });
+        }
+        let bytes: Arc<[u8]> = match &spec.source {
+            PluginSource::Bytes(b) => Arc::clone(b),
+            PluginSource::File(path) => std::fs::read(path).map(Arc::from).map_err(|e| PluginError::Io {
+                plugin: spec.name.clone(),
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            PluginSource::Builtin(name) => match builtin::component(name) {
+                Some(b) => Arc::from(b),
+                None => {
+                    return Err(PluginError::Io {
+                        plugin: spec.name.clone(),
+                        path: format!("builtin:{name}"),
+                        reason: format!("no built-in plugin named {name:?} (built-ins: {})", builtin::NAMES.join(", ")),
+                    });
+                }
+            },
+        };
+        let version =
+            PluginVersion::load(&self.engine, &self.artifacts, &spec.name, &bytes, spec.capabilities, &spec.required)?;
+        tracing::info!(
+            plugin = %version.name, version = %version.version, provenance = ?version.provenance,
+            "plugin loaded"
+        );
+        let ctx = BindingContext {
+            plugin: Arc::clone(&version.name),
+            version: Arc::clone(&version.version),
+            capabilities: spec.capabilities,
+            config_json: spec.config_json,
+            services: Arc::clone(&self.services),
+            metrics: self.metrics.clone(),
+        };
+        Ok(Binding::new(
+            self.engine.clone(),
+            Arc::new(version),
+            ctx,
+            spec.order,
+            spec.isolation,
+            spec.failure,
+            spec.limits,
+        ))
+    }
+
+    /// Makes `binding` active, replacing the binding of the same name (or adding it).
+    /// Requests already running keep the chain they started with.
+    pub fn activate(&self, binding: Arc<Binding>) {
+        let name = Arc::clone(&binding.name);
+        let mut replaced = None;
+        self.chain.rcu(|current| {
+            let mut bindings: Vec<Arc<Binding>> = Vec::with_capacity(current.bindings().len() + 1);
+            replaced = None;
+            for b in current.bindings() {
+                if b.name == name {
+                    replaced = Some(Arc::clone(b));
+                } else {
+                    bindings.push(Arc::clone(b));
+                }
+            }
+            bindings.push(Arc::clone(&binding));
+            Chain::new(bindings)
+        });
+        if let Some(old) = replaced
+            && let Ok(mut history) = self.replaced.lock()
+        {
+            tracing::info!(plugin = %name, from = %old.version.version, to = %binding.version.version, "plugin swapped");
+            let list = history.entry(Arc::clone(&name)).or_default();
+            list.push(old);
+            // Keep a few versions to roll back to.
+            if list.len() > 4 {
+                list.remove(0);
+            }
+        }
+    }
+
+    /// Loads and activates in one step.
+    pub fn load_and_activate(&self, spec: BindingSpec) -> Result<Arc<Binding>, PluginError> {
+        let binding = Arc::new(self.load(spec)?);
+        self.activate(Arc::clone(&binding));
+        Ok(binding)
+    }
+
+    /// Re-activates the binding the last activation of `name` replaced. `false` when there is
+    /// none.
+    pub fn rollback(&self, name: &str) -> bool {
+        let previous = self.replaced.lock().ok().and_then(|mut h| h.get_mut(name).and_then(Vec::pop));
+        let Some(previous) = previous else { return false };
+        let current = self.chain().get(name).cloned();
+        self.activate(previous);
+        // The version rolled back from is not a rollback target.
+        if current.is_some()
+            && let Ok(mut h) = self.replaced.lock()
+            && let Some(list) = h.get_mut(name)
+        {
+            list.pop();
+        }
+        true
+    }
+}

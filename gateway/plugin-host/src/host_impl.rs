@@ -1,0 +1,184 @@
+//! The host side of the `sluice:policy` imports: resources and capabilities.
+
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+
+use crate::bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, log, metrics, types};
+use crate::capability::Capability;
+use crate::resources::{BodyResource, HeadersResource};
+use crate::state::HostState;
+
+/// Largest value a plugin may put in the cache, and the most it may read from a body at once.
+const MAX_CACHE_VALUE: usize = 4 << 20;
+const MAX_READ: u32 = 1 << 20;
+
+impl types::Host for HostState {}
+
+impl types::HostHeaders for HostState {
+    fn get(&mut self, headers: Resource<HeadersResource>, name: String) -> wasmtime::Result<Option<String>> {
+        let h = self.table.get(&headers)?;
+        Ok(h.0.get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned))
+    }
+
+    fn get_all(&mut self, headers: Resource<HeadersResource>, name: String) -> wasmtime::Result<Vec<String>> {
+        let h = self.table.get(&headers)?;
+        Ok(h.0.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect())
+    }
+
+    fn names(&mut self, headers: Resource<HeadersResource>) -> wasmtime::Result<Vec<String>> {
+        let h = self.table.get(&headers)?;
+        Ok(h.0.keys().map(|k| k.as_str().to_owned()).collect())
+    }
+
+    fn drop(&mut self, headers: Resource<HeadersResource>) -> wasmtime::Result<()> {
+        // Handles the host lent for a call are removed by the host; a guest-owned handle is
+        // removed here.
+        if self.table.get(&headers).is_ok() && headers.owned() {
+            self.table.delete(headers)?;
+        }
+        Ok(())
+    }
+}
+
+impl types::HostBody for HostState {
+    fn len(&mut self, body: Resource<BodyResource>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&body)?.bytes.len() as u64)
+    }
+
+    fn read(&mut self, body: Resource<BodyResource>, offset: u64, max: u32) -> wasmtime::Result<Vec<u8>> {
+        let b = &self.table.get(&body)?.bytes;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+        let end = start.saturating_add(max.min(MAX_READ) as usize).min(b.len());
+        Ok(b[start..end].to_vec())
+    }
+
+    fn prompt_text(&mut self, body: Resource<BodyResource>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&body)?.prompt_text().to_owned())
+    }
+
+    fn drop(&mut self, body: Resource<BodyResource>) -> wasmtime::Result<()> {
+        if self.table.get(&body).is_ok() && body.owned() {
+            self.table.delete(body)?;
+        }
+        Ok(())
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.grant(Capability::Log)?;
+        let b = &self.binding;
+        let message = message.chars().take(4096).collect::<String>();
+        match level {
+            log::Level::Trace => tracing::trace!(plugin = %b.plugin, version = %b.version, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin = %b.plugin, version = %b.version, "{message}"),
+            log::Level::Info => tracing::info!(plugin = %b.plugin, version = %b.version, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin = %b.plugin, version = %b.version, "{message}"),
+            log::Level::Error => tracing::error!(plugin = %b.plugin, version = %b.version, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl clock::Host for HostState {
+    fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
+        self.grant(Capability::Clock)?;
+        Ok(u64::try_from(self.binding.services.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+impl counters::Host for HostState {
+    fn reserve(
+        &mut self,
+        key: String,
+        amount: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> wasmtime::Result<counters::Reservation> {
+        self.grant(Capability::Counters)?;
+        let r = self.binding.services.counters.reserve(&key, amount, limit, Duration::from_millis(window_ms.max(1)));
+        Ok(counters::Reservation {
+            id: r.id,
+            granted: r.granted,
+            remaining: r.remaining,
+            reset_ms: u64::try_from(r.reset.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    fn settle(&mut self, id: u64, actual: u64) -> wasmtime::Result<()> {
+        self.grant(Capability::Counters)?;
+        self.binding.services.counters.settle(id, actual);
+        Ok(())
+    }
+
+    fn release(&mut self, id: u64) -> wasmtime::Result<()> {
+        self.grant(Capability::Counters)?;
+        self.binding.services.counters.release(id);
+        Ok(())
+    }
+
+    fn get(&mut self, key: String) -> wasmtime::Result<u64> {
+        self.grant(Capability::Counters)?;
+        Ok(self.binding.services.counters.get(&key))
+    }
+}
+
+impl cache::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.grant(Capability::Cache)?;
+        Ok(self.binding.services.cache.get(&key).map(|v| v.to_vec()))
+    }
+
+    fn put(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<()> {
+        self.grant(Capability::Cache)?;
+        if value.len() <= MAX_CACHE_VALUE {
+            self.binding.services.cache.put(&key, &value, Duration::from_millis(ttl_ms));
+        }
+        Ok(())
+    }
+}
+
+impl config::Host for HostState {
+    fn binding(&mut self) -> wasmtime::Result<String> {
+        self.grant(Capability::Config)?;
+        Ok(self.binding.config_json.clone())
+    }
+
+    fn tenant(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        self.grant(Capability::Config)?;
+        Ok(self.binding.services.tenant(&name))
+    }
+}
+
+impl metrics::Host for HostState {
+    fn counter_add(&mut self, name: String, label: String, value: u64) -> wasmtime::Result<()> {
+        self.grant(Capability::Metrics)?;
+        if !self.binding.metrics.custom_add(&self.binding.plugin, &name, &label, value) {
+            tracing::debug!(plugin = %self.binding.plugin, %name, "metric refused: bad name or too many series");
+        }
+        Ok(())
+    }
+
+    fn histogram_observe(&mut self, name: String, label: String, value: f64) -> wasmtime::Result<()> {
+        self.grant(Capability::Metrics)?;
+        if !self.binding.metrics.custom_observe(&self.binding.plugin, &name, &label, value) {
+            tracing::debug!(plugin = %self.binding.plugin, %name, "metric refused: bad name or too many series");
+        }
+        Ok(())
+    }
+}
+
+impl embeddings::Host for HostState {
+    fn embed(&mut self, _model: String, _input: String) -> wasmtime::Result<Result<Vec<f32>, String>> {
+        self.grant(Capability::Embeddings)?;
+        Ok(Err("no embeddings pool is configured for plugins yet".to_owned()))
+    }
+}
+
+impl http::Host for HostState {
+    fn send(&mut self, _request: http::OutboundRequest) -> wasmtime::Result<Result<http::OutboundResponse, String>> {
+        self.grant(Capability::Http)?;
+        Ok(Err("outbound HTTP from plugins is not wired to a client yet".to_owned()))
+    }
+}

@@ -1,0 +1,43 @@
+//! Sluice's WebAssembly plugin host.
+//!
+//! Policies run as WebAssembly components against the `sluice:policy@0.1.0` contract
+//! (`plugins/wit/policy.wit`, documented hook by hook in `docs/plugins.md`):
+//!
+//! - [`engine`]: one wasmtime `Engine` (component model, pooling allocator with copy-on-write
+//!   memory images, epoch interruption driven by a ticker thread).
+//! - [`artifacts`]: precompiled components in a content-addressed cache.
+//! - [`loader`]: a component checked against the contract and its binding's grants, linked once
+//!   (`InstancePre`), its hook exports looked up once.
+//! - [`binding`]: a loaded version with limits, isolation (`per-request` or `reuse`) and a
+//!   failure policy; every call under a deadline and memory/table limits, failures typed.
+//! - [`chain`]: the bindings in order, and what a request's hooks decide.
+//! - [`host`]: [`PluginHost`], which loads off the hot path and swaps chains atomically.
+//! - [`builtin`]: the built-in plugins, built from `plugins/` and embedded.
+
+pub mod artifacts;
+pub mod binding;
+pub mod bindings;
+pub mod builtin;
+pub mod capability;
+pub mod chain;
+pub mod engine;
+pub mod error;
+mod host;
+mod host_impl;
+pub mod loader;
+pub mod metrics;
+pub mod resources;
+pub mod services;
+mod state;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use binding::{Binding, CallLimits, FailurePolicy, Isolation};
+pub use bindings::types;
+pub use capability::{Capabilities, Capability};
+pub use chain::{Chain, ChainFailure, RequestEdits, RequestVerdict, RequestView};
+pub use engine::{EngineSettings, PluginEngine};
+pub use error::PluginError;
+pub use host::{BindingSpec, DEFAULT_ISOLATION, HostError, HostSettings, PluginHost, PluginSource};
+pub use loader::{CONTRACT, Hook, PluginVersion};
+pub use resources::BodyResource;

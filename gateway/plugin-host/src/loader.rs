@@ -1,0 +1,208 @@
+//! From component bytes to a checked, ready-to-instantiate plugin version: compiled (or read
+//! from the artifact cache), its imports checked against the contract and the binding's grants,
+//! linked once (`InstancePre`), and its hook exports looked up once.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+
+use crate::artifacts::{ArtifactCache, Provenance};
+use crate::bindings::{self, on_request, on_response_done, on_response_headers, route};
+use crate::capability::{Capabilities, Capability};
+use crate::engine::PluginEngine;
+use crate::error::PluginError;
+use crate::state::HostState;
+
+/// The contract version this host speaks.
+pub const CONTRACT: &str = "sluice:policy@0.1.0";
+const PACKAGE: &str = "sluice:policy/";
+const VERSION: &str = "0.1.0";
+
+/// A hook of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    OnRequest,
+    Route,
+    OnResponseHeaders,
+    OnResponseDone,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 4] = [Hook::OnRequest, Hook::Route, Hook::OnResponseHeaders, Hook::OnResponseDone];
+
+    /// The metric label and the WIT interface name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::OnRequest => "on-request",
+            Hook::Route => "route",
+            Hook::OnResponseHeaders => "on-response-headers",
+            Hook::OnResponseDone => "on-response-done",
+        }
+    }
+
+    /// The exported instance's full name, e.g. `sluice:policy/route@0.1.0`.
+    pub fn export_name(self) -> String {
+        format!("{PACKAGE}{}@{VERSION}", self.name())
+    }
+}
+
+/// The hooks a component exports, looked up once at load.
+pub(crate) struct Hooks {
+    pub on_request: Option<on_request::GuestIndices>,
+    pub route: Option<route::GuestIndices>,
+    pub on_response_headers: Option<on_response_headers::GuestIndices>,
+    pub on_response_done: Option<on_response_done::GuestIndices>,
+}
+
+impl Hooks {
+    pub fn has(&self, hook: Hook) -> bool {
+        match hook {
+            Hook::OnRequest => self.on_request.is_some(),
+            Hook::Route => self.route.is_some(),
+            Hook::OnResponseHeaders => self.on_response_headers.is_some(),
+            Hook::OnResponseDone => self.on_response_done.is_some(),
+        }
+    }
+}
+
+/// One compiled, checked version of a plugin.
+pub struct PluginVersion {
+    pub name: Arc<str>,
+    /// `sha256:` and the first 12 hex digits of the component's SHA-256.
+    pub version: Arc<str>,
+    pub sha256: String,
+    pub provenance: Provenance,
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) hooks: Hooks,
+}
+
+impl std::fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVersion").field("name", &self.name).field("version", &self.version).finish()
+    }
+}
+
+impl PluginVersion {
+    pub fn exports(&self, hook: Hook) -> bool {
+        self.hooks.has(hook)
+    }
+
+    /// Compiles and checks `bytes`. `grants` are the capabilities its binding allows;
+    /// `required` the hooks the binding needs it to export.
+    pub fn load(
+        engine: &PluginEngine,
+        artifacts: &ArtifactCache,
+        name: &str,
+        bytes: &[u8],
+        grants: Capabilities,
+        required: &[Hook],
+    ) -> Result<PluginVersion, PluginError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let version = format!("sha256:{}", &sha256[..12]);
+        let incompatible =
+            |reason: String| PluginError::Incompatible { plugin: name.to_owned(), version: version.clone(), reason };
+        let (component, provenance) = artifacts.load(engine.engine(), bytes).map_err(|e| PluginError::Compile {
+            plugin: name.to_owned(),
+            version: version.clone(),
+            reason: format!("{e:#}"),
+        })?;
+
+        check_imports(engine, &component, grants).map_err(|problem| match problem {
+            ImportProblem::Foreign(reason) => incompatible(reason),
+            ImportProblem::NotGranted { import, capability } => PluginError::NotGranted {
+                plugin: name.to_owned(),
+                version: version.clone(),
+                import,
+                capability: capability.name().to_owned(),
+            },
+        })?;
+
+        let mut linker: Linker<HostState> = Linker::new(engine.engine());
+        add_host_to_linker(&mut linker).map_err(|e| incompatible(format!("{e:#}")))?;
+        // WASI imports the guest's standard library may carry (it prints panics to stderr,
+        // say) are linked to functions that trap: policy plugins get no WASI at all.
+        linker.define_unknown_imports_as_traps(&component).map_err(|e| incompatible(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| incompatible(format!("{e:#}")))?;
+
+        let present = |hook: Hook| component.get_export_index(None, hook.export_name().as_str()).is_some();
+        let shape =
+            |hook: Hook, e: wasmtime::Error| incompatible(format!("{} has the wrong shape: {e:#}", hook.export_name()));
+        let hooks = Hooks {
+            on_request: present(Hook::OnRequest)
+                .then(|| on_request::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnRequest, e)))
+                .transpose()?,
+            route: present(Hook::Route)
+                .then(|| route::GuestIndices::new(&pre).map_err(|e| shape(Hook::Route, e)))
+                .transpose()?,
+            on_response_headers: present(Hook::OnResponseHeaders)
+                .then(|| on_response_headers::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnResponseHeaders, e)))
+                .transpose()?,
+            on_response_done: present(Hook::OnResponseDone)
+                .then(|| on_response_done::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnResponseDone, e)))
+                .transpose()?,
+        };
+        if !Hook::ALL.iter().any(|&h| hooks.has(h)) {
+            let all: Vec<String> = Hook::ALL.iter().map(|h| h.export_name()).collect();
+            return Err(incompatible(format!("it exports none of the hooks ({})", all.join(", "))));
+        }
+        if let Some(missing) = required.iter().find(|&&h| !hooks.has(h)) {
+            return Err(PluginError::MissingExport { plugin: name.to_owned(), version, export: missing.export_name() });
+        }
+        Ok(PluginVersion { name: Arc::from(name), version: Arc::from(version), sha256, provenance, pre, hooks })
+    }
+}
+
+enum ImportProblem {
+    Foreign(String),
+    NotGranted { import: String, capability: Capability },
+}
+
+/// Every import must be a `sluice:policy@0.1.0` interface the binding grants (or `types`), or a
+/// WASI interface (stubbed to trap).
+fn check_imports(engine: &PluginEngine, component: &Component, grants: Capabilities) -> Result<(), ImportProblem> {
+    let ty = component.component_type();
+    for (import, item) in ty.imports(engine.engine()) {
+        if import.starts_with("wasi:") {
+            continue;
+        }
+        let Some(rest) = import.strip_prefix(PACKAGE) else {
+            return Err(ImportProblem::Foreign(format!("it imports {import}, which is not part of {CONTRACT}")));
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        if version != VERSION {
+            return Err(ImportProblem::Foreign(format!(
+                "it imports {import}; this gateway provides {CONTRACT} (rebuild the plugin against it)"
+            )));
+        }
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            return Err(ImportProblem::Foreign(format!("it imports {import} as something other than an interface")));
+        }
+        if interface == "types" {
+            continue;
+        }
+        match Capability::parse(interface) {
+            Some(capability) if grants.has(capability) => {}
+            Some(capability) => return Err(ImportProblem::NotGranted { import: import.to_owned(), capability }),
+            None => {
+                return Err(ImportProblem::Foreign(format!("it imports {import}, which {CONTRACT} does not define")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_host_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, log, metrics, types};
+    types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    clock::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    counters::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    cache::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    config::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    metrics::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    embeddings::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    http::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}

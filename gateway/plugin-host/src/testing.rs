@@ -1,0 +1,32 @@
+//! For tests: the purpose-built guest (`plugins/test-guest`), which exports every hook, imports
+//! every capability, and misbehaves on request (see its crate docs for the modes).
+
+/// The test guest component.
+pub const TEST_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_guest.wasm"));
+
+/// `component` with a custom section appended: the same behaviour under a different hash, for
+/// hot-swap tests that need two versions.
+pub fn variant(component: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"sluice-test-variant";
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}

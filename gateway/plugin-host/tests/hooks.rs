@@ -1,0 +1,192 @@
+//! Each hook and capability through the purpose-built guest, and the built-in router.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use http::HeaderMap;
+use sluice_plugin_host::types::{Health, Outcome, ResponseDone, Usage};
+use sluice_plugin_host::{BindingSpec, Hook, PluginSource, RequestVerdict};
+
+fn header(edits: &sluice_plugin_host::RequestEdits, name: &str) -> String {
+    edits
+        .set_headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.to_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no header {name} in {edits:?}"))
+}
+
+fn continue_edits(verdict: RequestVerdict) -> sluice_plugin_host::RequestEdits {
+    match verdict {
+        RequestVerdict::Continue(edits) => edits,
+        other => panic!("expected continue, got {other:?}"),
+    }
+}
+
+#[test]
+fn on_request_continue_deny_respond_rewrite() {
+    let host = host();
+    host.load_and_activate(guest("g", "continue", "a")).unwrap();
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    assert!(edits.is_empty());
+
+    host.load_and_activate(guest("g", "deny", "a")).unwrap();
+    match host.chain().on_request(&mut view("acme")).unwrap() {
+        RequestVerdict::Deny { plugin, denial } => {
+            assert_eq!(&*plugin, "g");
+            assert_eq!(denial.status, 403);
+            assert!(denial.message.contains("acme"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    host.load_and_activate(guest("g", "respond", "a")).unwrap();
+    match host.chain().on_request(&mut view("t")).unwrap() {
+        RequestVerdict::Respond { response, .. } => {
+            assert_eq!(response.status, 200);
+            assert_eq!(response.body, br#"{"answered_by":"test-guest"}"#);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut spec = guest("g", "rewrite", "v7");
+    spec.config_json = r#"{"mode":"rewrite","tag":"v7","model":"other"}"#.into();
+    host.load_and_activate(spec).unwrap();
+    let mut v = view("t");
+    let edits = continue_edits(host.chain().on_request(&mut v).unwrap());
+    assert_eq!(header(&edits, "x-plugin-tag"), "v7");
+    assert_eq!(edits.model.as_deref(), Some("other"));
+    assert_eq!(v.info.model, "other", "later plugins see the new model");
+    assert_eq!(v.headers.get("x-plugin-tag").unwrap(), "v7");
+}
+
+#[test]
+fn headers_and_body_are_read_lazily_through_resources() {
+    let host = host();
+    host.load_and_activate(guest("g", "headers", "a")).unwrap();
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    assert_eq!(header(&edits, "x-echoed"), "one");
+    assert_eq!(header(&edits, "x-echo-all"), "one,two");
+    assert_eq!(header(&edits, "x-header-count"), "2");
+    assert_eq!(header(&edits, "x-body-head"), r#"{"model""#);
+    assert_eq!(header(&edits, "x-prompt"), "hello there");
+    assert_eq!(header(&edits, "x-summary"), "2:true");
+    let len: usize = header(&edits, "x-body-len").parse().unwrap();
+    assert!(len > 40);
+}
+
+#[test]
+fn every_capability_works_when_granted() {
+    let host = host();
+    let mut tenants = std::collections::HashMap::new();
+    tenants.insert("t".to_owned(), r#"{"name":"t"}"#.to_owned());
+    host.services().set_tenants(tenants);
+    host.load_and_activate(guest("g", "capabilities", "a")).unwrap();
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    assert_eq!(header(&edits, "x-clock-nonzero"), "true");
+    assert_eq!(header(&edits, "x-granted"), "true");
+    assert_eq!(header(&edits, "x-counter"), "2", "reserved 3, settled at 2");
+    assert_eq!(header(&edits, "x-cache-hit"), "false");
+    assert_eq!(header(&edits, "x-tenant-known"), "true");
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    assert_eq!(header(&edits, "x-cache-hit"), "true");
+    assert_eq!(header(&edits, "x-counter"), "4");
+}
+
+#[test]
+fn route_response_headers_and_done() {
+    let host = host();
+    host.load_and_activate(guest("g", "continue", "blue")).unwrap();
+    let chain = host.chain();
+    let candidates = [candidate(3, 0, Health::Healthy), candidate(9, 5, Health::Healthy)];
+    assert_eq!(chain.route(&route_request(), &candidates).unwrap(), Some(9), "the guest picks the last");
+
+    let mut headers = Arc::new(HeaderMap::new());
+    chain.on_response_headers(&info("t"), 201, &mut headers).unwrap();
+    assert_eq!(headers.get("x-plugin-tag").unwrap(), "blue");
+    assert_eq!(headers.get("x-seen-status").unwrap(), "201");
+
+    let done = ResponseDone {
+        status: 200,
+        outcome: Outcome::Ok,
+        usage: Some(Usage { prompt_tokens: 1, cached_tokens: 0, completion_tokens: 2 }),
+        ttft_ns: Some(1_000),
+        tpot_ns: None,
+        e2e_ns: 5_000,
+        endpoint: Some("w1".into()),
+    };
+    chain.on_response_done(&info("t"), &done);
+    chain.on_response_done(&info("t"), &done);
+    assert_eq!(host.services().counters.get("done:blue"), 2);
+    assert_eq!(host.services().counters.get("done-status:200"), 2);
+}
+
+#[test]
+fn builtin_router_picks_least_in_flight_and_abstains_without_candidates() {
+    let host = host();
+    host.load_and_activate(BindingSpec::builtin_router()).unwrap();
+    let chain = host.chain();
+    assert!(chain.has(Hook::Route));
+    assert!(!chain.has(Hook::OnRequest), "the router exports route only");
+    let c = [candidate(0, 4, Health::Healthy), candidate(1, 2, Health::Healthy), candidate(2, 0, Health::Unhealthy)];
+    assert_eq!(chain.route(&route_request(), &c).unwrap(), Some(1));
+    let c = [candidate(5, 1, Health::Healthy), candidate(6, 1, Health::Healthy)];
+    assert_eq!(chain.route(&route_request(), &c).unwrap(), Some(5), "ties go to the first in host order");
+    assert_eq!(chain.route(&route_request(), &[]).unwrap(), None);
+    assert_eq!(chain.route(&route_request(), &[candidate(0, 0, Health::Unhealthy)]).unwrap(), None);
+}
+
+#[test]
+fn a_chain_runs_in_order_and_stops_at_the_first_denial() {
+    let host = host();
+    let mut first = guest("a-rewrite", "rewrite", "first");
+    first.order = 1;
+    let mut second = guest("b-deny", "deny", "second");
+    second.order = 2;
+    let mut third = guest("c-respond", "respond", "third");
+    third.order = 3;
+    for s in [third, first, second] {
+        host.load_and_activate(s).unwrap();
+    }
+    let chain = host.chain();
+    let names: Vec<&str> = chain.bindings().iter().map(|b| &*b.name).collect();
+    assert_eq!(names, ["a-rewrite", "b-deny", "c-respond"]);
+    match host.chain().on_request(&mut view("t")).unwrap() {
+        RequestVerdict::Deny { plugin, .. } => assert_eq!(&*plugin, "b-deny"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reuse_keeps_instance_state_and_per_request_does_not() {
+    let host = host();
+    let calls = |host: &sluice_plugin_host::PluginHost| {
+        (0..3)
+            .map(|_| header(&continue_edits(host.chain().on_request(&mut view("t")).unwrap()), "x-calls"))
+            .collect::<Vec<_>>()
+    };
+    host.load_and_activate(per_request(guest("g", "state", "a"))).unwrap();
+    assert_eq!(calls(&host), ["1", "1", "1"]);
+    let mut spec = guest("g", "state", "a");
+    spec.isolation = sluice_plugin_host::Isolation::Reuse { max_calls: 2, max_age: std::time::Duration::from_secs(60) };
+    host.load_and_activate(spec).unwrap();
+    assert_eq!(calls(&host), ["1", "2", "1"], "recycled after two calls");
+}
+
+#[test]
+fn source_from_a_file_and_a_missing_file() {
+    let dir = std::env::temp_dir().join(format!("sluice-plugin-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("router.wasm");
+    std::fs::write(&path, sluice_plugin_host::builtin::ROUTER).unwrap();
+    let host = host();
+    let spec = BindingSpec::new("r", PluginSource::File(path.clone()));
+    assert!(host.load(spec).unwrap().exports(Hook::Route));
+    let err = host.load(BindingSpec::new("r", PluginSource::File(dir.join("nope.wasm")))).unwrap_err();
+    assert_eq!(err.kind(), "io");
+    assert!(err.to_string().contains("nope.wasm"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

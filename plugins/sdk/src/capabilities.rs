@@ -1,0 +1,57 @@
+//! The host capabilities, with small conveniences over the raw imports.
+
+/// Capability `log`.
+pub mod log {
+    pub use crate::bindings::sluice::policy::log::{Level, log};
+
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// Capability `clock`: monotonic nanoseconds.
+pub mod clock {
+    pub use crate::bindings::sluice::policy::clock::monotonic_now;
+}
+
+/// Capability `counters`: atomic windowed counters.
+pub mod counters {
+    pub use crate::bindings::sluice::policy::counters::{Reservation, get, release, reserve, settle};
+}
+
+/// Capability `cache`.
+pub mod cache {
+    pub use crate::bindings::sluice::policy::cache::{get, put};
+}
+
+/// Capability `config`: the binding's JSON config and tenant settings.
+pub mod config {
+    pub use crate::bindings::sluice::policy::config::{binding, tenant};
+}
+
+/// Capability `metrics`.
+pub mod metrics {
+    pub use crate::bindings::sluice::policy::metrics::{counter_add, histogram_observe};
+}
+
+/// Capability `embeddings`.
+pub mod embeddings {
+    pub use crate::bindings::sluice::policy::embeddings::embed;
+}
+
+/// Capability `http`: outbound requests to the binding's allow-list.
+pub mod http {
+    pub use crate::bindings::sluice::policy::http::{OutboundRequest, OutboundResponse, send};
+}

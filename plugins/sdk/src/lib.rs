@@ -1,0 +1,172 @@
+//! Write Sluice policy plugins in Rust.
+//!
+//! A plugin is a type implementing [`Plugin`], whose hooks all default to "no opinion", and one
+//! [`export_plugin!`] line naming the hooks it implements. Only those hooks are exported from the
+//! component, so the gateway skips the others at no cost.
+//!
+//! ```ignore
+//! use sluice_sdk::{Plugin, export_plugin};
+//! use sluice_sdk::types::{Candidate, RouteDecision, RouteRequest};
+//!
+//! struct First;
+//!
+//! impl Plugin for First {
+//!     fn route(_request: RouteRequest, candidates: Vec<Candidate>) -> RouteDecision {
+//!         candidates.first().map_or(RouteDecision::Abstain, |c| RouteDecision::Route(c.id))
+//!     }
+//! }
+//!
+//! export_plugin!(First => [route]);
+//! ```
+//!
+//! Host capabilities ([`log`], [`clock`], [`counters`], [`cache`], [`config`], [`metrics`],
+//! [`embeddings`], [`http`]) work only when the plugin's binding grants them; a component that
+//! uses one it is not granted is refused when the gateway loads it. The contract itself is
+//! `plugins/wit/policy.wit` (`sluice:policy@0.1.0`); `docs/plugins.md` explains each hook.
+
+/// The raw bindings of the imports (types and host capabilities).
+#[doc(hidden)]
+#[allow(unsafe_code, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "host",
+        path: "../wit",
+        generate_unused_types: true,
+        additional_derives: [PartialEq],
+    });
+}
+
+macro_rules! hook_world {
+    ($module:ident, $world:literal, $macro_name:literal, $path:literal) => {
+        #[doc(hidden)]
+        #[allow(unsafe_code, clippy::all)]
+        pub mod $module {
+            wit_bindgen::generate!({
+                world: $world,
+                path: "../wit",
+                with: {
+                    "sluice:policy/types@0.1.0": crate::bindings::sluice::policy::types,
+                    "sluice:policy/log@0.1.0": crate::bindings::sluice::policy::log,
+                    "sluice:policy/clock@0.1.0": crate::bindings::sluice::policy::clock,
+                    "sluice:policy/counters@0.1.0": crate::bindings::sluice::policy::counters,
+                    "sluice:policy/cache@0.1.0": crate::bindings::sluice::policy::cache,
+                    "sluice:policy/config@0.1.0": crate::bindings::sluice::policy::config,
+                    "sluice:policy/metrics@0.1.0": crate::bindings::sluice::policy::metrics,
+                    "sluice:policy/embeddings@0.1.0": crate::bindings::sluice::policy::embeddings,
+                    "sluice:policy/http@0.1.0": crate::bindings::sluice::policy::http,
+                },
+                pub_export_macro: true,
+                export_macro_name: $macro_name,
+                default_bindings_module: $path,
+            });
+        }
+    };
+}
+
+hook_world!(on_request_hook, "on-request-hook", "export", "sluice_sdk::on_request_hook");
+hook_world!(route_hook, "route-hook", "export", "sluice_sdk::route_hook");
+hook_world!(
+    on_response_headers_hook,
+    "on-response-headers-hook",
+    "export",
+    "sluice_sdk::on_response_headers_hook"
+);
+hook_world!(
+    on_response_done_hook,
+    "on-response-done-hook",
+    "export",
+    "sluice_sdk::on_response_done_hook"
+);
+
+mod capabilities;
+pub use capabilities::{cache, clock, config, counters, embeddings, http, log, metrics};
+
+/// The data the hooks exchange with the gateway.
+pub mod types {
+    pub use crate::bindings::sluice::policy::types::*;
+}
+
+use types::{
+    Body, Candidate, Headers, RequestDecision, RequestInfo, ResponseChanges, ResponseDone, RouteDecision, RouteRequest,
+};
+
+/// A policy plugin. Every hook has a default that changes nothing, so implement only the ones
+/// you export with [`export_plugin!`]. Hooks are associated functions: an instance may serve
+/// one request (`per-request` isolation) or many (`reuse`), so keep no state you rely on in
+/// statics; use [`counters`] or [`cache`] keyed by `request.request_id` to carry state between
+/// the hooks of one request.
+pub trait Plugin {
+    /// After authentication and parsing, before routing.
+    fn on_request(request: RequestInfo, headers: &Headers, body: &Body) -> RequestDecision {
+        let _ = (request, headers, body);
+        RequestDecision::Continue
+    }
+
+    /// Picks a worker; [`RouteDecision::Abstain`] leaves the choice to the host.
+    fn route(request: RouteRequest, candidates: Vec<Candidate>) -> RouteDecision {
+        let _ = (request, candidates);
+        RouteDecision::Abstain
+    }
+
+    /// When the worker's response headers arrive.
+    fn on_response_headers(request: RequestInfo, status: u16, headers: &Headers) -> ResponseChanges {
+        let _ = (request, status, headers);
+        ResponseChanges { set_headers: Vec::new(), remove_headers: Vec::new() }
+    }
+
+    /// After the response is complete or abandoned.
+    fn on_response_done(request: RequestInfo, done: ResponseDone) {
+        let _ = (request, done);
+    }
+}
+
+impl<P: Plugin> on_request_hook::exports::sluice::policy::on_request::Guest for P {
+    fn on_request(request: RequestInfo, headers: &Headers, body: &Body) -> RequestDecision {
+        <P as Plugin>::on_request(request, headers, body)
+    }
+}
+
+impl<P: Plugin> route_hook::exports::sluice::policy::route::Guest for P {
+    fn route(request: RouteRequest, candidates: Vec<Candidate>) -> RouteDecision {
+        <P as Plugin>::route(request, candidates)
+    }
+}
+
+impl<P: Plugin> on_response_headers_hook::exports::sluice::policy::on_response_headers::Guest for P {
+    fn on_response_headers(request: RequestInfo, status: u16, headers: &Headers) -> ResponseChanges {
+        <P as Plugin>::on_response_headers(request, status, headers)
+    }
+}
+
+impl<P: Plugin> on_response_done_hook::exports::sluice::policy::on_response_done::Guest for P {
+    fn on_response_done(request: RequestInfo, done: ResponseDone) {
+        <P as Plugin>::on_response_done(request, done)
+    }
+}
+
+/// Exports a [`Plugin`]'s hooks from the component: `export_plugin!(MyPlugin => [on_request,
+/// on_response_done]);`. Hooks: `on_request`, `route`, `on_response_headers`,
+/// `on_response_done`. Use it once, at the crate root.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ident => [$($hook:ident),+ $(,)?]) => {
+        $( $crate::__export_hook!($hook, $plugin); )+
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_hook {
+    (on_request, $plugin:ident) => {
+        $crate::on_request_hook::export!($plugin);
+    };
+    (route, $plugin:ident) => {
+        $crate::route_hook::export!($plugin);
+    };
+    (on_response_headers, $plugin:ident) => {
+        $crate::on_response_headers_hook::export!($plugin);
+    };
+    (on_response_done, $plugin:ident) => {
+        $crate::on_response_done_hook::export!($plugin);
+    };
+}

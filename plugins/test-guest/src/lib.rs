@@ -1,0 +1,125 @@
+//! A plugin for the host's tests. It exports every hook and uses every capability; what it does
+//! is chosen by its binding's config, `{"mode": "...", "tag": "..."}`:
+//!
+//! - on-request: `continue` (default), `deny`, `respond`, `rewrite` (header `x-plugin-tag`,
+//!   model from `"model"`), `headers` (echoes header `x-echo`, the body's length and prompt),
+//!   `capabilities` (clock, counters, cache, metrics, config, log), `state` (counts the calls
+//!   this instance served), `loop` (never returns), `grow` (allocates past any sane limit),
+//!   `trap`.
+//! - route: the last candidate, or abstain in mode `abstain`.
+//! - on-response-headers: sets `x-plugin-tag` to the tag.
+//! - on-response-done: counts `done:<tag>` in the host counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sluice_sdk::types::{
+    Body, Candidate, Header, Headers, LocalResponse, RequestChanges, RequestDecision, RequestInfo, ResponseChanges,
+    ResponseDone, RouteDecision, RouteRequest,
+};
+use sluice_sdk::{Plugin, cache, clock, config, counters, export_plugin, log, metrics};
+
+struct TestGuest;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The string value of `key` in the binding's flat JSON config.
+fn setting(key: &str) -> Option<String> {
+    let config = config::binding();
+    let needle = format!("\"{key}\":\"");
+    let start = config.find(&needle)? + needle.len();
+    let end = config[start..].find('"')? + start;
+    Some(config[start..end].to_owned())
+}
+
+fn header(name: &str, value: impl Into<String>) -> Header {
+    Header { name: name.to_owned(), value: value.into() }
+}
+
+fn with_headers(set_headers: Vec<Header>) -> RequestDecision {
+    RequestDecision::ContinueWith(RequestChanges { set_headers, remove_headers: Vec::new(), model: None, body: None })
+}
+
+impl Plugin for TestGuest {
+    fn on_request(request: RequestInfo, headers: &Headers, body: &Body) -> RequestDecision {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        match setting("mode").as_deref() {
+            Some("deny") => RequestDecision::Deny(sluice_sdk::types::Denial {
+                status: 403,
+                message: format!("denied by test guest for tenant {}", request.tenant),
+            }),
+            Some("respond") => RequestDecision::Respond(LocalResponse {
+                status: 200,
+                headers: vec![header("content-type", "application/json")],
+                body: br#"{"answered_by":"test-guest"}"#.to_vec(),
+            }),
+            Some("rewrite") => RequestDecision::ContinueWith(RequestChanges {
+                set_headers: vec![header("x-plugin-tag", setting("tag").unwrap_or_default())],
+                remove_headers: vec!["x-remove-me".to_owned()],
+                model: setting("model"),
+                body: None,
+            }),
+            Some("headers") => with_headers(vec![
+                header("x-echoed", headers.get("x-echo").unwrap_or_default()),
+                header("x-echo-all", headers.get_all("x-echo").join(",")),
+                header("x-header-count", headers.names().len().to_string()),
+                header("x-body-len", body.len().to_string()),
+                header("x-body-head", String::from_utf8_lossy(&body.read(0, 8)).into_owned()),
+                header("x-prompt", body.prompt_text()),
+                header("x-summary", format!("{}:{}", request.summary.message_count, request.summary.stream)),
+            ]),
+            Some("capabilities") => {
+                log::info("capabilities called");
+                let now = clock::monotonic_now();
+                let r = counters::reserve(&format!("cap:{}", request.tenant), 3, 10, 60_000);
+                counters::settle(r.id, 2);
+                let hit = cache::get("cap-key").is_some();
+                cache::put("cap-key", b"v", 60_000);
+                metrics::counter_add("calls", "capabilities", 1);
+                metrics::histogram_observe("size", "capabilities", 2.5);
+                with_headers(vec![
+                    header("x-clock-nonzero", (now > 0).to_string()),
+                    header("x-granted", r.granted.to_string()),
+                    header("x-counter", counters::get(&format!("cap:{}", request.tenant)).to_string()),
+                    header("x-cache-hit", hit.to_string()),
+                    header("x-tenant-known", config::tenant(&request.tenant).is_some().to_string()),
+                ])
+            }
+            Some("state") => with_headers(vec![header("x-calls", calls.to_string())]),
+            Some("loop") => loop {
+                std::hint::spin_loop();
+            },
+            Some("grow") => {
+                let big = vec![7u8; 256 << 20];
+                with_headers(vec![header("x-big", big.iter().map(|&b| u64::from(b)).sum::<u64>().to_string())])
+            }
+            Some("trap") => core::arch::wasm32::unreachable(),
+            _ => RequestDecision::Continue,
+        }
+    }
+
+    fn route(_request: RouteRequest, candidates: Vec<Candidate>) -> RouteDecision {
+        match setting("mode").as_deref() {
+            Some("abstain") => RouteDecision::Abstain,
+            Some("trap") => core::arch::wasm32::unreachable(),
+            _ => candidates.last().map_or(RouteDecision::Abstain, |c| RouteDecision::Route(c.id)),
+        }
+    }
+
+    fn on_response_headers(_request: RequestInfo, status: u16, _headers: &Headers) -> ResponseChanges {
+        ResponseChanges {
+            set_headers: vec![
+                header("x-plugin-tag", setting("tag").unwrap_or_default()),
+                header("x-seen-status", status.to_string()),
+            ],
+            remove_headers: Vec::new(),
+        }
+    }
+
+    fn on_response_done(_request: RequestInfo, done: ResponseDone) {
+        let tag = setting("tag").unwrap_or_default();
+        counters::reserve(&format!("done:{tag}"), 1, u64::MAX, 3_600_000);
+        counters::reserve(&format!("done-status:{}", done.status), 1, u64::MAX, 3_600_000);
+    }
+}
+
+export_plugin!(TestGuest => [on_request, route, on_response_headers, on_response_done]);
