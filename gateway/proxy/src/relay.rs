@@ -41,8 +41,13 @@ pub struct Relay {
     /// Output produced from the first upstream frame, sent on the first poll.
     pending: Option<Bytes>,
     idle: Duration,
-    idle_timer: Pin<Box<Sleep>>,
-    total_timer: Pin<Box<Sleep>>,
+    total_deadline: tokio::time::Instant,
+    /// When the upstream last sent data; the idle deadline follows from it.
+    last_data: tokio::time::Instant,
+    /// One timer for both limits, armed at the earlier deadline. It is not moved on every frame:
+    /// when it fires, it is re-armed if data arrived meanwhile (resetting a timer per token
+    /// would cost a timer-wheel update per token).
+    timer: Pin<Box<Sleep>>,
     done: Completion,
     /// `Some` until the stream ended one way or the other.
     exchange: Option<Exchange>,
@@ -71,8 +76,11 @@ impl Relay {
             strip_usage,
             pending: None,
             idle: limits.idle,
-            idle_timer: Box::pin(tokio::time::sleep(limits.idle)),
-            total_timer: Box::pin(tokio::time::sleep_until(limits.total_deadline)),
+            total_deadline: limits.total_deadline,
+            last_data: tokio::time::Instant::now(),
+            timer: Box::pin(tokio::time::sleep_until(
+                (tokio::time::Instant::now() + limits.idle).min(limits.total_deadline),
+            )),
             done: Completion { status: 200, ..Completion::default() },
             exchange: Some(exchange),
             guard: Some(guard),
@@ -289,17 +297,21 @@ impl Body for Relay {
             }
         }
         if received {
-            let deadline = tokio::time::Instant::now() + this.idle;
-            this.idle_timer.as_mut().reset(deadline);
+            this.last_data = tokio::time::Instant::now();
         }
         if let Some(bytes) = out.take() {
             return frame(Some(bytes));
         }
-        if this.total_timer.as_mut().poll(cx).is_ready() {
-            return frame(Some(this.timeout(TimeoutPhase::Total)));
-        }
-        if this.idle_timer.as_mut().poll(cx).is_ready() {
-            return frame(Some(this.timeout(TimeoutPhase::Idle)));
+        while this.timer.as_mut().poll(cx).is_ready() {
+            let now = tokio::time::Instant::now();
+            if now >= this.total_deadline {
+                return frame(Some(this.timeout(TimeoutPhase::Total)));
+            }
+            let idle_deadline = this.last_data + this.idle;
+            if now >= idle_deadline {
+                return frame(Some(this.timeout(TimeoutPhase::Idle)));
+            }
+            this.timer.as_mut().reset(idle_deadline.min(this.total_deadline));
         }
         Poll::Pending
     }
