@@ -130,3 +130,45 @@ fn secret_references_resolve() {
     let err = Config::from_toml("[admin]\ntoken = \"env:NOPE\"", &[], &no_env).unwrap_err();
     assert!(err.to_string().contains("admin.token"), "{err}");
 }
+
+#[test]
+fn plugins_are_validated_with_defaults_filled_in() {
+    let text = format!(
+        "{ACCEPTANCE}\n[plugin_host]\ncache_dir = \"/tmp/sluice-cache\"\n\n\
+         [[plugins]]\nname = \"deny-list\"\nsource = \"/etc/sluice/deny.wasm\"\ncapabilities = [\"log\", \"config\"]\n\
+         order = 5\nfailure = \"open\"\n[plugins.config]\npatterns = [\"x\"]\n\n\
+         [[plugins]]\nname = \"router\"\nsource = \"builtin:router\"\nisolation = \"per-request\"\ntimeout = \"2ms\"\n"
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.plugin_host.cache_dir.as_deref(), Some(std::path::Path::new("/tmp/sluice-cache")));
+    let [deny, router] = &config.plugins[..] else { panic!("two plugins") };
+    assert_eq!(deny.source, sluice_config::PluginSourceConfig::File("/etc/sluice/deny.wasm".into()));
+    assert!(!deny.fail_closed);
+    assert_eq!(deny.order, 5);
+    assert_eq!(deny.config_json, r#"{"patterns":["x"]}"#);
+    assert!(matches!(deny.isolation, sluice_config::PluginIsolationConfig::Reuse { .. }));
+    assert_eq!(router.source, sluice_config::PluginSourceConfig::Builtin("router".into()));
+    assert_eq!(router.isolation, sluice_config::PluginIsolationConfig::PerRequest);
+    assert!(router.fail_closed, "fail-closed is the default");
+    assert_eq!(router.timeout, std::time::Duration::from_millis(2));
+}
+
+#[test]
+fn bad_plugins_name_the_field() {
+    let plugin = |body: &str| format!("{ACCEPTANCE}\n[[plugins]]\n{body}\n");
+    let cases = [
+        ("name = \"Bad Name\"\nsource = \"builtin:router\"", "plugins[0].name"),
+        ("name = \"x\"\nsource = \"builtin:nope\"", "plugins[0].source"),
+        ("name = \"x\"\nsource = \"a.wasm\"\ncapabilities = [\"filesystem\"]", "plugins[0].capabilities[0]"),
+        ("name = \"x\"\nsource = \"a.wasm\"\nisolation = \"shared\"", "plugins[0].isolation"),
+        ("name = \"x\"\nsource = \"a.wasm\"\nfailure = \"maybe\"", "plugins[0].failure"),
+        ("name = \"x\"\nsource = \"a.wasm\"\ntimeout = \"1m\"", "plugins[0].timeout"),
+        ("name = \"x\"\nsource = \"a.wasm\"\nmax_memory_bytes = 1073741824", "plugins[0].max_memory_bytes"),
+    ];
+    for (body, field) in cases {
+        assert_eq!(invalid_field(&plugin(body)), field, "{body}");
+    }
+    let twice =
+        format!("{}\n[[plugins]]\nname = \"x\"\nsource = \"b.wasm\"\n", plugin("name = \"x\"\nsource = \"a.wasm\""));
+    assert_eq!(invalid_field(&twice), "plugins[1].name");
+}

@@ -53,6 +53,10 @@ pub enum GatewayError {
     Upstream { model: String, attempts: u32, reason: String },
     #[error("the worker for model '{model}' did not answer in time ({phase:?}, {after:?})")]
     UpstreamTimeout { model: String, phase: TimeoutPhase, after: Duration },
+    #[error("{message}")]
+    PolicyDenied { plugin: String, status: u16, message: String },
+    #[error("the policy plugin '{plugin}' failed ({kind}); the request was not processed")]
+    PluginFailed { plugin: String, kind: &'static str },
     #[error("internal error")]
     Internal(String),
 }
@@ -69,6 +73,11 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::PolicyDenied { status, .. } => StatusCode::from_u16(*status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::FORBIDDEN),
+            GatewayError::PluginFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +97,9 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
             GatewayError::Upstream { .. } => ("server_error", "upstream_error"),
             GatewayError::UpstreamTimeout { .. } => ("server_error", "upstream_timeout"),
+            GatewayError::PolicyDenied { .. } if self.status().is_server_error() => ("server_error", "policy_denied"),
+            GatewayError::PolicyDenied { .. } => ("invalid_request_error", "policy_denied"),
+            GatewayError::PluginFailed { .. } => ("server_error", "plugin_failed"),
             GatewayError::Internal(_) => ("server_error", "internal_error"),
         }
     }
@@ -106,6 +118,8 @@ impl GatewayError {
             | GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::PolicyDenied { .. }
+            | GatewayError::PluginFailed { .. }
             | GatewayError::Internal(_) => None,
         }
     }
@@ -121,7 +135,9 @@ impl GatewayError {
             | GatewayError::BodyTimeout { .. }
             | GatewayError::InvalidBody { .. }
             | GatewayError::ModelNotFound(_) => Outcome::ClientError,
-            GatewayError::NoHealthyEndpoint { .. } => Outcome::Unavailable,
+            GatewayError::PolicyDenied { .. } if self.status().is_server_error() => Outcome::Unavailable,
+            GatewayError::PolicyDenied { .. } => Outcome::ClientError,
+            GatewayError::NoHealthyEndpoint { .. } | GatewayError::PluginFailed { .. } => Outcome::Unavailable,
             GatewayError::Upstream { .. } => Outcome::UpstreamError,
             GatewayError::UpstreamTimeout { .. } => Outcome::UpstreamTimeout,
             GatewayError::Internal(_) => Outcome::InternalError,
@@ -144,7 +160,7 @@ impl GatewayError {
             GatewayError::MissingApiKey | GatewayError::InvalidApiKey => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            GatewayError::NoHealthyEndpoint { .. } => {
+            GatewayError::NoHealthyEndpoint { .. } | GatewayError::PluginFailed { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::MethodNotAllowed { .. } => {
@@ -158,6 +174,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound(_)
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::PolicyDenied { .. }
             | GatewayError::Internal(_) => {}
         }
         response
@@ -216,6 +233,24 @@ mod tests {
         let internal = GatewayError::Internal("mutex poisoned at foo.rs:12".into());
         assert_eq!(internal.status(), 500);
         assert!(!body_of(&internal).to_string().contains("foo.rs"));
+    }
+
+    #[test]
+    fn plugin_denials_and_failures() {
+        let denied = GatewayError::PolicyDenied { plugin: "p".into(), status: 429, message: "slow down".into() };
+        assert_eq!(denied.status(), 429);
+        assert_eq!(denied.outcome(), Outcome::ClientError);
+        assert_eq!(body_of(&denied)["error"]["message"], "slow down");
+        assert_eq!(body_of(&denied)["error"]["code"], "policy_denied");
+        let odd = GatewayError::PolicyDenied { plugin: "p".into(), status: 200, message: "x".into() };
+        assert_eq!(odd.status(), 403, "a denial is never a success");
+        let failed = GatewayError::PluginFailed { plugin: "deny-list".into(), kind: "timeout" };
+        assert_eq!(failed.status(), 503);
+        assert_eq!(failed.outcome(), Outcome::Unavailable);
+        let v = body_of(&failed);
+        assert_eq!(v["error"]["code"], "plugin_failed");
+        assert_eq!(v["error"]["type"], "server_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("'deny-list' failed (timeout)"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod body;
 pub mod error;
 pub mod exchange;
 pub mod pipeline;
+pub mod plugins;
 pub mod relay;
 pub mod stages;
 pub mod tenants;
@@ -33,6 +34,8 @@ pub use exchange::Sinks;
 pub struct Gateway {
     pub directory: Arc<tenants::Directory>,
     pub upstreams: Arc<upstream::Upstreams>,
+    /// The plugin host: its chain is read once per request.
+    pub plugins: Arc<sluice_plugin_host::PluginHost>,
     pub metrics: Metrics,
     sinks: Sinks,
     max_body_bytes: usize,
@@ -43,6 +46,8 @@ pub struct Gateway {
 pub enum BuildError {
     #[error("invalid endpoint URL: {0}")]
     Endpoint(#[from] http::Error),
+    #[error("plugins: {0}")]
+    Plugins(#[from] sluice_plugin_host::HostError),
 }
 
 impl Gateway {
@@ -50,11 +55,13 @@ impl Gateway {
     /// the Prometheus metrics.
     pub fn new(config: &Config, metrics: Metrics, sinks: Vec<Arc<dyn RecordSink>>) -> Result<Self, BuildError> {
         let upstreams = upstream::Upstreams::from_config(config, &metrics)?;
+        let plugins = Arc::new(plugins::host(config, metrics.registry())?);
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(metrics.clone())];
         all.extend(sinks);
         Ok(Gateway {
             directory: Arc::new(tenants::Directory::new(tenants::TenantSnapshot::from_config(&config.tenants))),
             upstreams: Arc::new(upstreams),
+            plugins,
             metrics,
             sinks: Sinks::new(all),
             max_body_bytes: config.server.max_body_bytes,

@@ -1,20 +1,23 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
-//! classify → authenticate → read body → parse → resolve model → prepare upstream body →
-//! forward (pick endpoint, retry before first byte) → respond (buffered, or the streaming relay).
+//! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
+//! prepare upstream body → forward (route plugins pick the endpoint, retry before first byte) →
+//! respond (buffered, or the streaming relay).
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use sluice_metrics::Outcome;
 
 use crate::Gateway;
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::exchange::Exchange;
+use crate::exchange::{Completion, Exchange};
 use crate::relay::RelayLimits;
 use crate::stages::classify::Route;
+use crate::stages::policy::{self, PolicyOutcome};
 use crate::stages::{authenticate, classify, forward, parse, prepare, read_body, resolve, respond};
 
 pub async fn handle<B>(gateway: &Gateway, request: Request<B>) -> Response<ResponseBody>
@@ -26,6 +29,11 @@ where
     let mut ex = Exchange::begin(start, request.headers(), gateway.sinks.clone(), gateway.metrics.in_flight());
     match run(gateway, &mut ex, request).await {
         Ok(Step::Models(response)) => response,
+        Ok(Step::Local(response)) => {
+            let status = response.status().as_u16();
+            ex.finish(Completion { status, outcome: Some(Outcome::Ok), ..Completion::default() });
+            response
+        }
         Ok(Step::Reply(forwarded, strip_usage, limits)) => {
             let reply = respond::run(ex, forwarded, strip_usage, limits);
             if let Some((ex, completion)) = reply.completion {
@@ -39,6 +47,8 @@ where
 
 enum Step {
     Models(Response<ResponseBody>),
+    /// Answered by a plugin.
+    Local(Response<ResponseBody>),
     Reply(forward::Forwarded, bool, RelayLimits),
 }
 
@@ -62,6 +72,12 @@ where
     let after_read = Instant::now();
 
     let parsed = parse::run(api, &body)?;
+    // One chain for the whole request: a hot swap never mixes plugin versions within it.
+    let chain = gateway.plugins.chain();
+    let (parsed, body, plugin_headers) = match policy::run(&chain, ex, api, parsed, &parts.headers, body)? {
+        PolicyOutcome::Continue { parsed, body, headers } => (parsed, body, headers),
+        PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
+    };
     ex.stream = parsed.is_stream();
     let pool = resolve::run(&gateway.upstreams, parsed.model())?;
     // The label is the configured name, so only served models ever become metric labels.
@@ -69,10 +85,13 @@ where
         ex.model = model.clone();
     }
     ex.pool = Some(pool.name.clone());
-    let upstream_body = prepare::run(parsed, body)?;
+    let route_request = policy::route_request(&parsed, body.len());
+    let mut upstream_body = prepare::run(parsed, body)?;
+    upstream_body.headers = plugin_headers;
     ex.overhead += after_read.elapsed();
 
-    let forwarded = forward::run(pool, &gateway.metrics, ex, api, &upstream_body).await?;
+    let router = forward::Router { chain: &chain, request: &route_request };
+    let forwarded = forward::run(pool, &router, &gateway.metrics, ex, api, &upstream_body).await?;
     let limits = RelayLimits {
         idle: pool.config.idle_timeout,
         total_deadline: tokio::time::Instant::from_std(ex.start) + pool.config.total_timeout,

@@ -47,6 +47,8 @@ pub struct GatewayOptions {
     pub upstream_http2: bool,
     /// Put a [`TcpTap`] between the gateway and each worker.
     pub tap_upstreams: bool,
+    /// Appended to the generated config (`[[plugins]]` tables, say).
+    pub extra_toml: String,
 }
 
 impl Default for GatewayOptions {
@@ -69,6 +71,7 @@ impl Default for GatewayOptions {
             tls: false,
             upstream_http2: false,
             tap_upstreams: false,
+            extra_toml: String::new(),
         }
     }
 }
@@ -228,6 +231,7 @@ fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
          [[tenants]]\nname = \"{TENANT}\"\napi_keys = [\"{TENANT_KEY}\"]",
         endpoints.join(", ")
     );
+    let _ = writeln!(t, "\n{}", o.extra_toml);
     t
 }
 

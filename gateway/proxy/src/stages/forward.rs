@@ -2,6 +2,7 @@
 //! reached the client: a connect error, a 5xx or 429, a timeout, or a stream that breaks before
 //! its first byte. A 4xx from the upstream is the client's problem and is passed through.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -9,6 +10,8 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use sluice_metrics::{Api, Metrics};
+use sluice_plugin_host::types::RouteRequest;
+use sluice_plugin_host::{Chain, Hook};
 use tokio::time::{Instant, timeout_at};
 
 use crate::error::{GatewayError, TimeoutPhase};
@@ -47,8 +50,43 @@ impl Failure {
     }
 }
 
+/// The route plugins of this request's chain and what they are told about it.
+pub struct Router<'a> {
+    pub chain: &'a Chain,
+    pub request: &'a RouteRequest,
+}
+
+/// The endpoint for the next attempt: the route plugins' choice when they make one that is
+/// available and untried, otherwise the host's least-in-flight choice. A failing router bound
+/// fail-closed refuses the request.
+fn choose<'p>(
+    pool: &'p Pool,
+    router: &Router<'_>,
+    tried: &[usize],
+) -> Result<Option<(usize, &'p Arc<Endpoint>)>, GatewayError> {
+    if router.chain.has(Hook::Route) {
+        let candidates = pool.candidates(tried);
+        match router.chain.route(router.request, &candidates) {
+            Ok(Some(id)) => {
+                if let Some(picked) = pool.available(id as usize, tried) {
+                    return Ok(Some(picked));
+                }
+            }
+            Ok(None) => {}
+            Err(failure) => {
+                return Err(GatewayError::PluginFailed {
+                    plugin: failure.0.plugin().to_owned(),
+                    kind: failure.0.kind(),
+                });
+            }
+        }
+    }
+    Ok(pool.pick(tried))
+}
+
 pub async fn run(
     pool: &Pool,
+    router: &Router<'_>,
     metrics: &Metrics,
     ex: &mut Exchange,
     api: Api,
@@ -59,7 +97,7 @@ pub async fn run(
     let mut tried: Vec<usize> = Vec::with_capacity(1 + config.max_retries as usize);
     let mut last: Option<Failure> = None;
     for attempt in 0..=config.max_retries {
-        let Some((index, endpoint)) = pool.pick(&tried) else { break };
+        let Some((index, endpoint)) = choose(pool, router, &tried)? else { break };
         if attempt > 0 {
             metrics.retry(&pool.name);
         }
@@ -110,7 +148,11 @@ async fn attempt_once(
     total_deadline: Instant,
 ) -> Result<UpstreamReply, Failure> {
     let config = &pool.config;
-    let request = Request::builder()
+    let mut builder = Request::builder();
+    for (name, value) in &body.headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
         .method(Method::POST)
         .uri(endpoint.uri(api).clone())
         .header(header::CONTENT_TYPE, "application/json")

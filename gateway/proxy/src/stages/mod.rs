@@ -4,6 +4,7 @@ pub mod authenticate;
 pub mod classify;
 pub mod forward;
 pub mod parse;
+pub mod policy;
 pub mod prepare;
 pub mod read_body;
 pub mod resolve;

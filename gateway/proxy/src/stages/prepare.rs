@@ -2,6 +2,7 @@
 //! the typed request (which keeps every unknown field).
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use sluice_openai::request::force_include_usage;
 
 use crate::error::GatewayError;
@@ -9,6 +10,8 @@ use crate::stages::parse::ParsedRequest;
 
 pub struct UpstreamBody {
     pub bytes: Bytes,
+    /// Headers plugins asked to send to the worker.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The gateway asked for the usage chunk the client did not: strip it from the stream.
     pub strip_usage: bool,
 }
@@ -27,8 +30,8 @@ pub fn run(parsed: ParsedRequest, original: Bytes) -> Result<UpstreamBody, Gatew
         ParsedRequest::Chat(_) | ParsedRequest::Completion(_) | ParsedRequest::Embedding(_) => None,
     };
     match rewritten {
-        None => Ok(UpstreamBody { bytes: original, strip_usage: false }),
-        Some(Ok(bytes)) => Ok(UpstreamBody { bytes: Bytes::from(bytes), strip_usage: true }),
+        None => Ok(UpstreamBody { bytes: original, headers: Vec::new(), strip_usage: false }),
+        Some(Ok(bytes)) => Ok(UpstreamBody { bytes: Bytes::from(bytes), headers: Vec::new(), strip_usage: true }),
         Some(Err(e)) => Err(GatewayError::Internal(format!("re-serialising request: {e}"))),
     }
 }

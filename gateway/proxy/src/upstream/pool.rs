@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sluice_config::{Config, PoolConfig, UpstreamConfig};
 use sluice_metrics::Metrics;
+use sluice_plugin_host::types::{Candidate, CandidateStats, Health, PrefixOverlap};
 
 use super::client::UpstreamClient;
 use super::endpoint::Endpoint;
@@ -72,6 +73,43 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// The endpoints not in `exclude`, as routing candidates (`id` is the endpoint's index),
+    /// starting at a rotating offset so a router that takes the first of equals spreads ties.
+    pub fn candidates(&self, exclude: &[usize]) -> Vec<Candidate> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|offset| (start + offset) % n)
+            .filter(|i| !exclude.contains(i))
+            .filter_map(|i| {
+                let e = &self.endpoints[i];
+                Some(Candidate {
+                    id: u32::try_from(i).ok()?,
+                    stats: CandidateStats {
+                        in_flight_requests: u32::try_from(e.in_flight()).unwrap_or(u32::MAX),
+                        in_flight_prefill_tokens: 0,
+                        metrics: None,
+                        health: if e.is_available() { Health::Healthy } else { Health::Unhealthy },
+                    },
+                    overlap: PrefixOverlap { blocks: 0, tokens: 0 },
+                })
+            })
+            .collect()
+    }
+
+    /// Endpoint `index` if it is available and not in `exclude`.
+    pub fn available(&self, index: usize, exclude: &[usize]) -> Option<(usize, &Arc<Endpoint>)> {
+        if exclude.contains(&index) {
+            return None;
+        }
+        self.endpoints.get(index).filter(|e| e.is_available()).map(|e| (index, e))
+    }
+}
+
 /// Every pool, and which pool serves each model.
 #[derive(Debug, Default)]
 pub struct Upstreams {
@@ -126,6 +164,24 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(p.pick(&[]).unwrap().0, 1);
         }
+    }
+
+    #[test]
+    fn candidates_rotate_skip_tried_and_mark_ejected_unhealthy() {
+        let p = pool(3);
+        let _a = p.endpoints[1].begin();
+        p.endpoints[2].record_failure(crate::upstream::FailureKind::Connect);
+        let c = p.candidates(&[0]);
+        assert_eq!(c.len(), 2);
+        let one = c.iter().find(|c| c.id == 1).unwrap();
+        assert_eq!(one.stats.in_flight_requests, 1);
+        assert_eq!(one.stats.health, Health::Healthy);
+        assert_eq!(c.iter().find(|c| c.id == 2).unwrap().stats.health, Health::Unhealthy);
+        let firsts: std::collections::HashSet<u32> = (0..3).map(|_| p.candidates(&[])[0].id).collect();
+        assert_eq!(firsts.len(), 3, "the order rotates");
+        assert!(p.available(2, &[]).is_none());
+        assert!(p.available(1, &[1]).is_none());
+        assert_eq!(p.available(1, &[]).unwrap().0, 1);
     }
 
     #[test]

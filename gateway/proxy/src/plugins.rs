@@ -1,0 +1,51 @@
+//! The plugin host built from config: `[plugin_host]` and the global `[[plugins]]` bindings,
+//! with the built-in router bound unless a plugin named `router` replaces it.
+
+use std::collections::HashMap;
+
+use prometheus::Registry;
+use sluice_config::{Config, PluginConfig, PluginIsolationConfig, PluginSourceConfig};
+use sluice_plugin_host::{
+    BindingSpec, CallLimits, Capability, EngineSettings, FailurePolicy, Hook, HostError, HostSettings, Isolation,
+    PluginHost, PluginSource,
+};
+
+pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostError> {
+    let settings = HostSettings {
+        engine: EngineSettings {
+            max_instances: config.plugin_host.max_instances,
+            max_memory_bytes: config.plugin_host.max_memory_bytes,
+            ..EngineSettings::default()
+        },
+        cache_dir: config.plugin_host.cache_dir.clone(),
+    };
+    let host = PluginHost::with_bindings(settings, registry, config.plugins.iter().map(spec).collect())?;
+    let tenants: HashMap<String, String> =
+        config.tenants.iter().map(|t| (t.name.clone(), serde_json::json!({ "name": t.name }).to_string())).collect();
+    host.services().set_tenants(tenants);
+    Ok(host)
+}
+
+/// A `[[plugins]]` entry as a binding.
+pub fn spec(p: &PluginConfig) -> BindingSpec {
+    let source = match &p.source {
+        PluginSourceConfig::Builtin(name) => PluginSource::Builtin(name.clone()),
+        PluginSourceConfig::File(path) => PluginSource::File(path.clone()),
+    };
+    BindingSpec {
+        name: p.name.clone(),
+        source,
+        // Config validation admits only known names.
+        capabilities: p.capabilities.iter().filter_map(|c| Capability::parse(c)).collect(),
+        isolation: match p.isolation {
+            PluginIsolationConfig::PerRequest => Isolation::PerRequest,
+            PluginIsolationConfig::Reuse { max_calls, max_age } => Isolation::Reuse { max_calls, max_age },
+        },
+        failure: if p.fail_closed { FailurePolicy::Closed } else { FailurePolicy::Open },
+        order: p.order,
+        limits: CallLimits { timeout: p.timeout, memory_bytes: p.max_memory_bytes },
+        config_json: p.config_json.clone(),
+        // A plugin replacing the built-in router must route.
+        required: if p.name == "router" { vec![Hook::Route] } else { Vec::new() },
+    }
+}

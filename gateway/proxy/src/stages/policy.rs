@@ -1,0 +1,159 @@
+//! The on-request plugin chain: after parsing, before the model is resolved. Plugins may let
+//! the request through (possibly with headers for the worker, another model or another body),
+//! answer it themselves, or deny it. A failing plugin bound fail-closed refuses the request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use sluice_metrics::Api;
+use sluice_openai::request::Prompt;
+use sluice_plugin_host::types::{self, BodySummary, RequestInfo, RouteRequest};
+use sluice_plugin_host::{BodyResource, Chain, Hook, RequestVerdict, RequestView};
+
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::exchange::Exchange;
+use crate::stages::parse::{self, ParsedRequest};
+
+pub enum PolicyOutcome {
+    /// Go on with this request and these extra headers for the worker.
+    Continue { parsed: ParsedRequest, body: Bytes, headers: Vec<(HeaderName, HeaderValue)> },
+    /// A plugin answered.
+    Respond(Response<ResponseBody>),
+}
+
+/// What the plugins see of the request.
+pub fn request_info(ex: &Exchange, api: Api, parsed: &ParsedRequest, body_len: usize) -> RequestInfo {
+    let (tenant, key_id) = ex
+        .key
+        .as_ref()
+        .map_or_else(|| (String::new(), String::new()), |k| (k.tenant.name.to_string(), k.key_id.to_string()));
+    let prompts = |p: &Prompt| u32::try_from(p.len()).unwrap_or(u32::MAX);
+    let summary = match parsed {
+        ParsedRequest::Chat(r) => BodySummary {
+            message_count: u32::try_from(r.messages.len()).unwrap_or(u32::MAX),
+            token_estimate: 0,
+            stream: r.is_stream(),
+            max_tokens: r.max_completion_tokens.or(r.max_tokens),
+            temperature: r.temperature.map(|t| t as f32),
+            user: r.user.clone(),
+        },
+        ParsedRequest::Completion(r) => BodySummary {
+            message_count: prompts(&r.prompt),
+            token_estimate: 0,
+            stream: r.is_stream(),
+            max_tokens: r.max_tokens,
+            temperature: r.temperature.map(|t| t as f32),
+            user: r.user.clone(),
+        },
+        ParsedRequest::Embedding(r) => BodySummary {
+            message_count: prompts(&r.input),
+            token_estimate: 0,
+            stream: false,
+            max_tokens: None,
+            temperature: None,
+            user: r.user.clone(),
+        },
+    };
+    RequestInfo {
+        request_id: ex.request_id.to_str().unwrap_or_default().to_owned(),
+        tenant,
+        key_id,
+        model: parsed.model().to_owned(),
+        api: match api {
+            Api::ChatCompletions => types::Api::ChatCompletions,
+            Api::Completions => types::Api::Completions,
+            Api::Embeddings => types::Api::Embeddings,
+        },
+        // Bytes / 4 until the host tokenizes.
+        summary: BodySummary { token_estimate: u32::try_from(body_len / 4).unwrap_or(u32::MAX), ..summary },
+    }
+}
+
+pub fn run(
+    chain: &Chain,
+    ex: &Exchange,
+    api: Api,
+    parsed: ParsedRequest,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<PolicyOutcome, GatewayError> {
+    if !chain.has(Hook::OnRequest) {
+        return Ok(PolicyOutcome::Continue { parsed, body, headers: Vec::new() });
+    }
+    let mut view = RequestView {
+        info: request_info(ex, api, &parsed, body.len()),
+        headers: Arc::new(headers.clone()),
+        body: BodyResource::new(body.clone()),
+    };
+    let verdict = chain.on_request(&mut view).map_err(|failure| GatewayError::PluginFailed {
+        plugin: failure.0.plugin().to_owned(),
+        kind: failure.0.kind(),
+    })?;
+    match verdict {
+        RequestVerdict::Continue(edits) => {
+            if edits.model.is_none() && edits.body.is_none() {
+                return Ok(PolicyOutcome::Continue { parsed, body, headers: edits.set_headers });
+            }
+            // Another body and/or model: parse again, so the rest of the pipeline sees exactly
+            // what the worker will.
+            let mut body = edits.body.unwrap_or(body);
+            if let Some(model) = edits.model {
+                body = with_model(&body, &model)?;
+            }
+            let parsed = parse::run(api, &body)?;
+            Ok(PolicyOutcome::Continue { parsed, body, headers: edits.set_headers })
+        }
+        RequestVerdict::Respond { plugin, response } => {
+            let mut reply = Response::new(ResponseBody::full(response.body));
+            *reply.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+            for h in response.headers {
+                if let (Ok(name), Ok(value)) = (HeaderName::try_from(h.name), HeaderValue::try_from(h.value)) {
+                    reply.headers_mut().append(name, value);
+                }
+            }
+            if !reply.headers().contains_key(header::CONTENT_TYPE) {
+                reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            reply.headers_mut().insert("x-request-id", ex.request_id.clone());
+            tracing::debug!(request_id = ?ex.request_id, %plugin, "answered by a plugin");
+            Ok(PolicyOutcome::Respond(reply))
+        }
+        RequestVerdict::Deny { plugin, denial } => Err(GatewayError::PolicyDenied {
+            plugin: plugin.to_string(),
+            status: denial.status,
+            message: denial.message,
+        }),
+    }
+}
+
+fn with_model(body: &Bytes, model: &str) -> Result<Bytes, GatewayError> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::Internal(format!("a plugin's body is not JSON: {e}")))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(GatewayError::Internal("a plugin's body is not a JSON object".to_owned()));
+    };
+    object.insert("model".to_owned(), serde_json::Value::String(model.to_owned()));
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::Internal(format!("re-serialising a plugin's body: {e}")))
+}
+
+/// What the route plugins are told about the request (the fields of `sluice-routing`'s
+/// `RequestSummary`). The gateway does not tokenize yet: the prompt size is the bytes / 4
+/// estimate and there are no block hashes, so every candidate's prefix overlap is 0.
+pub fn route_request(parsed: &ParsedRequest, body_len: usize) -> RouteRequest {
+    let max_output_tokens = match parsed {
+        ParsedRequest::Chat(r) => r.max_completion_tokens.or(r.max_tokens),
+        ParsedRequest::Completion(r) => r.max_tokens,
+        ParsedRequest::Embedding(_) => None,
+    };
+    RouteRequest {
+        model: parsed.model().to_owned(),
+        prompt_tokens: u32::try_from(body_len / 4).unwrap_or(u32::MAX),
+        block_size: 0,
+        block_hashes: Vec::new(),
+        max_output_tokens,
+    }
+}

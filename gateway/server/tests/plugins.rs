@@ -1,0 +1,125 @@
+//! Plugins end to end: the built-in router picks endpoints, and on-request plugins loaded from
+//! files deny, answer, rewrite and fail (closed and open) in front of real simulated workers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice_test_support::{GatewayOptions, TestGateway, chat_body};
+
+/// The test guest written to a file of its own, so the gateway loads it like an operator's.
+fn guest_file(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-e2e-plugins-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("guest.wasm");
+    std::fs::write(&path, sluice_plugin_host::testing::TEST_GUEST).unwrap();
+    path
+}
+
+async fn with_plugin(test: &str, mode: &str, extra: &str) -> TestGateway {
+    let path = guest_file(test);
+    let toml = format!(
+        "[[plugins]]\nname = \"guest\"\nsource = \"{}\"\n\
+         capabilities = [\"log\", \"clock\", \"counters\", \"cache\", \"config\", \"metrics\", \"embeddings\", \"http\"]\n\
+         {extra}\n[plugins.config]\nmode = \"{mode}\"\ntag = \"e2e\"\n",
+        path.display()
+    );
+    TestGateway::start(2, GatewayOptions { extra_toml: toml, ..GatewayOptions::default() }).await
+}
+
+fn chat() -> serde_json::Value {
+    chat_body("hello", json!({"max_tokens": 3}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_router_routes_every_request() {
+    let gw = TestGateway::start(2, GatewayOptions::default()).await;
+    for _ in 0..6 {
+        let reply = gw.chat(&chat()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert!(gw.metric("sluice_plugin_calls_total", &[("plugin", "router"), ("hook", "route")]).await >= 6.0);
+    // Sequential requests leave both workers idle, and the host rotates the candidates' order,
+    // so the router's first-of-equals choice spreads them.
+    for (i, sim) in gw.sims.iter().enumerate() {
+        assert!(sim.stats().requests_received >= 1, "worker {i} served nothing");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_denies_with_its_status_and_message() {
+    let gw = with_plugin("deny", "deny", "").await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let error = reply.openai_error();
+    assert_eq!(error["code"], "policy_denied");
+    assert_eq!(error["message"], "denied by test guest for tenant acme");
+    assert_eq!(gw.metric("sluice_plugin_calls_total", &[("plugin", "guest"), ("hook", "on-request")]).await, 1.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_answers_locally() {
+    let gw = with_plugin("respond", "respond", "").await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"answered_by": "test-guest"}));
+    assert!(reply.headers.contains_key("x-request-id"));
+    assert_eq!(gw.metric("sluice_plugin_calls_total", &[("plugin", "router"), ("hook", "route")]).await, 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_rewrites_the_model() {
+    let gw = with_plugin("rewrite", "rewrite", "").await;
+    // Without a model in its config, "rewrite" keeps the model and adds a header for the worker.
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    gw.shutdown().await;
+
+    let path = guest_file("rewrite-model");
+    let toml = format!(
+        "[[plugins]]\nname = \"guest\"\nsource = \"{}\"\ncapabilities = [\"log\", \"clock\", \"counters\", \"cache\", \
+         \"config\", \"metrics\", \"embeddings\", \"http\"]\n[plugins.config]\nmode = \"rewrite\"\nmodel = \"nope\"\n",
+        path.display()
+    );
+    let gw = TestGateway::start(1, GatewayOptions { extra_toml: toml, ..GatewayOptions::default() }).await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 404, "the rewritten model is resolved like the client's: {}", reply.text());
+    assert!(reply.openai_error()["message"].as_str().unwrap().contains("'nope'"));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plugin_fails_closed_or_open() {
+    let gw = with_plugin("trap-closed", "trap", "").await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let error = reply.openai_error();
+    assert_eq!(error["code"], "plugin_failed");
+    assert_eq!(error["message"], "the policy plugin 'guest' failed (trap); the request was not processed");
+    assert_eq!(gw.metric("sluice_plugin_errors_total", &[("plugin", "guest"), ("kind", "trap")]).await, 1.0);
+    gw.shutdown().await;
+
+    let gw = with_plugin("trap-open", "trap", "failure = \"open\"").await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_plugin_is_cut_off_at_its_deadline() {
+    let gw = with_plugin("loop", "loop", "timeout = \"20ms\"").await;
+    let started = Instant::now();
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.openai_error()["message"].as_str().unwrap().contains("(timeout)"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The gateway is still serving.
+    let reply = gw.client.get(&gw.url("/v1/models"), Some(gw.key)).await;
+    assert_eq!(reply.status, 200);
+    gw.shutdown().await;
+}
