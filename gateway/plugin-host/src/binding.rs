@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
-use wasmtime::component::Instance;
+use wasmtime::component::{Instance, Resource};
 use wasmtime::{Store, Trap};
 
 use crate::bindings::types::{
@@ -217,10 +217,17 @@ impl Binding {
             let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?;
             let b = store.data_mut().table.push(body.clone())?;
             let (h_rep, b_rep) = (h.rep(), b.rep());
-            let result = guest.call_on_request(&mut *store, info, h, b);
+            // Lent as borrows: an owned handle would stay in the instance's handle table after
+            // the call and a reused instance would run out of handles.
+            let result = guest.call_on_request(
+                &mut *store,
+                info,
+                Resource::<HeadersResource>::new_borrow(h_rep),
+                Resource::<BodyResource>::new_borrow(b_rep),
+            );
             let table = &mut store.data_mut().table;
-            let _ = table.delete(wasmtime::component::Resource::<HeadersResource>::new_own(h_rep));
-            let _ = table.delete(wasmtime::component::Resource::<BodyResource>::new_own(b_rep));
+            let _ = table.delete(Resource::<HeadersResource>::new_own(h_rep));
+            let _ = table.delete(Resource::<BodyResource>::new_own(b_rep));
             result
         })
         .map(Some)
@@ -252,8 +259,9 @@ impl Binding {
             let guest = indices.load(&mut *store, instance)?;
             let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?;
             let rep = h.rep();
-            let result = guest.call_on_response_headers(&mut *store, info, status, h);
-            let _ = store.data_mut().table.delete(wasmtime::component::Resource::<HeadersResource>::new_own(rep));
+            let result =
+                guest.call_on_response_headers(&mut *store, info, status, Resource::<HeadersResource>::new_borrow(rep));
+            let _ = store.data_mut().table.delete(Resource::<HeadersResource>::new_own(rep));
             result
         })
         .map(Some)

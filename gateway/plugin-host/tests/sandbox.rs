@@ -204,3 +204,20 @@ fn hot_swap_under_load_mixes_no_versions_within_a_request() {
     assert!(host.rollback("g"));
     assert_ne!(host.chain().get("g").unwrap().version.version, before);
 }
+
+#[test]
+fn a_reused_instance_serves_many_calls_without_leaking_handles() {
+    let host = host();
+    let mut spec = guest("g", "headers", "a");
+    spec.isolation = sluice_plugin_host::Isolation::Reuse { max_calls: u32::MAX, max_age: Duration::from_secs(3600) };
+    host.load_and_activate(spec).unwrap();
+    let chain = host.chain();
+    let mut v = view("t");
+    // Three handles lent per iteration: past wasmtime's 100 000 per store if any were kept.
+    for i in 0..40_000 {
+        chain.on_request(&mut v).unwrap_or_else(|e| panic!("call {i}: {e}"));
+        let mut headers = Arc::new(http::HeaderMap::new());
+        chain.on_response_headers(&info("t"), 200, &mut headers).unwrap_or_else(|e| panic!("call {i}: {e}"));
+    }
+    assert_eq!(chain.get("g").unwrap().idle_instances(), 1, "one instance served them all");
+}

@@ -7,6 +7,9 @@ use http::{HeaderMap, HeaderValue};
 use sluice_metrics::{Api, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
 use sluice_openai::Usage;
 
+use sluice_plugin_host::types::{self, RequestInfo, ResponseDone};
+use sluice_plugin_host::{Chain, Hook};
+
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::tenants::KeyEntry;
@@ -55,6 +58,9 @@ pub struct Exchange {
     pub attempts: u32,
     /// Gateway time so far (waits on the client and the upstream excluded).
     pub overhead: Duration,
+    /// The request's plugin chain and what its hooks are told, once the policy stage ran:
+    /// on-response-done runs when the record is emitted.
+    pub plugins: Option<(Arc<Chain>, RequestInfo)>,
     sinks: Sinks,
     /// The record has been emitted.
     reported: bool,
@@ -70,6 +76,35 @@ pub struct Completion {
     /// Token-bearing chunks seen, the fallback output count when usage is missing.
     pub token_events: u64,
     pub first_token_at: Option<Instant>,
+}
+
+/// What on-response-done is told about a finished request.
+fn response_done(record: &RequestRecord) -> ResponseDone {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let outcome = match record.outcome {
+        Outcome::Ok => types::Outcome::Ok,
+        // The worker refused the client's request (context too long, say).
+        Outcome::ClientError | Outcome::UpstreamRejected => types::Outcome::ClientError,
+        Outcome::UpstreamError => types::Outcome::UpstreamError,
+        Outcome::UpstreamTimeout => types::Outcome::UpstreamTimeout,
+        Outcome::Unavailable => types::Outcome::Unavailable,
+        Outcome::Cancelled => types::Outcome::Cancelled,
+        Outcome::InternalError => types::Outcome::InternalError,
+    };
+    let answered = record.prompt_tokens + record.completion_tokens > 0;
+    ResponseDone {
+        status: record.status,
+        outcome,
+        usage: answered.then_some(types::Usage {
+            prompt_tokens: record.prompt_tokens,
+            cached_tokens: record.cached_tokens,
+            completion_tokens: record.completion_tokens,
+        }),
+        ttft_ns: record.ttft.map(nanos),
+        tpot_ns: record.tpot.map(nanos),
+        e2e_ns: nanos(record.e2e),
+        endpoint: record.endpoint.as_deref().map(str::to_owned),
+    }
 }
 
 fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -93,6 +128,7 @@ impl Exchange {
             endpoint: None,
             attempts: 0,
             overhead: Duration::ZERO,
+            plugins: None,
             sinks,
             reported: false,
             _in_flight: InFlight(in_flight.clone()),
@@ -106,6 +142,11 @@ impl Exchange {
     fn emit(&mut self, record: &RequestRecord) {
         self.reported = true;
         self.sinks.emit(record);
+        if let Some((chain, info)) = self.plugins.take()
+            && chain.has(Hook::OnResponseDone)
+        {
+            chain.on_response_done(&info, &response_done(record));
+        }
     }
 
     /// The record of a request that ended without a response from an upstream.

@@ -4,12 +4,14 @@
 //! prepare upstream body → forward (route plugins pick the endpoint, retry before first byte) →
 //! respond (buffered, or the streaming relay).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use sluice_metrics::Outcome;
+use sluice_plugin_host::Hook;
 
 use crate::Gateway;
 use crate::body::ResponseBody;
@@ -79,6 +81,9 @@ where
         PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
     };
     ex.stream = parsed.is_stream();
+    if chain.has(Hook::OnResponseHeaders) || chain.has(Hook::OnResponseDone) {
+        ex.plugins = Some((Arc::clone(&chain), policy::request_info(ex, api, &parsed, body.len())));
+    }
     let pool = resolve::run(&gateway.upstreams, parsed.model())?;
     // The label is the configured name, so only served models ever become metric labels.
     if let Some(model) = pool.models.iter().find(|m| ***m == *parsed.model()) {

@@ -123,3 +123,30 @@ async fn a_looping_plugin_is_cut_off_at_its_deadline() {
     assert_eq!(reply.status, 200);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_hooks_see_the_answer() {
+    let gw = with_plugin("response-hooks", "continue", "").await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.headers["x-plugin-tag"], "e2e", "on-response-headers set a header");
+    assert_eq!(reply.headers["x-seen-status"], "200");
+    assert!(reply.headers.contains_key("x-request-id"));
+    let done = gw.metric("sluice_plugin_calls_total", &[("plugin", "guest"), ("hook", "on-response-done")]).await;
+    assert_eq!(done, 1.0, "on-response-done ran once the record was emitted");
+
+    let mut stream = gw.chat_stream(&chat_body("hello", json!({"max_tokens": 3, "stream": true}))).await;
+    let events = stream.rest().await;
+    assert!(events.iter().any(|e| e.is_done()), "the stream ended");
+    // The relay reports the stream once its last frame is out; give it a moment.
+    let mut done = 0.0;
+    for _ in 0..50 {
+        done = gw.metric("sluice_plugin_calls_total", &[("plugin", "guest"), ("hook", "on-response-done")]).await;
+        if done >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(done, 2.0, "and at the end of a stream");
+    gw.shutdown().await;
+}

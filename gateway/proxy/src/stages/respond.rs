@@ -1,10 +1,13 @@
 //! The upstream's answer → the client's response, and the figures to record.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Response, header};
 use sluice_metrics::Outcome;
 use sluice_openai::probe::body_usage;
+use sluice_plugin_host::types::RequestInfo;
+use sluice_plugin_host::{Chain, Hook};
 
 use crate::body::ResponseBody;
 use crate::exchange::{Completion, Exchange};
@@ -17,8 +20,25 @@ pub struct Reply {
     pub completion: Option<(Exchange, Completion)>,
 }
 
+/// Runs the on-response-headers plugins on `response`'s headers. The response is already on
+/// its way, so a failure is logged and counted (by the host) and the headers stay as they were.
+fn response_hooks(hooks: Option<(Arc<Chain>, RequestInfo)>, response: &mut Response<ResponseBody>) {
+    let Some((chain, info)) = hooks else { return };
+    let status = response.status().as_u16();
+    let mut headers = Arc::new(std::mem::take(response.headers_mut()));
+    if let Err(failure) = chain.on_response_headers(&info, status, &mut headers) {
+        tracing::debug!(error = %failure, "on-response-headers failed; headers left unchanged");
+    }
+    *response.headers_mut() = Arc::unwrap_or_clone(headers);
+}
+
 pub fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: RelayLimits) -> Reply {
     let started = Instant::now();
+    let hooks = ex
+        .plugins
+        .as_ref()
+        .filter(|(chain, _)| chain.has(Hook::OnResponseHeaders))
+        .map(|(chain, info)| (Arc::clone(chain), info.clone()));
     let Forwarded { reply, guard } = forwarded;
     let request_id = ex.request_id.clone();
     match reply {
@@ -30,6 +50,7 @@ pub fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: Re
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
             headers.insert("x-request-id", request_id);
+            response_hooks(hooks, &mut response);
             drop(guard);
             ex.overhead += started.elapsed();
             let completion =
@@ -46,6 +67,7 @@ pub fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: Re
             headers.insert("x-request-id", request_id);
             // Tells nginx-style proxies in front of Sluice not to buffer the stream.
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response_hooks(hooks, &mut response);
             Reply { response, completion: None }
         }
     }
