@@ -7,7 +7,9 @@
 //! a prefix- and load-aware score.
 
 use sluice_sdk::types::{Candidate, Health, RouteDecision, RouteRequest};
-use sluice_sdk::{Plugin, export_plugin};
+use sluice_sdk::Plugin;
+#[cfg(target_arch = "wasm32")]
+use sluice_sdk::export_plugin;
 
 pub struct Router;
 
@@ -17,6 +19,10 @@ impl Plugin for Router {
     }
 }
 
+// Exported only when building the component: export names such as
+// `sluice:policy/route@0.1.0#route` are not valid symbols for a native shared library, and the
+// native build exists for the unit tests below.
+#[cfg(target_arch = "wasm32")]
 export_plugin!(Router => [route]);
 
 /// The decision, separate from the bindings so it can be tested natively.

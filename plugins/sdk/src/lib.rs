@@ -146,7 +146,9 @@ impl<P: Plugin> on_response_done_hook::exports::sluice::policy::on_response_done
 
 /// Exports a [`Plugin`]'s hooks from the component: `export_plugin!(MyPlugin => [on_request,
 /// on_response_done]);`. Hooks: `on_request`, `route`, `on_response_headers`,
-/// `on_response_done`. Use it once, at the crate root.
+/// `on_response_done`. Use it once, at the crate root. A crate that is also built natively (for
+/// unit tests of its logic) gates it with `#[cfg(target_arch = "wasm32")]`: the export names are
+/// not valid native symbols.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ident => [$($hook:ident),+ $(,)?]) => {
