@@ -141,7 +141,7 @@ impl Binding {
                 p.store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
                 p
             }
-            None => self.new_instance().map_err(|e| self.instantiate_error(&e))?,
+            None => self.new_instance().map_err(|e| self.instantiate_error(hook, &e))?,
         };
         pooled.store.data_mut().limiter.hit = None;
         let result = f(&mut pooled.store, &pooled.instance);
@@ -176,9 +176,9 @@ impl Binding {
         }
     }
 
-    fn instantiate_error(&self, e: &wasmtime::Error) -> PluginError {
+    fn instantiate_error(&self, hook: Hook, e: &wasmtime::Error) -> PluginError {
         let error = if e.downcast_ref::<Trap>().is_some() {
-            self.classify(Hook::OnRequest, e, None)
+            self.classify(hook, e, None)
         } else {
             PluginError::Instantiate {
                 plugin: self.name.to_string(),

@@ -82,9 +82,12 @@ pub fn run(
     if !chain.has(Hook::OnRequest) {
         return Ok(PolicyOutcome::Continue { parsed, body, headers: Vec::new() });
     }
+    // Plugins see the key's id, never the key itself.
+    let mut visible = headers.clone();
+    visible.remove(header::AUTHORIZATION);
     let mut view = RequestView {
         info: request_info(ex, api, &parsed, body.len()),
-        headers: Arc::new(headers.clone()),
+        headers: Arc::new(visible),
         body: BodyResource::new(body.clone()),
     };
     let verdict = chain.on_request(&mut view).map_err(|failure| GatewayError::PluginFailed {
@@ -155,5 +158,47 @@ pub fn route_request(parsed: &ParsedRequest, body_len: usize) -> RouteRequest {
         block_size: 0,
         block_hashes: Vec::new(),
         max_output_tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use sluice_plugin_host::{BindingSpec, Capabilities, EngineSettings, HostSettings, PluginHost, PluginSource};
+
+    use super::*;
+    use crate::exchange::Sinks;
+
+    #[test]
+    fn plugins_never_see_the_api_key() {
+        let settings = HostSettings {
+            engine: EngineSettings { max_instances: 8, max_memory_bytes: 16 << 20, ..EngineSettings::default() },
+            cache_dir: None,
+        };
+        let host = PluginHost::new(settings, &prometheus::Registry::new()).unwrap();
+        let spec = BindingSpec {
+            capabilities: Capabilities::all(),
+            config_json: r#"{"mode":"headers"}"#.into(),
+            limits: sluice_plugin_host::CallLimits {
+                timeout: std::time::Duration::from_millis(100),
+                memory_bytes: 8 << 20,
+            },
+            ..BindingSpec::new("g", PluginSource::Bytes(Arc::from(sluice_plugin_host::testing::TEST_GUEST)))
+        };
+        host.load_and_activate(spec).unwrap();
+        let gauge = prometheus::IntGauge::new("g", "g").unwrap();
+        let ex = Exchange::begin(Instant::now(), &HeaderMap::new(), Sinks::default(), &gauge);
+        let body = Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let parsed = parse::run(Api::ChatCompletions, &body).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer sk-secret-123"));
+        headers.insert("x-echo", HeaderValue::from_static("seen"));
+        let outcome = run(&host.chain(), &ex, Api::ChatCompletions, parsed, &headers, body).unwrap();
+        let PolicyOutcome::Continue { headers: sent, .. } = outcome else { panic!("expected continue") };
+        let get = |name: &str| sent.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap().to_owned());
+        assert_eq!(get("x-echoed").as_deref(), Some("seen"));
+        assert_eq!(get("x-header-count").as_deref(), Some("1"), "authorization was withheld");
+        assert_eq!(get("x-prompt").as_deref(), Some("hi"));
     }
 }
