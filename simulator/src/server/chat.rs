@@ -23,12 +23,7 @@ pub(crate) async fn chat_handler(app: Arc<App>, body: Incoming) -> Result<Respon
     let prompt = app.tokenizer.encode_chat(&req.messages);
     let plan = app.plan(&req.model, prompt, req.output_limit(), faults)?;
     let meta = app.meta("chatcmpl", &req.model);
-    let options = SseOptions {
-        total: plan.output.len() as u32,
-        finish_reason: plan.finish_reason,
-        include_usage: req.wants_usage_chunk(),
-        drop_after: faults.drop_after_tokens,
-    };
+    let options = SseOptions::for_plan(&plan, req.wants_usage_chunk());
     let source = app.start(plan)?;
     if req.is_stream() {
         return Ok(sse_response(source, ChatFormat(meta), app.tokenizer, options));

@@ -28,12 +28,7 @@ pub(crate) async fn completions_handler(app: Arc<App>, body: Incoming) -> Result
     };
     let plan = app.plan(&req.model, prompt, req.max_tokens, faults)?;
     let meta = app.meta("cmpl", &req.model);
-    let options = SseOptions {
-        total: plan.output.len() as u32,
-        finish_reason: plan.finish_reason,
-        include_usage: req.wants_usage_chunk(),
-        drop_after: faults.drop_after_tokens,
-    };
+    let options = SseOptions::for_plan(&plan, req.wants_usage_chunk());
     let source = app.start(plan)?;
     if req.is_stream() {
         return Ok(sse_response(source, CompletionFormat(meta), app.tokenizer, options));

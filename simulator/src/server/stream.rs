@@ -7,7 +7,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use sluice_openai::Usage;
 
-use super::generate::{SourceEvent, TokenSource};
+use super::generate::{Plan, SourceEvent, TokenSource};
 use super::http::{Body, BodyError};
 use crate::sampling::FinishReason;
 use crate::tokenizer::Tokenizer;
@@ -97,6 +97,18 @@ pub(crate) struct SseOptions {
     pub finish_reason: FinishReason,
     pub include_usage: bool,
     pub drop_after: Option<u32>,
+}
+
+impl SseOptions {
+    /// The stream options for a planned generation; `include_usage` is the client's choice.
+    pub(crate) fn for_plan(plan: &Plan, include_usage: bool) -> Self {
+        Self {
+            total: plan.output.len() as u32,
+            finish_reason: plan.finish_reason,
+            include_usage,
+            drop_after: plan.faults.drop_after_tokens,
+        }
+    }
 }
 
 /// A streaming response. Dropping it (client gone) drops the source, which aborts the sequence.
