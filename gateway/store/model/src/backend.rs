@@ -1,0 +1,191 @@
+//! The operations every store provides. The admin API and the gateway hold an
+//! `Arc<dyn Backend>`; nothing on the request path calls it (the gateway serves from a
+//! [`StoreSnapshot`] it reloads when [`Backend::wait_for_change`] says something changed).
+//!
+//! Contract for implementations:
+//! - Inputs are validated by the caller with [`crate::validate`]; stores still map constraint
+//!   violations to [`StoreError::Conflict`] / [`StoreError::NotFound`], never to `Database`.
+//! - Every mutation runs in one transaction that also appends an audit row (actor, action,
+//!   target, detail) and bumps the change version; Postgres also `NOTIFY sluice_changes` in
+//!   that transaction so other replicas reload within a second.
+//! - Connection failures are [`StoreError::Unavailable`].
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::KeyDigest;
+use crate::{
+    ApiKey, AuditEntry, AuditQuery, Binding, EngineFlavor, FailurePolicy, Limits, Plugin, PluginVersion, Pool,
+    Priority, Scope, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantStatus, UsageCounts, UsageKey,
+    UsageQuery, UsageRow,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    Postgres,
+    Sqlite,
+}
+
+/// Who is making a change, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn admin() -> Self {
+        Actor("admin".into())
+    }
+
+    pub fn bootstrap() -> Self {
+        Actor("bootstrap".into())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub name: String,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub status: TenantStatus,
+}
+
+/// A partial update; absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub status: Option<TenantStatus>,
+}
+
+/// What a store keeps of a new key: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub name: Option<String>,
+    pub prefix: String,
+    pub digest: KeyDigest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPool {
+    pub name: String,
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub flavor: EngineFlavor,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub http2: bool,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPluginVersion {
+    pub plugin: String,
+    pub bytes: Vec<u8>,
+    /// Hex SHA-256 of `bytes`, computed by the caller.
+    pub sha256: String,
+    pub manifest: serde_json::Value,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn kind(&self) -> BackendKind;
+
+    /// Applies pending migrations; safe to call on every start and from several replicas.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // ---- tenants
+    /// Conflict if the name exists.
+    async fn create_tenant(&self, actor: &Actor, tenant: &NewTenant) -> Result<Tenant, StoreError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    async fn get_tenant(&self, name: &str) -> Result<TenantDetail, StoreError>;
+    async fn update_tenant(&self, actor: &Actor, name: &str, patch: &TenantPatch) -> Result<Tenant, StoreError>;
+    /// Deletes the tenant with its keys, limits, SLOs and tenant-scoped bindings; usage rows stay.
+    async fn delete_tenant(&self, actor: &Actor, name: &str) -> Result<(), StoreError>;
+    async fn set_limits(&self, actor: &Actor, tenant: &str, limits: &Limits) -> Result<Limits, StoreError>;
+    /// Replaces the tenant's SLOs with this list.
+    async fn set_slos(&self, actor: &Actor, tenant: &str, slos: &[Slo]) -> Result<Vec<Slo>, StoreError>;
+
+    // ---- keys
+    async fn create_key(&self, actor: &Actor, tenant: &str, key: &NewKey) -> Result<ApiKey, StoreError>;
+    /// Revoked keys included, newest first.
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError>;
+    /// Idempotent: revoking a revoked key returns it unchanged.
+    async fn revoke_key(&self, actor: &Actor, tenant: &str, key_id: i64) -> Result<ApiKey, StoreError>;
+
+    // ---- pools and endpoints
+    async fn create_pool(&self, actor: &Actor, pool: &NewPool) -> Result<Pool, StoreError>;
+    async fn list_pools(&self) -> Result<Vec<Pool>, StoreError>;
+    async fn get_pool(&self, name: &str) -> Result<Pool, StoreError>;
+    async fn delete_pool(&self, actor: &Actor, name: &str) -> Result<(), StoreError>;
+    async fn add_endpoint(&self, actor: &Actor, pool: &str, endpoint: &NewEndpoint) -> Result<Pool, StoreError>;
+    async fn set_endpoint_drained(
+        &self,
+        actor: &Actor,
+        pool: &str,
+        endpoint: &str,
+        drained: bool,
+    ) -> Result<Pool, StoreError>;
+    async fn remove_endpoint(&self, actor: &Actor, pool: &str, endpoint: &str) -> Result<Pool, StoreError>;
+
+    // ---- plugins
+    /// Creates the plugin on its first upload. Versions count up from 1. Uploading bytes
+    /// identical to an existing version of the same plugin is a Conflict naming that version.
+    async fn add_plugin_version(&self, actor: &Actor, version: &NewPluginVersion) -> Result<PluginVersion, StoreError>;
+    async fn list_plugins(&self) -> Result<Vec<Plugin>, StoreError>;
+    /// Newest first.
+    async fn list_plugin_versions(&self, plugin: &str) -> Result<Vec<PluginVersion>, StoreError>;
+    /// The bytes of the version with this sha256 (any plugin).
+    async fn plugin_bytes(&self, sha256: &str) -> Result<Vec<u8>, StoreError>;
+    async fn activate_plugin_version(&self, actor: &Actor, plugin: &str, version: i32) -> Result<Plugin, StoreError>;
+    async fn bind_plugin(
+        &self,
+        actor: &Actor,
+        plugin: &str,
+        scope: &Scope,
+        order: i32,
+        failure_policy: FailurePolicy,
+        config: &serde_json::Value,
+    ) -> Result<Binding, StoreError>;
+    async fn unbind_plugin(&self, actor: &Actor, binding_id: i64) -> Result<(), StoreError>;
+    /// Ordered by `order`, then id.
+    async fn list_bindings(&self) -> Result<Vec<Binding>, StoreError>;
+
+    // ---- usage
+    /// Adds each delta to its row (creating it), in one transaction: all or nothing, so a
+    /// failed batch can be retried whole without double counting.
+    async fn add_usage(&self, deltas: &[(UsageKey, UsageCounts)]) -> Result<(), StoreError>;
+    /// Per-minute rows in `[from, to)`, ordered by minute, tenant, model.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
+
+    // ---- audit
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    // ---- what the gateway serves from
+    /// Everything in [`StoreSnapshot`], read in one transaction.
+    async fn snapshot(&self) -> Result<StoreSnapshot, StoreError>;
+    /// A counter bumped by every mutation.
+    async fn change_version(&self) -> Result<i64, StoreError>;
+    /// Returns the change version once it differs from `seen`, or after at most `max_wait`
+    /// (returning the current version, possibly equal to `seen`). Postgres wakes on NOTIFY;
+    /// SQLite polls.
+    async fn wait_for_change(&self, seen: i64, max_wait: std::time::Duration) -> Result<i64, StoreError>;
+}

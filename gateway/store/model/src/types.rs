@@ -1,0 +1,301 @@
+//! The stored entities, exactly as the admin API shows them in JSON.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::timestamp::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    #[default]
+    Active,
+    /// Keys are refused with 403 until the tenant is reactivated; nothing is deleted.
+    Suspended,
+}
+
+/// Scheduling class: who is shed first under overload, and who the SLO-aware router protects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: String,
+    pub status: TenantStatus,
+    pub priority: Priority,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Per-tenant limits; `None` means unlimited. `PUT …/limits` replaces all of them at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    pub max_concurrency: Option<u64>,
+    #[serde(default)]
+    pub monthly_token_budget: Option<u64>,
+    /// Models this tenant may call; `None` allows every model the gateway serves.
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// A latency objective for one tenant and one model (`"*"` for every model without its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    pub model: String,
+    #[serde(default)]
+    pub ttft_p95_ms: Option<u32>,
+    #[serde(default)]
+    pub tpot_p95_ms: Option<u32>,
+    /// Share of requests that must meet both targets, in (0, 1].
+    pub target_attainment: f64,
+}
+
+/// A tenant with everything attached to it, as `GET /admin/api/tenants/{name}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantDetail {
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    pub limits: Limits,
+    pub slos: Vec<Slo>,
+    pub keys: Vec<ApiKey>,
+}
+
+/// An API key as listed: never the secret, only a prefix long enough to recognise it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: i64,
+    pub tenant: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The response to creating a key: the only time the secret is ever shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    pub key: String,
+    #[serde(flatten)]
+    pub info: ApiKey,
+}
+
+/// Which serving engine an endpoint runs; it decides how the gateway reads its `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineFlavor {
+    #[default]
+    Vllm,
+    Sglang,
+    Trtllm,
+    LlamaCpp,
+    /// Any other OpenAI-compatible server; no engine metrics are read.
+    Openai,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: i64,
+    pub pool: String,
+    pub name: String,
+    pub url: String,
+    pub flavor: EngineFlavor,
+    pub weight: u32,
+    pub http2: bool,
+    /// A drained endpoint finishes what it has and receives nothing new.
+    pub drained: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub id: i64,
+    pub name: String,
+    pub models: Vec<String>,
+    pub endpoints: Vec<Endpoint>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plugin {
+    pub id: i64,
+    pub name: String,
+    /// The version bindings run; `None` until one is activated.
+    pub active_version: Option<i32>,
+    pub created_at: Timestamp,
+}
+
+/// One uploaded build of a plugin. The bytes are stored beside it and fetched on their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    pub plugin: String,
+    pub version: i32,
+    pub sha256: String,
+    pub size_bytes: i64,
+    /// The manifest: capabilities granted, hooks, limits (see docs/plugins.md).
+    pub manifest: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// Where a binding applies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Scope {
+    Global,
+    Tenant(String),
+    Model(String),
+}
+
+/// What the gateway does when a plugin traps, times out or is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Skip the plugin and go on: for optional policies such as caching.
+    #[default]
+    Open,
+    /// Refuse the request: for policies that must hold, such as quotas.
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Binding {
+    pub id: i64,
+    pub plugin: String,
+    pub scope: Scope,
+    /// Lower runs first.
+    pub order: i32,
+    pub failure_policy: FailurePolicy,
+    pub config: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// Usage counted by one gateway replica for one tenant, model and minute; stores add deltas
+/// from every replica into one row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct UsageKey {
+    pub tenant: String,
+    pub model: String,
+    /// Unix time in seconds of the minute's start (always a multiple of 60).
+    pub minute: i64,
+}
+
+/// Additive counters; `merge` is how replicas' deltas and retried batches combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UsageCounts {
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub cached_tokens: i64,
+    pub completion_tokens: i64,
+    /// Requests that met their tenant's SLO for the model (goodput).
+    pub slo_met: i64,
+    pub ttft_count: i64,
+    pub ttft_sum_ms: i64,
+    pub ttft_max_ms: i64,
+    pub tpot_count: i64,
+    /// Sum of per-request TPOT in microseconds, so that the mean keeps sub-millisecond detail.
+    pub tpot_sum_us: i64,
+    pub tpot_max_us: i64,
+}
+
+impl UsageCounts {
+    pub fn merge(&mut self, other: &UsageCounts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.prompt_tokens += other.prompt_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.slo_met += other.slo_met;
+        self.ttft_count += other.ttft_count;
+        self.ttft_sum_ms += other.ttft_sum_ms;
+        self.ttft_max_ms = self.ttft_max_ms.max(other.ttft_max_ms);
+        self.tpot_count += other.tpot_count;
+        self.tpot_sum_us += other.tpot_sum_us;
+        self.tpot_max_us = self.tpot_max_us.max(other.tpot_max_us);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    #[serde(flatten)]
+    pub key: UsageKey,
+    #[serde(flatten)]
+    pub counts: UsageCounts,
+}
+
+/// A usage query: half-open range `[from, to)` in unix seconds, optionally narrowed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageQuery {
+    pub tenant: Option<String>,
+    pub model: Option<String>,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Timestamp,
+    /// Who made the change: `admin` (the admin token), `bootstrap` (the config file), …
+    pub actor: String,
+    /// What was done, as `noun.verb`: `tenant.create`, `key.revoke`, `plugin.activate`, …
+    pub action: String,
+    /// What it was done to: a tenant name, `acme/key/12`, `pool/gpu-a/endpoint/w1`, …
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// Newest first; `before` pages backwards by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub limit: u32,
+    pub before: Option<i64>,
+}
+
+/// A key as the gateway's hot path needs it: the hash, and an id for logs and revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotKey {
+    pub id: i64,
+    pub prefix: String,
+    pub hash: crate::keys::KeyDigest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotTenant {
+    pub tenant: Tenant,
+    pub limits: Limits,
+    pub slos: Vec<Slo>,
+    /// Only keys that are not revoked.
+    pub keys: Vec<SnapshotKey>,
+}
+
+/// A plugin version that bindings run, without its bytes (fetched by sha256 when not cached).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePlugin {
+    pub name: String,
+    pub version: i32,
+    pub sha256: String,
+}
+
+/// Everything the gateway serves from, read in one consistent transaction.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoreSnapshot {
+    /// The change counter this snapshot reflects; see [`crate::Backend::change_version`].
+    pub version: i64,
+    pub tenants: Vec<SnapshotTenant>,
+    pub pools: Vec<Pool>,
+    pub plugins: Vec<ActivePlugin>,
+    pub bindings: Vec<Binding>,
+}

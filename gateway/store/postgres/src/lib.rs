@@ -1,0 +1,1 @@
+//! Placeholder: the postgres store is being written.

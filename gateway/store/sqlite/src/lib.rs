@@ -1,0 +1,1 @@
+//! Placeholder: the sqlite store is being written.
