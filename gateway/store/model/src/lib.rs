@@ -6,6 +6,8 @@
 //! checked query macros talk to one database per crate.
 
 mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 pub mod keys;
 mod timestamp;
