@@ -1,0 +1,223 @@
+//! What one live frame says: the gateway's last second, as the dashboard receives it in
+//! `data:` of an `event: frame` on `/admin/api/live`. The format is documented in
+//! `docs/metrics.md` ("Live stream"); fields are only ever added, so an older dashboard keeps
+//! working against a newer gateway.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped only for incompatible changes; additions keep the number.
+pub const FRAME_VERSION: u32 = 1;
+
+/// Seconds over which TTFT and TPOT percentiles are computed (a sliding window, recomputed
+/// every second): one second holds too few requests for a meaningful p99.
+pub const PERCENTILE_WINDOW_SECS: u32 = 10;
+
+/// Seconds over which [`SloLive::attainment`] is computed.
+pub const ATTAINMENT_WINDOW_SECS: u32 = 60;
+
+/// One second of the gateway, as seen by the dashboard.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LiveFrame {
+    /// [`FRAME_VERSION`].
+    pub v: u32,
+    /// Unix time in milliseconds at the end of the interval this frame covers.
+    pub at_ms: i64,
+    /// Length of that interval in milliseconds: 1000 give or take scheduling.
+    pub interval_ms: u32,
+    /// Every request, whatever its tenant or model.
+    pub total: Traffic,
+    /// By tenant name (`unknown` for requests refused before authentication). Tenants seen in
+    /// the last [`ATTAINMENT_WINDOW_SECS`] seconds.
+    pub tenants: BTreeMap<String, TenantLive>,
+    /// By model name (`unknown` for models nobody serves), same retention as `tenants`.
+    pub models: BTreeMap<String, Traffic>,
+    /// Every configured upstream endpoint, in pool order.
+    pub workers: Vec<WorkerLive>,
+    /// By plugin name: plugins called since the gateway started.
+    pub plugins: BTreeMap<String, PluginLive>,
+    /// Further panels by name (`cache`, `rate_limits`, …), each a JSON value its source defines;
+    /// the dashboard draws objects of numbers as bar lists and anything else as a table.
+    #[serde(default)]
+    pub panels: BTreeMap<String, serde_json::Value>,
+}
+
+/// Request and token rates for one slice of the traffic. Requests count in the second they
+/// finished (a stream's tokens all land when it ends).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Traffic {
+    pub requests_per_s: f64,
+    /// Requests that ended in anything but success or a client going away (`outcome` other
+    /// than `ok` and `cancelled`).
+    pub errors_per_s: f64,
+    /// Requests the gateway refused with 429 before contacting a worker (rate limits).
+    #[serde(default)]
+    pub rejected_per_s: f64,
+    /// Prompt tokens.
+    pub tokens_in_per_s: f64,
+    /// Completion tokens.
+    pub tokens_out_per_s: f64,
+    /// Prompt tokens the worker found in its prefix cache.
+    #[serde(default)]
+    pub cached_tokens_per_s: f64,
+    /// Requests in flight at the end of the interval, where the gateway counts them (overall
+    /// today; `None` per tenant and model).
+    #[serde(default)]
+    pub in_flight: Option<u64>,
+    /// Time to first token over the last [`PERCENTILE_WINDOW_SECS`] seconds; `None` without
+    /// samples.
+    #[serde(default)]
+    pub ttft_ms: Option<Percentiles>,
+    /// Time per output token over the last [`PERCENTILE_WINDOW_SECS`] seconds.
+    #[serde(default)]
+    pub tpot_ms: Option<Percentiles>,
+}
+
+/// Percentiles in milliseconds, with the number of samples they summarise.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TenantLive {
+    #[serde(flatten)]
+    pub traffic: Traffic,
+    /// `None` when the tenant has no SLO for the models it used.
+    #[serde(default)]
+    pub slo: Option<SloLive>,
+}
+
+/// A tenant's latency objective for one model: each request must meet both targets (a missing
+/// one always passes), and `attainment` of the requests must.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct SloTarget {
+    pub ttft_ms: Option<u32>,
+    pub tpot_ms: Option<u32>,
+    /// In (0, 1].
+    pub attainment: f64,
+}
+
+impl SloTarget {
+    /// Whether one request met the target. A whole (non-streamed) response's first token
+    /// arrives with the response, so its TTFT is its end-to-end time.
+    pub fn met_by(&self, ttft_ms: Option<f64>, tpot_ms: Option<f64>) -> bool {
+        let ok = |target: Option<u32>, value: Option<f64>| match (target, value) {
+            (Some(t), Some(v)) => v <= f64::from(t),
+            _ => true,
+        };
+        ok(self.ttft_ms, ttft_ms) && ok(self.tpot_ms, tpot_ms)
+    }
+}
+
+/// Goodput for one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct SloLive {
+    /// The target of the model the tenant sent most requests to in the attainment window
+    /// (the one the dashboard draws).
+    pub target: SloTarget,
+    /// Requests that count towards the SLO in this interval: finished ones, minus those the
+    /// client caused (4xx before a worker, worker 4xx) or abandoned.
+    pub eligible: u64,
+    /// Of those, requests that met their model's targets.
+    pub met: u64,
+    /// `met / eligible` over the last [`ATTAINMENT_WINDOW_SECS`] seconds; `None` without
+    /// eligible requests.
+    pub attainment: Option<f64>,
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WorkerLive {
+    pub pool: String,
+    pub name: String,
+    /// Requests the gateway has in flight on it.
+    pub in_flight: u64,
+    pub health: WorkerHealth,
+    /// What the engine's own `/metrics` said at the last successful scrape; `None` for engines
+    /// that are not scraped or have not answered yet.
+    #[serde(default)]
+    pub engine: Option<EngineLive>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerHealth {
+    #[default]
+    Healthy,
+    /// Failing active health checks.
+    Unhealthy,
+    /// Passively ejected after consecutive failures, for a backoff.
+    Ejected,
+    /// Taken out of rotation by an operator; finishes what it has.
+    Drained,
+}
+
+/// Engine-side load, from vLLM (`vllm:*`) or SGLang (`sglang:*`) metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct EngineLive {
+    /// Requests in the running batch.
+    pub running: Option<f64>,
+    /// Requests queued in the engine: the queue depth.
+    pub waiting: Option<f64>,
+    /// KV cache in use, 0–1.
+    pub kv_cache_usage: Option<f64>,
+    /// Prompt tokens found in the prefix cache over those looked up, 0–1, since the previous
+    /// scrape (the last known value when nothing was looked up since).
+    pub prefix_cache_hit_rate: Option<f64>,
+    /// How old the sample is, in milliseconds: large when the engine stopped answering.
+    pub age_ms: u64,
+}
+
+/// Per-plugin rates over the interval, from the plugin host's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct PluginLive {
+    pub calls_per_s: f64,
+    pub errors_per_s: f64,
+    /// Mean time per call over the interval in microseconds; `None` without calls.
+    pub mean_us: Option<f64>,
+    /// Total calls since the gateway started.
+    pub calls_total: u64,
+    pub errors_total: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slo_verdicts() {
+        let t = SloTarget { ttft_ms: Some(500), tpot_ms: Some(50), attainment: 0.95 };
+        assert!(t.met_by(Some(500.0), Some(50.0)));
+        assert!(!t.met_by(Some(500.1), Some(10.0)));
+        assert!(!t.met_by(Some(100.0), Some(51.0)));
+        // A request with one token has no TPOT: only TTFT decides.
+        assert!(t.met_by(Some(100.0), None));
+        let ttft_only = SloTarget { ttft_ms: Some(200), tpot_ms: None, attainment: 0.9 };
+        assert!(ttft_only.met_by(Some(150.0), Some(10_000.0)));
+    }
+
+    #[test]
+    fn frames_round_trip_and_tolerate_missing_optional_fields() {
+        let mut frame =
+            LiveFrame { v: FRAME_VERSION, at_ms: 1_700_000_000_000, interval_ms: 1000, ..Default::default() };
+        frame.total.requests_per_s = 3.0;
+        frame.total.ttft_ms = Some(Percentiles { p50: 1.0, p95: 2.0, p99: 3.0, count: 4 });
+        frame.tenants.insert("acme".into(), TenantLive::default());
+        frame.workers.push(WorkerLive { pool: "p".into(), name: "w".into(), ..Default::default() });
+        frame.panels.insert("cache".into(), serde_json::json!({"hit_ratio": 0.5}));
+        let json = serde_json::to_string(&frame).unwrap();
+        let back: LiveFrame = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, frame);
+        // A minimal frame (an older gateway) still parses.
+        let old = r#"{"v":1,"at_ms":1,"interval_ms":1000,
+            "total":{"requests_per_s":0,"errors_per_s":0,"tokens_in_per_s":0,"tokens_out_per_s":0},
+            "tenants":{},"models":{},"workers":[],"plugins":{}}"#;
+        let f: LiveFrame = serde_json::from_str(old).unwrap();
+        assert!(f.panels.is_empty());
+    }
+}
