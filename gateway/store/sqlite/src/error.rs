@@ -12,6 +12,9 @@ const SQLITE_IOERR: i32 = 10;
 const SQLITE_FULL: i32 = 13;
 const SQLITE_CANTOPEN: i32 = 14;
 const SQLITE_PROTOCOL: i32 = 15;
+// Any other constraint (a STRICT column refusing a value of the wrong type, e.g. a counter
+// that overflowed into a REAL).
+const SQLITE_CONSTRAINT: i32 = 19;
 
 pub(crate) fn db(error: sqlx::Error) -> StoreError {
     match error {
@@ -30,6 +33,7 @@ pub(crate) fn db(error: sqlx::Error) -> StoreError {
                 {
                     StoreError::Unavailable(e.to_string())
                 }
+                _ if code & 0xff == SQLITE_CONSTRAINT => StoreError::invalid("input", e.message().to_owned()),
                 _ => StoreError::Database(e.to_string()),
             }
         }
