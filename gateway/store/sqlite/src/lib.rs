@@ -75,6 +75,8 @@ impl SqliteStore {
         SqliteStore { pool }
     }
 
+    /// The pool underneath, for tests and tools that look at the file directly; changes made
+    /// through it bypass the audit log and the change version.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
