@@ -48,7 +48,9 @@ pub fn duration_ms(ms: f64) -> String {
     if !ms.is_finite() || ms < 0.0 {
         return "–".into();
     }
-    if ms < 1.0 {
+    if ms == 0.0 {
+        "0".into()
+    } else if ms < 1.0 {
         format!("{} µs", sig3(ms * 1e3))
     } else if ms < 1e3 {
         format!("{} ms", sig3(ms))
@@ -141,6 +143,7 @@ mod tests {
         assert_eq!(duration_ms(1250.0), "1.25 s");
         assert_eq!(duration_ms(125_000.0), "2m 05s");
         assert_eq!(duration_ms(-1.0), "–");
+        assert_eq!(duration_ms(0.0), "0");
     }
 
     #[test]

@@ -30,4 +30,4 @@ pub use sources::{
     LiveSources, PanelSource, PluginSource, PluginTotals, RegistryPlugins, SloLookup, WorkerSource, WorkerState,
 };
 #[cfg(feature = "hub")]
-pub use sse::{sse_body, sse_response, sse_stream};
+pub use sse::{query_token, sse_body, sse_response, sse_stream};

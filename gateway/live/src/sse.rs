@@ -79,3 +79,52 @@ pub fn sse_response(hub: &Arc<LiveHub>) -> Response<UnsyncBoxBody<Bytes, Infalli
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
+
+/// The `token` parameter of a query string, percent-decoded: how a browser's `EventSource`
+/// (which cannot send an `Authorization` header) presents the admin token on
+/// `/admin/api/live?token=…`. The server compares it exactly as it compares a bearer token.
+pub fn query_token(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "token").then(|| percent_decode(value)).flatten().filter(|t| !t.is_empty())
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_from_the_query_decoded() {
+        assert_eq!(query_token("token=abc"), Some("abc".into()));
+        assert_eq!(query_token("x=1&token=sl-admin-%2Fx%3D"), Some("sl-admin-/x=".into()));
+        assert_eq!(query_token("tokens=abc"), None);
+        assert_eq!(query_token("token="), None);
+        assert_eq!(query_token("token=%zz"), None);
+        assert_eq!(query_token(""), None);
+    }
+}
