@@ -22,6 +22,10 @@ pub use secret::Secret;
 pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
+    pub database: DatabaseConfig,
+    /// `[upstream]`: the defaults for pools that do not set their own (including pools
+    /// created through the admin API).
+    pub upstream: UpstreamConfig,
     pub pools: Vec<PoolConfig>,
     pub tenants: Vec<TenantConfig>,
     pub plugin_host: PluginHostConfig,
@@ -107,6 +111,20 @@ pub struct EndpointConfig {
 pub struct TenantConfig {
     pub name: String,
     pub api_keys: Vec<Secret>,
+    /// `high`, `normal` or `low`; `None` leaves the stored priority alone.
+    pub priority: Option<String>,
+    /// `None` leaves the stored limits alone; a table replaces them at every start.
+    pub limits: Option<raw::RawLimits>,
+}
+
+/// `[database]`, validated.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// A PostgreSQL URL from `[database] url` or `DATABASE_URL`; `None` selects the embedded
+    /// SQLite file in the data directory.
+    pub url: Option<Secret>,
+    pub migrate: bool,
+    pub usage_flush_interval: Duration,
 }
 
 /// `[plugin_host]`.

@@ -15,6 +15,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
     pub pools: Vec<RawPool>,
@@ -130,6 +132,34 @@ pub struct RawTenant {
     /// Bootstrap keys: literal or secret references (`env:NAME`, `file:/path`).
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// `high`, `normal` (default) or `low`.
+    pub priority: Option<String>,
+    /// `[tenants.limits]`: the same fields as `PUT /admin/api/tenants/{name}/limits`.
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub max_concurrency: Option<u64>,
+    pub monthly_token_budget: Option<u64>,
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// `[database]`: where Sluice keeps tenants, keys, limits, plugins and usage.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// `postgres://…` (or a secret reference to one); unset means `DATABASE_URL`, then the
+    /// embedded SQLite file in the data directory.
+    pub url: Option<String>,
+    /// Apply pending migrations on start (default true).
+    pub migrate: Option<bool>,
+    /// How often usage aggregates are written.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub usage_flush_interval: Option<Duration>,
 }
 
 /// `[plugin_host]`: the WebAssembly engine shared by every plugin.

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use crate::raw::{RawConfig, RawEndpoint, RawPlugin, RawUpstream};
+use crate::raw::{RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawUpstream};
 use crate::{
-    AdminConfig, Config, ConfigError, EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginConfig,
-    PluginHostConfig, PluginIsolationConfig, PluginSourceConfig, PoolConfig, ServerConfig, TenantConfig, TlsConfig,
-    UpstreamConfig, secret,
+    AdminConfig, Config, ConfigError, DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig,
+    PLUGIN_CAPABILITIES, PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginSourceConfig, PoolConfig,
+    ServerConfig, TenantConfig, TlsConfig, UpstreamConfig, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -40,13 +40,15 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         tls: raw.server.tls.map(|t| TlsConfig { cert: t.cert.into(), key: t.key.into() }),
     };
 
+    // The token and the database URL also come from conventional variables, so that a
+    // container can be configured without a file.
+    let token_ref = raw.admin.token.or_else(|| env("SLUICE_ADMIN_TOKEN").map(|_| "env:SLUICE_ADMIN_TOKEN".to_owned()));
     let admin = AdminConfig {
-        token: raw
-            .admin
-            .token
+        token: token_ref
             .map(|r| secret::resolve(&r, env).map_err(|e| ConfigError::invalid("admin.token", e)))
             .transpose()?,
     };
+    let database = database(raw.database, env)?;
 
     let defaults = upstream(&raw.upstream, None);
     check_upstream("upstream", &defaults)?;
@@ -101,9 +103,8 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let mut keys_seen = HashSet::new();
     for (i, t) in raw.tenants.into_iter().enumerate() {
         let field = format!("tenants[{i}]");
-        if t.name.trim().is_empty() {
-            return Err(ConfigError::invalid(format!("{field}.name"), "must not be empty"));
-        }
+        sluice_store_model::validate::name("name", &t.name)
+            .map_err(|e| ConfigError::invalid(format!("{field}.name"), e.to_string()))?;
         if !tenant_names.insert(t.name.clone()) {
             return Err(ConfigError::invalid(format!("{field}.name"), format!("duplicate tenant {:?}", t.name)));
         }
@@ -119,7 +120,27 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             }
             api_keys.push(key);
         }
-        tenants.push(TenantConfig { name: t.name, api_keys });
+        if let Some(p) = &t.priority
+            && !matches!(p.as_str(), "high" | "normal" | "low")
+        {
+            return Err(ConfigError::invalid(format!("{field}.priority"), "must be \"high\", \"normal\" or \"low\""));
+        }
+        if let Some(l) = &t.limits {
+            let limits = sluice_store_model::Limits {
+                requests_per_minute: l.requests_per_minute,
+                tokens_per_minute: l.tokens_per_minute,
+                max_concurrency: l.max_concurrency,
+                monthly_token_budget: l.monthly_token_budget,
+                allowed_models: l.allowed_models.clone(),
+            };
+            sluice_store_model::validate::limits(&limits).map_err(|e| match e {
+                sluice_store_model::StoreError::Invalid { field: f, message } => {
+                    ConfigError::invalid(format!("{field}.limits.{f}"), message)
+                }
+                other => ConfigError::invalid(format!("{field}.limits"), other.to_string()),
+            })?;
+        }
+        tenants.push(TenantConfig { name: t.name, api_keys, priority: t.priority, limits: t.limits });
     }
 
     let plugin_host = PluginHostConfig {
@@ -146,7 +167,27 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         plugins.push(plugin);
     }
 
-    Ok(Config { server, admin, pools, tenants, plugin_host, plugins })
+    Ok(Config { server, admin, database, upstream: defaults, pools, tenants, plugin_host, plugins })
+}
+
+fn database(raw: RawDatabase, env: &dyn Fn(&str) -> Option<String>) -> Result<DatabaseConfig, ConfigError> {
+    let url_ref = raw.url.or_else(|| env("DATABASE_URL").map(|_| "env:DATABASE_URL".to_owned()));
+    let url =
+        url_ref.map(|r| secret::resolve(&r, env).map_err(|e| ConfigError::invalid("database.url", e))).transpose()?;
+    if let Some(url) = &url {
+        let text = url.expose();
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must be a postgres:// URL (leave it unset for the embedded SQLite store in the data directory)",
+            ));
+        }
+    }
+    let usage_flush_interval = raw.usage_flush_interval.unwrap_or(Duration::from_secs(5));
+    if usage_flush_interval.is_zero() {
+        return Err(ConfigError::invalid("database.usage_flush_interval", "must be greater than 0"));
+    }
+    Ok(DatabaseConfig { url, migrate: raw.migrate.unwrap_or(true), usage_flush_interval })
 }
 
 pub const DEFAULT_PLUGIN_INSTANCES: u32 = 1000;

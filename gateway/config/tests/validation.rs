@@ -172,3 +172,45 @@ fn bad_plugins_name_the_field() {
         format!("{}\n[[plugins]]\nname = \"x\"\nsource = \"b.wasm\"\n", plugin("name = \"x\"\nsource = \"a.wasm\""));
     assert_eq!(invalid_field(&twice), "plugins[1].name");
 }
+
+#[test]
+fn database_and_admin_token_fall_back_to_conventional_variables() {
+    let env = |n: &str| match n {
+        "DATABASE_URL" => Some("postgres://sluice@db:5432/sluice".to_owned()),
+        "SLUICE_ADMIN_TOKEN" => Some("admin-token-from-env".to_owned()),
+        _ => None,
+    };
+    let c = Config::from_toml("", &[], &env).unwrap();
+    assert_eq!(c.database.url.as_ref().map(|u| u.expose()), Some("postgres://sluice@db:5432/sluice"));
+    assert_eq!(c.admin.token.as_ref().map(|t| t.expose()), Some("admin-token-from-env"));
+    assert!(c.database.migrate);
+
+    // The file wins over the variables; neither means the embedded store and no admin API.
+    let c = Config::from_toml("[database]\nurl = \"postgres://file/db\"\nmigrate = false", &[], &env).unwrap();
+    assert_eq!(c.database.url.as_ref().map(|u| u.expose()), Some("postgres://file/db"));
+    assert!(!c.database.migrate);
+    let c = Config::from_toml("", &[], &no_env).unwrap();
+    assert!(c.database.url.is_none() && c.admin.token.is_none());
+
+    let err = Config::from_toml("[database]\nurl = \"mysql://x\"", &[], &no_env).unwrap_err();
+    assert!(err.to_string().contains("database.url"), "{err}");
+}
+
+#[test]
+fn bootstrap_tenants_carry_limits_and_priority() {
+    let text = "[[tenants]]\nname = \"acme\"\napi_keys = [\"sk-acme-0001\"]\npriority = \"high\"\n\
+                [tenants.limits]\nrequests_per_minute = 600\nmax_concurrency = 8\n";
+    let c = Config::from_toml(text, &[], &no_env).unwrap();
+    let limits = c.tenants[0].limits.clone().unwrap();
+    assert_eq!(limits.requests_per_minute, Some(600));
+    assert_eq!(limits.max_concurrency, Some(8));
+    assert_eq!(limits.tokens_per_minute, None);
+    assert_eq!(c.tenants[0].priority.as_deref(), Some("high"));
+
+    let err = Config::from_toml("[[tenants]]\nname = \"Acme Corp\"", &[], &no_env).unwrap_err();
+    assert!(err.to_string().contains("tenants[0].name"), "{err}");
+    let err = Config::from_toml("[[tenants]]\nname = \"a\"\n[tenants.limits]\nrpm = 1", &[], &no_env).unwrap_err();
+    assert!(err.to_string().contains("rpm"), "{err}");
+    let err = Config::from_toml("[[tenants]]\nname = \"a\"\npriority = \"urgent\"", &[], &no_env).unwrap_err();
+    assert!(err.to_string().contains("tenants[0].priority"), "{err}");
+}

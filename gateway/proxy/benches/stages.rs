@@ -1,8 +1,6 @@
 //! The stages that run on every request before it is forwarded: what the gateway itself costs
 //! per request, without sockets.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
@@ -11,9 +9,10 @@ use sluice_proxy::stages::{authenticate, parse, prepare};
 use sluice_proxy::tenants::{Directory, KeyHash, Tenant, TenantSnapshot};
 
 fn directory(tenants: usize) -> Directory {
-    Directory::new(TenantSnapshot::new((0..tenants).map(|i| {
-        (Tenant { name: Arc::from(format!("tenant-{i}")) }, vec![KeyHash::of(&format!("sk-tenant-{i}-0123456789"))])
-    })))
+    Directory::new(TenantSnapshot::new(
+        (0..tenants)
+            .map(|i| (Tenant::new(&format!("tenant-{i}")), vec![KeyHash::of(&format!("sk-tenant-{i}-0123456789"))])),
+    ))
 }
 
 fn stages(c: &mut Criterion) {

@@ -33,6 +33,12 @@ pub enum GatewayError {
     MissingApiKey,
     #[error("invalid API key")]
     InvalidApiKey,
+    #[error("this tenant is suspended; contact the gateway's operators")]
+    TenantSuspended,
+    #[error("this API key may not use the model '{0}'")]
+    ModelNotAllowed(String),
+    #[error("too many concurrent requests for this tenant (limit {limit}); retry when one finishes")]
+    ConcurrencyLimit { limit: u64 },
     #[error("unknown path {0}")]
     UnknownPath(String),
     #[error("method {method} is not allowed on {path}")]
@@ -65,6 +71,8 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::MissingApiKey | GatewayError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            GatewayError::TenantSuspended | GatewayError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            GatewayError::ConcurrencyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UnknownPath(_) | GatewayError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +95,9 @@ impl GatewayError {
         match self {
             GatewayError::MissingApiKey => ("invalid_request_error", "missing_api_key"),
             GatewayError::InvalidApiKey => ("invalid_request_error", "invalid_api_key"),
+            GatewayError::TenantSuspended => ("permission_error", "tenant_suspended"),
+            GatewayError::ModelNotAllowed(_) => ("permission_error", "model_not_allowed"),
+            GatewayError::ConcurrencyLimit { .. } => ("rate_limit_error", "concurrency_limit_exceeded"),
             GatewayError::UnknownPath(_) => ("invalid_request_error", "unknown_url"),
             GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
@@ -107,9 +118,11 @@ impl GatewayError {
     fn param(&self) -> Option<&str> {
         match self {
             GatewayError::InvalidBody { param, .. } => param.as_deref(),
-            GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::ModelNotFound(_) | GatewayError::ModelNotAllowed(_) => Some("model"),
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
+            | GatewayError::TenantSuspended
+            | GatewayError::ConcurrencyLimit { .. }
             | GatewayError::UnknownPath(_)
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::BodyTooLarge { .. }
@@ -134,7 +147,10 @@ impl GatewayError {
             | GatewayError::BodyRead(_)
             | GatewayError::BodyTimeout { .. }
             | GatewayError::InvalidBody { .. }
-            | GatewayError::ModelNotFound(_) => Outcome::ClientError,
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::TenantSuspended
+            | GatewayError::ModelNotAllowed(_)
+            | GatewayError::ConcurrencyLimit { .. } => Outcome::ClientError,
             GatewayError::PolicyDenied { .. } if self.status().is_server_error() => Outcome::Unavailable,
             GatewayError::PolicyDenied { .. } => Outcome::ClientError,
             GatewayError::NoHealthyEndpoint { .. } | GatewayError::PluginFailed { .. } => Outcome::Unavailable,
@@ -166,7 +182,12 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
+            GatewayError::ConcurrencyLimit { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             GatewayError::UnknownPath(_)
+            | GatewayError::TenantSuspended
+            | GatewayError::ModelNotAllowed(_)
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead(_)
             | GatewayError::BodyTimeout { .. }

@@ -12,7 +12,7 @@ use sluice_plugin_host::{Chain, Hook};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::tenants::KeyEntry;
+use crate::tenants::{ConcurrencyPermit, KeyEntry};
 
 /// Where finished requests are reported.
 #[derive(Clone, Default)]
@@ -61,6 +61,8 @@ pub struct Exchange {
     /// The request's plugin chain and what its hooks are told, once the policy stage ran:
     /// on-response-done runs when the record is emitted.
     pub plugins: Option<(Arc<Chain>, RequestInfo)>,
+    /// The tenant's concurrency slot, held until the exchange ends.
+    pub permit: Option<ConcurrencyPermit>,
     sinks: Sinks,
     /// The record has been emitted.
     reported: bool,
@@ -129,6 +131,7 @@ impl Exchange {
             attempts: 0,
             overhead: Duration::ZERO,
             plugins: None,
+            permit: None,
             sinks,
             reported: false,
             _in_flight: InFlight(in_flight.clone()),

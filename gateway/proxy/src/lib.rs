@@ -15,14 +15,16 @@ pub mod stages;
 pub mod tenants;
 pub mod upstream;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
 use sluice_config::Config;
 use sluice_metrics::{Metrics, RecordSink};
 use sluice_openai::response::ModelList;
+use sluice_store_model::StoreSnapshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,10 +32,13 @@ pub use body::ResponseBody;
 pub use error::GatewayError;
 pub use exchange::Sinks;
 
-/// The data plane: shared, immutable apart from atomics and the tenant snapshot.
+/// The data plane: shared, immutable apart from atomics and the snapshots of tenants and
+/// pools, which the store's watcher swaps.
 pub struct Gateway {
     pub directory: Arc<tenants::Directory>,
-    pub upstreams: Arc<upstream::Upstreams>,
+    upstreams: ArcSwap<upstream::Upstreams>,
+    /// Where pool health checkers run, once started; restarted when the pools change.
+    health: Mutex<HealthTasks>,
     /// The plugin host: its chain is read once per request.
     pub plugins: Arc<sluice_plugin_host::PluginHost>,
     pub metrics: Metrics,
@@ -60,7 +65,8 @@ impl Gateway {
         all.extend(sinks);
         Ok(Gateway {
             directory: Arc::new(tenants::Directory::new(tenants::TenantSnapshot::from_config(&config.tenants))),
-            upstreams: Arc::new(upstreams),
+            upstreams: ArcSwap::from_pointee(upstreams),
+            health: Mutex::new(HealthTasks::default()),
             plugins,
             metrics,
             sinks: Sinks::new(all),
@@ -77,19 +83,69 @@ impl Gateway {
         pipeline::handle(self, request).await
     }
 
-    /// Starts the active health checkers; they stop when `cancel` fires.
-    pub fn spawn_health_checks(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
-        for pool in &self.upstreams.pools {
-            tasks.spawn(upstream::health::run(Arc::clone(pool), cancel.clone()));
-        }
+    /// The pools in service now.
+    pub fn upstreams(&self) -> Arc<upstream::Upstreams> {
+        self.upstreams.load_full()
     }
 
-    fn models_response(&self, request_id: &HeaderValue) -> Response<ResponseBody> {
-        let list = ModelList::new(self.upstreams.models().iter().map(|m| m.to_string()), "sluice");
+    /// Starts the active health checkers; they stop when `cancel` fires, and restart whenever
+    /// the pools are replaced.
+    pub fn spawn_health_checks(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        let Ok(mut health) = self.health.lock() else { return };
+        health.tracker = Some((tasks.clone(), cancel.clone()));
+        health.restart(&self.upstreams.load());
+    }
+
+    /// Serves from the store's snapshot from now on: its tenants and keys, and its pools
+    /// (with the config's upstream settings). Returns what could not be applied.
+    pub fn apply_store_snapshot(&self, snapshot: &StoreSnapshot, config: &Config) -> Vec<String> {
+        let tenants = tenants::TenantSnapshot::from_store(snapshot, &self.directory.current());
+        self.plugins.services().set_tenants(
+            tenants
+                .tenants()
+                .iter()
+                .map(|t| (t.name.to_string(), serde_json::json!({ "name": &*t.name }).to_string()))
+                .collect(),
+        );
+        self.directory.replace(tenants);
+        let (upstreams, problems) =
+            upstream::Upstreams::from_store(&snapshot.pools, config, &self.upstreams.load(), &self.metrics);
+        let upstreams = Arc::new(upstreams);
+        self.upstreams.store(Arc::clone(&upstreams));
+        if let Ok(mut health) = self.health.lock() {
+            health.restart(&upstreams);
+        }
+        problems
+    }
+
+    fn models_response(&self, request_id: &HeaderValue, tenant: &tenants::Tenant) -> Response<ResponseBody> {
+        let models = self.upstreams.load().models();
+        let list = ModelList::new(models.iter().filter(|m| tenant.allows_model(m)).map(|m| m.to_string()), "sluice");
         let body = serde_json::to_vec(&list).unwrap_or_default();
         let mut response = Response::new(ResponseBody::full(body));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response.headers_mut().insert("x-request-id", request_id.clone());
         response
+    }
+}
+
+/// The pool health checkers: one task per pool, all under one token that a pool change cancels.
+#[derive(Default)]
+struct HealthTasks {
+    tracker: Option<(TaskTracker, CancellationToken)>,
+    current: Option<CancellationToken>,
+}
+
+impl HealthTasks {
+    fn restart(&mut self, upstreams: &upstream::Upstreams) {
+        let Some((tasks, parent)) = &self.tracker else { return };
+        if let Some(old) = self.current.take() {
+            old.cancel();
+        }
+        let token = parent.child_token();
+        for pool in &upstreams.pools {
+            tasks.spawn(upstream::health::run(Arc::clone(pool), token.clone()));
+        }
+        self.current = Some(token);
     }
 }

@@ -1,7 +1,7 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
-//! prepare upstream body → forward (route plugins pick the endpoint, retry before first byte) →
+//! admit (the tenant's model allow-list and concurrency limit) → prepare upstream body → forward (route plugins pick the endpoint, retry before first byte) →
 //! respond (buffered, or the streaming relay).
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::exchange::{Completion, Exchange};
 use crate::relay::RelayLimits;
 use crate::stages::classify::Route;
 use crate::stages::policy::{self, PolicyOutcome};
-use crate::stages::{authenticate, classify, forward, parse, prepare, read_body, resolve, respond};
+use crate::stages::{admit, authenticate, classify, forward, parse, prepare, read_body, resolve, respond};
 
 pub async fn handle<B>(gateway: &Gateway, request: Request<B>) -> Response<ResponseBody>
 where
@@ -62,7 +62,11 @@ where
     let route = classify::run(request.method(), request.uri().path())?;
     ex.key = Some(authenticate::run(&gateway.directory, request.headers())?);
     let api = match route {
-        Route::Models => return Ok(Step::Models(gateway.models_response(&ex.request_id))),
+        Route::Models => {
+            let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant));
+            let tenant = tenant.ok_or_else(|| GatewayError::Internal("no tenant after authentication".into()))?;
+            return Ok(Step::Models(gateway.models_response(&ex.request_id, &tenant)));
+        }
         Route::Inference(api) => api,
     };
     ex.api = Some(api);
@@ -84,7 +88,9 @@ where
     if chain.has(Hook::OnResponseHeaders) || chain.has(Hook::OnResponseDone) {
         ex.plugins = Some((Arc::clone(&chain), policy::request_info(ex, api, &parsed, body.len())));
     }
-    let pool = resolve::run(&gateway.upstreams, parsed.model())?;
+    let upstreams = gateway.upstreams();
+    let pool = resolve::run(&upstreams, parsed.model())?;
+    ex.permit = Some(admit::run(ex.key.as_ref(), parsed.model())?);
     // The label is the configured name, so only served models ever become metric labels.
     if let Some(model) = pool.models.iter().find(|m| ***m == *parsed.model()) {
         ex.model = model.clone();

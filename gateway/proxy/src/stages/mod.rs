@@ -1,5 +1,6 @@
 //! One module per pipeline stage. `crate::pipeline` is the only place that knows their order.
 
+pub mod admit;
 pub mod authenticate;
 pub mod classify;
 pub mod forward;

@@ -46,9 +46,13 @@ pub struct Endpoint {
     pub name: Arc<str>,
     pub pool: Arc<str>,
     pub http2: bool,
+    /// The base URL as configured; with the pool, name and protocol it identifies the endpoint
+    /// across pool rebuilds.
+    pub base_url: Uri,
     uris: [Uri; 3],
     health_uri: Uri,
     in_flight: AtomicUsize,
+    drained: AtomicBool,
     /// Set by the active health checker.
     healthy: AtomicBool,
     consecutive_probe_failures: AtomicU32,
@@ -95,9 +99,11 @@ impl Endpoint {
             name: Arc::from(config.name.as_str()),
             pool,
             http2: config.http2,
+            base_url: config.url.clone(),
             uris,
             health_uri: join(&config.url, health_path)?,
             in_flight: AtomicUsize::new(0),
+            drained: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             consecutive_probe_failures: AtomicU32::new(0),
             consecutive_probe_successes: AtomicU32::new(0),
@@ -125,9 +131,18 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Passing health checks and not ejected.
+    /// Passing health checks, not ejected and not drained.
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && !self.is_ejected()
+        self.healthy.load(Ordering::Relaxed) && !self.is_ejected() && !self.is_drained()
+    }
+
+    /// Taken out of rotation by an operator: requests already on it finish, no new ones come.
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
+    }
+
+    pub fn set_drained(&self, drained: bool) {
+        self.drained.store(drained, Ordering::Relaxed);
     }
 
     pub fn is_healthy(&self) -> bool {

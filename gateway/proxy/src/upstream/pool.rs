@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sluice_config::{Config, PoolConfig, UpstreamConfig};
+use sluice_config::{Config, EndpointConfig, PoolConfig, UpstreamConfig};
 use sluice_metrics::Metrics;
 use sluice_plugin_host::types::{Candidate, CandidateStats, Health, PrefixOverlap};
+use sluice_store_model::Pool as StoredPool;
 
 use super::client::UpstreamClient;
 use super::endpoint::Endpoint;
@@ -110,6 +111,58 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// A pool from the store's description, reusing `previous` endpoints (their load, health,
+    /// ejection state) and connections where pool, name, URL and protocol are unchanged.
+    /// Drained endpoints stay listed (for the live view) but are never picked.
+    fn from_store(
+        stored: &StoredPool,
+        upstream: &UpstreamConfig,
+        previous: Option<&Pool>,
+        metrics: &Metrics,
+    ) -> Result<Self, String> {
+        let name: Arc<str> = Arc::from(stored.name.as_str());
+        let mut endpoints = Vec::new();
+        for e in &stored.endpoints {
+            let url: http::Uri = e
+                .url
+                .parse()
+                .map_err(|err| format!("pool {:?} endpoint {:?}: bad URL {:?}: {err}", stored.name, e.name, e.url))?;
+            let reused = previous.and_then(|p| {
+                p.endpoints.iter().find(|old| *old.name == *e.name && old.base_url == url && old.http2 == e.http2)
+            });
+            if let Some(old) = reused {
+                old.set_drained(e.drained);
+                endpoints.push(Arc::clone(old));
+                continue;
+            }
+            let config = EndpointConfig { name: e.name.clone(), url, http2: e.http2 };
+            let endpoint = Endpoint::new(
+                Arc::clone(&name),
+                &config,
+                &upstream.health.path,
+                upstream.ejection.clone(),
+                metrics.endpoint(&stored.name, &e.name),
+            )
+            .map_err(|err| format!("pool {:?} endpoint {:?}: {err}", stored.name, e.name))?;
+            endpoint.set_drained(e.drained);
+            endpoints.push(Arc::new(endpoint));
+        }
+        let client = match previous {
+            Some(p) if p.config == *upstream => p.client.clone(),
+            _ => UpstreamClient::new(upstream),
+        };
+        Ok(Pool {
+            models: stored.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+            endpoints,
+            client,
+            config: upstream.clone(),
+            next: AtomicUsize::new(0),
+            name,
+        })
+    }
+}
+
 /// Every pool, and which pool serves each model.
 #[derive(Debug, Default)]
 pub struct Upstreams {
@@ -128,6 +181,42 @@ impl Upstreams {
             upstreams.pools.push(pool);
         }
         Ok(upstreams)
+    }
+
+    /// The pools the store describes, with the upstream settings of the config's pool of the
+    /// same name (else the config's defaults). A pool that cannot be built is left out and
+    /// reported; the rest still serve.
+    pub fn from_store(
+        pools: &[StoredPool],
+        config: &Config,
+        previous: &Upstreams,
+        metrics: &Metrics,
+    ) -> (Self, Vec<String>) {
+        let mut upstreams = Upstreams::default();
+        let mut problems = Vec::new();
+        for stored in pools {
+            let upstream =
+                config.pools.iter().find(|p| p.name == stored.name).map_or(&config.upstream, |p| &p.upstream);
+            let old = previous.pools.iter().find(|p| *p.name == *stored.name).map(|p| &**p);
+            match Pool::from_store(stored, upstream, old, metrics) {
+                Ok(pool) => {
+                    let pool = Arc::new(pool);
+                    for m in &pool.models {
+                        if upstreams.by_model.contains_key(m) {
+                            problems.push(format!(
+                                "model {m:?} is served by more than one pool; {:?} ignored",
+                                stored.name
+                            ));
+                            continue;
+                        }
+                        upstreams.by_model.insert(Arc::clone(m), Arc::clone(&pool));
+                    }
+                    upstreams.pools.push(pool);
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        (upstreams, problems)
     }
 
     pub fn pool_for(&self, model: &str) -> Option<&Arc<Pool>> {
