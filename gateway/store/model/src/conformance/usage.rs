@@ -1,7 +1,7 @@
 //! Usage counters: deltas add up (maxima take the larger), queries are half-open and filtered.
 
 use super::mark;
-use crate::{Backend, UsageCounts, UsageKey, UsageQuery, UsageRow};
+use crate::{Backend, StoreError, UsageCounts, UsageKey, UsageQuery, UsageRow};
 
 fn counts(seed: i64) -> UsageCounts {
     UsageCounts {
@@ -91,4 +91,16 @@ pub async fn usage(store: &dyn Backend) {
     let rows = fetch(query(None, Some(m2), t3, t3 + 60)).await;
     assert_eq!(rows.len(), 500);
     assert!(rows.iter().zip(&batch).all(|(row, (k, c))| &row.key == k && &row.counts == c));
+
+    // A delta that would overflow a counter refuses the whole batch: nothing else in it lands,
+    // so the writer can drop or fix it without having counted part of it.
+    let t4 = t0 + 7200;
+    let nearly_full = UsageCounts { requests: i64::MAX - 1, ..UsageCounts::default() };
+    store.add_usage(&[(key(a, m1, t4), nearly_full)]).await.expect("a large counter");
+    let overflowing = [(key(a, m2, t4), counts(1)), (key(a, m1, t4), counts(5)), (key(b, m1, t4), counts(2))];
+    match store.add_usage(&overflowing).await {
+        Err(StoreError::Invalid { .. }) => {}
+        other => panic!("an overflowing counter must refuse the batch as Invalid, got {other:?}"),
+    }
+    assert_eq!(fetch(query(None, None, t4, t4 + 60)).await, vec![row(key(a, m1, t4), nearly_full)]);
 }

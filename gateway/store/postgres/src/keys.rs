@@ -1,0 +1,128 @@
+//! API keys: a display prefix and the SHA-256 digest, never the secret.
+
+use serde_json::json;
+use sluice_store_model::{Actor, ApiKey, NewKey, StoreError};
+use sqlx::PgConnection;
+
+use crate::audit::record;
+use crate::codec::{now_ms, ts};
+use crate::error::db;
+use crate::tenants::lock_id;
+
+struct KeyRow {
+    id: i64,
+    name: Option<String>,
+    prefix: String,
+    created_ms: i64,
+    revoked_ms: Option<i64>,
+}
+
+impl KeyRow {
+    fn into_key(self, tenant: &str) -> ApiKey {
+        ApiKey {
+            id: self.id,
+            tenant: tenant.to_owned(),
+            name: self.name,
+            prefix: self.prefix,
+            created_at: ts(self.created_ms),
+            revoked_at: self.revoked_ms.map(ts),
+        }
+    }
+}
+
+fn target(tenant: &str, id: i64) -> String {
+    format!("{tenant}/key/{id}")
+}
+
+pub(crate) async fn create(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    tenant: &str,
+    key: &NewKey,
+) -> Result<ApiKey, StoreError> {
+    let tenant_id = lock_id(conn, tenant).await?;
+    let row = sqlx::query_as!(
+        KeyRow,
+        r#"
+        INSERT INTO api_keys (tenant_id, name, prefix, sha256, created_ms) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (sha256) DO NOTHING
+        RETURNING id, name, prefix, created_ms, revoked_ms
+        "#,
+        tenant_id,
+        key.name,
+        key.prefix,
+        &key.digest.0[..],
+        now_ms(),
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?
+    // Only possible for a re-imported bootstrap key: generated keys do not collide.
+    .ok_or_else(|| StoreError::Conflict("an API key with the same secret already exists".into()))?;
+    let created = row.into_key(tenant);
+    let detail = json!({ "name": created.name, "prefix": created.prefix });
+    record(conn, actor, "key.create", &target(tenant, created.id), detail).await?;
+    Ok(created)
+}
+
+/// Newest first, revoked keys included.
+pub(crate) async fn list_for(conn: &mut PgConnection, tenant_id: i64, tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
+    let rows = sqlx::query_as!(
+        KeyRow,
+        "SELECT id, name, prefix, created_ms, revoked_ms FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC",
+        tenant_id
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    Ok(rows.into_iter().map(|r| r.into_key(tenant)).collect())
+}
+
+pub(crate) async fn list(conn: &mut PgConnection, tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
+    let tenant_id = sqlx::query_scalar!("SELECT id FROM tenants WHERE name = $1", tenant)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::not_found("tenant", tenant))?;
+    list_for(conn, tenant_id, tenant).await
+}
+
+/// Revoking twice returns the key as it was, without a second audit row or version bump.
+pub(crate) async fn revoke(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    tenant: &str,
+    key_id: i64,
+) -> Result<ApiKey, StoreError> {
+    let tenant_id = lock_id(conn, tenant).await?;
+    let revoked = sqlx::query_as!(
+        KeyRow,
+        r#"
+        UPDATE api_keys SET revoked_ms = $3
+        WHERE id = $1 AND tenant_id = $2 AND revoked_ms IS NULL
+        RETURNING id, name, prefix, created_ms, revoked_ms
+        "#,
+        key_id,
+        tenant_id,
+        now_ms(),
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    if let Some(row) = revoked {
+        let key = row.into_key(tenant);
+        record(conn, actor, "key.revoke", &target(tenant, key_id), json!({ "prefix": key.prefix })).await?;
+        return Ok(key);
+    }
+    sqlx::query_as!(
+        KeyRow,
+        "SELECT id, name, prefix, created_ms, revoked_ms FROM api_keys WHERE id = $1 AND tenant_id = $2",
+        key_id,
+        tenant_id
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(db)?
+    .map(|row| row.into_key(tenant))
+    .ok_or_else(|| StoreError::not_found("key", target(tenant, key_id)))
+}
