@@ -4,7 +4,7 @@
 //! committed `.sqlx/` cache when building offline; see `gateway/store/README.md`). Each
 //! mutation is one transaction that also writes its audit row, bumps `change_version` and
 //! queues `pg_notify('sluice_changes', <version>)`, so other replicas hear of it exactly when
-//! it commits (see [`watch`]).
+//! it commits; `wait_for_change` listens for that (see `watch.rs`).
 
 mod audit;
 mod codec;

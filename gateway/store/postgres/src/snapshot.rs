@@ -14,7 +14,7 @@ pub(crate) async fn change_version(conn: &mut PgConnection) -> Result<i64, Store
     sqlx::query_scalar!("SELECT version FROM change_version WHERE id").fetch_one(conn).await.map_err(db)
 }
 
-/// Must run inside a REPEATABLE READ transaction (see [`crate::PostgresStore::snapshot`]).
+/// Must run inside a REPEATABLE READ transaction (`PostgresStore::snapshot` opens one).
 pub(crate) async fn read(conn: &mut PgConnection) -> Result<StoreSnapshot, StoreError> {
     let version = change_version(conn).await?;
     let tenants = crate::tenants::list(conn).await?;

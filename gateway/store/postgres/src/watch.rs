@@ -65,7 +65,9 @@ impl Watcher {
     }
 
     pub(crate) async fn wait_for_change(&self, seen: i64, max_wait: Duration) -> Result<i64, StoreError> {
-        let deadline = Instant::now() + max_wait;
+        // A max_wait too large to add (Duration::MAX as "forever") waits a year instead.
+        let now = Instant::now();
+        let deadline = now.checked_add(max_wait).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         let mut latest = self.subscribe();
         loop {
             // Versions only rise, so a lower one is the listener lagging behind the caller.
@@ -111,6 +113,8 @@ async fn listen_forever(pool: PgPool, latest: watch::Sender<i64>) {
                             tracing::info!("change listener reconnected");
                             resync(&pool, &latest).await;
                         }
+                        // The store was closed: nothing left to listen for.
+                        Err(sqlx::Error::PoolClosed) => return,
                         Err(error) => {
                             tracing::warn!(%error, "change listener lost its connection; reconnecting");
                             break;
@@ -120,6 +124,7 @@ async fn listen_forever(pool: PgPool, latest: watch::Sender<i64>) {
                 // It was up: try again at once, and back off only if that fails too.
                 retry = Duration::ZERO;
             }
+            Err(sqlx::Error::PoolClosed) => return,
             Err(error) => {
                 retry = (retry * 2).clamp(FIRST_RETRY, LAST_RETRY);
                 tracing::warn!(%error, retry_in = ?retry, "change listener cannot connect");

@@ -142,6 +142,11 @@ async fn without_changes_the_wait_ends_at_max_wait_with_the_version() {
     assert_eq!(reader.wait_for_change(seen, Duration::from_millis(300)).await.unwrap(), seen);
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(290) && waited < Duration::from_secs(3), "{waited:?}");
+
+    // "Forever" is a valid max_wait, and a stale `seen` still returns at once.
+    let started = Instant::now();
+    assert_eq!(reader.wait_for_change(seen - 1, Duration::MAX).await.unwrap(), seen);
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test]
@@ -153,4 +158,7 @@ async fn closing_a_store_ends_its_listener() {
     reader.close().await;
     let gone = common::eventually(Duration::from_secs(10), || async { listener_pids(&monitor).await.is_empty() }).await;
     assert!(gone, "the listener outlived its store");
+    // A closed store answers Unavailable instead of waiting on a listener that is gone.
+    let error = reader.wait_for_change(1, Duration::from_millis(50)).await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
 }
