@@ -24,13 +24,41 @@ fn secret(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::rng().random::<u128>())
 }
 
+/// The demo's admin token and tenant keys, kept in the data directory so that a second run
+/// reuses them instead of piling new keys into the store.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DemoSecrets {
+    admin_token: String,
+    keys: Vec<String>,
+}
+
+impl DemoSecrets {
+    fn load_or_create(data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("demo-secrets.json");
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(secrets) = serde_json::from_str::<DemoSecrets>(&text)
+            && secrets.keys.len() == TENANTS.len()
+        {
+            return Ok(secrets);
+        }
+        let secrets = DemoSecrets {
+            admin_token: secret("sl-admin-"),
+            keys: TENANTS.iter().map(|t| secret(&format!("sk-{t}-"))).collect(),
+        };
+        std::fs::write(&path, serde_json::to_vec_pretty(&secrets)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(secrets)
+    }
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let secrets = DemoSecrets::load_or_create(&args.data_dir)?;
     let admin_token =
-        std::env::var("SLUICE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).unwrap_or_else(|| secret("sl-admin-"));
-    let keys: Vec<String> = TENANTS.iter().map(|t| secret(&format!("sk-{t}-"))).collect();
+        std::env::var("SLUICE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).unwrap_or(secrets.admin_token.clone());
+    let keys = secrets.keys.clone();
 
     let mut workers: Vec<SimHandle> = Vec::with_capacity(args.workers);
     for i in 0..args.workers {
@@ -40,7 +68,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let endpoints: Vec<String> = workers
         .iter()
-        .map(|w| format!("{{ url = \"{}\", name = \"sim-{}\" }}", w.base_url(), w.addr().port()))
+        .enumerate()
+        .map(|(i, w)| format!("{{ url = \"{}\", name = \"sim-{i}\" }}", w.base_url()))
         .collect();
     let tenants: String = TENANTS
         .iter()
@@ -57,7 +86,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         endpoints.join(", "),
     );
     let config = Config::from_toml(&toml, &[], &|_| None)?;
-    let running = Sluice::build(config)?.start().await?;
+    let store = crate::serve::open_store(&config, &args.data_dir).await?;
+    let running = Sluice::build_with_store(config, store, Vec::new(), None).await?.start().await?;
     print_banner(&running.base_url(), &running.admin_url(), &keys[0], &admin_token, args.workers, args.traffic);
 
     let cancel = CancellationToken::new();
@@ -86,6 +116,8 @@ fn print_banner(api: &str, admin: &str, key: &str, token: &str, workers: usize, 
     println!("  Sluice demo is running ({workers} simulated GPU workers serving {MODEL})");
     println!();
     println!("  OpenAI API     {api}/v1");
+    println!("  Dashboard      {admin}/  (log in with the admin token)");
+    println!("  Admin API      {admin}/admin/api/  (OpenAPI: {admin}/admin/api/openapi.json)");
     println!("  Metrics        {admin}/metrics");
     println!("  Health         {admin}/healthz  {admin}/readyz");
     println!("  API key        {key}");

@@ -1,8 +1,12 @@
 //! `sluice serve`.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use anyhow::Context;
 use sluice_config::Config;
 use sluice_server::Sluice;
+use sluice_store::Backend;
 
 use crate::ServeArgs;
 
@@ -18,10 +22,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if config.tenants.is_empty() {
         tracing::warn!("no tenants configured: every request will get 401");
     }
-    let running = Sluice::build(config)?.start().await?;
+    let store = open_store(&config, &args.data_dir).await?;
+    let running = Sluice::build_with_store(config, store, Vec::new(), None).await?.start().await?;
     crate::signal::shutdown().await;
     running.shutdown().await;
     Ok(())
+}
+
+/// Opens the configured store (PostgreSQL, or the SQLite file in `data_dir`), migrating it
+/// unless `[database] migrate = false`.
+pub async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Backend>> {
+    if config.database.url.is_none() {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    }
+    let (store, location) = sluice_store::open(&config.database, data_dir).await.context("opening the store")?;
+    tracing::info!(%location, "store open");
+    Ok(store)
 }
 
 #[expect(clippy::print_stdout, reason = "--check-config prints its summary for the operator")]

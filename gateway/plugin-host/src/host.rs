@@ -152,6 +152,12 @@ impl PluginHost {
         &self.engine
     }
 
+    /// Compiles and checks an uploaded component against the contract with this host's engine
+    /// (warming the artifact cache for when it is bound), returning its manifest.
+    pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<crate::inspect::Manifest, PluginError> {
+        crate::inspect::inspect(&self.engine, &self.artifacts, name, bytes)
+    }
+
     /// The active chain. Hold it for the whole request.
     pub fn chain(&self) -> Arc<Chain> {
         self.chain.load_full()

@@ -1,51 +1,85 @@
-//! The admin plane: `/metrics`, `/healthz`, `/readyz`. It listens separately from the data
-//! plane so that it can stay private.
+//! The admin plane: `/metrics`, `/healthz`, `/readyz`, the admin API (`/admin/api/…`), its live
+//! stream (`/admin/api/live`) and the dashboard (every other GET). It listens separately from
+//! the data plane so that it can stay private.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use sluice_live::LiveHub;
 use sluice_proxy::Gateway;
+use sluice_store::model::BackendKind;
+use sluice_store::watcher::StoreHealth;
+use subtle::ConstantTimeEq;
+use tower::ServiceExt;
 
 pub struct Admin {
     pub gateway: Arc<Gateway>,
     /// Cleared when shutdown starts, so load balancers stop sending traffic first.
     pub ready: AtomicBool,
+    /// Present when Sluice runs with a store: the admin API, its live stream and the dashboard.
+    pub console: Option<Console>,
 }
 
-pub type AdminBody = Full<Bytes>;
+pub struct Console {
+    pub api: axum::Router,
+    pub live: Arc<LiveHub>,
+    pub token: Option<Arc<str>>,
+    pub health: Arc<StoreHealth>,
+    pub backend: BackendKind,
+}
+
+const API_PREFIX: &str = "/admin/api/";
+const LIVE_PATH: &str = "/admin/api/live";
 
 impl Admin {
-    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Result<Response<AdminBody>, Infallible> {
-        let response = match (request.method(), request.uri().path()) {
+    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Result<Response<Body>, Infallible>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let path = request.uri().path();
+        let response = match (request.method(), path) {
             (&Method::GET, "/metrics") => self.metrics_handler(),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => self.readyz_handler(),
             (_, "/metrics" | "/healthz" | "/readyz") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            _ => match &self.console {
+                Some(console) if path == LIVE_PATH => console.live_handler(&request),
+                Some(console) if path.starts_with(API_PREFIX) || path == "/admin/api" => {
+                    let request = request.map(Body::new);
+                    match console.api.clone().oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                }
+                Some(_) if matches!(*request.method(), Method::GET | Method::HEAD) => dashboard_handler(&request),
+                _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            },
         };
         Ok(response)
     }
 
-    fn metrics_handler(&self) -> Response<AdminBody> {
-        let mut response = Response::new(Full::new(Bytes::from(self.gateway.metrics.render())));
+    fn metrics_handler(&self) -> Response<Body> {
+        let mut response = Response::new(Body::from(self.gateway.metrics.render()));
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
         response
     }
 
-    /// Ready while serving. Upstream health is reported but does not make the gateway unready:
-    /// taking every replica out of a load balancer because the workers are sick would turn a
-    /// degraded service into an outage.
-    fn readyz_handler(&self) -> Response<AdminBody> {
+    /// Ready while serving. Upstream health and a lost database are reported but do not make
+    /// the gateway unready: taking every replica out of a load balancer because the workers are
+    /// sick, or because the database is (the gateway serves from its last snapshot), would turn
+    /// a degraded service into an outage.
+    fn readyz_handler(&self) -> Response<Body> {
         let ready = self.ready.load(Ordering::Relaxed);
         let pools: Vec<serde_json::Value> = self
             .gateway
-            .upstreams
+            .upstreams()
             .pools
             .iter()
             .map(|p| {
@@ -53,17 +87,86 @@ impl Admin {
                 serde_json::json!({"pool": &*p.name, "endpoints": p.endpoints.len(), "available": available})
             })
             .collect();
-        let body = serde_json::json!({"status": if ready { "ready" } else { "shutting_down" }, "pools": pools});
-        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-        *response.status_mut() = status;
+        let store = self.console.as_ref().map(|c| {
+            let report = c.health.report();
+            serde_json::json!({
+                "backend": c.backend,
+                "degraded": report.degraded,
+                "snapshot_version": report.snapshot_version,
+                "last_error": report.last_error,
+            })
+        });
+        let degraded = self.console.as_ref().is_some_and(|c| c.health.is_degraded());
+        let status = match (ready, degraded) {
+            (false, _) => "shutting_down",
+            (true, true) => "degraded",
+            (true, false) => "ready",
+        };
+        let body = serde_json::json!({"status": status, "pools": pools, "store": store});
+        let mut response = Response::new(Body::from(body.to_string()));
+        *response.status_mut() = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<AdminBody> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+impl Console {
+    /// The live stream. Browsers' `EventSource` cannot send headers, so the token may also
+    /// come as `?token=`; it is compared in constant time like the header.
+    fn live_handler<B>(&self, request: &Request<B>) -> Response<Body> {
+        if request.method() != Method::GET {
+            return api_error(StatusCode::METHOD_NOT_ALLOWED, "use GET", "method_not_allowed");
+        }
+        let Some(expected) = self.token.as_deref().filter(|t| !t.is_empty()) else {
+            return api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the admin API is disabled: set [admin] token or SLUICE_ADMIN_TOKEN",
+                "admin_disabled",
+            );
+        };
+        let from_header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let from_query = request.uri().query().and_then(sluice_live::sse::query_token);
+        let presented = from_header.or(from_query).unwrap_or_default();
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return api_error(StatusCode::UNAUTHORIZED, "missing or wrong admin token", "unauthorized");
+        }
+        sluice_live::sse_response(&self.live).map(Body::new)
+    }
+}
+
+fn dashboard_handler<B>(request: &Request<B>) -> Response<Body> {
+    let Some(asset) = sluice_dashboard_assets::asset(request.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let accept = request.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    let (bytes, encoding) = asset.negotiate(accept);
+    let mut response = Response::new(if request.method() == Method::HEAD { Body::empty() } else { Body::from(bytes) });
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(asset.cache_control));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if let Some(encoding) = encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    response
+}
+
+fn api_error(status: StatusCode, message: &str, code: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}});
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response

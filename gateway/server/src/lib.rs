@@ -7,6 +7,8 @@
 
 mod admin;
 mod listener;
+mod live;
+mod store;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -22,8 +24,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, Console};
 use crate::listener::Listener;
+use crate::store::StoreRuntime;
+use sluice_admin::AdminState;
+use sluice_live::LiveHub;
+use sluice_store::Backend;
+use sluice_store::model::BackendKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -37,6 +44,8 @@ pub enum ServerError {
     Build(#[from] BuildError),
     #[error("reading listener address: {0}")]
     LocalAddr(std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] sluice_store::StoreError),
 }
 
 /// A built, not yet listening, Sluice.
@@ -44,6 +53,15 @@ pub struct Sluice {
     config: Arc<Config>,
     gateway: Arc<Gateway>,
     tls: Option<TlsAcceptor>,
+    /// With a store: the snapshot watcher, usage writer, admin API, live view and dashboard.
+    stateful: Option<Stateful>,
+}
+
+struct Stateful {
+    store: StoreRuntime,
+    live: Arc<LiveHub>,
+    api: axum::Router,
+    backend: BackendKind,
 }
 
 impl Sluice {
@@ -65,7 +83,35 @@ impl Sluice {
         };
         let metrics = Metrics::new()?;
         let gateway = Arc::new(Gateway::new(&config, metrics, sinks)?);
-        Ok(Sluice { config: Arc::new(config), gateway, tls })
+        Ok(Sluice { config: Arc::new(config), gateway, tls, stateful: None })
+    }
+
+    /// Sluice with its store: the config's tenants and pools are imported into `store`, the
+    /// gateway serves the store's snapshot (reloaded on every change, from any replica), usage
+    /// is written back, and the admin listener serves the admin API, the live view and the
+    /// dashboard.
+    pub async fn build_with_store(
+        config: Config,
+        store: Arc<dyn Backend>,
+        sinks: Vec<Arc<dyn RecordSink>>,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<Self, ServerError> {
+        let mut runtime = StoreRuntime::prepare(Arc::clone(&store), &config).await?;
+        let live = LiveHub::new(live::SloLookupFromTable(Arc::clone(&runtime.slos)));
+        let mut sinks = sinks;
+        sinks.push(Arc::clone(&runtime.usage) as Arc<dyn RecordSink>);
+        sinks.push(Arc::clone(&live) as Arc<dyn RecordSink>);
+        let mut sluice = Self::build_with(config, sinks, tls)?;
+        runtime.attach(&sluice.gateway, &sluice.config).await?;
+        let api = sluice_admin::router(AdminState {
+            store: Arc::clone(&store),
+            token: sluice.config.admin.token.as_ref().map(|t| Arc::from(t.expose())),
+            plugins: Arc::new(live::HostInspector(Arc::clone(&sluice.gateway))),
+            changed: Arc::clone(&runtime.poke),
+        });
+        let backend = store.kind();
+        sluice.stateful = Some(Stateful { store: runtime, live, api, backend });
+        Ok(sluice)
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -88,6 +134,22 @@ impl Sluice {
         let grace = self.config.server.shutdown_grace;
 
         self.gateway.spawn_health_checks(&tasks, &cancel);
+        // The watcher, usage writer and live ticker run on the admin plane's tracker: they must
+        // outlive the data plane's drain so that the last requests are counted and written.
+        let admin_cancel = CancellationToken::new();
+        let admin_tasks = TaskTracker::new();
+        let console = self.stateful.map(|mut stateful| {
+            stateful.store.spawn(&admin_tasks, &admin_cancel, &admin_cancel, grace);
+            let sources = live::sources(&self.gateway);
+            admin_tasks.spawn(Arc::clone(&stateful.live).run(sources, admin_cancel.clone()));
+            Console {
+                api: stateful.api,
+                live: stateful.live,
+                token: self.config.admin.token.as_ref().map(|t| Arc::from(t.expose())),
+                health: Arc::clone(&stateful.store.health),
+                backend: stateful.backend,
+            }
+        });
 
         let gateway = Arc::clone(&self.gateway);
         let data_handler = move |request| {
@@ -97,14 +159,12 @@ impl Sluice {
         let listener = Listener { name: "data", tcp: data, tls: self.tls.clone() };
         tasks.spawn(listener::serve(listener, data_handler, cancel.clone(), tasks.clone(), grace));
 
-        let admin_state = Arc::new(Admin { gateway: Arc::clone(&self.gateway), ready: AtomicBool::new(true) });
+        let admin_state = Arc::new(Admin { gateway: Arc::clone(&self.gateway), ready: AtomicBool::new(true), console });
         let admin_handler = {
             let admin_state = Arc::clone(&admin_state);
             move |request| Arc::clone(&admin_state).handle(request)
         };
         // The admin plane outlives the data plane's drain so /metrics stays scrapeable.
-        let admin_cancel = CancellationToken::new();
-        let admin_tasks = TaskTracker::new();
         let listener = Listener { name: "admin", tcp: admin, tls: None };
         admin_tasks.spawn(listener::serve(
             listener,
@@ -176,7 +236,12 @@ impl Running {
         }
         self.admin_cancel.cancel();
         self.admin_tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.admin_tasks.wait()).await;
+        // Long enough for the usage writer's final flush (it retries for up to the grace period).
+        let _ = tokio::time::timeout(
+            self.grace.max(Duration::from_secs(5)) + Duration::from_secs(1),
+            self.admin_tasks.wait(),
+        )
+        .await;
         tracing::info!("sluice stopped");
     }
 }

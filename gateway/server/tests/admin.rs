@@ -20,7 +20,10 @@ async fn healthz_readyz_and_metrics() {
     let ready = gw.client.get(&gw.admin_url("/readyz"), None).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
     assert_eq!(ready.headers["content-type"], "application/json");
-    assert_eq!(ready.json(), json!({"status": "ready", "pools": [{"pool": POOL, "endpoints": 2, "available": 2}]}));
+    assert_eq!(
+        ready.json(),
+        json!({"status": "ready", "pools": [{"pool": POOL, "endpoints": 2, "available": 2}], "store": null})
+    );
 
     let reply = gw.chat(&chat_body("hi", json!({"max_tokens": 2}))).await;
     assert_eq!(reply.status, 200);

@@ -5,10 +5,13 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use sluice_config::Config;
 use sluice_server::{Running, Sluice};
 use sluice_sim::{SimConfig, SimHandle, SimWorker};
+use sluice_store::Backend;
 use tokio::net::TcpListener;
 
 use crate::client::{Reply, TestClient};
@@ -49,7 +52,23 @@ pub struct GatewayOptions {
     pub tap_upstreams: bool,
     /// Appended to the generated config (`[[plugins]]` tables, say).
     pub extra_toml: String,
+    /// Run with this store (imported, watched, usage written, admin API on) instead of
+    /// config-only. The admin token is [`ADMIN_TOKEN`].
+    pub store: Option<TestStore>,
 }
+
+/// A store handed to [`TestGateway::start`]; `Debug` so that options stay printable.
+#[derive(Clone)]
+pub struct TestStore(pub Arc<dyn Backend>);
+
+impl std::fmt::Debug for TestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestStore({:?})", self.0.kind())
+    }
+}
+
+/// The admin token of gateways started with a store.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -72,6 +91,7 @@ impl Default for GatewayOptions {
             upstream_http2: false,
             tap_upstreams: false,
             extra_toml: String::new(),
+            store: None,
         }
     }
 }
@@ -117,7 +137,13 @@ impl TestGateway {
         let config =
             Config::from_toml(&toml, &[], &|_| None).unwrap_or_else(|e| panic!("test config is invalid: {e}\n{toml}"));
         let ca = opts.tls.then(TestCa::new);
-        let sluice = Sluice::build_with(config, Vec::new(), ca.as_ref().map(TestCa::acceptor)).expect("build sluice");
+        let acceptor = ca.as_ref().map(TestCa::acceptor);
+        let sluice = match &opts.store {
+            Some(store) => Sluice::build_with_store(config, Arc::clone(&store.0), Vec::new(), acceptor)
+                .await
+                .expect("build sluice"),
+            None => Sluice::build_with(config, Vec::new(), acceptor).expect("build sluice"),
+        };
         let data = TcpListener::bind("127.0.0.1:0").await.expect("bind data plane");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin plane");
         let running = sluice.start_on(data, admin).expect("start sluice");
@@ -187,6 +213,9 @@ pub fn chat_body(prompt: &str, extra: Value) -> Value {
 
 fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
     let mut t = String::new();
+    if o.store.is_some() {
+        let _ = writeln!(t, "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n[database]\nusage_flush_interval = \"100ms\"\n");
+    }
     let _ = writeln!(t, "[server]\nshutdown_grace = {}", ms(o.shutdown_grace));
     if let Some(n) = o.max_body_bytes {
         let _ = writeln!(t, "max_body_bytes = {n}");

@@ -12,6 +12,8 @@
 //! - [`wait_until`] / [`wait_until_async`]: bounded polling instead of fixed sleeps.
 //! - [`metrics`]: reading values out of the Prometheus text exposition.
 //! - [`TcpTap`]: a TCP relay that records whether each connection opened with the HTTP/2 preface.
+//! - [`Link`]: a TCP relay that can be cut and restored (a database going away).
+//! - [`fresh_postgres`] / [`fresh_sqlite`]: a new, migrated store per test.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,15 +24,19 @@
 
 mod client;
 mod gateway;
+mod link;
 pub mod metrics;
 mod sse;
+mod stores;
 mod tap;
 mod tls;
 mod wait;
 
 pub use client::{Reply, TestBody, TestClient, chunked_body, full_body, read_whole, request};
-pub use gateway::{GatewayOptions, MODEL, POOL, TENANT, TENANT_KEY, TestGateway, chat_body};
+pub use gateway::{ADMIN_TOKEN, GatewayOptions, MODEL, POOL, TENANT, TENANT_KEY, TestGateway, TestStore, chat_body};
+pub use link::Link;
 pub use sse::{SseStream, TimedEvent, concat_content};
+pub use stores::{FreshPostgres, fresh_postgres, fresh_sqlite};
 pub use tap::TcpTap;
 pub use tls::TestCa;
 pub use wait::{wait_until, wait_until_async};

@@ -1,0 +1,85 @@
+//! What the live view and the admin API read from the running gateway.
+
+use std::sync::Arc;
+
+use sluice_admin::PluginInspector;
+use sluice_live::{LiveSources, RegistryPlugins, SloLookup, SloTarget, WorkerHealth, WorkerSource, WorkerState};
+use sluice_proxy::Gateway;
+use sluice_store::slo::Slos;
+
+/// SLO targets for the live view, from the same table the usage writer counts goodput with.
+pub struct SloLookupFromTable(pub Arc<Slos>);
+
+impl SloLookup for SloLookupFromTable {
+    fn slo(&self, tenant: &str, model: &str) -> Option<SloTarget> {
+        let target = self.0.current().target(tenant, model)?;
+        let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        Some(SloTarget { ttft_ms: target.ttft.map(ms), tpot_ms: target.tpot.map(ms), attainment: target.attainment })
+    }
+}
+
+/// Every endpoint of every pool in service, with the engine's `/metrics` to scrape.
+struct GatewayWorkers(Arc<Gateway>);
+
+impl WorkerSource for GatewayWorkers {
+    fn workers(&self) -> Vec<WorkerState> {
+        let upstreams = self.0.upstreams();
+        upstreams
+            .pools
+            .iter()
+            .flat_map(|pool| {
+                pool.endpoints.iter().map(|e| WorkerState {
+                    pool: pool.name.to_string(),
+                    name: e.name.to_string(),
+                    in_flight: e.in_flight() as u64,
+                    health: if e.is_drained() {
+                        WorkerHealth::Drained
+                    } else if e.is_ejected() {
+                        WorkerHealth::Ejected
+                    } else if e.is_healthy() {
+                        WorkerHealth::Healthy
+                    } else {
+                        WorkerHealth::Unhealthy
+                    },
+                    metrics_url: Some(metrics_url(&e.base_url)),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Engines serve Prometheus at the root, whatever prefix the OpenAI API has (`…/v1`).
+fn metrics_url(base: &http::Uri) -> String {
+    let authority = base.authority().map_or("", |a| a.as_str());
+    let scheme = base.scheme_str().unwrap_or("http");
+    format!("{scheme}://{authority}/metrics")
+}
+
+pub fn sources(gateway: &Arc<Gateway>) -> LiveSources {
+    let in_flight = gateway.metrics.in_flight().clone();
+    LiveSources {
+        in_flight: Some(Arc::new(move || u64::try_from(in_flight.get()).unwrap_or(0))),
+        workers: Some(Arc::new(GatewayWorkers(Arc::clone(gateway)))),
+        plugins: Some(Arc::new(RegistryPlugins(gateway.metrics.registry().clone()))),
+        panels: Vec::new(),
+    }
+}
+
+/// Uploaded plugins are compiled and checked by the gateway's own plugin host, so a component
+/// the admin API accepts is one the gateway can run.
+pub struct HostInspector(pub Arc<Gateway>);
+
+impl PluginInspector for HostInspector {
+    fn inspect(&self, wasm: &[u8]) -> Result<serde_json::Value, String> {
+        self.0.plugins.inspect("upload", wasm).map(|m| m.to_json()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_live_at_the_engine_root() {
+        let base: http::Uri = "http://10.0.0.7:8000/v1".parse().unwrap();
+        assert_eq!(super::metrics_url(&base), "http://10.0.0.7:8000/metrics");
+    }
+}
