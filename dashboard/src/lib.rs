@@ -18,5 +18,6 @@ mod ui;
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
+    ui::init();
     leptos::mount::mount_to_body(ui::App);
 }

@@ -110,7 +110,10 @@ fn build_wasm(dashboard: &Path, out_dir: &Path) -> Result<PathBuf, BoxError> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--release", "--locked", "--lib", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+        // Not `--locked`: the app depends on `gateway/live` and `gateway/store/model` by path, and a
+        // dependency added there must not break the gateway's build; cargo then adds just that
+        // entry to dashboard/Cargo.lock (commit it), leaving every other version as locked.
+        .args(["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "--manifest-path"])
         .arg(dashboard.join("Cargo.toml"))
         .current_dir(dashboard);
     for var in [

@@ -17,6 +17,13 @@ use leptos::prelude::*;
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
+/// Creates the app-wide signals before any component exists: a signal belongs to the owner that
+/// is current when it is created, and these must outlive every page (reading a disposed signal
+/// aborts the module).
+pub fn init() {
+    session::init();
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let token = session::token();

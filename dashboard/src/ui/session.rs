@@ -16,6 +16,12 @@ thread_local! {
     static REASON: RwSignal<Option<String>> = RwSignal::new(None);
 }
 
+/// Touches the signals so they are created outside any reactive owner (see `ui::init`).
+pub fn init() {
+    let _ = token();
+    let _ = logout_reason();
+}
+
 pub fn token() -> RwSignal<Option<String>> {
     TOKEN.with(|t| *t)
 }

@@ -1,0 +1,228 @@
+// The admin dashboard end to end: the real `sluice demo` binary, Debian's headless Chromium
+// driven by playwright-core, every page walked as an operator would, and a screenshot of each
+// saved to docs/screenshots/.
+//
+//   cargo build -p sluice-cli && (cd tests/browser && npm ci && npm test)
+//
+// SLUICE_BIN names the binary (default: $CARGO_TARGET_DIR or ./target, then debug/sluice);
+// CHROMIUM the browser (default /usr/bin/chromium). No browser is ever downloaded.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readdirSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
+const sluiceBin = process.env.SLUICE_BIN || path.join(targetDir, 'debug', 'sluice');
+const shots = path.join(root, 'docs', 'screenshots');
+const TOKEN = 'browser-test-token';
+const STARTUP_MS = 120_000;
+
+let demo, browser, page, api, admin, dataDir;
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+async function eventually(what, check, ms = 20_000, every = 250) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+/** Starts `sluice demo` on free ports and reads its addresses from the banner. */
+function startDemo() {
+  dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-browser-'));
+  const proc = spawn(
+    sluiceBin,
+    ['demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--workers', '3', '--data-dir', path.join(dataDir, 'data')],
+    { env: { ...process.env, SLUICE_ADMIN_TOKEN: TOKEN, RUST_LOG: process.env.RUST_LOG || 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sluice demo printed no banner in time\n${out}\n${err}`)), STARTUP_MS);
+    proc.on('exit', (code) => reject(new Error(`sluice demo exited with ${code}\n${out}\n${err}`)));
+    proc.stdout.on('data', (d) => {
+      out += d;
+      if (!out.includes('Ctrl-C stops it.')) return;
+      clearTimeout(timer);
+      // The first word after the label: `Dashboard      http://127.0.0.1:PORT/  (log in …)`.
+      const value = (label) => out.split('\n').map((l) => l.trim()).find((l) => l.startsWith(label))
+        ?.slice(label.length).trim().split(/\s+/)[0];
+      const apiUrl = value('OpenAI API')?.replace(/\/v1$/, '');
+      const adminUrl = value('Dashboard')?.replace(/\/$/, '') || value('Metrics')?.replace(/\/metrics$/, '');
+      if (!apiUrl || !adminUrl) return reject(new Error(`cannot read the addresses from the banner:\n${out}`));
+      resolve({ proc, api: apiUrl, admin: adminUrl });
+    });
+  });
+}
+
+async function shot(name, fullPage = true) {
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage });
+}
+
+before(async () => {
+  assert.ok(existsSync(sluiceBin), `${sluiceBin} does not exist: run \`cargo build -p sluice-cli\` first or set SLUICE_BIN`);
+  mkdirSync(shots, { recursive: true });
+  ({ proc: demo, api, admin } = await startDemo());
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run'],
+  });
+  page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
+});
+
+after(async () => {
+  await browser?.close();
+  if (demo && demo.exitCode === null) {
+    demo.kill('SIGTERM');
+    await new Promise((r) => { demo.once('exit', r); setTimeout(r, 10_000); });
+  }
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('the dashboard, page by page', async (t) => {
+  await t.test('serves the app and asks for the token; a wrong token shows the API error', async () => {
+    await page.goto(`${admin}/`);
+    await page.waitForSelector('input[name=token]');
+    await page.fill('input[name=token]', 'not-the-token');
+    await page.click('button[type=submit]');
+    const error = await page.waitForSelector('.login .error');
+    assert.match(await error.textContent(), /wrong admin token/i);
+    await shot('login');
+  });
+
+  await t.test('logs in and shows live numbers that change', async () => {
+    await page.fill('input[name=token]', TOKEN);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('[data-metric=requests]', { timeout: 30_000 });
+    const read = () => page.textContent('[data-metric=tokens-out]');
+    const first = await read();
+    await eventually('the live numbers to change', async () => (await read()) !== first, 30_000);
+    // A few seconds of history, so the charts have lines in the screenshot.
+    await eventually('a worker grid', async () => (await page.$$('.worker')).length >= 3);
+    await page.waitForTimeout(4000);
+    await shot('live');
+  });
+
+  let key;
+  await t.test('creates a tenant and issues a key through the UI', async () => {
+    await page.click('nav >> text=Tenants');
+    await page.waitForSelector('input[name=tenant-name]');
+    await page.fill('input[name=tenant-name]', 'Not Valid');
+    await page.click('form.inline button[type=submit]');
+    assert.match(await (await page.waitForSelector('.error')).textContent(), /name/);
+    await page.fill('input[name=tenant-name]', 'browser-test');
+    await page.click('form.inline button[type=submit]');
+    await page.waitForSelector('tr[data-tenant="browser-test"]');
+    await shot('tenants');
+    await page.click('tr[data-tenant="browser-test"] a');
+    await page.waitForSelector('input[name=key-name]');
+    await page.fill('input[name=key-name]', 'browser');
+    await page.click('text=Issue key');
+    key = (await (await page.waitForSelector('[data-secret=key]')).textContent()).trim();
+    assert.ok(key.length > 20, `a key secret, got ${key}`);
+    await shot('tenant');
+  });
+
+  await t.test('the new key serves a chat completion', async () => {
+    const reply = await eventually('the gateway to accept the new key', async () => {
+      const r = await fetch(`${api}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'llama-3-8b', max_tokens: 8, messages: [{ role: 'user', content: 'Hello!' }] }),
+      });
+      return r.status === 200 ? r.json() : null;
+    }, 20_000, 500);
+    assert.equal(reply.object, 'chat.completion');
+    assert.ok(reply.choices[0].message.content.length > 0);
+  });
+
+  await t.test('uploads and activates a plugin', async () => {
+    const wasm = findPluginComponent();
+    await page.click('nav >> text=Plugins');
+    await page.waitForSelector('input[name=plugin-name]');
+    await page.fill('input[name=plugin-name]', 'browser-plugin');
+    await page.setInputFiles('input[name=plugin-file]', wasm);
+    await page.click('form:has(input[name=plugin-file]) button[type=submit]');
+    await page.waitForSelector('section[data-plugin="browser-plugin"] tr[data-version="1"]');
+    await page.click('section[data-plugin="browser-plugin"] tr[data-version="1"] >> text=Activate');
+    await page.waitForSelector('section[data-plugin="browser-plugin"] [data-active-version="1"]');
+    await shot('plugins');
+  });
+
+  await t.test('drains a worker and sees it drained', async () => {
+    await page.click('nav >> text=Pools');
+    const row = 'section[data-pool] tr[data-endpoint]';
+    await page.waitForSelector(row);
+    const name = await page.getAttribute(row, 'data-endpoint');
+    await page.click(`tr[data-endpoint="${name}"] >> text=Drain`);
+    await page.waitForSelector(`tr[data-endpoint="${name}"] [data-drained=true]`);
+    // The gateway applies it: the live stream reports the worker drained.
+    await eventually('the live state to say drained', async () =>
+      /drained/.test(await page.textContent(`tr[data-endpoint="${name}"] .live-state`)), 20_000);
+    await shot('pools');
+    await page.click('nav >> text=Live');
+    await page.waitForSelector(`.worker.drained[data-worker="${name}"]`);
+  });
+
+  await t.test('usage and audit pages', async () => {
+    await page.click('nav >> text=Usage');
+    await page.waitForSelector('text=Download CSV', { timeout: 30_000 });
+    await shot('usage');
+    await page.click('nav >> text=Audit log');
+    await page.waitForSelector('text=tenant.create');
+    await shot('audit');
+  });
+
+  await t.test('logging out forgets the token', async () => {
+    await page.click('text=Log out');
+    await page.waitForSelector('input[name=token]');
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+    await page.reload();
+    await page.waitForSelector('input[name=token]');
+    await page.fill('input[name=token]', TOKEN);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('button.logout');
+  });
+
+  await t.test('says so when the live stream drops', async () => {
+    await page.click('nav >> text=Live');
+    await page.waitForSelector('[data-metric=requests]');
+    demo.kill('SIGKILL');
+    const banner = await page.waitForSelector('.banner', { timeout: 20_000 });
+    assert.match(await banner.textContent(), /disconnected.*reconnecting/i);
+  });
+});
+
+/** A component the plugin host accepts: the built-in router the gateway's build produced. */
+function findPluginComponent() {
+  if (process.env.PLUGIN_WASM) return process.env.PLUGIN_WASM;
+  for (const profile of ['debug', 'release']) {
+    const build = path.join(targetDir, profile, 'build');
+    if (!existsSync(build)) continue;
+    for (const dir of readdirSync(build).filter((d) => d.startsWith('sluice-plugin-host-'))) {
+      const file = path.join(build, dir, 'out', 'router.wasm');
+      if (existsSync(file)) return file;
+    }
+  }
+  throw new Error(`no router.wasm under ${targetDir}/*/build/sluice-plugin-host-*/out; set PLUGIN_WASM`);
+}
