@@ -154,10 +154,13 @@ impl History {
         self.latest = Some(frame);
     }
 
-    /// The time span the charts show: the last 15 minutes up to the newest frame.
+    /// The time span the charts show: the last 15 minutes up to the newest frame, or since the
+    /// first frame while there are fewer (at least a minute, so the first seconds are not
+    /// stretched across the whole chart).
     pub fn span(&self) -> (i64, i64) {
         let end = self.latest.as_ref().map_or(0, |f| f.at_ms);
-        (end - KEEP_MS, end)
+        let first = self.total.requests.points.front().map_or(end, |(t, _)| *t);
+        (first.min(end - 60_000).max(end - KEEP_MS), end)
     }
 }
 
@@ -191,6 +194,16 @@ mod tests {
         assert_eq!(h.total.requests.max(), 1000.0);
         assert_eq!(h.total.requests.at(500_500), Some(500.0));
         assert_eq!(h.span(), (1_000_000 - KEEP_MS, 1_000_000));
+    }
+
+    #[test]
+    fn a_young_history_spans_from_its_first_frame_or_a_minute() {
+        let mut h = History::default();
+        h.ingest(frame(1_000_000, 1.0, None));
+        h.ingest(frame(1_005_000, 1.0, None));
+        assert_eq!(h.span(), (1_005_000 - 60_000, 1_005_000));
+        h.ingest(frame(1_000_000 + 300_000, 1.0, None));
+        assert_eq!(h.span(), (1_000_000, 1_300_000));
     }
 
     #[test]
