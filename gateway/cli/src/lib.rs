@@ -1,9 +1,12 @@
-//! The `sluice` command line: `serve`, `demo` and `bench`.
+//! The `sluice` command line: `serve`, `demo`, `bench`, and the admin API's operations
+//! (`tenant`, `key`, `limits`, `slo`, `pool`, `endpoint`, `plugin`, `binding`, `usage`, `audit`).
 
 pub mod bench;
 pub mod demo;
 pub mod loadgen;
 pub mod logging;
+pub mod manage;
+pub mod migrate;
 pub mod serve;
 mod signal;
 
@@ -28,6 +31,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure the gateway against a zero-delay simulated worker, and the worker directly.
     Bench(BenchArgs),
+    /// Apply pending store migrations and exit.
+    Migrate(MigrateArgs),
+    #[command(flatten)]
+    Manage(manage::ManageCommand),
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +45,19 @@ pub struct ServeArgs {
     /// Validate the config, print a summary and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Where the embedded SQLite store lives when no database URL is configured.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// TOML config file (for `[database]`); without one, `DATABASE_URL` or the embedded store.
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the embedded SQLite store lives when no database URL is configured.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

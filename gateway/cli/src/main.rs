@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_cli::{Cli, Command, bench, demo, serve};
+use sluice_cli::{Cli, Command, bench, demo, manage, migrate, serve};
 
 #[expect(clippy::print_stderr, reason = "a CLI reports fatal errors on stderr")]
 fn main() -> ExitCode {
@@ -26,6 +26,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
+            Command::Manage(command) => manage::run(command).await,
         }
     });
     match result {

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 mod host;
 mod host_impl;
+pub mod inspect;
 pub mod loader;
 pub mod metrics;
 pub mod resources;

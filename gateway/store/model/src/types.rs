@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::timestamp::Timestamp;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
@@ -14,6 +15,7 @@ pub enum TenantStatus {
 }
 
 /// Scheduling class: who is shed first under overload, and who the SLO-aware router protects.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
@@ -23,6 +25,7 @@ pub enum Priority {
     Low,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: i64,
@@ -34,6 +37,7 @@ pub struct Tenant {
 }
 
 /// Per-tenant limits; `None` means unlimited. `PUT …/limits` replaces all of them at once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -51,6 +55,7 @@ pub struct Limits {
 }
 
 /// A latency objective for one tenant and one model (`"*"` for every model without its own).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slo {
@@ -64,6 +69,7 @@ pub struct Slo {
 }
 
 /// A tenant with everything attached to it, as `GET /admin/api/tenants/{name}` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantDetail {
     #[serde(flatten)]
@@ -74,6 +80,7 @@ pub struct TenantDetail {
 }
 
 /// An API key as listed: never the secret, only a prefix long enough to recognise it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: i64,
@@ -85,6 +92,7 @@ pub struct ApiKey {
 }
 
 /// The response to creating a key: the only time the secret is ever shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedKey {
     pub key: String,
@@ -93,6 +101,7 @@ pub struct CreatedKey {
 }
 
 /// Which serving engine an endpoint runs; it decides how the gateway reads its `/metrics`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum EngineFlavor {
@@ -105,6 +114,7 @@ pub enum EngineFlavor {
     Openai,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: i64,
@@ -119,6 +129,7 @@ pub struct Endpoint {
     pub created_at: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     pub id: i64,
@@ -128,6 +139,7 @@ pub struct Pool {
     pub created_at: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plugin {
     pub id: i64,
@@ -138,6 +150,7 @@ pub struct Plugin {
 }
 
 /// One uploaded build of a plugin. The bytes are stored beside it and fetched on their own.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginVersion {
     pub plugin: String,
@@ -150,6 +163,7 @@ pub struct PluginVersion {
 }
 
 /// Where a binding applies.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "snake_case")]
 pub enum Scope {
@@ -159,6 +173,7 @@ pub enum Scope {
 }
 
 /// What the gateway does when a plugin traps, times out or is missing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
@@ -169,6 +184,7 @@ pub enum FailurePolicy {
     Closed,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Binding {
     pub id: i64,
@@ -183,6 +199,7 @@ pub struct Binding {
 
 /// Usage counted by one gateway replica for one tenant, model and minute; stores add deltas
 /// from every replica into one row.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct UsageKey {
     pub tenant: String,
@@ -192,6 +209,7 @@ pub struct UsageKey {
 }
 
 /// Additive counters; `merge` is how replicas' deltas and retried batches combine.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UsageCounts {
     pub requests: i64,
@@ -227,6 +245,7 @@ impl UsageCounts {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRow {
     #[serde(flatten)]
@@ -244,6 +263,7 @@ pub struct UsageQuery {
     pub to: i64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,

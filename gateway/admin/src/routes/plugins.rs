@@ -1,0 +1,142 @@
+//! `/admin/api/plugins…`: upload components, list versions, activate, roll back.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sluice_store_model::{Actor, NewPluginVersion, Plugin, PluginVersion, StoreError, validate};
+use utoipa::ToSchema;
+
+use crate::AdminState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{JsonBody, PathParams, body_error};
+
+/// The body of `POST …/activate`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActivateBody {
+    #[schema(minimum = 1)]
+    pub version: i32,
+}
+
+#[utoipa::path(get, path = "/admin/api/plugins", tag = "plugins",
+    responses((status = 200, description = "Every plugin with its active version", body = [Plugin])))]
+pub(crate) async fn list_plugins(State(state): State<AdminState>) -> Result<Json<Vec<Plugin>>, ApiError> {
+    Ok(Json(state.store.list_plugins().await?))
+}
+
+#[utoipa::path(post, path = "/admin/api/plugins/{name}/versions", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/wasm",
+        description = "The component's bytes (sluice:policy@0.1.0), up to 64 MiB"),
+    params(("name" = String, Path, description = "Plugin name; created on its first upload")),
+    responses(
+        (status = 201, description = "Stored as the next version (not yet active)", body = PluginVersion),
+        (status = 409, description = "These exact bytes are already a version of this plugin", body = ErrorBody),
+        (status = 413, description = "Larger than 64 MiB", body = ErrorBody),
+        (status = 422, description = "Not a component this gateway can run, or an invalid name", body = ErrorBody),
+    ))]
+pub(crate) async fn upload_plugin_version(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<PluginVersion>), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/wasm") {
+        return Err(ApiError::bad_request(
+            "unsupported_content_type",
+            "send the component's bytes as Content-Type: application/wasm",
+        )
+        .with_param("Content-Type"));
+    }
+    let bytes = body.map_err(|e| body_error(e.status(), e.body_text()))?;
+    validate::name("name", &name)?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid("body", "the component is empty"));
+    }
+    let inspector = Arc::clone(&state.plugins);
+    let inspected = {
+        let bytes = bytes.clone();
+        // Compiling a component takes milliseconds to seconds of CPU: off the async workers.
+        tokio::task::spawn_blocking(move || inspector.inspect(&bytes)).await.map_err(|e| {
+            tracing::error!(error = %e, "plugin inspection panicked");
+            ApiError::internal()
+        })?
+    };
+    let manifest = inspected.map_err(|reason| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_plugin",
+            format!("the component was refused: {reason}"),
+        )
+        .with_param("body")
+    })?;
+    let version =
+        NewPluginVersion { plugin: name, sha256: hex::encode(Sha256::digest(&bytes)), bytes: bytes.into(), manifest };
+    let stored = state.store.add_plugin_version(&Actor::admin(), &version).await?;
+    state.changed.notify_one();
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+#[utoipa::path(get, path = "/admin/api/plugins/{name}/versions", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses(
+        (status = 200, description = "The plugin's versions, newest first (without their bytes)", body = [PluginVersion]),
+        (status = 404, description = "No such plugin", body = ErrorBody),
+    ))]
+pub(crate) async fn list_plugin_versions(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+) -> Result<Json<Vec<PluginVersion>>, ApiError> {
+    Ok(Json(state.store.list_plugin_versions(&name).await?))
+}
+
+#[utoipa::path(post, path = "/admin/api/plugins/{name}/activate", tag = "plugins", request_body = ActivateBody,
+    params(("name" = String, Path, description = "Plugin name")),
+    responses(
+        (status = 200, description = "The plugin, now running this version wherever it is bound", body = Plugin),
+        (status = 404, description = "No such plugin or version", body = ErrorBody),
+        (status = 422, description = "Invalid version number", body = ErrorBody),
+    ))]
+pub(crate) async fn activate_plugin(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+    JsonBody(body): JsonBody<ActivateBody>,
+) -> Result<Json<Plugin>, ApiError> {
+    if body.version < 1 {
+        return Err(ApiError::invalid("version", "versions count up from 1"));
+    }
+    let plugin = state.store.activate_plugin_version(&Actor::admin(), &name, body.version).await?;
+    state.changed.notify_one();
+    Ok(Json(plugin))
+}
+
+#[utoipa::path(post, path = "/admin/api/plugins/{name}/rollback", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses(
+        (status = 200, description = "The plugin, now running the highest version below the one that was active", body = Plugin),
+        (status = 404, description = "No such plugin", body = ErrorBody),
+        (status = 409, description = "Nothing to roll back to: no active version, or none below it", body = ErrorBody),
+    ))]
+pub(crate) async fn rollback_plugin(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+) -> Result<Json<Plugin>, ApiError> {
+    let plugins = state.store.list_plugins().await?;
+    let plugin = plugins.iter().find(|p| p.name == name).ok_or_else(|| StoreError::not_found("plugin", &name))?;
+    let active = plugin
+        .active_version
+        .ok_or_else(|| StoreError::Conflict(format!("plugin {name:?} has no active version to roll back from")))?;
+    let versions = state.store.list_plugin_versions(&name).await?;
+    let previous = versions.iter().map(|v| v.version).filter(|&v| v < active).max().ok_or_else(|| {
+        StoreError::Conflict(format!("plugin {name:?} has no version below the active version {active}"))
+    })?;
+    let plugin = state.store.activate_plugin_version(&Actor::admin(), &name, previous).await?;
+    state.changed.notify_one();
+    Ok(Json(plugin))
+}

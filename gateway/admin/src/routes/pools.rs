@@ -1,0 +1,130 @@
+//! `/admin/api/pools…`: pools of workers and their endpoints.
+
+use axum::Json;
+use axum::extract::State;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sluice_store_model::{Actor, NewEndpoint, NewPool, Pool, validate};
+use utoipa::ToSchema;
+
+use crate::AdminState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{JsonBody, PathParams};
+
+/// The body of `PUT …/endpoints/{endpoint}`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DrainBody {
+    /// `true`: finish what it has and receive nothing new; `false`: back in rotation.
+    pub drained: bool,
+}
+
+#[utoipa::path(get, path = "/admin/api/pools", tag = "pools",
+    responses((status = 200, description = "Every pool with its endpoints", body = [Pool])))]
+pub(crate) async fn list_pools(State(state): State<AdminState>) -> Result<Json<Vec<Pool>>, ApiError> {
+    Ok(Json(state.store.list_pools().await?))
+}
+
+#[utoipa::path(post, path = "/admin/api/pools", tag = "pools", request_body = NewPool,
+    responses(
+        (status = 201, description = "Created (add endpoints next)", body = Pool),
+        (status = 409, description = "A pool with this name exists", body = ErrorBody),
+        (status = 422, description = "Invalid name or models", body = ErrorBody),
+    ))]
+pub(crate) async fn create_pool(
+    State(state): State<AdminState>,
+    JsonBody(body): JsonBody<NewPool>,
+) -> Result<(StatusCode, Json<Pool>), ApiError> {
+    validate::name("name", &body.name)?;
+    if body.models.is_empty() {
+        return Err(ApiError::invalid("models", "a pool serves at least one model"));
+    }
+    for model in &body.models {
+        validate::model("models", model)?;
+    }
+    let pool = state.store.create_pool(&Actor::admin(), &body).await?;
+    state.changed.notify_one();
+    Ok((StatusCode::CREATED, Json(pool)))
+}
+
+#[utoipa::path(get, path = "/admin/api/pools/{name}", tag = "pools",
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 200, description = "The pool with its endpoints", body = Pool),
+        (status = 404, description = "No such pool", body = ErrorBody),
+    ))]
+pub(crate) async fn get_pool(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+) -> Result<Json<Pool>, ApiError> {
+    Ok(Json(state.store.get_pool(&name).await?))
+}
+
+#[utoipa::path(delete, path = "/admin/api/pools/{name}", tag = "pools",
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 204, description = "Deleted with its endpoints"),
+        (status = 404, description = "No such pool", body = ErrorBody),
+    ))]
+pub(crate) async fn delete_pool(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_pool(&Actor::admin(), &name).await?;
+    state.changed.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/admin/api/pools/{name}/endpoints", tag = "pools", request_body = NewEndpoint,
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 201, description = "The pool with the new endpoint", body = Pool),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 409, description = "The pool has an endpoint with this name", body = ErrorBody),
+        (status = 422, description = "Invalid name, URL or weight", body = ErrorBody),
+    ))]
+pub(crate) async fn add_endpoint(
+    State(state): State<AdminState>,
+    PathParams(pool): PathParams<String>,
+    JsonBody(body): JsonBody<NewEndpoint>,
+) -> Result<(StatusCode, Json<Pool>), ApiError> {
+    validate::name("name", &body.name)?;
+    validate::endpoint_url(&body.url)?;
+    if body.weight == 0 {
+        return Err(ApiError::invalid("weight", "must be at least 1 (drain an endpoint to stop its traffic)"));
+    }
+    let pool = state.store.add_endpoint(&Actor::admin(), &pool, &body).await?;
+    state.changed.notify_one();
+    Ok((StatusCode::CREATED, Json(pool)))
+}
+
+#[utoipa::path(put, path = "/admin/api/pools/{name}/endpoints/{endpoint}", tag = "pools", request_body = DrainBody,
+    params(("name" = String, Path, description = "Pool name"), ("endpoint" = String, Path, description = "Endpoint name")),
+    responses(
+        (status = 200, description = "The pool after the change", body = Pool),
+        (status = 404, description = "No such pool or endpoint", body = ErrorBody),
+    ))]
+pub(crate) async fn set_endpoint_drained(
+    State(state): State<AdminState>,
+    PathParams((pool, endpoint)): PathParams<(String, String)>,
+    JsonBody(body): JsonBody<DrainBody>,
+) -> Result<Json<Pool>, ApiError> {
+    let pool = state.store.set_endpoint_drained(&Actor::admin(), &pool, &endpoint, body.drained).await?;
+    state.changed.notify_one();
+    Ok(Json(pool))
+}
+
+#[utoipa::path(delete, path = "/admin/api/pools/{name}/endpoints/{endpoint}", tag = "pools",
+    params(("name" = String, Path, description = "Pool name"), ("endpoint" = String, Path, description = "Endpoint name")),
+    responses(
+        (status = 200, description = "The pool without the endpoint", body = Pool),
+        (status = 404, description = "No such pool or endpoint", body = ErrorBody),
+    ))]
+pub(crate) async fn remove_endpoint(
+    State(state): State<AdminState>,
+    PathParams((pool, endpoint)): PathParams<(String, String)>,
+) -> Result<Json<Pool>, ApiError> {
+    let pool = state.store.remove_endpoint(&Actor::admin(), &pool, &endpoint).await?;
+    state.changed.notify_one();
+    Ok(Json(pool))
+}

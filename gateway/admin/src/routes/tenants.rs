@@ -1,0 +1,112 @@
+//! `/admin/api/tenants…`: tenants, their limits and SLOs.
+
+use axum::Json;
+use axum::extract::State;
+use http::StatusCode;
+use sluice_store_model::{Actor, Limits, NewTenant, Slo, Tenant, TenantDetail, TenantPatch, validate};
+
+use crate::AdminState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{JsonBody, PathParams};
+
+#[utoipa::path(get, path = "/admin/api/tenants", tag = "tenants",
+    responses((status = 200, description = "Every tenant, by name", body = [Tenant])))]
+pub(crate) async fn list_tenants(State(state): State<AdminState>) -> Result<Json<Vec<Tenant>>, ApiError> {
+    Ok(Json(state.store.list_tenants().await?))
+}
+
+#[utoipa::path(post, path = "/admin/api/tenants", tag = "tenants", request_body = NewTenant,
+    responses(
+        (status = 201, description = "Created", body = Tenant),
+        (status = 409, description = "A tenant with this name exists", body = ErrorBody),
+        (status = 422, description = "Invalid name", body = ErrorBody),
+    ))]
+pub(crate) async fn create_tenant(
+    State(state): State<AdminState>,
+    JsonBody(body): JsonBody<NewTenant>,
+) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    validate::name("name", &body.name)?;
+    let tenant = state.store.create_tenant(&Actor::admin(), &body).await?;
+    state.changed.notify_one();
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+#[utoipa::path(get, path = "/admin/api/tenants/{name}", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 200, description = "The tenant with its limits, SLOs and keys (prefixes only)", body = TenantDetail),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+    ))]
+pub(crate) async fn get_tenant(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+) -> Result<Json<TenantDetail>, ApiError> {
+    Ok(Json(state.store.get_tenant(&name).await?))
+}
+
+#[utoipa::path(patch, path = "/admin/api/tenants/{name}", tag = "tenants", request_body = TenantPatch,
+    params(("name" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 200, description = "Updated (absent fields unchanged)", body = Tenant),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+    ))]
+pub(crate) async fn update_tenant(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+    JsonBody(patch): JsonBody<TenantPatch>,
+) -> Result<Json<Tenant>, ApiError> {
+    let tenant = state.store.update_tenant(&Actor::admin(), &name, &patch).await?;
+    state.changed.notify_one();
+    Ok(Json(tenant))
+}
+
+#[utoipa::path(delete, path = "/admin/api/tenants/{name}", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 204, description = "Deleted with its keys, limits, SLOs and tenant-scoped bindings; usage stays"),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+    ))]
+pub(crate) async fn delete_tenant(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_tenant(&Actor::admin(), &name).await?;
+    state.changed.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/admin/api/tenants/{name}/limits", tag = "tenants", request_body = Limits,
+    params(("name" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 200, description = "The limits now in force (absent or null = unlimited)", body = Limits),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 422, description = "A value out of range", body = ErrorBody),
+    ))]
+pub(crate) async fn set_limits(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+    JsonBody(limits): JsonBody<Limits>,
+) -> Result<Json<Limits>, ApiError> {
+    validate::limits(&limits)?;
+    let limits = state.store.set_limits(&Actor::admin(), &name, &limits).await?;
+    state.changed.notify_one();
+    Ok(Json(limits))
+}
+
+#[utoipa::path(put, path = "/admin/api/tenants/{name}/slos", tag = "tenants", request_body = [Slo],
+    params(("name" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 200, description = "The tenant's SLOs, replaced by this list", body = [Slo]),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 422, description = "An invalid or duplicated SLO", body = ErrorBody),
+    ))]
+pub(crate) async fn set_slos(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+    JsonBody(slos): JsonBody<Vec<Slo>>,
+) -> Result<Json<Vec<Slo>>, ApiError> {
+    validate::slos(&slos)?;
+    let slos = state.store.set_slos(&Actor::admin(), &name, &slos).await?;
+    state.changed.notify_one();
+    Ok(Json(slos))
+}
