@@ -175,7 +175,7 @@ async fn pools_endpoints_plugins_and_bindings() {
     assert!(added.contains("w1") && added.contains("sglang"), "{added}");
     let drained = json(&sluice(&admin, &["endpoint", "drain", "gpu-a", "w1", "--json"]).await);
     assert_eq!(drained["endpoints"][0]["drained"], true);
-    let undrained = json(&sluice(&admin, &["--json", "endpoint", "undrain", "gpu-a", "w1"]).await);
+    let undrained = json(&sluice(&admin, &["endpoint", "--json", "undrain", "gpu-a", "w1"]).await);
     assert_eq!(undrained["endpoints"][0]["drained"], false);
     assert!(stdout(&sluice(&admin, &["pool", "list"]).await).contains("gpu-a"));
     assert_eq!(json(&sluice(&admin, &["pool", "get", "gpu-a", "--json"]).await)["endpoints"][0]["weight"], 2);
@@ -249,7 +249,7 @@ async fn errors_print_the_message_and_exit_1() {
     // Flags instead of the environment; a wrong token is the API's 401 message.
     let url = admin.url.clone();
     let wrong = run(
-        vec!["--admin-url".into(), url.clone(), "--token".into(), "nope".into(), "tenant".into(), "list".into()],
+        vec!["tenant".into(), "--admin-url".into(), url.clone(), "--token".into(), "nope".into(), "list".into()],
         vec![],
     )
     .await;
