@@ -46,7 +46,7 @@ async fn acceptance_contract_on_the_issues_fixed_ports() {
     let _sim2 = start_sim(&dir, "sim-18002", Some(SocketAddr::from(([127, 0, 0, 1], 18002))), &[]).await;
     let config = dir.write("sluice.toml", ACCEPTANCE_TOML);
     let mut cmd = bins::sluice();
-    cmd.arg("serve").arg("--config").arg(&config);
+    cmd.arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join("data"));
     let mut sluice = Proc::spawn("sluice", cmd, dir.path());
     if let Err(e) = wait_ready(&mut sluice, &format!("{ADMIN}/healthz"), STARTUP).await {
         panic!("sluice serve did not become ready: {e:?}\n{}", sluice.diagnostics());

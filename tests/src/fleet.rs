@@ -87,7 +87,9 @@ pub async fn start_gateway(dir: &TempDir, make_config: impl Fn(SocketAddr, Socke
         let (listen, admin) = (free_addr(), free_addr());
         let config = dir.write(&format!("sluice-{attempt}.toml"), &make_config(listen, admin));
         let mut cmd = bins::sluice();
-        cmd.arg("serve").arg("--config").arg(&config);
+        // Each gateway keeps its embedded store in the test's own directory: gateways sharing a
+        // store file would see each other's pools.
+        cmd.arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join(format!("data-{attempt}")));
         let mut proc = Proc::spawn(&format!("sluice-{attempt}"), cmd, dir.path());
         match wait_ready(&mut proc, &format!("http://{admin}/healthz"), STARTUP).await {
             Ok(()) => return Gateway { proc, listen, admin, config },
