@@ -70,6 +70,7 @@ mod tests {
     use super::*;
     use crate::engine::EngineSettings;
 
+    #[expect(clippy::unwrap_used, reason = "test helper")]
     fn engine() -> PluginEngine {
         PluginEngine::new(EngineSettings { max_instances: 4, ..EngineSettings::default() }).unwrap()
     }
