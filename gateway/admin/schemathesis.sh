@@ -37,7 +37,8 @@ for _ in $(seq 1 300); do
 done
 [ -n "$url" ] || { echo "the admin server did not start within 30 s" >&2; exit 1; }
 
-"$venv/bin/schemathesis" run "$url/admin/api/openapi.json" \
+SCHEMATHESIS_HOOKS=gateway/admin/schemathesis_hooks.py \
+"$venv/bin/schemathesis" --config-file gateway/admin/schemathesis.toml run "$url/admin/api/openapi.json" \
   --header "Authorization: Bearer $SLUICE_ADMIN_TOKEN" \
   --checks all \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" \

@@ -4,20 +4,26 @@
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use sluice_store_model::{Actor, Binding, FailurePolicy, Scope, validate};
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::AdminState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, PathParams};
+use crate::routes::{MODEL_PATTERN, NAME_PATTERN};
 
 /// The body of `POST /admin/api/bindings`.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewBinding {
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub plugin: String,
-    pub scope: Scope,
+    pub scope: ScopeBody,
     /// Lower runs first.
     #[serde(default)]
     pub order: i32,
@@ -33,6 +39,81 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
 
+/// [`Scope`] as a request spells it; unlike the stored type it refuses keys it does not know
+/// (`{"kind": "global", "name": "x"}` is a mistake worth reporting).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+pub(crate) enum ScopeBody {
+    Global,
+    Tenant(String),
+    Model(String),
+}
+
+/// Built from a JSON object only (serde would also take `["tenant", "acme"]`).
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for ScopeBody {
+    type Error = String;
+
+    fn try_from(mut object: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let kind = object.remove("kind").ok_or("`kind` is missing: global, tenant or model")?;
+        let name = object.remove("name");
+        if let Some(extra) = object.keys().next() {
+            return Err(format!("unknown field `{extra}`, expected `kind` or `name`"));
+        }
+        let named = |name: Option<serde_json::Value>| match name {
+            Some(serde_json::Value::String(name)) => Ok(name),
+            Some(_) => Err("`name` must be a string".to_owned()),
+            None => Err("`name` is missing".to_owned()),
+        };
+        match kind.as_str() {
+            Some("global") if name.is_none() => Ok(ScopeBody::Global),
+            Some("global") => Err("a global scope has no `name`".to_owned()),
+            Some("tenant") => named(name).map(ScopeBody::Tenant),
+            Some("model") => named(name).map(ScopeBody::Model),
+            _ => Err(format!("unknown kind {kind}, expected global, tenant or model")),
+        }
+    }
+}
+
+impl From<ScopeBody> for Scope {
+    fn from(scope: ScopeBody) -> Scope {
+        match scope {
+            ScopeBody::Global => Scope::Global,
+            ScopeBody::Tenant(name) => Scope::Tenant(name),
+            ScopeBody::Model(name) => Scope::Model(name),
+        }
+    }
+}
+
+// Written out because the derive cannot say `additionalProperties: false` per variant.
+impl PartialSchema for ScopeBody {
+    fn schema() -> RefOr<Schema> {
+        let variant = |kind: &str, name_pattern: Option<&str>| {
+            let mut object = ObjectBuilder::new()
+                .property("kind", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([kind])))
+                .required("kind")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            if let Some(pattern) = name_pattern {
+                object = object
+                    .property("name", ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)))
+                    .required("name");
+            }
+            object
+        };
+        OneOfBuilder::new()
+            .item(variant("global", None))
+            .item(variant("tenant", Some(NAME_PATTERN)))
+            .item(variant("model", Some(MODEL_PATTERN)))
+            .description(Some("Where the binding applies: everywhere, for one tenant, or for one model"))
+            .into()
+    }
+}
+
+impl ToSchema for ScopeBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("BindingScope")
+    }
+}
+
 #[utoipa::path(get, path = "/admin/api/bindings", tag = "plugins",
     responses((status = 200, description = "Every binding, by order then id", body = [Binding])))]
 pub(crate) async fn list_bindings(State(state): State<AdminState>) -> Result<Json<Vec<Binding>>, ApiError> {
@@ -41,7 +122,8 @@ pub(crate) async fn list_bindings(State(state): State<AdminState>) -> Result<Jso
 
 #[utoipa::path(post, path = "/admin/api/bindings", tag = "plugins", request_body = NewBinding,
     responses(
-        (status = 201, description = "Bound", body = Binding),
+        (status = 201, description = "Bound", body = Binding,
+            links(("delete" = (operation_id = "delete_binding", parameters(("id" = "$response.body#/id")))))),
         (status = 404, description = "No such plugin (or tenant, for a tenant scope)", body = ErrorBody),
         (status = 409, description = "The plugin is already bound at this scope", body = ErrorBody),
         (status = 422, description = "Invalid plugin name, scope or config", body = ErrorBody),
@@ -52,16 +134,17 @@ pub(crate) async fn create_binding(
 ) -> Result<(StatusCode, Json<Binding>), ApiError> {
     validate::name("plugin", &body.plugin)?;
     match &body.scope {
-        Scope::Global => {}
-        Scope::Tenant(name) => validate::name("scope.name", name)?,
-        Scope::Model(name) => validate::model("scope.name", name)?,
+        ScopeBody::Global => {}
+        ScopeBody::Tenant(name) => validate::name("scope.name", name)?,
+        ScopeBody::Model(name) => validate::model("scope.name", name)?,
     }
+    let scope = Scope::from(body.scope);
     if !body.config.is_object() {
         return Err(ApiError::invalid("config", "must be a JSON object"));
     }
     let binding = state
         .store
-        .bind_plugin(&Actor::admin(), &body.plugin, &body.scope, body.order, body.failure_policy, &body.config)
+        .bind_plugin(&Actor::admin(), &body.plugin, &scope, body.order, body.failure_policy, &body.config)
         .await?;
     state.changed.notify_one();
     Ok((StatusCode::CREATED, Json(binding)))

@@ -16,9 +16,9 @@ use crate::extract::{OptionalJsonBody, PathParams};
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKeyBody {
-    /// A label for people (`ci`, `laptop`); 1-128 printable characters.
+    /// A label for people (`ci`, `laptop`): 1-128 characters, no control characters.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,128}$")]
     pub name: Option<String>,
 }
 
@@ -26,7 +26,9 @@ pub(crate) struct NewKeyBody {
     request_body(content = Option<NewKeyBody>, description = "Optional; an empty body creates an unnamed key"),
     params(("name" = String, Path, description = "Tenant name")),
     responses(
-        (status = 201, description = "The key, with its secret in `key`: shown this once, never again", body = CreatedKey),
+        (status = 201, description = "The key, with its secret in `key`: shown this once, never again", body = CreatedKey,
+            links(("revoke" = (operation_id = "revoke_key",
+                parameters(("name" = "$request.path.name"), ("id" = "$response.body#/id")))))),
         (status = 404, description = "No such tenant", body = ErrorBody),
         (status = 422, description = "Invalid key name", body = ErrorBody),
     ))]
@@ -35,11 +37,10 @@ pub(crate) async fn create_key(
     PathParams(tenant): PathParams<String>,
     OptionalJsonBody(body): OptionalJsonBody<NewKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    if let Some(name) = &body.name {
-        let printable = !name.chars().any(char::is_control);
-        if name.trim().is_empty() || name.chars().count() > 128 || !printable {
-            return Err(ApiError::invalid("name", "must be 1-128 printable characters"));
-        }
+    if let Some(name) = &body.name
+        && (name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid("name", "must be 1-128 characters without control characters"));
     }
     let generated = keys::generate();
     let new = NewKey { name: body.name, prefix: generated.prefix, digest: generated.digest };

@@ -14,6 +14,11 @@ use utoipa_axum::routes;
 
 use crate::AdminState;
 
+/// What `sluice_store_model::validate::name` accepts, for the OpenAPI document.
+pub(crate) const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
+/// What `sluice_store_model::validate::model` accepts (up to its 256-byte limit).
+pub(crate) const MODEL_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f]{1,256}$";
+
 /// The largest plugin component accepted by `POST /admin/api/plugins/{name}/versions`.
 pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
 

@@ -20,7 +20,7 @@ use crate::extract::{JsonBody, PathParams, body_error};
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActivateBody {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub version: i32,
 }
 
@@ -33,9 +33,14 @@ pub(crate) async fn list_plugins(State(state): State<AdminState>) -> Result<Json
 #[utoipa::path(post, path = "/admin/api/plugins/{name}/versions", tag = "plugins",
     request_body(content = Vec<u8>, content_type = "application/wasm",
         description = "The component's bytes (sluice:policy@0.1.0), up to 64 MiB"),
-    params(("name" = String, Path, description = "Plugin name; created on its first upload")),
+    params(("name" = String, Path, description = "Plugin name; created on its first upload",
+        pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")),
     responses(
-        (status = 201, description = "Stored as the next version (not yet active)", body = PluginVersion),
+        (status = 201, description = "Stored as the next version (not yet active)", body = PluginVersion, links(
+            ("versions" = (operation_id = "list_plugin_versions", parameters(("name" = "$response.body#/plugin")))),
+            ("activate" = (operation_id = "activate_plugin", parameters(("name" = "$response.body#/plugin")))),
+            ("rollback" = (operation_id = "rollback_plugin", parameters(("name" = "$response.body#/plugin")))),
+        )),
         (status = 409, description = "These exact bytes are already a version of this plugin", body = ErrorBody),
         (status = 413, description = "Larger than 64 MiB", body = ErrorBody),
         (status = 422, description = "Not a component this gateway can run, or an invalid name", body = ErrorBody),

@@ -27,7 +27,11 @@ pub(crate) async fn list_pools(State(state): State<AdminState>) -> Result<Json<V
 
 #[utoipa::path(post, path = "/admin/api/pools", tag = "pools", request_body = NewPool,
     responses(
-        (status = 201, description = "Created (add endpoints next)", body = Pool),
+        (status = 201, description = "Created (add endpoints next)", body = Pool, links(
+            ("get" = (operation_id = "get_pool", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_pool", parameters(("name" = "$response.body#/name")))),
+            ("add_endpoint" = (operation_id = "add_endpoint", parameters(("name" = "$response.body#/name")))),
+        )),
         (status = 409, description = "A pool with this name exists", body = ErrorBody),
         (status = 422, description = "Invalid name or models", body = ErrorBody),
     ))]
@@ -78,7 +82,12 @@ pub(crate) async fn delete_pool(
 #[utoipa::path(post, path = "/admin/api/pools/{name}/endpoints", tag = "pools", request_body = NewEndpoint,
     params(("name" = String, Path, description = "Pool name")),
     responses(
-        (status = 201, description = "The pool with the new endpoint", body = Pool),
+        (status = 201, description = "The pool with the new endpoint", body = Pool, links(
+            ("drain" = (operation_id = "set_endpoint_drained",
+                parameters(("name" = "$request.path.name"), ("endpoint" = "$request.body#/name")))),
+            ("remove" = (operation_id = "remove_endpoint",
+                parameters(("name" = "$request.path.name"), ("endpoint" = "$request.body#/name")))),
+        )),
         (status = 404, description = "No such pool", body = ErrorBody),
         (status = 409, description = "The pool has an endpoint with this name", body = ErrorBody),
         (status = 422, description = "Invalid name, URL or weight", body = ErrorBody),
@@ -92,6 +101,9 @@ pub(crate) async fn add_endpoint(
     validate::endpoint_url(&body.url)?;
     if body.weight == 0 {
         return Err(ApiError::invalid("weight", "must be at least 1 (drain an endpoint to stop its traffic)"));
+    }
+    if i32::try_from(body.weight).is_err() {
+        return Err(ApiError::invalid("weight", format!("must be at most {}", i32::MAX)));
     }
     let pool = state.store.add_endpoint(&Actor::admin(), &pool, &body).await?;
     state.changed.notify_one();

@@ -19,12 +19,20 @@ const MAX_AUDIT_LIMIT: u32 = 1000;
 pub(crate) struct UsageParams {
     /// Start (inclusive): RFC 3339 (`2026-11-27T13:00:00Z`) or a date (`2026-11-27`, midnight UTC).
     /// Default: 24 hours before `to`.
+    #[param(
+        pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     from: Option<String>,
     /// End (exclusive), same forms. Default: now.
+    #[param(
+        pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     to: Option<String>,
     /// Only this tenant.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     tenant: Option<String>,
     /// Only this model.
+    #[param(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,256}$")]
     model: Option<String>,
 }
 
@@ -32,10 +40,17 @@ pub(crate) struct UsageParams {
 #[into_params(parameter_in = Query)]
 pub(crate) struct TenantUsageParams {
     /// Start (inclusive): RFC 3339 or a date. Default: 24 hours before `to`.
+    #[param(
+        pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     from: Option<String>,
     /// End (exclusive), same forms. Default: now.
+    #[param(
+        pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     to: Option<String>,
     /// Only this model.
+    #[param(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,256}$")]
     model: Option<String>,
 }
 

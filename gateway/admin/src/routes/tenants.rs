@@ -7,7 +7,7 @@ use sluice_store_model::{Actor, Limits, NewTenant, Slo, Tenant, TenantDetail, Te
 
 use crate::AdminState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, PathParams};
+use crate::extract::{JsonBody, JsonList, PathParams};
 
 #[utoipa::path(get, path = "/admin/api/tenants", tag = "tenants",
     responses((status = 200, description = "Every tenant, by name", body = [Tenant])))]
@@ -17,7 +17,16 @@ pub(crate) async fn list_tenants(State(state): State<AdminState>) -> Result<Json
 
 #[utoipa::path(post, path = "/admin/api/tenants", tag = "tenants", request_body = NewTenant,
     responses(
-        (status = 201, description = "Created", body = Tenant),
+        (status = 201, description = "Created", body = Tenant, links(
+            ("get" = (operation_id = "get_tenant", parameters(("name" = "$response.body#/name")))),
+            ("update" = (operation_id = "update_tenant", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_tenant", parameters(("name" = "$response.body#/name")))),
+            ("limits" = (operation_id = "set_limits", parameters(("name" = "$response.body#/name")))),
+            ("slos" = (operation_id = "set_slos", parameters(("name" = "$response.body#/name")))),
+            ("usage" = (operation_id = "tenant_usage", parameters(("name" = "$response.body#/name")))),
+            ("create_key" = (operation_id = "create_key", parameters(("name" = "$response.body#/name")))),
+            ("keys" = (operation_id = "list_keys", parameters(("name" = "$response.body#/name")))),
+        )),
         (status = 409, description = "A tenant with this name exists", body = ErrorBody),
         (status = 422, description = "Invalid name", body = ErrorBody),
     ))]
@@ -103,9 +112,17 @@ pub(crate) async fn set_limits(
 pub(crate) async fn set_slos(
     State(state): State<AdminState>,
     PathParams(name): PathParams<String>,
-    JsonBody(slos): JsonBody<Vec<Slo>>,
+    JsonList(slos): JsonList<Slo>,
 ) -> Result<Json<Vec<Slo>>, ApiError> {
     validate::slos(&slos)?;
+    for slo in &slos {
+        // Stored as 32-bit signed integers.
+        for (field, value) in [("ttft_p95_ms", slo.ttft_p95_ms), ("tpot_p95_ms", slo.tpot_p95_ms)] {
+            if value.is_some_and(|v| i32::try_from(v).is_err()) {
+                return Err(ApiError::invalid(field, format!("must be at most {}", i32::MAX)));
+            }
+        }
+    }
     let slos = state.store.set_slos(&Actor::admin(), &name, &slos).await?;
     state.changed.notify_one();
     Ok(Json(slos))

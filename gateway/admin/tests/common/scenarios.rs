@@ -170,6 +170,12 @@ pub async fn tenants_keys_limits_slos(admin: &Admin) {
         StatusCode::BAD_REQUEST,
         None,
     );
+    let nested = json!([{"model": "m", "ttft_p95_ms": 1, "target_attainment": 0.5}, ["m", 1, 2, 0.5]]);
+    assert_error(&admin.put("/admin/api/tenants/acme/slos", nested).await, StatusCode::BAD_REQUEST, Some("[1]"));
+    let huge = json!([{"model": "m", "ttft_p95_ms": 2_147_483_648_u64, "target_attainment": 0.5}]);
+    let reply = admin.put("/admin/api/tenants/acme/slos", huge).await;
+    assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, Some("ttft_p95_ms"));
+    assert_error(&admin.patch("/admin/api/tenants/acme", json!([null, null])).await, StatusCode::BAD_REQUEST, None);
     audit.expect_none(admin).await;
 
     // Keys: the secret once, then never again.
@@ -473,8 +479,12 @@ pub async fn plugins_and_bindings(admin: &Admin) {
     assert_error(
         &admin.post("/admin/api/bindings", json!({"plugin": "guard", "scope": {"kind": "planet"}})).await,
         StatusCode::BAD_REQUEST,
-        Some("scope.kind"),
+        Some("scope"),
     );
+    for scope in [json!(["tenant", "acme"]), json!({"kind": "global", "name": "x"}), json!({"kind": "tenant"})] {
+        let body = json!({"plugin": "guard", "scope": scope});
+        assert_error(&admin.post("/admin/api/bindings", body).await, StatusCode::BAD_REQUEST, Some("scope"));
+    }
     assert_error(
         &admin
             .post("/admin/api/bindings", json!({"plugin": "guard", "scope": {"kind": "global"}, "config": "x"}))

@@ -45,6 +45,7 @@ impl Actor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
     #[serde(default)]
     pub priority: Priority,
@@ -75,7 +76,9 @@ pub struct NewKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewPool {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,256}$", min_items = 1))]
     pub models: Vec<String>,
 }
 
@@ -83,11 +86,14 @@ pub struct NewPool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^https?://[^/\\s]\\S*$"))]
     pub url: String,
     #[serde(default)]
     pub flavor: EngineFlavor,
     #[serde(default = "default_weight")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647))]
     pub weight: u32,
     #[serde(default)]
     pub http2: bool,

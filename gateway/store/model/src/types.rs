@@ -42,15 +42,20 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
     pub requests_per_minute: Option<u64>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
     pub tokens_per_minute: Option<u64>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
     pub max_concurrency: Option<u64>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
     pub monthly_token_budget: Option<u64>,
     /// Models this tenant may call; `None` allows every model the gateway serves.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,256}$"))]
     pub allowed_models: Option<Vec<String>>,
 }
 
@@ -59,12 +64,16 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slo {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,256}$"))]
     pub model: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647))]
     pub ttft_p95_ms: Option<u32>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647))]
     pub tpot_p95_ms: Option<u32>,
     /// Share of requests that must meet both targets, in (0, 1].
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 1))]
     pub target_attainment: f64,
 }
 
