@@ -70,7 +70,14 @@ pub fn slos(slos: &[Slo]) -> Result<(), StoreError> {
 pub fn endpoint_url(value: &str) -> Result<(), StoreError> {
     let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !value.chars().any(char::is_whitespace) => Ok(()),
+        // Control characters would reach the gateway's HTTP client as an unparseable URI.
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !value.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
         _ => Err(StoreError::invalid("url", format!("{value:?} must be an absolute http:// or https:// URL"))),
     }
 }
@@ -108,7 +115,9 @@ mod tests {
     fn urls() {
         assert!(endpoint_url("http://10.0.0.1:8000").is_ok());
         assert!(endpoint_url("https://gpu.example/v1").is_ok());
-        for bad in ["", "10.0.0.1:8000", "http://", "ftp://x", "http:///x", "http://a b"] {
+        for bad in
+            ["", "10.0.0.1:8000", "http://", "ftp://x", "http:///x", "http://a b", "https://\u{1a}", "http://a\u{7f}"]
+        {
             assert!(endpoint_url(bad).is_err(), "{bad}");
         }
     }
