@@ -159,13 +159,13 @@ fn record_cost() -> f64 {
 }
 
 async fn flush_rate(store: &dyn Backend) -> f64 {
-    let batches = 10;
+    let batches: i32 = 10;
     let started = Instant::now();
     for b in 0..batches {
         let deltas: Vec<(UsageKey, UsageCounts)> = (0..1000)
             .map(|i| {
                 let key =
-                    UsageKey { tenant: format!("tenant-{i}"), model: "llama-3-8b".into(), minute: 60 * (1000 + b) };
+                    UsageKey { tenant: format!("tenant-{i}"), model: "llama-3-8b".into(), minute: 60 * (1000 + i64::from(b)) };
                 (key, UsageCounts { requests: 3, prompt_tokens: 900, completion_tokens: 300, ..Default::default() })
             })
             .collect();
