@@ -5,7 +5,8 @@
 //   cargo build -p sluice-cli && (cd tests/browser && npm ci && npm test)
 //
 // SLUICE_BIN names the binary (default: $CARGO_TARGET_DIR or ./target, then debug/sluice);
-// CHROMIUM the browser (default /usr/bin/chromium). No browser is ever downloaded.
+// CHROMIUM the browser (default /usr/bin/chromium). No browser is ever downloaded. `cargo test
+// --workspace` runs this suite too (tests/e2e/browser.rs), saving its screenshots elsewhere.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +21,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
 const sluiceBin = process.env.SLUICE_BIN || path.join(targetDir, 'debug', 'sluice');
-const shots = path.join(root, 'docs', 'screenshots');
+// The README shows docs/screenshots/; `cargo test` points SCREENSHOTS_DIR at a scratch directory.
+const shots = process.env.SCREENSHOTS_DIR || path.join(root, 'docs', 'screenshots');
 const TOKEN = 'browser-test-token';
 const STARTUP_MS = 120_000;
 

@@ -1,6 +1,7 @@
 //! `sluice demo`: the gateway, simulated GPU workers and a trickle of client traffic, all in
 //! one process, so a newcomer sees Sluice work with one command and nothing installed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,8 @@ use serde_json::json;
 use sluice_config::Config;
 use sluice_server::Sluice;
 use sluice_sim::{SimConfig, SimHandle, SimWorker};
+use sluice_store::Backend;
+use sluice_store::model::{Actor, Slo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -87,7 +90,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let config = Config::from_toml(&toml, &[], &|_| None)?;
     let store = crate::serve::open_store(&config, &args.data_dir).await?;
-    let running = Sluice::build_with_store(config, store, Vec::new(), None).await?.start().await?;
+    let running = Sluice::build_with_store(config, Arc::clone(&store), Vec::new(), None).await?.start().await?;
+    seed_slos(store.as_ref()).await?;
     print_banner(&running.base_url(), &running.admin_url(), &keys[0], &admin_token, args.workers, args.traffic);
 
     let cancel = CancellationToken::new();
@@ -106,6 +110,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     running.shutdown().await;
     for w in workers {
         w.shutdown().await;
+    }
+    Ok(())
+}
+
+/// SLO targets for the demo tenants, so the live view's attainment panels have something to
+/// measure: `demo` gets targets the simulated workers meet easily, `acme` tight ones they miss
+/// now and then. Only set when a tenant has none, so edits made in the dashboard survive restarts.
+async fn seed_slos(store: &dyn Backend) -> anyhow::Result<()> {
+    let targets = [("demo", 250, 25, 0.95), ("acme", 60, 10, 0.99)];
+    for (tenant, ttft, tpot, attainment) in targets {
+        if !store.get_tenant(tenant).await?.slos.is_empty() {
+            continue;
+        }
+        let slo = Slo {
+            model: MODEL.to_owned(),
+            ttft_p95_ms: Some(ttft),
+            tpot_p95_ms: Some(tpot),
+            target_attainment: attainment,
+        };
+        store.set_slos(&Actor::bootstrap(), tenant, &[slo]).await?;
     }
     Ok(())
 }

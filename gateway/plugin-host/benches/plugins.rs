@@ -150,12 +150,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("chain_of_three/{label}"), |b| {
             b.iter(|| {
                 black_box(chain.on_request(&mut v).unwrap());
-                black_box(chain.route(&route, &candidates).unwrap())
+                black_box(chain.route("bench", &route, &candidates).unwrap())
             })
         });
         percentiles(&format!("chain_of_three/{label}"), || {
             black_box(chain.on_request(&mut v).unwrap());
-            black_box(chain.route(&route, &candidates).unwrap());
+            black_box(chain.route("bench", &route, &candidates).unwrap());
         });
 
         let h = host();
@@ -164,10 +164,10 @@ fn bench(c: &mut Criterion) {
         h.load_and_activate(router).unwrap();
         let chain = h.chain();
         group.bench_function(format!("route_8_candidates/{label}"), |b| {
-            b.iter(|| black_box(chain.route(&route, &candidates).unwrap()))
+            b.iter(|| black_box(chain.route("bench", &route, &candidates).unwrap()))
         });
         percentiles(&format!("route_8_candidates/{label}"), || {
-            black_box(chain.route(&route, &candidates).unwrap());
+            black_box(chain.route("bench", &route, &candidates).unwrap());
         });
     }
     group.finish();

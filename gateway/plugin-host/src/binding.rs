@@ -43,11 +43,48 @@ pub enum FailurePolicy {
     Open,
 }
 
+/// Which requests a binding runs for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    #[default]
+    Global,
+    Tenant(Arc<str>),
+    /// The model as the hook sees it (after earlier plugins' rewrites).
+    Model(Arc<str>),
+}
+
+impl Scope {
+    pub fn applies(&self, tenant: &str, model: &str) -> bool {
+        match self {
+            Scope::Global => true,
+            Scope::Tenant(t) => &**t == tenant,
+            Scope::Model(m) => &**m == model,
+        }
+    }
+}
+
+/// Where a binding was declared, which is also what makes it unique in the chain: a config
+/// file's `[[plugins]]` entry by name (at most one per name), a stored binding by its id (a
+/// plugin may be bound many times, for different tenants or models).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Config,
+    Store { binding_id: i64 },
+}
+
 /// Per-call bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
+}
+
+/// Where a binding sits: its origin, scope and order.
+#[derive(Debug, Clone)]
+pub(crate) struct Placement {
+    pub origin: Origin,
+    pub scope: Scope,
+    pub order: i64,
 }
 
 struct Pooled {
@@ -61,6 +98,8 @@ struct Pooled {
 /// One active plugin version and how it is bound.
 pub struct Binding {
     pub name: Arc<str>,
+    pub origin: Origin,
+    pub scope: Scope,
     pub order: i64,
     pub version: Arc<PluginVersion>,
     pub isolation: Isolation,
@@ -75,6 +114,8 @@ impl std::fmt::Debug for Binding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Binding")
             .field("name", &self.name)
+            .field("origin", &self.origin)
+            .field("scope", &self.scope)
             .field("version", &self.version.version)
             .field("isolation", &self.isolation)
             .field("failure", &self.failure)
@@ -87,14 +128,16 @@ impl Binding {
         engine: PluginEngine,
         version: Arc<PluginVersion>,
         ctx: BindingContext,
-        order: i64,
+        placement: Placement,
         isolation: Isolation,
         failure: FailurePolicy,
         limits: CallLimits,
     ) -> Self {
         Binding {
             name: Arc::clone(&ctx.plugin),
-            order,
+            origin: placement.origin,
+            scope: placement.scope,
+            order: placement.order,
             version,
             isolation,
             failure,
@@ -102,6 +145,15 @@ impl Binding {
             ctx: Arc::new(ctx),
             engine,
             idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether `other` takes this binding's place in the chain when activated.
+    pub fn same_slot(&self, other: &Binding) -> bool {
+        match (&self.origin, &other.origin) {
+            (Origin::Config, Origin::Config) => self.name == other.name,
+            (Origin::Store { binding_id: a }, Origin::Store { binding_id: b }) => a == b,
+            _ => false,
         }
     }
 

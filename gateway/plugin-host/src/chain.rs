@@ -91,8 +91,9 @@ impl Chain {
         self.has[slot(hook)]
     }
 
-    fn with(&self, hook: Hook) -> impl Iterator<Item = &Arc<Binding>> {
-        self.bindings.iter().filter(move |b| b.exports(hook))
+    /// The bindings exporting `hook` whose scope covers this tenant and model.
+    fn with<'a>(&'a self, hook: Hook, tenant: &'a str, model: &'a str) -> impl Iterator<Item = &'a Arc<Binding>> {
+        self.bindings.iter().filter(move |b| b.exports(hook) && b.scope.applies(tenant, model))
     }
 
     /// Applies a failure policy: fail-closed stops the request, fail-open carries on.
@@ -107,7 +108,12 @@ impl Chain {
     /// Each plugin sees the changes of the ones before it.
     pub fn on_request(&self, view: &mut RequestView) -> Result<RequestVerdict, ChainFailure> {
         let mut edits = RequestEdits::default();
-        for binding in self.with(Hook::OnRequest) {
+        for binding in self.bindings.iter().filter(|b| b.exports(Hook::OnRequest)) {
+            // Checked per binding: a model-scoped plugin runs for the model as rewritten by
+            // the plugins before it.
+            if !binding.scope.applies(&view.info.tenant, &view.info.model) {
+                continue;
+            }
             let decision = match binding.on_request(&view.info, &view.headers, &view.body) {
                 Ok(Some(decision)) => decision,
                 Ok(None) => continue,
@@ -159,10 +165,16 @@ impl Chain {
         Ok(RequestVerdict::Continue(edits))
     }
 
-    /// Asks the route hooks in order; the first that picks a candidate wins. `Ok(None)` when
-    /// every one abstained (or failed open): the host makes its own choice.
-    pub fn route(&self, request: &RouteRequest, candidates: &[Candidate]) -> Result<Option<u32>, ChainFailure> {
-        for binding in self.with(Hook::Route) {
+    /// Asks the route hooks bound for `tenant` and the request's model in order; the first
+    /// that picks a candidate wins. `Ok(None)` when every one abstained (or failed open): the
+    /// host makes its own choice.
+    pub fn route(
+        &self,
+        tenant: &str,
+        request: &RouteRequest,
+        candidates: &[Candidate],
+    ) -> Result<Option<u32>, ChainFailure> {
+        for binding in self.with(Hook::Route, tenant, &request.model) {
             match binding.route(request, candidates) {
                 Ok(Some(RouteDecision::Route(id))) if candidates.iter().any(|c| c.id == id) => return Ok(Some(id)),
                 Ok(Some(RouteDecision::Route(id))) => {
@@ -182,7 +194,7 @@ impl Chain {
         status: u16,
         headers: &mut Arc<HeaderMap>,
     ) -> Result<(), ChainFailure> {
-        for binding in self.with(Hook::OnResponseHeaders) {
+        for binding in self.with(Hook::OnResponseHeaders, &info.tenant, &info.model) {
             match binding.on_response_headers(info, status, headers) {
                 Ok(Some(changes)) => {
                     let map = Arc::make_mut(headers);
@@ -207,7 +219,7 @@ impl Chain {
     /// Runs the on-response-done hooks. Nothing is left to refuse, so failures are only logged
     /// and counted.
     pub fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) {
-        for binding in self.with(Hook::OnResponseDone) {
+        for binding in self.with(Hook::OnResponseDone, &info.tenant, &info.model) {
             let _ = binding.on_response_done(info, done);
         }
     }

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use prometheus::Registry;
 
 use crate::artifacts::ArtifactCache;
-use crate::binding::{Binding, CallLimits, FailurePolicy, Isolation};
+use crate::binding::{Binding, CallLimits, FailurePolicy, Isolation, Origin, Placement, Scope};
 use crate::builtin;
 use crate::capability::Capabilities;
 use crate::chain::Chain;
@@ -38,6 +38,8 @@ pub enum PluginSource {
 pub struct BindingSpec {
     pub name: String,
     pub source: PluginSource,
+    pub origin: Origin,
+    pub scope: Scope,
     pub capabilities: Capabilities,
     pub isolation: Isolation,
     pub failure: FailurePolicy,
@@ -53,12 +55,14 @@ pub struct BindingSpec {
 pub const DEFAULT_ISOLATION: Isolation = Isolation::Reuse { max_calls: 10_000, max_age: Duration::from_secs(60) };
 
 impl BindingSpec {
-    /// A spec with the defaults: no capabilities, the default isolation, fail-closed, order 0,
-    /// a 10 ms deadline and 16 MiB of memory.
+    /// A spec with the defaults: a global config binding, no capabilities, the default
+    /// isolation, fail-closed, order 0, a 10 ms deadline and 16 MiB of memory.
     pub fn new(name: impl Into<String>, source: PluginSource) -> Self {
         BindingSpec {
             name: name.into(),
             source,
+            origin: Origin::Config,
+            scope: Scope::Global,
             capabilities: Capabilities::none(),
             isolation: DEFAULT_ISOLATION,
             failure: FailurePolicy::Closed,
@@ -213,15 +217,16 @@ impl PluginHost {
             self.engine.clone(),
             Arc::new(version),
             ctx,
-            spec.order,
+            Placement { origin: spec.origin, scope: spec.scope, order: spec.order },
             spec.isolation,
             spec.failure,
             spec.limits,
         ))
     }
 
-    /// Makes `binding` active, replacing the binding of the same name (or adding it).
-    /// Requests already running keep the chain they started with.
+    /// Makes `binding` active, replacing the binding in the same slot (see
+    /// [`Binding::same_slot`]) or adding it. Requests already running keep the chain they
+    /// started with.
     pub fn activate(&self, binding: Arc<Binding>) {
         let name = Arc::clone(&binding.name);
         let mut replaced = None;
@@ -229,7 +234,7 @@ impl PluginHost {
             let mut bindings: Vec<Arc<Binding>> = Vec::with_capacity(current.bindings().len() + 1);
             replaced = None;
             for b in current.bindings() {
-                if b.name == name {
+                if b.same_slot(&binding) {
                     replaced = Some(Arc::clone(b));
                 } else {
                     bindings.push(Arc::clone(b));
@@ -256,6 +261,16 @@ impl PluginHost {
         let binding = Arc::new(self.load(spec)?);
         self.activate(Arc::clone(&binding));
         Ok(binding)
+    }
+
+    /// Replaces every binding that came from the store with `bindings`, in one swap: the
+    /// store's view of plugins and bindings is applied whole, so a request never sees half of
+    /// an admin change. Config-file bindings (and the built-in router) stay.
+    pub fn replace_store_bindings(&self, bindings: Vec<Arc<Binding>>) {
+        self.chain.rcu(|current| {
+            let kept = current.bindings().iter().filter(|b| b.origin == Origin::Config).cloned();
+            Chain::new(kept.chain(bindings.iter().cloned()).collect())
+        });
     }
 
     /// Re-activates the binding the last activation of `name` replaced. `false` when there is

@@ -33,7 +33,7 @@ mod state;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use binding::{Binding, CallLimits, FailurePolicy, Isolation};
+pub use binding::{Binding, CallLimits, FailurePolicy, Isolation, Origin, Scope};
 pub use bindings::types;
 pub use capability::{Capabilities, Capability};
 pub use chain::{Chain, ChainFailure, RequestEdits, RequestVerdict, RequestView};

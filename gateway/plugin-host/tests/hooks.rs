@@ -102,7 +102,7 @@ fn route_response_headers_and_done() {
     host.load_and_activate(guest("g", "continue", "blue")).unwrap();
     let chain = host.chain();
     let candidates = [candidate(3, 0, Health::Healthy), candidate(9, 5, Health::Healthy)];
-    assert_eq!(chain.route(&route_request(), &candidates).unwrap(), Some(9), "the guest picks the last");
+    assert_eq!(chain.route("acme", &route_request(), &candidates).unwrap(), Some(9), "the guest picks the last");
 
     let mut headers = Arc::new(HeaderMap::new());
     chain.on_response_headers(&info("t"), 201, &mut headers).unwrap();
@@ -132,11 +132,11 @@ fn builtin_router_picks_least_in_flight_and_abstains_without_candidates() {
     assert!(chain.has(Hook::Route));
     assert!(!chain.has(Hook::OnRequest), "the router exports route only");
     let c = [candidate(0, 4, Health::Healthy), candidate(1, 2, Health::Healthy), candidate(2, 0, Health::Unhealthy)];
-    assert_eq!(chain.route(&route_request(), &c).unwrap(), Some(1));
+    assert_eq!(chain.route("acme", &route_request(), &c).unwrap(), Some(1));
     let c = [candidate(5, 1, Health::Healthy), candidate(6, 1, Health::Healthy)];
-    assert_eq!(chain.route(&route_request(), &c).unwrap(), Some(5), "ties go to the first in host order");
-    assert_eq!(chain.route(&route_request(), &[]).unwrap(), None);
-    assert_eq!(chain.route(&route_request(), &[candidate(0, 0, Health::Unhealthy)]).unwrap(), None);
+    assert_eq!(chain.route("acme", &route_request(), &c).unwrap(), Some(5), "ties go to the first in host order");
+    assert_eq!(chain.route("acme", &route_request(), &[]).unwrap(), None);
+    assert_eq!(chain.route("acme", &route_request(), &[candidate(0, 0, Health::Unhealthy)]).unwrap(), None);
 }
 
 #[test]

@@ -62,13 +62,13 @@ fn a_trap_applies_the_failure_policy() {
     assert!(err.to_string().contains("closed@sha256:"));
     // Route traps too, and the failure policy applies there as well.
     let c = [candidate(0, 0, Health::Healthy)];
-    assert!(host.chain().route(&route_request(), &c).is_err());
+    assert!(host.chain().route("acme", &route_request(), &c).is_err());
 
     let mut open = guest("closed", "trap", "a");
     open.failure = FailurePolicy::Open;
     host.load_and_activate(open).unwrap();
     assert!(matches!(host.chain().on_request(&mut view("t")).unwrap(), RequestVerdict::Continue(_)));
-    assert_eq!(host.chain().route(&route_request(), &c).unwrap(), None, "a failed-open router abstains");
+    assert_eq!(host.chain().route("acme", &route_request(), &c).unwrap(), None, "a failed-open router abstains");
 }
 
 #[test]

@@ -101,7 +101,8 @@ where
     upstream_body.headers = plugin_headers;
     ex.overhead += after_read.elapsed();
 
-    let router = forward::Router { chain: &chain, request: &route_request };
+    let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant.name)).unwrap_or_else(|| Arc::from(""));
+    let router = forward::Router { chain: &chain, tenant: &tenant, request: &route_request };
     let forwarded = forward::run(pool, &router, &gateway.metrics, ex, api, &upstream_body).await?;
     let limits = RelayLimits {
         idle: pool.config.idle_timeout,

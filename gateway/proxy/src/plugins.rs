@@ -7,7 +7,7 @@ use prometheus::Registry;
 use sluice_config::{Config, PluginConfig, PluginIsolationConfig, PluginSourceConfig};
 use sluice_plugin_host::{
     BindingSpec, CallLimits, Capability, EngineSettings, FailurePolicy, Hook, HostError, HostSettings, Isolation,
-    PluginHost, PluginSource,
+    Origin, PluginHost, PluginSource, Scope,
 };
 
 pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostError> {
@@ -35,6 +35,8 @@ pub fn spec(p: &PluginConfig) -> BindingSpec {
     BindingSpec {
         name: p.name.clone(),
         source,
+        origin: Origin::Config,
+        scope: Scope::Global,
         // Config validation admits only known names.
         capabilities: p.capabilities.iter().filter_map(|c| Capability::parse(c)).collect(),
         isolation: match p.isolation {

@@ -8,6 +8,7 @@
 mod admin;
 mod listener;
 mod live;
+mod plugin_sync;
 mod store;
 pub mod tls;
 

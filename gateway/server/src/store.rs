@@ -11,7 +11,9 @@ use sluice_store::slo::{SloTable, Slos};
 use sluice_store::usage::{DEFAULT_MAX_ROWS, UsageWriter};
 use sluice_store::watcher::{SnapshotSink, StoreHealth, Watcher};
 use sluice_store::{Backend, StoreError};
-use tokio::sync::Notify;
+
+use crate::plugin_sync::{PluginState, PluginSync};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,6 +31,7 @@ pub struct StoreRuntime {
     pub usage: Arc<UsageWriter>,
     flush_interval: Duration,
     watcher: Option<(Watcher, i64)>,
+    plugins: Option<(PluginSync, watch::Receiver<PluginState>)>,
 }
 
 /// Applies each snapshot to the data plane.
@@ -36,11 +39,22 @@ struct GatewaySink {
     gateway: Arc<Gateway>,
     config: Arc<Config>,
     slos: Arc<Slos>,
+    /// Plugins and bindings go to the [`PluginSync`] task: loading them compiles, which must
+    /// not hold up the rest of the snapshot.
+    plugins: watch::Sender<PluginState>,
 }
 
 impl SnapshotSink for GatewaySink {
     fn apply(&self, snapshot: &StoreSnapshot) {
         self.slos.replace(SloTable::from_snapshot(snapshot));
+        let plugins = PluginState::of(snapshot);
+        self.plugins.send_if_modified(|current| {
+            let changed = *current != plugins;
+            if changed {
+                *current = plugins;
+            }
+            changed
+        });
         for problem in self.gateway.apply_store_snapshot(snapshot, &self.config) {
             tracing::warn!(%problem, version = snapshot.version, "part of the stored configuration was not applied");
         }
@@ -64,14 +78,20 @@ impl StoreRuntime {
             slos,
             flush_interval: config.database.usage_flush_interval,
             watcher: None,
+            plugins: None,
         })
     }
 
-    /// Loads the first snapshot into `gateway`; from then on the gateway serves the store's
-    /// tenants and pools.
+    /// Loads the first snapshot into `gateway`, stored plugin bindings included; from then on
+    /// the gateway serves the store's tenants, pools and plugins.
     pub async fn attach(&mut self, gateway: &Arc<Gateway>, config: &Arc<Config>) -> Result<(), StoreError> {
-        let sink =
-            GatewaySink { gateway: Arc::clone(gateway), config: Arc::clone(config), slos: Arc::clone(&self.slos) };
+        let (plugins_tx, mut plugins_rx) = watch::channel(PluginState::default());
+        let sink = GatewaySink {
+            gateway: Arc::clone(gateway),
+            config: Arc::clone(config),
+            slos: Arc::clone(&self.slos),
+            plugins: plugins_tx,
+        };
         let watcher = Watcher {
             store: Arc::clone(&self.store),
             sink: Arc::new(sink),
@@ -81,6 +101,10 @@ impl StoreRuntime {
         };
         let version = watcher.load_initial().await?;
         self.watcher = Some((watcher, version));
+        let mut sync = PluginSync::new(Arc::clone(&gateway.plugins), Arc::clone(&self.store));
+        let initial = plugins_rx.borrow_and_update().clone();
+        sync.apply(&initial).await;
+        self.plugins = Some((sync, plugins_rx));
         Ok(())
     }
 
@@ -95,6 +119,9 @@ impl StoreRuntime {
     ) {
         if let Some((watcher, version)) = self.watcher.take() {
             tasks.spawn(watcher.run(version, cancel.clone()));
+        }
+        if let Some((sync, states)) = self.plugins.take() {
+            tasks.spawn(sync.run(states, cancel.clone()));
         }
         tasks.spawn(Arc::clone(&self.usage).run(
             Arc::clone(&self.store),

@@ -164,8 +164,11 @@ async fn flush_rate(store: &dyn Backend) -> f64 {
     for b in 0..batches {
         let deltas: Vec<(UsageKey, UsageCounts)> = (0..1000)
             .map(|i| {
-                let key =
-                    UsageKey { tenant: format!("tenant-{i}"), model: "llama-3-8b".into(), minute: 60 * (1000 + i64::from(b)) };
+                let key = UsageKey {
+                    tenant: format!("tenant-{i}"),
+                    model: "llama-3-8b".into(),
+                    minute: 60 * (1000 + i64::from(b)),
+                };
                 (key, UsageCounts { requests: 3, prompt_tokens: 900, completion_tokens: 300, ..Default::default() })
             })
             .collect();

@@ -53,6 +53,8 @@ impl Failure {
 /// The route plugins of this request's chain and what they are told about it.
 pub struct Router<'a> {
     pub chain: &'a Chain,
+    /// Whose request it is: the chain runs the route plugins bound for this tenant.
+    pub tenant: &'a str,
     pub request: &'a RouteRequest,
 }
 
@@ -66,7 +68,7 @@ fn choose<'p>(
 ) -> Result<Option<(usize, &'p Arc<Endpoint>)>, GatewayError> {
     if router.chain.has(Hook::Route) {
         let candidates = pool.candidates(tried);
-        match router.chain.route(router.request, &candidates) {
+        match router.chain.route(router.tenant, router.request, &candidates) {
             Ok(Some(id)) => {
                 if let Some(picked) = pool.available(id as usize, tried) {
                     return Ok(Some(picked));
