@@ -6,6 +6,7 @@ use crate::engine::EngineConfig;
 use crate::engine::latency::LatencyConfig;
 use crate::error::SimError;
 use crate::faults::Faults;
+use crate::flavor::Flavor;
 use crate::sampling::OutputLength;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +15,8 @@ pub struct SimConfig {
     pub models: Vec<String>,
     /// Seeds outputs, lengths, embeddings and the error dice.
     pub seed: u64,
+    /// The engine impersonated by `/metrics` (names and labels).
+    pub flavor: Flavor,
     /// Answer at once with no engine at all (gateway-overhead benchmarks).
     pub zero_delay: bool,
     pub faults: Faults,
@@ -34,6 +37,7 @@ impl Default for SimConfig {
         Self {
             models: vec!["llama-3-8b".to_owned()],
             seed: 0,
+            flavor: Flavor::default(),
             zero_delay: false,
             faults: Faults::default(),
             engine: EngineConfig::default(),

@@ -100,6 +100,7 @@ struct Sink {
     model: Arc<str>,
     prompt_len: u32,
     arrived: SimTime,
+    first_token: Option<SimTime>,
     last_token: Option<SimTime>,
 }
 
@@ -179,7 +180,14 @@ impl Driver {
                     Ok(()) => {
                         self.sinks.insert(
                             id,
-                            Sink { tx: sink, model: submission.model, prompt_len, arrived: now, last_token: None },
+                            Sink {
+                                tx: sink,
+                                model: submission.model,
+                                prompt_len,
+                                arrived: now,
+                                first_token: None,
+                                last_token: None,
+                            },
                         );
                     }
                     Err(e) => {
@@ -210,6 +218,7 @@ impl Driver {
                         let ttft = secs(at.saturating_sub(sink.arrived));
                         self.metrics.first_token(&sink.model, sink.prompt_len, ttft);
                         bump(&self.stats.prompt_tokens, u64::from(sink.prompt_len));
+                        sink.first_token = Some(at);
                     }
                     self.metrics.token(&sink.model, itl);
                     bump(&self.stats.generation_tokens, 1);
@@ -225,7 +234,8 @@ impl Driver {
                         continue;
                     };
                     let e2e = secs(at.saturating_sub(sink.arrived));
-                    self.metrics.finished(&sink.model, reason.as_str(), e2e);
+                    let decode = secs(at.saturating_sub(sink.first_token.unwrap_or(at)));
+                    self.metrics.finished(&sink.model, reason.as_str(), e2e, decode, completion_tokens);
                     bump(&self.stats.requests_completed, 1);
                     bump(&self.stats.cached_tokens, u64::from(cached_tokens));
                     let usage =

@@ -1,4 +1,5 @@
-//! Simulated GPU inference workers that speak the OpenAI API like vLLM, so the gateway can be
+//! Simulated GPU inference workers that speak the OpenAI API like vLLM (with `/metrics` in
+//! vLLM's, SGLang's or TensorRT-LLM's names), so the gateway can be
 //! run and tested without a GPU.
 //!
 //! - [`engine`]: the iteration-level engine model (scheduler, paged KV prefix cache, latency
@@ -14,6 +15,7 @@ mod driver;
 pub mod engine;
 mod error;
 mod faults;
+mod flavor;
 mod hash;
 mod metrics;
 pub mod sampling;
@@ -27,6 +29,7 @@ pub use engine::EngineConfig;
 pub use engine::latency::LatencyConfig;
 pub use error::SimError;
 pub use faults::Faults;
+pub use flavor::{Flavor, UnknownFlavor};
 pub use sampling::OutputLength;
 pub use stats::SimStats;
 pub use worker::{SimHandle, SimWorker};

@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice_sim::{Faults, SimConfig, SimWorker};
+use sluice_sim::{Faults, Flavor, SimConfig, SimWorker};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-sim", version, about = "A simulated GPU inference worker (OpenAI API, vLLM behaviour)")]
+#[command(
+    name = "sluice-sim",
+    version,
+    about = "A simulated GPU inference worker (OpenAI API; vLLM, SGLang or TensorRT-LLM metrics)"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +40,9 @@ struct ServeArgs {
     /// Seed for outputs, lengths, embeddings and the error dice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Engine whose /metrics names to expose.
+    #[arg(long, value_enum, default_value_t = Flavor::Vllm)]
+    flavor: Flavor,
     /// Answer at once with no engine timing (measures pure gateway overhead).
     #[arg(long)]
     zero_delay: bool,
@@ -93,6 +100,7 @@ impl ServeArgs {
         let mut c = SimConfig {
             models: self.models,
             seed: self.seed,
+            flavor: self.flavor,
             zero_delay: self.zero_delay,
             faults: Faults {
                 error_rate: self.error_rate,

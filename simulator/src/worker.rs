@@ -26,7 +26,7 @@ impl SimWorker {
     pub async fn start(config: SimConfig, listener: TcpListener) -> Result<SimHandle, SimError> {
         config.validate()?;
         let addr = listener.local_addr()?;
-        let metrics = Arc::new(Metrics::new(config.default_model())?);
+        let metrics = Arc::new(Metrics::new(config.flavor, config.default_model(), &config.engine)?);
         let stats = Arc::new(StatsCell::default());
         let tasks = TaskTracker::new();
         let connections = TaskTracker::new();

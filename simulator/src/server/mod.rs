@@ -109,10 +109,12 @@ pub(crate) async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Bod
             Ok(json_response(&ModelList::new(app.config.models.iter().cloned(), "sluice-sim")))
         }
         (&Method::GET, "/health") => Ok(bytes_response(StatusCode::OK, "text/plain", "")),
-        (&Method::GET, "/metrics") => {
+        // `trtllm-serve` serves Prometheus text at `/prometheus/metrics` (its `/metrics` is JSON
+        // iteration stats); every flavor answers both so scrapers need no per-flavor path.
+        (&Method::GET, "/metrics" | "/prometheus/metrics") => {
             Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()))
         }
-        (_, "/v1/models" | "/health" | "/metrics") => Err(ApiError::MethodNotAllowed),
+        (_, "/v1/models" | "/health" | "/metrics" | "/prometheus/metrics") => Err(ApiError::MethodNotAllowed),
         (_, p) if INFERENCE_PATHS.contains(&p) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::RouteNotFound),
     };
