@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
-use crate::engine::latency::PolynomialLatency;
+use crate::engine::latency::{LatencyConfig, PolynomialLatency};
 use crate::engine::{Engine, EngineError, EngineEvent, EngineStats, SeqId, SeqSpec, SimTime};
 use crate::metrics::Metrics;
 use crate::sampling::FinishReason;
@@ -117,7 +117,9 @@ pub(crate) struct Driver {
 /// Builds the engine for `config` with its client; run the driver with [`Driver::run`].
 pub(crate) fn new(config: &SimConfig, stats: Arc<StatsCell>, metrics: Arc<Metrics>) -> (EngineClient, Driver) {
     let (tx, rx) = unbounded_channel();
-    let engine = Engine::new(config.engine, Box::new(PolynomialLatency::new(config.latency)));
+    // `--speedup` divides step times exactly like a faster GPU would.
+    let latency = LatencyConfig { speed: config.latency.speed * config.speedup, ..config.latency };
+    let engine = Engine::new(config.engine, Box::new(PolynomialLatency::new(latency)));
     let client = EngineClient { tx, next_id: Arc::new(AtomicU64::new(0)) };
     let driver = Driver {
         engine,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use sluice_sim::engine::latency::LatencyProfile;
 use sluice_sim::{Faults, Flavor, SimConfig, SimWorker};
 use tracing_subscriber::EnvFilter;
 
@@ -46,30 +47,40 @@ struct ServeArgs {
     /// Answer at once with no engine timing (measures pure gateway overhead).
     #[arg(long)]
     zero_delay: bool,
-    /// Most sequences running at once.
-    #[arg(long, default_value_t = 256)]
-    max_batch: u32,
-    /// Token budget per engine step (longer prompts are prefilled in chunks).
-    #[arg(long, default_value_t = 8192)]
-    max_batched_tokens: u32,
-    /// KV cache size in blocks of 16 tokens.
-    #[arg(long, default_value_t = 8192)]
-    kv_blocks: u32,
+    /// Named calibration (llama-8b-h100, qwen3-32b-h100-tp2): step-time model and KV sizing.
+    /// Explicit engine and latency flags override its values.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Run this many times faster than the modelled GPU (step times and injected delays divided).
+    #[arg(long, default_value_t = 1.0)]
+    speedup: f64,
+    /// Most sequences running at once [default: 256].
+    #[arg(long)]
+    max_batch: Option<u32>,
+    /// Token budget per engine step (longer prompts are prefilled in chunks) [default: 8192].
+    #[arg(long)]
+    max_batched_tokens: Option<u32>,
+    /// KV cache size in blocks [default: 8192].
+    #[arg(long)]
+    kv_blocks: Option<u32>,
+    /// Tokens per KV block [default: 16].
+    #[arg(long)]
+    block_size: Option<u32>,
     /// Longest prompt + output accepted.
     #[arg(long, default_value_t = 32_768)]
     max_model_len: u32,
     /// Divides every step time (2 = twice as fast as the default H100-like timings).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Fixed step overhead in microseconds.
-    #[arg(long, default_value_t = 3_000)]
-    step_base_us: u64,
-    /// Step time per prefill token in microseconds.
-    #[arg(long, default_value_t = 50)]
-    prefill_token_us: u64,
-    /// Step time per decoding sequence in microseconds.
-    #[arg(long, default_value_t = 50)]
-    decode_seq_us: u64,
+    /// Fixed step overhead in microseconds [default: 3000].
+    #[arg(long)]
+    step_base_us: Option<u64>,
+    /// Step time per prefill token in microseconds [default: 50].
+    #[arg(long)]
+    prefill_token_us: Option<u64>,
+    /// Step time per decoding sequence in microseconds [default: 50].
+    #[arg(long)]
+    decode_seq_us: Option<u64>,
     /// Output length for every request without max_tokens.
     #[arg(long)]
     output_tokens: Option<u32>,
@@ -96,7 +107,7 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn into_config(self) -> SimConfig {
+    fn into_config(self) -> anyhow::Result<SimConfig> {
         let mut c = SimConfig {
             models: self.models,
             seed: self.seed,
@@ -110,19 +121,30 @@ impl ServeArgs {
             },
             max_model_len: self.max_model_len,
             embedding_dim: self.embedding_dim,
+            speedup: self.speedup,
             ..SimConfig::default()
         };
-        c.engine.max_running = self.max_batch;
-        c.engine.max_batched_tokens = self.max_batched_tokens;
-        c.engine.kv_blocks = self.kv_blocks;
         c.latency.speed = self.speed;
-        c.latency.base_step = Duration::from_micros(self.step_base_us);
-        c.latency.per_prefill_token = Duration::from_micros(self.prefill_token_us);
-        c.latency.per_decode_seq = Duration::from_micros(self.decode_seq_us);
+        if let Some(name) = &self.profile {
+            let profile = LatencyProfile::by_name(name).with_context(|| {
+                let names: Vec<_> = LatencyProfile::all().iter().map(|p| p.name).collect();
+                format!("unknown --profile {name} (expected one of {})", names.join(", "))
+            })?;
+            c.apply_profile(&profile);
+        }
+        let e = &mut c.engine;
+        e.max_running = self.max_batch.unwrap_or(e.max_running);
+        e.max_batched_tokens = self.max_batched_tokens.unwrap_or(e.max_batched_tokens);
+        e.kv_blocks = self.kv_blocks.unwrap_or(e.kv_blocks);
+        e.block_size = self.block_size.unwrap_or(e.block_size);
+        let l = &mut c.latency;
+        l.base_step = self.step_base_us.map_or(l.base_step, Duration::from_micros);
+        l.per_prefill_token = self.prefill_token_us.map_or(l.per_prefill_token, Duration::from_micros);
+        l.per_decode_seq = self.decode_seq_us.map_or(l.per_decode_seq, Duration::from_micros);
         c.output.fixed = self.output_tokens;
         c.output.min = self.min_output_tokens;
         c.output.max = self.max_output_tokens;
-        c
+        Ok(c)
     }
 }
 
@@ -142,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let listen = cli.serve.listen;
-    let config = cli.serve.into_config();
+    let config = cli.serve.into_config()?;
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let handle = SimWorker::start(config, listener).await?;
