@@ -7,6 +7,7 @@ use crate::engine::latency::{LatencyConfig, LatencyProfile};
 use crate::error::SimError;
 use crate::faults::Faults;
 use crate::flavor::Flavor;
+use crate::kv_log::KvEventsConfig;
 use crate::sampling::OutputLength;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,8 @@ pub struct SimConfig {
     /// injected delay is divided by it. Latencies in `/metrics` are on the worker's (compressed)
     /// clock, so they agree with what a client or the gateway measures.
     pub speedup: f64,
+    /// KV cache events at `GET /kv_events`.
+    pub kv_events: KvEventsConfig,
     /// Output length when the client sets no `max_tokens`.
     pub output: OutputLength,
     /// Longest prompt + output accepted, like vLLM's `--max-model-len`.
@@ -47,6 +50,7 @@ impl Default for SimConfig {
             engine: EngineConfig::default(),
             latency: LatencyConfig::default(),
             speedup: 1.0,
+            kv_events: KvEventsConfig::default(),
             output: OutputLength::default(),
             max_model_len: 32_768,
             embedding_dim: 384,
@@ -92,6 +96,9 @@ impl SimConfig {
         }
         if !(self.speedup.is_finite() && self.speedup > 0.0) {
             return Err(invalid("speedup", "must be a positive number"));
+        }
+        if self.kv_events.buffer == 0 {
+            return Err(invalid("kv_events.buffer", "must be at least 1"));
         }
         let rate = self.faults.error_rate;
         if !(0.0..=1.0).contains(&rate) {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SimConfig;
 use crate::engine::latency::{LatencyConfig, PolynomialLatency};
 use crate::engine::{Engine, EngineError, EngineEvent, EngineStats, SeqId, SeqSpec, SimTime};
+use crate::kv_log::KvEventLog;
 use crate::metrics::Metrics;
 use crate::sampling::FinishReason;
 use crate::stats::{StatsCell, bump};
@@ -112,14 +113,23 @@ pub(crate) struct Driver {
     metrics: Arc<Metrics>,
     published: EngineStats,
     origin: Instant,
+    kv_log: Option<Arc<KvEventLog>>,
 }
 
 /// Builds the engine for `config` with its client; run the driver with [`Driver::run`].
-pub(crate) fn new(config: &SimConfig, stats: Arc<StatsCell>, metrics: Arc<Metrics>) -> (EngineClient, Driver) {
+pub(crate) fn new(
+    config: &SimConfig,
+    stats: Arc<StatsCell>,
+    metrics: Arc<Metrics>,
+    kv_log: Option<Arc<KvEventLog>>,
+) -> (EngineClient, Driver) {
     let (tx, rx) = unbounded_channel();
     // `--speedup` divides step times exactly like a faster GPU would.
     let latency = LatencyConfig { speed: config.latency.speed * config.speedup, ..config.latency };
-    let engine = Engine::new(config.engine, Box::new(PolynomialLatency::new(latency)));
+    let mut engine = Engine::new(config.engine, Box::new(PolynomialLatency::new(latency)));
+    if kv_log.is_some() {
+        engine.record_kv_events();
+    }
     let client = EngineClient { tx, next_id: Arc::new(AtomicU64::new(0)) };
     let driver = Driver {
         engine,
@@ -129,6 +139,7 @@ pub(crate) fn new(config: &SimConfig, stats: Arc<StatsCell>, metrics: Arc<Metric
         metrics,
         published: EngineStats::default(),
         origin: Instant::now(),
+        kv_log,
     };
     (client, driver)
 }
@@ -209,6 +220,10 @@ impl Driver {
     }
 
     fn deliver(&mut self, events: Vec<EngineEvent>) {
+        // The step's cache changes become public when the step is over, like its tokens.
+        if let Some(log) = &self.kv_log {
+            log.submit(self.engine.take_kv_events());
+        }
         for ev in events {
             match ev {
                 EngineEvent::Token { id, token, index, at } => {

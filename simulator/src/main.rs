@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sluice_sim::engine::latency::LatencyProfile;
-use sluice_sim::{Faults, Flavor, SimConfig, SimWorker};
+use sluice_sim::{Faults, Flavor, KvEventsConfig, SimConfig, SimWorker};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -81,6 +81,15 @@ struct ServeArgs {
     /// Step time per decoding sequence in microseconds [default: 50].
     #[arg(long)]
     decode_seq_us: Option<u64>,
+    /// Publish KV cache events at GET /kv_events.
+    #[arg(long, value_enum, default_value_t = Toggle::On)]
+    kv_events: Toggle,
+    /// Delay between the engine step that changed the cache and its events' publication.
+    #[arg(long, default_value_t = 0)]
+    kv_events_delay_ms: u64,
+    /// Event batches kept for replay with ?since=.
+    #[arg(long, default_value_t = 4096)]
+    kv_events_buffer: usize,
     /// Output length for every request without max_tokens.
     #[arg(long)]
     output_tokens: Option<u32>,
@@ -106,6 +115,12 @@ struct ServeArgs {
     slow_token_ms: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Toggle {
+    On,
+    Off,
+}
+
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<SimConfig> {
         let mut c = SimConfig {
@@ -122,6 +137,11 @@ impl ServeArgs {
             max_model_len: self.max_model_len,
             embedding_dim: self.embedding_dim,
             speedup: self.speedup,
+            kv_events: KvEventsConfig {
+                enabled: self.kv_events == Toggle::On,
+                publish_delay: Duration::from_millis(self.kv_events_delay_ms),
+                buffer: self.kv_events_buffer,
+            },
             ..SimConfig::default()
         };
         c.latency.speed = self.speed;

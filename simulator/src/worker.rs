@@ -12,6 +12,7 @@ use crate::config::SimConfig;
 use crate::driver;
 use crate::error::SimError;
 use crate::faults::Faults;
+use crate::kv_log::KvEventLog;
 use crate::metrics::Metrics;
 use crate::server::{self, App, Shutdown};
 use crate::stats::{SimStats, StatsCell};
@@ -33,15 +34,25 @@ impl SimWorker {
         let engine_stop = CancellationToken::new();
         let shutdown = Shutdown { graceful: CancellationToken::new(), force: CancellationToken::new() };
 
+        // Zero-delay workers have no engine, hence no cache to report on.
+        let kv_log = if config.kv_events.enabled && !config.zero_delay {
+            let (log, delayed) = KvEventLog::new(&config.kv_events);
+            if let Some(delayed) = delayed {
+                tasks.spawn(delayed.run(engine_stop.clone()));
+            }
+            Some(log)
+        } else {
+            None
+        };
         let engine = if config.zero_delay {
             None
         } else {
-            let (client, driver) = driver::new(&config, stats.clone(), metrics.clone());
+            let (client, driver) = driver::new(&config, stats.clone(), metrics.clone(), kv_log.clone());
             tasks.spawn(driver.run(engine_stop.clone()));
             Some(client)
         };
         let grace = config.shutdown_grace;
-        let app = Arc::new(App::new(config, engine, stats, metrics));
+        let app = Arc::new(App::new(config, engine, stats, metrics, kv_log));
         let accept = tasks.spawn(server::accept_loop(listener, app.clone(), shutdown.clone(), connections.clone()));
         tracing::info!(%addr, models = ?app.config.models, zero_delay = app.config.zero_delay, "simulated worker listening");
         Ok(SimHandle {
@@ -80,6 +91,7 @@ struct Inner {
 impl Drop for Inner {
     /// A worker nobody can reach any more stops instead of lingering until the runtime ends.
     fn drop(&mut self) {
+        self.app.close_streams();
         self.shutdown.graceful.cancel();
         self.shutdown.force.cancel();
         self.engine_stop.cancel();
@@ -109,6 +121,11 @@ impl SimHandle {
         self.inner.app.faults.get()
     }
 
+    /// The sequence number of the newest published KV event batch (0 with KV events off).
+    pub fn kv_events_head(&self) -> u64 {
+        self.inner.app.kv_events.as_ref().map_or(0, |log| log.head())
+    }
+
     /// The `/metrics` text, without going through HTTP.
     pub fn metrics_text(&self) -> String {
         String::from_utf8_lossy(&self.inner.app.metrics.render()).into_owned()
@@ -119,6 +136,8 @@ impl SimHandle {
     pub async fn shutdown(self) {
         let inner = &self.inner;
         inner.shutdown.graceful.cancel();
+        // Event subscriptions never end by themselves; in-flight generations get the grace.
+        inner.app.close_streams();
         let accept = match inner.accept.lock() {
             Ok(mut guard) => guard.take(),
             Err(poisoned) => poisoned.into_inner().take(),

@@ -156,8 +156,13 @@ impl Scheduler {
             }
             seq.num_computed += n;
             while seq.registered < seq.hashes.len() && (seq.registered as u32 + 1) * bs <= seq.num_computed {
-                if let Some(&block) = seq.blocks.get(seq.registered) {
-                    self.pool.register(block, seq.hashes[seq.registered]);
+                let i = seq.registered;
+                if let Some(&block) = seq.blocks.get(i)
+                    && self.pool.register(block, seq.hashes[i])
+                    && self.pool.records_events()
+                {
+                    let parent = i.checked_sub(1).map(|p| seq.hashes[p]);
+                    self.pool.stored(parent, seq.hashes[i], &seq.block_tokens(i, bs), bs);
                 }
                 seq.registered += 1;
             }

@@ -109,6 +109,17 @@ impl Sequence {
         self.scheduled = 0;
     }
 
+    /// The token ids of full block `index`.
+    pub fn block_tokens(&self, index: usize, block_size: u32) -> Vec<u32> {
+        let bs = block_size as usize;
+        let start = index * bs;
+        if start + bs <= self.prompt.len() {
+            self.prompt[start..start + bs].to_vec()
+        } else {
+            (start..start + bs).map(|i| self.token(i)).collect()
+        }
+    }
+
     fn token(&self, i: usize) -> u32 {
         let p = self.prompt_len as usize;
         if i < p { self.prompt[i] } else { self.output.get(i - p).copied().unwrap_or(0) }
