@@ -152,6 +152,7 @@ impl Driver {
                 Some(step) => (Some(now + step.duration), step.events, true),
                 None => (self.engine.next_ready_at(now), Vec::new(), false),
             };
+            let due = wake.filter(|_| stepping).map(|w| self.origin + w);
             self.publish();
             let sleep = tokio::time::sleep_until(self.origin + wake.unwrap_or(now + Duration::from_secs(3600)));
             tokio::pin!(sleep);
@@ -173,6 +174,9 @@ impl Driver {
                 }
             }
             self.deliver(events);
+            if let Some(due) = due {
+                self.stats.step_lag.record(Instant::now().saturating_duration_since(due));
+            }
         }
     }
 

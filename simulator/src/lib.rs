@@ -10,6 +10,7 @@
 //! - [`SimWorker`] / [`SimHandle`]: start, observe, fault and stop a worker in-process.
 
 pub mod bench;
+pub mod cli;
 mod config;
 mod driver;
 pub mod engine;
@@ -18,6 +19,7 @@ mod faults;
 mod flavor;
 mod hash;
 mod kv_log;
+mod lag;
 mod metrics;
 pub mod sampling;
 mod server;
@@ -32,6 +34,7 @@ pub use error::SimError;
 pub use faults::Faults;
 pub use flavor::{Flavor, UnknownFlavor};
 pub use kv_log::KvEventsConfig;
+pub use lag::StepLag;
 pub use sampling::OutputLength;
 pub use stats::SimStats;
 pub use worker::{SimHandle, SimWorker};

@@ -13,6 +13,7 @@ use crate::driver;
 use crate::error::SimError;
 use crate::faults::Faults;
 use crate::kv_log::KvEventLog;
+use crate::lag::StepLag;
 use crate::metrics::Metrics;
 use crate::server::{self, App, Shutdown};
 use crate::stats::{SimStats, StatsCell};
@@ -110,6 +111,11 @@ impl SimHandle {
 
     pub fn stats(&self) -> SimStats {
         self.inner.app.stats.snapshot()
+    }
+
+    /// How late the engine's steps delivered their tokens against the worker's own clock.
+    pub fn step_lag(&self) -> StepLag {
+        self.inner.app.stats.step_lag.summary()
     }
 
     /// Replaces the faults for requests arriving from now on.

@@ -59,3 +59,51 @@ async fn real_time_mode_runs_a_named_profile_with_its_kv_geometry() {
     assert!(text.contains("vllm:prefix_cache_hits_total{model_name=\"llama-3-8b\"} 192"), "{text}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn bench_streams_serves_every_stream_and_reports_the_lag() {
+    use sluice_sim::bench::streams::{StreamsArgs, bench_streams};
+    let args = StreamsArgs { streams: 40, output_tokens: 6, prompt_tokens: 20, speedup: 20.0, profile: None };
+    let report = bench_streams(&args).await.unwrap();
+    assert_eq!((report.completed, report.failed), (40, 0));
+    assert_eq!(report.tokens, 40 * 6);
+    assert!(report.lag.steps >= 6, "{:?}", report.lag);
+    assert!(report.table().contains("| 40 | 40 | 0 |"), "{}", report.table());
+}
+
+#[test]
+fn server_flags_layer_explicit_values_over_a_profile() {
+    use clap::Parser;
+    use sluice_sim::Flavor;
+    use sluice_sim::cli::ServeArgs;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+    let cli = Cli::try_parse_from([
+        "sluice-sim",
+        "--profile",
+        "llama-8b-h100",
+        "--kv-blocks",
+        "100",
+        "--flavor",
+        "sglang",
+        "--speedup",
+        "5",
+        "--kv-events",
+        "off",
+        "--kv-events-delay-ms",
+        "20",
+    ])
+    .unwrap();
+    let c = cli.serve.into_config().unwrap();
+    assert_eq!((c.engine.kv_blocks, c.engine.block_size, c.engine.max_batched_tokens), (100, 16, 8192));
+    assert_eq!(c.latency.per_kv_ktoken, Duration::from_micros(45), "the profile's KV term");
+    assert_eq!(c.flavor, Flavor::Sglang);
+    assert_eq!(c.speedup, 5.0);
+    assert!(!c.kv_events.enabled);
+    assert_eq!(c.kv_events.publish_delay, Duration::from_millis(20));
+    let bad = Cli::try_parse_from(["sluice-sim", "--profile", "h200"]).unwrap().serve.into_config();
+    assert!(bad.unwrap_err().to_string().contains("profile"));
+}
