@@ -19,7 +19,7 @@ use crate::config::SimConfig;
 use crate::engine::latency::{LatencyConfig, PolynomialLatency};
 use crate::engine::{Engine, EngineError, EngineEvent, EngineStats, SeqId, SeqSpec, SimTime};
 use crate::kv_log::KvEventLog;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TokenMetrics};
 use crate::sampling::FinishReason;
 use crate::stats::{StatsCell, bump};
 
@@ -99,6 +99,7 @@ impl Drop for AbortGuard {
 struct Sink {
     tx: UnboundedSender<GenEvent>,
     model: Arc<str>,
+    token_metrics: TokenMetrics,
     prompt_len: u32,
     arrived: SimTime,
     first_token: Option<SimTime>,
@@ -199,6 +200,7 @@ impl Driver {
                             id,
                             Sink {
                                 tx: sink,
+                                token_metrics: self.metrics.for_request(&submission.model),
                                 model: submission.model,
                                 prompt_len,
                                 arrived: now,
@@ -241,7 +243,7 @@ impl Driver {
                         bump(&self.stats.prompt_tokens, u64::from(sink.prompt_len));
                         sink.first_token = Some(at);
                     }
-                    self.metrics.token(&sink.model, itl);
+                    sink.token_metrics.token(itl);
                     bump(&self.stats.generation_tokens, 1);
                     sink.last_token = Some(at);
                     if sink.tx.send(GenEvent::Token(token)).is_err() {

@@ -6,7 +6,8 @@
 mod dialect;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
 use self::dialect::{Dialect, EngineNames};
@@ -218,11 +219,21 @@ impl Metrics {
         self.ttft.with_label_values(&[model]).observe(ttft_s);
     }
 
-    pub fn token(&self, model: &str, itl_s: Option<f64>) {
-        self.generation_tokens.with_label_values(&[model]).inc();
-        if let (TokenLatency::PerToken(h), Some(itl)) = (&self.itl, itl_s) {
-            h.with_label_values(&[model]).observe(itl);
+    /// The per-token series of one request, resolved once: with thousands of streams, looking
+    /// labels up for every token is most of what delivering a step costs.
+    pub fn for_request(&self, model: &str) -> TokenMetrics {
+        TokenMetrics {
+            generation_tokens: self.generation_tokens.with_label_values(&[model]),
+            itl: match &self.itl {
+                TokenLatency::PerToken(h) => Some(h.with_label_values(&[model])),
+                TokenLatency::PerRequest(_) => None,
+            },
         }
+    }
+
+    #[cfg(test)]
+    pub fn token(&self, model: &str, itl_s: Option<f64>) {
+        self.for_request(model).token(itl_s);
     }
 
     /// A finished generation: `decode_s` is the time from first to last token.
@@ -259,6 +270,22 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// See [`Metrics::for_request`].
+#[derive(Debug, Clone)]
+pub(crate) struct TokenMetrics {
+    generation_tokens: IntCounter,
+    itl: Option<Histogram>,
+}
+
+impl TokenMetrics {
+    pub fn token(&self, itl_s: Option<f64>) {
+        self.generation_tokens.inc();
+        if let (Some(h), Some(itl)) = (&self.itl, itl_s) {
+            h.observe(itl);
+        }
     }
 }
 
