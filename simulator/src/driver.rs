@@ -252,13 +252,23 @@ impl Driver {
                         bump(&self.stats.requests_aborted, 1);
                     }
                 }
-                EngineEvent::Finished { id, reason, prompt_tokens, cached_tokens, completion_tokens, at, .. } => {
+                EngineEvent::Finished {
+                    id,
+                    reason,
+                    prompt_tokens,
+                    cached_tokens,
+                    completion_tokens,
+                    first_scheduled,
+                    at,
+                    ..
+                } => {
                     let Some(sink) = self.sinks.remove(&id) else {
                         continue;
                     };
                     let e2e = secs(at.saturating_sub(sink.arrived));
                     let decode = secs(at.saturating_sub(sink.first_token.unwrap_or(at)));
-                    self.metrics.finished(&sink.model, reason.as_str(), e2e, decode, completion_tokens);
+                    let queued = secs(first_scheduled.saturating_sub(sink.arrived));
+                    self.metrics.finished(&sink.model, reason.as_str(), e2e, decode, queued, completion_tokens);
                     bump(&self.stats.requests_completed, 1);
                     bump(&self.stats.cached_tokens, u64::from(cached_tokens));
                     let usage =

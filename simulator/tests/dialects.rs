@@ -48,6 +48,7 @@ async fn vllm_names_and_values() {
             "vllm:inter_token_latency_seconds_count{model_name=\"llama-3-8b\"} 6",
             "vllm:e2e_request_latency_seconds_count{model_name=\"llama-3-8b\"} 2",
             "vllm:num_preemptions_total{model_name=\"llama-3-8b\"} 0",
+            "vllm:request_queue_time_seconds_count{model_name=\"llama-3-8b\"} 2",
         ],
     );
 }
@@ -92,6 +93,7 @@ async fn trtllm_names_and_values_on_its_prometheus_path() {
         "trtllm_time_to_first_token_seconds_count{L} 2",
         "trtllm_time_per_output_token_seconds_count{L} 2",
         "trtllm_e2e_request_latency_seconds_count{L} 2",
+        "trtllm_request_queue_time_seconds_count{L} 2",
     ]
     .iter()
     .map(|s| s.replace("{L}", &format!("{{{l}}}")))

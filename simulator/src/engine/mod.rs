@@ -80,6 +80,8 @@ pub enum EngineEvent {
         completion_tokens: u32,
         /// Prompt tokens run through the model, recomputation after preemption included.
         prefill_computed: u32,
+        /// When the sequence was first scheduled (the end of its wait in the queue).
+        first_scheduled: SimTime,
         at: SimTime,
     },
 }

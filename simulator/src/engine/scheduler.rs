@@ -130,6 +130,7 @@ impl Scheduler {
             seq.num_computed = computed;
             if seq.cached_tokens.is_none() {
                 seq.cached_tokens = Some(computed);
+                seq.first_scheduled = Some(now);
                 self.prefix_queries += u64::from(seq.len());
                 self.prefix_hits += u64::from(computed);
             }
@@ -182,6 +183,7 @@ impl Scheduler {
                     cached_tokens: seq.cached_tokens.unwrap_or(0),
                     completion_tokens: seq.generated,
                     prefill_computed: seq.prefill_computed,
+                    first_scheduled: seq.first_scheduled.unwrap_or(end),
                     at: end,
                 });
             }

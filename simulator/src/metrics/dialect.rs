@@ -20,6 +20,8 @@ pub(super) struct Names {
     pub ttft: &'static str,
     pub itl: &'static str,
     pub e2e: &'static str,
+    /// Arrival to first scheduling; not every engine exports it.
+    pub queue: Option<&'static str>,
 }
 
 /// Prefix-cache series, which have no common shape.
@@ -72,6 +74,7 @@ impl Dialect {
                     ttft: "vllm:time_to_first_token_seconds",
                     itl: "vllm:inter_token_latency_seconds",
                     e2e: "vllm:e2e_request_latency_seconds",
+                    queue: Some("vllm:request_queue_time_seconds"),
                 },
                 engine: EngineNames::Vllm {
                     queries: "vllm:prefix_cache_queries_total",
@@ -94,6 +97,7 @@ impl Dialect {
                     ttft: "sglang:time_to_first_token_seconds",
                     itl: "sglang:inter_token_latency_seconds",
                     e2e: "sglang:e2e_request_latency_seconds",
+                    queue: None,
                 },
                 engine: EngineNames::Sglang { hit_rate: "sglang:cache_hit_rate" },
                 const_labels: &[],
@@ -111,6 +115,7 @@ impl Dialect {
                     ttft: "trtllm_time_to_first_token_seconds",
                     itl: "trtllm_time_per_output_token_seconds",
                     e2e: "trtllm_e2e_request_latency_seconds",
+                    queue: Some("trtllm_request_queue_time_seconds"),
                 },
                 engine: EngineNames::Trtllm {
                     hit_rate: "trtllm_kv_cache_hit_rate",

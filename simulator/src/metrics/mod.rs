@@ -46,6 +46,7 @@ pub(crate) struct Metrics {
     /// Per token (vLLM, SGLang) or per request (TensorRT-LLM's time per output token).
     itl: TokenLatency,
     e2e: HistogramVec,
+    queue: Option<HistogramVec>,
     kv_blocks: u32,
     block_size: u32,
 }
@@ -166,6 +167,10 @@ impl Metrics {
             TokenLatency::PerRequest(b.histogram(n.itl, "Time per output token in seconds.", ITL_BUCKETS)?)
         };
         let e2e = b.histogram(n.e2e, "Request latency from arrival to last token.", E2E_BUCKETS)?;
+        let queue = match n.queue {
+            Some(name) => Some(b.histogram(name, "Time from arrival to first scheduling.", E2E_BUCKETS)?),
+            None => None,
+        };
         Ok(Self {
             registry,
             running,
@@ -179,6 +184,7 @@ impl Metrics {
             ttft,
             itl,
             e2e,
+            queue,
             kv_blocks: engine.kv_blocks,
             block_size: engine.block_size.max(1),
         })
@@ -236,10 +242,22 @@ impl Metrics {
         self.for_request(model).token(itl_s);
     }
 
-    /// A finished generation: `decode_s` is the time from first to last token.
-    pub fn finished(&self, model: &str, reason: &str, e2e_s: f64, decode_s: f64, completion_tokens: u32) {
+    /// A finished generation: `decode_s` is the time from first to last token, `queued_s` from
+    /// arrival to first scheduling.
+    pub fn finished(
+        &self,
+        model: &str,
+        reason: &str,
+        e2e_s: f64,
+        decode_s: f64,
+        queued_s: f64,
+        completion_tokens: u32,
+    ) {
         self.count_success(model, reason);
         self.e2e.with_label_values(&[model]).observe(e2e_s);
+        if let Some(h) = &self.queue {
+            h.with_label_values(&[model]).observe(queued_s);
+        }
         if let TokenLatency::PerRequest(h) = &self.itl
             && completion_tokens > 1
         {

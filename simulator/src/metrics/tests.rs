@@ -16,7 +16,7 @@ fn exercised(flavor: Flavor) -> String {
     m.token("m", None);
     m.token("m", Some(0.02));
     m.token("m", Some(0.02));
-    m.finished("m", "length", 0.2, 0.04, 3);
+    m.finished("m", "length", 0.2, 0.04, 0.01, 3);
     render(&m)
 }
 
@@ -45,6 +45,7 @@ fn vllm_dialect() {
         "vllm:inter_token_latency_seconds_count{model_name=\"m\"} 2",
         "vllm:time_to_first_token_seconds_count{model_name=\"m\"} 1",
         "vllm:e2e_request_latency_seconds_count{model_name=\"m\"} 1",
+        "vllm:request_queue_time_seconds_count{model_name=\"m\"} 1",
     ] {
         assert!(text.contains(line), "missing {line}\n{text}");
     }
@@ -90,6 +91,7 @@ fn trtllm_dialect() {
         "trtllm_request_success_total{engine_type=\"trtllm\",finished_reason=\"length\",model_name=\"m\"} 1",
         "trtllm_time_to_first_token_seconds_count{engine_type=\"trtllm\",model_name=\"m\"} 1",
         "trtllm_e2e_request_latency_seconds_count{engine_type=\"trtllm\",model_name=\"m\"} 1",
+        "trtllm_request_queue_time_seconds_count{engine_type=\"trtllm\",model_name=\"m\"} 1",
         // One observation per request: (0.04 s between first and last) / 2 gaps.
         "trtllm_time_per_output_token_seconds_count{engine_type=\"trtllm\",model_name=\"m\"} 1",
         "trtllm_time_per_output_token_seconds_sum{engine_type=\"trtllm\",model_name=\"m\"} 0.02",
