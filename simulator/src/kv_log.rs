@@ -25,7 +25,8 @@ pub struct KvEventsConfig {
     /// Publish events at all (`GET /kv_events` answers 404 when off).
     pub enabled: bool,
     /// How long after the engine step that produced a batch it becomes visible to subscribers
-    /// (an event bus's latency, or a deliberately stale index in tests).
+    /// (an event bus's latency, or a deliberately stale index in tests). Divided by
+    /// `SimConfig::speedup`, like the other injected delays.
     pub publish_delay: Duration,
     /// Batches kept for replay (`?since=`); older ones are reported as a gap.
     pub buffer: usize,

@@ -12,7 +12,7 @@ use crate::config::SimConfig;
 use crate::driver;
 use crate::error::SimError;
 use crate::faults::Faults;
-use crate::kv_log::KvEventLog;
+use crate::kv_log::{KvEventLog, KvEventsConfig};
 use crate::lag::StepLag;
 use crate::metrics::Metrics;
 use crate::server::{self, App, Shutdown};
@@ -37,7 +37,10 @@ impl SimWorker {
 
         // Zero-delay workers have no engine, hence no cache to report on.
         let kv_log = if config.kv_events.enabled && !config.zero_delay {
-            let (log, delayed) = KvEventLog::new(&config.kv_events);
+            // The publish delay is an injected delay like the others: `speedup` compresses it.
+            let events =
+                KvEventsConfig { publish_delay: config.compress(config.kv_events.publish_delay), ..config.kv_events };
+            let (log, delayed) = KvEventLog::new(&events);
             if let Some(delayed) = delayed {
                 tasks.spawn(delayed.run(engine_stop.clone()));
             }
