@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use crate::engine::EngineConfig;
-use crate::engine::latency::LatencyConfig;
+use crate::engine::latency::{LatencyConfig, LatencyProfile};
 use crate::error::SimError;
 use crate::faults::Faults;
+use crate::flavor::Flavor;
+use crate::kv_log::KvEventsConfig;
 use crate::sampling::OutputLength;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,11 +16,19 @@ pub struct SimConfig {
     pub models: Vec<String>,
     /// Seeds outputs, lengths, embeddings and the error dice.
     pub seed: u64,
+    /// The engine impersonated by `/metrics` (names and labels).
+    pub flavor: Flavor,
     /// Answer at once with no engine at all (gateway-overhead benchmarks).
     pub zero_delay: bool,
     pub faults: Faults,
     pub engine: EngineConfig,
     pub latency: LatencyConfig,
+    /// Real-time mode runs this many times faster than the modelled GPU: every step time and
+    /// injected delay is divided by it. Latencies in `/metrics` are on the worker's (compressed)
+    /// clock, so they agree with what a client or the gateway measures.
+    pub speedup: f64,
+    /// KV cache events at `GET /kv_events`.
+    pub kv_events: KvEventsConfig,
     /// Output length when the client sets no `max_tokens`.
     pub output: OutputLength,
     /// Longest prompt + output accepted, like vLLM's `--max-model-len`.
@@ -34,10 +44,13 @@ impl Default for SimConfig {
         Self {
             models: vec!["llama-3-8b".to_owned()],
             seed: 0,
+            flavor: Flavor::default(),
             zero_delay: false,
             faults: Faults::default(),
             engine: EngineConfig::default(),
             latency: LatencyConfig::default(),
+            speedup: 1.0,
+            kv_events: KvEventsConfig::default(),
             output: OutputLength::default(),
             max_model_len: 32_768,
             embedding_dim: 384,
@@ -81,11 +94,29 @@ impl SimConfig {
         if !(self.latency.speed.is_finite() && self.latency.speed > 0.0) {
             return Err(invalid("latency.speed", "must be a positive number"));
         }
+        if !(self.speedup.is_finite() && self.speedup > 0.0) {
+            return Err(invalid("speedup", "must be a positive number"));
+        }
+        if self.kv_events.buffer == 0 {
+            return Err(invalid("kv_events.buffer", "must be at least 1"));
+        }
         let rate = self.faults.error_rate;
         if !(0.0..=1.0).contains(&rate) {
             return Err(invalid("faults.error_rate", "must be between 0 and 1"));
         }
         Ok(())
+    }
+
+    /// Takes a named calibration's step-time coefficients and engine sizing (KV blocks, block
+    /// size, step budget, batch slots), keeping this config's seed and per-worker speed.
+    pub fn apply_profile(&mut self, profile: &LatencyProfile) {
+        self.engine = profile.engine;
+        self.latency = LatencyConfig { seed: self.seed, speed: self.latency.speed, ..profile.latency };
+    }
+
+    /// A simulated duration on the worker's clock (divided by `speedup`).
+    pub(crate) fn compress(&self, d: Duration) -> Duration {
+        if self.speedup == 1.0 { d } else { d.div_f64(self.speedup) }
     }
 
     /// The model answering a request for `name`, if this worker serves it.

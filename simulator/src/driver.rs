@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
-use crate::engine::latency::PolynomialLatency;
+use crate::engine::latency::{LatencyConfig, PolynomialLatency};
 use crate::engine::{Engine, EngineError, EngineEvent, EngineStats, SeqId, SeqSpec, SimTime};
-use crate::metrics::Metrics;
+use crate::kv_log::KvEventLog;
+use crate::metrics::{Metrics, TokenMetrics};
 use crate::sampling::FinishReason;
 use crate::stats::{StatsCell, bump};
 
@@ -98,8 +99,10 @@ impl Drop for AbortGuard {
 struct Sink {
     tx: UnboundedSender<GenEvent>,
     model: Arc<str>,
+    token_metrics: TokenMetrics,
     prompt_len: u32,
     arrived: SimTime,
+    first_token: Option<SimTime>,
     last_token: Option<SimTime>,
 }
 
@@ -111,12 +114,23 @@ pub(crate) struct Driver {
     metrics: Arc<Metrics>,
     published: EngineStats,
     origin: Instant,
+    kv_log: Option<Arc<KvEventLog>>,
 }
 
 /// Builds the engine for `config` with its client; run the driver with [`Driver::run`].
-pub(crate) fn new(config: &SimConfig, stats: Arc<StatsCell>, metrics: Arc<Metrics>) -> (EngineClient, Driver) {
+pub(crate) fn new(
+    config: &SimConfig,
+    stats: Arc<StatsCell>,
+    metrics: Arc<Metrics>,
+    kv_log: Option<Arc<KvEventLog>>,
+) -> (EngineClient, Driver) {
     let (tx, rx) = unbounded_channel();
-    let engine = Engine::new(config.engine, Box::new(PolynomialLatency::new(config.latency)));
+    // `--speedup` divides step times exactly like a faster GPU would.
+    let latency = LatencyConfig { speed: config.latency.speed * config.speedup, ..config.latency };
+    let mut engine = Engine::new(config.engine, Box::new(PolynomialLatency::new(latency)));
+    if kv_log.is_some() {
+        engine.record_kv_events();
+    }
     let client = EngineClient { tx, next_id: Arc::new(AtomicU64::new(0)) };
     let driver = Driver {
         engine,
@@ -126,6 +140,7 @@ pub(crate) fn new(config: &SimConfig, stats: Arc<StatsCell>, metrics: Arc<Metric
         metrics,
         published: EngineStats::default(),
         origin: Instant::now(),
+        kv_log,
     };
     (client, driver)
 }
@@ -138,6 +153,7 @@ impl Driver {
                 Some(step) => (Some(now + step.duration), step.events, true),
                 None => (self.engine.next_ready_at(now), Vec::new(), false),
             };
+            let due = wake.filter(|_| stepping).map(|w| self.origin + w);
             self.publish();
             let sleep = tokio::time::sleep_until(self.origin + wake.unwrap_or(now + Duration::from_secs(3600)));
             tokio::pin!(sleep);
@@ -159,6 +175,9 @@ impl Driver {
                 }
             }
             self.deliver(events);
+            if let Some(due) = due {
+                self.stats.step_lag.record(Instant::now().saturating_duration_since(due));
+            }
         }
     }
 
@@ -179,7 +198,15 @@ impl Driver {
                     Ok(()) => {
                         self.sinks.insert(
                             id,
-                            Sink { tx: sink, model: submission.model, prompt_len, arrived: now, last_token: None },
+                            Sink {
+                                tx: sink,
+                                token_metrics: self.metrics.for_request(&submission.model),
+                                model: submission.model,
+                                prompt_len,
+                                arrived: now,
+                                first_token: None,
+                                last_token: None,
+                            },
                         );
                     }
                     Err(e) => {
@@ -199,6 +226,10 @@ impl Driver {
     }
 
     fn deliver(&mut self, events: Vec<EngineEvent>) {
+        // The step's cache changes become public when the step is over, like its tokens.
+        if let Some(log) = &self.kv_log {
+            log.submit(self.engine.take_kv_events());
+        }
         for ev in events {
             match ev {
                 EngineEvent::Token { id, token, index, at } => {
@@ -210,8 +241,9 @@ impl Driver {
                         let ttft = secs(at.saturating_sub(sink.arrived));
                         self.metrics.first_token(&sink.model, sink.prompt_len, ttft);
                         bump(&self.stats.prompt_tokens, u64::from(sink.prompt_len));
+                        sink.first_token = Some(at);
                     }
-                    self.metrics.token(&sink.model, itl);
+                    sink.token_metrics.token(itl);
                     bump(&self.stats.generation_tokens, 1);
                     sink.last_token = Some(at);
                     if sink.tx.send(GenEvent::Token(token)).is_err() {
@@ -220,12 +252,23 @@ impl Driver {
                         bump(&self.stats.requests_aborted, 1);
                     }
                 }
-                EngineEvent::Finished { id, reason, prompt_tokens, cached_tokens, completion_tokens, at, .. } => {
+                EngineEvent::Finished {
+                    id,
+                    reason,
+                    prompt_tokens,
+                    cached_tokens,
+                    completion_tokens,
+                    first_scheduled,
+                    at,
+                    ..
+                } => {
                     let Some(sink) = self.sinks.remove(&id) else {
                         continue;
                     };
                     let e2e = secs(at.saturating_sub(sink.arrived));
-                    self.metrics.finished(&sink.model, reason.as_str(), e2e);
+                    let decode = secs(at.saturating_sub(sink.first_token.unwrap_or(at)));
+                    let queued = secs(first_scheduled.saturating_sub(sink.arrived));
+                    self.metrics.finished(&sink.model, reason.as_str(), e2e, decode, queued, completion_tokens);
                     bump(&self.stats.requests_completed, 1);
                     bump(&self.stats.cached_tokens, u64::from(cached_tokens));
                     let usage =

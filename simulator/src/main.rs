@@ -1,16 +1,18 @@
 //! `sluice-sim`: one simulated vLLM-like worker. Parses flags, wires the library, waits for a
 //! signal.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::Parser;
-use sluice_sim::{Faults, SimConfig, SimWorker};
+use sluice_sim::SimWorker;
+use sluice_sim::cli::ServeArgs;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-sim", version, about = "A simulated GPU inference worker (OpenAI API, vLLM behaviour)")]
+#[command(
+    name = "sluice-sim",
+    version,
+    about = "A simulated GPU inference worker (OpenAI API; vLLM, SGLang or TensorRT-LLM metrics)"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -23,99 +25,8 @@ struct Cli {
 enum Command {
     /// Compare routing policies on a simulated pool in virtual time (no sockets).
     BenchRouting(sluice_sim::bench::BenchArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Address to listen on (HTTP/1.1 and HTTP/2 prior knowledge).
-    #[arg(long, default_value = "127.0.0.1:8001")]
-    listen: SocketAddr,
-    /// Served model name; repeat for aliases. The first labels engine metrics.
-    #[arg(long = "model", default_value = "llama-3-8b")]
-    models: Vec<String>,
-    /// Seed for outputs, lengths, embeddings and the error dice.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Answer at once with no engine timing (measures pure gateway overhead).
-    #[arg(long)]
-    zero_delay: bool,
-    /// Most sequences running at once.
-    #[arg(long, default_value_t = 256)]
-    max_batch: u32,
-    /// Token budget per engine step (longer prompts are prefilled in chunks).
-    #[arg(long, default_value_t = 8192)]
-    max_batched_tokens: u32,
-    /// KV cache size in blocks of 16 tokens.
-    #[arg(long, default_value_t = 8192)]
-    kv_blocks: u32,
-    /// Longest prompt + output accepted.
-    #[arg(long, default_value_t = 32_768)]
-    max_model_len: u32,
-    /// Divides every step time (2 = twice as fast as the default H100-like timings).
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
-    /// Fixed step overhead in microseconds.
-    #[arg(long, default_value_t = 3_000)]
-    step_base_us: u64,
-    /// Step time per prefill token in microseconds.
-    #[arg(long, default_value_t = 50)]
-    prefill_token_us: u64,
-    /// Step time per decoding sequence in microseconds.
-    #[arg(long, default_value_t = 50)]
-    decode_seq_us: u64,
-    /// Output length for every request without max_tokens.
-    #[arg(long)]
-    output_tokens: Option<u32>,
-    /// Bounds of the seeded output length when neither max_tokens nor --output-tokens is set.
-    #[arg(long, default_value_t = 16)]
-    min_output_tokens: u32,
-    #[arg(long, default_value_t = 256)]
-    max_output_tokens: u32,
-    /// Embedding size when a request does not set `dimensions`.
-    #[arg(long, default_value_t = 384)]
-    embedding_dim: u32,
-    /// Fraction of requests answered 500.
-    #[arg(long, default_value_t = 0.0)]
-    error_rate: f64,
-    /// Delay before the first token, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    stall_first_token_ms: u64,
-    /// Cut the connection after this many streamed tokens.
-    #[arg(long)]
-    drop_after_tokens: Option<u32>,
-    /// Extra delay per output token, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    slow_token_ms: u64,
-}
-
-impl ServeArgs {
-    fn into_config(self) -> SimConfig {
-        let mut c = SimConfig {
-            models: self.models,
-            seed: self.seed,
-            zero_delay: self.zero_delay,
-            faults: Faults {
-                error_rate: self.error_rate,
-                stall_first_token: Duration::from_millis(self.stall_first_token_ms),
-                drop_after_tokens: self.drop_after_tokens,
-                slow_token: Duration::from_millis(self.slow_token_ms),
-            },
-            max_model_len: self.max_model_len,
-            embedding_dim: self.embedding_dim,
-            ..SimConfig::default()
-        };
-        c.engine.max_running = self.max_batch;
-        c.engine.max_batched_tokens = self.max_batched_tokens;
-        c.engine.kv_blocks = self.kv_blocks;
-        c.latency.speed = self.speed;
-        c.latency.base_step = Duration::from_micros(self.step_base_us);
-        c.latency.per_prefill_token = Duration::from_micros(self.prefill_token_us);
-        c.latency.per_decode_seq = Duration::from_micros(self.decode_seq_us);
-        c.output.fixed = self.output_tokens;
-        c.output.min = self.min_output_tokens;
-        c.output.max = self.max_output_tokens;
-        c
-    }
+    /// Serve many concurrent streams from one real-time worker and report whether it keeps up.
+    BenchStreams(sluice_sim::bench::streams::StreamsArgs),
 }
 
 #[tokio::main]
@@ -124,18 +35,28 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
-    if let Some(Command::BenchRouting(args)) = cli.command {
-        let out = sluice_sim::bench::bench_routing(&args)?;
-        #[expect(clippy::print_stdout, reason = "the benchmark's table is the command's output")]
-        {
-            print!("{}", out.table);
-            println!("total wall time {:.1}s", out.wall_time.as_secs_f64());
+    match cli.command {
+        Some(Command::BenchRouting(args)) => {
+            let out = sluice_sim::bench::bench_routing(&args)?;
+            #[expect(clippy::print_stdout, reason = "the benchmark's table is the command's output")]
+            {
+                print!("{}", out.table);
+                println!("total wall time {:.1}s", out.wall_time.as_secs_f64());
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(Command::BenchStreams(args)) => {
+            let report = sluice_sim::bench::streams::bench_streams(&args).await?;
+            #[expect(clippy::print_stdout, reason = "the benchmark's table is the command's output")]
+            {
+                print!("{}", report.table());
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let listen = cli.serve.listen;
-    let config = cli.serve.into_config();
-    config.validate()?;
+    let config = cli.serve.into_config()?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let handle = SimWorker::start(config, listener).await?;
     wait_for_signal().await?;

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::engine::EngineStats;
+use crate::lag::LagHistogram;
 
 /// A snapshot of one worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -43,6 +44,8 @@ pub(crate) struct StatsCell {
     pub cached_tokens: AtomicU64,
     pub generation_tokens: AtomicU64,
     preemptions: AtomicU64,
+    /// Real-time driver: how late each step's tokens went out.
+    pub step_lag: LagHistogram,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {

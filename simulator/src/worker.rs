@@ -12,6 +12,8 @@ use crate::config::SimConfig;
 use crate::driver;
 use crate::error::SimError;
 use crate::faults::Faults;
+use crate::kv_log::{KvEventLog, KvEventsConfig};
+use crate::lag::StepLag;
 use crate::metrics::Metrics;
 use crate::server::{self, App, Shutdown};
 use crate::stats::{SimStats, StatsCell};
@@ -26,22 +28,35 @@ impl SimWorker {
     pub async fn start(config: SimConfig, listener: TcpListener) -> Result<SimHandle, SimError> {
         config.validate()?;
         let addr = listener.local_addr()?;
-        let metrics = Arc::new(Metrics::new(config.default_model())?);
+        let metrics = Arc::new(Metrics::new(config.flavor, config.default_model(), &config.engine)?);
         let stats = Arc::new(StatsCell::default());
         let tasks = TaskTracker::new();
         let connections = TaskTracker::new();
         let engine_stop = CancellationToken::new();
         let shutdown = Shutdown { graceful: CancellationToken::new(), force: CancellationToken::new() };
 
+        // Zero-delay workers have no engine, hence no cache to report on.
+        let kv_log = if config.kv_events.enabled && !config.zero_delay {
+            // The publish delay is an injected delay like the others: `speedup` compresses it.
+            let events =
+                KvEventsConfig { publish_delay: config.compress(config.kv_events.publish_delay), ..config.kv_events };
+            let (log, delayed) = KvEventLog::new(&events);
+            if let Some(delayed) = delayed {
+                tasks.spawn(delayed.run(engine_stop.clone()));
+            }
+            Some(log)
+        } else {
+            None
+        };
         let engine = if config.zero_delay {
             None
         } else {
-            let (client, driver) = driver::new(&config, stats.clone(), metrics.clone());
+            let (client, driver) = driver::new(&config, stats.clone(), metrics.clone(), kv_log.clone());
             tasks.spawn(driver.run(engine_stop.clone()));
             Some(client)
         };
         let grace = config.shutdown_grace;
-        let app = Arc::new(App::new(config, engine, stats, metrics));
+        let app = Arc::new(App::new(config, engine, stats, metrics, kv_log));
         let accept = tasks.spawn(server::accept_loop(listener, app.clone(), shutdown.clone(), connections.clone()));
         tracing::info!(%addr, models = ?app.config.models, zero_delay = app.config.zero_delay, "simulated worker listening");
         Ok(SimHandle {
@@ -80,6 +95,7 @@ struct Inner {
 impl Drop for Inner {
     /// A worker nobody can reach any more stops instead of lingering until the runtime ends.
     fn drop(&mut self) {
+        self.app.close_streams();
         self.shutdown.graceful.cancel();
         self.shutdown.force.cancel();
         self.engine_stop.cancel();
@@ -100,6 +116,11 @@ impl SimHandle {
         self.inner.app.stats.snapshot()
     }
 
+    /// How late the engine's steps delivered their tokens against the worker's own clock.
+    pub fn step_lag(&self) -> StepLag {
+        self.inner.app.stats.step_lag.summary()
+    }
+
     /// Replaces the faults for requests arriving from now on.
     pub fn set_faults(&self, faults: Faults) {
         self.inner.app.faults.set(faults);
@@ -107,6 +128,11 @@ impl SimHandle {
 
     pub fn faults(&self) -> Faults {
         self.inner.app.faults.get()
+    }
+
+    /// The sequence number of the newest published KV event batch (0 with KV events off).
+    pub fn kv_events_head(&self) -> u64 {
+        self.inner.app.kv_events.as_ref().map_or(0, |log| log.head())
     }
 
     /// The `/metrics` text, without going through HTTP.
@@ -119,6 +145,8 @@ impl SimHandle {
     pub async fn shutdown(self) {
         let inner = &self.inner;
         inner.shutdown.graceful.cancel();
+        // Event subscriptions never end by themselves; in-flight generations get the grace.
+        inner.app.close_streams();
         let accept = match inner.accept.lock() {
             Ok(mut guard) => guard.take(),
             Err(poisoned) => poisoned.into_inner().take(),

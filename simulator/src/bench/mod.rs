@@ -1,13 +1,16 @@
-//! `sluice-sim bench-routing`: routing policies compared on a simulated pool in virtual time.
+//! `sluice-sim bench-routing`: routing policies compared on a simulated pool in virtual time;
+//! `sluice-sim bench-streams`: one real-time worker under thousands of concurrent streams.
 //!
 //! - `workload`: the generators (inference-perf `shared_prefix`, multi-turn chat, a no-reuse
 //!   control, bursts of siblings sharing a long prefix).
 //! - `vtime`: the deterministic discrete-event driver over the same [`crate::engine::Engine`].
 //! - `report`: per-stage and overall figures, the table and the JSON.
+//! - `streams`: the real-time concurrency benchmark.
 //!
 //! The policies are `sluice_routing` policies, the ones the gateway runs.
 
 pub mod report;
+pub mod streams;
 pub mod vtime;
 pub mod workload;
 
@@ -37,6 +40,10 @@ pub enum BenchError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("encoding the report: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("binding the benchmark's worker: {0}")]
+    Io(std::io::Error),
+    #[error("starting the benchmark's worker: {0}")]
+    Worker(#[source] crate::SimError),
 }
 
 /// Command-line arguments of `sluice-sim bench-routing`.

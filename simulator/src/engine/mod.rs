@@ -5,6 +5,7 @@
 //! produced. The real-time driver (`crate::driver`) sleeps that long before delivering them; a
 //! discrete-event driver can instead jump its virtual clock, with the same results.
 
+pub mod kv_events;
 pub mod latency;
 pub mod prefix_cache;
 mod scheduler;
@@ -79,6 +80,8 @@ pub enum EngineEvent {
         completion_tokens: u32,
         /// Prompt tokens run through the model, recomputation after preemption included.
         prefill_computed: u32,
+        /// When the sequence was first scheduled (the end of its wait in the queue).
+        first_scheduled: SimTime,
         at: SimTime,
     },
 }
@@ -192,6 +195,16 @@ impl Engine {
             preemptions: s.preemptions,
             prefill_computed: s.prefill_computed,
         }
+    }
+
+    /// Starts recording KV cache events for [`Engine::take_kv_events`].
+    pub fn record_kv_events(&mut self) {
+        self.scheduler.pool.record_events();
+    }
+
+    /// Blocks stored in and evicted from the prefix cache since the last call, in order.
+    pub fn take_kv_events(&mut self) -> Vec<kv_events::KvCacheEvent> {
+        self.scheduler.pool.take_events()
     }
 
     /// Every block hash in the prefix cache (held or free-but-not-evicted).

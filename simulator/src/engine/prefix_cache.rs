@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::kv_events::{self, KvCacheEvent};
+
 /// Block hashes are already uniformly mixed: index them as they are, without SipHash.
 #[derive(Debug, Default, Clone, Copy)]
 struct IdentityHasher(u64);
@@ -47,6 +49,8 @@ pub struct BlockPool {
     free: BTreeMap<u64, BlockId>,
     next_stamp: u64,
     cached: HashIndex,
+    /// Stored and removed blocks since the last [`BlockPool::take_events`], when recording.
+    events: Option<Vec<KvCacheEvent>>,
 }
 
 impl BlockPool {
@@ -59,6 +63,7 @@ impl BlockPool {
             free: BTreeMap::new(),
             next_stamp: 0,
             cached: HashIndex::default(),
+            events: None,
         };
         for id in 0..num_blocks {
             pool.push_free(id);
@@ -122,6 +127,9 @@ impl BlockPool {
             && self.cached.get(&h) == Some(&block)
         {
             self.cached.remove(&h);
+            if let Some(events) = &mut self.events {
+                kv_events::push(events, KvCacheEvent::removed(h));
+            }
         }
         self.ref_count[i] = 1;
         Some(block)
@@ -140,16 +148,41 @@ impl BlockPool {
     }
 
     /// Registers a computed full block under its hash. A prefix computed twice concurrently keeps
-    /// the first copy in the index; the second block simply is not findable.
-    pub fn register(&mut self, block: BlockId, hash: BlockHash) {
+    /// the first copy in the index; the second block simply is not findable (and, since it can
+    /// never be evicted from the index either, publishes no event). True if it was registered.
+    pub fn register(&mut self, block: BlockId, hash: BlockHash) -> bool {
         let i = block as usize;
         if self.hash_of[i].is_some() {
-            return;
+            return false;
         }
         if let std::collections::hash_map::Entry::Vacant(e) = self.cached.entry(hash) {
             e.insert(block);
             self.hash_of[i] = Some(hash);
+            return true;
         }
+        false
+    }
+
+    /// Starts recording [`KvCacheEvent`]s (off by default: the virtual-time benchmark reads the
+    /// cache directly and should not pay for them).
+    pub fn record_events(&mut self) {
+        self.events.get_or_insert_with(Vec::new);
+    }
+
+    pub fn records_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// Records that a block registered by [`BlockPool::register`] holds `tokens`.
+    pub fn stored(&mut self, parent: Option<BlockHash>, hash: BlockHash, tokens: &[u32], block_size: u32) {
+        if let Some(events) = &mut self.events {
+            kv_events::push(events, KvCacheEvent::stored(parent, hash, tokens, block_size));
+        }
+    }
+
+    /// The events recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<KvCacheEvent> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn push_free(&mut self, block: BlockId) {

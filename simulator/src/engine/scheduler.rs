@@ -130,6 +130,7 @@ impl Scheduler {
             seq.num_computed = computed;
             if seq.cached_tokens.is_none() {
                 seq.cached_tokens = Some(computed);
+                seq.first_scheduled = Some(now);
                 self.prefix_queries += u64::from(seq.len());
                 self.prefix_hits += u64::from(computed);
             }
@@ -156,8 +157,13 @@ impl Scheduler {
             }
             seq.num_computed += n;
             while seq.registered < seq.hashes.len() && (seq.registered as u32 + 1) * bs <= seq.num_computed {
-                if let Some(&block) = seq.blocks.get(seq.registered) {
-                    self.pool.register(block, seq.hashes[seq.registered]);
+                let i = seq.registered;
+                if let Some(&block) = seq.blocks.get(i)
+                    && self.pool.register(block, seq.hashes[i])
+                    && self.pool.records_events()
+                {
+                    let parent = i.checked_sub(1).map(|p| seq.hashes[p]);
+                    self.pool.stored(parent, seq.hashes[i], &seq.block_tokens(i, bs), bs);
                 }
                 seq.registered += 1;
             }
@@ -177,6 +183,7 @@ impl Scheduler {
                     cached_tokens: seq.cached_tokens.unwrap_or(0),
                     completion_tokens: seq.generated,
                     prefill_computed: seq.prefill_computed,
+                    first_scheduled: seq.first_scheduled.unwrap_or(end),
                     at: end,
                 });
             }

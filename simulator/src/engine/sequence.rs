@@ -25,6 +25,8 @@ pub(super) struct Sequence {
     pub registered: usize,
     /// Prompt tokens served from the prefix cache at first admission.
     pub cached_tokens: Option<u32>,
+    /// The start of the step that first admitted it.
+    pub first_scheduled: Option<SimTime>,
     /// Prefill tokens actually run through the model, recomputation after preemption included.
     pub prefill_computed: u32,
     /// Not scheduled before this time (fault injection: stalls and slow tokens).
@@ -54,6 +56,7 @@ impl Sequence {
             hashes,
             registered: 0,
             cached_tokens: None,
+            first_scheduled: None,
             prefill_computed: 0,
             ready_at: spec.ready_at,
             token_interval: spec.token_interval,
@@ -107,6 +110,17 @@ impl Sequence {
         self.blocks.clear();
         self.registered = 0;
         self.scheduled = 0;
+    }
+
+    /// The token ids of full block `index`.
+    pub fn block_tokens(&self, index: usize, block_size: u32) -> Vec<u32> {
+        let bs = block_size as usize;
+        let start = index * bs;
+        if start + bs <= self.prompt.len() {
+            self.prompt[start..start + bs].to_vec()
+        } else {
+            (start..start + bs).map(|i| self.token(i)).collect()
+        }
     }
 
     fn token(&self, i: usize) -> u32 {

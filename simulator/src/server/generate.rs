@@ -95,6 +95,9 @@ impl App {
 
     /// Starts generating. In engine mode the sequence is queued at once.
     pub(crate) fn start(self: &Arc<Self>, plan: Plan) -> Result<TokenSource, ApiError> {
+        // Injected delays are in simulated time, like step times: `--speedup` compresses both.
+        let stall = self.config.compress(plan.faults.stall_first_token);
+        let slow = self.config.compress(plan.faults.slow_token);
         if self.config.zero_delay {
             return Ok(TokenSource::Instant {
                 app: Arc::clone(self),
@@ -102,8 +105,8 @@ impl App {
                 prompt_tokens: plan.prompt.len() as u32,
                 tokens: plan.output.into_iter(),
                 finish: Some(plan.finish_reason),
-                stall: plan.faults.stall_first_token,
-                slow: plan.faults.slow_token,
+                stall,
+                slow,
                 sent: 0,
             });
         }
@@ -113,8 +116,8 @@ impl App {
             prompt: plan.prompt,
             output: plan.output,
             finish_reason: plan.finish_reason,
-            stall: plan.faults.stall_first_token,
-            token_interval: plan.faults.slow_token,
+            stall,
+            token_interval: slow,
         })))
     }
 }

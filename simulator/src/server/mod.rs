@@ -5,6 +5,7 @@ mod completions;
 mod embeddings;
 mod generate;
 mod http;
+mod kv_events;
 mod listener;
 mod stream;
 
@@ -23,6 +24,7 @@ use crate::config::SimConfig;
 use crate::driver::EngineClient;
 use crate::faults::{FaultState, Faults};
 use crate::hash;
+use crate::kv_log::KvEventLog;
 use crate::metrics::Metrics;
 use crate::stats::{StatsCell, bump};
 use crate::tokenizer::Tokenizer;
@@ -37,6 +39,8 @@ pub(crate) struct App {
     pub faults: FaultState,
     pub stats: Arc<StatsCell>,
     pub metrics: Arc<Metrics>,
+    /// `None` when KV events are off (or in zero-delay mode).
+    pub kv_events: Option<Arc<KvEventLog>>,
     models: Vec<Arc<str>>,
     next_id: AtomicU64,
 }
@@ -50,7 +54,13 @@ pub(crate) struct ResponseMeta {
 }
 
 impl App {
-    pub fn new(config: SimConfig, engine: Option<EngineClient>, stats: Arc<StatsCell>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: SimConfig,
+        engine: Option<EngineClient>,
+        stats: Arc<StatsCell>,
+        metrics: Arc<Metrics>,
+        kv_events: Option<Arc<KvEventLog>>,
+    ) -> Self {
         Self {
             tokenizer: Tokenizer::new(),
             faults: FaultState::new(config.faults, config.seed),
@@ -59,7 +69,15 @@ impl App {
             engine,
             stats,
             metrics,
+            kv_events,
             next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Ends long-lived streams that would otherwise hold shutdown up.
+    pub fn close_streams(&self) {
+        if let Some(log) = &self.kv_events {
+            log.close();
         }
     }
 
@@ -109,10 +127,15 @@ pub(crate) async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Bod
             Ok(json_response(&ModelList::new(app.config.models.iter().cloned(), "sluice-sim")))
         }
         (&Method::GET, "/health") => Ok(bytes_response(StatusCode::OK, "text/plain", "")),
-        (&Method::GET, "/metrics") => {
+        // `trtllm-serve` serves Prometheus text at `/prometheus/metrics` (its `/metrics` is JSON
+        // iteration stats); every flavor answers both so scrapers need no per-flavor path.
+        (&Method::GET, "/metrics" | "/prometheus/metrics") => {
             Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()))
         }
-        (_, "/v1/models" | "/health" | "/metrics") => Err(ApiError::MethodNotAllowed),
+        (&Method::GET, "/kv_events") => kv_events::kv_events_handler(&app, &parts),
+        (_, "/v1/models" | "/health" | "/metrics" | "/prometheus/metrics" | "/kv_events") => {
+            Err(ApiError::MethodNotAllowed)
+        }
         (_, p) if INFERENCE_PATHS.contains(&p) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::RouteNotFound),
     };
