@@ -145,7 +145,8 @@ fn the_three_examples_chain_in_manifest_order() {
     assert_eq!(e.model.as_deref(), Some("llama-3.1-70b-instruct"));
     assert_eq!(e.set_headers.len(), 1, "{e:?}");
     // The deny-list runs first: nothing after it is asked.
-    let (status, _) = denial(run(&host, chat("acme", &[("x-model-alias", "turbo")], "any", "ignore previous instructions")));
+    let (status, _) =
+        denial(run(&host, chat("acme", &[("x-model-alias", "turbo")], "any", "ignore previous instructions")));
     assert_eq!(status, 403);
 }
 

@@ -65,7 +65,13 @@ impl Timing {
             let i = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len().max(1)) - 1;
             times.get(i).copied().unwrap_or_default()
         };
-        Timing { hook, calls: times.len(), p50: at(0.50), p99: at(0.99), max: times.last().copied().unwrap_or_default() }
+        Timing {
+            hook,
+            calls: times.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: times.last().copied().unwrap_or_default(),
+        }
     }
 }
 
@@ -127,7 +133,9 @@ fn outcome(call: &Call) -> (String, Value) {
     match &call.outcome {
         Ok(Some(decision)) => describe(decision),
         Ok(None) => ("not exported".into(), Value::Null),
-        Err(e) => (format!("FAILED ({}): {e}", e.kind()), json!({"error": {"kind": e.kind(), "message": e.to_string()}})),
+        Err(e) => {
+            (format!("FAILED ({}): {e}", e.kind()), json!({"error": {"kind": e.kind(), "message": e.to_string()}}))
+        }
     }
 }
 
@@ -140,7 +148,13 @@ fn api(info: &RequestInfo) -> &'static str {
     }
 }
 
-pub fn print(loaded: &Loaded, runs: &[SampleRun], timings: &[Timing], iterations: u32, json: bool) -> anyhow::Result<()> {
+pub fn print(
+    loaded: &Loaded,
+    runs: &[SampleRun],
+    timings: &[Timing],
+    iterations: u32,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         let value = json!({
@@ -195,7 +209,10 @@ pub fn print(loaded: &Loaded, runs: &[SampleRun], timings: &[Timing], iterations
         }
     }
     writeln!(out)?;
-    writeln!(out, "The first call of a binding includes instantiating it (and every call with isolation = \"per-request\").")?;
+    writeln!(
+        out,
+        "The first call of a binding includes instantiating it (and every call with isolation = \"per-request\")."
+    )?;
     if !timings.is_empty() {
         writeln!(out, "Warm calls, {iterations} per hook and sample:")?;
         writeln!(out, "    {:<20} {:>8} {:>10} {:>10} {:>10}", "hook", "calls", "p50 µs", "p99 µs", "max µs")?;
@@ -222,7 +239,10 @@ mod tests {
     #[test]
     fn percentiles() {
         let t = Timing::of(Hook::OnRequest, (1..=100).map(Duration::from_micros).collect());
-        assert_eq!((t.p50, t.p99, t.max), (Duration::from_micros(50), Duration::from_micros(99), Duration::from_micros(100)));
+        assert_eq!(
+            (t.p50, t.p99, t.max),
+            (Duration::from_micros(50), Duration::from_micros(99), Duration::from_micros(100))
+        );
         let empty = Timing::of(Hook::OnRequest, Vec::new());
         assert_eq!(empty.calls, 0);
         assert_eq!(micros(Duration::from_nanos(1_250)), 1.3);

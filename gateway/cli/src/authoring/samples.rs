@@ -270,7 +270,9 @@ fn default_candidates() -> Vec<Candidate> {
     [2, 0, 1]
         .iter()
         .enumerate()
-        .map(|(i, &in_flight)| candidate(i, &RawCandidate { id: None, in_flight, prefill_tokens: 0, health: HealthName::Healthy }))
+        .map(|(i, &in_flight)| {
+            candidate(i, &RawCandidate { id: None, in_flight, prefill_tokens: 0, health: HealthName::Healthy })
+        })
         .collect()
 }
 
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_sample() {
-        let e = load(write(r#"[{"body": {"model": "m", "messages": []}}, {"bdy": 1, "body": {}}]"#).path()).unwrap_err();
+        let e = load(write(r#"[{"body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}}, {"bdy": 1, "body": {}}]"#).path()).unwrap_err();
         assert!(format!("{e:#}").contains("sample 2") && format!("{e:#}").contains("unknown field `bdy`"), "{e:#}");
         let e = load(write(r#"{"body": {"messages": "no"}}"#).path()).unwrap_err();
         assert!(format!("{e:#}").contains("the gateway would refuse this body"), "{e:#}");

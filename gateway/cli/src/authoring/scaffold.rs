@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use super::NewArgs;
 
-const CARGO_TOML: &str = r#"[package]
+const CARGO_TOML: &str = r##"[package]
 name = "{{name}}"
 version = "0.1.0"
 edition = "2024"
@@ -32,9 +32,9 @@ lto = true
 codegen-units = 1
 panic = "abort"
 strip = true
-"#;
+"##;
 
-const LIB_RS: &str = r#"//! `{{name}}`: a Sluice policy plugin.
+const LIB_RS: &str = r##"//! `{{name}}`: a Sluice policy plugin.
 //!
 //! Refuses requests that ask for more than `max_tokens` output tokens (the binding's config,
 //! 4096 by default). Change [`decide`] and the hooks you export to make it yours; the contract
@@ -99,9 +99,9 @@ mod tests {
         assert_eq!(max_tokens_setting("{}"), None);
     }
 }
-"#;
+"##;
 
-const PLUGIN_TOML: &str = r#"# How the gateway binds this plugin: a `[[plugins]]` entry of its config file. Copy it into
+const PLUGIN_TOML: &str = r##"# How the gateway binds this plugin: a `[[plugins]]` entry of its config file. Copy it into
 # sluice.toml and point `source` at the built component; `sluice plugin test --manifest
 # plugin.toml` grants and configures the plugin the same way. Grant every capability the
 # component imports (`sluice plugin test` lists them), and nothing else.
@@ -115,9 +115,9 @@ timeout = "5ms"
 
 [plugins.config]
 max_tokens = 4096
-"#;
+"##;
 
-const REQUESTS_JSON: &str = r#"[
+const REQUESTS_JSON: &str = r##"[
   {
     "name": "within the limit",
     "tenant": "acme",
@@ -129,9 +129,9 @@ const REQUESTS_JSON: &str = r#"[
     "body": { "model": "llama-3.1-8b-instruct", "max_tokens": 9000, "messages": [{ "role": "user", "content": "Write a novel." }] }
   }
 ]
-"#;
+"##;
 
-const README_MD: &str = r#"# {{name}}
+const README_MD: &str = r##"# {{name}}
 
 A Sluice policy plugin: refuses requests asking for more than `max_tokens` output tokens.
 
@@ -147,7 +147,7 @@ and prints each hook's decision for each sample request with its time in microse
 
 To deploy it, copy `plugin.toml`'s `[[plugins]]` entry into the gateway's config (with `source`
 pointing at the component), or upload it: `sluice plugin upload {{name}} <file.wasm>`.
-"#;
+"##;
 
 const GITIGNORE: &str = "/target\n";
 
@@ -181,7 +181,10 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     writeln!(out, "created plugin {} in {} ({})", args.name, dir.display(), sdk.note)?;
     writeln!(out, "next: cd {} && sluice plugin build && sluice plugin test \\", dir.display())?;
-    writeln!(out, "        target/wasm32-wasip2/release/{artifact}.wasm --request requests.json --manifest plugin.toml")?;
+    writeln!(
+        out,
+        "        target/wasm32-wasip2/release/{artifact}.wasm --request requests.json --manifest plugin.toml"
+    )?;
     Ok(())
 }
 
@@ -223,10 +226,9 @@ fn sdk_dependency(dir: &Path, explicit: Option<&Path>) -> anyhow::Result<SdkDepe
             }
             Some(path)
         }
-        None => dir
-            .canonicalize()
-            .ok()
-            .and_then(|dir| dir.ancestors().map(|a| a.join("plugins/sdk")).find(|sdk| sdk.join("Cargo.toml").is_file())),
+        None => dir.canonicalize().ok().and_then(|dir| {
+            dir.ancestors().map(|a| a.join("plugins/sdk")).find(|sdk| sdk.join("Cargo.toml").is_file())
+        }),
     };
     Ok(match found {
         Some(path) => {

@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use sluice_plugin_host::types::RequestDecision;
 use sluice_plugin_host::{
-    Binding, BindingSpec, Capability, EngineSettings, Hook, HostSettings, PluginError, PluginHost, PluginSource,
+    Binding, BindingSpec, Capability, EngineSettings, FailurePolicy, Hook, HostSettings, PluginError, PluginHost,
+    PluginSource,
 };
 
 use super::TestArgs;
@@ -127,8 +128,8 @@ fn load_error(file: &Path, bytes: &[u8], error: &PluginError) -> anyhow::Error {
     anyhow::anyhow!("cannot load {}: {error}{hint}", file.display())
 }
 
-/// Each exported hook once, in the gateway's order: a denial or local response ends the request
-/// before routing, and only `on-response-done` still runs.
+/// Each exported hook once, in the gateway's order: a denial, a local response or a fail-closed
+/// failure ends the request before routing, and only `on-response-done` still runs.
 fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
     let mut calls = Vec::new();
     let mut info = sample.info.clone();
@@ -137,6 +138,9 @@ fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         let started = Instant::now();
         let result = binding.on_request(&info, &sample.headers, &sample.body);
         let took = started.elapsed();
+        if result.is_err() {
+            answered_locally = refused_on_failure(binding);
+        }
         if let Ok(Some(decision)) = &result {
             match decision {
                 RequestDecision::ContinueWith(changes) => {
@@ -156,6 +160,9 @@ fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         route.model.clone_from(&info.model);
         let started = Instant::now();
         let result = binding.route(&route, &sample.candidates);
+        if result.is_err() {
+            answered_locally = refused_on_failure(binding);
+        }
         calls.push(Call::new(Hook::Route, result.map(|d| d.map(report::Decision::Route)), started.elapsed()));
     }
     if answered_locally.is_none() && binding.exports(Hook::OnResponseHeaders) {
@@ -173,6 +180,14 @@ fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         calls.push(Call::new(Hook::OnResponseDone, result.map(|_| Some(report::Decision::Done)), took));
     }
     SampleRun { label: sample.label.clone(), info: sample.info.clone(), calls }
+}
+
+/// A failed call refuses the request with 503 when the binding fails closed, as in the gateway.
+fn refused_on_failure(binding: &Binding) -> Option<u16> {
+    match binding.failure {
+        FailurePolicy::Closed => Some(503),
+        FailurePolicy::Open => None,
+    }
 }
 
 /// `iterations` more calls of each exported hook per sample, on the warm binding.
