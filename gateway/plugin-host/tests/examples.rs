@@ -39,7 +39,7 @@ fn with_config(mut spec: BindingSpec, config_json: &str) -> BindingSpec {
 fn request(tenant: &str, api: Api, headers: &[(&str, &str)], body: &str) -> RequestView {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        map.append(*name, value.parse().unwrap());
+        map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
     }
     let mut info = info(tenant);
     info.api = api;
@@ -139,7 +139,8 @@ fn the_three_examples_chain_in_manifest_order() {
     ] {
         host.load_and_activate(spec).unwrap();
     }
-    let names: Vec<&str> = host.chain().bindings().iter().map(|b| &*b.name).collect();
+    let chain = host.chain();
+    let names: Vec<&str> = chain.bindings().iter().map(|b| &*b.name).collect();
     assert_eq!(names, ["deny-list", "model-alias", "tenant-tagger"]);
     let e = edits(run(&host, chat("acme", &[("x-model-alias", "smart")], "any", "hello")));
     assert_eq!(e.model.as_deref(), Some("llama-3.1-70b-instruct"));
@@ -159,6 +160,7 @@ fn a_bad_config_is_a_500_denial_that_says_what_is_wrong() {
     assert_eq!(status, 500);
     assert!(message.contains("deny-list: invalid binding config") && message.contains("4xx"), "{message}");
 
+    let host = common::host();
     let spec = with_config(manifest_spec("model-alias", examples::MODEL_ALIAS), r#"{"alias": {}}"#);
     host.load_and_activate(spec).unwrap();
     let (status, message) = denial(run(&host, chat("acme", &[], "m", "x")));
