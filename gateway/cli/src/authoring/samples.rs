@@ -115,6 +115,7 @@ struct RawUsage {
 }
 
 /// One sample, as the hooks receive it.
+#[derive(Debug)]
 pub struct Sample {
     pub label: String,
     pub info: RequestInfo,
