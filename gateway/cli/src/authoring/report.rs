@@ -53,13 +53,15 @@ pub struct SampleRun {
 pub struct Timing {
     pub hook: Hook,
     pub calls: usize,
+    /// Calls that failed (trap, timeout, limit); not in the percentiles.
+    pub failed: usize,
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
 }
 
 impl Timing {
-    pub fn of(hook: Hook, mut times: Vec<Duration>) -> Timing {
+    pub fn of(hook: Hook, mut times: Vec<Duration>, failed: usize) -> Timing {
         times.sort_unstable();
         let at = |q: f64| {
             let i = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len().max(1)) - 1;
@@ -68,6 +70,7 @@ impl Timing {
         Timing {
             hook,
             calls: times.len(),
+            failed,
             p50: at(0.50),
             p99: at(0.99),
             max: times.last().copied().unwrap_or_default(),
@@ -174,7 +177,7 @@ pub fn print(
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "timings": timings.iter().map(|t| json!({
-                "hook": t.hook.name(), "calls": t.calls,
+                "hook": t.hook.name(), "calls": t.calls, "failed": t.failed,
                 "p50_micros": micros(t.p50), "p99_micros": micros(t.p99), "max_micros": micros(t.max),
             })).collect::<Vec<_>>(),
         });
@@ -215,16 +218,21 @@ pub fn print(
     )?;
     if !timings.is_empty() {
         writeln!(out, "Warm calls, {iterations} per hook and sample:")?;
-        writeln!(out, "    {:<20} {:>8} {:>10} {:>10} {:>10}", "hook", "calls", "p50 µs", "p99 µs", "max µs")?;
+        writeln!(
+            out,
+            "    {:<20} {:>8} {:>10} {:>10} {:>10} {:>8}",
+            "hook", "calls", "p50 µs", "p99 µs", "max µs", "failed"
+        )?;
         for t in timings {
             writeln!(
                 out,
-                "    {:<20} {:>8} {:>10.1} {:>10.1} {:>10.1}",
+                "    {:<20} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>8}",
                 t.hook.name(),
                 t.calls,
                 micros(t.p50),
                 micros(t.p99),
-                micros(t.max)
+                micros(t.max),
+                t.failed
             )?;
         }
     }
@@ -238,12 +246,12 @@ mod tests {
 
     #[test]
     fn percentiles() {
-        let t = Timing::of(Hook::OnRequest, (1..=100).map(Duration::from_micros).collect());
+        let t = Timing::of(Hook::OnRequest, (1..=100).map(Duration::from_micros).collect(), 0);
         assert_eq!(
             (t.p50, t.p99, t.max),
             (Duration::from_micros(50), Duration::from_micros(99), Duration::from_micros(100))
         );
-        let empty = Timing::of(Hook::OnRequest, Vec::new());
+        let empty = Timing::of(Hook::OnRequest, Vec::new(), 3);
         assert_eq!(empty.calls, 0);
         assert_eq!(micros(Duration::from_nanos(1_250)), 1.3);
     }
