@@ -35,7 +35,8 @@ pub struct NewArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Depend on the SDK at this path (a checkout's `plugins/sdk`). Without it, a Sluice
-    /// checkout above the new crate is used if there is one, else the published `sluice-sdk`.
+    /// checkout above the new crate is used if there is one, else `sluice-sdk` from crates.io
+    /// (not published yet).
     #[arg(long)]
     pub sdk_path: Option<PathBuf>,
 }

@@ -242,7 +242,10 @@ fn sdk_dependency(dir: &Path, explicit: Option<&Path>) -> anyhow::Result<SdkDepe
             let version = env!("CARGO_PKG_VERSION");
             SdkDependency {
                 line: format!("sluice-sdk = \"{version}\""),
-                note: format!("sluice-sdk {version} from crates.io; use --sdk-path for a checkout"),
+                note: format!(
+                    "sluice-sdk {version} from crates.io, where it is not published yet: \
+                     pass --sdk-path <checkout>/plugins/sdk to build now"
+                ),
             }
         }
     })
