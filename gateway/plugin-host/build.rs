@@ -10,14 +10,20 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// (package's artifact name, file name in OUT_DIR)
-const COMPONENTS: &[(&str, &str)] =
-    &[("sluice_plugin_router", "router.wasm"), ("sluice_plugin_test_guest", "test_guest.wasm")];
+/// (package's artifact name, file name in OUT_DIR): the built-ins, the test guest, and the
+/// examples in `plugins/examples/` (embedded for tests behind `test-util`).
+const COMPONENTS: &[(&str, &str)] = &[
+    ("sluice_plugin_router", "router.wasm"),
+    ("sluice_plugin_test_guest", "test_guest.wasm"),
+    ("sluice_plugin_model_alias", "model_alias.wasm"),
+    ("sluice_plugin_deny_list", "deny_list.wasm"),
+    ("sluice_plugin_tenant_tagger", "tenant_tagger.wasm"),
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let plugins = manifest_dir.join("../../plugins").canonicalize()?;
-    for path in ["wit", "sdk", "router", "test-guest", "Cargo.toml", "Cargo.lock"] {
+    for path in ["wit", "sdk", "router", "test-guest", "examples", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", plugins.join(path).display());
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

@@ -1,6 +1,8 @@
 //! The `sluice` command line: `serve`, `demo`, `bench`, and the admin API's operations
-//! (`tenant`, `key`, `limits`, `slo`, `pool`, `endpoint`, `plugin`, `binding`, `usage`, `audit`).
+//! (`tenant`, `key`, `limits`, `slo`, `pool`, `endpoint`, `plugin`, `binding`, `usage`, `audit`),
+//! and plugin authoring (`plugin new|build|test`).
 
+pub mod authoring;
 pub mod bench;
 pub mod demo;
 pub mod loadgen;

@@ -1,8 +1,24 @@
 //! For tests: the purpose-built guest (`plugins/test-guest`), which exports every hook, imports
-//! every capability, and misbehaves on request (see its crate docs for the modes).
+//! every capability, and misbehaves on request (see its crate docs for the modes), and the
+//! example plugins.
 
 /// The test guest component.
 pub const TEST_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_guest.wasm"));
+
+/// The example plugins of `plugins/examples/`, as built for `wasm32-wasip2`.
+pub mod examples {
+    /// `plugins/examples/model-alias`.
+    pub const MODEL_ALIAS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model_alias.wasm"));
+    /// `plugins/examples/deny-list`.
+    pub const DENY_LIST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/deny_list.wasm"));
+    /// `plugins/examples/tenant-tagger`.
+    pub const TENANT_TAGGER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tenant_tagger.wasm"));
+
+    /// The example's crate directory (its `plugin.toml` manifest and `requests.json` samples).
+    pub fn dir(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/examples").join(name)
+    }
+}
 
 /// `component` with a custom section appended: the same behaviour under a different hash, for
 /// hot-swap tests that need two versions.

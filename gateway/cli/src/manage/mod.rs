@@ -55,7 +55,8 @@ pub enum ManageCommand {
     Pool(Manage<pools::PoolCommand>),
     /// A pool's endpoints: add, drain, undrain, remove.
     Endpoint(Manage<pools::EndpointCommand>),
-    /// Policy plugins: upload a component, list, versions, activate, roll back.
+    /// Policy plugins: upload a component, list, versions, activate, roll back; and offline:
+    /// new (a crate from a template), build (for wasm32-wasip2), test (run a component's hooks).
     Plugin(Manage<plugins::PluginCommand>),
     /// Where plugins run: add, list, remove.
     Binding(Manage<plugins::BindingCommand>),
@@ -73,6 +74,10 @@ pub async fn run(command: ManageCommand) -> anyhow::Result<()> {
         ManageCommand::Slo(m) => tenants::slo(&Ctx::new(&m.admin)?, m.command).await,
         ManageCommand::Pool(m) => pools::pool(&Ctx::new(&m.admin)?, m.command).await,
         ManageCommand::Endpoint(m) => pools::endpoint(&Ctx::new(&m.admin)?, m.command).await,
+        // Authoring works offline: no admin client is made.
+        ManageCommand::Plugin(Manage { admin, command: plugins::PluginCommand::Authoring(command) }) => {
+            crate::authoring::run(command, admin.json)
+        }
         ManageCommand::Plugin(m) => plugins::plugin(&Ctx::new(&m.admin)?, m.command).await,
         ManageCommand::Binding(m) => plugins::binding(&Ctx::new(&m.admin)?, m.command).await,
         ManageCommand::Usage(args) => reports::usage(&Ctx::new(&args.admin)?, args).await,

@@ -1,4 +1,5 @@
-//! `sluice plugin`, `binding`.
+//! `sluice plugin`, `binding`: the admin API's plugin operations (`new`, `build` and `test`, which
+//! need no gateway, are in `crate::authoring`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub enum PluginCommand {
     Activate { name: String, version: i32 },
     /// Activate the highest version below the active one.
     Rollback { name: String },
+    #[command(flatten)]
+    Authoring(crate::authoring::AuthoringCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,6 +107,8 @@ pub async fn plugin(ctx: &Ctx, command: PluginCommand) -> anyhow::Result<()> {
             let plugin = ctx.api.post(&path).await?;
             ctx.show(&plugin, one_plugin)
         }
+        // Dispatched by `manage::run` before a client is made.
+        PluginCommand::Authoring(command) => crate::authoring::run(command, ctx.json),
     }
 }
 
