@@ -88,7 +88,10 @@ pub struct NewPool {
 pub struct NewEndpoint {
     #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
-    #[cfg_attr(feature = "openapi", schema(pattern = "^https?://[^/\\s]\\S*$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^https?://[^/\\s\\x00-\\x1f\\x7f-\\x9f][^\\s\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub url: String,
     #[serde(default)]
     pub flavor: EngineFlavor,
