@@ -165,6 +165,8 @@ pub struct PluginConfig {
     pub max_memory_bytes: usize,
     /// The binding's `config` table as JSON.
     pub config_json: String,
+    /// Hosts (`host` or `host:port`) the `http` capability may reach; none by default.
+    pub http_allow: Vec<String>,
 }
 
 /// The host capabilities a plugin may be granted.

@@ -195,4 +195,7 @@ pub struct RawPlugin {
     /// Handed to the plugin as JSON through the `config` capability.
     #[serde(default)]
     pub config: toml::Table,
+    /// Hosts (`host` or `host:port`) the `http` capability may reach.
+    #[serde(default)]
+    pub http_allow: Vec<String>,
 }

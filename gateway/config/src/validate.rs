@@ -271,6 +271,23 @@ fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginCo
     }
     let config_json = serde_json::to_string(&p.config)
         .map_err(|e| ConfigError::invalid(format!("{field}.config"), format!("cannot be expressed as JSON: {e}")))?;
+    for (j, host) in p.http_allow.iter().enumerate() {
+        let authority = (!host.contains('/') && !host.contains('@'))
+            .then(|| host.parse::<http::uri::Authority>().ok())
+            .flatten()
+            .filter(|a| {
+                // Exactly `host` or `host:port` as parsed: a port that is not a number does
+                // not round-trip.
+                let exact = a.port_u16().map_or_else(|| a.host().to_owned(), |p| format!("{}:{p}", a.host()));
+                !a.host().is_empty() && exact.eq_ignore_ascii_case(host)
+            });
+        if authority.is_none() {
+            return Err(ConfigError::invalid(
+                format!("{field}.http_allow[{j}]"),
+                format!("{host:?} must be a host or host:port, without scheme or path"),
+            ));
+        }
+    }
     Ok(PluginConfig {
         name: p.name,
         source,
@@ -281,6 +298,7 @@ fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginCo
         timeout,
         max_memory_bytes,
         config_json,
+        http_allow: p.http_allow,
     })
 }
 

@@ -164,6 +164,13 @@ fn bad_plugins_name_the_field() {
         ("name = \"x\"\nsource = \"a.wasm\"\nfailure = \"maybe\"", "plugins[0].failure"),
         ("name = \"x\"\nsource = \"a.wasm\"\ntimeout = \"1m\"", "plugins[0].timeout"),
         ("name = \"x\"\nsource = \"a.wasm\"\nmax_memory_bytes = 1073741824", "plugins[0].max_memory_bytes"),
+        (
+            "name = \"x\"\nsource = \"a.wasm\"\nhttp_allow = [\"ok.example.com\", \"https://x.com\"]",
+            "plugins[0].http_allow[1]",
+        ),
+        ("name = \"x\"\nsource = \"a.wasm\"\nhttp_allow = [\"x.com/path\"]", "plugins[0].http_allow[0]"),
+        ("name = \"x\"\nsource = \"a.wasm\"\nhttp_allow = [\"\"]", "plugins[0].http_allow[0]"),
+        ("name = \"x\"\nsource = \"a.wasm\"\nhttp_allow = [\"x.com:port\"]", "plugins[0].http_allow[0]"),
     ];
     for (body, field) in cases {
         assert_eq!(invalid_field(&plugin(body)), field, "{body}");

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
 use http::HeaderMap;
 use sluice_plugin_host::types::{
     Api, BodySummary, Candidate, CandidateStats, Health, PrefixOverlap, RequestInfo, RouteRequest,
@@ -22,6 +23,12 @@ use sluice_plugin_host::{
     BindingSpec, BodyResource, CallLimits, Capabilities, EngineSettings, HostSettings, Isolation, PluginHost,
     PluginSource, RequestView,
 };
+
+/// The output of a call to a plugin that imports no async capability: such calls never wait, so
+/// their future is ready on first poll, as in the gateway.
+fn ready<F: std::future::Future>(call: F) -> F::Output {
+    call.now_or_never().expect("a synchronous plugin call completes at once")
+}
 
 fn host() -> PluginHost {
     let settings = HostSettings {
@@ -33,12 +40,18 @@ fn host() -> PluginHost {
 
 fn guest(name: &str, mode: &str, isolation: Isolation, order: i64) -> BindingSpec {
     BindingSpec {
-        capabilities: Capabilities::all(),
         config_json: format!(r#"{{"mode":"{mode}","tag":"{name}"}}"#),
-        limits: CallLimits { timeout: Duration::from_millis(50), memory_bytes: 8 << 20 },
         isolation,
         order,
-        ..BindingSpec::new(name, PluginSource::Bytes(Arc::from(sluice_plugin_host::testing::TEST_GUEST)))
+        ..guest_limits(BindingSpec::new(name, PluginSource::Bytes(Arc::from(sluice_plugin_host::testing::TEST_GUEST))))
+    }
+}
+
+fn guest_limits(spec: BindingSpec) -> BindingSpec {
+    BindingSpec {
+        capabilities: Capabilities::all(),
+        limits: CallLimits { timeout: Duration::from_millis(50), memory_bytes: 8 << 20 },
+        ..spec
     }
 }
 
@@ -103,10 +116,11 @@ fn bench(c: &mut Criterion) {
         h.load_and_activate(guest("one", "continue", isolation, 0)).unwrap();
         let chain = h.chain();
         let mut v = view();
-        group
-            .bench_function(format!("on_request/{label}"), |b| b.iter(|| black_box(chain.on_request(&mut v).unwrap())));
+        group.bench_function(format!("on_request/{label}"), |b| {
+            b.iter(|| black_box(ready(chain.on_request(&mut v)).unwrap()))
+        });
         percentiles(&format!("on_request/{label}"), || {
-            black_box(chain.on_request(&mut v).unwrap());
+            black_box(ready(chain.on_request(&mut v)).unwrap());
         });
 
         // A hook that reads one header lazily and answers with a header.
@@ -114,10 +128,27 @@ fn bench(c: &mut Criterion) {
         h.load_and_activate(guest("state", "state", isolation, 0)).unwrap();
         let chain = h.chain();
         group.bench_function(format!("on_request_with_edit/{label}"), |b| {
-            b.iter(|| black_box(chain.on_request(&mut v).unwrap()))
+            b.iter(|| black_box(ready(chain.on_request(&mut v)).unwrap()))
         });
         percentiles(&format!("on_request_with_edit/{label}"), || {
-            black_box(chain.on_request(&mut v).unwrap());
+            black_box(ready(chain.on_request(&mut v)).unwrap());
+        });
+
+        // The same floor for a plugin that imports an async capability (`http`, unused here):
+        // its calls run on a fiber with `call_async`.
+        let h = host();
+        let net = BindingSpec {
+            config_json: "{}".into(),
+            ..BindingSpec::new("net", PluginSource::Bytes(Arc::from(sluice_plugin_host::testing::TEST_NET_GUEST)))
+        };
+        h.load_and_activate(BindingSpec { isolation, ..guest_limits(net) }).unwrap();
+        let chain = h.chain();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        group.bench_function(format!("on_request_async/{label}"), |b| {
+            b.iter(|| black_box(runtime.block_on(chain.on_request(&mut v)).unwrap()))
+        });
+        percentiles(&format!("on_request_async/{label}"), || {
+            black_box(runtime.block_on(chain.on_request(&mut v)).unwrap());
         });
 
         // A chain of three plugins per request: two on-request policies and the router.
@@ -149,13 +180,13 @@ fn bench(c: &mut Criterion) {
         };
         group.bench_function(format!("chain_of_three/{label}"), |b| {
             b.iter(|| {
-                black_box(chain.on_request(&mut v).unwrap());
-                black_box(chain.route("bench", &route, &candidates).unwrap())
+                black_box(ready(chain.on_request(&mut v)).unwrap());
+                black_box(ready(chain.route("bench", &route, &candidates)).unwrap())
             })
         });
         percentiles(&format!("chain_of_three/{label}"), || {
-            black_box(chain.on_request(&mut v).unwrap());
-            black_box(chain.route("bench", &route, &candidates).unwrap());
+            black_box(ready(chain.on_request(&mut v)).unwrap());
+            black_box(ready(chain.route("bench", &route, &candidates)).unwrap());
         });
 
         let h = host();
@@ -164,10 +195,10 @@ fn bench(c: &mut Criterion) {
         h.load_and_activate(router).unwrap();
         let chain = h.chain();
         group.bench_function(format!("route_8_candidates/{label}"), |b| {
-            b.iter(|| black_box(chain.route("bench", &route, &candidates).unwrap()))
+            b.iter(|| black_box(ready(chain.route("bench", &route, &candidates)).unwrap()))
         });
         percentiles(&format!("route_8_candidates/{label}"), || {
-            black_box(chain.route("bench", &route, &candidates).unwrap());
+            black_box(ready(chain.route("bench", &route, &candidates)).unwrap());
         });
     }
     group.finish();

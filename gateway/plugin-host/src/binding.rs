@@ -13,7 +13,7 @@ use crate::bindings::types::{
 };
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
-use crate::loader::{Hook, PluginVersion};
+use crate::loader::{Export, Hook, PluginVersion};
 use crate::resources::{BodyResource, HeadersResource};
 use crate::state::{BindingContext, HostState};
 
@@ -166,40 +166,52 @@ impl Binding {
         self.idle.lock().map_or(0, |v| v.len())
     }
 
-    fn new_instance(&self) -> wasmtime::Result<Pooled> {
+    async fn new_instance(&self) -> wasmtime::Result<Pooled> {
         let state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
-        let instance = self.version.pre.instantiate(&mut store)?;
+        let instance = if self.version.calls_async {
+            self.version.pre.instantiate_async(&mut store).await?
+        } else {
+            self.version.pre.instantiate(&mut store)?
+        };
         self.ctx.metrics.instantiated(&self.name);
         let baseline_memory = store.data().limiter.memory;
         Ok(Pooled { store, instance, calls: 0, born: Instant::now(), baseline_memory })
     }
 
-    /// Runs `f` on an instance under a fresh deadline, and turns failures into typed errors.
-    fn call<R>(
-        &self,
-        hook: Hook,
-        f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
-        let started = Instant::now();
+    /// An instance for one call, under a fresh deadline: a warm one (`reuse`) or a new one.
+    async fn checkout(&self, hook: Hook) -> Result<Pooled, PluginError> {
         let reused = match self.isolation {
             Isolation::PerRequest => None,
             Isolation::Reuse { .. } => self.idle.lock().ok().and_then(|mut idle| idle.pop()),
         };
         let mut pooled = match reused {
-            Some(mut p) => {
-                p.store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
-                p
-            }
-            None => self.new_instance().map_err(|e| self.instantiate_error(hook, &e))?,
+            Some(p) => p,
+            None => self.new_instance().await.map_err(|e| self.instantiate_error(hook, &e))?,
         };
-        pooled.store.data_mut().limiter.hit = None;
-        let result = f(&mut pooled.store, &pooled.instance);
+        pooled.store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
+        let state = pooled.store.data_mut();
+        state.deadline = Instant::now() + self.limits.timeout;
+        state.limiter.hit = None;
+        Ok(pooled)
+    }
+
+    /// Ends a call: counts it, recycles the instance if it is fit for another call, and turns a
+    /// failure into a typed error. A call abandoned mid-way (its future dropped) never gets
+    /// here, so its instance is dropped too.
+    fn finish<R>(
+        &self,
+        hook: Hook,
+        pooled: Pooled,
+        started: Instant,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
         self.ctx.metrics.call(&self.name, hook.name(), started.elapsed());
         match result {
             Ok(value) => {
+                let mut pooled = pooled;
                 pooled.calls += 1;
                 self.recycle(pooled);
                 Ok(value)
@@ -257,75 +269,109 @@ impl Binding {
     }
 
     /// `on-request`; `None` when the plugin does not export it.
-    pub fn on_request(
+    pub async fn on_request(
         &self,
         info: &RequestInfo,
         headers: &Arc<HeaderMap>,
         body: &BodyResource,
     ) -> Result<Option<RequestDecision>, PluginError> {
-        let Some(indices) = &self.version.hooks.on_request else { return Ok(None) };
-        self.call(Hook::OnRequest, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
-            let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?;
-            let b = store.data_mut().table.push(body.clone())?;
-            let (h_rep, b_rep) = (h.rep(), b.rep());
+        let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
+        let started = Instant::now();
+        let mut pooled = self.checkout(Hook::OnRequest).await?;
+        let instance = pooled.instance;
+        let store = &mut pooled.store;
+        let result = async {
+            let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?.rep();
+            let b = store.data_mut().table.push(body.clone())?.rep();
             // Lent as borrows: an owned handle would stay in the instance's handle table after
             // the call and a reused instance would run out of handles.
-            let result = guest.call_on_request(
-                &mut *store,
-                info,
-                Resource::<HeadersResource>::new_borrow(h_rep),
-                Resource::<BodyResource>::new_borrow(b_rep),
-            );
+            let (h_borrow, b_borrow) = (Resource::new_borrow(h), Resource::new_borrow(b));
+            let result = match export {
+                Export::Sync(i) => {
+                    i.load(&mut *store, &instance)?.call_on_request(&mut *store, info, h_borrow, b_borrow)
+                }
+                Export::Async(i) => {
+                    i.load(&mut *store, &instance)?.call_on_request(&mut *store, info, h_borrow, b_borrow).await
+                }
+            };
             let table = &mut store.data_mut().table;
-            let _ = table.delete(Resource::<HeadersResource>::new_own(h_rep));
-            let _ = table.delete(Resource::<BodyResource>::new_own(b_rep));
+            let _ = table.delete(Resource::<HeadersResource>::new_own(h));
+            let _ = table.delete(Resource::<BodyResource>::new_own(b));
             result
-        })
-        .map(Some)
+        }
+        .await;
+        self.finish(Hook::OnRequest, pooled, started, result).map(Some)
     }
 
     /// `route`; `None` when the plugin does not export it.
-    pub fn route(
+    pub async fn route(
         &self,
         request: &RouteRequest,
         candidates: &[Candidate],
     ) -> Result<Option<RouteDecision>, PluginError> {
-        let Some(indices) = &self.version.hooks.route else { return Ok(None) };
-        self.call(Hook::Route, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
-            guest.call_route(&mut *store, request, candidates)
-        })
-        .map(Some)
+        let Some(export) = &self.version.hooks.route else { return Ok(None) };
+        let started = Instant::now();
+        let mut pooled = self.checkout(Hook::Route).await?;
+        let instance = pooled.instance;
+        let store = &mut pooled.store;
+        let result = match export {
+            Export::Sync(i) => {
+                i.load(&mut *store, &instance).and_then(|g| g.call_route(&mut *store, request, candidates))
+            }
+            Export::Async(i) => match i.load(&mut *store, &instance) {
+                Ok(g) => g.call_route(&mut *store, request, candidates).await,
+                Err(e) => Err(e),
+            },
+        };
+        self.finish(Hook::Route, pooled, started, result).map(Some)
     }
 
     /// `on-response-headers`; `None` when the plugin does not export it.
-    pub fn on_response_headers(
+    pub async fn on_response_headers(
         &self,
         info: &RequestInfo,
         status: u16,
         headers: &Arc<HeaderMap>,
     ) -> Result<Option<ResponseChanges>, PluginError> {
-        let Some(indices) = &self.version.hooks.on_response_headers else { return Ok(None) };
-        self.call(Hook::OnResponseHeaders, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
-            let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?;
-            let rep = h.rep();
-            let result =
-                guest.call_on_response_headers(&mut *store, info, status, Resource::<HeadersResource>::new_borrow(rep));
-            let _ = store.data_mut().table.delete(Resource::<HeadersResource>::new_own(rep));
+        let Some(export) = &self.version.hooks.on_response_headers else { return Ok(None) };
+        let started = Instant::now();
+        let mut pooled = self.checkout(Hook::OnResponseHeaders).await?;
+        let instance = pooled.instance;
+        let store = &mut pooled.store;
+        let result = async {
+            let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?.rep();
+            let borrow = Resource::new_borrow(h);
+            let result = match export {
+                Export::Sync(i) => {
+                    i.load(&mut *store, &instance)?.call_on_response_headers(&mut *store, info, status, borrow)
+                }
+                Export::Async(i) => {
+                    i.load(&mut *store, &instance)?.call_on_response_headers(&mut *store, info, status, borrow).await
+                }
+            };
+            let _ = store.data_mut().table.delete(Resource::<HeadersResource>::new_own(h));
             result
-        })
-        .map(Some)
+        }
+        .await;
+        self.finish(Hook::OnResponseHeaders, pooled, started, result).map(Some)
     }
 
     /// `on-response-done`; `false` when the plugin does not export it.
-    pub fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) -> Result<bool, PluginError> {
-        let Some(indices) = &self.version.hooks.on_response_done else { return Ok(false) };
-        self.call(Hook::OnResponseDone, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
-            guest.call_on_response_done(&mut *store, info, done)
-        })
-        .map(|()| true)
+    pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) -> Result<bool, PluginError> {
+        let Some(export) = &self.version.hooks.on_response_done else { return Ok(false) };
+        let started = Instant::now();
+        let mut pooled = self.checkout(Hook::OnResponseDone).await?;
+        let instance = pooled.instance;
+        let store = &mut pooled.store;
+        let result = match export {
+            Export::Sync(i) => {
+                i.load(&mut *store, &instance).and_then(|g| g.call_on_response_done(&mut *store, info, done))
+            }
+            Export::Async(i) => match i.load(&mut *store, &instance) {
+                Ok(g) => g.call_on_response_done(&mut *store, info, done).await,
+                Err(e) => Err(e),
+            },
+        };
+        self.finish(Hook::OnResponseDone, pooled, started, result).map(|()| true)
     }
 }

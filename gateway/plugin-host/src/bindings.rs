@@ -3,16 +3,49 @@
 //! Every import is `trappable`: a host function that cannot do its job (a stale resource
 //! handle, say) traps the guest instead of panicking the gateway. The `headers` and `body`
 //! resources are backed by [`crate::resources`].
+//!
+//! The capabilities that wait on I/O (`http.send`, `embeddings.embed`) are `async` host
+//! functions, so a plugin waiting on them yields its executor thread instead of blocking it.
+//! wasmtime requires a component that imports one of them to be called with `call_async` (on a
+//! fiber); every other component keeps the plain synchronous call, which is cheaper. Hence two
+//! sets of export bindings over the same types: the synchronous ones here, the asynchronous ones
+//! in [`asynchronous`].
 
 wasmtime::component::bindgen!({
     path: "../../plugins/wit",
     world: "plugin",
-    imports: { default: trappable },
+    imports: {
+        "sluice:policy/http.send": async | trappable,
+        "sluice:policy/embeddings.embed": async | trappable,
+        default: trappable,
+    },
     with: {
         "sluice:policy/types.headers": crate::resources::HeadersResource,
         "sluice:policy/types.body": crate::resources::BodyResource,
     },
 });
+
+/// The hook exports called with `call_async`, for components that import an async capability.
+pub mod asynchronous {
+    wasmtime::component::bindgen!({
+        path: "../../plugins/wit",
+        world: "plugin",
+        exports: { default: async },
+        with: {
+            "sluice:policy/types": super::sluice::policy::types,
+            "sluice:policy/log": super::sluice::policy::log,
+            "sluice:policy/clock": super::sluice::policy::clock,
+            "sluice:policy/counters": super::sluice::policy::counters,
+            "sluice:policy/cache": super::sluice::policy::cache,
+            "sluice:policy/config": super::sluice::policy::config,
+            "sluice:policy/metrics": super::sluice::policy::metrics,
+            "sluice:policy/embeddings": super::sluice::policy::embeddings,
+            "sluice:policy/http": super::sluice::policy::http,
+        },
+    });
+
+    pub use exports::sluice::policy::{on_request, on_response_done, on_response_headers, route};
+}
 
 pub use exports::sluice::policy::{on_request, on_response_done, on_response_headers, route};
 pub use sluice::policy::types;

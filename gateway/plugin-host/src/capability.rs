@@ -42,6 +42,12 @@ impl Capability {
         }
     }
 
+    /// Whether the host serves it asynchronously (it waits on the network), which makes the
+    /// plugins importing it run on a fiber.
+    pub fn is_async(self) -> bool {
+        matches!(self, Capability::Embeddings | Capability::Http)
+    }
+
     pub fn parse(name: &str) -> Option<Capability> {
         Capability::ALL.into_iter().find(|c| c.name() == name)
     }

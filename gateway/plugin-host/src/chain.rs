@@ -21,6 +21,8 @@ use crate::resources::BodyResource;
 pub struct Chain {
     bindings: Vec<Arc<Binding>>,
     has: [bool; 4],
+    /// Per hook: whether some binding exporting it calls asynchronously (it may wait on I/O).
+    waits: [bool; 4],
 }
 
 fn slot(hook: Hook) -> usize {
@@ -72,10 +74,12 @@ impl Chain {
     pub fn new(mut bindings: Vec<Arc<Binding>>) -> Self {
         bindings.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
         let mut has = [false; 4];
+        let mut waits = [false; 4];
         for hook in Hook::ALL {
             has[slot(hook)] = bindings.iter().any(|b| b.exports(hook));
+            waits[slot(hook)] = bindings.iter().any(|b| b.exports(hook) && b.version.calls_async);
         }
-        Chain { bindings, has }
+        Chain { bindings, has, waits }
     }
 
     pub fn bindings(&self) -> &[Arc<Binding>] {
@@ -89,6 +93,11 @@ impl Chain {
     /// Whether any bound plugin exports `hook` (callers skip building inputs when not).
     pub fn has(&self, hook: Hook) -> bool {
         self.has[slot(hook)]
+    }
+
+    /// Whether running `hook` may wait on I/O. When not, its future completes on first poll.
+    pub fn waits(&self, hook: Hook) -> bool {
+        self.waits[slot(hook)]
     }
 
     /// The bindings exporting `hook` whose scope covers this tenant and model.
@@ -106,7 +115,7 @@ impl Chain {
 
     /// Runs the on-request hooks in order; the first local response or denial stops the chain.
     /// Each plugin sees the changes of the ones before it.
-    pub fn on_request(&self, view: &mut RequestView) -> Result<RequestVerdict, ChainFailure> {
+    pub async fn on_request(&self, view: &mut RequestView) -> Result<RequestVerdict, ChainFailure> {
         let mut edits = RequestEdits::default();
         for binding in self.bindings.iter().filter(|b| b.exports(Hook::OnRequest)) {
             // Checked per binding: a model-scoped plugin runs for the model as rewritten by
@@ -114,7 +123,7 @@ impl Chain {
             if !binding.scope.applies(&view.info.tenant, &view.info.model) {
                 continue;
             }
-            let decision = match binding.on_request(&view.info, &view.headers, &view.body) {
+            let decision = match binding.on_request(&view.info, &view.headers, &view.body).await {
                 Ok(Some(decision)) => decision,
                 Ok(None) => continue,
                 Err(error) => {
@@ -168,14 +177,14 @@ impl Chain {
     /// Asks the route hooks bound for `tenant` and the request's model in order; the first
     /// that picks a candidate wins. `Ok(None)` when every one abstained (or failed open): the
     /// host makes its own choice.
-    pub fn route(
+    pub async fn route(
         &self,
         tenant: &str,
         request: &RouteRequest,
         candidates: &[Candidate],
     ) -> Result<Option<u32>, ChainFailure> {
         for binding in self.with(Hook::Route, tenant, &request.model) {
-            match binding.route(request, candidates) {
+            match binding.route(request, candidates).await {
                 Ok(Some(RouteDecision::Route(id))) if candidates.iter().any(|c| c.id == id) => return Ok(Some(id)),
                 Ok(Some(RouteDecision::Route(id))) => {
                     tracing::debug!(plugin = %binding.name, id, "router chose an unknown candidate; ignoring");
@@ -188,14 +197,14 @@ impl Chain {
     }
 
     /// Runs the on-response-headers hooks; each one's changes are applied to `headers`.
-    pub fn on_response_headers(
+    pub async fn on_response_headers(
         &self,
         info: &RequestInfo,
         status: u16,
         headers: &mut Arc<HeaderMap>,
     ) -> Result<(), ChainFailure> {
         for binding in self.with(Hook::OnResponseHeaders, &info.tenant, &info.model) {
-            match binding.on_response_headers(info, status, headers) {
+            match binding.on_response_headers(info, status, headers).await {
                 Ok(Some(changes)) => {
                     let map = Arc::make_mut(headers);
                     for name in changes.remove_headers {
@@ -218,9 +227,9 @@ impl Chain {
 
     /// Runs the on-response-done hooks. Nothing is left to refuse, so failures are only logged
     /// and counted.
-    pub fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) {
+    pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) {
         for binding in self.with(Hook::OnResponseDone, &info.tenant, &info.model) {
-            let _ = binding.on_response_done(info, done);
+            let _ = binding.on_response_done(info, done).await;
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Why a plugin failed. Load errors (`Compile`, `Incompatible`, `NotGranted`, `MissingExport`,
-/// `Io`) keep a new version from being activated; call errors (`Trap`, `Timeout`, `Limit`,
+/// `Io`, `InvalidBinding`) keep a new version from being activated; call errors (`Trap`, `Timeout`, `Limit`,
 /// `Instantiate`) go to the binding's failure policy.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
@@ -26,6 +26,8 @@ pub enum PluginError {
     Limit { plugin: String, version: String, hook: &'static str, limit: String },
     #[error("plugin {plugin}@{version}: could not instantiate: {reason}")]
     Instantiate { plugin: String, version: String, reason: String },
+    #[error("plugin {plugin}: invalid binding: {reason}")]
+    InvalidBinding { plugin: String, reason: String },
 }
 
 impl PluginError {
@@ -41,6 +43,7 @@ impl PluginError {
             PluginError::Timeout { .. } => "timeout",
             PluginError::Limit { .. } => "limit",
             PluginError::Instantiate { .. } => "instantiate",
+            PluginError::InvalidBinding { .. } => "invalid_binding",
         }
     }
 
@@ -55,7 +58,8 @@ impl PluginError {
             | PluginError::Trap { plugin, .. }
             | PluginError::Timeout { plugin, .. }
             | PluginError::Limit { plugin, .. }
-            | PluginError::Instantiate { plugin, .. } => plugin,
+            | PluginError::Instantiate { plugin, .. }
+            | PluginError::InvalidBinding { plugin, .. } => plugin,
         }
     }
 }

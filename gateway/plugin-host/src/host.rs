@@ -19,6 +19,7 @@ use crate::capability::Capabilities;
 use crate::chain::Chain;
 use crate::engine::{EngineError, EngineSettings, PluginEngine};
 use crate::error::PluginError;
+use crate::io::AllowList;
 use crate::loader::{Hook, PluginVersion};
 use crate::metrics::PluginMetrics;
 use crate::services::HostServices;
@@ -47,6 +48,8 @@ pub struct BindingSpec {
     pub limits: CallLimits,
     /// The binding's config as JSON, for `config.binding`.
     pub config_json: String,
+    /// Hosts (`host` or `host:port`) the `http` capability may reach; empty: none.
+    pub http_allow: Vec<String>,
     /// Hooks the component must export.
     pub required: Vec<Hook>,
 }
@@ -69,6 +72,7 @@ impl BindingSpec {
             order: 0,
             limits: CallLimits { timeout: Duration::from_millis(10), memory_bytes: 16 << 20 },
             config_json: "{}".to_owned(),
+            http_allow: Vec::new(),
             required: Vec::new(),
         }
     }
@@ -181,6 +185,8 @@ impl PluginHost {
                 ),
             });
         }
+        let http_allow = AllowList::parse(&spec.http_allow)
+            .map_err(|reason| PluginError::InvalidBinding { plugin: spec.name.clone(), reason })?;
         let bytes: Arc<[u8]> = match &spec.source {
             PluginSource::Bytes(b) => Arc::clone(b),
             PluginSource::File(path) => std::fs::read(path).map(Arc::from).map_err(|e| PluginError::Io {
@@ -210,6 +216,7 @@ impl PluginHost {
             version: Arc::clone(&version.version),
             capabilities: spec.capabilities,
             config_json: spec.config_json,
+            http_allow,
             services: Arc::clone(&self.services),
             metrics: self.metrics.clone(),
         };

@@ -12,6 +12,11 @@ use crate::state::HostState;
 /// Largest value a plugin may put in the cache, and the most it may read from a body at once.
 const MAX_CACHE_VALUE: usize = 4 << 20;
 const MAX_READ: u32 = 1 << 20;
+/// The longest text a plugin may embed in one call.
+const MAX_EMBED_INPUT: usize = 1 << 20;
+/// What `http` and `embeddings` answer where the embedder gave the host no transport (the
+/// `sluice plugin test` command, say).
+const NO_IO: &str = "network capabilities are not available in this host";
 
 impl types::Host for HostState {}
 
@@ -170,15 +175,55 @@ impl metrics::Host for HostState {
 }
 
 impl embeddings::Host for HostState {
-    fn embed(&mut self, _model: String, _input: String) -> wasmtime::Result<Result<Vec<f32>, String>> {
+    async fn embed(&mut self, model: String, input: String) -> wasmtime::Result<Result<Vec<f32>, String>> {
         self.grant(Capability::Embeddings)?;
-        Ok(Err("no embeddings pool is configured for plugins yet".to_owned()))
+        let Some(io) = self.binding.services.io() else {
+            return Ok(Err(NO_IO.to_owned()));
+        };
+        if input.len() > MAX_EMBED_INPUT {
+            return Ok(Err(format!("input of {} bytes is over the {MAX_EMBED_INPUT}-byte limit", input.len())));
+        }
+        let timeout = self.remaining(Duration::MAX);
+        Ok(io.embed(model, input, timeout).await)
     }
 }
 
 impl http::Host for HostState {
-    fn send(&mut self, _request: http::OutboundRequest) -> wasmtime::Result<Result<http::OutboundResponse, String>> {
+    async fn send(
+        &mut self,
+        request: http::OutboundRequest,
+    ) -> wasmtime::Result<Result<http::OutboundResponse, String>> {
         self.grant(Capability::Http)?;
-        Ok(Err("outbound HTTP from plugins is not wired to a client yet".to_owned()))
+        let Some(io) = self.binding.services.io() else {
+            return Ok(Err(NO_IO.to_owned()));
+        };
+        let headers = request.headers.into_iter().map(|h| (h.name, h.value)).collect();
+        let outbound = match crate::io::outbound_request(
+            &self.binding.http_allow,
+            &request.method,
+            &request.url,
+            headers,
+            request.body,
+        ) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let timeout = self.remaining(Duration::from_millis(u64::from(request.timeout_ms.max(1))));
+        let response = match io.send(outbound, timeout, crate::io::MAX_RESPONSE_BYTES).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (parts, body) = response.into_parts();
+        Ok(Ok(http::OutboundResponse {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .filter_map(|(n, v)| {
+                    Some(types::Header { name: n.as_str().to_owned(), value: v.to_str().ok()?.to_owned() })
+                })
+                .collect(),
+            body: body.to_vec(),
+        }))
     }
 }

@@ -9,7 +9,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 
 use crate::artifacts::{ArtifactCache, Provenance};
-use crate::bindings::{self, on_request, on_response_done, on_response_headers, route};
+use crate::bindings::{self, asynchronous, on_request, on_response_done, on_response_headers, route};
 use crate::capability::{Capabilities, Capability};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
@@ -48,12 +48,31 @@ impl Hook {
     }
 }
 
+/// One hook's export, looked up once: called directly, or with `call_async` when the component
+/// imports a capability the host serves asynchronously (see [`crate::bindings`]).
+pub(crate) enum Export<S, A> {
+    Sync(S),
+    Async(A),
+}
+
+impl<S, A> Export<S, A> {
+    fn find(
+        pre: &InstancePre<HostState>,
+        calls_async: bool,
+        sync: impl FnOnce(&InstancePre<HostState>) -> wasmtime::Result<S>,
+        asynchronous: impl FnOnce(&InstancePre<HostState>) -> wasmtime::Result<A>,
+    ) -> wasmtime::Result<Self> {
+        if calls_async { asynchronous(pre).map(Export::Async) } else { sync(pre).map(Export::Sync) }
+    }
+}
+
 /// The hooks a component exports, looked up once at load.
 pub(crate) struct Hooks {
-    pub on_request: Option<on_request::GuestIndices>,
-    pub route: Option<route::GuestIndices>,
-    pub on_response_headers: Option<on_response_headers::GuestIndices>,
-    pub on_response_done: Option<on_response_done::GuestIndices>,
+    pub on_request: Option<Export<on_request::GuestIndices, asynchronous::on_request::GuestIndices>>,
+    pub route: Option<Export<route::GuestIndices, asynchronous::route::GuestIndices>>,
+    pub on_response_headers:
+        Option<Export<on_response_headers::GuestIndices, asynchronous::on_response_headers::GuestIndices>>,
+    pub on_response_done: Option<Export<on_response_done::GuestIndices, asynchronous::on_response_done::GuestIndices>>,
 }
 
 impl Hooks {
@@ -76,6 +95,8 @@ pub struct PluginVersion {
     pub provenance: Provenance,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) hooks: Hooks,
+    /// Whether it imports a capability served asynchronously, so its calls run on a fiber.
+    pub calls_async: bool,
 }
 
 impl std::fmt::Debug for PluginVersion {
@@ -109,7 +130,7 @@ impl PluginVersion {
             reason: format!("{e:#}"),
         })?;
 
-        check_imports(engine, &component, grants).map_err(|problem| match problem {
+        let imported = check_imports(engine, &component, grants).map_err(|problem| match problem {
             ImportProblem::Foreign(reason) => incompatible(reason),
             ImportProblem::NotGranted { import, capability } => PluginError::NotGranted {
                 plugin: name.to_owned(),
@@ -126,21 +147,49 @@ impl PluginVersion {
         linker.define_unknown_imports_as_traps(&component).map_err(|e| incompatible(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| incompatible(format!("{e:#}")))?;
 
+        let calls_async = imported.into_iter().any(Capability::is_async);
         let present = |hook: Hook| component.get_export_index(None, hook.export_name().as_str()).is_some();
         let shape =
             |hook: Hook, e: wasmtime::Error| incompatible(format!("{} has the wrong shape: {e:#}", hook.export_name()));
         let hooks = Hooks {
             on_request: present(Hook::OnRequest)
-                .then(|| on_request::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnRequest, e)))
+                .then(|| {
+                    Export::find(
+                        &pre,
+                        calls_async,
+                        on_request::GuestIndices::new,
+                        asynchronous::on_request::GuestIndices::new,
+                    )
+                    .map_err(|e| shape(Hook::OnRequest, e))
+                })
                 .transpose()?,
             route: present(Hook::Route)
-                .then(|| route::GuestIndices::new(&pre).map_err(|e| shape(Hook::Route, e)))
+                .then(|| {
+                    Export::find(&pre, calls_async, route::GuestIndices::new, asynchronous::route::GuestIndices::new)
+                        .map_err(|e| shape(Hook::Route, e))
+                })
                 .transpose()?,
             on_response_headers: present(Hook::OnResponseHeaders)
-                .then(|| on_response_headers::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnResponseHeaders, e)))
+                .then(|| {
+                    Export::find(
+                        &pre,
+                        calls_async,
+                        on_response_headers::GuestIndices::new,
+                        asynchronous::on_response_headers::GuestIndices::new,
+                    )
+                    .map_err(|e| shape(Hook::OnResponseHeaders, e))
+                })
                 .transpose()?,
             on_response_done: present(Hook::OnResponseDone)
-                .then(|| on_response_done::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnResponseDone, e)))
+                .then(|| {
+                    Export::find(
+                        &pre,
+                        calls_async,
+                        on_response_done::GuestIndices::new,
+                        asynchronous::on_response_done::GuestIndices::new,
+                    )
+                    .map_err(|e| shape(Hook::OnResponseDone, e))
+                })
                 .transpose()?,
         };
         if !Hook::ALL.iter().any(|&h| hooks.has(h)) {
@@ -150,7 +199,15 @@ impl PluginVersion {
         if let Some(missing) = required.iter().find(|&&h| !hooks.has(h)) {
             return Err(PluginError::MissingExport { plugin: name.to_owned(), version, export: missing.export_name() });
         }
-        Ok(PluginVersion { name: Arc::from(name), version: Arc::from(version), sha256, provenance, pre, hooks })
+        Ok(PluginVersion {
+            name: Arc::from(name),
+            version: Arc::from(version),
+            sha256,
+            provenance,
+            pre,
+            hooks,
+            calls_async,
+        })
     }
 }
 
@@ -160,8 +217,13 @@ enum ImportProblem {
 }
 
 /// Every import must be a `sluice:policy@0.1.0` interface the binding grants (or `types`), or a
-/// WASI interface (stubbed to trap).
-fn check_imports(engine: &PluginEngine, component: &Component, grants: Capabilities) -> Result<(), ImportProblem> {
+/// WASI interface (stubbed to trap). Returns the capabilities imported.
+fn check_imports(
+    engine: &PluginEngine,
+    component: &Component,
+    grants: Capabilities,
+) -> Result<Vec<Capability>, ImportProblem> {
+    let mut imported = Vec::new();
     let ty = component.component_type();
     for (import, item) in ty.imports(engine.engine()) {
         if import.starts_with("wasi:") {
@@ -183,14 +245,14 @@ fn check_imports(engine: &PluginEngine, component: &Component, grants: Capabilit
             continue;
         }
         match Capability::parse(interface) {
-            Some(capability) if grants.has(capability) => {}
+            Some(capability) if grants.has(capability) => imported.push(capability),
             Some(capability) => return Err(ImportProblem::NotGranted { import: import.to_owned(), capability }),
             None => {
                 return Err(ImportProblem::Foreign(format!("it imports {import}, which {CONTRACT} does not define")));
             }
         }
     }
-    Ok(())
+    Ok(imported)
 }
 
 fn add_host_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {

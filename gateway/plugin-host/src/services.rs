@@ -1,12 +1,15 @@
 //! What the host capabilities are backed by: in-process counters and cache shared by every
-//! plugin of this gateway. The rate-limit and cache issues put Redis behind the same calls.
+//! plugin of this gateway (the rate-limit and cache issues put Redis behind the same calls), and
+//! the embedder's transport for the network capabilities ([`crate::io`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+
+use crate::io::PluginIo;
 
 /// Entries the in-memory cache keeps at most; beyond that, expired entries are swept and then
 /// the put is dropped.
@@ -135,6 +138,8 @@ pub struct HostServices {
     tenants: ArcSwap<HashMap<String, String>>,
     /// The zero of `clock.monotonic-now`.
     pub epoch: Instant,
+    /// The transport of `http` and `embeddings`, once the embedder provides one.
+    io: OnceLock<Arc<dyn PluginIo>>,
 }
 
 impl Default for HostServices {
@@ -144,6 +149,7 @@ impl Default for HostServices {
             cache: Cache::default(),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             epoch: Instant::now(),
+            io: OnceLock::new(),
         }
     }
 }
@@ -156,6 +162,16 @@ impl HostServices {
 
     pub fn tenant(&self, name: &str) -> Option<String> {
         self.tenants.load().get(name).cloned()
+    }
+
+    /// Gives `http` and `embeddings` their transport. Set once, before plugins need it; a second
+    /// call is ignored and returns `false`.
+    pub fn set_io(&self, io: Arc<dyn PluginIo>) -> bool {
+        self.io.set(io).is_ok()
+    }
+
+    pub fn io(&self) -> Option<Arc<dyn PluginIo>> {
+        self.io.get().cloned()
     }
 }
 

@@ -2,11 +2,13 @@
 //! The host side of every capability is implemented on [`HostState`] in `crate::host_impl`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, format_err};
 
 use crate::capability::{Capabilities, Capability};
+use crate::io::AllowList;
 use crate::metrics::PluginMetrics;
 use crate::services::HostServices;
 
@@ -18,6 +20,8 @@ pub struct BindingContext {
     pub capabilities: Capabilities,
     /// The binding's `config` table as JSON.
     pub config_json: String,
+    /// Where the `http` capability may go.
+    pub http_allow: AllowList,
     pub services: Arc<HostServices>,
     pub metrics: PluginMetrics,
 }
@@ -76,11 +80,24 @@ pub struct HostState {
     pub table: ResourceTable,
     pub limiter: Limiter,
     pub binding: Arc<BindingContext>,
+    /// When the current call's deadline passes; host calls that wait (`http`, `embeddings`)
+    /// give up by then, since the plugin is interrupted at its next epoch check anyway.
+    pub deadline: Instant,
 }
 
 impl HostState {
     pub fn new(binding: Arc<BindingContext>, memory_limit: usize, table_limit: usize) -> Self {
-        HostState { table: ResourceTable::new(), limiter: Limiter::new(memory_limit, table_limit), binding }
+        HostState {
+            table: ResourceTable::new(),
+            limiter: Limiter::new(memory_limit, table_limit),
+            binding,
+            deadline: Instant::now(),
+        }
+    }
+
+    /// What is left of the current call's deadline, at most `cap`.
+    pub fn remaining(&self, cap: Duration) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now()).min(cap)
     }
 
     /// Refuses (traps) a capability the binding does not grant. Load-time checks make this

@@ -5,6 +5,11 @@
 /// The test guest component.
 pub const TEST_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_guest.wasm"));
 
+/// The guest of the I/O capabilities (`plugins/test-net-guest`): its on-request hook sends an
+/// outbound HTTP request or embeds the prompt, as its binding's config says. It imports `http`
+/// and `embeddings`, so the host calls it asynchronously.
+pub const TEST_NET_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_net_guest.wasm"));
+
 /// The example plugins of `plugins/examples/`, as built for `wasm32-wasip2`.
 pub mod examples {
     /// `plugins/examples/model-alias`.

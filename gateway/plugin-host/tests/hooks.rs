@@ -26,15 +26,15 @@ fn continue_edits(verdict: RequestVerdict) -> sluice_plugin_host::RequestEdits {
     }
 }
 
-#[test]
-fn on_request_continue_deny_respond_rewrite() {
+#[tokio::test]
+async fn on_request_continue_deny_respond_rewrite() {
     let host = host();
     host.load_and_activate(guest("g", "continue", "a")).unwrap();
-    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).await.unwrap());
     assert!(edits.is_empty());
 
     host.load_and_activate(guest("g", "deny", "a")).unwrap();
-    match host.chain().on_request(&mut view("acme")).unwrap() {
+    match host.chain().on_request(&mut view("acme")).await.unwrap() {
         RequestVerdict::Deny { plugin, denial } => {
             assert_eq!(&*plugin, "g");
             assert_eq!(denial.status, 403);
@@ -44,7 +44,7 @@ fn on_request_continue_deny_respond_rewrite() {
     }
 
     host.load_and_activate(guest("g", "respond", "a")).unwrap();
-    match host.chain().on_request(&mut view("t")).unwrap() {
+    match host.chain().on_request(&mut view("t")).await.unwrap() {
         RequestVerdict::Respond { response, .. } => {
             assert_eq!(response.status, 200);
             assert_eq!(response.body, br#"{"answered_by":"test-guest"}"#);
@@ -56,18 +56,18 @@ fn on_request_continue_deny_respond_rewrite() {
     spec.config_json = r#"{"mode":"rewrite","tag":"v7","model":"other"}"#.into();
     host.load_and_activate(spec).unwrap();
     let mut v = view("t");
-    let edits = continue_edits(host.chain().on_request(&mut v).unwrap());
+    let edits = continue_edits(host.chain().on_request(&mut v).await.unwrap());
     assert_eq!(header(&edits, "x-plugin-tag"), "v7");
     assert_eq!(edits.model.as_deref(), Some("other"));
     assert_eq!(v.info.model, "other", "later plugins see the new model");
     assert_eq!(v.headers.get("x-plugin-tag").unwrap(), "v7");
 }
 
-#[test]
-fn headers_and_body_are_read_lazily_through_resources() {
+#[tokio::test]
+async fn headers_and_body_are_read_lazily_through_resources() {
     let host = host();
     host.load_and_activate(guest("g", "headers", "a")).unwrap();
-    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).await.unwrap());
     assert_eq!(header(&edits, "x-echoed"), "one");
     assert_eq!(header(&edits, "x-echo-all"), "one,two");
     assert_eq!(header(&edits, "x-header-count"), "2");
@@ -78,34 +78,34 @@ fn headers_and_body_are_read_lazily_through_resources() {
     assert!(len > 40);
 }
 
-#[test]
-fn every_capability_works_when_granted() {
+#[tokio::test]
+async fn every_capability_works_when_granted() {
     let host = host();
     let mut tenants = std::collections::HashMap::new();
     tenants.insert("t".to_owned(), r#"{"name":"t"}"#.to_owned());
     host.services().set_tenants(tenants);
     host.load_and_activate(guest("g", "capabilities", "a")).unwrap();
-    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).await.unwrap());
     assert_eq!(header(&edits, "x-clock-nonzero"), "true");
     assert_eq!(header(&edits, "x-granted"), "true");
     assert_eq!(header(&edits, "x-counter"), "2", "reserved 3, settled at 2");
     assert_eq!(header(&edits, "x-cache-hit"), "false");
     assert_eq!(header(&edits, "x-tenant-known"), "true");
-    let edits = continue_edits(host.chain().on_request(&mut view("t")).unwrap());
+    let edits = continue_edits(host.chain().on_request(&mut view("t")).await.unwrap());
     assert_eq!(header(&edits, "x-cache-hit"), "true");
     assert_eq!(header(&edits, "x-counter"), "4");
 }
 
-#[test]
-fn route_response_headers_and_done() {
+#[tokio::test]
+async fn route_response_headers_and_done() {
     let host = host();
     host.load_and_activate(guest("g", "continue", "blue")).unwrap();
     let chain = host.chain();
     let candidates = [candidate(3, 0, Health::Healthy), candidate(9, 5, Health::Healthy)];
-    assert_eq!(chain.route("acme", &route_request(), &candidates).unwrap(), Some(9), "the guest picks the last");
+    assert_eq!(chain.route("acme", &route_request(), &candidates).await.unwrap(), Some(9), "the guest picks the last");
 
     let mut headers = Arc::new(HeaderMap::new());
-    chain.on_response_headers(&info("t"), 201, &mut headers).unwrap();
+    chain.on_response_headers(&info("t"), 201, &mut headers).await.unwrap();
     assert_eq!(headers.get("x-plugin-tag").unwrap(), "blue");
     assert_eq!(headers.get("x-seen-status").unwrap(), "201");
 
@@ -118,29 +118,29 @@ fn route_response_headers_and_done() {
         e2e_ns: 5_000,
         endpoint: Some("w1".into()),
     };
-    chain.on_response_done(&info("t"), &done);
-    chain.on_response_done(&info("t"), &done);
+    chain.on_response_done(&info("t"), &done).await;
+    chain.on_response_done(&info("t"), &done).await;
     assert_eq!(host.services().counters.get("done:blue"), 2);
     assert_eq!(host.services().counters.get("done-status:200"), 2);
 }
 
-#[test]
-fn builtin_router_picks_least_in_flight_and_abstains_without_candidates() {
+#[tokio::test]
+async fn builtin_router_picks_least_in_flight_and_abstains_without_candidates() {
     let host = host();
     host.load_and_activate(BindingSpec::builtin_router()).unwrap();
     let chain = host.chain();
     assert!(chain.has(Hook::Route));
     assert!(!chain.has(Hook::OnRequest), "the router exports route only");
     let c = [candidate(0, 4, Health::Healthy), candidate(1, 2, Health::Healthy), candidate(2, 0, Health::Unhealthy)];
-    assert_eq!(chain.route("acme", &route_request(), &c).unwrap(), Some(1));
+    assert_eq!(chain.route("acme", &route_request(), &c).await.unwrap(), Some(1));
     let c = [candidate(5, 1, Health::Healthy), candidate(6, 1, Health::Healthy)];
-    assert_eq!(chain.route("acme", &route_request(), &c).unwrap(), Some(5), "ties go to the first in host order");
-    assert_eq!(chain.route("acme", &route_request(), &[]).unwrap(), None);
-    assert_eq!(chain.route("acme", &route_request(), &[candidate(0, 0, Health::Unhealthy)]).unwrap(), None);
+    assert_eq!(chain.route("acme", &route_request(), &c).await.unwrap(), Some(5), "ties go to the first in host order");
+    assert_eq!(chain.route("acme", &route_request(), &[]).await.unwrap(), None);
+    assert_eq!(chain.route("acme", &route_request(), &[candidate(0, 0, Health::Unhealthy)]).await.unwrap(), None);
 }
 
-#[test]
-fn a_chain_runs_in_order_and_stops_at_the_first_denial() {
+#[tokio::test]
+async fn a_chain_runs_in_order_and_stops_at_the_first_denial() {
     let host = host();
     let mut first = guest("a-rewrite", "rewrite", "first");
     first.order = 1;
@@ -154,30 +154,32 @@ fn a_chain_runs_in_order_and_stops_at_the_first_denial() {
     let chain = host.chain();
     let names: Vec<&str> = chain.bindings().iter().map(|b| &*b.name).collect();
     assert_eq!(names, ["a-rewrite", "b-deny", "c-respond"]);
-    match host.chain().on_request(&mut view("t")).unwrap() {
+    match host.chain().on_request(&mut view("t")).await.unwrap() {
         RequestVerdict::Deny { plugin, .. } => assert_eq!(&*plugin, "b-deny"),
         other => panic!("{other:?}"),
     }
 }
 
-#[test]
-fn reuse_keeps_instance_state_and_per_request_does_not() {
+#[tokio::test]
+async fn reuse_keeps_instance_state_and_per_request_does_not() {
+    async fn calls(host: &sluice_plugin_host::PluginHost) -> Vec<String> {
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            calls.push(header(&continue_edits(host.chain().on_request(&mut view("t")).await.unwrap()), "x-calls"));
+        }
+        calls
+    }
     let host = host();
-    let calls = |host: &sluice_plugin_host::PluginHost| {
-        (0..3)
-            .map(|_| header(&continue_edits(host.chain().on_request(&mut view("t")).unwrap()), "x-calls"))
-            .collect::<Vec<_>>()
-    };
     host.load_and_activate(per_request(guest("g", "state", "a"))).unwrap();
-    assert_eq!(calls(&host), ["1", "1", "1"]);
+    assert_eq!(calls(&host).await, ["1", "1", "1"]);
     let mut spec = guest("g", "state", "a");
     spec.isolation = sluice_plugin_host::Isolation::Reuse { max_calls: 2, max_age: std::time::Duration::from_secs(60) };
     host.load_and_activate(spec).unwrap();
-    assert_eq!(calls(&host), ["1", "2", "1"], "recycled after two calls");
+    assert_eq!(calls(&host).await, ["1", "2", "1"], "recycled after two calls");
 }
 
-#[test]
-fn source_from_a_file_and_a_missing_file() {
+#[tokio::test]
+async fn source_from_a_file_and_a_missing_file() {
     let dir = std::env::temp_dir().join(format!("sluice-plugin-file-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("router.wasm");

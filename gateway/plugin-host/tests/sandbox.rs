@@ -15,8 +15,8 @@ use sluice_plugin_host::{
     RequestVerdict,
 };
 
-#[test]
-fn a_capability_not_granted_is_refused_at_load() {
+#[tokio::test]
+async fn a_capability_not_granted_is_refused_at_load() {
     let host = host();
     let mut spec = guest("g", "continue", "a");
     spec.capabilities = Capability::ALL.into_iter().filter(|&c| c != Capability::Counters).collect::<Capabilities>();
@@ -30,61 +30,61 @@ fn a_capability_not_granted_is_refused_at_load() {
     assert!(host.load(BindingSpec::builtin_router()).is_ok());
 }
 
-#[test]
-fn an_infinite_loop_is_stopped_by_its_deadline() {
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_its_deadline() {
     let host = host();
     let mut spec = guest("looper", "loop", "a");
     spec.limits.timeout = Duration::from_millis(20);
     host.load_and_activate(spec).unwrap();
     let started = Instant::now();
-    let err = host.chain().on_request(&mut view("t")).unwrap_err().0;
+    let err = host.chain().on_request(&mut view("t")).await.unwrap_err().0;
     let took = started.elapsed();
     assert!(matches!(err, PluginError::Timeout { hook, .. } if hook == "on-request"), "{err:?}");
     assert!(took >= Duration::from_millis(20), "{took:?}");
     assert!(took < Duration::from_millis(500), "stopped promptly: {took:?}");
 }
 
-#[test]
-fn memory_growth_past_the_limit_traps_as_a_limit_error() {
+#[tokio::test]
+async fn memory_growth_past_the_limit_traps_as_a_limit_error() {
     let host = host();
     host.load_and_activate(per_request(guest("hog", "grow", "a"))).unwrap();
-    let err = host.chain().on_request(&mut view("t")).unwrap_err().0;
+    let err = host.chain().on_request(&mut view("t")).await.unwrap_err().0;
     assert!(matches!(err, PluginError::Limit { ref limit, .. } if limit == "memory"), "{err:?}");
     assert_eq!(err.kind(), "limit");
 }
 
-#[test]
-fn a_trap_applies_the_failure_policy() {
+#[tokio::test]
+async fn a_trap_applies_the_failure_policy() {
     let host = host();
     host.load_and_activate(guest("closed", "trap", "a")).unwrap();
-    let err = host.chain().on_request(&mut view("t")).unwrap_err().0;
+    let err = host.chain().on_request(&mut view("t")).await.unwrap_err().0;
     assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
     assert!(err.to_string().contains("closed@sha256:"));
     // Route traps too, and the failure policy applies there as well.
     let c = [candidate(0, 0, Health::Healthy)];
-    assert!(host.chain().route("acme", &route_request(), &c).is_err());
+    assert!(host.chain().route("acme", &route_request(), &c).await.is_err());
 
     let mut open = guest("closed", "trap", "a");
     open.failure = FailurePolicy::Open;
     host.load_and_activate(open).unwrap();
-    assert!(matches!(host.chain().on_request(&mut view("t")).unwrap(), RequestVerdict::Continue(_)));
-    assert_eq!(host.chain().route("acme", &route_request(), &c).unwrap(), None, "a failed-open router abstains");
+    assert!(matches!(host.chain().on_request(&mut view("t")).await.unwrap(), RequestVerdict::Continue(_)));
+    assert_eq!(host.chain().route("acme", &route_request(), &c).await.unwrap(), None, "a failed-open router abstains");
 }
 
-#[test]
-fn the_gateway_keeps_serving_after_traps_in_reused_instances() {
+#[tokio::test]
+async fn the_gateway_keeps_serving_after_traps_in_reused_instances() {
     let host = host();
     host.load_and_activate(guest("g", "trap", "a")).unwrap();
     for _ in 0..20 {
-        assert!(host.chain().on_request(&mut view("t")).is_err());
+        assert!(host.chain().on_request(&mut view("t")).await.is_err());
     }
     assert_eq!(host.chain().get("g").unwrap().idle_instances(), 0, "trapped instances are not kept");
     host.load_and_activate(guest("g", "state", "a")).unwrap();
-    assert!(host.chain().on_request(&mut view("t")).is_ok());
+    assert!(host.chain().on_request(&mut view("t")).await.is_ok());
 }
 
-#[test]
-fn malformed_and_incompatible_components_are_rejected_at_load() {
+#[tokio::test]
+async fn malformed_and_incompatible_components_are_rejected_at_load() {
     let host = host();
     let load = |bytes: &[u8], required: Vec<Hook>| {
         let spec = BindingSpec { required, ..BindingSpec::new("bad", PluginSource::Bytes(Arc::from(bytes))) };
@@ -109,8 +109,8 @@ fn malformed_and_incompatible_components_are_rejected_at_load() {
     assert!(err.to_string().contains("does not export sluice:policy/on-request@0.1.0"), "{err}");
 }
 
-#[test]
-fn precompiled_artifacts_are_cached_by_content() {
+#[tokio::test]
+async fn precompiled_artifacts_are_cached_by_content() {
     let dir = std::env::temp_dir().join(format!("sluice-artifacts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let settings = HostSettings { cache_dir: Some(dir.clone()), ..settings() };
@@ -130,8 +130,8 @@ fn precompiled_artifacts_are_cached_by_content() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn hot_swap_under_load_mixes_no_versions_within_a_request() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_under_load_mixes_no_versions_within_a_request() {
     let host = Arc::new(host());
     let v1 = || {
         let mut s = guest("g", "rewrite", "v1");
@@ -170,18 +170,18 @@ fn hot_swap_under_load_mixes_no_versions_within_a_request() {
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let host = Arc::clone(&host);
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 let mut seen = std::collections::HashSet::new();
                 for _ in 0..300 {
                     // One request: one chain snapshot for all its hooks.
                     let chain = host.chain();
-                    let tag_on_request = match chain.on_request(&mut view("t")).unwrap() {
+                    let tag_on_request = match chain.on_request(&mut view("t")).await.unwrap() {
                         RequestVerdict::Continue(edits) => edits.set_headers[0].1.to_str().unwrap().to_owned(),
                         other => panic!("{other:?}"),
                     };
-                    std::thread::yield_now();
+                    tokio::task::yield_now().await;
                     let mut headers = Arc::new(http::HeaderMap::new());
-                    chain.on_response_headers(&info("t"), 200, &mut headers).unwrap();
+                    chain.on_response_headers(&info("t"), 200, &mut headers).await.unwrap();
                     let tag_on_response = headers.get("x-plugin-tag").unwrap().to_str().unwrap().to_owned();
                     assert_eq!(tag_on_request, tag_on_response, "one request saw two versions");
                     seen.insert(tag_on_request);
@@ -192,7 +192,7 @@ fn hot_swap_under_load_mixes_no_versions_within_a_request() {
         .collect();
     let mut seen = std::collections::HashSet::new();
     for w in workers {
-        seen.extend(w.join().unwrap());
+        seen.extend(w.await.unwrap());
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap();
@@ -205,8 +205,8 @@ fn hot_swap_under_load_mixes_no_versions_within_a_request() {
     assert_ne!(host.chain().get("g").unwrap().version.version, before);
 }
 
-#[test]
-fn a_reused_instance_serves_many_calls_without_leaking_handles() {
+#[tokio::test]
+async fn a_reused_instance_serves_many_calls_without_leaking_handles() {
     let host = host();
     let mut spec = guest("g", "headers", "a");
     spec.isolation = sluice_plugin_host::Isolation::Reuse { max_calls: u32::MAX, max_age: Duration::from_secs(3600) };
@@ -215,9 +215,9 @@ fn a_reused_instance_serves_many_calls_without_leaking_handles() {
     let mut v = view("t");
     // Three handles lent per iteration: past wasmtime's 100 000 per store if any were kept.
     for i in 0..40_000 {
-        chain.on_request(&mut v).unwrap_or_else(|e| panic!("call {i}: {e}"));
+        chain.on_request(&mut v).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
         let mut headers = Arc::new(http::HeaderMap::new());
-        chain.on_response_headers(&info("t"), 200, &mut headers).unwrap_or_else(|e| panic!("call {i}: {e}"));
+        chain.on_response_headers(&info("t"), 200, &mut headers).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
     }
     assert_eq!(chain.get("g").unwrap().idle_instances(), 1, "one instance served them all");
 }

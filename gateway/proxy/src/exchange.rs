@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue};
 use sluice_metrics::{Api, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
 use sluice_openai::Usage;
@@ -148,7 +149,16 @@ impl Exchange {
         if let Some((chain, info)) = self.plugins.take()
             && chain.has(Hook::OnResponseDone)
         {
-            chain.on_response_done(&info, &response_done(record));
+            let done = response_done(record);
+            if !chain.waits(Hook::OnResponseDone) {
+                // Nothing to wait on: the hooks run to completion within this poll.
+                let _ = chain.on_response_done(&info, &done).now_or_never();
+            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                // A hook that waits on I/O must not hold up the end of the response.
+                runtime.spawn(async move { chain.on_response_done(&info, &done).await });
+            } else {
+                tracing::warn!(request_id = ?self.request_id, "no runtime to run on-response-done hooks; skipped");
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod body;
 pub mod error;
 pub mod exchange;
 pub mod pipeline;
+pub mod plugin_io;
 pub mod plugins;
 pub mod relay;
 pub mod stages;
@@ -36,7 +37,8 @@ pub use exchange::Sinks;
 /// pools, which the store's watcher swaps.
 pub struct Gateway {
     pub directory: Arc<tenants::Directory>,
-    upstreams: ArcSwap<upstream::Upstreams>,
+    /// Shared with the plugins' embeddings transport, which uses the pools in service.
+    upstreams: Arc<ArcSwap<upstream::Upstreams>>,
     /// Where pool health checkers run, once started; restarted when the pools change.
     health: Mutex<HealthTasks>,
     /// The plugin host: its chain is read once per request.
@@ -59,13 +61,14 @@ impl Gateway {
     /// Builds the data plane from config. `sinks` receive every finished request in addition to
     /// the Prometheus metrics.
     pub fn new(config: &Config, metrics: Metrics, sinks: Vec<Arc<dyn RecordSink>>) -> Result<Self, BuildError> {
-        let upstreams = upstream::Upstreams::from_config(config, &metrics)?;
+        let upstreams = Arc::new(ArcSwap::from_pointee(upstream::Upstreams::from_config(config, &metrics)?));
         let plugins = Arc::new(plugins::host(config, metrics.registry())?);
+        plugins.services().set_io(Arc::new(plugin_io::GatewayIo::new(Arc::clone(&upstreams))));
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(metrics.clone())];
         all.extend(sinks);
         Ok(Gateway {
             directory: Arc::new(tenants::Directory::new(tenants::TenantSnapshot::from_config(&config.tenants))),
-            upstreams: ArcSwap::from_pointee(upstreams),
+            upstreams,
             health: Mutex::new(HealthTasks::default()),
             plugins,
             metrics,

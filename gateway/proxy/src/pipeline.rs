@@ -37,7 +37,7 @@ where
             response
         }
         Ok(Step::Reply(forwarded, strip_usage, limits)) => {
-            let reply = respond::run(ex, forwarded, strip_usage, limits);
+            let reply = respond::run(ex, forwarded, strip_usage, limits).await;
             if let Some((ex, completion)) = reply.completion {
                 ex.finish(completion);
             }
@@ -80,7 +80,7 @@ where
     let parsed = parse::run(api, &body)?;
     // One chain for the whole request: a hot swap never mixes plugin versions within it.
     let chain = gateway.plugins.chain();
-    let (parsed, body, plugin_headers) = match policy::run(&chain, ex, api, parsed, &parts.headers, body)? {
+    let (parsed, body, plugin_headers) = match policy::run(&chain, ex, api, parsed, &parts.headers, body).await? {
         PolicyOutcome::Continue { parsed, body, headers } => (parsed, body, headers),
         PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
     };

@@ -47,6 +47,7 @@ pub fn spec(p: &PluginConfig) -> BindingSpec {
         order: p.order,
         limits: CallLimits { timeout: p.timeout, memory_bytes: p.max_memory_bytes },
         config_json: p.config_json.clone(),
+        http_allow: p.http_allow.clone(),
         // A plugin replacing the built-in router must route.
         required: if p.name == "router" { vec![Hook::Route] } else { Vec::new() },
     }

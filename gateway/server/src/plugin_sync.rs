@@ -118,6 +118,14 @@ impl PluginSync {
             },
             order: i64::from(stored.order),
             config_json: stored.config.to_string(),
+            // A stored binding names its allowed hosts in its config (`"http_allow": [..]`),
+            // which only an admin can set.
+            http_allow: stored
+                .config
+                .get("http_allow")
+                .and_then(|v| v.as_array())
+                .map(|hosts| hosts.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
             ..BindingSpec::new(plugin.name.clone(), PluginSource::Bytes(Arc::clone(&bytes)))
         };
         let host = Arc::clone(&self.host);

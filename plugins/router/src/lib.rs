@@ -6,10 +6,10 @@
 //! With no candidate left it abstains and the host decides. The routing issue replaces this with
 //! a prefix- and load-aware score.
 
-use sluice_sdk::types::{Candidate, Health, RouteDecision, RouteRequest};
 use sluice_sdk::Plugin;
 #[cfg(target_arch = "wasm32")]
 use sluice_sdk::export_plugin;
+use sluice_sdk::types::{Candidate, Health, RouteDecision, RouteRequest};
 
 pub struct Router;
 
@@ -46,12 +46,7 @@ mod tests {
     fn candidate(id: u32, in_flight: u32, health: Health) -> Candidate {
         Candidate {
             id,
-            stats: CandidateStats {
-                in_flight_requests: in_flight,
-                in_flight_prefill_tokens: 0,
-                metrics: None,
-                health,
-            },
+            stats: CandidateStats { in_flight_requests: in_flight, in_flight_prefill_tokens: 0, metrics: None, health },
             overlap: PrefixOverlap { blocks: 0, tokens: 0 },
         }
     }

@@ -65,18 +65,8 @@ macro_rules! hook_world {
 
 hook_world!(on_request_hook, "on-request-hook", "export", "sluice_sdk::on_request_hook");
 hook_world!(route_hook, "route-hook", "export", "sluice_sdk::route_hook");
-hook_world!(
-    on_response_headers_hook,
-    "on-response-headers-hook",
-    "export",
-    "sluice_sdk::on_response_headers_hook"
-);
-hook_world!(
-    on_response_done_hook,
-    "on-response-done-hook",
-    "export",
-    "sluice_sdk::on_response_done_hook"
-);
+hook_world!(on_response_headers_hook, "on-response-headers-hook", "export", "sluice_sdk::on_response_headers_hook");
+hook_world!(on_response_done_hook, "on-response-done-hook", "export", "sluice_sdk::on_response_done_hook");
 
 mod capabilities;
 pub use capabilities::{cache, clock, config, counters, embeddings, http, log, metrics};

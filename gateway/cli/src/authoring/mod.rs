@@ -71,10 +71,10 @@ pub struct TestArgs {
     pub iterations: u32,
 }
 
-pub fn run(command: AuthoringCommand, json: bool) -> anyhow::Result<()> {
+pub async fn run(command: AuthoringCommand, json: bool) -> anyhow::Result<()> {
     match command {
         AuthoringCommand::New(args) => scaffold::run(&args),
         AuthoringCommand::Build(args) => compile::run(&args, json),
-        AuthoringCommand::Test(args) => trial::run(&args, json),
+        AuthoringCommand::Test(args) => trial::run(&args, json).await,
     }
 }

@@ -12,12 +12,13 @@ use sluice_plugin_host::{
     Binding, BindingSpec, Capability, EngineSettings, FailurePolicy, Hook, HostSettings, PluginError, PluginHost,
     PluginSource,
 };
+use tracing::instrument::WithSubscriber;
 
 use super::TestArgs;
 use super::report::{self, Call, Loaded, SampleRun, Timing};
 use super::samples::{self, Sample};
 
-pub fn run(args: &TestArgs, json: bool) -> anyhow::Result<()> {
+pub async fn run(args: &TestArgs, json: bool) -> anyhow::Result<()> {
     let bytes: Arc<[u8]> =
         std::fs::read(&args.file).map(Arc::from).with_context(|| format!("cannot read {}", args.file.display()))?;
     let samples = samples::load(&args.request)?;
@@ -65,8 +66,11 @@ pub fn run(args: &TestArgs, json: bool) -> anyhow::Result<()> {
         wasi_imports: manifest.wasi_imports.clone(),
         compile,
     };
-    let runs: Vec<SampleRun> = samples.iter().map(|s| run_sample(&binding, s)).collect();
-    let timings = if args.iterations > 0 { time_hooks(&binding, &samples, args.iterations) } else { Vec::new() };
+    let mut runs: Vec<SampleRun> = Vec::with_capacity(samples.len());
+    for sample in &samples {
+        runs.push(run_sample(&binding, sample).await);
+    }
+    let timings = if args.iterations > 0 { time_hooks(&binding, &samples, args.iterations).await } else { Vec::new() };
     report::print(&loaded, &runs, &timings, args.iterations, json)?;
 
     let failed = runs.iter().flat_map(|r| &r.calls).filter(|c| c.outcome.is_err()).count();
@@ -130,13 +134,13 @@ fn load_error(file: &Path, bytes: &[u8], error: &PluginError) -> anyhow::Error {
 
 /// Each exported hook once, in the gateway's order: a denial, a local response or a fail-closed
 /// failure ends the request before routing, and only `on-response-done` still runs.
-fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
+async fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
     let mut calls = Vec::new();
     let mut info = sample.info.clone();
     let mut answered_locally = None;
     if binding.exports(Hook::OnRequest) {
         let started = Instant::now();
-        let result = binding.on_request(&info, &sample.headers, &sample.body);
+        let result = binding.on_request(&info, &sample.headers, &sample.body).await;
         let took = started.elapsed();
         if result.is_err() {
             answered_locally = refused_on_failure(binding);
@@ -159,7 +163,7 @@ fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         let mut route = sample.route.clone();
         route.model.clone_from(&info.model);
         let started = Instant::now();
-        let result = binding.route(&route, &sample.candidates);
+        let result = binding.route(&route, &sample.candidates).await;
         if result.is_err() {
             answered_locally = refused_on_failure(binding);
         }
@@ -167,7 +171,7 @@ fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
     }
     if answered_locally.is_none() && binding.exports(Hook::OnResponseHeaders) {
         let started = Instant::now();
-        let result = binding.on_response_headers(&info, sample.response_status, &sample.response_headers);
+        let result = binding.on_response_headers(&info, sample.response_status, &sample.response_headers).await;
         let took = started.elapsed();
         calls.push(Call::new(Hook::OnResponseHeaders, result.map(|d| d.map(report::Decision::Response)), took));
     }
@@ -175,7 +179,7 @@ fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         let status = answered_locally.unwrap_or(sample.response_status);
         let done = sample.done(status, answered_locally.is_none());
         let started = Instant::now();
-        let result = binding.on_response_done(&info, &done);
+        let result = binding.on_response_done(&info, &done).await;
         let took = started.elapsed();
         calls.push(Call::new(Hook::OnResponseDone, result.map(|_| Some(report::Decision::Done)), took));
     }
@@ -193,18 +197,20 @@ fn refused_on_failure(binding: &Binding) -> Option<u16> {
 /// `iterations` more calls of each exported hook per sample, on the warm binding. The plugin's
 /// own log lines are left out (they were shown with the decisions); failures, timeouts
 /// included, are counted.
-fn time_hooks(binding: &Binding, samples: &[Sample], iterations: u32) -> Vec<Timing> {
+async fn time_hooks(binding: &Binding, samples: &[Sample], iterations: u32) -> Vec<Timing> {
     let quiet = tracing::subscriber::NoSubscriber::default();
-    tracing::subscriber::with_default(quiet, || {
-        Hook::ALL
-            .into_iter()
-            .filter(|&hook| binding.exports(hook))
-            .map(|hook| time_hook(binding, samples, iterations, hook))
-            .collect()
-    })
+    async {
+        let mut timings = Vec::new();
+        for hook in Hook::ALL.into_iter().filter(|&hook| binding.exports(hook)) {
+            timings.push(time_hook(binding, samples, iterations, hook).await);
+        }
+        timings
+    }
+    .with_subscriber(quiet)
+    .await
 }
 
-fn time_hook(binding: &Binding, samples: &[Sample], iterations: u32, hook: Hook) -> Timing {
+async fn time_hook(binding: &Binding, samples: &[Sample], iterations: u32, hook: Hook) -> Timing {
     let mut times = Vec::with_capacity(samples.len() * iterations as usize);
     let mut failed = 0;
     for sample in samples {
@@ -212,12 +218,13 @@ fn time_hook(binding: &Binding, samples: &[Sample], iterations: u32, hook: Hook)
         for _ in 0..iterations {
             let started = Instant::now();
             let ok = match hook {
-                Hook::OnRequest => binding.on_request(&sample.info, &sample.headers, &sample.body).is_ok(),
-                Hook::Route => binding.route(&sample.route, &sample.candidates).is_ok(),
+                Hook::OnRequest => binding.on_request(&sample.info, &sample.headers, &sample.body).await.is_ok(),
+                Hook::Route => binding.route(&sample.route, &sample.candidates).await.is_ok(),
                 Hook::OnResponseHeaders => {
-                    binding.on_response_headers(&sample.info, sample.response_status, &sample.response_headers).is_ok()
+                    let headers = &sample.response_headers;
+                    binding.on_response_headers(&sample.info, sample.response_status, headers).await.is_ok()
                 }
-                Hook::OnResponseDone => binding.on_response_done(&sample.info, &done).is_ok(),
+                Hook::OnResponseDone => binding.on_response_done(&sample.info, &done).await.is_ok(),
             };
             if ok {
                 times.push(started.elapsed());

@@ -76,7 +76,7 @@ pub async fn run(command: ManageCommand) -> anyhow::Result<()> {
         ManageCommand::Endpoint(m) => pools::endpoint(&Ctx::new(&m.admin)?, m.command).await,
         // Authoring works offline: no admin client is made.
         ManageCommand::Plugin(Manage { admin, command: plugins::PluginCommand::Authoring(command) }) => {
-            crate::authoring::run(command, admin.json)
+            crate::authoring::run(command, admin.json).await
         }
         ManageCommand::Plugin(m) => plugins::plugin(&Ctx::new(&m.admin)?, m.command).await,
         ManageCommand::Binding(m) => plugins::binding(&Ctx::new(&m.admin)?, m.command).await,

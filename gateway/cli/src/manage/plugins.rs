@@ -108,7 +108,7 @@ pub async fn plugin(ctx: &Ctx, command: PluginCommand) -> anyhow::Result<()> {
             ctx.show(&plugin, one_plugin)
         }
         // Dispatched by `manage::run` before a client is made.
-        PluginCommand::Authoring(command) => crate::authoring::run(command, ctx.json),
+        PluginCommand::Authoring(command) => crate::authoring::run(command, ctx.json).await,
     }
 }
 

@@ -61,14 +61,14 @@ pub struct Router<'a> {
 /// The endpoint for the next attempt: the route plugins' choice when they make one that is
 /// available and untried, otherwise the host's least-in-flight choice. A failing router bound
 /// fail-closed refuses the request.
-fn choose<'p>(
+async fn choose<'p>(
     pool: &'p Pool,
     router: &Router<'_>,
     tried: &[usize],
 ) -> Result<Option<(usize, &'p Arc<Endpoint>)>, GatewayError> {
     if router.chain.has(Hook::Route) {
         let candidates = pool.candidates(tried);
-        match router.chain.route(router.tenant, router.request, &candidates) {
+        match router.chain.route(router.tenant, router.request, &candidates).await {
             Ok(Some(id)) => {
                 if let Some(picked) = pool.available(id as usize, tried) {
                     return Ok(Some(picked));
@@ -99,7 +99,7 @@ pub async fn run(
     let mut tried: Vec<usize> = Vec::with_capacity(1 + config.max_retries as usize);
     let mut last: Option<Failure> = None;
     for attempt in 0..=config.max_retries {
-        let Some((index, endpoint)) = choose(pool, router, &tried)? else { break };
+        let Some((index, endpoint)) = choose(pool, router, &tried).await? else { break };
         if attempt > 0 {
             metrics.retry(&pool.name);
         }

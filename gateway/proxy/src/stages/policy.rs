@@ -71,7 +71,7 @@ pub fn request_info(ex: &Exchange, api: Api, parsed: &ParsedRequest, body_len: u
     }
 }
 
-pub fn run(
+pub async fn run(
     chain: &Chain,
     ex: &Exchange,
     api: Api,
@@ -90,7 +90,7 @@ pub fn run(
         headers: Arc::new(visible),
         body: BodyResource::new(body.clone()),
     };
-    let verdict = chain.on_request(&mut view).map_err(|failure| GatewayError::PluginFailed {
+    let verdict = chain.on_request(&mut view).await.map_err(|failure| GatewayError::PluginFailed {
         plugin: failure.0.plugin().to_owned(),
         kind: failure.0.kind(),
     })?;
@@ -170,8 +170,8 @@ mod tests {
     use super::*;
     use crate::exchange::Sinks;
 
-    #[test]
-    fn plugins_never_see_the_api_key() {
+    #[tokio::test]
+    async fn plugins_never_see_the_api_key() {
         let settings = HostSettings {
             engine: EngineSettings { max_instances: 8, max_memory_bytes: 16 << 20, ..EngineSettings::default() },
             cache_dir: None,
@@ -194,7 +194,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer sk-secret-123"));
         headers.insert("x-echo", HeaderValue::from_static("seen"));
-        let outcome = run(&host.chain(), &ex, Api::ChatCompletions, parsed, &headers, body).unwrap();
+        let outcome = run(&host.chain(), &ex, Api::ChatCompletions, parsed, &headers, body).await.unwrap();
         let PolicyOutcome::Continue { headers: sent, .. } = outcome else { panic!("expected continue") };
         let get = |name: &str| sent.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap().to_owned());
         assert_eq!(get("x-echoed").as_deref(), Some("seen"));

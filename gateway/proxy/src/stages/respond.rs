@@ -22,17 +22,17 @@ pub struct Reply {
 
 /// Runs the on-response-headers plugins on `response`'s headers. The response is already on
 /// its way, so a failure is logged and counted (by the host) and the headers stay as they were.
-fn response_hooks(hooks: Option<(Arc<Chain>, RequestInfo)>, response: &mut Response<ResponseBody>) {
+async fn response_hooks(hooks: Option<(Arc<Chain>, RequestInfo)>, response: &mut Response<ResponseBody>) {
     let Some((chain, info)) = hooks else { return };
     let status = response.status().as_u16();
     let mut headers = Arc::new(std::mem::take(response.headers_mut()));
-    if let Err(failure) = chain.on_response_headers(&info, status, &mut headers) {
+    if let Err(failure) = chain.on_response_headers(&info, status, &mut headers).await {
         tracing::debug!(error = %failure, "on-response-headers failed; headers left unchanged");
     }
     *response.headers_mut() = Arc::unwrap_or_clone(headers);
 }
 
-pub fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: RelayLimits) -> Reply {
+pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: RelayLimits) -> Reply {
     let started = Instant::now();
     let hooks = ex
         .plugins
@@ -50,7 +50,7 @@ pub fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: Re
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
             headers.insert("x-request-id", request_id);
-            response_hooks(hooks, &mut response);
+            response_hooks(hooks, &mut response).await;
             drop(guard);
             ex.overhead += started.elapsed();
             let completion =
@@ -67,7 +67,7 @@ pub fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: Re
             headers.insert("x-request-id", request_id);
             // Tells nginx-style proxies in front of Sluice not to buffer the stream.
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            response_hooks(hooks, &mut response);
+            response_hooks(hooks, &mut response).await;
             Reply { response, completion: None }
         }
     }

@@ -30,6 +30,12 @@ impl UpstreamClient {
     }
 }
 
+/// An HTTP/1.1 (and https) client for requests that are not to workers: the plugins' `http`
+/// capability.
+pub fn outbound_client(config: &UpstreamConfig) -> HttpClient {
+    build(config, false)
+}
+
 fn build(config: &UpstreamConfig, http2: bool) -> HttpClient {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(config.connect_timeout));

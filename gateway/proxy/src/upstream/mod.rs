@@ -5,6 +5,6 @@ mod endpoint;
 pub mod health;
 mod pool;
 
-pub use client::{HttpClient, UpstreamClient};
+pub use client::{HttpClient, UpstreamClient, outbound_client};
 pub use endpoint::{Endpoint, FailureKind, InFlightGuard};
 pub use pool::{Pool, Upstreams};
