@@ -79,6 +79,11 @@ pub struct BenchArgs {
     /// a request still unfinished then is abandoned and its sequence aborted. 0 disables it.
     #[arg(long)]
     pub timeout_s: Option<f64>,
+    /// Most requests the client has out at once (default 100 per simulated worker, 800 for the
+    /// full pools, as inference-perf's 8 workers × 100); requests due beyond it wait in the
+    /// client. 0 = open loop.
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
     /// Override the scenario's output length per request, in tokens (a sensitivity knob: the
     /// scenarios' own lengths are the published ones).
     #[arg(long)]
@@ -105,6 +110,7 @@ fn cluster(profile: &str, workers: u32, seed: u64) -> Result<ClusterConfig, Benc
         model: p.name.to_owned(),
         seed,
         request_timeout: Some(Duration::from_secs_f64(DEFAULT_TIMEOUT_S)),
+        max_in_flight: Some(MAX_IN_FLIGHT_PER_WORKER * workers),
     })
 }
 
@@ -134,6 +140,12 @@ pub const LLMD_LADDER: [(f64, f64); 17] = [
 /// inference-perf's client gives up on a request after aiohttp's default total timeout (5 min):
 /// it sets no timeout of its own unless configured, and the published llm-d runs configure none.
 pub const DEFAULT_TIMEOUT_S: f64 = 300.0;
+
+/// inference-perf has at most `num_workers × worker_max_concurrency` requests out: one worker
+/// process per client CPU, 100 requests each by default (`docs/loadgen.md`). The published run's
+/// client is not described; 8 CPUs (800 in flight for 8 pods) fits its per-pod wait queue
+/// (p90 63–67, max 108–124). Scaled with the pool so `--quick` keeps the proportion.
+pub const MAX_IN_FLIGHT_PER_WORKER: u32 = 100;
 
 /// The llm-d shared-prefix workload scaled to `workers` of 8 (load and groups scale with it),
 /// stage durations multiplied by `time_scale`.
@@ -227,6 +239,8 @@ struct JsonEntry<'a> {
     requests: usize,
     /// The client timeout in seconds (`null`: none).
     timeout_s: Option<f64>,
+    /// The client's in-flight limit (`null`: open loop).
+    max_in_flight: Option<u32>,
     #[serde(flatten)]
     report: &'a PolicyReport,
 }
@@ -247,6 +261,9 @@ pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
     if let Some(t) = args.timeout_s {
         sc.cluster.request_timeout = timeout(t)?;
     }
+    if let Some(n) = args.max_in_flight {
+        sc.cluster.max_in_flight = (n > 0).then_some(n);
+    }
     if let Some(n) = args.output_len {
         for r in &mut sc.workload.requests {
             r.output_len = n.max(1);
@@ -265,6 +282,7 @@ pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
                 workers: sc.cluster.workers,
                 requests: sc.workload.requests.len(),
                 timeout_s: sc.cluster.request_timeout.map(|t| t.as_secs_f64()),
+                max_in_flight: sc.cluster.max_in_flight,
                 report: r,
             })
             .collect();
@@ -272,15 +290,17 @@ pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
         std::fs::write(path, text).map_err(|source| BenchError::Write { path: path.clone(), source })?;
     }
     let timeout = sc.cluster.request_timeout.map_or("none".to_owned(), |t| format!("{} s", t.as_secs_f64()));
+    let in_flight = sc.cluster.max_in_flight.map_or("unbounded".to_owned(), |n| n.to_string());
     let header = format!(
-        "scenario {} ({}), {} workers of {}, {} requests, seed {}, client timeout {}\n",
+        "scenario {} ({}), {} workers of {}, {} requests, seed {}, client timeout {}, in flight {}\n",
         sc.name,
         if args.quick { "quick" } else { "full" },
         sc.cluster.workers,
         sc.cluster.model,
         sc.workload.requests.len(),
         args.seed,
-        timeout
+        timeout,
+        in_flight
     );
     Ok(BenchOutput { table: header + &report::table(&reports), reports, wall_time: started.elapsed() })
 }

@@ -86,6 +86,11 @@ pub struct Figures {
     pub timeouts: u64,
     /// Requests that did not complete: timeouts plus requests the engine refused.
     pub failed: u64,
+    /// How long requests waited in the client for an in-flight slot before being sent
+    /// (inference-perf's `schedule_delay`), over every request of the stage. TTFT, e2e and the
+    /// timeout start at sending, as in inference-perf.
+    pub schedule_delay_mean_s: f64,
+    pub schedule_delay_p90_s: f64,
     pub duration_s: f64,
     pub output_tokens_per_s: f64,
     pub requests_per_s: f64,
@@ -165,11 +170,13 @@ fn figures(run: &RunResult, workload: &Workload, stage: Option<usize>, slo: Slo)
     let (mut ttft, mut e2e) = (Vec::new(), Vec::new());
     let (mut prompt, mut cached, mut best, mut good) = (0u64, 0u64, 0u64, 0u64);
     let (mut itl_sum, mut itl_count) = (0.0, 0u64);
+    let mut delays = Vec::new();
     for (o, r) in run.requests.iter().zip(&workload.requests) {
         if !in_scope(r.stage) {
             continue;
         }
         f.requests += 1;
+        delays.push((o.sent_s - o.scheduled_s).max(0.0));
         f.timeouts += u64::from(o.timed_out);
         let (Some(first), Some(done)) = (o.first_token_s, o.finished_s) else {
             f.failed += 1;
@@ -200,6 +207,9 @@ fn figures(run: &RunResult, workload: &Workload, stage: Option<usize>, slo: Slo)
         run.requests.iter().filter(|o| o.finished_s.is_some_and(|t| t >= window_start && t <= window_end)).count();
     f.output_tokens_per_s = tokens as f64 / duration;
     f.requests_per_s = done as f64 / duration;
+    let delays = sorted(delays);
+    f.schedule_delay_mean_s = mean(&delays);
+    f.schedule_delay_p90_s = pct(&delays, 0.90);
     let (ttft, e2e) = (sorted(ttft), sorted(e2e));
     f.ttft_mean_s = mean(&ttft);
     f.ttft_p90_s = pct(&ttft, 0.90);

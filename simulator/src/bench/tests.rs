@@ -134,7 +134,10 @@ fn timeout_flag_values() {
     assert_eq!(timeout(300.0).unwrap(), Some(Duration::from_secs(300)));
     assert!(matches!(timeout(-1.0), Err(BenchError::BadTimeout(_))));
     assert!(matches!(timeout(f64::NAN), Err(BenchError::BadTimeout(_))));
-    assert_eq!(scenario("llmd-73", true, 1).unwrap().cluster.request_timeout, Some(Duration::from_secs(300)));
+    let quick = scenario("llmd-73", true, 1).unwrap();
+    assert_eq!(quick.cluster.request_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(quick.cluster.max_in_flight, Some(200), "100 per worker, 2 workers");
+    assert_eq!(scenario("llmd-73", false, 1).unwrap().cluster.max_in_flight, Some(800));
 }
 
 #[test]
@@ -147,4 +150,36 @@ fn llmd_73_follows_the_published_ladder() {
     let offered: f64 = LLMD_LADDER.iter().map(|(q, d)| q * d).sum();
     let n = sc.workload.requests.len() as f64;
     assert!((n - offered).abs() < 0.05 * offered, "{n} requests for {offered} offered");
+}
+
+#[test]
+fn the_client_never_has_more_than_max_in_flight_requests_out() {
+    let mut sc = overloaded(None);
+    sc.cluster.max_in_flight = Some(10);
+    let run = vtime::run(&sc.cluster, &sc.workload, policy("least-loaded", 5).unwrap().as_ref());
+    assert!(run.requests.iter().all(|o| o.finished_s.is_some()), "no timeout: everything completes");
+    // Sweep sends (+1) and completions (-1) in time order; completions first at equal times,
+    // since a finishing request's slot is what lets the next one go.
+    let mut edges: Vec<(f64, i32)> =
+        run.requests.iter().flat_map(|o| [(o.sent_s, 1), (o.finished_s.unwrap_or(o.sent_s), -1)]).collect();
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out = 0;
+    let mut peak = 0;
+    for (_, d) in edges {
+        out += d;
+        peak = peak.max(out);
+    }
+    assert_eq!(peak, 10, "the cap is reached and never exceeded");
+    let delayed = run.requests.iter().filter(|o| o.sent_s > o.scheduled_s + 1e-9).count();
+    assert!(delayed > 0, "overload queues in the client");
+    assert!(run.requests.iter().all(|o| o.sent_s >= o.scheduled_s));
+    let r = report::report("least-loaded", &run, &sc.workload, Slo { ttft_s: 2.0, itl_s: 0.1 }, 0.0);
+    assert!(r.stages[1].schedule_delay_mean_s > 0.0 && r.stages[0].schedule_delay_p90_s == 0.0, "{r:?}");
+    // TTFT is counted from sending, so a capped client sees shorter TTFTs than an open one.
+    let mut open = overloaded(None);
+    open.cluster.max_in_flight = None;
+    let run = vtime::run(&open.cluster, &open.workload, policy("least-loaded", 5).unwrap().as_ref());
+    let r_open = report::report("least-loaded", &run, &open.workload, Slo { ttft_s: 2.0, itl_s: 0.1 }, 0.0);
+    assert!(r.overall.ttft_p90_s < r_open.overall.ttft_p90_s);
+    assert_eq!(r_open.overall.schedule_delay_mean_s, 0.0);
 }

@@ -7,7 +7,9 @@
 //! engine metrics that are refreshed at most every `scrape_interval`, and computes each
 //! candidate's prefix overlap from the worker's actual cache (what a KV-event-fed index knows).
 //!
-//! Clients time out like inference-perf's: a request not finished `request_timeout` after it was
+//! Clients are bounded like inference-perf's: at most `max_in_flight` requests are out at once;
+//! a request due while that many are out waits in the client's queue and is sent (and its TTFT
+//! and timeout start) when one finishes. Clients time out like inference-perf's: a request not finished `request_timeout` after it was
 //! sent is abandoned, and its sequence is aborted in the engine (vLLM aborts a request whose
 //! client disconnected, freeing its blocks). Tokens it got before that are not delivered output.
 
@@ -42,12 +44,18 @@ pub struct ClusterConfig {
     pub seed: u64,
     /// The client's timeout, counted from sending; `None`: clients wait forever.
     pub request_timeout: Option<Duration>,
+    /// Most requests the client has out at once (inference-perf: `num_workers ×
+    /// worker_max_concurrency`); `None`: open loop, every request is sent when due.
+    pub max_in_flight: Option<u32>,
 }
 
 /// What happened to one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RequestOutcome {
     pub worker: u32,
+    /// When the workload scheduled it (its arrival).
+    pub scheduled_s: f64,
+    /// When the client sent it: later than `scheduled_s` if it waited for an in-flight slot.
     pub sent_s: f64,
     pub first_token_s: Option<f64>,
     /// When the last token arrived (the final one, or the last before a timeout).
@@ -126,6 +134,10 @@ struct Host<'a> {
     /// Uncached prefill tokens the host charged to the worker for each request until its first token.
     charged: Vec<u64>,
     remaining: usize,
+    /// Requests due but not sent: the client had `max_in_flight` out.
+    client_queue: std::collections::VecDeque<usize>,
+    /// Requests sent and not yet finished, timed out or refused.
+    client_in_flight: u32,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -170,6 +182,8 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
         token_log: vec![Vec::new(); n],
         charged: vec![0; n],
         remaining: n,
+        client_queue: std::collections::VecDeque::new(),
+        client_in_flight: 0,
     };
     for (i, r) in workload.requests.iter().enumerate() {
         match r.arrival {
@@ -182,7 +196,7 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
     while let Some(Reverse((t, _, ev))) = host.queue.pop() {
         now = t;
         match ev {
-            Event::Arrival(i) => host.arrive(i as usize, now),
+            Event::Arrival(i) => host.schedule(i as usize, now),
             Event::StepEnd(w) => host.step_end(w as usize, now),
             Event::Timeout(i) => host.time_out(i as usize, now),
             Event::Sample => {
@@ -224,7 +238,18 @@ impl Host<'_> {
         }
     }
 
-    fn arrive(&mut self, i: usize, now: Duration) {
+    /// Request `i` is due: sent now, or queued in the client until an in-flight slot frees.
+    fn schedule(&mut self, i: usize, now: Duration) {
+        self.out.requests[i].scheduled_s = secs(now);
+        if self.cfg.max_in_flight.is_some_and(|cap| self.client_in_flight >= cap) {
+            self.client_queue.push_back(i);
+        } else {
+            self.send(i, now);
+        }
+    }
+
+    fn send(&mut self, i: usize, now: Duration) {
+        self.client_in_flight += 1;
         let req = &self.workload.requests[i];
         let bs = self.cfg.engine.block_size;
         let prompt_len = req.prompt.len() as u32;
@@ -272,6 +297,7 @@ impl Host<'_> {
         let o = &mut self.out.requests[i];
         *o = RequestOutcome {
             worker: w as u32,
+            scheduled_s: o.scheduled_s,
             sent_s: secs(now),
             prompt_tokens: prompt_len,
             best_cached_tokens: best,
@@ -387,6 +413,10 @@ impl Host<'_> {
 
     fn finish_request(&mut self, i: usize, now: Duration) {
         self.remaining = self.remaining.saturating_sub(1);
+        self.client_in_flight = self.client_in_flight.saturating_sub(1);
+        if let Some(next) = self.client_queue.pop_front() {
+            self.send(next, now);
+        }
         if let Some(next) = self.followers.remove(&i) {
             for j in next {
                 let think = match self.workload.requests[j].arrival {
