@@ -314,12 +314,13 @@ pub fn table(reports: &[PolicyReport]) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<14} completed {}/{}, timed out {}, failed {}, preemptions {}, prefill computed/needed {}/{} tokens, prefix duplication {:.2}x, wall {:.1}s",
+            "{:<14} completed {}/{}, timed out {}, failed {}, client wait mean {:.1}s, preemptions {}, prefill computed/needed {}/{} tokens, prefix duplication {:.2}x, wall {:.1}s",
             r.policy,
             r.overall.completed,
             r.overall.requests,
             r.overall.timeouts,
             r.overall.failed,
+            r.overall.schedule_delay_mean_s,
             r.preemptions,
             r.overall.prefill_computed_tokens,
             r.overall.prefill_needed_tokens,

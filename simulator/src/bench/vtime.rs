@@ -7,11 +7,11 @@
 //! engine metrics that are refreshed at most every `scrape_interval`, and computes each
 //! candidate's prefix overlap from the worker's actual cache (what a KV-event-fed index knows).
 //!
-//! Clients are bounded like inference-perf's: at most `max_in_flight` requests are out at once;
-//! a request due while that many are out waits in the client's queue and is sent (and its TTFT
-//! and timeout start) when one finishes. Clients time out like inference-perf's: a request not finished `request_timeout` after it was
+//! Clients behave like inference-perf's. At most `max_in_flight` requests are out at once; a
+//! request due while that many are out waits in the client's queue and is sent (and its TTFT
+//! and timeout start) when one finishes. A request not finished `request_timeout` after it was
 //! sent is abandoned, and its sequence is aborted in the engine (vLLM aborts a request whose
-//! client disconnected, freeing its blocks). Tokens it got before that are not delivered output.
+//! client disconnected, freeing its blocks); the tokens it got before that are not output.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
