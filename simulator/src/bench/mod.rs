@@ -34,6 +34,8 @@ pub enum BenchError {
     UnknownScenario(String),
     #[error("unknown policy {0:?} (known: random, round-robin, least-loaded)")]
     UnknownPolicy(String),
+    #[error("--timeout-s must be a finite number of seconds >= 0, got {0}")]
+    BadTimeout(f64),
     #[error("unknown latency profile {0:?}")]
     UnknownProfile(String),
     #[error("writing {path}: {source}")]
@@ -73,6 +75,19 @@ pub struct BenchArgs {
     /// How stale the engine metrics the policies see may be, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub scrape_interval_ms: u64,
+    /// Client timeout per request, in seconds from sending (default 300, inference-perf's);
+    /// a request still unfinished then is abandoned and its sequence aborted. 0 disables it.
+    #[arg(long)]
+    pub timeout_s: Option<f64>,
+    /// Most requests the client has out at once (default 100 per simulated worker, 800 for the
+    /// full pools, as inference-perf's 8 workers × 100); requests due beyond it wait in the
+    /// client. 0 = open loop.
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
+    /// Override the scenario's output length per request, in tokens (a sensitivity knob: the
+    /// scenarios' own lengths are the published ones).
+    #[arg(long)]
+    pub output_len: Option<u32>,
 }
 
 /// A scenario ready to run: pool and workload.
@@ -94,15 +109,47 @@ fn cluster(profile: &str, workers: u32, seed: u64) -> Result<ClusterConfig, Benc
         sample_interval: Duration::from_secs(1),
         model: p.name.to_owned(),
         seed,
+        request_timeout: Some(Duration::from_secs_f64(DEFAULT_TIMEOUT_S)),
+        max_in_flight: Some(MAX_IN_FLIGHT_PER_WORKER * workers),
     })
 }
 
-/// The llm-d "73% capacity" QPS ladder (3 → 60) with 50-second stages: about 29,000 requests.
-pub const LLMD_LADDER: [f64; 19] =
-    [3.0, 5.0, 8.0, 10.0, 12.0, 15.0, 20.0, 22.0, 25.0, 30.0, 35.0, 40.0, 43.0, 46.0, 49.0, 52.0, 55.0, 57.0, 60.0];
+/// The llm-d "73% capacity" ladder as published (`benchmarking/73-capacity/README.md` in
+/// llm-d-kv-cache-manager): `(qps, seconds)`, a 50 s warm-up at 15 QPS that seats the prefixes,
+/// then 3 → 60 QPS in stages of 20–38 s. About 17,000 requests.
+pub const LLMD_LADDER: [(f64, f64); 17] = [
+    (15.0, 50.0),
+    (3.0, 20.0),
+    (10.0, 20.0),
+    (15.0, 20.0),
+    (20.0, 38.0),
+    (22.0, 34.0),
+    (25.0, 30.0),
+    (30.0, 25.0),
+    (35.0, 21.0),
+    (40.0, 38.0),
+    (43.0, 36.0),
+    (46.0, 33.0),
+    (49.0, 30.0),
+    (52.0, 29.0),
+    (55.0, 27.0),
+    (57.0, 26.0),
+    (60.0, 25.0),
+];
 
-/// The llm-d shared-prefix workload scaled to `workers` of 8 (load and groups scale with it).
-pub fn llmd_73(workers: u32, stage_s: f64, seed: u64) -> Result<Scenario, BenchError> {
+/// inference-perf's client gives up on a request after aiohttp's default total timeout (5 min):
+/// it sets no timeout of its own unless configured, and the published llm-d runs configure none.
+pub const DEFAULT_TIMEOUT_S: f64 = 300.0;
+
+/// inference-perf has at most `num_workers × worker_max_concurrency` requests out: one worker
+/// process per client CPU, 100 requests each by default (`docs/loadgen.md`). The published run's
+/// client is not described; 8 CPUs (800 in flight for 8 pods) fits its per-pod wait queue
+/// (p90 63–67, max 108–124). Scaled with the pool so `--quick` keeps the proportion.
+pub const MAX_IN_FLIGHT_PER_WORKER: u32 = 100;
+
+/// The llm-d shared-prefix workload scaled to `workers` of 8 (load and groups scale with it),
+/// stage durations multiplied by `time_scale`.
+pub fn llmd_73(workers: u32, time_scale: f64, seed: u64) -> Result<Scenario, BenchError> {
     let cluster = cluster("qwen3-32b-h100-tp2", workers, seed)?;
     let scale = f64::from(workers) / 8.0;
     let params = SharedPrefix {
@@ -111,7 +158,7 @@ pub fn llmd_73(workers: u32, stage_s: f64, seed: u64) -> Result<Scenario, BenchE
         system_prompt_len: 6_000,
         question_len: 1_200,
         output_len: 1_000,
-        ladder: LLMD_LADDER.iter().map(|&q| (q * scale, stage_s)).collect(),
+        ladder: LLMD_LADDER.iter().map(|&(q, d)| (q * scale, d * time_scale)).collect(),
     };
     let workload = workload::shared_prefix(&params, cluster.engine.block_size, seed);
     Ok(Scenario { name: "llmd-73".to_owned(), cluster, workload })
@@ -124,7 +171,7 @@ pub fn scenario(name: &str, quick: bool, seed: u64) -> Result<Scenario, BenchErr
         rates.iter().map(|&q| (q * scale, if quick { secs / 2.0 } else { secs })).collect()
     };
     match name {
-        "llmd-73" => llmd_73(workers, if quick { 20.0 } else { 50.0 }, seed),
+        "llmd-73" => llmd_73(workers, if quick { 0.5 } else { 1.0 }, seed),
         "multi-turn" => {
             let cluster = cluster("llama-8b-h100", workers, seed)?;
             let rates = ladder(&[0.5, 1.0, 2.0, 3.0, 4.0, 6.0], 60.0);
@@ -147,6 +194,14 @@ pub fn scenario(name: &str, quick: bool, seed: u64) -> Result<Scenario, BenchErr
         }
         other => Err(BenchError::UnknownScenario(other.to_owned())),
     }
+}
+
+/// `--timeout-s`: seconds, 0 for none.
+fn timeout(seconds: f64) -> Result<Option<Duration>, BenchError> {
+    if seconds == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(seconds).map(Some).map_err(|_| BenchError::BadTimeout(seconds))
 }
 
 /// A policy by name, seeded.
@@ -182,6 +237,10 @@ struct JsonEntry<'a> {
     seed: u64,
     workers: u32,
     requests: usize,
+    /// The client timeout in seconds (`null`: none).
+    timeout_s: Option<f64>,
+    /// The client's in-flight limit (`null`: open loop).
+    max_in_flight: Option<u32>,
     #[serde(flatten)]
     report: &'a PolicyReport,
 }
@@ -199,6 +258,17 @@ pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
     let started = Instant::now();
     let mut sc = scenario(&args.scenario, args.quick, args.seed)?;
     sc.cluster.scrape_interval = Duration::from_millis(args.scrape_interval_ms);
+    if let Some(t) = args.timeout_s {
+        sc.cluster.request_timeout = timeout(t)?;
+    }
+    if let Some(n) = args.max_in_flight {
+        sc.cluster.max_in_flight = (n > 0).then_some(n);
+    }
+    if let Some(n) = args.output_len {
+        for r in &mut sc.workload.requests {
+            r.output_len = n.max(1);
+        }
+    }
     let policies = args.policies.iter().map(|p| policy(p.trim(), args.seed)).collect::<Result<Vec<_>, _>>()?;
     let slo = Slo { ttft_s: args.slo_ttft_ms as f64 / 1000.0, itl_s: args.slo_itl_ms as f64 / 1000.0 };
     let reports = compare(&sc, &policies, slo);
@@ -211,20 +281,26 @@ pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
                 seed: args.seed,
                 workers: sc.cluster.workers,
                 requests: sc.workload.requests.len(),
+                timeout_s: sc.cluster.request_timeout.map(|t| t.as_secs_f64()),
+                max_in_flight: sc.cluster.max_in_flight,
                 report: r,
             })
             .collect();
         let text = serde_json::to_string_pretty(&entries)?;
         std::fs::write(path, text).map_err(|source| BenchError::Write { path: path.clone(), source })?;
     }
+    let timeout = sc.cluster.request_timeout.map_or("none".to_owned(), |t| format!("{} s", t.as_secs_f64()));
+    let in_flight = sc.cluster.max_in_flight.map_or("unbounded".to_owned(), |n| n.to_string());
     let header = format!(
-        "scenario {} ({}), {} workers of {}, {} requests, seed {}\n",
+        "scenario {} ({}), {} workers of {}, {} requests, seed {}, client timeout {}, in flight {}\n",
         sc.name,
         if args.quick { "quick" } else { "full" },
         sc.cluster.workers,
         sc.cluster.model,
         sc.workload.requests.len(),
-        args.seed
+        args.seed,
+        timeout,
+        in_flight
     );
     Ok(BenchOutput { table: header + &report::table(&reports), reports, wall_time: started.elapsed() })
 }

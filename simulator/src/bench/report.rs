@@ -73,11 +73,24 @@ pub struct Slo {
 }
 
 /// Figures for a stage or for the whole run. Field names are part of the JSON contract.
+///
+/// As in inference-perf, latencies (TTFT, ITL, e2e), throughput and cache figures count only
+/// requests that completed: a request that timed out is a failure, counted in `timeouts`, and
+/// the tokens it received before its client gave up are not output.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Figures {
     pub qps: f64,
     pub requests: u64,
     pub completed: u64,
+    /// Requests whose client gave up (the harness's request timeout).
+    pub timeouts: u64,
+    /// Requests that did not complete: timeouts plus requests the engine refused.
+    pub failed: u64,
+    /// How long requests waited in the client for an in-flight slot before being sent
+    /// (inference-perf's `schedule_delay`), over every request of the stage. TTFT, e2e and the
+    /// timeout start at sending, as in inference-perf.
+    pub schedule_delay_mean_s: f64,
+    pub schedule_delay_p90_s: f64,
     pub duration_s: f64,
     pub output_tokens_per_s: f64,
     pub requests_per_s: f64,
@@ -156,15 +169,22 @@ fn figures(run: &RunResult, workload: &Workload, stage: Option<usize>, slo: Slo)
     let mut f = Figures { qps, duration_s: duration, ..Figures::default() };
     let (mut ttft, mut e2e) = (Vec::new(), Vec::new());
     let (mut prompt, mut cached, mut best, mut good) = (0u64, 0u64, 0u64, 0u64);
+    let (mut itl_sum, mut itl_count) = (0.0, 0u64);
+    let mut delays = Vec::new();
     for (o, r) in run.requests.iter().zip(&workload.requests) {
         if !in_scope(r.stage) {
             continue;
         }
         f.requests += 1;
+        delays.push((o.sent_s - o.scheduled_s).max(0.0));
+        f.timeouts += u64::from(o.timed_out);
         let (Some(first), Some(done)) = (o.first_token_s, o.finished_s) else {
+            f.failed += 1;
             continue;
         };
         f.completed += 1;
+        itl_sum += o.itl_sum_s;
+        itl_count += u64::from(o.itl_count);
         ttft.push(first - o.sent_s);
         e2e.push(done - o.sent_s);
         prompt += u64::from(o.prompt_tokens);
@@ -177,30 +197,34 @@ fn figures(run: &RunResult, workload: &Workload, stage: Option<usize>, slo: Slo)
             good += 1;
         }
     }
-    // Throughput: tokens and completions that happened inside the window.
-    let tokens: u64 = run
-        .token_times
-        .iter()
-        .filter(|(t, _)| *t >= window_start && *t <= window_end)
-        .map(|&(_, n)| u64::from(n))
-        .sum();
+    // Throughput: tokens and completions that happened inside the window, less the tokens of
+    // requests that later timed out.
+    let in_window = |t: f64| t >= window_start && t <= window_end;
+    let produced: u64 = run.token_times.iter().filter(|(t, _)| in_window(*t)).map(|&(_, n)| u64::from(n)).sum();
+    let abandoned = run.abandoned_token_times.iter().filter(|&&t| in_window(t)).count() as u64;
+    let tokens = produced.saturating_sub(abandoned);
     let done =
         run.requests.iter().filter(|o| o.finished_s.is_some_and(|t| t >= window_start && t <= window_end)).count();
     f.output_tokens_per_s = tokens as f64 / duration;
     f.requests_per_s = done as f64 / duration;
+    let delays = sorted(delays);
+    f.schedule_delay_mean_s = mean(&delays);
+    f.schedule_delay_p90_s = pct(&delays, 0.90);
     let (ttft, e2e) = (sorted(ttft), sorted(e2e));
     f.ttft_mean_s = mean(&ttft);
     f.ttft_p90_s = pct(&ttft, 0.90);
     f.ttft_p99_s = pct(&ttft, 0.99);
     f.e2e_mean_s = mean(&e2e);
     f.e2e_p90_s = pct(&e2e, 0.90);
+    // The mean over completed requests' gaps (inference-perf's); the p90 from every delivered gap,
+    // including those of requests that later timed out.
     let mut itl = Histogram::new();
     for (s, h) in run.itl.iter().enumerate() {
         if in_scope(s) {
             itl.merge(h);
         }
     }
-    f.itl_mean_s = itl.mean();
+    f.itl_mean_s = if itl_count > 0 { itl_sum / itl_count as f64 } else { 0.0 };
     f.itl_p90_s = itl.quantile(0.90);
     f.goodput = good as f64 / duration;
     f.goodput_fraction = if f.requests > 0 { good as f64 / f.requests as f64 } else { 0.0 };
@@ -246,12 +270,13 @@ pub fn table(reports: &[PolicyReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:>6} {:>6} {:>9} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>5}",
+        "{:<14} {:>6} {:>6} {:>9} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>5}",
         "policy",
         "stage",
         "qps",
         "out tok/s",
         "req/s",
+        "t/o",
         "ttft avg",
         "ttft p90",
         "ttft p99",
@@ -268,12 +293,13 @@ pub fn table(reports: &[PolicyReport]) -> String {
         for (stage, f) in rows {
             let _ = writeln!(
                 out,
-                "{:<14} {:>6} {:>6.1} {:>9.0} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>7.3} {:>7.3} {:>8.2} {:>5.0}% {:>5.0}% {:>7.1} {:>4.0}%",
+                "{:<14} {:>6} {:>6.1} {:>9.0} {:>7.2} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>7.3} {:>7.3} {:>8.2} {:>5.0}% {:>5.0}% {:>7.1} {:>4.0}%",
                 r.policy,
                 stage,
                 f.qps,
                 f.output_tokens_per_s,
                 f.requests_per_s,
+                f.timeouts,
                 f.ttft_mean_s,
                 f.ttft_p90_s,
                 f.ttft_p99_s,
@@ -288,8 +314,13 @@ pub fn table(reports: &[PolicyReport]) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<14} preemptions {}, prefill computed/needed {}/{} tokens, prefix duplication {:.2}x, wall {:.1}s",
+            "{:<14} completed {}/{}, timed out {}, failed {}, client wait mean {:.1}s, preemptions {}, prefill computed/needed {}/{} tokens, prefix duplication {:.2}x, wall {:.1}s",
             r.policy,
+            r.overall.completed,
+            r.overall.requests,
+            r.overall.timeouts,
+            r.overall.failed,
+            r.overall.schedule_delay_mean_s,
             r.preemptions,
             r.overall.prefill_computed_tokens,
             r.overall.prefill_needed_tokens,

@@ -6,6 +6,12 @@
 //! counts its own in-flight requests and uncached prefill tokens per worker, serves scraped-style
 //! engine metrics that are refreshed at most every `scrape_interval`, and computes each
 //! candidate's prefix overlap from the worker's actual cache (what a KV-event-fed index knows).
+//!
+//! Clients behave like inference-perf's. At most `max_in_flight` requests are out at once; a
+//! request due while that many are out waits in the client's queue and is sent (and its TTFT
+//! and timeout start) when one finishes. A request not finished `request_timeout` after it was
+//! sent is abandoned, and its sequence is aborted in the engine (vLLM aborts a request whose
+//! client disconnected, freeing its blocks); the tokens it got before that are not output.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -36,16 +42,28 @@ pub struct ClusterConfig {
     pub sample_interval: Duration,
     pub model: String,
     pub seed: u64,
+    /// The client's timeout, counted from sending; `None`: clients wait forever.
+    pub request_timeout: Option<Duration>,
+    /// Most requests the client has out at once (inference-perf: `num_workers ×
+    /// worker_max_concurrency`); `None`: open loop, every request is sent when due.
+    pub max_in_flight: Option<u32>,
 }
 
 /// What happened to one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RequestOutcome {
     pub worker: u32,
+    /// When the workload scheduled it (its arrival).
+    pub scheduled_s: f64,
+    /// When the client sent it: later than `scheduled_s` if it waited for an in-flight slot.
     pub sent_s: f64,
     pub first_token_s: Option<f64>,
+    /// When the last token arrived (the final one, or the last before a timeout).
+    pub last_token_s: Option<f64>,
+    /// Set only for requests that completed.
     pub finished_s: Option<f64>,
     pub prompt_tokens: u32,
+    /// Tokens received (all of them, or those before a timeout).
     pub output_tokens: u32,
     pub cached_tokens: u32,
     /// Cached tokens on the best worker at routing time (ground truth the router may not see).
@@ -55,6 +73,8 @@ pub struct RequestOutcome {
     pub itl_sum_s: f64,
     pub itl_count: u32,
     pub rejected: bool,
+    /// The client gave up before the last token (see [`ClusterConfig::request_timeout`]).
+    pub timed_out: bool,
 }
 
 /// One periodic look at every worker.
@@ -75,6 +95,9 @@ pub struct RunResult {
     pub itl: Vec<Histogram>,
     /// Output tokens by the time they were produced: `(time_s, count)` per step.
     pub token_times: Vec<(f64, u32)>,
+    /// When each token of a request that later timed out arrived: produced, but not output any
+    /// client kept (inference-perf counts only successful requests' tokens).
+    pub abandoned_token_times: Vec<f64>,
     pub engine_stats: Vec<EngineStats>,
     pub end_s: f64,
 }
@@ -83,6 +106,7 @@ pub struct RunResult {
 enum Event {
     StepEnd(u32),
     Arrival(u32),
+    Timeout(u32),
     Sample,
 }
 
@@ -105,9 +129,15 @@ struct Host<'a> {
     followers: HashMap<usize, Vec<usize>>,
     out: RunResult,
     last_token: Vec<f64>,
+    /// Arrival times of the tokens of requests in flight, kept until they finish or time out.
+    token_log: Vec<Vec<f64>>,
     /// Uncached prefill tokens the host charged to the worker for each request until its first token.
     charged: Vec<u64>,
     remaining: usize,
+    /// Requests due but not sent: the client had `max_in_flight` out.
+    client_queue: std::collections::VecDeque<usize>,
+    /// Requests sent and not yet finished, timed out or refused.
+    client_in_flight: u32,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -149,8 +179,11 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
             ..RunResult::default()
         },
         last_token: vec![0.0; n],
+        token_log: vec![Vec::new(); n],
         charged: vec![0; n],
         remaining: n,
+        client_queue: std::collections::VecDeque::new(),
+        client_in_flight: 0,
     };
     for (i, r) in workload.requests.iter().enumerate() {
         match r.arrival {
@@ -163,8 +196,9 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
     while let Some(Reverse((t, _, ev))) = host.queue.pop() {
         now = t;
         match ev {
-            Event::Arrival(i) => host.arrive(i as usize, now),
+            Event::Arrival(i) => host.schedule(i as usize, now),
             Event::StepEnd(w) => host.step_end(w as usize, now),
+            Event::Timeout(i) => host.time_out(i as usize, now),
             Event::Sample => {
                 host.sample(now);
                 if host.remaining > 0 {
@@ -204,7 +238,18 @@ impl Host<'_> {
         }
     }
 
-    fn arrive(&mut self, i: usize, now: Duration) {
+    /// Request `i` is due: sent now, or queued in the client until an in-flight slot frees.
+    fn schedule(&mut self, i: usize, now: Duration) {
+        self.out.requests[i].scheduled_s = secs(now);
+        if self.cfg.max_in_flight.is_some_and(|cap| self.client_in_flight >= cap) {
+            self.client_queue.push_back(i);
+        } else {
+            self.send(i, now);
+        }
+    }
+
+    fn send(&mut self, i: usize, now: Duration) {
+        self.client_in_flight += 1;
         let req = &self.workload.requests[i];
         let bs = self.cfg.engine.block_size;
         let prompt_len = req.prompt.len() as u32;
@@ -252,6 +297,7 @@ impl Host<'_> {
         let o = &mut self.out.requests[i];
         *o = RequestOutcome {
             worker: w as u32,
+            scheduled_s: o.scheduled_s,
             sent_s: secs(now),
             prompt_tokens: prompt_len,
             best_cached_tokens: best,
@@ -267,6 +313,30 @@ impl Host<'_> {
         let worker = &mut self.workers[w];
         worker.in_flight += 1;
         worker.in_flight_prefill += charge;
+        if let Some(t) = self.cfg.request_timeout {
+            self.push(now + t, Event::Timeout(i as u32));
+        }
+        self.kick(w, now);
+    }
+
+    /// The client of request `i` gives up unless it already has its answer.
+    fn time_out(&mut self, i: usize, now: Duration) {
+        let o = &mut self.out.requests[i];
+        if o.finished_s.is_some() || o.rejected || o.timed_out {
+            return;
+        }
+        o.timed_out = true;
+        let w = o.worker as usize;
+        // A step in progress may already hold this sequence's next tokens; `step_end` drops
+        // them. Its blocks are free for the worker's next step, as after a vLLM abort.
+        self.workers[w].engine.abort(SeqId(i as u64));
+        let charge = std::mem::take(&mut self.charged[i]);
+        let worker = &mut self.workers[w];
+        worker.in_flight = worker.in_flight.saturating_sub(1);
+        worker.in_flight_prefill = worker.in_flight_prefill.saturating_sub(charge);
+        let log = std::mem::take(&mut self.token_log[i]);
+        self.out.abandoned_token_times.extend(log);
+        self.finish_request(i, now);
         self.kick(w, now);
     }
 
@@ -293,9 +363,16 @@ impl Host<'_> {
             match ev {
                 EngineEvent::Token { id, index, .. } => {
                     let i = id.0 as usize;
+                    if self.out.requests[i].timed_out {
+                        continue; // nobody is listening any more
+                    }
                     tokens += 1;
+                    self.token_log[i].push(t);
+                    let o = &mut self.out.requests[i];
+                    o.output_tokens = index + 1;
+                    o.last_token_s = Some(t);
                     if index == 0 {
-                        self.out.requests[i].first_token_s = Some(t);
+                        o.first_token_s = Some(t);
                         let charge = std::mem::take(&mut self.charged[i]);
                         let worker = &mut self.workers[w];
                         worker.in_flight_prefill = worker.in_flight_prefill.saturating_sub(charge);
@@ -313,6 +390,10 @@ impl Host<'_> {
                 }
                 EngineEvent::Finished { id, cached_tokens, completion_tokens, prefill_computed, .. } => {
                     let i = id.0 as usize;
+                    if self.out.requests[i].timed_out {
+                        continue; // abandoned during its last step
+                    }
+                    self.token_log[i] = Vec::new();
                     let o = &mut self.out.requests[i];
                     o.finished_s = Some(t);
                     o.cached_tokens = cached_tokens;
@@ -332,6 +413,10 @@ impl Host<'_> {
 
     fn finish_request(&mut self, i: usize, now: Duration) {
         self.remaining = self.remaining.saturating_sub(1);
+        self.client_in_flight = self.client_in_flight.saturating_sub(1);
+        if let Some(next) = self.client_queue.pop_front() {
+            self.send(next, now);
+        }
         if let Some(next) = self.followers.remove(&i) {
             for j in next {
                 let think = match self.workload.requests[j].arrival {

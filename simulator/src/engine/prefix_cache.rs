@@ -163,6 +163,20 @@ impl BlockPool {
         false
     }
 
+    /// Takes a registered block back out of the index (its contents were never computed: the
+    /// sequence that scheduled it was preempted in the same step). Announced as removed.
+    pub fn unregister(&mut self, block: BlockId) {
+        let i = block as usize;
+        if let Some(h) = self.hash_of[i].take()
+            && self.cached.get(&h) == Some(&block)
+        {
+            self.cached.remove(&h);
+            if let Some(events) = &mut self.events {
+                kv_events::push(events, KvCacheEvent::removed(h));
+            }
+        }
+    }
+
     /// Starts recording [`KvCacheEvent`]s (off by default: the virtual-time benchmark reads the
     /// cache directly and should not pay for them).
     pub fn record_events(&mut self) {

@@ -10,6 +10,11 @@
 //! A running sequence that cannot get a block preempts the most recently admitted one, whose
 //! blocks go back to the pool (still cached) and which later resumes by recomputing, mostly from
 //! its own cached blocks. Nothing is admitted in a step that preempted.
+//!
+//! Full blocks enter the prefix cache when they are scheduled, not when the step ends: vLLM v1's
+//! `allocate_slots` caches them at once, and the forward pass writes every new token's KV before
+//! attention reads it. So two requests of one group admitted in the same step share the prefix:
+//! the second computes only its own suffix.
 
 use std::collections::VecDeque;
 
@@ -97,6 +102,7 @@ impl Scheduler {
         let need = self.running[i].blocks_needed(n, bs);
         self.allocate_into(i, need);
         self.running[i].scheduled = n;
+        self.register_scheduled(i);
         *budget -= n;
         true
     }
@@ -139,11 +145,31 @@ impl Scheduler {
             self.running.push(seq);
             let last = self.running.len() - 1;
             self.allocate_into(last, new_blocks);
+            self.register_scheduled(last);
         }
     }
 
-    /// Applies the step's results at `end`: computed tokens, newly full blocks registered in the
-    /// prefix cache, one sampled token per sequence that caught up, finished sequences freed.
+    /// Registers the full blocks that running sequence `i` will hold once its scheduled tokens
+    /// are computed, announcing them when KV events are recorded.
+    fn register_scheduled(&mut self, i: usize) {
+        let bs = self.config.block_size;
+        let seq = &mut self.running[i];
+        let upto = seq.num_computed + seq.scheduled;
+        while seq.registered < seq.hashes.len() && (seq.registered as u32 + 1) * bs <= upto {
+            let b = seq.registered;
+            if let Some(&block) = seq.blocks.get(b)
+                && self.pool.register(block, seq.hashes[b])
+                && self.pool.records_events()
+            {
+                let parent = b.checked_sub(1).map(|p| seq.hashes[p]);
+                self.pool.stored(parent, seq.hashes[b], &seq.block_tokens(b, bs), bs);
+            }
+            seq.registered += 1;
+        }
+    }
+
+    /// Applies the step's results at `end`: computed tokens, one sampled token per sequence that
+    /// caught up, finished sequences freed.
     pub fn update(&mut self, end: SimTime, events: &mut Vec<EngineEvent>) {
         let bs = self.config.block_size;
         let mut any_finished = false;
@@ -156,17 +182,6 @@ impl Scheduler {
                 seq.prefill_computed += n;
             }
             seq.num_computed += n;
-            while seq.registered < seq.hashes.len() && (seq.registered as u32 + 1) * bs <= seq.num_computed {
-                let i = seq.registered;
-                if let Some(&block) = seq.blocks.get(i)
-                    && self.pool.register(block, seq.hashes[i])
-                    && self.pool.records_events()
-                {
-                    let parent = i.checked_sub(1).map(|p| seq.hashes[p]);
-                    self.pool.stored(parent, seq.hashes[i], &seq.block_tokens(i, bs), bs);
-                }
-                seq.registered += 1;
-            }
             if seq.remaining() > 0 {
                 continue; // chunked prefill not done yet
             }
@@ -222,6 +237,13 @@ impl Scheduler {
 
     fn preempt(&mut self, index: usize) {
         let mut seq = self.running.remove(index);
+        // Blocks registered for tokens scheduled in this very step hold nothing yet.
+        let computed = (seq.num_computed / self.config.block_size) as usize;
+        for b in computed..seq.registered {
+            if let Some(&block) = seq.blocks.get(b) {
+                self.pool.unregister(block);
+            }
+        }
         self.pool.release(&seq.blocks);
         seq.reset();
         self.preemptions += 1;

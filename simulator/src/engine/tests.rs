@@ -246,3 +246,36 @@ fn admission_needs_blocks_for_the_whole_uncached_prompt() {
     assert_eq!(finished(&events, 1), Some((0, 4)));
     assert_eq!(e.stats().preemptions, 0);
 }
+
+#[test]
+fn siblings_admitted_in_the_same_step_share_their_prefix() {
+    // vLLM v1 caches a block when it is scheduled, so the second request finds the first's
+    // prefix blocks within the same step and computes only its own suffix.
+    let mut e = engine(EngineConfig::default());
+    let shared = prompt(5, 64);
+    let mut a = shared.clone();
+    a.extend(prompt(6, 20));
+    let mut b = shared;
+    b.extend(prompt(7, 20));
+    e.add(SeqId(0), spec(a, 2)).unwrap();
+    e.add(SeqId(1), spec(b, 2)).unwrap();
+    let first = e.step(Duration::ZERO).unwrap();
+    assert_eq!(first.batch.num_seqs, 2);
+    assert_eq!(first.batch.prefill_tokens, 84 + 20, "the second computes only its suffix");
+    let (events, _) = run(&mut e, first.duration);
+    assert_eq!(finished(&events, 0), Some((0, 2)));
+    assert_eq!(finished(&events, 1), Some((64, 2)));
+}
+
+#[test]
+fn unregistered_blocks_are_no_longer_findable() {
+    // What `preempt` does for blocks registered in the step that preempts their sequence.
+    let mut pool = prefix_cache::BlockPool::new(2);
+    let b = pool.allocate().unwrap();
+    pool.register(b, BlockHash(9));
+    assert_eq!(pool.cached_prefix_len(&[BlockHash(9)]), 1);
+    pool.unregister(b);
+    assert_eq!(pool.cached_prefix_len(&[BlockHash(9)]), 0);
+    pool.release(&[b]);
+    assert_eq!(pool.num_free(), 2);
+}

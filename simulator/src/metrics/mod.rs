@@ -15,19 +15,6 @@ use crate::engine::{EngineConfig, EngineStats};
 use crate::error::SimError;
 use crate::flavor::Flavor;
 
-// Bucket boundaries of vLLM's `vllm/v1/metrics/loggers.py`; TensorRT-LLM's `MetricsCollector`
-// uses the same ones. SGLang's differ slightly; the names matter more to a scraper than the edges.
-const TTFT_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
-    160.0, 640.0, 2560.0,
-];
-const ITL_BUCKETS: &[f64] =
-    &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
-const E2E_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
-    1920.0, 7680.0,
-];
-
 const MODEL: &str = "model_name";
 
 #[derive(Debug)]
@@ -160,15 +147,19 @@ impl Metrics {
         let success_has_reason = dialect.success_has_reason;
         let success_labels: &[&str] = if success_has_reason { &[MODEL, "finished_reason"] } else { &[MODEL] };
         let success = b.counter_vec(n.success, "Finished requests.", success_labels)?;
-        let ttft = b.histogram(n.ttft, "Time to first token in seconds.", TTFT_BUCKETS)?;
+        let ttft = b.histogram(n.ttft, "Time to first token in seconds.", dialect.buckets.ttft)?;
         let itl = if dialect.itl_per_token {
-            TokenLatency::PerToken(b.histogram(n.itl, "Time between consecutive output tokens.", ITL_BUCKETS)?)
+            TokenLatency::PerToken(b.histogram(
+                n.itl,
+                "Time between consecutive output tokens.",
+                dialect.buckets.itl,
+            )?)
         } else {
-            TokenLatency::PerRequest(b.histogram(n.itl, "Time per output token in seconds.", ITL_BUCKETS)?)
+            TokenLatency::PerRequest(b.histogram(n.itl, "Time per output token in seconds.", dialect.buckets.itl)?)
         };
-        let e2e = b.histogram(n.e2e, "Request latency from arrival to last token.", E2E_BUCKETS)?;
+        let e2e = b.histogram(n.e2e, "Request latency from arrival to last token.", dialect.buckets.e2e)?;
         let queue = match n.queue {
-            Some(name) => Some(b.histogram(name, "Time from arrival to first scheduling.", E2E_BUCKETS)?),
+            Some(name) => Some(b.histogram(name, "Time from arrival to first scheduling.", dialect.buckets.queue)?),
             None => None,
         };
         Ok(Self {

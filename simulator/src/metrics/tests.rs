@@ -100,3 +100,42 @@ fn trtllm_dialect() {
     }
     assert!(!text.contains("vllm:"));
 }
+
+/// The `le` labels of one histogram, in exposition order (`+Inf` last).
+fn bucket_edges(text: &str, histogram: &str) -> Vec<String> {
+    let prefix = format!("{histogram}_bucket{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next().map(str::to_owned))
+        .collect()
+}
+
+fn edges(list: &str) -> Vec<String> {
+    list.split(',').map(str::to_owned).chain(["+Inf".to_owned()]).collect()
+}
+
+#[test]
+fn sglang_histograms_use_sglang_bucket_boundaries() {
+    // SGLang's `TokenizerMetricsCollector` defaults (python/sglang/srt/metrics/collector.py).
+    let text = exercised(Flavor::Sglang);
+    assert_eq!(
+        bucket_edges(&text, "sglang:time_to_first_token_seconds"),
+        edges("0.1,0.2,0.4,0.6,0.8,1,2,4,6,8,10,20,40,60,80,100,200,400")
+    );
+    assert_eq!(
+        bucket_edges(&text, "sglang:inter_token_latency_seconds"),
+        edges("0.002,0.004,0.006,0.008,0.01,0.015,0.02,0.025,0.03,0.035,0.04,0.06,0.08,0.1,0.2,0.4,0.6,0.8,1,2,4,6,8")
+    );
+    assert_eq!(
+        bucket_edges(&text, "sglang:e2e_request_latency_seconds"),
+        edges("0.1,0.2,0.4,0.6,0.8,1,2,4,6,8,10,20,40,60,80,100,200,400,600,1200,1800,2400")
+    );
+    // The two 20 ms gaps land in SGLang's 0.02 bucket (vLLM's nearest edge would be 0.025).
+    assert!(text.contains("sglang:inter_token_latency_seconds_bucket{model_name=\"m\",le=\"0.02\"} 2"), "{text}");
+
+    // vLLM keeps its own edges.
+    let vllm = exercised(Flavor::Vllm);
+    assert_eq!(bucket_edges(&vllm, "vllm:time_to_first_token_seconds").first().map(String::as_str), Some("0.001"));
+    assert_eq!(bucket_edges(&vllm, "vllm:e2e_request_latency_seconds").last().map(String::as_str), Some("+Inf"));
+    assert_eq!(bucket_edges(&vllm, "vllm:e2e_request_latency_seconds").len(), 22);
+}
