@@ -41,17 +41,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     .await
     .context("starting the simulated worker")?;
 
+    let appended = match &args.config_append {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => String::new(),
+    };
     let config = Config::from_toml(
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
              [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [{{ url = \"{}\", http2 = {} }}]\n\
-             [[tenants]]\nname = \"bench\"\napi_keys = [\"{KEY}\"]\n",
+             [[tenants]]\nname = \"bench\"\napi_keys = [\"{KEY}\"]\n{appended}\n",
             sim.base_url(),
             args.upstream_http2,
         ),
         &[],
         &|_| None,
-    )?;
+    )
+    .context("the bench config (with --config-append) is invalid")?;
     let gateway = Sluice::build(config)?
         .start_on(TcpListener::bind("127.0.0.1:0").await?, TcpListener::bind("127.0.0.1:0").await?)?;
 

@@ -107,4 +107,8 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file as well.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// TOML appended to the bench gateway's config: `[[plugins]]` entries to measure a plugin
+    /// chain, or `[plugin_host] builtin_router = false` to measure with no plugin at all.
+    #[arg(long, value_name = "FILE")]
+    pub config_append: Option<PathBuf>,
 }

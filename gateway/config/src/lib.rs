@@ -134,6 +134,9 @@ pub struct PluginHostConfig {
     pub max_instances: u32,
     /// The largest memory any plugin may be given.
     pub max_memory_bytes: usize,
+    /// Bind the built-in router when no `[[plugins]]` entry is named `router`; without it, the
+    /// host's own least-in-flight choice routes (no plugin call per request).
+    pub builtin_router: bool,
 }
 
 /// Where a plugin's component comes from.

@@ -170,6 +170,7 @@ pub struct RawPluginHost {
     pub cache_dir: Option<String>,
     pub max_instances: Option<u32>,
     pub max_memory_bytes: Option<usize>,
+    pub builtin_router: Option<bool>,
 }
 
 /// `[[plugins]]`: one plugin bound globally, in `order`.

@@ -147,6 +147,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         cache_dir: raw.plugin_host.cache_dir.map(PathBuf::from),
         max_instances: raw.plugin_host.max_instances.unwrap_or(DEFAULT_PLUGIN_INSTANCES),
         max_memory_bytes: raw.plugin_host.max_memory_bytes.unwrap_or(DEFAULT_PLUGIN_ENGINE_MEMORY),
+        builtin_router: raw.plugin_host.builtin_router.unwrap_or(true),
     };
     if plugin_host.max_instances == 0 {
         return Err(ConfigError::invalid("plugin_host.max_instances", "must be at least 1"));

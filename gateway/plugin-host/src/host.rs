@@ -136,15 +136,16 @@ impl PluginHost {
     }
 
     /// A host with `specs` loaded and active. Without a binding named `router`, the built-in
-    /// router is bound.
+    /// router is bound if `builtin_router`.
     pub fn with_bindings(
         settings: HostSettings,
         registry: &Registry,
         specs: Vec<BindingSpec>,
+        builtin_router: bool,
     ) -> Result<Self, HostError> {
         let host = PluginHost::new(settings, registry)?;
         let mut specs = specs;
-        if !specs.iter().any(|s| s.name == "router") {
+        if builtin_router && !specs.iter().any(|s| s.name == "router") {
             specs.push(BindingSpec::builtin_router());
         }
         let bindings = specs.into_iter().map(|s| host.load(s).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;

@@ -19,7 +19,8 @@ pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostErro
         },
         cache_dir: config.plugin_host.cache_dir.clone(),
     };
-    let host = PluginHost::with_bindings(settings, registry, config.plugins.iter().map(spec).collect())?;
+    let specs = config.plugins.iter().map(spec).collect();
+    let host = PluginHost::with_bindings(settings, registry, specs, config.plugin_host.builtin_router)?;
     let tenants: HashMap<String, String> =
         config.tenants.iter().map(|t| (t.name.clone(), serde_json::json!({ "name": t.name }).to_string())).collect();
     host.services().set_tenants(tenants);
