@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use sluice_cli::{Cli, Command, bench, demo, manage, migrate, serve};
 
+/// A gateway allocates and frees small buffers on every request from every worker thread;
+/// mimalloc's thread-local free lists do that without the contention glibc's arenas show under
+/// load (malloc and free were ~11% of CPU in a `sluice bench` profile; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[expect(clippy::print_stderr, reason = "a CLI reports fatal errors on stderr")]
 fn main() -> ExitCode {
     let cli = Cli::parse();

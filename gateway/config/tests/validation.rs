@@ -151,6 +151,9 @@ fn plugins_are_validated_with_defaults_filled_in() {
     assert_eq!(router.isolation, sluice_config::PluginIsolationConfig::PerRequest);
     assert!(router.fail_closed, "fail-closed is the default");
     assert_eq!(router.timeout, std::time::Duration::from_millis(2));
+    assert!(config.plugin_host.builtin_router, "the built-in router is bound by default");
+    let off = load(&format!("{ACCEPTANCE}\n[plugin_host]\nbuiltin_router = false\n")).unwrap();
+    assert!(!off.plugin_host.builtin_router);
 }
 
 #[test]

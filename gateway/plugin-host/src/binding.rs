@@ -14,6 +14,7 @@ use crate::bindings::types::{
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::loader::{Export, Hook, PluginVersion};
+use crate::metrics::CallMetrics;
 use crate::resources::{BodyResource, HeadersResource};
 use crate::state::{BindingContext, HostState};
 
@@ -106,6 +107,7 @@ pub struct Binding {
     pub failure: FailurePolicy,
     pub limits: CallLimits,
     ctx: Arc<BindingContext>,
+    calls: CallMetrics,
     engine: PluginEngine,
     idle: Mutex<Vec<Pooled>>,
 }
@@ -142,6 +144,7 @@ impl Binding {
             isolation,
             failure,
             limits,
+            calls: ctx.metrics.for_plugin(&ctx.plugin),
             ctx: Arc::new(ctx),
             engine,
             idle: Mutex::new(Vec::new()),
@@ -176,7 +179,7 @@ impl Binding {
         } else {
             self.version.pre.instantiate(&mut store)?
         };
-        self.ctx.metrics.instantiated(&self.name);
+        self.calls.instantiated();
         let baseline_memory = store.data().limiter.memory;
         Ok(Pooled { store, instance, calls: 0, born: Instant::now(), baseline_memory })
     }
@@ -208,7 +211,7 @@ impl Binding {
         started: Instant,
         result: wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        self.ctx.metrics.call(&self.name, hook.name(), started.elapsed());
+        self.calls.call(hook, started.elapsed());
         match result {
             Ok(value) => {
                 let mut pooled = pooled;

@@ -25,15 +25,6 @@ pub struct Chain {
     waits: [bool; 4],
 }
 
-fn slot(hook: Hook) -> usize {
-    match hook {
-        Hook::OnRequest => 0,
-        Hook::Route => 1,
-        Hook::OnResponseHeaders => 2,
-        Hook::OnResponseDone => 3,
-    }
-}
-
 /// The request as the on-request hooks see it, with the changes made so far applied.
 #[derive(Debug, Clone)]
 pub struct RequestView {
@@ -76,8 +67,8 @@ impl Chain {
         let mut has = [false; 4];
         let mut waits = [false; 4];
         for hook in Hook::ALL {
-            has[slot(hook)] = bindings.iter().any(|b| b.exports(hook));
-            waits[slot(hook)] = bindings.iter().any(|b| b.exports(hook) && b.version.calls_async);
+            has[hook.index()] = bindings.iter().any(|b| b.exports(hook));
+            waits[hook.index()] = bindings.iter().any(|b| b.exports(hook) && b.version.calls_async);
         }
         Chain { bindings, has, waits }
     }
@@ -92,12 +83,12 @@ impl Chain {
 
     /// Whether any bound plugin exports `hook` (callers skip building inputs when not).
     pub fn has(&self, hook: Hook) -> bool {
-        self.has[slot(hook)]
+        self.has[hook.index()]
     }
 
     /// Whether running `hook` may wait on I/O. When not, its future completes on first poll.
     pub fn waits(&self, hook: Hook) -> bool {
-        self.waits[slot(hook)]
+        self.waits[hook.index()]
     }
 
     /// The bindings exporting `hook` whose scope covers this tenant and model.

@@ -32,6 +32,16 @@ pub enum Hook {
 impl Hook {
     pub const ALL: [Hook; 4] = [Hook::OnRequest, Hook::Route, Hook::OnResponseHeaders, Hook::OnResponseDone];
 
+    /// The hook's position in [`Hook::ALL`], for per-hook tables.
+    pub fn index(self) -> usize {
+        match self {
+            Hook::OnRequest => 0,
+            Hook::Route => 1,
+            Hook::OnResponseHeaders => 2,
+            Hook::OnResponseDone => 3,
+        }
+    }
+
     /// The metric label and the WIT interface name.
     pub fn name(self) -> &'static str {
         match self {

@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::loader::Hook;
 
 /// Plugin calls take microseconds; the top buckets catch deadlines.
 const DURATION_BUCKETS: &[f64] = &[
@@ -25,6 +27,26 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 /// Distinct (plugin, name, label) series the `metrics` capability may create.
 const MAX_CUSTOM_SERIES: usize = 256;
+
+/// One plugin's call counters and durations, by hook (in [`Hook::ALL`] order).
+#[derive(Clone)]
+pub struct CallMetrics {
+    hooks: [(IntCounter, Histogram); 4],
+    instantiations: IntCounter,
+}
+
+impl CallMetrics {
+    pub fn call(&self, hook: Hook, took: Duration) {
+        if let Some((calls, duration)) = self.hooks.get(hook.index()) {
+            calls.inc();
+            duration.observe(took.as_secs_f64());
+        }
+    }
+
+    pub fn instantiated(&self) {
+        self.instantiations.inc();
+    }
+}
 
 #[derive(Clone)]
 pub struct PluginMetrics {
@@ -92,17 +114,20 @@ impl PluginMetrics {
         Ok(m)
     }
 
-    pub fn call(&self, plugin: &str, hook: &str, took: Duration) {
-        self.calls.with_label_values(&[plugin, hook]).inc();
-        self.duration.with_label_values(&[plugin, hook]).observe(took.as_secs_f64());
+    /// The per-call series of one plugin, resolved once: a binding records every call without a
+    /// label lookup.
+    pub fn for_plugin(&self, plugin: &str) -> CallMetrics {
+        let per_hook = |hook: Hook| {
+            (
+                self.calls.with_label_values(&[plugin, hook.name()]),
+                self.duration.with_label_values(&[plugin, hook.name()]),
+            )
+        };
+        CallMetrics { hooks: Hook::ALL.map(per_hook), instantiations: self.instantiations.with_label_values(&[plugin]) }
     }
 
     pub fn error(&self, plugin: &str, kind: &str) {
         self.errors.with_label_values(&[plugin, kind]).inc();
-    }
-
-    pub fn instantiated(&self, plugin: &str) {
-        self.instantiations.with_label_values(&[plugin]).inc();
     }
 
     /// Whether the series may exist: names and labels are short `[a-z0-9_]` words and each

@@ -57,3 +57,16 @@ async fn the_three_examples_in_front_of_workers() {
     assert_eq!(on_request_calls(&gw, "tenant-tagger").await, 2.0);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_builtin_router_the_host_routes_with_no_plugin_call() {
+    let toml = "[plugin_host]\nbuiltin_router = false\n".to_owned();
+    let gw = TestGateway::start(2, GatewayOptions { extra_toml: toml, ..GatewayOptions::default() }).await;
+    for _ in 0..4 {
+        let reply = gw.chat(&chat_body("hello", json!({"max_tokens": 3}))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let text = gw.metrics_text().await;
+    assert!(!text.contains("plugin=\"router\""), "no router plugin is bound or called:\n{text}");
+    gw.shutdown().await;
+}
