@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(prompt_text(br#"{"input":"x"}"#), "x");
         assert_eq!(prompt_text(b"not json"), "");
         assert_eq!(prompt_text(br#"{"prompt":[1,2,3]}"#), "", "token ids hold no text");
-        assert_eq!(prompt_text(br#"{"messages":[{"role":"user","content":"line\nbreak \u00e9"}],"n":1}"#), "line\nbreak é");
+        assert_eq!(
+            prompt_text(br#"{"messages":[{"role":"user","content":"line\nbreak \u00e9"}],"n":1}"#),
+            "line\nbreak é"
+        );
         assert_eq!(prompt_text(br#"{"messages":[{"role":"assistant","content":null,"tool_calls":[]}]}"#), "");
     }
 }
