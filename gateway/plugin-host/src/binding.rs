@@ -108,6 +108,8 @@ pub struct Binding {
     pub limits: CallLimits,
     ctx: Arc<BindingContext>,
     calls: CallMetrics,
+    /// `limits.timeout` in epoch ticks, computed once (it takes a 128-bit division).
+    deadline_ticks: u64,
     engine: PluginEngine,
     idle: Mutex<Vec<Pooled>>,
 }
@@ -145,6 +147,7 @@ impl Binding {
             failure,
             limits,
             calls: ctx.metrics.for_plugin(&ctx.plugin),
+            deadline_ticks: engine.deadline_ticks(limits.timeout),
             ctx: Arc::new(ctx),
             engine,
             idle: Mutex::new(Vec::new()),
@@ -173,7 +176,7 @@ impl Binding {
         let state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
+        store.set_epoch_deadline(self.deadline_ticks);
         let instance = if self.version.calls_async {
             self.version.pre.instantiate_async(&mut store).await?
         } else {
@@ -184,8 +187,9 @@ impl Binding {
         Ok(Pooled { store, instance, calls: 0, born: Instant::now(), baseline_memory })
     }
 
-    /// An instance for one call, under a fresh deadline: a warm one (`reuse`) or a new one.
-    async fn checkout(&self, hook: Hook) -> Result<Pooled, PluginError> {
+    /// An instance for one call started at `started`, under a fresh deadline: a warm one
+    /// (`reuse`) or a new one.
+    async fn checkout(&self, hook: Hook, started: Instant) -> Result<Pooled, PluginError> {
         let reused = match self.isolation {
             Isolation::PerRequest => None,
             Isolation::Reuse { .. } => self.idle.lock().ok().and_then(|mut idle| idle.pop()),
@@ -194,9 +198,9 @@ impl Binding {
             Some(p) => p,
             None => self.new_instance().await.map_err(|e| self.instantiate_error(hook, &e))?,
         };
-        pooled.store.set_epoch_deadline(self.engine.deadline_ticks(self.limits.timeout));
+        pooled.store.set_epoch_deadline(self.deadline_ticks);
         let state = pooled.store.data_mut();
-        state.deadline = Instant::now() + self.limits.timeout;
+        state.deadline = started + self.limits.timeout;
         state.limiter.hit = None;
         Ok(pooled)
     }
@@ -211,12 +215,13 @@ impl Binding {
         started: Instant,
         result: wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        self.calls.call(hook, started.elapsed());
+        let now = Instant::now();
+        self.calls.call(hook, now.saturating_duration_since(started));
         match result {
             Ok(value) => {
                 let mut pooled = pooled;
                 pooled.calls += 1;
-                self.recycle(pooled);
+                self.recycle(pooled, now);
                 Ok(value)
             }
             Err(e) => {
@@ -229,11 +234,11 @@ impl Binding {
         }
     }
 
-    fn recycle(&self, pooled: Pooled) {
+    fn recycle(&self, pooled: Pooled, now: Instant) {
         let Isolation::Reuse { max_calls, max_age } = self.isolation else { return };
         let memory = pooled.store.data().limiter.memory;
         let grown = memory > pooled.baseline_memory.saturating_mul(2).max(pooled.baseline_memory + (1 << 20));
-        if pooled.calls >= max_calls || pooled.born.elapsed() >= max_age || grown {
+        if pooled.calls >= max_calls || now.saturating_duration_since(pooled.born) >= max_age || grown {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
@@ -280,7 +285,7 @@ impl Binding {
     ) -> Result<Option<RequestDecision>, PluginError> {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::OnRequest).await?;
+        let mut pooled = self.checkout(Hook::OnRequest, started).await?;
         let instance = pooled.instance;
         let store = &mut pooled.store;
         let result = async {
@@ -314,7 +319,7 @@ impl Binding {
     ) -> Result<Option<RouteDecision>, PluginError> {
         let Some(export) = &self.version.hooks.route else { return Ok(None) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::Route).await?;
+        let mut pooled = self.checkout(Hook::Route, started).await?;
         let instance = pooled.instance;
         let store = &mut pooled.store;
         let result = match export {
@@ -338,7 +343,7 @@ impl Binding {
     ) -> Result<Option<ResponseChanges>, PluginError> {
         let Some(export) = &self.version.hooks.on_response_headers else { return Ok(None) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::OnResponseHeaders).await?;
+        let mut pooled = self.checkout(Hook::OnResponseHeaders, started).await?;
         let instance = pooled.instance;
         let store = &mut pooled.store;
         let result = async {
@@ -363,7 +368,7 @@ impl Binding {
     pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) -> Result<bool, PluginError> {
         let Some(export) = &self.version.hooks.on_response_done else { return Ok(false) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::OnResponseDone).await?;
+        let mut pooled = self.checkout(Hook::OnResponseDone, started).await?;
         let instance = pooled.instance;
         let store = &mut pooled.store;
         let result = match export {
