@@ -11,6 +11,7 @@ use wasmtime::{Store, Trap};
 use crate::bindings::types::{
     Candidate, RequestDecision, RequestInfo, ResponseChanges, ResponseDone, RouteDecision, RouteRequest,
 };
+use crate::bindings::{asynchronous, on_request, on_response_done, on_response_headers, route};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::loader::{Export, Hook, PluginVersion};
@@ -88,9 +89,19 @@ pub(crate) struct Placement {
     pub order: i64,
 }
 
+/// The hooks' typed functions of one instance, looked up on first use.
+#[derive(Default)]
+struct Guests {
+    on_request: Option<Export<on_request::Guest, asynchronous::on_request::Guest>>,
+    route: Option<Export<route::Guest, asynchronous::route::Guest>>,
+    on_response_headers: Option<Export<on_response_headers::Guest, asynchronous::on_response_headers::Guest>>,
+    on_response_done: Option<Export<on_response_done::Guest, asynchronous::on_response_done::Guest>>,
+}
+
 struct Pooled {
     store: Store<HostState>,
     instance: Instance,
+    guests: Guests,
     calls: u32,
     born: Instant,
     baseline_memory: usize,
@@ -184,7 +195,7 @@ impl Binding {
         };
         self.calls.instantiated();
         let baseline_memory = store.data().limiter.memory;
-        Ok(Pooled { store, instance, calls: 0, born: Instant::now(), baseline_memory })
+        Ok(Pooled { store, instance, guests: Guests::default(), calls: 0, born: Instant::now(), baseline_memory })
     }
 
     /// An instance for one call started at `started`, under a fresh deadline: a warm one
@@ -286,21 +297,23 @@ impl Binding {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let started = Instant::now();
         let mut pooled = self.checkout(Hook::OnRequest, started).await?;
-        let instance = pooled.instance;
-        let store = &mut pooled.store;
+        let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
+            let guest = export.guest(
+                &mut guests.on_request,
+                store,
+                instance,
+                |i, s, n| i.load(s, n),
+                |i, s, n| i.load(s, n),
+            )?;
             let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?.rep();
             let b = store.data_mut().table.push(body.clone())?.rep();
             // Lent as borrows: an owned handle would stay in the instance's handle table after
             // the call and a reused instance would run out of handles.
             let (h_borrow, b_borrow) = (Resource::new_borrow(h), Resource::new_borrow(b));
-            let result = match export {
-                Export::Sync(i) => {
-                    i.load(&mut *store, &instance)?.call_on_request(&mut *store, info, h_borrow, b_borrow)
-                }
-                Export::Async(i) => {
-                    i.load(&mut *store, &instance)?.call_on_request(&mut *store, info, h_borrow, b_borrow).await
-                }
+            let result = match guest {
+                Export::Sync(g) => g.call_on_request(&mut *store, info, h_borrow, b_borrow),
+                Export::Async(g) => g.call_on_request(&mut *store, info, h_borrow, b_borrow).await,
             };
             let table = &mut store.data_mut().table;
             let _ = table.delete(Resource::<HeadersResource>::new_own(h));
@@ -320,17 +333,14 @@ impl Binding {
         let Some(export) = &self.version.hooks.route else { return Ok(None) };
         let started = Instant::now();
         let mut pooled = self.checkout(Hook::Route, started).await?;
-        let instance = pooled.instance;
-        let store = &mut pooled.store;
-        let result = match export {
-            Export::Sync(i) => {
-                i.load(&mut *store, &instance).and_then(|g| g.call_route(&mut *store, request, candidates))
+        let Pooled { store, instance, guests, .. } = &mut pooled;
+        let result = async {
+            match export.guest(&mut guests.route, store, instance, |i, s, n| i.load(s, n), |i, s, n| i.load(s, n))? {
+                Export::Sync(g) => g.call_route(&mut *store, request, candidates),
+                Export::Async(g) => g.call_route(&mut *store, request, candidates).await,
             }
-            Export::Async(i) => match i.load(&mut *store, &instance) {
-                Ok(g) => g.call_route(&mut *store, request, candidates).await,
-                Err(e) => Err(e),
-            },
-        };
+        }
+        .await;
         self.finish(Hook::Route, pooled, started, result).map(Some)
     }
 
@@ -344,18 +354,20 @@ impl Binding {
         let Some(export) = &self.version.hooks.on_response_headers else { return Ok(None) };
         let started = Instant::now();
         let mut pooled = self.checkout(Hook::OnResponseHeaders, started).await?;
-        let instance = pooled.instance;
-        let store = &mut pooled.store;
+        let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
+            let guest = export.guest(
+                &mut guests.on_response_headers,
+                store,
+                instance,
+                |i, s, n| i.load(s, n),
+                |i, s, n| i.load(s, n),
+            )?;
             let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?.rep();
             let borrow = Resource::new_borrow(h);
-            let result = match export {
-                Export::Sync(i) => {
-                    i.load(&mut *store, &instance)?.call_on_response_headers(&mut *store, info, status, borrow)
-                }
-                Export::Async(i) => {
-                    i.load(&mut *store, &instance)?.call_on_response_headers(&mut *store, info, status, borrow).await
-                }
+            let result = match guest {
+                Export::Sync(g) => g.call_on_response_headers(&mut *store, info, status, borrow),
+                Export::Async(g) => g.call_on_response_headers(&mut *store, info, status, borrow).await,
             };
             let _ = store.data_mut().table.delete(Resource::<HeadersResource>::new_own(h));
             result
@@ -369,17 +381,15 @@ impl Binding {
         let Some(export) = &self.version.hooks.on_response_done else { return Ok(false) };
         let started = Instant::now();
         let mut pooled = self.checkout(Hook::OnResponseDone, started).await?;
-        let instance = pooled.instance;
-        let store = &mut pooled.store;
-        let result = match export {
-            Export::Sync(i) => {
-                i.load(&mut *store, &instance).and_then(|g| g.call_on_response_done(&mut *store, info, done))
+        let Pooled { store, instance, guests, .. } = &mut pooled;
+        let result = async {
+            let guests = &mut guests.on_response_done;
+            match export.guest(guests, store, instance, |i, s, n| i.load(s, n), |i, s, n| i.load(s, n))? {
+                Export::Sync(g) => g.call_on_response_done(&mut *store, info, done),
+                Export::Async(g) => g.call_on_response_done(&mut *store, info, done).await,
             }
-            Export::Async(i) => match i.load(&mut *store, &instance) {
-                Ok(g) => g.call_on_response_done(&mut *store, info, done).await,
-                Err(e) => Err(e),
-            },
-        };
+        }
+        .await;
         self.finish(Hook::OnResponseDone, pooled, started, result).map(|()| true)
     }
 }

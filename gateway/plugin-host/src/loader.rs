@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use wasmtime::Store;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 
 use crate::artifacts::{ArtifactCache, Provenance};
 use crate::bindings::{self, asynchronous, on_request, on_response_done, on_response_headers, route};
@@ -60,6 +61,7 @@ impl Hook {
 
 /// One hook's export, looked up once: called directly, or with `call_async` when the component
 /// imports a capability the host serves asynchronously (see [`crate::bindings`]).
+#[derive(Clone)]
 pub(crate) enum Export<S, A> {
     Sync(S),
     Async(A),
@@ -73,6 +75,27 @@ impl<S, A> Export<S, A> {
         asynchronous: impl FnOnce(&InstancePre<HostState>) -> wasmtime::Result<A>,
     ) -> wasmtime::Result<Self> {
         if calls_async { asynchronous(pre).map(Export::Async) } else { sync(pre).map(Export::Sync) }
+    }
+
+    /// The hook's typed functions in `instance`, from `cache` or looked up (and type-checked)
+    /// and cached there: the lookup costs more than a small hook's own work.
+    pub(crate) fn guest<G: Clone, H: Clone>(
+        &self,
+        cache: &mut Option<Export<G, H>>,
+        store: &mut Store<HostState>,
+        instance: &Instance,
+        load_sync: fn(&S, &mut Store<HostState>, &Instance) -> wasmtime::Result<G>,
+        load_async: fn(&A, &mut Store<HostState>, &Instance) -> wasmtime::Result<H>,
+    ) -> wasmtime::Result<Export<G, H>> {
+        if let Some(guest) = cache {
+            return Ok(guest.clone());
+        }
+        let guest = match self {
+            Export::Sync(indices) => Export::Sync(load_sync(indices, store, instance)?),
+            Export::Async(indices) => Export::Async(load_async(indices, store, instance)?),
+        };
+        *cache = Some(guest.clone());
+        Ok(guest)
     }
 }
 
