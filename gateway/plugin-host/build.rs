@@ -16,15 +16,27 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("sluice_plugin_router", "router.wasm"),
     ("sluice_plugin_test_guest", "test_guest.wasm"),
     ("sluice_plugin_test_net_guest", "test_net_guest.wasm"),
+    ("sluice_plugin_test_chunk_net_guest", "test_chunk_net_guest.wasm"),
     ("sluice_plugin_model_alias", "model_alias.wasm"),
     ("sluice_plugin_deny_list", "deny_list.wasm"),
     ("sluice_plugin_tenant_tagger", "tenant_tagger.wasm"),
+    ("sluice_plugin_model_mask", "model_mask.wasm"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let plugins = manifest_dir.join("../../plugins").canonicalize()?;
-    for path in ["wit", "sdk", "router", "test-guest", "test-net-guest", "examples", "Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "wit",
+        "sdk",
+        "router",
+        "test-guest",
+        "test-net-guest",
+        "test-chunk-net-guest",
+        "examples",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", plugins.join(path).display());
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

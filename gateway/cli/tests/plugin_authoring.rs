@@ -172,7 +172,10 @@ fn a_failing_hook_is_reported_and_fails_the_run() {
     assert!(e.contains("3 hook call(s) failed"), "{e}");
     let out = String::from_utf8(output.stdout).unwrap();
     assert!(out.contains("on-request") && out.contains("FAILED (trap)"), "{out}");
-    assert!(out.contains("exports    on-request, route, on-response-headers, on-response-done"), "{out}");
+    assert!(
+        out.contains("exports    on-request, route, on-response-headers, on-response-chunk, on-response-done"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Plugin host costs: instantiation, one hook call (headers passed lazily), a chain of three
-//! plugins, in each isolation mode.
+//! plugins, one streamed event through a chunk hook, in each isolation mode.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -187,6 +187,27 @@ fn bench(c: &mut Criterion) {
         percentiles(&format!("chain_of_three/{label}"), || {
             black_box(ready(chain.on_request(&mut v)).unwrap());
             black_box(ready(chain.route("bench", &route, &candidates)).unwrap());
+        });
+
+        // One streamed event through the model-mask example, which rewrites its `model`: the
+        // per-token cost of a chunk hook.
+        let h = host();
+        let mask = BindingSpec {
+            config_json: r#"{"names":{"llama-3.1-8b-instruct":"fast"}}"#.into(),
+            isolation,
+            ..guest_limits(BindingSpec::new(
+                "model-mask",
+                PluginSource::Bytes(Arc::from(sluice_plugin_host::testing::examples::MODEL_MASK)),
+            ))
+        };
+        h.load_and_activate(mask).unwrap();
+        let chain = h.chain();
+        let event = r#"{"id":"chatcmpl-5f0c2a9e","object":"chat.completion.chunk","created":1764201600,"model":"llama-3.1-8b-instruct","choices":[{"index":0,"delta":{"content":" tokens"},"logprobs":null,"finish_reason":null}]}"#;
+        group.bench_function(format!("on_response_chunk/{label}"), |b| {
+            b.iter(|| black_box(chain.on_response_chunk(&v.info, true, 7, event).unwrap()))
+        });
+        percentiles(&format!("on_response_chunk/{label}"), || {
+            black_box(chain.on_response_chunk(&v.info, true, 7, event).unwrap());
         });
 
         let h = host();

@@ -9,9 +9,10 @@ use wasmtime::component::{Instance, Resource};
 use wasmtime::{Store, Trap};
 
 use crate::bindings::types::{
-    Candidate, RequestDecision, RequestInfo, ResponseChanges, ResponseDone, RouteDecision, RouteRequest,
+    Candidate, ChunkDecision, RequestDecision, RequestInfo, ResponseChanges, ResponseChunk, ResponseDone,
+    RouteDecision, RouteRequest,
 };
-use crate::bindings::{asynchronous, on_request, on_response_done, on_response_headers, route};
+use crate::bindings::{asynchronous, on_request, on_response_chunk, on_response_done, on_response_headers, route};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::loader::{Export, Hook, PluginVersion};
@@ -95,6 +96,7 @@ struct Guests {
     on_request: Option<Export<on_request::Guest, asynchronous::on_request::Guest>>,
     route: Option<Export<route::Guest, asynchronous::route::Guest>>,
     on_response_headers: Option<Export<on_response_headers::Guest, asynchronous::on_response_headers::Guest>>,
+    on_response_chunk: Option<on_response_chunk::Guest>,
     on_response_done: Option<Export<on_response_done::Guest, asynchronous::on_response_done::Guest>>,
 }
 
@@ -184,36 +186,67 @@ impl Binding {
     }
 
     async fn new_instance(&self) -> wasmtime::Result<Pooled> {
+        if !self.version.calls_async {
+            return self.new_instance_sync();
+        }
+        let mut store = self.new_store();
+        let instance = self.version.pre.instantiate_async(&mut store).await?;
+        Ok(self.pooled(store, instance))
+    }
+
+    /// For components that call synchronously only.
+    fn new_instance_sync(&self) -> wasmtime::Result<Pooled> {
+        let mut store = self.new_store();
+        let instance = self.version.pre.instantiate(&mut store)?;
+        Ok(self.pooled(store, instance))
+    }
+
+    fn new_store(&self) -> Store<HostState> {
         let state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks);
-        let instance = if self.version.calls_async {
-            self.version.pre.instantiate_async(&mut store).await?
-        } else {
-            self.version.pre.instantiate(&mut store)?
-        };
+        store
+    }
+
+    fn pooled(&self, store: Store<HostState>, instance: Instance) -> Pooled {
         self.calls.instantiated();
         let baseline_memory = store.data().limiter.memory;
-        Ok(Pooled { store, instance, guests: Guests::default(), calls: 0, born: Instant::now(), baseline_memory })
+        Pooled { store, instance, guests: Guests::default(), calls: 0, born: Instant::now(), baseline_memory }
     }
 
     /// An instance for one call started at `started`, under a fresh deadline: a warm one
     /// (`reuse`) or a new one.
     async fn checkout(&self, hook: Hook, started: Instant) -> Result<Pooled, PluginError> {
-        let reused = match self.isolation {
-            Isolation::PerRequest => None,
-            Isolation::Reuse { .. } => self.idle.lock().ok().and_then(|mut idle| idle.pop()),
-        };
-        let mut pooled = match reused {
+        let pooled = match self.warm() {
             Some(p) => p,
             None => self.new_instance().await.map_err(|e| self.instantiate_error(hook, &e))?,
         };
+        Ok(self.arm(pooled, started))
+    }
+
+    /// [`Binding::checkout`] for components that call synchronously only.
+    fn checkout_sync(&self, hook: Hook, started: Instant) -> Result<Pooled, PluginError> {
+        let pooled = match self.warm() {
+            Some(p) => p,
+            None => self.new_instance_sync().map_err(|e| self.instantiate_error(hook, &e))?,
+        };
+        Ok(self.arm(pooled, started))
+    }
+
+    fn warm(&self) -> Option<Pooled> {
+        match self.isolation {
+            Isolation::PerRequest => None,
+            Isolation::Reuse { .. } => self.idle.lock().ok().and_then(|mut idle| idle.pop()),
+        }
+    }
+
+    fn arm(&self, mut pooled: Pooled, started: Instant) -> Pooled {
         pooled.store.set_epoch_deadline(self.deadline_ticks);
         let state = pooled.store.data_mut();
         state.deadline = started + self.limits.timeout;
         state.limiter.hit = None;
-        Ok(pooled)
+        pooled
     }
 
     /// Ends a call: counts it, recycles the instance if it is fit for another call, and turns a
@@ -374,6 +407,25 @@ impl Binding {
         }
         .await;
         self.finish(Hook::OnResponseHeaders, pooled, started, result).map(Some)
+    }
+
+    /// `on-response-chunk`; `None` when the plugin does not export it. Synchronous: the loader
+    /// refuses components that export it and call asynchronously, so it never waits.
+    pub fn on_response_chunk(
+        &self,
+        info: &RequestInfo,
+        chunk: &ResponseChunk,
+    ) -> Result<Option<ChunkDecision>, PluginError> {
+        let Some(indices) = &self.version.hooks.on_response_chunk else { return Ok(None) };
+        let started = Instant::now();
+        let mut pooled = self.checkout_sync(Hook::OnResponseChunk, started)?;
+        let Pooled { store, instance, guests, .. } = &mut pooled;
+        let result = match &guests.on_response_chunk {
+            Some(guest) => Ok(guest.clone()),
+            None => indices.load(&mut *store, instance).inspect(|g| guests.on_response_chunk = Some(g.clone())),
+        }
+        .and_then(|guest| guest.call_on_response_chunk(&mut *store, info, chunk));
+        self.finish(Hook::OnResponseChunk, pooled, started, result).map(Some)
     }
 
     /// `on-response-done`; `false` when the plugin does not export it.

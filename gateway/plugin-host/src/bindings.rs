@@ -44,8 +44,8 @@ pub mod asynchronous {
         },
     });
 
-    pub use exports::sluice::policy::{on_request, on_response_done, on_response_headers, route};
+    pub use exports::sluice::policy::{on_request, on_response_chunk, on_response_done, on_response_headers, route};
 }
 
-pub use exports::sluice::policy::{on_request, on_response_done, on_response_headers, route};
+pub use exports::sluice::policy::{on_request, on_response_chunk, on_response_done, on_response_headers, route};
 pub use sluice::policy::types;

@@ -10,7 +10,8 @@ use http::header::{HeaderName, HeaderValue};
 
 use crate::binding::{Binding, FailurePolicy};
 use crate::bindings::types::{
-    Candidate, Denial, LocalResponse, RequestDecision, RequestInfo, ResponseDone, RouteDecision, RouteRequest,
+    Candidate, ChunkDecision, Denial, LocalResponse, RequestDecision, RequestInfo, ResponseChunk, ResponseDone,
+    RouteDecision, RouteRequest,
 };
 use crate::error::PluginError;
 use crate::loader::Hook;
@@ -20,9 +21,9 @@ use crate::resources::BodyResource;
 #[derive(Debug, Default)]
 pub struct Chain {
     bindings: Vec<Arc<Binding>>,
-    has: [bool; 4],
+    has: [bool; Hook::COUNT],
     /// Per hook: whether some binding exporting it calls asynchronously (it may wait on I/O).
-    waits: [bool; 4],
+    waits: [bool; Hook::COUNT],
 }
 
 /// The request as the on-request hooks see it, with the changes made so far applied.
@@ -56,6 +57,16 @@ pub enum RequestVerdict {
     Deny { plugin: Arc<str>, denial: Denial },
 }
 
+/// What the on-response-chunk hooks made of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkVerdict {
+    Forward,
+    /// Send this JSON text instead.
+    Replace(String),
+    /// Send nothing for this stream event.
+    Drop,
+}
+
 /// A plugin failed and its binding is fail-closed: the request must be refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(transparent)]
@@ -64,8 +75,8 @@ pub struct ChainFailure(pub PluginError);
 impl Chain {
     pub fn new(mut bindings: Vec<Arc<Binding>>) -> Self {
         bindings.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
-        let mut has = [false; 4];
-        let mut waits = [false; 4];
+        let mut has = [false; Hook::COUNT];
+        let mut waits = [false; Hook::COUNT];
         for hook in Hook::ALL {
             has[hook.index()] = bindings.iter().any(|b| b.exports(hook));
             waits[hook.index()] = bindings.iter().any(|b| b.exports(hook) && b.version.calls_async);
@@ -214,6 +225,29 @@ impl Chain {
             }
         }
         Ok(())
+    }
+
+    /// Runs the on-response-chunk hooks on `data`, one stream event (`stream`, its `index`) or
+    /// a whole body. Each plugin sees the text as the ones before it left it; a drop ends the
+    /// chain (for a whole body it counts as forward). Synchronous: these plugins never wait.
+    pub fn on_response_chunk(
+        &self,
+        info: &RequestInfo,
+        stream: bool,
+        index: u32,
+        data: &str,
+    ) -> Result<ChunkVerdict, ChainFailure> {
+        let mut replaced: Option<String> = None;
+        for binding in self.with(Hook::OnResponseChunk, &info.tenant, &info.model) {
+            let data = replaced.as_deref().unwrap_or(data).to_owned();
+            match binding.on_response_chunk(info, &ResponseChunk { stream, index, data }) {
+                Ok(Some(ChunkDecision::Replace(json))) => replaced = Some(json),
+                Ok(Some(ChunkDecision::Drop)) if stream => return Ok(ChunkVerdict::Drop),
+                Ok(Some(ChunkDecision::Forward | ChunkDecision::Drop) | None) => {}
+                Err(error) => Self::on_failure(binding, error)?,
+            }
+        }
+        Ok(replaced.map_or(ChunkVerdict::Forward, ChunkVerdict::Replace))
     }
 
     /// Runs the on-response-done hooks. Nothing is left to refuse, so failures are only logged

@@ -37,7 +37,7 @@ pub mod testing;
 pub use binding::{Binding, CallLimits, FailurePolicy, Isolation, Origin, Scope};
 pub use bindings::types;
 pub use capability::{Capabilities, Capability};
-pub use chain::{Chain, ChainFailure, RequestEdits, RequestVerdict, RequestView};
+pub use chain::{Chain, ChainFailure, ChunkVerdict, RequestEdits, RequestVerdict, RequestView};
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::PluginError;
 pub use host::{BindingSpec, DEFAULT_ISOLATION, HostError, HostSettings, PluginHost, PluginSource};

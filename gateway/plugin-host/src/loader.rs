@@ -10,7 +10,9 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 
 use crate::artifacts::{ArtifactCache, Provenance};
-use crate::bindings::{self, asynchronous, on_request, on_response_done, on_response_headers, route};
+use crate::bindings::{
+    self, asynchronous, on_request, on_response_chunk, on_response_done, on_response_headers, route,
+};
 use crate::capability::{Capabilities, Capability};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
@@ -27,11 +29,14 @@ pub enum Hook {
     OnRequest,
     Route,
     OnResponseHeaders,
+    OnResponseChunk,
     OnResponseDone,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 4] = [Hook::OnRequest, Hook::Route, Hook::OnResponseHeaders, Hook::OnResponseDone];
+    pub const COUNT: usize = 5;
+    pub const ALL: [Hook; Hook::COUNT] =
+        [Hook::OnRequest, Hook::Route, Hook::OnResponseHeaders, Hook::OnResponseChunk, Hook::OnResponseDone];
 
     /// The hook's position in [`Hook::ALL`], for per-hook tables.
     pub fn index(self) -> usize {
@@ -39,7 +44,8 @@ impl Hook {
             Hook::OnRequest => 0,
             Hook::Route => 1,
             Hook::OnResponseHeaders => 2,
-            Hook::OnResponseDone => 3,
+            Hook::OnResponseChunk => 3,
+            Hook::OnResponseDone => 4,
         }
     }
 
@@ -49,8 +55,15 @@ impl Hook {
             Hook::OnRequest => "on-request",
             Hook::Route => "route",
             Hook::OnResponseHeaders => "on-response-headers",
+            Hook::OnResponseChunk => "on-response-chunk",
             Hook::OnResponseDone => "on-response-done",
         }
+    }
+
+    /// Whether the hook runs inside the response stream's poll, where nothing may wait: a
+    /// plugin exporting it cannot import a capability served asynchronously.
+    pub fn runs_in_stream(self) -> bool {
+        self == Hook::OnResponseChunk
     }
 
     /// The exported instance's full name, e.g. `sluice:policy/route@0.1.0`.
@@ -105,6 +118,8 @@ pub(crate) struct Hooks {
     pub route: Option<Export<route::GuestIndices, asynchronous::route::GuestIndices>>,
     pub on_response_headers:
         Option<Export<on_response_headers::GuestIndices, asynchronous::on_response_headers::GuestIndices>>,
+    /// Never `Async`: the loader refuses a component that exports it and calls asynchronously.
+    pub on_response_chunk: Option<on_response_chunk::GuestIndices>,
     pub on_response_done: Option<Export<on_response_done::GuestIndices, asynchronous::on_response_done::GuestIndices>>,
 }
 
@@ -114,6 +129,7 @@ impl Hooks {
             Hook::OnRequest => self.on_request.is_some(),
             Hook::Route => self.route.is_some(),
             Hook::OnResponseHeaders => self.on_response_headers.is_some(),
+            Hook::OnResponseChunk => self.on_response_chunk.is_some(),
             Hook::OnResponseDone => self.on_response_done.is_some(),
         }
     }
@@ -180,8 +196,19 @@ impl PluginVersion {
         linker.define_unknown_imports_as_traps(&component).map_err(|e| incompatible(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| incompatible(format!("{e:#}")))?;
 
-        let calls_async = imported.into_iter().any(Capability::is_async);
+        let waits_on = imported.into_iter().filter(|c| c.is_async()).map(Capability::name).collect::<Vec<_>>();
+        let calls_async = !waits_on.is_empty();
         let present = |hook: Hook| component.get_export_index(None, hook.export_name().as_str()).is_some();
+        if let Some(hook) = Hook::ALL.into_iter().find(|&h| h.runs_in_stream() && present(h))
+            && calls_async
+        {
+            return Err(incompatible(format!(
+                "it exports {} and imports {}: that hook runs inside the response stream, where \
+                 nothing may wait on I/O (split the plugin in two)",
+                hook.export_name(),
+                waits_on.join(" and ")
+            )));
+        }
         let shape =
             |hook: Hook, e: wasmtime::Error| incompatible(format!("{} has the wrong shape: {e:#}", hook.export_name()));
         let hooks = Hooks {
@@ -212,6 +239,9 @@ impl PluginVersion {
                     )
                     .map_err(|e| shape(Hook::OnResponseHeaders, e))
                 })
+                .transpose()?,
+            on_response_chunk: present(Hook::OnResponseChunk)
+                .then(|| on_response_chunk::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnResponseChunk, e)))
                 .transpose()?,
             on_response_done: present(Hook::OnResponseDone)
                 .then(|| {

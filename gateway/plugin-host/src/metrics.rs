@@ -31,7 +31,7 @@ const MAX_CUSTOM_SERIES: usize = 256;
 /// One plugin's call counters and durations, by hook (in [`Hook::ALL`] order).
 #[derive(Clone)]
 pub struct CallMetrics {
-    hooks: [(IntCounter, Histogram); 4],
+    hooks: [(IntCounter, Histogram); Hook::COUNT],
     instantiations: IntCounter,
 }
 

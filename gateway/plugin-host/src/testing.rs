@@ -10,6 +10,10 @@ pub const TEST_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_gue
 /// and `embeddings`, so the host calls it asynchronously.
 pub const TEST_NET_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_net_guest.wasm"));
 
+/// A guest the host must refuse (`plugins/test-chunk-net-guest`): it exports
+/// on-response-chunk, which runs inside the stream, and imports `http`, which waits.
+pub const TEST_CHUNK_NET_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_chunk_net_guest.wasm"));
+
 /// The example plugins of `plugins/examples/`, as built for `wasm32-wasip2`.
 pub mod examples {
     /// `plugins/examples/model-alias`.
@@ -18,6 +22,8 @@ pub mod examples {
     pub const DENY_LIST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/deny_list.wasm"));
     /// `plugins/examples/tenant-tagger`.
     pub const TENANT_TAGGER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tenant_tagger.wasm"));
+    /// `plugins/examples/model-mask`.
+    pub const MODEL_MASK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model_mask.wasm"));
 
     /// The example's crate directory (its `plugin.toml` manifest and `requests.json` samples).
     pub fn dir(name: &str) -> std::path::PathBuf {

@@ -12,8 +12,8 @@ use http::HeaderMap;
 use sluice_plugin_host::testing::examples;
 use sluice_plugin_host::types::Api;
 use sluice_plugin_host::{
-    BindingSpec, BodyResource, CallLimits, Capability, FailurePolicy, Hook, PluginError, PluginHost, PluginSource,
-    RequestEdits, RequestVerdict, RequestView,
+    BindingSpec, BodyResource, CallLimits, Capability, ChunkVerdict, FailurePolicy, Hook, PluginError, PluginHost,
+    PluginSource, RequestEdits, RequestVerdict, RequestView,
 };
 
 /// The binding an example's `plugin.toml` describes, with its component from the build.
@@ -71,16 +71,17 @@ fn denial(verdict: RequestVerdict) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn each_example_exports_on_request_and_imports_what_its_manifest_grants() {
+async fn each_example_exports_its_hook_and_imports_what_its_manifest_grants() {
     let host = host();
-    for (example, bytes) in [
-        ("model-alias", examples::MODEL_ALIAS),
-        ("deny-list", examples::DENY_LIST),
-        ("tenant-tagger", examples::TENANT_TAGGER),
+    for (example, bytes, hook) in [
+        ("model-alias", examples::MODEL_ALIAS, Hook::OnRequest),
+        ("deny-list", examples::DENY_LIST, Hook::OnRequest),
+        ("tenant-tagger", examples::TENANT_TAGGER, Hook::OnRequest),
+        ("model-mask", examples::MODEL_MASK, Hook::OnResponseChunk),
     ] {
         let spec = manifest_spec(example, bytes);
         let manifest = host.inspect(example, bytes).unwrap();
-        assert_eq!(manifest.hooks, vec![Hook::OnRequest], "{example}");
+        assert_eq!(manifest.hooks, vec![hook], "{example}");
         for capability in &manifest.capabilities {
             assert!(spec.capabilities.has(*capability), "{example} imports {capability} but plugin.toml omits it");
         }
@@ -125,6 +126,30 @@ async fn tenant_tagger_sets_the_tenants_tag_for_the_worker() {
         let tag = e.set_headers.iter().find(|(n, _)| n == "x-tenant-tier").map(|(_, v)| v.to_str().unwrap().to_owned());
         assert_eq!(tag.as_deref(), Some(tier), "{tenant}");
     }
+}
+
+#[tokio::test]
+async fn model_mask_renames_the_served_model_in_events_and_bodies() {
+    let host = host();
+    host.load_and_activate(manifest_spec("model-mask", examples::MODEL_MASK)).unwrap();
+    let chain = host.chain();
+    let info = info("acme");
+    let event = r#"{"object":"chat.completion.chunk","model":"llama-3.1-8b-instruct","choices":[]}"#;
+    assert_eq!(
+        chain.on_response_chunk(&info, true, 0, event).unwrap(),
+        ChunkVerdict::Replace(r#"{"object":"chat.completion.chunk","model":"fast","choices":[]}"#.to_owned())
+    );
+    let body = r#"{"object": "chat.completion", "model": "llama-3.1-70b-instruct", "choices": []}"#;
+    assert_eq!(
+        chain.on_response_chunk(&info, false, 0, body).unwrap(),
+        ChunkVerdict::Replace(r#"{"object": "chat.completion", "model": "smart", "choices": []}"#.to_owned())
+    );
+    assert_eq!(chain.on_response_chunk(&info, true, 1, r#"{"model":"qwen3-32b"}"#).unwrap(), ChunkVerdict::Forward);
+
+    // A config it cannot use masks nothing (it is logged), rather than break answers.
+    let host = common::host();
+    host.load_and_activate(with_config(manifest_spec("model-mask", examples::MODEL_MASK), r#"{"name": {}}"#)).unwrap();
+    assert_eq!(host.chain().on_response_chunk(&info, true, 0, event).unwrap(), ChunkVerdict::Forward);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::*;
 use http::HeaderMap;
 use sluice_plugin_host::types::{Health, Outcome, ResponseDone, Usage};
-use sluice_plugin_host::{BindingSpec, Hook, PluginSource, RequestVerdict};
+use sluice_plugin_host::{BindingSpec, ChunkVerdict, Hook, PluginSource, RequestVerdict};
 
 fn header(edits: &sluice_plugin_host::RequestEdits, name: &str) -> String {
     edits
@@ -191,4 +191,38 @@ async fn source_from_a_file_and_a_missing_file() {
     assert_eq!(err.kind(), "io");
     assert!(err.to_string().contains("nope.wasm"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The test guest bound with `{"chunk": mode, "word": word}`.
+fn chunk_guest(name: &str, mode: &str, word: &str) -> BindingSpec {
+    let mut spec = guest(name, "continue", "c");
+    spec.config_json = format!(r#"{{"chunk":"{mode}","word":"{word}"}}"#);
+    spec
+}
+
+#[tokio::test]
+async fn on_response_chunk_forwards_replaces_and_drops_in_chain_order() {
+    let host = host();
+    let mut first = chunk_guest("a-redact-secret", "redact", "secret");
+    first.order = 1;
+    let mut second = chunk_guest("b-drop-odd", "drop-odd", "");
+    second.order = 2;
+    host.load_and_activate(first).unwrap();
+    host.load_and_activate(second).unwrap();
+    let chain = host.chain();
+    assert!(chain.has(Hook::OnResponseChunk));
+    assert!(!chain.waits(Hook::OnResponseChunk));
+
+    let info = info("t");
+    let event = r#"{"choices":[{"delta":{"content":"the secret is out"}}]}"#;
+    let expected = ChunkVerdict::Replace(r#"{"choices":[{"delta":{"content":"the *** is out"}}]}"#.to_owned());
+    assert_eq!(chain.on_response_chunk(&info, true, 0, event).unwrap(), expected);
+    assert_eq!(chain.on_response_chunk(&info, true, 2, r#"{"plain":1}"#).unwrap(), ChunkVerdict::Forward);
+    assert_eq!(chain.on_response_chunk(&info, true, 1, event).unwrap(), ChunkVerdict::Drop, "odd events dropped");
+    // A whole body cannot be dropped: the second plugin's drop counts as forward, and the
+    // first one's replacement stands.
+    assert_eq!(chain.on_response_chunk(&info, false, 1, event).unwrap(), expected);
+    let counters = &host.services().counters;
+    assert_eq!(counters.get("chunk:true:0"), 2, "each plugin saw the first event");
+    assert_eq!(counters.get("chunk:false:1"), 2);
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use sluice_plugin_host::types::Health;
 use sluice_plugin_host::{
-    BindingSpec, Capabilities, Capability, FailurePolicy, Hook, HostSettings, PluginError, PluginHost, PluginSource,
-    RequestVerdict,
+    BindingSpec, Capabilities, Capability, ChunkVerdict, FailurePolicy, Hook, HostSettings, PluginError, PluginHost,
+    PluginSource, RequestVerdict,
 };
 
 #[tokio::test]
@@ -220,4 +220,43 @@ async fn a_reused_instance_serves_many_calls_without_leaking_handles() {
         chain.on_response_headers(&info("t"), 200, &mut headers).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
     }
     assert_eq!(chain.get("g").unwrap().idle_instances(), 1, "one instance served them all");
+}
+
+#[tokio::test]
+async fn a_chunk_hook_that_would_wait_on_io_is_refused_at_load() {
+    let host = host();
+    let spec = BindingSpec {
+        capabilities: Capabilities::all(),
+        ..BindingSpec::new("audit", PluginSource::Bytes(Arc::from(sluice_plugin_host::testing::TEST_CHUNK_NET_GUEST)))
+    };
+    let err = host.load(spec).unwrap_err();
+    assert_eq!(err.kind(), "incompatible", "{err}");
+    let message = err.to_string();
+    assert!(message.contains("sluice:policy/on-response-chunk@0.1.0"), "{message}");
+    assert!(message.contains("http"), "{message}");
+}
+
+#[tokio::test]
+async fn chunk_hook_traps_and_loops_apply_the_failure_policy() {
+    let host = host();
+    let mut spec = guest("chunky", "continue", "a");
+    spec.config_json = r#"{"chunk":"trap"}"#.to_owned();
+    host.load_and_activate(spec.clone()).unwrap();
+    let info = info("t");
+    assert_eq!(host.chain().on_response_chunk(&info, true, 0, "{}").unwrap(), ChunkVerdict::Forward);
+    let err = host.chain().on_response_chunk(&info, true, 1, "{}").unwrap_err().0;
+    assert!(matches!(err, PluginError::Trap { hook, .. } if hook == "on-response-chunk"), "{err:?}");
+
+    spec.failure = FailurePolicy::Open;
+    host.load_and_activate(spec.clone()).unwrap();
+    assert_eq!(host.chain().on_response_chunk(&info, true, 1, "{}").unwrap(), ChunkVerdict::Forward);
+
+    spec.failure = FailurePolicy::Closed;
+    spec.config_json = r#"{"chunk":"loop"}"#.to_owned();
+    spec.limits.timeout = Duration::from_millis(20);
+    host.load_and_activate(spec).unwrap();
+    let started = Instant::now();
+    let err = host.chain().on_response_chunk(&info, true, 0, "{}").unwrap_err().0;
+    assert!(matches!(err, PluginError::Timeout { hook, .. } if hook == "on-response-chunk"), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(500), "stopped promptly: {:?}", started.elapsed());
 }

@@ -85,7 +85,7 @@ where
         PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
     };
     ex.stream = parsed.is_stream();
-    if chain.has(Hook::OnResponseHeaders) || chain.has(Hook::OnResponseDone) {
+    if [Hook::OnResponseHeaders, Hook::OnResponseChunk, Hook::OnResponseDone].into_iter().any(|h| chain.has(h)) {
         ex.plugins = Some((Arc::clone(&chain), policy::request_info(ex, api, &parsed, body.len())));
     }
     let upstreams = gateway.upstreams();

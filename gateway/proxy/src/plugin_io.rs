@@ -8,8 +8,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, header};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use sluice_config::UpstreamConfig;
 use sluice_metrics::Api;
 use sluice_plugin_host::{IoFuture, PluginIo};
@@ -67,9 +67,12 @@ impl PluginIo for GatewayIo {
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| format!("building the embeddings request: {e}"))?;
-            let client = pool.client.get(endpoint.http2).clone();
+            let client = pool.client.clone();
             let exchange = async {
-                let response = client.request(request).await.map_err(|e| format!("embeddings request failed: {e}"))?;
+                let response = client
+                    .send(endpoint.http2, request)
+                    .await
+                    .map_err(|e| format!("embeddings request failed: {e}"))?;
                 let status = response.status();
                 let body = read_capped(response.into_body(), MAX_EMBEDDINGS_RESPONSE).await?;
                 if !status.is_success() {
@@ -82,7 +85,12 @@ impl PluginIo for GatewayIo {
     }
 }
 
-async fn read_capped(mut body: Incoming, max: usize) -> Result<Bytes, String> {
+async fn read_capped<B>(body: B, max: usize) -> Result<Bytes, String>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("response body broke: {e}"))?;

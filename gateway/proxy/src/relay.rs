@@ -6,23 +6,28 @@
 //! read through TCP or HTTP/2 flow control. When the client goes away hyper drops the body, which
 //! drops the upstream response and with it the upstream request; the record then says
 //! `cancelled`.
+//!
+//! When the request's plugin chain has on-response-chunk hooks, each event with data is offered
+//! to them after it was measured (so usage and timing are the worker's) and before it is sent.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
-use hyper::body::Incoming;
 use sluice_metrics::Outcome;
 use sluice_openai::probe::{chunk_facts, strip_usage};
 use sluice_openai::sse::{SseEvent, SseParser};
+use sluice_plugin_host::types::RequestInfo;
+use sluice_plugin_host::{Chain, ChunkVerdict};
 use tokio::time::Sleep;
 
 use crate::error::{GatewayError, TimeoutPhase, sse_error_event};
 use crate::exchange::{Completion, Exchange};
-use crate::upstream::{FailureKind, InFlightGuard};
+use crate::upstream::{FailureKind, InFlightGuard, WorkerBody};
 
 /// Upper bound on one SSE event; larger means a broken upstream, not a big answer.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
@@ -35,7 +40,7 @@ pub struct RelayLimits {
 }
 
 pub struct Relay {
-    upstream: Incoming,
+    upstream: WorkerBody,
     parser: SseParser,
     strip_usage: bool,
     /// Output produced from the first upstream frame, sent on the first poll.
@@ -53,11 +58,16 @@ pub struct Relay {
     exchange: Option<Exchange>,
     guard: Option<InFlightGuard>,
     finished: bool,
+    /// The chain and request info when the chain has on-response-chunk hooks.
+    chunk_hooks: Option<(Arc<Chain>, RequestInfo)>,
+    /// Events offered to the chunk hooks so far.
+    chunks_offered: u32,
 }
 
 enum Verdict {
     Forward,
     Drop,
+    /// Send an event with this `data` instead.
     Replace(Bytes),
 }
 
@@ -65,10 +75,11 @@ impl Relay {
     pub fn new(
         exchange: Exchange,
         guard: InFlightGuard,
-        upstream: Incoming,
+        upstream: WorkerBody,
         first: Bytes,
         strip_usage: bool,
         limits: RelayLimits,
+        chunk_hooks: Option<(Arc<Chain>, RequestInfo)>,
     ) -> Self {
         let mut relay = Relay {
             upstream,
@@ -85,10 +96,12 @@ impl Relay {
             exchange: Some(exchange),
             guard: Some(guard),
             finished: false,
+            chunk_hooks,
+            chunks_offered: 0,
         };
         let mut out = Gather::default();
         if let Err(error) = relay.process(&first, &mut out) {
-            out.push(relay.fail(Outcome::UpstreamError, FailureKind::Stream, &error));
+            out.push(relay.fail(&error));
         }
         relay.pending = out.take();
         relay
@@ -110,14 +123,46 @@ impl Relay {
                     break Err(GatewayError::Upstream { model: self.model(), attempts: 1, reason: e.to_string() });
                 }
             };
-            match self.inspect(&event, started) {
-                Verdict::Forward => out.push(event.raw),
-                Verdict::Drop => {}
-                Verdict::Replace(bytes) => out.push(bytes),
+            if let Err(error) = self.relay_event(event, started, out) {
+                break Err(error);
             }
         };
         self.add_overhead(started.elapsed());
         result
+    }
+
+    /// Measures one event, runs the chunk hooks on it, and adds what is left of it to `out`.
+    fn relay_event(&mut self, event: SseEvent, now: Instant, out: &mut Gather) -> Result<(), GatewayError> {
+        let verdict = self.inspect(&event, now);
+        match self.chunk_hooks(&event, verdict)? {
+            Verdict::Forward => out.push(event.raw),
+            Verdict::Drop => {}
+            Verdict::Replace(data) => out.push(data_event(&data)),
+        }
+        Ok(())
+    }
+
+    /// Offers an event the client is about to receive to the on-response-chunk hooks. A
+    /// fail-closed failure ends the stream: the plugin may be there to keep something from
+    /// reaching the client.
+    fn chunk_hooks(&mut self, event: &SseEvent, verdict: Verdict) -> Result<Verdict, GatewayError> {
+        let Some((chain, info)) = &self.chunk_hooks else { return Ok(verdict) };
+        let data = match (&verdict, &event.data) {
+            (Verdict::Drop, _) | (Verdict::Forward, None) => return Ok(verdict),
+            (Verdict::Forward, Some(_)) if event.is_done() => return Ok(verdict),
+            (Verdict::Forward, Some(data)) | (Verdict::Replace(data), _) => data,
+        };
+        let index = self.chunks_offered;
+        self.chunks_offered = self.chunks_offered.saturating_add(1);
+        let decided = chain.on_response_chunk(info, true, index, &String::from_utf8_lossy(data));
+        match decided {
+            Ok(ChunkVerdict::Forward) => Ok(verdict),
+            Ok(ChunkVerdict::Replace(text)) => Ok(Verdict::Replace(Bytes::from(text))),
+            Ok(ChunkVerdict::Drop) => Ok(Verdict::Drop),
+            Err(failure) => {
+                Err(GatewayError::PluginFailed { plugin: failure.0.plugin().to_owned(), kind: failure.0.kind() })
+            }
+        }
     }
 
     fn inspect(&mut self, event: &SseEvent, now: Instant) -> Verdict {
@@ -149,13 +194,7 @@ impl Relay {
             return Verdict::Drop;
         }
         match strip_usage(data) {
-            Some(json) => {
-                let mut buf = BytesMut::with_capacity(json.len() + 8);
-                buf.extend_from_slice(b"data: ");
-                buf.extend_from_slice(&json);
-                buf.extend_from_slice(b"\n\n");
-                Verdict::Replace(buf.freeze())
-            }
+            Some(json) => Verdict::Replace(Bytes::from(json)),
             None => Verdict::Forward,
         }
     }
@@ -181,13 +220,19 @@ impl Relay {
         self.guard.take();
     }
 
-    /// Ends the stream on an upstream failure with an error event the client can read.
-    fn fail(&mut self, outcome: Outcome, kind: FailureKind, error: &GatewayError) -> Bytes {
-        if let Some(guard) = &self.guard {
+    /// Ends the stream with an error event the client can read: the upstream broke it, or a
+    /// fail-closed chunk hook failed.
+    fn fail(&mut self, error: &GatewayError) -> Bytes {
+        let kind = match error {
+            GatewayError::UpstreamTimeout { .. } => Some(FailureKind::Timeout),
+            GatewayError::PluginFailed { .. } => None,
+            _ => Some(FailureKind::Stream),
+        };
+        if let (Some(guard), Some(kind)) = (&self.guard, kind) {
             guard.endpoint().record_failure(kind);
         }
-        tracing::warn!(error = %error, "stream from upstream failed after it started");
-        self.done.outcome = Some(outcome);
+        tracing::warn!(error = %error, "stream failed after it started");
+        self.done.outcome = Some(error.outcome());
         self.finish(None);
         sse_error_event(error)
     }
@@ -198,8 +243,17 @@ impl Relay {
             TimeoutPhase::FirstByte | TimeoutPhase::Total => Duration::ZERO,
         };
         let error = GatewayError::UpstreamTimeout { model: self.model(), phase, after };
-        self.fail(Outcome::UpstreamTimeout, FailureKind::Timeout, &error)
+        self.fail(&error)
     }
+}
+
+/// An SSE event carrying `data`.
+fn data_event(data: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(data.len() + 8);
+    buf.extend_from_slice(b"data: ");
+    buf.extend_from_slice(data);
+    buf.extend_from_slice(b"\n\n");
+    buf.freeze()
 }
 
 fn mentions_usage_or_error(data: &[u8]) -> bool {
@@ -267,7 +321,7 @@ impl Body for Relay {
                     let Ok(data) = upstream_frame.into_data() else { continue };
                     received = true;
                     if let Err(error) = this.process(&data, &mut out) {
-                        out.push(this.fail(Outcome::UpstreamError, FailureKind::Stream, &error));
+                        out.push(this.fail(&error));
                         return frame(out.take());
                     }
                     if out.len() >= COALESCE_LIMIT {
@@ -277,20 +331,17 @@ impl Body for Relay {
                 Poll::Ready(Some(Err(e))) => {
                     let reason = format!("stream broke: {e}");
                     let error = GatewayError::Upstream { model: this.model(), attempts: 1, reason };
-                    out.push(this.fail(Outcome::UpstreamError, FailureKind::Stream, &error));
+                    out.push(this.fail(&error));
                     return frame(out.take());
                 }
                 Poll::Ready(None) => {
                     let started = Instant::now();
-                    if let Some(event) = this.parser.finish() {
-                        match this.inspect(&event, started) {
-                            Verdict::Forward => out.push(event.raw),
-                            Verdict::Drop => {}
-                            Verdict::Replace(bytes) => out.push(bytes),
-                        }
-                    }
+                    let last = this.parser.finish().map_or(Ok(()), |event| this.relay_event(event, started, &mut out));
                     this.add_overhead(started.elapsed());
-                    this.finish(Some(Outcome::Ok));
+                    match last {
+                        Ok(()) => this.finish(Some(Outcome::Ok)),
+                        Err(error) => out.push(this.fail(&error)),
+                    }
                     return frame(out.take());
                 }
                 Poll::Pending => break,

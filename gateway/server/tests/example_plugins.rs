@@ -59,6 +59,31 @@ async fn the_three_examples_in_front_of_workers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_alias_and_model_mask_keep_the_served_model_out_of_sight() {
+    let model_alias = manifest("model-alias", examples::MODEL_ALIAS)
+        .replace("fast = \"llama-3.1-8b-instruct\"", &format!("fast = \"{MODEL}\""));
+    let model_mask = manifest("model-mask", examples::MODEL_MASK)
+        .replace("\"llama-3.1-8b-instruct\" = \"fast\"", &format!("\"{MODEL}\" = \"fast\""));
+    let toml = [model_alias, model_mask].join("\n\n");
+    let gw = TestGateway::start(1, GatewayOptions { extra_toml: toml, ..GatewayOptions::default() }).await;
+
+    let mut body = chat_body("hello", json!({"max_tokens": 3}));
+    body["model"] = json!("fast");
+    let reply = gw.chat(&body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["model"], "fast");
+
+    body["stream"] = json!(true);
+    let events = gw.chat_stream(&body).await.rest().await;
+    assert!(events.last().is_some_and(|e| e.is_done()), "{events:?}");
+    let chunks: Vec<_> = events.iter().filter_map(|e| e.json()).collect();
+    assert!(chunks.len() >= 3, "{events:?}");
+    assert!(chunks.iter().all(|c| c["model"] == "fast"), "{events:?}");
+    assert!(!events.iter().any(|e| e.data.contains(MODEL)), "{events:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_builtin_router_the_host_routes_with_no_plugin_call() {
     let toml = "[plugin_host]\nbuiltin_router = false\n".to_owned();
     let gw = TestGateway::start(2, GatewayOptions { extra_toml: toml, ..GatewayOptions::default() }).await;

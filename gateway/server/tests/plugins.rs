@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice_test_support::{GatewayOptions, TestGateway, chat_body};
+use sluice_test_support::{GatewayOptions, MODEL, TestGateway, chat_body, wait_until_async};
 
 /// The test guest written to a file of its own, so the gateway loads it like an operator's.
 fn guest_file(test: &str) -> PathBuf {
@@ -18,11 +18,14 @@ fn guest_file(test: &str) -> PathBuf {
     path
 }
 
+/// The test guest imports every capability.
+const CAPABILITIES: &str =
+    r#"capabilities = ["log", "clock", "counters", "cache", "config", "metrics", "embeddings", "http"]"#;
+
 async fn with_plugin(test: &str, mode: &str, extra: &str) -> TestGateway {
     let path = guest_file(test);
     let toml = format!(
-        "[[plugins]]\nname = \"guest\"\nsource = \"{}\"\n\
-         capabilities = [\"log\", \"clock\", \"counters\", \"cache\", \"config\", \"metrics\", \"embeddings\", \"http\"]\n\
+        "[[plugins]]\nname = \"guest\"\nsource = \"{}\"\n{CAPABILITIES}\n\
          {extra}\n[plugins.config]\nmode = \"{mode}\"\ntag = \"e2e\"\n",
         path.display()
     );
@@ -148,5 +151,99 @@ async fn response_hooks_see_the_answer() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(done, 2.0, "and at the end of a stream");
+    gw.shutdown().await;
+}
+
+/// The test guest with its on-response-chunk hook in `chunk` mode (`redact` replaces `word`).
+async fn with_chunk_plugin(test: &str, chunk: &str, word: &str, extra: &str) -> TestGateway {
+    let path = guest_file(test);
+    let toml = format!(
+        "[[plugins]]\nname = \"guest\"\nsource = \"{}\"\n{CAPABILITIES}\n{extra}\n\
+         [plugins.config]\nchunk = \"{chunk}\"\nword = \"{word}\"\n",
+        path.display()
+    );
+    TestGateway::start(1, GatewayOptions { extra_toml: toml, ..GatewayOptions::default() }).await
+}
+
+fn stream_body() -> serde_json::Value {
+    chat_body("hello", json!({"max_tokens": 4, "stream": true}))
+}
+
+async fn completion_tokens(gw: &TestGateway) -> f64 {
+    gw.metric("sluice_tokens_total", &[("type", "completion")]).await
+}
+
+/// A stream's record is emitted after its last frame went out; wait for it rather than guess.
+async fn wait_for_tokens(gw: &TestGateway, want: f64) {
+    let reached = wait_until_async(Duration::from_secs(5), || async { completion_tokens(gw).await >= want }).await;
+    assert!(reached, "completion tokens never reached {want}: {}", completion_tokens(gw).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_hooks_rewrite_stream_events_and_whole_bodies() {
+    let gw = with_chunk_plugin("chunk-redact", "redact", MODEL, "").await;
+    let mut stream = gw.chat_stream(&stream_body()).await;
+    let events = stream.rest().await;
+    let chunks: Vec<_> = events.iter().filter(|e| !e.is_done()).collect();
+    assert!(events.last().is_some_and(|e| e.is_done()), "{events:?}");
+    assert!(chunks.len() >= 4, "{events:?}");
+    for event in &chunks {
+        assert_eq!(event.json().unwrap()["model"], "***", "every event rewritten: {}", event.data);
+    }
+    let text: String = chunks.iter().filter_map(|e| e.content()).collect();
+    assert!(!text.is_empty(), "the content itself is untouched");
+
+    let reply = gw.chat(&chat_body("hello", json!({"max_tokens": 4}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["model"], "***", "a whole body is offered once: {body}");
+    assert_eq!(body["usage"]["completion_tokens"], 4);
+    // Usage is measured on what the worker sent, before the plugin.
+    wait_for_tokens(&gw, 8.0).await;
+    let offered = gw.metric("sluice_plugin_calls_total", &[("plugin", "guest"), ("hook", "on-response-chunk")]).await;
+    assert_eq!(offered, chunks.len() as f64 + 1.0, "every event with data once, and the whole body once");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_hooks_drop_stream_events() {
+    let gw = with_chunk_plugin("chunk-drop", "drop-odd", "", "").await;
+    let mut stream = gw.chat_stream(&stream_body()).await;
+    let events = stream.rest().await;
+    assert!(events.last().is_some_and(|e| e.is_done()), "[DONE] is never offered, so never dropped");
+    let offered = gw.metric("sluice_plugin_calls_total", &[("plugin", "guest"), ("hook", "on-response-chunk")]).await;
+    let offered = offered as usize;
+    assert!(offered >= 4, "{offered}");
+    assert_eq!(events.len() - 1, offered - offered / 2, "odd events dropped: {events:?}");
+    wait_for_tokens(&gw, 4.0).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_chunk_hook_ends_the_stream_when_closed_and_is_skipped_when_open() {
+    let gw = with_chunk_plugin("chunk-trap", "trap", "", "").await;
+    let mut stream = gw.chat_stream(&stream_body()).await;
+    let events = stream.rest().await;
+    assert!(events.first().is_some_and(|e| e.json().is_some() && !e.is_error()), "the first event passed: {events:?}");
+    let last = events.last().unwrap();
+    assert!(last.is_error(), "the stream ends with an error event: {events:?}");
+    assert_eq!(last.json().unwrap()["error"]["code"], "plugin_failed");
+    assert!(!events.iter().any(|e| e.is_done()));
+
+    // A whole body is withheld, but the tokens the worker spent are still accounted.
+    let reply = gw.chat(&chat_body("hello", json!({"max_tokens": 4}))).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.openai_error()["code"], "plugin_failed");
+    wait_for_tokens(&gw, 4.0).await;
+    assert_eq!(gw.metric("sluice_plugin_errors_total", &[("plugin", "guest"), ("kind", "trap")]).await, 2.0);
+    gw.shutdown().await;
+
+    let gw = with_chunk_plugin("chunk-trap-open", "trap", "", "failure = \"open\"").await;
+    let mut stream = gw.chat_stream(&stream_body()).await;
+    let events = stream.rest().await;
+    assert!(events.last().is_some_and(|e| e.is_done()), "{events:?}");
+    assert!(!events.iter().any(|e| e.is_error()));
+    let reply = gw.chat(&chat_body("hello", json!({"max_tokens": 4}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
     gw.shutdown().await;
 }

@@ -73,6 +73,21 @@ async fn http2_endpoints_are_spoken_to_with_h2c() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_upstream_connections_are_kept_alive_across_whole_and_streamed_answers() {
+    // One health probe at start-up, then none: it is the only request that may overlap another.
+    let opts =
+        GatewayOptions { tap_upstreams: true, health_interval: Duration::from_secs(3600), ..GatewayOptions::default() };
+    let gw = TestGateway::start(1, opts).await;
+    for _ in 0..4 {
+        whole_and_streamed(&gw, &gw.client, Version::HTTP_11).await;
+    }
+    assert_eq!(gw.sims[0].stats().requests_completed, 8);
+    let conns = gw.taps[0].connections();
+    assert!((1..=2).contains(&conns.len()), "8 requests in a row reuse the connection: {conns:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_negotiates_h2_or_http1_over_alpn() {
     let gw = TestGateway::start(1, GatewayOptions { tls: true, ..GatewayOptions::default() }).await;
     assert!(gw.url("/").starts_with("https://127.0.0.1:"));

@@ -66,6 +66,7 @@ macro_rules! hook_world {
 hook_world!(on_request_hook, "on-request-hook", "export", "sluice_sdk::on_request_hook");
 hook_world!(route_hook, "route-hook", "export", "sluice_sdk::route_hook");
 hook_world!(on_response_headers_hook, "on-response-headers-hook", "export", "sluice_sdk::on_response_headers_hook");
+hook_world!(on_response_chunk_hook, "on-response-chunk-hook", "export", "sluice_sdk::on_response_chunk_hook");
 hook_world!(on_response_done_hook, "on-response-done-hook", "export", "sluice_sdk::on_response_done_hook");
 
 mod capabilities;
@@ -77,7 +78,8 @@ pub mod types {
 }
 
 use types::{
-    Body, Candidate, Headers, RequestDecision, RequestInfo, ResponseChanges, ResponseDone, RouteDecision, RouteRequest,
+    Body, Candidate, ChunkDecision, Headers, RequestDecision, RequestInfo, ResponseChanges, ResponseChunk,
+    ResponseDone, RouteDecision, RouteRequest,
 };
 
 /// A policy plugin. Every hook has a default that changes nothing, so implement only the ones
@@ -104,6 +106,14 @@ pub trait Plugin {
         ResponseChanges { set_headers: Vec::new(), remove_headers: Vec::new() }
     }
 
+    /// Each event of a successful stream, and the whole body of a successful answer that is
+    /// not streamed, before the client gets it. It runs inside the stream for every token, so
+    /// keep it cheap; a plugin exporting it may not use [`http`] or [`embeddings`].
+    fn on_response_chunk(request: RequestInfo, chunk: ResponseChunk) -> ChunkDecision {
+        let _ = (request, chunk);
+        ChunkDecision::Forward
+    }
+
     /// After the response is complete or abandoned.
     fn on_response_done(request: RequestInfo, done: ResponseDone) {
         let _ = (request, done);
@@ -128,6 +138,12 @@ impl<P: Plugin> on_response_headers_hook::exports::sluice::policy::on_response_h
     }
 }
 
+impl<P: Plugin> on_response_chunk_hook::exports::sluice::policy::on_response_chunk::Guest for P {
+    fn on_response_chunk(request: RequestInfo, chunk: ResponseChunk) -> ChunkDecision {
+        <P as Plugin>::on_response_chunk(request, chunk)
+    }
+}
+
 impl<P: Plugin> on_response_done_hook::exports::sluice::policy::on_response_done::Guest for P {
     fn on_response_done(request: RequestInfo, done: ResponseDone) {
         <P as Plugin>::on_response_done(request, done)
@@ -136,7 +152,7 @@ impl<P: Plugin> on_response_done_hook::exports::sluice::policy::on_response_done
 
 /// Exports a [`Plugin`]'s hooks from the component: `export_plugin!(MyPlugin => [on_request,
 /// on_response_done]);`. Hooks: `on_request`, `route`, `on_response_headers`,
-/// `on_response_done`. Use it once, at the crate root. A crate that is also built natively (for
+/// `on_response_chunk`, `on_response_done`. Use it once, at the crate root. A crate that is also built natively (for
 /// unit tests of its logic) gates it with `#[cfg(target_arch = "wasm32")]`: the export names are
 /// not valid native symbols.
 #[macro_export]
@@ -157,6 +173,9 @@ macro_rules! __export_hook {
     };
     (on_response_headers, $plugin:ident) => {
         $crate::on_response_headers_hook::export!($plugin);
+    };
+    (on_response_chunk, $plugin:ident) => {
+        $crate::on_response_chunk_hook::export!($plugin);
     };
     (on_response_done, $plugin:ident) => {
         $crate::on_response_done_hook::export!($plugin);

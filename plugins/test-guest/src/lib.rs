@@ -8,13 +8,17 @@
 //!   `trap`.
 //! - route: the last candidate, or abstain in mode `abstain`.
 //! - on-response-headers: sets `x-plugin-tag` to the tag.
+//! - on-response-chunk, chosen by `"chunk"`: forward (default), `redact` (replaces every
+//!   `"word"` with `***`), `drop-odd` (drops the events with an odd index), `trap` (traps from
+//!   the second event on, or on a whole body), `loop`. Every call counts
+//!   `chunk:<stream>:<index>` in the host counters.
 //! - on-response-done: counts `done:<tag>` in the host counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_sdk::types::{
-    Body, Candidate, Header, Headers, LocalResponse, RequestChanges, RequestDecision, RequestInfo, ResponseChanges,
-    ResponseDone, RouteDecision, RouteRequest,
+    Body, Candidate, ChunkDecision, Header, Headers, LocalResponse, RequestChanges, RequestDecision, RequestInfo,
+    ResponseChanges, ResponseChunk, ResponseDone, RouteDecision, RouteRequest,
 };
 use sluice_sdk::{Plugin, cache, clock, config, counters, export_plugin, log, metrics};
 
@@ -115,6 +119,22 @@ impl Plugin for TestGuest {
         }
     }
 
+    fn on_response_chunk(_request: RequestInfo, chunk: ResponseChunk) -> ChunkDecision {
+        counters::reserve(&format!("chunk:{}:{}", chunk.stream, chunk.index), 1, u64::MAX, 3_600_000);
+        match setting("chunk").as_deref() {
+            Some("redact") => match setting("word") {
+                Some(word) if chunk.data.contains(&word) => ChunkDecision::Replace(chunk.data.replace(&word, "***")),
+                _ => ChunkDecision::Forward,
+            },
+            Some("drop-odd") if chunk.index % 2 == 1 => ChunkDecision::Drop,
+            Some("trap") if chunk.index >= 1 || !chunk.stream => core::arch::wasm32::unreachable(),
+            Some("loop") => loop {
+                std::hint::spin_loop();
+            },
+            _ => ChunkDecision::Forward,
+        }
+    }
+
     fn on_response_done(_request: RequestInfo, done: ResponseDone) {
         let tag = setting("tag").unwrap_or_default();
         counters::reserve(&format!("done:{tag}"), 1, u64::MAX, 3_600_000);
@@ -122,4 +142,4 @@ impl Plugin for TestGuest {
     }
 }
 
-export_plugin!(TestGuest => [on_request, route, on_response_headers, on_response_done]);
+export_plugin!(TestGuest => [on_request, route, on_response_headers, on_response_chunk, on_response_done]);

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_plugin_host::types::{RequestDecision, RequestInfo, ResponseChanges, RouteDecision};
+use sluice_plugin_host::types::{ChunkDecision, RequestDecision, RequestInfo, ResponseChanges, RouteDecision};
 use sluice_plugin_host::{Capability, Hook, PluginError};
 
 /// The loaded component.
@@ -26,6 +26,7 @@ pub enum Decision {
     Request(RequestDecision),
     Route(RouteDecision),
     Response(ResponseChanges),
+    Chunk(ChunkDecision),
     Done,
 }
 
@@ -127,6 +128,13 @@ fn describe(decision: &Decision) -> (String, Value) {
             let text = if parts.is_empty() { "no changes".to_owned() } else { parts.join(", ") };
             let headers: Vec<Value> = c.set_headers.iter().map(|h| json!([h.name, h.value])).collect();
             (text, json!({"set_headers": headers, "remove_headers": c.remove_headers}))
+        }
+        Decision::Chunk(ChunkDecision::Forward) => ("forward".into(), json!({"forward": {}})),
+        Decision::Chunk(ChunkDecision::Drop) => ("drop".into(), json!({"drop": {}})),
+        Decision::Chunk(ChunkDecision::Replace(text)) => {
+            let short: String = text.chars().take(120).collect();
+            let more = if short.len() < text.len() { "…" } else { "" };
+            (format!("replace with {short}{more}"), json!({"replace": text}))
         }
         Decision::Done => ("done".into(), json!({"done": {}})),
     }

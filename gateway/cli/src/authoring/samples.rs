@@ -1,6 +1,8 @@
 //! Sample requests for `sluice plugin test`: a JSON file holding one sample or an array of them.
 //! A sample is `{"body": {...}}` with optional `name`, `api`, `tenant`, `key_id`, `request_id`,
-//! `headers`, `candidates` (for `route`) and `response` (for the response hooks); a bare
+//! `headers`, `candidates` (for `route`) and `response` (for the response hooks: `status`,
+//! `headers`, `usage`, and `chunks`, the answer's JSON objects for `on-response-chunk`: each
+//! event of a streamed answer, or one whole body; a default answer when absent); a bare
 //! OpenAI request body is a sample with every default.
 //!
 //! The body goes through the gateway's own parser and the gateway's own summary, so a plugin
@@ -91,6 +93,7 @@ struct RawResponse {
     #[serde(default)]
     headers: BTreeMap<String, OneOrMany>,
     usage: Option<RawUsage>,
+    chunks: Option<Vec<serde_json::Value>>,
 }
 
 fn ok() -> u16 {
@@ -99,7 +102,7 @@ fn ok() -> u16 {
 
 impl Default for RawResponse {
     fn default() -> Self {
-        RawResponse { status: 200, headers: BTreeMap::new(), usage: None }
+        RawResponse { status: 200, headers: BTreeMap::new(), usage: None, chunks: None }
     }
 }
 
@@ -125,6 +128,8 @@ pub struct Sample {
     pub candidates: Vec<Candidate>,
     pub response_status: u16,
     pub response_headers: Arc<HeaderMap>,
+    /// What on-response-chunk is offered: the events of a streamed answer, or one whole body.
+    pub response_chunks: Vec<String>,
     usage: Option<Usage>,
 }
 
@@ -214,6 +219,10 @@ fn prepare(n: usize, raw: RawSample) -> anyhow::Result<Sample> {
         cached_tokens: u.cached_tokens,
         completion_tokens: u.completion_tokens,
     });
+    let response_chunks = match raw.response.chunks {
+        Some(chunks) => chunks.iter().map(serde_json::Value::to_string).collect(),
+        None => default_answer(api, info.summary.stream),
+    };
     Ok(Sample {
         label: raw.name.unwrap_or_else(|| format!("sample {n}")),
         info,
@@ -228,8 +237,47 @@ fn prepare(n: usize, raw: RawSample) -> anyhow::Result<Sample> {
         candidates,
         response_status: raw.response.status,
         response_headers: Arc::new(header_map(&raw.response.headers)?),
+        response_chunks,
         usage,
     })
+}
+
+/// A short answer in the API's shape: two events and a last one with the finish reason when
+/// streamed, else one whole body.
+fn default_answer(api: Api, stream: bool) -> Vec<String> {
+    let words = ["Hello", " from the sample worker."];
+    let chat = |delta: serde_json::Value, finish: serde_json::Value| {
+        let choice = serde_json::json!({"index": 0, "delta": delta, "finish_reason": finish});
+        serde_json::json!({"id": "sample", "object": "chat.completion.chunk", "model": "sample", "choices": [choice]})
+    };
+    let text = |text: &str, finish: serde_json::Value| {
+        let choice = serde_json::json!({"index": 0, "text": text, "finish_reason": finish});
+        serde_json::json!({"id": "sample", "object": "text_completion", "model": "sample", "choices": [choice]})
+    };
+    let null = serde_json::Value::Null;
+    let answer: Vec<serde_json::Value> = match (api, stream) {
+        (Api::Embeddings, _) => vec![serde_json::json!({
+            "object": "list", "model": "sample",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.5, 1.0]}]
+        })],
+        (Api::ChatCompletions, true) => {
+            let mut events: Vec<_> =
+                words.iter().map(|w| chat(serde_json::json!({"content": w}), null.clone())).collect();
+            events.push(chat(serde_json::json!({}), "stop".into()));
+            events
+        }
+        (Api::Completions, true) => {
+            let mut events: Vec<_> = words.iter().map(|w| text(w, null.clone())).collect();
+            events.push(text("", "stop".into()));
+            events
+        }
+        (Api::ChatCompletions, false) => vec![serde_json::json!({
+            "id": "sample", "object": "chat.completion", "model": "sample",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": words.concat()}, "finish_reason": "stop"}]
+        })],
+        (Api::Completions, false) => vec![text(&words.concat(), "stop".into())],
+    };
+    answer.iter().map(serde_json::Value::to_string).collect()
 }
 
 fn header_map(raw: &BTreeMap<String, OneOrMany>) -> anyhow::Result<HeaderMap> {
@@ -297,6 +345,20 @@ mod tests {
         assert_eq!((s.label.as_str(), s.info.tenant.as_str(), s.info.model.as_str()), ("sample 1", "default", "m"));
         assert_eq!(s.info.summary.max_tokens, Some(7));
         assert_eq!(s.candidates.len(), 3);
+        assert_eq!(s.response_chunks.len(), 1, "a whole body for a request that is not streamed");
+        assert!(s.response_chunks[0].contains("chat.completion"));
+    }
+
+    #[test]
+    fn streamed_samples_get_events_unless_they_bring_their_own() {
+        let file = write(
+            r#"[{"body": {"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}},
+                {"body": {"model": "m", "prompt": "p"}, "api": "completions", "response": {"chunks": [{"a": 1}]}}]"#,
+        );
+        let samples = load(file.path()).unwrap();
+        assert_eq!(samples[0].response_chunks.len(), 3);
+        assert!(samples[0].response_chunks[0].contains("chat.completion.chunk"));
+        assert_eq!(samples[1].response_chunks, [r#"{"a":1}"#]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use sluice_plugin_host::types::RequestDecision;
+use sluice_plugin_host::types::{RequestDecision, ResponseChunk};
 use sluice_plugin_host::{
     Binding, BindingSpec, Capability, EngineSettings, FailurePolicy, Hook, HostSettings, PluginError, PluginHost,
     PluginSource,
@@ -175,6 +175,19 @@ async fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         let took = started.elapsed();
         calls.push(Call::new(Hook::OnResponseHeaders, result.map(|d| d.map(report::Decision::Response)), took));
     }
+    if answered_locally.is_none()
+        && binding.exports(Hook::OnResponseChunk)
+        && (200..300).contains(&sample.response_status)
+    {
+        let stream = info.summary.stream;
+        for (index, data) in (0u32..).zip(&sample.response_chunks) {
+            let chunk = ResponseChunk { stream, index, data: data.clone() };
+            let started = Instant::now();
+            let result = binding.on_response_chunk(&info, &chunk);
+            let took = started.elapsed();
+            calls.push(Call::new(Hook::OnResponseChunk, result.map(|d| d.map(report::Decision::Chunk)), took));
+        }
+    }
     if binding.exports(Hook::OnResponseDone) {
         let status = answered_locally.unwrap_or(sample.response_status);
         let done = sample.done(status, answered_locally.is_none());
@@ -223,6 +236,11 @@ async fn time_hook(binding: &Binding, samples: &[Sample], iterations: u32, hook:
                 Hook::OnResponseHeaders => {
                     let headers = &sample.response_headers;
                     binding.on_response_headers(&sample.info, sample.response_status, headers).await.is_ok()
+                }
+                Hook::OnResponseChunk => {
+                    let data = sample.response_chunks.first().cloned().unwrap_or_default();
+                    let chunk = ResponseChunk { stream: sample.info.summary.stream, index: 0, data };
+                    binding.on_response_chunk(&sample.info, &chunk).is_ok()
                 }
                 Hook::OnResponseDone => binding.on_response_done(&sample.info, &done).await.is_ok(),
             };

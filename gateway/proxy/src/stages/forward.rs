@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use sluice_metrics::{Api, Metrics};
 use sluice_plugin_host::types::RouteRequest;
 use sluice_plugin_host::{Chain, Hook};
@@ -17,7 +16,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::exchange::Exchange;
 use crate::stages::prepare::UpstreamBody;
-use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool};
+use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool, SendError, WorkerBody};
 
 /// Larger whole responses (huge embedding batches) are refused rather than buffered.
 const MAX_BUFFERED_RESPONSE: usize = 256 * 1024 * 1024;
@@ -26,7 +25,7 @@ pub enum UpstreamReply {
     /// A whole response: any non-streamed answer, or an upstream 4xx.
     Full { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes },
     /// A 2xx stream whose first data has arrived.
-    Stream { content_type: Option<HeaderValue>, incoming: Incoming, first: Bytes },
+    Stream { content_type: Option<HeaderValue>, incoming: WorkerBody, first: Bytes },
 }
 
 pub struct Forwarded {
@@ -166,10 +165,10 @@ async fn attempt_once(
     // Streams must show a first byte within `first_byte_timeout`; a whole response may take as
     // long as the generation does, up to the total timeout.
     let (first_deadline, first_phase) = first_byte_deadline(ex.stream, config.first_byte_timeout, total_deadline);
-    let response = match timeout_at(first_deadline, pool.client.get(endpoint.http2).request(request)).await {
+    let response = match timeout_at(first_deadline, pool.client.send(endpoint.http2, request)).await {
         Err(_) => return Err(Failure::timeout(first_phase)),
-        Ok(Err(e)) if e.is_connect() => return Err(Failure::new(FailureKind::Connect, format!("connect: {e}"))),
-        Ok(Err(e)) => return Err(Failure::new(FailureKind::Stream, format!("request failed: {e}"))),
+        Ok(Err(e @ SendError::Connect(_))) => return Err(Failure::new(FailureKind::Connect, e.to_string())),
+        Ok(Err(e @ SendError::Request(_))) => return Err(Failure::new(FailureKind::Stream, e.to_string())),
         Ok(Ok(response)) => response,
     };
     let status = response.status();
@@ -212,7 +211,7 @@ fn first_byte_deadline(stream: bool, first_byte: Duration, total_deadline: Insta
     }
 }
 
-async fn collect(incoming: &mut Incoming, idle: Duration, total_deadline: Instant) -> Result<Bytes, Failure> {
+async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Instant) -> Result<Bytes, Failure> {
     let mut buf = BytesMut::new();
     loop {
         let idle_deadline = Instant::now() + idle;

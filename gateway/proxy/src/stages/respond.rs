@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use sluice_metrics::Outcome;
 use sluice_openai::probe::body_usage;
 use sluice_plugin_host::types::RequestInfo;
-use sluice_plugin_host::{Chain, Hook};
+use sluice_plugin_host::{Chain, ChunkVerdict, Hook};
 
 use crate::body::ResponseBody;
+use crate::error::GatewayError;
 use crate::exchange::{Completion, Exchange};
 use crate::relay::{Relay, RelayLimits};
 use crate::stages::forward::{Forwarded, UpstreamReply};
@@ -32,6 +34,25 @@ async fn response_hooks(hooks: Option<(Arc<Chain>, RequestInfo)>, response: &mut
     *response.headers_mut() = Arc::unwrap_or_clone(headers);
 }
 
+/// The chain and request info when the chain has on-response-chunk hooks.
+fn chunk_hooks(ex: &Exchange) -> Option<&(Arc<Chain>, RequestInfo)> {
+    ex.plugins.as_ref().filter(|(chain, _)| chain.has(Hook::OnResponseChunk))
+}
+
+/// Runs the on-response-chunk plugins on a whole (successful, not streamed) body. A failure
+/// of a fail-closed plugin withholds the answer: the plugin may be there to keep something
+/// from reaching the client.
+fn whole_body_hooks(ex: &Exchange, body: Bytes) -> Result<Bytes, GatewayError> {
+    let Some((chain, info)) = chunk_hooks(ex) else { return Ok(body) };
+    match chain.on_response_chunk(info, false, 0, &String::from_utf8_lossy(&body)) {
+        Ok(ChunkVerdict::Forward | ChunkVerdict::Drop) => Ok(body),
+        Ok(ChunkVerdict::Replace(text)) => Ok(Bytes::from(text)),
+        Err(failure) => {
+            Err(GatewayError::PluginFailed { plugin: failure.0.plugin().to_owned(), kind: failure.0.kind() })
+        }
+    }
+}
+
 pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: RelayLimits) -> Reply {
     let started = Instant::now();
     let hooks = ex
@@ -45,6 +66,23 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
         UpstreamReply::Full { status, content_type, body } => {
             let outcome = if status.is_success() { Outcome::Ok } else { Outcome::UpstreamRejected };
             let usage = if status.is_success() { body_usage(&body) } else { None };
+            let body = if status.is_success() { whole_body_hooks(&ex, body) } else { Ok(body) };
+            let body = match body {
+                Ok(body) => body,
+                Err(error) => {
+                    // The worker did the work: its usage is recorded, though the client gets
+                    // the error.
+                    let error_outcome = error.outcome();
+                    let mut response = error.into_response();
+                    response.headers_mut().insert("x-request-id", request_id);
+                    drop(guard);
+                    ex.overhead += started.elapsed();
+                    let status = response.status().as_u16();
+                    let completion =
+                        Completion { status, outcome: Some(error_outcome), usage, ..Completion::default() };
+                    return Reply { response, completion: Some((ex, completion)) };
+                }
+            };
             let mut response = Response::new(ResponseBody::full(body));
             *response.status_mut() = status;
             let headers = response.headers_mut();
@@ -59,7 +97,8 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
         }
         UpstreamReply::Stream { content_type, incoming, first } => {
             ex.overhead += started.elapsed();
-            let relay = Relay::new(ex, guard, incoming, first, strip_usage, limits);
+            let chunk_hooks = chunk_hooks(&ex).cloned();
+            let relay = Relay::new(ex, guard, incoming, first, strip_usage, limits, chunk_hooks);
             let mut response = Response::new(ResponseBody::Stream(Box::new(relay)));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("text/event-stream")));

@@ -1,9 +1,11 @@
-//! Pooled keep-alive HTTP clients to upstream workers: HTTP/1.1, and HTTP/2 for endpoints that
-//! ask for it (prior knowledge on `http://`, ALPN on `https://`).
+//! Pooled keep-alive HTTP clients to upstream workers: HTTP/1.1 connections driven by the
+//! request's own task ([`super::h1`]), and HTTP/2 for endpoints that ask for it (prior knowledge
+//! on `http://`, ALPN on `https://`), multiplexed by hyper-util's client.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -11,22 +13,51 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sluice_config::UpstreamConfig;
 
+use super::h1::{H1Pool, WorkerBody};
+
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// One pair of clients per pool, since connect timeouts and pool sizes are per pool.
+/// How long an unused connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a request to a worker got no response head.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// No connection: refused, unreachable, timed out, TLS failed.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The connection broke or the worker answered with something that is not HTTP.
+    #[error("request failed: {0}")]
+    Request(String),
+}
+
+/// The clients of one pool, since connect timeouts and pool sizes are per pool.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    http1: HttpClient,
+    http1: H1Pool,
     http2: HttpClient,
 }
 
 impl UpstreamClient {
     pub fn new(config: &UpstreamConfig) -> Self {
-        UpstreamClient { http1: build(config, false), http2: build(config, true) }
+        let http1 = H1Pool::new(
+            connector(config.connect_timeout, false),
+            config.max_idle_connections_per_endpoint,
+            IDLE_TIMEOUT,
+        );
+        UpstreamClient { http1, http2: build(config, true) }
     }
 
-    pub fn get(&self, http2: bool) -> &HttpClient {
-        if http2 { &self.http2 } else { &self.http1 }
+    /// Sends `request` (an absolute URI) over HTTP/2 or HTTP/1.1.
+    pub async fn send(&self, http2: bool, request: Request<Full<Bytes>>) -> Result<Response<WorkerBody>, SendError> {
+        if !http2 {
+            return self.http1.send(request).await;
+        }
+        match self.http2.request(request).await {
+            Ok(response) => Ok(response.map(WorkerBody::detached)),
+            Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
+            Err(e) => Err(SendError::Request(e.to_string())),
+        }
     }
 }
 
@@ -37,8 +68,27 @@ pub fn outbound_client(config: &UpstreamConfig) -> HttpClient {
 }
 
 fn build(config: &UpstreamConfig, http2: bool) -> HttpClient {
+    let mut client = Client::builder(TokioExecutor::new());
+    client
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_max_idle_per_host(config.max_idle_connections_per_endpoint)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new());
+    if http2 {
+        client
+            .http2_only(true)
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .http2_keep_alive_while_idle(true);
+    }
+    client.build(connector(config.connect_timeout, http2))
+}
+
+/// TCP (connect timeout, no delay, keepalive) and rustls for `https://`, offering `h2` or
+/// `http/1.1` by ALPN.
+pub(super) fn connector(connect_timeout: Duration, http2: bool) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
     http.enforce_http(false);
     http.set_keepalive(Some(Duration::from_secs(60)));
@@ -50,22 +100,7 @@ fn build(config: &UpstreamConfig, http2: bool) -> HttpClient {
         }
     };
     let builder = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
-    let connector =
-        if http2 { builder.enable_http2().wrap_connector(http) } else { builder.enable_http1().wrap_connector(http) };
-    let mut client = Client::builder(TokioExecutor::new());
-    client
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(config.max_idle_connections_per_endpoint)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    if http2 {
-        client
-            .http2_only(true)
-            .http2_adaptive_window(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .http2_keep_alive_while_idle(true);
-    }
-    client.build(connector)
+    if http2 { builder.enable_http2().wrap_connector(http) } else { builder.enable_http1().wrap_connector(http) }
 }
 
 fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {

@@ -29,7 +29,7 @@ async fn probe(pool: &Pool, endpoint: &Endpoint) {
         match Request::builder().method(Method::GET).uri(endpoint.health_uri().clone()).body(Full::new(Bytes::new())) {
             Ok(req) => {
                 let call = async {
-                    let resp = pool.client.get(endpoint.http2).request(req).await.ok()?;
+                    let resp = pool.client.send(endpoint.http2, req).await.ok()?;
                     let ok = resp.status().is_success();
                     // Drain the body so the connection goes back to the pool.
                     let _ = resp.into_body().collect().await;

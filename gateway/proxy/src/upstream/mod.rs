@@ -2,9 +2,11 @@
 
 mod client;
 mod endpoint;
+mod h1;
 pub mod health;
 mod pool;
 
-pub use client::{HttpClient, UpstreamClient, outbound_client};
+pub use client::{HttpClient, SendError, UpstreamClient, outbound_client};
 pub use endpoint::{Endpoint, FailureKind, InFlightGuard};
+pub use h1::WorkerBody;
 pub use pool::{Pool, Upstreams};

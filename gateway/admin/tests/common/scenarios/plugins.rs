@@ -42,7 +42,10 @@ pub async fn plugins_and_bindings(admin: &Admin) {
     };
     assert_eq!(v1.body["sha256"].as_str(), Some(sha.as_str()));
     assert_eq!(v1.body["manifest"]["contract"], "sluice:policy@0.1.0");
-    assert_eq!(v1.body["manifest"]["hooks"], json!(["on-request", "route", "on-response-headers", "on-response-done"]));
+    assert_eq!(
+        v1.body["manifest"]["hooks"],
+        json!(["on-request", "route", "on-response-headers", "on-response-chunk", "on-response-done"])
+    );
     assert!(v1.body["manifest"]["capabilities"].as_array().unwrap().contains(&json!("log")), "{}", v1.text);
     audit.expect(admin, "plugin").await;
     assert_error(&admin.upload("guard", TEST_GUEST).await, StatusCode::CONFLICT, None);
