@@ -45,6 +45,17 @@ pub(crate) fn db(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// SQLite said "busy" or "locked": another connection holds the lock it needed.
+pub(crate) fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            let code = e.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+            matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)
+        }
+        _ => false,
+    }
+}
+
 /// A unique violation as the caller words it (`tenant "acme" already exists`); anything else
 /// as [`db`] maps it.
 pub(crate) fn unique_as(error: sqlx::Error, conflict: impl FnOnce() -> String) -> StoreError {

@@ -60,12 +60,22 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            // Whatever SQLite says about a file it cannot open, the store is not there to use.
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // Switching a new file to WAL takes an exclusive lock, and SQLite reports a conflict
+        // there at once rather than through the busy timeout; two replicas starting together on
+        // one file would see it. So "busy" is retried here, for as long as the busy timeout.
+        let give_up = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        let pool = loop {
+            match SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if error::is_busy(&e) && tokio::time::Instant::now() + pause < give_up => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                // Whatever SQLite says about a file it cannot open, the store is not there to use.
+                Err(e) => return Err(StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))),
+            }
+        };
         Ok(SqliteStore { pool })
     }
 
