@@ -19,6 +19,19 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, Po
 /// working heap.
 const KEEP_RESIDENT_WITH_SCAN: usize = 2 << 20;
 
+/// Address space reserved per linear memory when the pool can afford it: every address a
+/// 32-bit memory can form then lands inside the reservation (or its guard), so compiled plugin
+/// code needs no bounds check on its loads and stores; an access past the memory's end hits an
+/// unmapped page and traps. Address space, not memory: nothing is committed until touched.
+const FULL_RESERVATION: u64 = 1 << 32;
+/// Memory slots per component instance in the pool.
+const MEMORIES_PER_INSTANCE: u64 = 2;
+/// wasmtime's default guard after each memory (covers static offsets of loads and stores).
+const GUARD: u64 = 32 << 20;
+/// The most address space one engine's memory pool may reserve: an eighth of the 128 TiB a
+/// 64-bit Linux process has, so several engines (tests build one per gateway) still fit.
+const MAX_POOL_ADDRESS_SPACE: u64 = 16 << 40;
+
 /// Sizes of the engine's pool; per-binding limits must fit inside them.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -57,44 +70,16 @@ struct Inner {
 
 impl PluginEngine {
     pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
-        let mut pool = PoolingAllocationConfig::new();
-        let instances = settings.max_instances.max(1);
-        // A Rust component is a handful of core instances (the program, shims for its imports)
-        // with one memory and a few tables.
-        pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(4))
-            .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(4))
-            .max_core_instances_per_component(16)
-            .max_memories_per_component(2)
-            .max_tables_per_component(8)
-            .max_memory_size(settings.max_memory_bytes)
-            // Keep the pages a freed slot touched resident (reset by memset rather than
-            // unmapped), so the next instance of the same component runs without page faults.
-            // With PAGEMAP_SCAN (Linux 6.7+) only the pages actually dirtied are reset, so a
-            // generous bound costs nothing for a plugin that touches little; without it the
-            // lowest `keep_resident` bytes are memset every time, hence the smaller fallback.
-            .pagemap_scan(Enabled::Auto)
-            .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
-                KEEP_RESIDENT_WITH_SCAN
-            } else {
-                64 << 10
-            })
-            .table_keep_resident(16 << 10);
-
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .memory_init_cow(true)
-            .cranelift_opt_level(OptLevel::Speed)
-            .parallel_compilation(true)
-            // Reserve exactly the largest memory a plugin may have (plus the default guard), so
-            // a thousand slots cost tens of GiB of address space rather than terabytes.
-            .memory_reservation(settings.max_memory_bytes as u64)
-            .memory_reservation_for_growth(0)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+        let tight = settings.max_memory_bytes as u64;
+        let engine = match memory_reservation(&settings) {
+            // The process may not have that much address space to give (a `ulimit -v`, or
+            // several engines in one test process); plugins then run with explicit bounds checks.
+            full if full > tight => engine(&settings, full).or_else(|e| {
+                tracing::info!(error = %e, "plugin memory pool: no room for guard-page bounds checks; using explicit checks");
+                engine(&settings, tight)
+            })?,
+            reservation => engine(&settings, reservation)?,
+        };
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -137,5 +122,70 @@ impl Drop for Inner {
         if let Some(ticker) = self.ticker.take() {
             let _ = ticker.join();
         }
+    }
+}
+
+fn engine(settings: &EngineSettings, memory_reservation: u64) -> Result<Engine, EngineError> {
+    let mut pool = PoolingAllocationConfig::new();
+    let instances = settings.max_instances.max(1);
+    // A Rust component is a handful of core instances (the program, shims for its imports)
+    // with one memory and a few tables.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_INSTANCE as u32))
+        .total_tables(instances.saturating_mul(4))
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(2)
+        .max_tables_per_component(8)
+        .max_memory_size(settings.max_memory_bytes)
+        // Keep the pages a freed slot touched resident (reset by memset rather than
+        // unmapped), so the next instance of the same component runs without page faults.
+        // With PAGEMAP_SCAN (Linux 6.7+) only the pages actually dirtied are reset, so a
+        // generous bound costs nothing for a plugin that touches little; without it the
+        // lowest `keep_resident` bytes are memset every time, hence the smaller fallback.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
+            KEEP_RESIDENT_WITH_SCAN
+        } else {
+            64 << 10
+        })
+        .table_keep_resident(16 << 10);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        .memory_reservation(memory_reservation)
+        .memory_reservation_for_growth(0)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))
+}
+
+/// 4 GiB per memory when the pool's slots fit in [`MAX_POOL_ADDRESS_SPACE`] (up to ~2,000
+/// instances), so the compiler elides bounds checks; otherwise exactly the largest memory a
+/// plugin may have, with explicit bounds checks in the compiled code (slower plugin code, but a
+/// pool of any size fits).
+fn memory_reservation(settings: &EngineSettings) -> u64 {
+    let memories = u64::from(settings.max_instances.max(1)).saturating_mul(MEMORIES_PER_INSTANCE);
+    let largest = settings.max_memory_bytes as u64;
+    if largest <= FULL_RESERVATION && memories.saturating_mul(FULL_RESERVATION + GUARD) <= MAX_POOL_ADDRESS_SPACE {
+        FULL_RESERVATION
+    } else {
+        largest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pools_get_guard_page_bounds_checks_and_huge_ones_fall_back() {
+        assert_eq!(memory_reservation(&EngineSettings::default()), FULL_RESERVATION);
+        let huge = EngineSettings { max_instances: 100_000, ..EngineSettings::default() };
+        assert_eq!(memory_reservation(&huge), 64 << 20);
     }
 }
