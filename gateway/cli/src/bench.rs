@@ -1,10 +1,14 @@
 //! `sluice bench`: the gateway's cost, measured against a zero-delay simulated worker.
 //!
-//! In one process and one run: a zero-delay `sluice-sim` worker, a gateway in front of it, and
-//! a closed-loop client. Each scenario is measured twice, straight to the worker and through
-//! the gateway, so the difference is what the gateway adds. Latency phases use one connection
-//! (no queueing); throughput phases use `--concurrency` connections.
+//! In one process and one run: a zero-delay `sluice-sim` worker, a gateway in front of it (and,
+//! with `--baseline-append`, a second gateway configured differently), and a closed-loop
+//! client. Each scenario is measured straight to the worker and through each gateway, so the
+//! difference is what the gateway adds. The targets take turns in short slices rather than one
+//! long phase each: on a shared VM the machine's speed changes from one second to the next, and
+//! sequential phases would compare different machines. Latency phases use one connection (no
+//! queueing); throughput phases use `--concurrency` connections.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,8 +16,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde_json::json;
 use sluice_config::Config;
-use sluice_server::Sluice;
-use sluice_sim::{OutputLength, SimConfig, SimWorker};
+use sluice_server::{Running, Sluice};
+use sluice_sim::{OutputLength, SimConfig, SimHandle, SimWorker};
 use tokio::net::TcpListener;
 
 use crate::BenchArgs;
@@ -26,6 +30,7 @@ struct Row {
     scenario: &'static str,
     direct: LoadResult,
     gateway: LoadResult,
+    baseline: Option<LoadResult>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -41,24 +46,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     .await
     .context("starting the simulated worker")?;
 
-    let appended = match &args.config_append {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        None => String::new(),
+    let gateway = start_gateway(&sim, &args, args.config_append.as_deref()).await?;
+    let baseline = match &args.baseline_append {
+        Some(path) => Some(start_gateway(&sim, &args, Some(path)).await.context("starting the baseline gateway")?),
+        None => None,
     };
-    let config = Config::from_toml(
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [{{ url = \"{}\", http2 = {} }}]\n\
-             [[tenants]]\nname = \"bench\"\napi_keys = [\"{KEY}\"]\n{appended}\n",
-            sim.base_url(),
-            args.upstream_http2,
-        ),
-        &[],
-        &|_| None,
-    )
-    .context("the bench config (with --config-append) is invalid")?;
-    let gateway = Sluice::build(config)?
-        .start_on(TcpListener::bind("127.0.0.1:0").await?, TcpListener::bind("127.0.0.1:0").await?)?;
 
     let chat = |stream: bool| {
         Bytes::from(
@@ -72,8 +64,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
     };
     let direct = |body: Bytes| Target { addr: sim.addr(), path: "/v1/chat/completions", bearer: None, body };
-    let via = |body: Bytes| Target {
-        addr: gateway.data_addr,
+    let via = |addr: SocketAddr, body: Bytes| Target {
+        addr,
         path: "/v1/chat/completions",
         bearer: Some(KEY.to_owned()),
         body,
@@ -92,21 +84,63 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             continue;
         }
         let body = chat(stream);
-        let (d, g) = (direct(body.clone()), via(body));
-        closed_loop(&d, concurrency, warmup).await;
-        closed_loop(&g, concurrency, warmup).await;
-        let direct = closed_loop(&d, concurrency, phase).await;
-        let gateway = closed_loop(&g, concurrency, phase).await;
-        rows.push(Row { scenario, direct, gateway });
+        let mut targets = vec![direct(body.clone()), via(gateway.data_addr, body.clone())];
+        if let Some(b) = &baseline {
+            targets.push(via(b.data_addr, body));
+        }
+        for target in &targets {
+            closed_loop(target, concurrency, warmup).await;
+        }
+        let mut results: Vec<LoadResult> = targets.iter().map(|_| LoadResult::default()).collect();
+        let slice = phase / args.slices;
+        for _ in 0..args.slices {
+            for (target, result) in targets.iter().zip(&mut results) {
+                result.absorb(&closed_loop(target, concurrency, slice).await);
+            }
+        }
+        let mut results = results.into_iter();
+        let (Some(direct), Some(gateway)) = (results.next(), results.next()) else {
+            anyhow::bail!("the bench lost a target's results");
+        };
+        rows.push(Row { scenario, direct, gateway, baseline: results.next() });
     }
 
-    print_table(&rows, args.concurrency);
+    print_table(&rows, args.concurrency, args.slices);
     if let Some(path) = &args.json {
         write_json(path, &rows)?;
     }
     gateway.shutdown().await;
+    if let Some(baseline) = baseline {
+        baseline.shutdown().await;
+    }
     sim.shutdown().await;
     Ok(())
+}
+
+/// A gateway in front of `sim` with the bench tenant, and `append` (a file of TOML) appended
+/// to its config.
+async fn start_gateway(sim: &SimHandle, args: &BenchArgs, append: Option<&Path>) -> anyhow::Result<Running> {
+    let appended = match append {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => String::new(),
+    };
+    let config = Config::from_toml(
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [{{ url = \"{}\", http2 = {} }}]\n\
+             [[tenants]]\nname = \"bench\"\napi_keys = [\"{KEY}\"]\n{appended}\n",
+            sim.base_url(),
+            args.upstream_http2,
+        ),
+        &[],
+        &|_| None,
+    )
+    .with_context(|| match append {
+        Some(path) => format!("the bench config with {} appended is invalid", path.display()),
+        None => "the bench config is invalid".to_owned(),
+    })?;
+    Ok(Sluice::build(config)?
+        .start_on(TcpListener::bind("127.0.0.1:0").await?, TcpListener::bind("127.0.0.1:0").await?)?)
 }
 
 fn us(h: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
@@ -114,30 +148,42 @@ fn us(h: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
 }
 
 #[expect(clippy::print_stdout, reason = "the bench command's output is its table")]
-fn print_table(rows: &[Row], concurrency: usize) {
-    println!("sluice bench: zero-delay simulated worker, {concurrency} connections in throughput phases");
+fn print_table(rows: &[Row], concurrency: usize, slices: u32) {
     println!(
-        "{:<34} {:>8} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7}",
-        "scenario", "path", "req/s", "p50 µs", "p99 µs", "+p50 µs", "+p99 µs", "ratio"
+        "sluice bench: zero-delay simulated worker, {concurrency} connections in throughput phases, \
+         targets alternating in {slices} slices per phase"
+    );
+    println!(
+        "{:<34} {:>8} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7} {:>12}",
+        "scenario", "path", "req/s", "p50 µs", "p99 µs", "+p50 µs", "+p99 µs", "ratio", "vs baseline"
     );
     for row in rows {
-        for (path, r) in [("direct", &row.direct), ("gateway", &row.gateway)] {
-            let is_gw = path == "gateway";
-            let added = |q| us(&row.gateway.latency_us, q) as i64 - us(&row.direct.latency_us, q) as i64;
+        let mut paths = vec![("direct", &row.direct), ("gateway", &row.gateway)];
+        if let Some(baseline) = &row.baseline {
+            paths.push(("baseline", baseline));
+        }
+        for (i, (path, r)) in paths.iter().enumerate() {
+            let through_gateway = i > 0;
+            let added = |q| us(&r.latency_us, q) as i64 - us(&row.direct.latency_us, q) as i64;
+            let vs_baseline = match (&row.baseline, *path) {
+                (Some(b), "gateway") => format!("{:.3}", r.requests_per_second() / b.requests_per_second().max(1e-9)),
+                _ => String::new(),
+            };
             println!(
-                "{:<34} {:>8} {:>10.0} {:>9} {:>9} {:>10} {:>10} {:>7}",
-                if is_gw { "" } else { row.scenario },
+                "{:<34} {:>8} {:>10.0} {:>9} {:>9} {:>10} {:>10} {:>7} {:>12}",
+                if i == 0 { row.scenario } else { "" },
                 path,
                 r.requests_per_second(),
                 us(&r.latency_us, 0.5),
                 us(&r.latency_us, 0.99),
-                if is_gw { added(0.5).to_string() } else { String::new() },
-                if is_gw { added(0.99).to_string() } else { String::new() },
-                if is_gw {
+                if through_gateway { added(0.5).to_string() } else { String::new() },
+                if through_gateway { added(0.99).to_string() } else { String::new() },
+                if through_gateway {
                     format!("{:.2}", r.requests_per_second() / row.direct.requests_per_second().max(1e-9))
                 } else {
                     String::new()
                 },
+                vs_baseline,
             );
             if r.errors > 0 {
                 println!("{:<34} {:>8} errors: {}", "", path, r.errors);
@@ -156,7 +202,13 @@ fn write_json(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     };
     let out: Vec<_> = rows
         .iter()
-        .map(|row| json!({"scenario": row.scenario, "direct": side(&row.direct), "gateway": side(&row.gateway)}))
+        .map(|row| {
+            let mut v = json!({"scenario": row.scenario, "direct": side(&row.direct), "gateway": side(&row.gateway)});
+            if let Some(baseline) = &row.baseline {
+                v["baseline"] = side(baseline);
+            }
+            v
+        })
         .collect();
     std::fs::write(path, serde_json::to_vec_pretty(&out)?).with_context(|| format!("writing {}", path.display()))
 }

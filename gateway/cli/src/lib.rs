@@ -111,4 +111,13 @@ pub struct BenchArgs {
     /// chain, or `[plugin_host] builtin_router = false` to measure with no plugin at all.
     #[arg(long, value_name = "FILE")]
     pub config_append: Option<PathBuf>,
+    /// A second gateway, with this TOML appended instead, measured in the same run: the
+    /// `vs baseline` column is the first gateway's req/s over this one's (a plugin chain on vs
+    /// off, say; `/dev/null` for the defaults).
+    #[arg(long, value_name = "FILE")]
+    pub baseline_append: Option<PathBuf>,
+    /// Slices per phase: the targets take turns, one slice each, so all of them see the same
+    /// machine (a shared VM changes speed from one second to the next).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub slices: u32,
 }

@@ -32,9 +32,22 @@ pub struct LoadResult {
     pub first_chunk_us: Histogram<u64>,
 }
 
+impl Default for LoadResult {
+    fn default() -> Self {
+        LoadResult { ok: 0, errors: 0, elapsed: Duration::ZERO, latency_us: histogram(), first_chunk_us: histogram() }
+    }
+}
+
 impl LoadResult {
     fn new() -> Self {
-        LoadResult { ok: 0, errors: 0, elapsed: Duration::ZERO, latency_us: histogram(), first_chunk_us: histogram() }
+        LoadResult::default()
+    }
+
+    /// Adds a run that happened at another time (a slice of a phase): its requests, errors,
+    /// latencies and duration.
+    pub fn absorb(&mut self, other: &LoadResult) {
+        self.merge(other);
+        self.elapsed += other.elapsed;
     }
 
     pub fn requests_per_second(&self) -> f64 {
