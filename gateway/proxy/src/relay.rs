@@ -12,12 +12,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
+use memchr::memmem::Finder;
 use sluice_metrics::Outcome;
 use sluice_openai::probe::{chunk_facts, strip_usage};
 use sluice_openai::sse::{SseEvent, SseParser};
@@ -81,6 +82,8 @@ impl Relay {
         limits: RelayLimits,
         chunk_hooks: Option<(Arc<Chain>, RequestInfo)>,
     ) -> Self {
+        let started = Instant::now();
+        let now = tokio::time::Instant::from_std(started);
         let mut relay = Relay {
             upstream,
             parser: SseParser::new(MAX_EVENT_BYTES),
@@ -88,10 +91,8 @@ impl Relay {
             pending: None,
             idle: limits.idle,
             total_deadline: limits.total_deadline,
-            last_data: tokio::time::Instant::now(),
-            timer: Box::pin(tokio::time::sleep_until(
-                (tokio::time::Instant::now() + limits.idle).min(limits.total_deadline),
-            )),
+            last_data: now,
+            timer: Box::pin(tokio::time::sleep_until((now + limits.idle).min(limits.total_deadline))),
             done: Completion { status: 200, ..Completion::default() },
             exchange: Some(exchange),
             guard: Some(guard),
@@ -100,7 +101,9 @@ impl Relay {
             chunks_offered: 0,
         };
         let mut out = Gather::default();
-        if let Err(error) = relay.process(&first, &mut out) {
+        let processed = relay.process(&first, started, &mut out);
+        relay.add_overhead(started.elapsed());
+        if let Err(error) = processed {
             out.push(relay.fail(&error));
         }
         relay.pending = out.take();
@@ -111,24 +114,20 @@ impl Relay {
         self.finished && self.pending.is_none()
     }
 
-    /// Parses `chunk` and returns the bytes to forward (complete events only).
-    fn process(&mut self, chunk: &[u8], out: &mut Gather) -> Result<(), GatewayError> {
-        let started = Instant::now();
+    /// Parses `chunk`, received at `now`, and adds the bytes to forward (complete events only)
+    /// to `out`. The caller accounts the time as overhead.
+    fn process(&mut self, chunk: &[u8], now: Instant, out: &mut Gather) -> Result<(), GatewayError> {
         self.parser.push(chunk);
-        let result = loop {
+        loop {
             let event = match self.parser.next_event() {
                 Ok(Some(event)) => event,
-                Ok(None) => break Ok(()),
+                Ok(None) => return Ok(()),
                 Err(e) => {
-                    break Err(GatewayError::Upstream { model: self.model(), attempts: 1, reason: e.to_string() });
+                    return Err(GatewayError::Upstream { model: self.model(), attempts: 1, reason: e.to_string() });
                 }
             };
-            if let Err(error) = self.relay_event(event, started, out) {
-                break Err(error);
-            }
-        };
-        self.add_overhead(started.elapsed());
-        result
+            self.relay_event(event, now, out)?;
+        }
     }
 
     /// Measures one event, runs the chunk hooks on it, and adds what is left of it to `out`.
@@ -257,7 +256,10 @@ fn data_event(data: &[u8]) -> Bytes {
 }
 
 fn mentions_usage_or_error(data: &[u8]) -> bool {
-    memchr::memmem::find(data, b"\"usage\"").is_some() || memchr::memmem::find(data, b"\"error\"").is_some()
+    // Built once: `memmem::find` would build a searcher on every call, twice per event.
+    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+    USAGE.find(data).is_some() || ERROR.find(data).is_some()
 }
 
 /// Collects the bytes to send in one frame; a single piece is passed on without copying.
@@ -314,13 +316,17 @@ impl Body for Relay {
             return Poll::Ready(None);
         }
         let mut out = Gather::default();
-        let mut received = false;
+        // One clock reading for everything one poll finds ready: the worker's chunked encoding
+        // makes each event a frame of its own, and events that arrived together were received
+        // at the same moment anyway.
+        let mut received: Option<Instant> = None;
         loop {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(upstream_frame))) => {
                     let Ok(data) = upstream_frame.into_data() else { continue };
-                    received = true;
-                    if let Err(error) = this.process(&data, &mut out) {
+                    let now = *received.get_or_insert_with(Instant::now);
+                    if let Err(error) = this.process(&data, now, &mut out) {
+                        this.add_overhead(now.elapsed());
                         out.push(this.fail(&error));
                         return frame(out.take());
                     }
@@ -335,7 +341,7 @@ impl Body for Relay {
                     return frame(out.take());
                 }
                 Poll::Ready(None) => {
-                    let started = Instant::now();
+                    let started = received.unwrap_or_else(Instant::now);
                     let last = this.parser.finish().map_or(Ok(()), |event| this.relay_event(event, started, &mut out));
                     this.add_overhead(started.elapsed());
                     match last {
@@ -347,8 +353,10 @@ impl Body for Relay {
                 Poll::Pending => break,
             }
         }
-        if received {
-            this.last_data = tokio::time::Instant::now();
+        if let Some(started) = received {
+            let now = Instant::now();
+            this.add_overhead(now - started);
+            this.last_data = tokio::time::Instant::from_std(now);
         }
         if let Some(bytes) = out.take() {
             return frame(Some(bytes));
