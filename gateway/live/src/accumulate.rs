@@ -145,11 +145,14 @@ impl Slice {
 #[derive(Debug, Default)]
 pub(crate) struct Second {
     pub total: Slice,
-    pub tenants: HashMap<Arc<str>, Slice>,
-    pub models: HashMap<Arc<str>, Slice>,
+    pub tenants: NameMap<Slice>,
+    pub models: NameMap<Slice>,
 }
 
-fn slot<'a>(map: &'a mut HashMap<Arc<str>, Slice>, key: &Arc<str>) -> &'a mut Slice {
+/// Per-name state, looked up on every request: hashed with foldhash, not SipHash.
+pub(crate) type NameMap<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+
+fn slot<'a>(map: &'a mut NameMap<Slice>, key: &Arc<str>) -> &'a mut Slice {
     // Cloning the Arc is a reference-count bump; the map allocates only for a key new this second.
     map.entry(Arc::clone(key)).or_default()
 }

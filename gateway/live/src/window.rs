@@ -1,12 +1,12 @@
 //! The rolling windows behind a frame: the last [`PERCENTILE_WINDOW_SECS`] seconds of latency
 //! histograms and the last [`ATTAINMENT_WINDOW_SECS`] seconds of SLO counts, per slice.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
-use crate::accumulate::{Second, Slice};
+use crate::accumulate::{NameMap, Second, Slice};
 use crate::frame::{
     ATTAINMENT_WINDOW_SECS, PERCENTILE_WINDOW_SECS, Percentiles, SloLive, SloTarget, TenantLive, Traffic,
 };
@@ -101,8 +101,8 @@ fn rates(slice: &Slice, secs: f64) -> Traffic {
 #[derive(Debug, Default)]
 pub(crate) struct Windows {
     total: History,
-    tenants: HashMap<Arc<str>, History>,
-    models: HashMap<Arc<str>, History>,
+    tenants: NameMap<History>,
+    models: NameMap<History>,
 }
 
 /// The traffic part of a frame.
@@ -135,8 +135,8 @@ impl Windows {
 
 /// Advances every known or new key, forgetting keys idle for the whole attainment window.
 fn advance_map(
-    histories: &mut HashMap<Arc<str>, History>,
-    mut seconds: HashMap<Arc<str>, Slice>,
+    histories: &mut NameMap<History>,
+    mut seconds: NameMap<Slice>,
     secs: f64,
 ) -> Vec<(String, Traffic, &History, Slice)> {
     for key in seconds.keys() {

@@ -25,8 +25,25 @@ use crate::slo::Slos;
 /// pairs.
 pub const DEFAULT_MAX_ROWS: usize = 100_000;
 
+/// A pending row's key as the request path builds it: the record's names shared, not copied,
+/// and hashed with foldhash (SipHash of two names cost more than the rest of `record`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Row {
+    tenant: Arc<str>,
+    model: Arc<str>,
+    minute: i64,
+}
+
+impl Row {
+    fn key(&self) -> UsageKey {
+        UsageKey { tenant: self.tenant.to_string(), model: self.model.to_string(), minute: self.minute }
+    }
+}
+
+type Pending = HashMap<Row, UsageCounts, foldhash::fast::RandomState>;
+
 pub struct UsageWriter {
-    pending: Mutex<HashMap<UsageKey, UsageCounts>>,
+    pending: Mutex<Pending>,
     slos: Arc<Slos>,
     max_rows: usize,
     written_rows: AtomicU64,
@@ -46,7 +63,7 @@ pub struct UsageStats {
 impl UsageWriter {
     pub fn new(slos: Arc<Slos>, max_rows: usize) -> Self {
         UsageWriter {
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
             slos,
             max_rows: max_rows.max(1),
             written_rows: AtomicU64::new(0),
@@ -64,10 +81,14 @@ impl UsageWriter {
         }
     }
 
-    /// Adds one request's counts at `minute` (unix seconds, a multiple of 60).
+    /// Adds counts to the row of `key` (its minute in unix seconds, a multiple of 60).
     pub fn add(&self, key: UsageKey, counts: &UsageCounts) {
+        self.add_row(Row { tenant: Arc::from(key.tenant), model: Arc::from(key.model), minute: key.minute }, counts);
+    }
+
+    fn add_row(&self, row: Row, counts: &UsageCounts) {
         let Ok(mut pending) = self.pending.lock() else { return };
-        pending.entry(key).or_default().merge(counts);
+        pending.entry(row).or_default().merge(counts);
         if pending.len() > self.max_rows {
             let dropped = shed_oldest(&mut pending, self.max_rows);
             self.dropped_rows.fetch_add(dropped, Ordering::Relaxed);
@@ -77,7 +98,9 @@ impl UsageWriter {
     /// Writes everything pending in one batch. On failure the batch is merged back.
     pub async fn flush(&self, store: &dyn Backend) -> Result<usize, StoreError> {
         let batch: Vec<(UsageKey, UsageCounts)> = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending).into_iter().collect(),
+            Ok(mut pending) => {
+                std::mem::take(&mut *pending).into_iter().map(|(row, counts)| (row.key(), counts)).collect()
+            }
             Err(_) => return Ok(0),
         };
         if batch.is_empty() {
@@ -142,12 +165,12 @@ impl RecordSink for UsageWriter {
             return;
         }
         let minute = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60 * 60);
-        let key = UsageKey {
-            tenant: record.tenant.to_string(),
-            model: record.model.to_string(),
+        let row = Row {
+            tenant: Arc::clone(&record.tenant),
+            model: Arc::clone(&record.model),
             minute: i64::try_from(minute).unwrap_or(i64::MAX),
         };
-        self.add(key, &counts_of(record, self.slos.current().met(record)));
+        self.add_row(row, &counts_of(record, self.slos.current().met(record)));
     }
 }
 
@@ -172,12 +195,12 @@ fn counts_of(record: &RequestRecord, slo_met: bool) -> UsageCounts {
 }
 
 /// Removes the rows of the oldest minutes until at most `max_rows` remain; returns how many.
-fn shed_oldest(pending: &mut HashMap<UsageKey, UsageCounts>, max_rows: usize) -> u64 {
+fn shed_oldest(pending: &mut Pending, max_rows: usize) -> u64 {
     let excess = pending.len().saturating_sub(max_rows);
     if excess == 0 {
         return 0;
     }
-    let mut keys: Vec<UsageKey> = pending.keys().cloned().collect();
+    let mut keys: Vec<Row> = pending.keys().cloned().collect();
     keys.sort_by_key(|k| k.minute);
     let mut dropped = 0;
     for key in keys.into_iter().take(excess) {
@@ -198,6 +221,10 @@ mod tests {
         UsageKey { tenant: "acme".into(), model: "m".into(), minute }
     }
 
+    fn row(minute: i64) -> Row {
+        Row { tenant: Arc::from("acme"), model: Arc::from("m"), minute }
+    }
+
     #[test]
     fn rows_for_the_same_minute_merge_and_the_buffer_sheds_oldest() {
         let writer = UsageWriter::new(Arc::new(Slos::default()), 2);
@@ -206,12 +233,12 @@ mod tests {
         writer.add(key(60), &UsageCounts { requests: 1, prompt_tokens: 5, ttft_max_ms: 9, ..Default::default() });
         writer.add(key(120), &one);
         assert_eq!(writer.stats().pending_rows, 2);
-        let pending = writer.pending.lock().unwrap().get(&key(60)).copied().unwrap();
+        let pending = writer.pending.lock().unwrap().get(&row(60)).copied().unwrap();
         assert_eq!((pending.requests, pending.prompt_tokens, pending.ttft_max_ms), (2, 15, 9));
 
         writer.add(key(180), &one);
         let stats = writer.stats();
         assert_eq!((stats.pending_rows, stats.dropped_rows), (2, 1));
-        assert!(!writer.pending.lock().unwrap().contains_key(&key(60)), "the oldest minute goes first");
+        assert!(!writer.pending.lock().unwrap().contains_key(&row(60)), "the oldest minute goes first");
     }
 }
