@@ -65,7 +65,7 @@ impl PluginIo for GatewayIo {
                 .method(Method::POST)
                 .uri(endpoint.uri(Api::Embeddings).clone())
                 .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body)))
+                .body(Bytes::from(body))
                 .map_err(|e| format!("building the embeddings request: {e}"))?;
             let client = pool.client.clone();
             let exchange = async {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use sluice_metrics::{Api, Metrics};
 use sluice_plugin_host::types::RouteRequest;
 use sluice_plugin_host::{Chain, Hook};
@@ -159,7 +159,7 @@ async fn attempt_once(
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, if ex.stream { "text/event-stream" } else { "application/json" })
         .header("x-request-id", ex.request_id.clone())
-        .body(Full::new(body.bytes.clone()))
+        .body(body.bytes.clone())
         .map_err(|e| Failure::new(FailureKind::Connect, format!("building request: {e}")))?;
 
     // Streams must show a first byte within `first_byte_timeout`; a whole response may take as
@@ -212,6 +212,9 @@ fn first_byte_deadline(stream: bool, first_byte: Duration, total_deadline: Insta
 }
 
 async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Instant) -> Result<Bytes, Failure> {
+    // A whole response usually arrives as one piece, which is kept as it is; more are copied
+    // together.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
         let idle_deadline = Instant::now() + idle;
@@ -222,14 +225,22 @@ async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Inst
         };
         match timeout_at(deadline, incoming.frame()).await {
             Err(_) => return Err(Failure::timeout(phase)),
+            Ok(None) if buf.is_empty() => return Ok(first.unwrap_or_default()),
             Ok(None) => return Ok(buf.freeze()),
             Ok(Some(Err(e))) => return Err(Failure::new(FailureKind::Stream, format!("response body broke: {e}"))),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    if buf.len() + data.len() > MAX_BUFFERED_RESPONSE {
+                    let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+                    if held + data.len() > MAX_BUFFERED_RESPONSE {
                         return Err(Failure::new(FailureKind::Stream, "response larger than 256 MiB"));
                     }
-                    buf.extend_from_slice(&data);
+                    match first.take() {
+                        None if buf.is_empty() => first = Some(data),
+                        held => {
+                            buf.extend_from_slice(&held.unwrap_or_default());
+                            buf.extend_from_slice(&data);
+                        }
+                    }
                 }
             }
         }

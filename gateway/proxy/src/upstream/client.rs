@@ -1,5 +1,5 @@
-//! Pooled keep-alive HTTP clients to upstream workers: HTTP/1.1 connections driven by the
-//! request's own task ([`super::h1`]), and HTTP/2 for endpoints that ask for it (prior knowledge
+//! Pooled keep-alive HTTP clients to upstream workers: HTTP/1.1 connections read and written by
+//! the request's own task ([`super::h1`]), and HTTP/2 for endpoints that ask for it (prior knowledge
 //! on `http://`, ALPN on `https://`), multiplexed by hyper-util's client.
 
 use std::time::Duration;
@@ -49,11 +49,11 @@ impl UpstreamClient {
     }
 
     /// Sends `request` (an absolute URI) over HTTP/2 or HTTP/1.1.
-    pub async fn send(&self, http2: bool, request: Request<Full<Bytes>>) -> Result<Response<WorkerBody>, SendError> {
+    pub async fn send(&self, http2: bool, request: Request<Bytes>) -> Result<Response<WorkerBody>, SendError> {
         if !http2 {
             return self.http1.send(request).await;
         }
-        match self.http2.request(request).await {
+        match self.http2.request(request.map(Full::new)).await {
             Ok(response) => Ok(response.map(WorkerBody::detached)),
             Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
             Err(e) => Err(SendError::Request(e.to_string())),

@@ -1,71 +1,137 @@
 //! HTTP/1.1 connections to workers, driven by the task that reads the response.
 //!
-//! hyper runs an HTTP/1 client connection as a future. hyper-util's pooled client spawns that
-//! future as a task of its own, and the response body then reaches the request's task through a
-//! one-slot channel: every chunk of a stream, one per token, is a hand-off between two tasks
-//! (often two threads), and the relay never finds more than one chunk ready to coalesce. Here the
-//! connection future is polled by whoever reads the response — the forward stage for the head,
-//! then the relay or the collector for the body — so the chunks one socket read delivered are all
-//! decoded within one poll of the relay and leave as one write to the client.
+//! A request's task writes the request and reads the response itself, on a connection it leases
+//! from the pool: there is no connection task and no channel between the socket and the relay,
+//! so the chunks one socket read delivered are all decoded within one poll of the relay and
+//! leave as one write to the client. (hyper-util's pooled client ran each connection as a task
+//! of its own and passed every chunk, one per token, through a one-slot channel; hyper's
+//! connection driven in place still cost a dispatch channel and a header map per response,
+//! which measured as the largest single part of the gateway's own work per request.) The wire
+//! format is in [`super::wire`].
 //!
 //! A connection is leased for one request and goes back to its endpoint's idle list when the
-//! response body has been read to the end. Idle connections are not polled; one the worker closed
-//! while it idled is noticed at checkout, where it is polled once (reading the EOF); one that
-//! closes just as it is taken fails the request with no answer, and the request is sent once more
-//! on a new connection (a worker closing an idle connection has not read what it was sent). A
-//! lease dropped early (the client went away, a timeout) closes its connection, which is how the
-//! worker learns the request was cancelled.
+//! response body has been read to the end and the worker did not ask to close it. Idle
+//! connections are not polled; one the worker closed while it idled is noticed at checkout,
+//! where it is read from once without waiting (finding the EOF); one that closes just as it is
+//! taken fails the request with no answer, and the request is sent once more on a new connection
+//! (a worker closing an idle connection has not read what it was sent). A lease dropped early
+//! (the client went away, a timeout) closes its connection, which is how the worker learns the
+//! request was cancelled.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::pin::{Pin, pin};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, header};
+use bytes::{Buf, Bytes, BytesMut};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri, header};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::client::SendError;
+use super::wire::{self, ChunkedDecoder, Decoded, Framing, ResponseHead, WireError};
 
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
-type Driver = http1::Connection<Io, Full<Bytes>>;
+type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 type Key = (Scheme, Authority);
 
+/// Room a read gets; a zero-delay worker's whole answer fits, a token event many times over.
+const READ_SIZE: usize = 8 * 1024;
+
 struct Conn {
-    send: http1::SendRequest<Full<Bytes>>,
-    /// `None` once the connection has ended.
-    driver: Option<Driver>,
+    io: Io,
+    /// Read from the socket, not yet consumed.
+    buf: BytesMut,
 }
 
 impl Conn {
-    /// Lets the connection read and write what it can; false once it has ended.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(driver) = &mut self.driver
-            && let Poll::Ready(result) = Pin::new(driver).poll(cx)
-        {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-            self.driver = None;
+    /// Reads more of the response into `buf`; `Ok(0)` is the end of the connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
         }
-        self.driver.is_some()
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
-    /// Ready for a request right now, without waiting: an idle connection that is still open.
-    fn ready_now(&mut self) -> bool {
+    /// An idle connection that can carry a request right now: nothing arrived on it since its
+    /// last response (the worker closing it, or sending something unasked) and nothing is left.
+    fn still_open(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        self.drive(&mut cx) && matches!(self.send.poll_ready(&mut cx), Poll::Ready(Ok(())))
+        self.buf.is_empty() && self.poll_fill(&mut cx).is_pending()
+    }
+
+    async fn write_request(&mut self, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+        while !head.is_empty() || !body.is_empty() {
+            let n = self.io.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body = &body[n - from_head..];
+        }
+        // TLS holds records until flushed; plain TCP has nothing to flush.
+        self.io.flush().await
+    }
+
+    /// Reads the final response head, skipping interim (1xx) responses.
+    async fn read_head(&mut self) -> Result<ResponseHead, RoundTripError> {
+        let mut received = false;
+        loop {
+            if let Some((len, head)) = wire::parse_response(&self.buf)? {
+                self.buf.advance(len);
+                if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(WireError::Informational(101).into());
+                }
+                if head.status.is_informational() {
+                    continue;
+                }
+                return Ok(head);
+            }
+            match poll_fn(|cx| self.poll_fill(cx)).await {
+                Ok(0) => return Err(RoundTripError::Closed { received }),
+                Ok(_) => received = true,
+                Err(e) => return Err(RoundTripError::Read { error: e, received }),
+            }
+        }
+    }
+
+    async fn round_trip(&mut self, head: &[u8], body: &[u8]) -> Result<ResponseHead, RoundTripError> {
+        self.write_request(head, body).await.map_err(RoundTripError::Write)?;
+        self.read_head().await
+    }
+}
+
+/// Why a request got no response head.
+#[derive(Debug, thiserror::Error)]
+enum RoundTripError {
+    #[error("writing the request: {0}")]
+    Write(io::Error),
+    #[error("reading the response: {error}")]
+    Read { error: io::Error, received: bool },
+    #[error("connection closed before a response")]
+    Closed { received: bool },
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+impl RoundTripError {
+    /// On a connection that had idled, the worker had closed it before reading the request.
+    fn worker_closed_idle_connection(&self) -> bool {
+        match self {
+            RoundTripError::Write(_) => true,
+            RoundTripError::Read { received, .. } | RoundTripError::Closed { received } => !received,
+            RoundTripError::Wire(_) => false,
+        }
     }
 }
 
@@ -94,42 +160,43 @@ impl H1Pool {
         H1Pool { inner: Arc::new(Inner { connector, idle, max_idle, idle_timeout }) }
     }
 
-    /// Sends `request` (an absolute URI) and returns the response head; its body drives the
-    /// connection and hands it back when read to the end.
-    pub async fn send(&self, mut request: Request<Full<Bytes>>) -> Result<Response<WorkerBody>, SendError> {
-        let uri = request.uri().clone();
+    /// Sends `request` (an absolute URI) and returns the response head; its body reads the rest
+    /// of the response from the connection and hands the connection back when done.
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<WorkerBody>, SendError> {
+        let (parts, body) = request.into_parts();
+        let uri = parts.uri;
         let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
             return Err(SendError::Request(format!("not an absolute URI: {uri}")));
         };
-        if !request.headers().contains_key(header::HOST)
-            && let Ok(host) = HeaderValue::from_str(authority.as_str())
-        {
-            request.headers_mut().insert(header::HOST, host);
-        }
-        // HTTP/1.1 request lines name the path; the authority travels in `Host`.
-        let path = uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *request.uri_mut() = Uri::from(path);
+        let head = wire::encode_request(&parts.method, &uri, &parts.headers, body.len());
         let key = (scheme, authority);
 
         let (mut conn, reused) = match self.checkout(&key) {
             Some(conn) => (conn, true),
             None => (self.connect(&uri).await?, false),
         };
-        // An idle connection the worker closed just as it was taken fails the request without
-        // an answer; the request is then sent again once, on a new connection.
-        let again = reused.then(|| copy(&request));
-        let head = match (round_trip(&mut conn, request).await, again) {
-            (Err(mut e), Some(again)) if e.message().is_some() || e.error().is_incomplete_message() => {
-                tracing::debug!(error = %e.error(), "idle upstream connection was closed; sending on a new one");
-                let request = e.take_message().unwrap_or(again);
+        let response = match conn.round_trip(&head, &body).await {
+            Err(e) if reused && e.worker_closed_idle_connection() => {
+                tracing::debug!(error = %e, "idle upstream connection was closed; sending on a new one");
                 conn = self.connect(&uri).await?;
-                round_trip(&mut conn, request).await
+                conn.round_trip(&head, &body).await
             }
-            (head, _) => head,
+            response => response,
         };
-        let response = head.map_err(|e| SendError::Request(e.into_error().to_string()))?;
-        let lease = Box::new(Lease { conn, key, pool: Arc::clone(&self.inner) });
-        Ok(response.map(|incoming| WorkerBody { incoming, lease: Some(lease) }))
+        let head = response.map_err(|e| SendError::Request(e.to_string()))?;
+        let state = match head.framing {
+            Framing::Empty => BodyState::Length(0),
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
+            Framing::UntilClose => BodyState::UntilClose,
+        };
+        let lease = Lease { conn, key, pool: Arc::clone(&self.inner), reusable: head.reusable, state };
+        let mut response = Response::new(WorkerBody { inner: Source::H1(Box::new(lease)) });
+        *response.status_mut() = head.status;
+        if let Some(content_type) = head.content_type {
+            response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        }
+        Ok(response)
     }
 
     fn checkout(&self, key: &Key) -> Option<Conn> {
@@ -138,7 +205,7 @@ impl H1Pool {
                 let mut idle = self.inner.idle.lock().ok()?;
                 idle.get_mut(key)?.pop()?
             };
-            if since.elapsed() < self.inner.idle_timeout && conn.ready_now() {
+            if since.elapsed() < self.inner.idle_timeout && conn.still_open() {
                 return Some(conn);
             }
         }
@@ -148,44 +215,72 @@ impl H1Pool {
         let mut connector = self.inner.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx)).await.map_err(|e| SendError::Connect(e.to_string()))?;
         let io = connector.call(uri.clone()).await.map_err(|e| SendError::Connect(e.to_string()))?;
-        let (send, driver) =
-            http1::Builder::new().handshake(io).await.map_err(|e| SendError::Connect(format!("handshake: {e}")))?;
-        Ok(Conn { send, driver: Some(driver) })
+        Ok(Conn { io: TokioIo::new(io), buf: BytesMut::new() })
     }
 }
 
-fn copy(request: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
-    let mut copy = Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.headers_mut() = request.headers().clone();
-    copy
+/// How much of the body is left to read.
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
 }
 
-type TrySendError = hyper::client::conn::TrySendError<Request<Full<Bytes>>>;
-
-/// Sends the request and drives the connection until the response head arrives.
-async fn round_trip(conn: &mut Conn, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, TrySendError> {
-    let mut response = pin!(conn.send.try_send_request(request));
-    poll_fn(|cx| {
-        conn.drive(cx);
-        response.as_mut().poll(cx)
-    })
-    .await
-}
-
-/// A connection out of the pool for one request.
+/// A connection out of the pool for one request, with the rest of its response.
 struct Lease {
     conn: Conn,
     key: Key,
     pool: Arc<Inner>,
+    reusable: bool,
+    state: BodyState,
 }
 
 impl Lease {
+    /// The next piece of the body, `None` at its end.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, BodyError>> {
+        loop {
+            let buf = &mut self.conn.buf;
+            match &mut self.state {
+                BodyState::Length(0) => return Poll::Ready(Ok(None)),
+                BodyState::Length(remaining) => {
+                    if !buf.is_empty() {
+                        let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(buf.len());
+                        *remaining -= n as u64;
+                        return Poll::Ready(Ok(Some(buf.split_to(n).freeze())));
+                    }
+                }
+                BodyState::Chunked(decoder) => match decoder.decode(buf)? {
+                    Decoded::Data(data) => return Poll::Ready(Ok(Some(data))),
+                    Decoded::End => return Poll::Ready(Ok(None)),
+                    Decoded::NeedMore => {}
+                },
+                BodyState::UntilClose => {
+                    if !buf.is_empty() {
+                        return Poll::Ready(Ok(Some(buf.split().freeze())));
+                    }
+                }
+            }
+            match ready!(self.conn.poll_fill(cx)) {
+                Ok(0) if matches!(self.state, BodyState::UntilClose) => {
+                    self.reusable = false;
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(0) => return Poll::Ready(Err(BodyError::Closed)),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(BodyError::Read(e.to_string()))),
+            }
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        matches!(self.state, BodyState::Length(0))
+    }
+
     /// The response was read to the end: the connection may serve another request.
     fn release(self: Box<Self>) {
-        let Lease { conn, key, pool } = *self;
-        if conn.driver.is_none() {
+        let Lease { conn, key, pool, reusable, .. } = *self;
+        // Bytes past the end of the response were not asked for: the connection is out of step.
+        if !reusable || !conn.buf.is_empty() {
             return;
         }
         if let Ok(mut idle) = pool.idle.lock() {
@@ -197,45 +292,95 @@ impl Lease {
     }
 }
 
-/// A worker's response body. Over a leased HTTP/1.1 connection, reading it drives the
+/// Why a worker's response body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("connection closed before the end of the body")]
+    Closed,
+    #[error("reading the body: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error(transparent)]
+    Http2(#[from] hyper::Error),
+}
+
+/// A worker's response body. Over a leased HTTP/1.1 connection, reading it reads the
 /// connection; over HTTP/2 the connection has a task of its own.
 pub struct WorkerBody {
-    incoming: Incoming,
+    inner: Source,
+}
+
+enum Source {
     /// Boxed: a connection is large, and this body is moved through the pipeline's stages.
-    lease: Option<Box<Lease>>,
+    H1(Box<Lease>),
+    H2(Incoming),
+    /// Read to the end, or failed.
+    Done,
+}
+
+impl std::fmt::Debug for WorkerBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.inner {
+            Source::H1(_) => "http/1.1",
+            Source::H2(_) => "http/2",
+            Source::Done => "done",
+        };
+        f.debug_struct("WorkerBody").field("source", &source).finish_non_exhaustive()
+    }
 }
 
 impl WorkerBody {
     /// A body whose connection is driven elsewhere (HTTP/2).
     pub fn detached(incoming: Incoming) -> Self {
-        WorkerBody { incoming, lease: None }
+        WorkerBody { inner: Source::H2(incoming) }
     }
 }
 
 impl Body for WorkerBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        if let Some(lease) = &mut this.lease {
-            lease.conn.drive(cx);
+        let polled = match &mut this.inner {
+            Source::H2(incoming) => return Pin::new(incoming).poll_frame(cx).map_err(BodyError::from),
+            Source::Done => return Poll::Ready(None),
+            Source::H1(lease) => ready!(lease.poll_data(cx)),
+        };
+        match polled {
+            Ok(Some(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Ok(None) => {
+                if let Source::H1(lease) = std::mem::replace(&mut this.inner, Source::Done) {
+                    lease.release();
+                }
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                // The connection is out of step with the worker: dropping it closes it.
+                this.inner = Source::Done;
+                Poll::Ready(Some(Err(e)))
+            }
         }
-        let polled = Pin::new(&mut this.incoming).poll_frame(cx);
-        if let Poll::Ready(None) = polled
-            && let Some(lease) = this.lease.take()
-        {
-            lease.release();
-        }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
+        match &self.inner {
+            Source::H1(lease) => lease.at_end(),
+            Source::H2(incoming) => incoming.is_end_stream(),
+            Source::Done => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
+        match &self.inner {
+            Source::H1(lease) => match lease.state {
+                BodyState::Length(n) => SizeHint::with_exact(n),
+                _ => SizeHint::default(),
+            },
+            Source::H2(incoming) => incoming.size_hint(),
+            Source::Done => SizeHint::with_exact(0),
+        }
     }
 }
 
@@ -251,9 +396,16 @@ mod tests {
 
     use super::*;
 
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
     /// A worker that answers `per_connection` requests on each connection, then closes it, and
     /// counts the connections it accepted.
     async fn worker(per_connection: usize) -> (Uri, Arc<AtomicUsize>) {
+        replying(OK, per_connection).await
+    }
+
+    /// A worker that answers each request with the bytes of `reply`.
+    async fn replying(reply: &'static [u8], per_connection: usize) -> (Uri, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let uri: Uri = format!("http://{}/v1/models", listener.local_addr().unwrap()).parse().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -262,17 +414,8 @@ mod tests {
             while let Ok((mut socket, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
                     for _ in 0..per_connection {
-                        let mut seen = Vec::new();
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match socket.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => seen.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if socket.write_all(reply).await.is_err() {
+                        if read_head(&mut socket).await.is_none() || socket.write_all(reply).await.is_err() {
                             return;
                         }
                     }
@@ -282,12 +425,25 @@ mod tests {
         (uri, accepted)
     }
 
+    /// Reads one request head; `None` when the connection ended first.
+    async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 4096];
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        Some(seen)
+    }
+
     fn pool() -> H1Pool {
         H1Pool::new(super::super::client::connector(Duration::from_secs(1), false), 4, Duration::from_secs(60))
     }
 
     async fn get(pool: &H1Pool, uri: &Uri) -> String {
-        let request = Request::builder().uri(uri.clone()).body(Full::new(Bytes::new())).unwrap();
+        let request = Request::builder().uri(uri.clone()).body(Bytes::new()).unwrap();
         let response = pool.send(request).await.expect("an answer");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
@@ -317,9 +473,128 @@ mod tests {
     async fn a_body_dropped_unread_closes_its_connection() {
         let (uri, accepted) = worker(usize::MAX).await;
         let pool = pool();
-        let request = Request::builder().uri(uri.clone()).body(Full::new(Bytes::new())).unwrap();
+        let request = Request::builder().uri(uri.clone()).body(Bytes::new()).unwrap();
         drop(pool.send(request).await.unwrap());
         assert_eq!(get(&pool, &uri).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "the abandoned connection was not reused");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_decoded_and_its_connection_reused() {
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+                      2\r\nok\r\n3;ext=1\r\n!!!\r\n0\r\nx-trailer: t\r\n\r\n";
+        let (uri, accepted) = replying(reply, usize::MAX).await;
+        let pool = pool();
+        for _ in 0..3 {
+            let request = Request::builder().uri(uri.clone()).body(Bytes::new()).unwrap();
+            let response = pool.send(request).await.unwrap();
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok!!!");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn chunks_reach_the_reader_as_the_worker_sends_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri: Uri = format!("http://{}/", listener.local_addr().unwrap()).parse().unwrap();
+        let (first_read, wait_first_read) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await.unwrap();
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+            socket.write_all(head).await.unwrap();
+            // The rest is sent only once the reader has the first chunk.
+            wait_first_read.await.unwrap();
+            socket.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await.unwrap();
+        });
+        let request = Request::builder().uri(uri).body(Bytes::new()).unwrap();
+        let mut body = pool().send(request).await.unwrap().into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"first");
+        first_read.send(()).unwrap();
+        let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&second[..], b"second");
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_worker_asked_to_close_is_not_reused() {
+        let reply = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok";
+        let (uri, accepted) = replying(reply, usize::MAX).await;
+        let pool = pool();
+        for _ in 0..3 {
+            assert_eq!(get(&pool, &uri).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_skipped() {
+        let reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (uri, accepted) = replying(reply, usize::MAX).await;
+        let pool = pool();
+        assert_eq!(get(&pool, &uri).await, "ok");
+        assert_eq!(get(&pool, &uri).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_framed_by_the_end_of_the_connection_is_read_to_it() {
+        let (uri, accepted) = replying(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", 1).await;
+        let pool = pool();
+        assert_eq!(get(&pool, &uri).await, "until the end");
+        assert_eq!(get(&pool, &uri).await, "until the end");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_response_is_an_error() {
+        let (uri, _) = replying(b"HTTP/1.1 2OO OK\r\n\r\n", 1).await;
+        let request = Request::builder().uri(uri).body(Bytes::new()).unwrap();
+        let error = pool().send(request).await.expect_err("no response");
+        assert!(error.to_string().contains("malformed response head"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error_and_its_connection_is_not_reused() {
+        let (uri, accepted) = replying(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok", 1).await;
+        let pool = pool();
+        let request = Request::builder().uri(uri.clone()).body(Bytes::new()).unwrap();
+        let error = pool.send(request).await.unwrap().into_body().collect().await.expect_err("cut short");
+        assert!(matches!(error, BodyError::Closed), "{error}");
+        let request = Request::builder().uri(uri).body(Bytes::new()).unwrap();
+        let _ = pool.send(request).await.unwrap().into_body().collect().await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_request_body_is_sent_with_its_length() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri: Uri = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap()).parse().unwrap();
+        let received = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = read_head(&mut socket).await.unwrap();
+            while !seen.ends_with(b"{\"a\":1}") {
+                let mut buf = [0u8; 64];
+                let n = socket.read(&mut buf).await.unwrap();
+                assert_ne!(n, 0, "the body did not arrive");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(OK).await.unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(Bytes::from_static(b"{\"a\":1}"))
+            .unwrap();
+        let body = pool().send(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+        let wire = received.await.unwrap();
+        assert!(wire.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{wire}");
+        assert!(wire.contains("content-length: 7\r\n"), "{wire}");
+        assert!(!wire.contains("transfer-encoding"), "the gateway frames the body itself: {wire}");
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
 use super::endpoint::Endpoint;
@@ -25,19 +25,18 @@ pub async fn run(pool: Arc<Pool>, cancel: CancellationToken) {
 
 async fn probe(pool: &Pool, endpoint: &Endpoint) {
     let health = &pool.config.health;
-    let ok =
-        match Request::builder().method(Method::GET).uri(endpoint.health_uri().clone()).body(Full::new(Bytes::new())) {
-            Ok(req) => {
-                let call = async {
-                    let resp = pool.client.send(endpoint.http2, req).await.ok()?;
-                    let ok = resp.status().is_success();
-                    // Drain the body so the connection goes back to the pool.
-                    let _ = resp.into_body().collect().await;
-                    Some(ok)
-                };
-                matches!(tokio::time::timeout(health.timeout, call).await, Ok(Some(true)))
-            }
-            Err(_) => false,
-        };
+    let ok = match Request::builder().method(Method::GET).uri(endpoint.health_uri().clone()).body(Bytes::new()) {
+        Ok(req) => {
+            let call = async {
+                let resp = pool.client.send(endpoint.http2, req).await.ok()?;
+                let ok = resp.status().is_success();
+                // Drain the body so the connection goes back to the pool.
+                let _ = resp.into_body().collect().await;
+                Some(ok)
+            };
+            matches!(tokio::time::timeout(health.timeout, call).await, Ok(Some(true)))
+        }
+        Err(_) => false,
+    };
     endpoint.record_probe(ok, health.unhealthy_threshold, health.healthy_threshold);
 }

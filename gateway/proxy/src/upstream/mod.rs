@@ -5,8 +5,9 @@ mod endpoint;
 mod h1;
 pub mod health;
 mod pool;
+mod wire;
 
 pub use client::{HttpClient, SendError, UpstreamClient, outbound_client};
 pub use endpoint::{Endpoint, FailureKind, InFlightGuard};
-pub use h1::WorkerBody;
+pub use h1::{BodyError, WorkerBody};
 pub use pool::{Pool, Upstreams};
