@@ -1,12 +1,15 @@
 //! The Prometheus families. One [`Metrics`] per gateway instance with its own registry, so
 //! several gateways can run in one process (tests, `sluice demo`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use crate::record::{RecordSink, RequestRecord};
+use crate::record::{Outcome, RecordSink, RequestRecord};
 
 /// OpenTelemetry's advice for TTFT, extended to two minutes for long prompts under load.
 const TTFT_BUCKETS: &[f64] = &[
@@ -48,6 +51,27 @@ pub struct Metrics {
     endpoint_ejections: IntCounterVec,
     upstream_errors: IntCounterVec,
     retries: IntCounterVec,
+    /// Handles of each tenant and model's series, resolved once: a label lookup hashes every
+    /// label value, and a request touches up to nine series.
+    series: Arc<RwLock<SeriesMap>>,
+}
+
+type SeriesMap = HashMap<(Arc<str>, Arc<str>), Arc<Series>, foldhash::fast::RandomState>;
+
+/// One tenant and model's series. Records carry configured names only (or `unknown`), so the
+/// map is as bounded as the series themselves. A series is created on its first sample, as
+/// `with_label_values` would.
+#[derive(Default)]
+struct Series {
+    requests: [OnceLock<IntCounter>; Outcome::COUNT],
+    e2e: OnceLock<Histogram>,
+    ttft: OnceLock<Histogram>,
+    tpot: OnceLock<Histogram>,
+    input: OnceLock<Histogram>,
+    output: OnceLock<Histogram>,
+    prompt: OnceLock<IntCounter>,
+    cached: OnceLock<IntCounter>,
+    completion: OnceLock<IntCounter>,
 }
 
 /// Handles for one endpoint, resolved once so the hot path does no label lookups.
@@ -139,6 +163,7 @@ impl Metrics {
                 Opts::new("sluice_upstream_retries_total", "Attempts retried on another endpoint."),
                 &["pool"],
             )?,
+            series: Arc::default(),
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -190,26 +215,49 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    fn series(&self, tenant: &Arc<str>, model: &Arc<str>) -> Arc<Series> {
+        let key = (Arc::clone(tenant), Arc::clone(model));
+        if let Some(series) = self.series.read().ok().and_then(|map| map.get(&key).cloned()) {
+            return series;
+        }
+        match self.series.write() {
+            Ok(mut map) => Arc::clone(map.entry(key).or_default()),
+            // A poisoned lock only loses the cache: the handles still resolve from the families.
+            Err(_) => Arc::default(),
+        }
+    }
+}
+
 impl RecordSink for Metrics {
     fn record(&self, r: &RequestRecord) {
         let (tenant, model) = (&*r.tenant, &*r.model);
-        self.requests.with_label_values(&[tenant, model, r.outcome.label()]).inc();
-        self.e2e.with_label_values(&[tenant, model]).observe(r.e2e.as_secs_f64());
+        let pair = [tenant, model];
+        let s = self.series(&r.tenant, &r.model);
+        let requests = || self.requests.with_label_values(&[tenant, model, r.outcome.label()]);
+        match s.requests.get(r.outcome as usize) {
+            Some(cell) => cell.get_or_init(requests).inc(),
+            None => requests().inc(),
+        }
+        s.e2e.get_or_init(|| self.e2e.with_label_values(&pair)).observe(r.e2e.as_secs_f64());
         self.overhead.observe(r.overhead.as_secs_f64());
         if let Some(ttft) = r.ttft {
-            self.ttft.with_label_values(&[tenant, model]).observe(ttft.as_secs_f64());
+            s.ttft.get_or_init(|| self.ttft.with_label_values(&pair)).observe(ttft.as_secs_f64());
         }
         if let Some(tpot) = r.tpot {
-            self.tpot.with_label_values(&[tenant, model]).observe(tpot.as_secs_f64());
+            s.tpot.get_or_init(|| self.tpot.with_label_values(&pair)).observe(tpot.as_secs_f64());
         }
         if r.attempts > 0 && (r.prompt_tokens > 0 || r.completion_tokens > 0) {
-            self.token_usage.with_label_values(&[model, "input"]).observe(r.prompt_tokens as f64);
-            self.token_usage.with_label_values(&[model, "output"]).observe(r.completion_tokens as f64);
-            for (kind, n) in
-                [("prompt", r.prompt_tokens), ("cached", r.cached_tokens), ("completion", r.completion_tokens)]
-            {
+            for (cell, kind, n) in [(&s.input, "input", r.prompt_tokens), (&s.output, "output", r.completion_tokens)] {
+                cell.get_or_init(|| self.token_usage.with_label_values(&[model, kind])).observe(n as f64);
+            }
+            for (cell, kind, n) in [
+                (&s.prompt, "prompt", r.prompt_tokens),
+                (&s.cached, "cached", r.cached_tokens),
+                (&s.completion, "completion", r.completion_tokens),
+            ] {
                 if n > 0 {
-                    self.tokens.with_label_values(&[tenant, model, kind]).inc_by(n);
+                    cell.get_or_init(|| self.tokens.with_label_values(&[tenant, model, kind])).inc_by(n);
                 }
             }
         }
@@ -261,5 +309,46 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn series_resolved_once_keep_counting_per_tenant_model_and_outcome() {
+        let m = Metrics::new().unwrap();
+        let record = |tenant: &str, outcome: Outcome, completion_tokens: u64| RequestRecord {
+            tenant: Arc::from(tenant),
+            model: Arc::from("llama"),
+            api: Some(Api::ChatCompletions),
+            stream: false,
+            pool: None,
+            endpoint: None,
+            status: 200,
+            outcome,
+            attempts: 1,
+            ttft: None,
+            tpot: None,
+            e2e: Duration::from_millis(5),
+            overhead: Duration::from_micros(40),
+            prompt_tokens: 10,
+            cached_tokens: 0,
+            completion_tokens,
+        };
+        for _ in 0..3 {
+            m.record(&record("acme", Outcome::Ok, 2));
+        }
+        m.record(&record("acme", Outcome::Cancelled, 1));
+        m.record(&record("globex", Outcome::Ok, 4));
+        let text = String::from_utf8(m.render()).unwrap();
+        for needle in [
+            r#"sluice_requests_total{model="llama",outcome="ok",tenant="acme"} 3"#,
+            r#"sluice_requests_total{model="llama",outcome="cancelled",tenant="acme"} 1"#,
+            r#"sluice_requests_total{model="llama",outcome="ok",tenant="globex"} 1"#,
+            r#"gen_ai_server_request_duration_seconds_count{model="llama",tenant="acme"} 4"#,
+            r#"sluice_tokens_total{model="llama",tenant="acme",type="completion"} 7"#,
+            r#"gen_ai_client_token_usage_count{gen_ai_token_type="output",model="llama"} 5"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(!text.contains(r#"type="cached""#), "no sample, no series:\n{text}");
+        assert!(!text.contains("time_to_first_token_seconds_count"), "no sample, no series:\n{text}");
     }
 }

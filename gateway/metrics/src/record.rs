@@ -55,6 +55,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How many outcomes there are (the last variant's index plus one).
+    pub const COUNT: usize = Outcome::InternalError as usize + 1;
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

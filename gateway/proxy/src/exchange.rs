@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use sluice_metrics::{Api, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
 use sluice_openai::Usage;
 
@@ -110,10 +110,17 @@ fn response_done(record: &RequestRecord) -> ResponseDone {
     }
 }
 
+/// The request's id, taken from the client or made up, passed to the worker and returned.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers.get("x-request-id").filter(|v| !v.is_empty() && v.len() <= 128).cloned().unwrap_or_else(|| {
-        // A hex string is always a valid header value.
-        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).unwrap_or(HeaderValue::from_static("-"))
+    headers.get(X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128).cloned().unwrap_or_else(|| {
+        // Hex digits are always a valid header value.
+        let mut id = [0u8; 16];
+        match hex::encode_to_slice(rand::random::<u64>().to_be_bytes(), &mut id) {
+            Ok(()) => HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-")),
+            Err(_) => HeaderValue::from_static("-"),
+        }
     })
 }
 
@@ -186,7 +193,7 @@ impl Exchange {
             tracing::debug!(request_id = ?self.request_id, %error, "request refused");
         }
         let mut response = error.into_response();
-        response.headers_mut().insert("x-request-id", self.request_id.clone());
+        response.headers_mut().insert(X_REQUEST_ID, self.request_id.clone());
         let record = self.unanswered_record(status, outcome);
         self.emit(&record);
         response

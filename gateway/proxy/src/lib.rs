@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 pub use body::ResponseBody;
 pub use error::GatewayError;
-pub use exchange::Sinks;
+pub use exchange::{Sinks, X_REQUEST_ID};
 
 /// The data plane: shared, immutable apart from atomics and the snapshots of tenants and
 /// pools, which the store's watcher swaps.
@@ -127,7 +127,7 @@ impl Gateway {
         let body = serde_json::to_vec(&list).unwrap_or_default();
         let mut response = Response::new(ResponseBody::full(body));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response.headers_mut().insert("x-request-id", request_id.clone());
+        response.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         response
     }
 }

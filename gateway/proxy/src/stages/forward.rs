@@ -14,7 +14,7 @@ use sluice_plugin_host::{Chain, Hook};
 use tokio::time::{Instant, timeout_at};
 
 use crate::error::{GatewayError, TimeoutPhase};
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, X_REQUEST_ID};
 use crate::stages::prepare::UpstreamBody;
 use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool, SendError, WorkerBody};
 
@@ -149,18 +149,18 @@ async fn attempt_once(
     total_deadline: Instant,
 ) -> Result<UpstreamReply, Failure> {
     let config = &pool.config;
-    let mut builder = Request::builder();
+    let mut request = Request::new(body.bytes.clone());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = endpoint.uri(api).clone();
+    let headers = request.headers_mut();
+    headers.reserve(body.headers.len() + 3);
     for (name, value) in &body.headers {
-        builder = builder.header(name, value);
+        headers.append(name, value.clone());
     }
-    let request = builder
-        .method(Method::POST)
-        .uri(endpoint.uri(api).clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, if ex.stream { "text/event-stream" } else { "application/json" })
-        .header("x-request-id", ex.request_id.clone())
-        .body(body.bytes.clone())
-        .map_err(|e| Failure::new(FailureKind::Connect, format!("building request: {e}")))?;
+    let accept = if ex.stream { "text/event-stream" } else { "application/json" };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    headers.insert(X_REQUEST_ID, ex.request_id.clone());
 
     // Streams must show a first byte within `first_byte_timeout`; a whole response may take as
     // long as the generation does, up to the total timeout.

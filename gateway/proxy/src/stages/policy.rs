@@ -13,7 +13,7 @@ use sluice_plugin_host::{BodyResource, Chain, Hook, RequestVerdict, RequestView}
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, X_REQUEST_ID};
 use crate::stages::parse::{self, ParsedRequest};
 
 pub enum PolicyOutcome {
@@ -119,7 +119,7 @@ pub async fn run(
             if !reply.headers().contains_key(header::CONTENT_TYPE) {
                 reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
-            reply.headers_mut().insert("x-request-id", ex.request_id.clone());
+            reply.headers_mut().insert(X_REQUEST_ID, ex.request_id.clone());
             tracing::debug!(request_id = ?ex.request_id, %plugin, "answered by a plugin");
             Ok(PolicyOutcome::Respond(reply))
         }

@@ -12,7 +12,7 @@ use sluice_plugin_host::{Chain, ChunkVerdict, Hook};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::exchange::{Completion, Exchange};
+use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
 use crate::relay::{Relay, RelayLimits};
 use crate::stages::forward::{Forwarded, UpstreamReply};
 
@@ -74,7 +74,7 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
                     // the error.
                     let error_outcome = error.outcome();
                     let mut response = error.into_response();
-                    response.headers_mut().insert("x-request-id", request_id);
+                    response.headers_mut().insert(X_REQUEST_ID, request_id);
                     drop(guard);
                     ex.overhead += started.elapsed();
                     let status = response.status().as_u16();
@@ -87,7 +87,7 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
             *response.status_mut() = status;
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
-            headers.insert("x-request-id", request_id);
+            headers.insert(X_REQUEST_ID, request_id);
             response_hooks(hooks, &mut response).await;
             drop(guard);
             ex.overhead += started.elapsed();
@@ -103,7 +103,7 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("text/event-stream")));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            headers.insert("x-request-id", request_id);
+            headers.insert(X_REQUEST_ID, request_id);
             // Tells nginx-style proxies in front of Sluice not to buffer the stream.
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             response_hooks(hooks, &mut response).await;
