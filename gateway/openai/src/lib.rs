@@ -8,6 +8,7 @@
 pub mod error;
 pub mod probe;
 pub mod request;
+mod request_parse;
 pub mod response;
 pub mod sse;
 

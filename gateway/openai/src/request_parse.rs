@@ -1,0 +1,358 @@
+//! How request bodies are parsed: the `Deserialize` impls of the types in [`crate::request`].
+//!
+//! They are written out instead of derived because every request pays for them. serde's
+//! `#[serde(flatten)]` (for `extra`) and `#[serde(untagged)]` (for the shapes of `content` and
+//! `prompt`) first buffer the input into an intermediate tree and then match the tree against
+//! each field or variant in turn; these impls match member names and value shapes as the parser
+//! streams past them. Accepted input and error messages stay those of the derived impls (serde's
+//! `missing field`, `duplicate field`, `invalid type` wording), except that a value matching no
+//! shape says which shapes were expected instead of "did not match any variant".
+
+use std::fmt;
+
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::request::{
+    ChatCompletionRequest, ChatMessage, CompletionRequest, ContentPart, EmbeddingRequest, MessageContent, Prompt,
+    StreamOptions,
+};
+
+/// Implements `Deserialize` for a struct with named members and an `extra` map for the rest.
+/// `required` members missing from the object are an error; `optional` ones are `Option`s that
+/// default to `None` (and `null` reads as `None`). A named member given twice is an error, as
+/// it would be with a derived impl: a body that says two things about its model is ambiguous.
+macro_rules! deserialize_keeping_unknown {
+    (
+        $ty:ident, $expecting:literal,
+        required { $($req:ident: $req_ty:ty = $req_key:literal),* $(,)? }
+        optional { $($opt:ident: $opt_ty:ty = $opt_key:literal),* $(,)? }
+    ) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                #[allow(non_camel_case_types)]
+                enum Member {
+                    $($req,)*
+                    $($opt,)*
+                    Unknown(String),
+                }
+
+                impl<'de> Deserialize<'de> for Member {
+                    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                        struct Names;
+                        impl<'de> Visitor<'de> for Names {
+                            type Value = Member;
+                            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                                f.write_str("a member name")
+                            }
+                            fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
+                                Ok(match name {
+                                    $($req_key => Member::$req,)*
+                                    $($opt_key => Member::$opt,)*
+                                    other => Member::Unknown(other.to_owned()),
+                                })
+                            }
+                        }
+                        deserializer.deserialize_identifier(Names)
+                    }
+                }
+
+                struct Members;
+                impl<'de> Visitor<'de> for Members {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
+                        $(let mut $req: Option<$req_ty> = None;)*
+                        $(let mut $opt: Option<$opt_ty> = None;)*
+                        let mut extra = Map::new();
+                        while let Some(member) = map.next_key::<Member>()? {
+                            match member {
+                                $(Member::$req => {
+                                    if $req.is_some() {
+                                        return Err(de::Error::duplicate_field($req_key));
+                                    }
+                                    $req = Some(map.next_value()?);
+                                })*
+                                $(Member::$opt => {
+                                    if $opt.is_some() {
+                                        return Err(de::Error::duplicate_field($opt_key));
+                                    }
+                                    $opt = Some(map.next_value()?);
+                                })*
+                                Member::Unknown(name) => {
+                                    extra.insert(name, map.next_value::<Value>()?);
+                                }
+                            }
+                        }
+                        Ok($ty {
+                            $($req: $req.ok_or_else(|| de::Error::missing_field($req_key))?,)*
+                            $($opt: $opt.unwrap_or_default(),)*
+                            extra,
+                        })
+                    }
+                }
+
+                deserializer.deserialize_map(Members)
+            }
+        }
+    };
+}
+
+deserialize_keeping_unknown!(StreamOptions, "stream options (a JSON object)",
+    required {}
+    optional { include_usage: Option<bool> = "include_usage" }
+);
+
+deserialize_keeping_unknown!(ChatCompletionRequest, "a chat completion request (a JSON object)",
+    required { model: String = "model", messages: Vec<ChatMessage> = "messages" }
+    optional {
+        stream: Option<bool> = "stream",
+        stream_options: Option<StreamOptions> = "stream_options",
+        max_tokens: Option<u32> = "max_tokens",
+        max_completion_tokens: Option<u32> = "max_completion_tokens",
+        temperature: Option<f64> = "temperature",
+        user: Option<String> = "user",
+    }
+);
+
+deserialize_keeping_unknown!(ChatMessage, "a chat message (a JSON object)",
+    required { role: String = "role" }
+    optional { content: Option<MessageContent> = "content" }
+);
+
+deserialize_keeping_unknown!(ContentPart, "a content part (a JSON object)",
+    required { kind: String = "type" }
+    optional { text: Option<String> = "text" }
+);
+
+deserialize_keeping_unknown!(CompletionRequest, "a completion request (a JSON object)",
+    required { model: String = "model", prompt: Prompt = "prompt" }
+    optional {
+        stream: Option<bool> = "stream",
+        stream_options: Option<StreamOptions> = "stream_options",
+        max_tokens: Option<u32> = "max_tokens",
+        temperature: Option<f64> = "temperature",
+        user: Option<String> = "user",
+    }
+);
+
+deserialize_keeping_unknown!(EmbeddingRequest, "an embeddings request (a JSON object)",
+    required { model: String = "model", input: Prompt = "input" }
+    optional {
+        encoding_format: Option<String> = "encoding_format",
+        dimensions: Option<u32> = "dimensions",
+        user: Option<String> = "user",
+    }
+);
+
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shapes;
+        impl<'de> Visitor<'de> for Shapes {
+            type Value = MessageContent;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(text.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(text))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, parts: A) -> Result<MessageContent, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(parts)).map(MessageContent::Parts)
+            }
+        }
+        deserializer.deserialize_any(Shapes)
+    }
+}
+
+/// The first member of a prompt array, which decides the array's shape.
+enum PromptItem {
+    Text(String),
+    Token(u32),
+    Tokens(Vec<u32>),
+}
+
+fn token<E: de::Error>(id: u64) -> Result<u32, E> {
+    u32::try_from(id).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(id), &"a token id (0 to 4294967295)"))
+}
+
+impl<'de> Deserialize<'de> for PromptItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shapes;
+        impl<'de> Visitor<'de> for Shapes {
+            type Value = PromptItem;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, a token id or an array of token ids")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<PromptItem, E> {
+                Ok(PromptItem::Text(text.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<PromptItem, E> {
+                Ok(PromptItem::Text(text))
+            }
+            fn visit_u64<E: de::Error>(self, id: u64) -> Result<PromptItem, E> {
+                token(id).map(PromptItem::Token)
+            }
+            fn visit_i64<E: de::Error>(self, id: i64) -> Result<PromptItem, E> {
+                let id = u64::try_from(id)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(id), &"a token id (0 to 4294967295)"))?;
+                self.visit_u64(id)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, ids: A) -> Result<PromptItem, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(ids)).map(PromptItem::Tokens)
+            }
+        }
+        deserializer.deserialize_any(Shapes)
+    }
+}
+
+/// Collects the rest of an array whose first member was `first`.
+fn rest_of<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(first: T, mut items: A) -> Result<Vec<T>, A::Error> {
+    let mut all = Vec::with_capacity(items.size_hint().map_or(1, |n| n + 1));
+    all.push(first);
+    while let Some(item) = items.next_element()? {
+        all.push(item);
+    }
+    Ok(all)
+}
+
+impl<'de> Deserialize<'de> for Prompt {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shapes;
+        impl<'de> Visitor<'de> for Shapes {
+            type Value = Prompt;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, an array of strings, an array of token ids or an array of token-id arrays")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Prompt, E> {
+                Ok(Prompt::Text(text.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Prompt, E> {
+                Ok(Prompt::Text(text))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Prompt, A::Error> {
+                // `[]` read as an empty batch of texts with the derived impl too.
+                Ok(match items.next_element::<PromptItem>()? {
+                    None => Prompt::Texts(Vec::new()),
+                    Some(PromptItem::Text(first)) => Prompt::Texts(rest_of(first, items)?),
+                    Some(PromptItem::Token(first)) => Prompt::Tokens(rest_of(first, items)?),
+                    Some(PromptItem::Tokens(first)) => Prompt::TokenBatches(rest_of(first, items)?),
+                })
+            }
+        }
+        deserializer.deserialize_any(Shapes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn chat(body: Value) -> Result<ChatCompletionRequest, String> {
+        let from_value = serde_json::from_value::<ChatCompletionRequest>(body.clone()).map_err(|e| e.to_string());
+        let from_bytes = serde_json::from_slice(body.to_string().as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(from_value.is_ok(), from_bytes.is_ok(), "both parsers agree on {body}");
+        from_bytes
+    }
+
+    #[test]
+    fn every_member_round_trips_whatever_its_place_or_shape() {
+        let bodies = [
+            json!({"model": "m", "messages": []}),
+            json!({
+                "top_k": 5, "model": "m", "user": "u", "temperature": 0.5, "max_tokens": 7,
+                "max_completion_tokens": 9, "stream": false, "stream_options": {"include_usage": true, "x": [1]},
+                "messages": [
+                    {"role": "system", "content": "be brief", "name": "sys"},
+                    {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}]},
+                    {"role": "assistant", "tool_calls": [{"id": "t"}]},
+                ],
+                "guided_json": {"type": "object", "model": "nested names are not members"},
+            }),
+        ];
+        for body in bodies {
+            let parsed = chat(body.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn null_optional_members_read_as_absent() {
+        let parsed = chat(json!({
+            "model": "m", "messages": [{"role": "assistant", "content": null}],
+            "stream": null, "stream_options": null, "max_tokens": null, "user": null,
+        }))
+        .unwrap();
+        assert_eq!((parsed.stream, parsed.max_tokens, &parsed.user), (None, None, &None));
+        assert!(parsed.stream_options.is_none() && parsed.messages[0].content.is_none());
+        assert!(parsed.extra.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_member_and_the_expected_shape() {
+        for (body, says) in [
+            (json!({"messages": []}), "missing field `model`"),
+            (json!({"model": "m"}), "missing field `messages`"),
+            (json!({"model": "m", "messages": [{"content": "x"}]}), "missing field `role`"),
+            (json!({"model": "m", "messages": [], "max_tokens": -1}), "invalid value: integer `-1`"),
+            (json!({"model": "m", "messages": [], "stream": "yes"}), "expected a boolean"),
+            (json!({"model": 3, "messages": []}), "expected a string"),
+            (json!(["model"]), "expected a chat completion request"),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": 3}]}),
+                "a string or an array of content parts",
+            ),
+            (json!({"model": "m", "messages": [{"role": "user", "content": [{"text": "x"}]}]}), "missing field `type`"),
+        ] {
+            let err = chat(body.clone()).unwrap_err();
+            assert!(err.contains(says), "{body}: {err}");
+        }
+        let twice = serde_json::from_str::<ChatCompletionRequest>(r#"{"model":"a","messages":[],"model":"b"}"#);
+        assert!(twice.unwrap_err().to_string().contains("duplicate field `model`"));
+    }
+
+    #[test]
+    fn prompt_shapes_are_told_apart_by_their_first_member() {
+        let parse = |v: Value| serde_json::from_str::<Prompt>(&v.to_string()).map_err(|e| e.to_string());
+        assert_eq!(parse(json!("x")).unwrap(), Prompt::Text("x".into()));
+        assert_eq!(parse(json!([])).unwrap(), Prompt::Texts(vec![]));
+        assert_eq!(parse(json!(["a", "b"])).unwrap(), Prompt::Texts(vec!["a".into(), "b".into()]));
+        assert_eq!(parse(json!([1, 2])).unwrap(), Prompt::Tokens(vec![1, 2]));
+        assert_eq!(parse(json!([[1], [], [2, 3]])).unwrap(), Prompt::TokenBatches(vec![vec![1], vec![], vec![2, 3]]));
+        for (bad, says) in [
+            (json!(["a", 1]), "expected a string"),
+            (json!([1, "a"]), "expected u32"),
+            (json!([[1], 2]), "expected a sequence"),
+            (json!([4294967296u64]), "a token id"),
+            (json!([-1]), "a token id"),
+            (json!([1.5]), "a string, a token id or an array of token ids"),
+            (json!(null), "a string, an array of strings"),
+        ] {
+            let err = parse(bad.clone()).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let from_value = serde_json::from_value::<Prompt>(json!([[1, 2]])).unwrap();
+        assert_eq!(from_value, Prompt::TokenBatches(vec![vec![1, 2]]));
+    }
+
+    #[test]
+    fn completion_and_embedding_requests_keep_unknown_members() {
+        let completion = json!({"model": "m", "prompt": [1, 2], "echo": true, "stream": true});
+        let parsed: CompletionRequest = serde_json::from_value(completion.clone()).unwrap();
+        assert_eq!(parsed.extra["echo"], json!(true));
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), completion);
+        let embedding = json!({"model": "e", "input": ["a"], "dimensions": 8, "truncate_prompt_tokens": 4});
+        let parsed: EmbeddingRequest = serde_json::from_value(embedding.clone()).unwrap();
+        assert_eq!(parsed.dimensions, Some(8));
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), embedding);
+        let err = serde_json::from_value::<EmbeddingRequest>(json!({"model": "e"})).unwrap_err();
+        assert!(err.to_string().contains("missing field `input`"), "{err}");
+    }
+}
