@@ -8,7 +8,7 @@ use memchr::memmem::FinderRev;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::response::Usage;
+use crate::response::{PromptTokensDetails, Usage};
 
 /// What the gateway learns from one streamed chunk (`data:` payload of an SSE event).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,9 +119,146 @@ fn usage_near_end(body: &[u8]) -> Tail {
     }
     let rest = skip_whitespace(&body[at + KEY.needle().len()..]);
     let Some(value) = rest.strip_prefix(b":") else { return Tail::Unsure };
-    let mut values = serde_json::Deserializer::from_slice(value).into_iter::<Option<Usage>>();
-    let Some(Ok(usage)) = values.next() else { return Tail::Unsure };
-    if closes_top_level(&value[values.byte_offset()..]) { Tail::Found(usage) } else { Tail::Unsure }
+    let Some((usage, used)) = scan_usage(value) else { return Tail::Unsure };
+    if closes_top_level(&value[used..]) { Tail::Found(usage) } else { Tail::Unsure }
+}
+
+/// Reads `usage` in the shape workers give it, an object of unsigned integers and of objects of
+/// unsigned integers (`prompt_tokens_details`, `completion_tokens_details`), or `null`; returns it
+/// with the number of bytes read. Anything else, including what serde would refuse (a duplicate
+/// member, a missing `prompt_tokens`), is `None` and the caller parses the whole body with serde,
+/// so the result never differs from serde's. serde would spend most of its time here checking
+/// member names for UTF-8, and this runs for every request.
+fn scan_usage(bytes: &[u8]) -> Option<(Option<Usage>, usize)> {
+    let mut scan = Scan { bytes, at: 0 };
+    if scan.null() {
+        return Some((None, scan.at));
+    }
+    let (mut prompt, mut completion, mut total) = (None, None, None);
+    let mut details: Option<Option<PromptTokensDetails>> = None;
+    scan.object(|scan, name| {
+        let count = match name {
+            b"prompt_tokens" => &mut prompt,
+            b"completion_tokens" => &mut completion,
+            b"total_tokens" => &mut total,
+            b"prompt_tokens_details" if details.is_none() => {
+                details = Some(if scan.null() { None } else { Some(scan_prompt_details(scan)?) });
+                return Some(());
+            }
+            b"prompt_tokens_details" => return None,
+            _ => return scan.skip_counts(),
+        };
+        if count.is_some() {
+            return None;
+        }
+        *count = Some(scan.number()?);
+        Some(())
+    })?;
+    let usage = Usage {
+        prompt_tokens: prompt?,
+        completion_tokens: completion.unwrap_or(0),
+        total_tokens: total.unwrap_or(0),
+        prompt_tokens_details: details.flatten(),
+    };
+    Some((Some(usage), scan.at))
+}
+
+fn scan_prompt_details(scan: &mut Scan<'_>) -> Option<PromptTokensDetails> {
+    let mut cached = None;
+    scan.object(|scan, name| match name {
+        b"cached_tokens" if cached.is_none() => {
+            cached = Some(scan.number()?);
+            Some(())
+        }
+        b"cached_tokens" => None,
+        _ => scan.skip_counts(),
+    })?;
+    Some(PromptTokensDetails { cached_tokens: cached.unwrap_or(0) })
+}
+
+/// A cursor over JSON that understands only what [`scan_usage`] needs.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn skip_whitespace(&mut self) {
+        while matches!(self.bytes.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_whitespace();
+        let found = self.bytes.get(self.at) == Some(&byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    fn null(&mut self) -> bool {
+        self.skip_whitespace();
+        let found = self.bytes[self.at..].starts_with(b"null");
+        self.at += if found { 4 } else { 0 };
+        found
+    }
+
+    /// An unsigned integer as JSON writes it (no leading zeros, no fraction or exponent).
+    fn number(&mut self) -> Option<u64> {
+        self.skip_whitespace();
+        let digits = self.bytes[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let text = &self.bytes[self.at..self.at + digits];
+        let after = self.bytes.get(self.at + digits);
+        if digits == 0 || (digits > 1 && text[0] == b'0') || matches!(after, Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.at += digits;
+        text.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    }
+
+    fn skip_count(&mut self) -> Option<()> {
+        if self.null() { Some(()) } else { self.number().map(drop) }
+    }
+
+    /// A member serde would ignore: a count, `null`, or an object of those (one level deep, so
+    /// a hostile body cannot recurse deeply here).
+    fn skip_counts(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        if self.bytes.get(self.at) == Some(&b'{') {
+            return self.object(|scan, _| scan.skip_count());
+        }
+        self.skip_count()
+    }
+
+    /// `{ "name": value, ... }`, with `member` reading each value. Names with escapes are
+    /// refused rather than decoded.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        if self.eat(b'}') {
+            return Some(());
+        }
+        loop {
+            if !self.eat(b'"') {
+                return None;
+            }
+            // Names are a few bytes long: a plain loop beats memchr's setup.
+            let len = self.bytes[self.at..].iter().position(|&b| b == b'"' || b == b'\\')?;
+            let name = &self.bytes[self.at..self.at + len];
+            if self.bytes[self.at + len] == b'\\' {
+                return None;
+            }
+            self.at += len + 1;
+            if !self.eat(b':') {
+                return None;
+            }
+            member(self, name)?;
+            if !self.eat(b',') {
+                return self.eat(b'}').then_some(());
+            }
+        }
+    }
 }
 
 fn skip_whitespace(bytes: &[u8]) -> &[u8] {
@@ -243,15 +380,77 @@ mod tests {
             r#"{"choices":[],"usage":null}"#.to_owned(),
             r#"{"choices":[]}"#.to_owned(),
             r#"{"choices":[],"usage":{"prompt_tokens":"many"}}"#.to_owned(),
+            // What vLLM and OpenAI attach: details objects, nulls, members serde ignores.
+            r#"{"usage":{"prompt_tokens":9,"total_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":null},"completion_tokens_details":{"reasoning_tokens":0}}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":9,"prompt_tokens_details":null,"completion_tokens":3}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":9,"prompt_tokens_details":{}}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":0,"completion_tokens":18446744073709551615}}"#.to_owned(),
+            // Shapes the scan leaves to serde, which agrees or refuses.
+            r#"{"usage":{"prompt_tokens":18446744073709551616}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1.0}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":-1}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":01}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1e3}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#.to_owned(),
+            r#"{"usage":{"completion_tokens":2}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":1}}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1,"model":"m","extra":{"a":{"b":1}},"flag":true}}"#.to_owned(),
+            r#"{"usage":{"prompt\u005ftokens":1}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1,}}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1}"#.to_owned(),
+            r#"{"usage":{"prompt_tokens":1} , "x": [ ] }"#.to_owned(),
+            r#"{"usage":nul}"#.to_owned(),
+            r#"{"usage":"#.to_owned(),
         ];
         for body in &bodies {
             let fast = body_usage(body.as_bytes()).map(|u| (u.prompt_tokens, u.completion_tokens));
             assert_eq!(fast, parsed(body), "{body}");
         }
-        for body in &bodies[..3] {
+        for body in bodies[..3].iter().chain(&bodies[10..14]) {
             assert!(matches!(usage_near_end(body.as_bytes()), Tail::Found(Some(_))), "parsed from the end: {body}");
         }
         assert_eq!(body_usage(bodies[3].as_bytes()).map(|u| u.prompt_tokens), Some(5));
         assert!(body_usage(bodies[4].as_bytes()).is_none());
+    }
+
+    /// Usage objects assembled from members, values and separators the scan accepts, refuses or
+    /// must stop at, in every order: the probe and serde agree on each.
+    #[test]
+    fn body_usage_agrees_with_a_full_parse_on_assembled_usage() {
+        let members = [
+            r#""prompt_tokens":7"#,
+            r#""prompt_tokens":0"#,
+            r#""completion_tokens":3"#,
+            r#""total_tokens":10"#,
+            r#""prompt_tokens_details":{"cached_tokens":2}"#,
+            r#""prompt_tokens_details":null"#,
+            r#""prompt_tokens_details":{"cached_tokens":null}"#,
+            r#""completion_tokens_details":{"reasoning_tokens":1,"x":null}"#,
+            r#""completion_tokens_details":{"deep":{"a":1}}"#,
+            r#""prompt_tokens":7.5"#,
+            r#""prompt_tokens":"7""#,
+            r#""note":"usage""#,
+            r#""x":[1]"#,
+            r#""x":true"#,
+        ];
+        let mut scanned = 0;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % n as u64).unwrap()
+        };
+        for _ in 0..5_000 {
+            let picked: Vec<&str> = (0..next(5)).map(|_| members[next(members.len())]).collect();
+            let separator = [",", " , ", ",\n  "][next(3)];
+            let body = format!(r#"{{"choices":[],"usage": {{{}}} }}"#, picked.join(separator));
+            let fast = body_usage(body.as_bytes());
+            let full = serde_json::from_slice::<UsageProbe>(body.as_bytes()).ok().and_then(|p| p.usage);
+            assert_eq!(fast, full, "{body}");
+            scanned += usize::from(matches!(usage_near_end(body.as_bytes()), Tail::Found(_)));
+        }
+        // Most draws repeat a member or hold one the scan refuses; enough do not.
+        assert!(scanned > 200, "the scan itself answered only {scanned} of 5000");
     }
 }

@@ -38,10 +38,16 @@ pub fn run(api: Api, body: &Bytes) -> Result<ParsedRequest, GatewayError> {
             param: None,
         });
     }
+    // JSON is UTF-8 (RFC 8259). Checking the whole body at once lets the parser skip checking
+    // each string it meets, which it would otherwise do string by string.
+    let text = std::str::from_utf8(body).map_err(|e| GatewayError::InvalidBody {
+        message: format!("the request body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        param: None,
+    })?;
     let parsed = match api {
-        Api::ChatCompletions => serde_json::from_slice(body).map(ParsedRequest::Chat),
-        Api::Completions => serde_json::from_slice(body).map(ParsedRequest::Completion),
-        Api::Embeddings => serde_json::from_slice(body).map(ParsedRequest::Embedding),
+        Api::ChatCompletions => serde_json::from_str(text).map(ParsedRequest::Chat),
+        Api::Completions => serde_json::from_str(text).map(ParsedRequest::Completion),
+        Api::Embeddings => serde_json::from_str(text).map(ParsedRequest::Embedding),
     }
     .map_err(|e| {
         let message = e.to_string();
@@ -82,6 +88,13 @@ mod tests {
         }
         assert!(matches!(err(Api::Embeddings, ""), GatewayError::InvalidBody { .. }));
         assert!(matches!(err(Api::Completions, r#"{"model":" ","prompt":"x"}"#), GatewayError::InvalidBody { .. }));
+        let latin1 = Bytes::from_static(b"{\"model\":\"m\",\"prompt\":\"caf\xe9\"}");
+        match run(Api::Completions, &latin1).unwrap_err() {
+            GatewayError::InvalidBody { message, param: None } => {
+                assert!(message.contains("UTF-8 (at byte 26)"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -71,7 +71,9 @@ impl std::hash::Hash for Key {
 const READ_SIZE: usize = 8 * 1024;
 
 struct Conn {
-    io: Io,
+    /// Boxed: with rustls' state inline it is over a kilobyte, and a connection is moved into
+    /// and out of the pool and through the request's futures several times per request.
+    io: Box<Io>,
     /// Read from the socket, not yet consumed.
     buf: BytesMut,
 }
@@ -82,7 +84,7 @@ impl Conn {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
             self.buf.reserve(READ_SIZE);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        tokio_util::io::poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.buf)
     }
 
     /// An idle connection that can carry a request right now: nothing arrived on it since its
@@ -214,7 +216,7 @@ impl H1Pool {
             Framing::UntilClose => BodyState::UntilClose,
         };
         let lease = Lease { conn, key, pool: Arc::clone(&self.inner), reusable: head.reusable, state };
-        let mut response = Response::new(WorkerBody { inner: Source::H1(Box::new(lease)) });
+        let mut response = Response::new(WorkerBody { inner: Source::H1(lease) });
         *response.status_mut() = head.status;
         if let Some(content_type) = head.content_type {
             response.headers_mut().insert(header::CONTENT_TYPE, content_type);
@@ -238,7 +240,7 @@ impl H1Pool {
         let mut connector = self.inner.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx)).await.map_err(|e| SendError::Connect(e.to_string()))?;
         let io = connector.call(uri.clone()).await.map_err(|e| SendError::Connect(e.to_string()))?;
-        Ok(Conn { io: TokioIo::new(io), buf: BytesMut::new() })
+        Ok(Conn { io: Box::new(TokioIo::new(io)), buf: BytesMut::new() })
     }
 }
 
@@ -300,8 +302,8 @@ impl Lease {
     }
 
     /// The response was read to the end: the connection may serve another request.
-    fn release(self: Box<Self>) {
-        let Lease { conn, key, pool, reusable, .. } = *self;
+    fn release(self) {
+        let Lease { conn, key, pool, reusable, .. } = self;
         // Bytes past the end of the response were not asked for: the connection is out of step.
         if !reusable || !conn.buf.is_empty() {
             return;
@@ -335,8 +337,7 @@ pub struct WorkerBody {
 }
 
 enum Source {
-    /// Boxed: a connection is large, and this body is moved through the pipeline's stages.
-    H1(Box<Lease>),
+    H1(Lease),
     H2(Incoming),
     /// Read to the end, or failed.
     Done,
