@@ -1,6 +1,6 @@
 //! The state of one request as it moves through the pipeline, and the record it leaves behind.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -110,6 +110,12 @@ fn response_done(record: &RequestRecord) -> ResponseDone {
     }
 }
 
+/// The label of what is not known yet, shared: every request starts with it as its model.
+fn unknown() -> Arc<str> {
+    static UNKNOWN: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(UNKNOWN_LABEL));
+    Arc::clone(&UNKNOWN)
+}
+
 /// The request's id, taken from the client or made up, passed to the worker and returned.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -132,7 +138,7 @@ impl Exchange {
             request_id: request_id(headers),
             api: None,
             key: None,
-            model: Arc::from(UNKNOWN_LABEL),
+            model: unknown(),
             stream: false,
             pool: None,
             endpoint: None,
@@ -147,7 +153,7 @@ impl Exchange {
     }
 
     fn tenant(&self) -> Arc<str> {
-        self.key.as_ref().map_or_else(|| Arc::from(UNKNOWN_LABEL), |k| Arc::clone(&k.tenant.name))
+        self.key.as_ref().map_or_else(unknown, |k| Arc::clone(&k.tenant.name))
     }
 
     fn emit(&mut self, record: &RequestRecord) {

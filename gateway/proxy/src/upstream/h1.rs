@@ -271,7 +271,7 @@ impl Lease {
                     if !buf.is_empty() {
                         let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(buf.len());
                         *remaining -= n as u64;
-                        return Poll::Ready(Ok(Some(buf.split_to(n).freeze())));
+                        return Poll::Ready(Ok(Some(wire::take(buf, n))));
                     }
                 }
                 BodyState::Chunked(decoder) => match decoder.decode(buf)? {

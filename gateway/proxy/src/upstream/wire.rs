@@ -5,7 +5,7 @@
 //! may carry another request; the worker's other headers do not reach the client (the respond
 //! stage writes its own), so they are checked for framing and otherwise skipped, never copied.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 
 /// Larger response heads mean a broken worker, not a big answer.
@@ -194,8 +194,9 @@ impl ChunkedDecoder {
         loop {
             match self.state {
                 ChunkState::Size => {
-                    let Some(line) = take_line(buf)? else { return Ok(Decoded::NeedMore) };
-                    let size = parse_chunk_size(&line)?;
+                    let Some((len, used)) = first_line(buf)? else { return Ok(Decoded::NeedMore) };
+                    let size = parse_chunk_size(&buf[..len])?;
+                    buf.advance(used);
                     self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
                 }
                 ChunkState::Data(remaining) => {
@@ -205,7 +206,7 @@ impl ChunkedDecoder {
                     let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(buf.len());
                     let left = remaining - n as u64;
                     self.state = if left == 0 { ChunkState::DataEnd } else { ChunkState::Data(left) };
-                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                    return Ok(Decoded::Data(take(buf, n)));
                 }
                 ChunkState::DataEnd => {
                     if buf.len() < 2 {
@@ -214,15 +215,16 @@ impl ChunkedDecoder {
                     if &buf[..2] != b"\r\n" {
                         return Err(WireError::Chunked("chunk data not followed by CRLF"));
                     }
-                    let _ = buf.split_to(2);
+                    buf.advance(2);
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
-                    let Some(line) = take_line(buf)? else { return Ok(Decoded::NeedMore) };
-                    if line.is_empty() {
+                    let Some((len, used)) = first_line(buf)? else { return Ok(Decoded::NeedMore) };
+                    buf.advance(used);
+                    if len == 0 {
                         self.state = ChunkState::Done;
                     } else {
-                        self.trailer_bytes += line.len();
+                        self.trailer_bytes += len;
                         if self.trailer_bytes > MAX_TRAILERS {
                             return Err(WireError::Chunked("trailers too large"));
                         }
@@ -234,20 +236,31 @@ impl ChunkedDecoder {
     }
 }
 
-/// Takes one line, without its line ending, off the front of `buf`.
-fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
+/// The first line of `buf`: its length without the line ending, and with it.
+fn first_line(buf: &[u8]) -> Result<Option<(usize, usize)>, WireError> {
     let Some(end) = memchr::memchr(b'\n', buf) else {
         return if buf.len() > MAX_LINE { Err(WireError::Chunked("line too long")) } else { Ok(None) };
     };
     if end > MAX_LINE {
         return Err(WireError::Chunked("line too long"));
     }
-    let mut line = buf.split_to(end + 1);
-    line.truncate(end);
-    if line.last() == Some(&b'\r') {
-        line.truncate(end - 1);
+    let len = if end > 0 && buf[end - 1] == b'\r' { end - 1 } else { end };
+    Ok(Some((len, end + 1)))
+}
+
+/// Pieces up to this size are copied out of the connection's read buffer rather than split off.
+const COPY_UP_TO: usize = 16 * 1024;
+
+/// The first `n` bytes of `buf`, taken off it. Splitting them off would share the buffer with
+/// the piece, so the connection's next read would need a new buffer; a small piece (a token
+/// event, a whole short answer) is cheaper to copy.
+pub fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n > COPY_UP_TO {
+        return buf.split_to(n).freeze();
     }
-    Ok(Some(line))
+    let piece = Bytes::copy_from_slice(&buf[..n]);
+    buf.advance(n);
+    piece
 }
 
 /// A chunk-size line: hex digits, then optional extensions (ignored).
@@ -268,6 +281,16 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
     use super::*;
+
+    #[test]
+    fn take_copies_small_pieces_and_splits_large_ones_leaving_the_rest() {
+        for size in [1, COPY_UP_TO, COPY_UP_TO + 1, 3 * COPY_UP_TO] {
+            let data: Vec<u8> = (0..size + 5).map(|i| (i % 251) as u8).collect();
+            let mut buf = BytesMut::from(&data[..]);
+            let piece = take(&mut buf, size);
+            assert_eq!((&piece[..], &buf[..]), (&data[..size], &data[size..]), "{size}");
+        }
+    }
 
     fn head(text: &str) -> ResponseHead {
         let (len, head) = parse_response(text.as_bytes()).unwrap().expect("a complete head");
