@@ -355,4 +355,196 @@ mod tests {
         let err = serde_json::from_value::<EmbeddingRequest>(json!({"model": "e"})).unwrap_err();
         assert!(err.to_string().contains("missing field `input`"), "{err}");
     }
+
+    /// The impls serde derives for the same structs, as the gateway used them before these.
+    mod derived {
+        use serde::Deserialize;
+        use serde_json::{Map, Value};
+
+        #[derive(Deserialize)]
+        pub struct Chat {
+            pub model: String,
+            pub messages: Vec<Message>,
+            #[serde(default)]
+            pub stream: Option<bool>,
+            #[serde(default)]
+            pub stream_options: Option<StreamOptions>,
+            #[serde(default)]
+            pub max_tokens: Option<u32>,
+            #[serde(default)]
+            pub max_completion_tokens: Option<u32>,
+            #[serde(default)]
+            pub temperature: Option<f64>,
+            #[serde(default)]
+            pub user: Option<String>,
+            #[serde(flatten)]
+            pub extra: Map<String, Value>,
+        }
+
+        #[derive(Deserialize)]
+        pub struct StreamOptions {
+            #[serde(default)]
+            pub include_usage: Option<bool>,
+            #[serde(flatten)]
+            pub extra: Map<String, Value>,
+        }
+
+        #[derive(Deserialize)]
+        pub struct Message {
+            pub role: String,
+            #[serde(default)]
+            pub content: Option<Content>,
+            #[serde(flatten)]
+            pub extra: Map<String, Value>,
+        }
+
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        pub enum Content {
+            Text(String),
+            Parts(Vec<Part>),
+        }
+
+        #[derive(Deserialize)]
+        pub struct Part {
+            #[serde(rename = "type")]
+            pub kind: String,
+            #[serde(default)]
+            pub text: Option<String>,
+            #[serde(flatten)]
+            pub extra: Map<String, Value>,
+        }
+    }
+
+    /// What both impls make of a body, in a form that can be compared.
+    fn summary_of_ours(r: &ChatCompletionRequest) -> String {
+        format!("{}", serde_json::to_value(r).unwrap())
+    }
+
+    fn summary_of_derived(r: &derived::Chat) -> String {
+        let messages: Vec<Value> = r
+            .messages
+            .iter()
+            .map(|m| {
+                let mut v = m.extra.clone();
+                v.insert("role".into(), json!(m.role));
+                match &m.content {
+                    Some(derived::Content::Text(t)) => {
+                        v.insert("content".into(), json!(t));
+                    }
+                    Some(derived::Content::Parts(parts)) => {
+                        let parts: Vec<Value> = parts
+                            .iter()
+                            .map(|p| {
+                                let mut v = p.extra.clone();
+                                v.insert("type".into(), json!(p.kind));
+                                if let Some(t) = &p.text {
+                                    v.insert("text".into(), json!(t));
+                                }
+                                Value::Object(v)
+                            })
+                            .collect();
+                        v.insert("content".into(), Value::Array(parts));
+                    }
+                    None => {}
+                }
+                Value::Object(v)
+            })
+            .collect();
+        let mut v = r.extra.clone();
+        v.insert("model".into(), json!(r.model));
+        v.insert("messages".into(), Value::Array(messages));
+        let optional = [
+            ("stream", r.stream.map(|b| json!(b))),
+            ("max_tokens", r.max_tokens.map(|n| json!(n))),
+            ("max_completion_tokens", r.max_completion_tokens.map(|n| json!(n))),
+            ("temperature", r.temperature.map(|t| json!(t))),
+            ("user", r.user.as_ref().map(|u| json!(u))),
+            (
+                "stream_options",
+                r.stream_options.as_ref().map(|o| {
+                    let mut v = o.extra.clone();
+                    if let Some(u) = o.include_usage {
+                        v.insert("include_usage".into(), json!(u));
+                    }
+                    Value::Object(v)
+                }),
+            ),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                v.insert(name.into(), value);
+            }
+        }
+        format!("{}", Value::Object(v))
+    }
+
+    /// Chat requests assembled from members, in every order and with repeats, that each impl
+    /// accepts or refuses: the written-out impl accepts exactly what the derived one did, and
+    /// reads the same request from it.
+    #[test]
+    fn accepts_and_reads_what_the_derived_impls_did() {
+        let members = [
+            r#""model":"m""#,
+            r#""model":null"#,
+            r#""model":7"#,
+            r#""messages":[]"#,
+            r#""messages":[{"role":"user","content":"hi"}]"#,
+            r#""messages":[{"role":"user","content":null,"name":"n"},{"role":"tool","content":[{"type":"text","text":"t"},{"type":"image_url","image_url":{"url":"u"}}]}]"#,
+            r#""messages":[{"content":"no role"}]"#,
+            r#""messages":[{"role":"user","content":5}]"#,
+            r#""messages":[{"role":"user","content":[{"text":"no type"}]}]"#,
+            r#""messages":{}"#,
+            r#""stream":true"#,
+            r#""stream":null"#,
+            r#""stream":"yes""#,
+            r#""stream_options":{"include_usage":false,"continuous_usage_stats":true}"#,
+            r#""stream_options":null"#,
+            r#""stream_options":[]"#,
+            r#""max_tokens":16"#,
+            r#""max_tokens":-1"#,
+            r#""max_tokens":4294967296"#,
+            r#""max_completion_tokens":8"#,
+            r#""temperature":0.5"#,
+            r#""temperature":1"#,
+            r#""user":"u""#,
+            r#""top_k":40"#,
+            r#""top_k":41"#,
+            r#""guided_json":{"model":"inner","messages":null}"#,
+            r#""n":null"#,
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % n as u64).unwrap()
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut picked: Vec<&str> = (0..next(6)).map(|_| members[next(members.len())]).collect();
+            // Mostly with a model and messages, so that many draws are whole requests.
+            if next(8) > 0 {
+                picked.insert(next(picked.len() + 1), members[0]);
+                picked.insert(next(picked.len() + 1), members[3 + next(3)]);
+            }
+            let body = format!("{{{}}}", picked.join(","));
+            let ours = serde_json::from_str::<ChatCompletionRequest>(&body);
+            let theirs = serde_json::from_str::<derived::Chat>(&body);
+            match (&ours, &theirs) {
+                (Ok(ours), Ok(theirs)) => {
+                    assert_eq!(summary_of_ours(ours), summary_of_derived(theirs), "{body}");
+                    accepted += 1;
+                }
+                (Err(_), Err(_)) => {}
+                _ => panic!(
+                    "{body}: ours {:?}, derived {:?}",
+                    ours.as_ref().err(),
+                    theirs.as_ref().err().map(|e| e.to_string())
+                ),
+            }
+        }
+        // Many draws repeat a member or hold a bad one; enough are whole requests.
+        assert!(accepted > 2_000, "only {accepted} of 20000 were accepted");
+    }
 }
