@@ -18,3 +18,16 @@ pub use request::{
     MessageContent, Prompt, StreamOptions,
 };
 pub use response::{PromptTokensDetails, Usage};
+
+/// Reproducible draws for tests that assemble many inputs: `next(n)` is in `0..n`.
+#[cfg(test)]
+fn draws(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut state = seed;
+    move |n| {
+        // xorshift64: enough to vary inputs, and the same on every run.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}

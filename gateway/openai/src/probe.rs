@@ -434,13 +434,7 @@ mod tests {
             r#""x":true"#,
         ];
         let mut scanned = 0;
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            usize::try_from(state % n as u64).unwrap()
-        };
+        let mut next = crate::draws(0x2545_f491_4f6c_dd1du64);
         for _ in 0..5_000 {
             let picked: Vec<&str> = (0..next(5)).map(|_| members[next(members.len())]).collect();
             let separator = [",", " , ", ",\n  "][next(3)];

@@ -513,13 +513,7 @@ mod tests {
             r#""guided_json":{"model":"inner","messages":null}"#,
             r#""n":null"#,
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            usize::try_from(state % n as u64).unwrap()
-        };
+        let mut next = crate::draws(0x9e37_79b9_7f4a_7c15u64);
         let mut accepted = 0;
         for _ in 0..20_000 {
             let mut picked: Vec<&str> = (0..next(6)).map(|_| members[next(members.len())]).collect();
