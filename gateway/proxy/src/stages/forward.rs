@@ -172,7 +172,7 @@ async fn attempt_once(
         Ok(Ok(response)) => response,
     };
     let status = response.status();
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let content_type = response.content_type().cloned();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         // Drain briefly so an HTTP/1 connection can be reused; the body itself is not needed.
         let _ = tokio::time::timeout(Duration::from_millis(100), response.into_body().collect()).await;

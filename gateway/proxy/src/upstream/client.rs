@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sluice_config::UpstreamConfig;
 
-use super::h1::{H1Pool, WorkerBody};
+use super::h1::{H1Pool, WorkerResponse};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -49,12 +49,12 @@ impl UpstreamClient {
     }
 
     /// Sends `request` (an absolute URI) over HTTP/2 or HTTP/1.1.
-    pub async fn send(&self, http2: bool, request: Request<Bytes>) -> Result<Response<WorkerBody>, SendError> {
+    pub async fn send(&self, http2: bool, request: Request<Bytes>) -> Result<WorkerResponse, SendError> {
         if !http2 {
             return self.http1.send(request).await;
         }
         match self.http2.request(request.map(Full::new)).await {
-            Ok(response) => Ok(response.map(WorkerBody::detached)),
+            Ok(response) => Ok(WorkerResponse::detached(response)),
             Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
             Err(e) => Err(SendError::Request(e.to_string())),
         }

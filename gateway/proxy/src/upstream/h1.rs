@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -187,7 +187,7 @@ impl H1Pool {
 
     /// Sends `request` (an absolute URI) and returns the response head; its body reads the rest
     /// of the response from the connection and hands the connection back when done.
-    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<WorkerBody>, SendError> {
+    pub async fn send(&self, request: Request<Bytes>) -> Result<WorkerResponse, SendError> {
         let (parts, body) = request.into_parts();
         let uri = parts.uri;
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
@@ -216,12 +216,11 @@ impl H1Pool {
             Framing::UntilClose => BodyState::UntilClose,
         };
         let lease = Lease { conn, key, pool: Arc::clone(&self.inner), reusable: head.reusable, state };
-        let mut response = Response::new(WorkerBody { inner: Source::H1(lease) });
-        *response.status_mut() = head.status;
-        if let Some(content_type) = head.content_type {
-            response.headers_mut().insert(header::CONTENT_TYPE, content_type);
-        }
-        Ok(response)
+        Ok(WorkerResponse {
+            status: head.status,
+            content_type: head.content_type,
+            body: WorkerBody { inner: Source::H1(lease) },
+        })
     }
 
     fn checkout(&self, key: &Key) -> Option<Conn> {
@@ -332,6 +331,35 @@ pub enum BodyError {
 
 /// A worker's response body. Over a leased HTTP/1.1 connection, reading it reads the
 /// connection; over HTTP/2 the connection has a task of its own.
+/// A worker's response: the part of its head the gateway uses, and its body. Not an
+/// `http::Response`: its header map would allocate on every request to hold one header.
+#[derive(Debug)]
+pub struct WorkerResponse {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: WorkerBody,
+}
+
+impl WorkerResponse {
+    /// A response whose body is driven elsewhere (HTTP/2).
+    pub fn detached(response: http::Response<Incoming>) -> Self {
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        WorkerResponse { status: response.status(), content_type, body: WorkerBody::detached(response.into_body()) }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn content_type(&self) -> Option<&HeaderValue> {
+        self.content_type.as_ref()
+    }
+
+    pub fn into_body(self) -> WorkerBody {
+        self.body
+    }
+}
+
 pub struct WorkerBody {
     inner: Source,
 }
@@ -512,7 +540,7 @@ mod tests {
         for _ in 0..3 {
             let request = Request::builder().uri(uri.clone()).body(Bytes::new()).unwrap();
             let response = pool.send(request).await.unwrap();
-            assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+            assert_eq!(response.content_type().unwrap(), "text/event-stream");
             let body = response.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(&body[..], b"ok!!!");
         }

@@ -9,5 +9,5 @@ mod wire;
 
 pub use client::{HttpClient, SendError, UpstreamClient, outbound_client};
 pub use endpoint::{Endpoint, FailureKind, InFlightGuard};
-pub use h1::{BodyError, WorkerBody};
+pub use h1::{BodyError, WorkerBody, WorkerResponse};
 pub use pool::{Pool, Upstreams};
