@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use memchr::memmem::FinderRev;
+use memchr::memmem::{Finder, FinderRev};
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -109,15 +109,31 @@ enum Tail {
     Unsure,
 }
 
+/// Where the last `"usage"` in `body` starts.
+fn last_usage_key(body: &[u8]) -> Option<usize> {
+    static FORWARD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(USAGE_KEY));
+    static BACKWARD: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(USAGE_KEY));
+    // The key is usually within the last few hundred bytes, and the forward search is vectorised
+    // where the reverse one is not: search the tail forwards first.
+    let start = body.len().saturating_sub(512);
+    if let Some(at) = FORWARD.find_iter(&body[start..]).last() {
+        return Some(start + at);
+    }
+    // The rest, including a key that starts before the tail and ends inside it.
+    let end = (start + USAGE_KEY.len() - 1).min(body.len());
+    if start == 0 { None } else { BACKWARD.rfind(&body[..end]) }
+}
+
+const USAGE_KEY: &[u8] = b"\"usage\"";
+
 fn usage_near_end(body: &[u8]) -> Tail {
-    static KEY: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\"usage\""));
-    let Some(at) = KEY.rfind(body) else { return Tail::Absent };
+    let Some(at) = last_usage_key(body) else { return Tail::Absent };
     // An escaped quote would make this the inside of some other string.
     let backslashes = body[..at].iter().rev().take_while(|&&b| b == b'\\').count();
     if backslashes % 2 == 1 {
         return Tail::Unsure;
     }
-    let rest = skip_whitespace(&body[at + KEY.needle().len()..]);
+    let rest = skip_whitespace(&body[at + USAGE_KEY.len()..]);
     let Some(value) = rest.strip_prefix(b":") else { return Tail::Unsure };
     let Some((usage, used)) = scan_usage(value) else { return Tail::Unsure };
     if closes_top_level(&value[used..]) { Tail::Found(usage) } else { Tail::Unsure }
@@ -402,6 +418,20 @@ mod tests {
             r#"{"usage":nul}"#.to_owned(),
             r#"{"usage":"#.to_owned(),
         ];
+        // Long bodies: the key far from the end, and across every point where the tail the probe
+        // searches first begins.
+        let pad = "x".repeat(600);
+        let mut bodies = bodies.to_vec();
+        bodies.push(format!(r#"{{"usage":{usage},"choices":[{{"text":"{pad}"}}]}}"#));
+        bodies.push(format!(r#"{{"choices":[{{"text":"{pad}"}}],"usage":{usage}}}"#));
+        bodies.push(format!(r#"{{"choices":[{{"text":"{pad} \"usage\":"}}],"usage":{usage}}}"#));
+        for from_end in 500..=520 {
+            let around = r#""usage":"#.len() + usage.len() + r#","z":""}"#.len();
+            let filler = "y".repeat(from_end - around);
+            let body = format!(r#"{{"choices":[{{"text":"{pad}"}}],"usage":{usage},"z":"{filler}"}}"#);
+            assert_eq!(body.len() - body.rfind(r#""usage""#).unwrap(), from_end);
+            bodies.push(body);
+        }
         for body in &bodies {
             let fast = body_usage(body.as_bytes()).map(|u| (u.prompt_tokens, u.completion_tokens));
             assert_eq!(fast, parsed(body), "{body}");

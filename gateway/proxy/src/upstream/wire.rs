@@ -5,6 +5,8 @@
 //! may carry another request; the worker's other headers do not reach the client (the respond
 //! stage writes its own), so they are checked for framing and otherwise skipped, never copied.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 
@@ -87,14 +89,17 @@ pub struct ResponseHead {
 /// more bytes are needed. Interim (1xx) responses are returned like any other; the caller skips
 /// them.
 pub fn parse_response(buf: &[u8]) -> Result<Option<(usize, ResponseHead)>, WireError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(WireError::HeadTooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(WireError::Head(e)),
-    };
+    // Left uninitialised: httparse writes the headers it finds, and zeroing room for 128 of them
+    // (4 KiB) cost more than parsing a short head.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let len =
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut headers) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(WireError::HeadTooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(WireError::Head(e)),
+        };
     let code = response.code.unwrap_or_default();
     let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
     let http11 = response.version == Some(1);
@@ -106,7 +111,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(usize, ResponseHead)>, WireE
     for h in response.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-type") {
-            content_type = HeaderValue::from_bytes(h.value).ok();
+            content_type = content_type_value(h.value);
         } else if name.eq_ignore_ascii_case("content-length") {
             // `5, 5` is one length said twice; two different ones make the body's end unknowable.
             for part in h.value.split(|&b| b == b',') {
@@ -151,6 +156,20 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(usize, ResponseHead)>, WireE
         }
     };
     Ok(Some((len, ResponseHead { status, content_type, framing, reusable: !close })))
+}
+
+/// Workers answer with one of a few content types; those need no copy.
+fn content_type_value(value: &[u8]) -> Option<HeaderValue> {
+    const COMMON: [&str; 4] = [
+        "application/json",
+        "text/event-stream",
+        "text/event-stream; charset=utf-8",
+        "application/json; charset=utf-8",
+    ];
+    match COMMON.iter().find(|known| known.as_bytes() == value) {
+        Some(known) => Some(HeaderValue::from_static(known)),
+        None => HeaderValue::from_bytes(value).ok(),
+    }
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
@@ -281,6 +300,15 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
     use super::*;
+
+    #[test]
+    fn content_types_common_or_not_are_kept_as_sent() {
+        for value in ["application/json", "text/event-stream; charset=utf-8", "application/x-ndjson", "Text/Plain"] {
+            let h = head(&format!("HTTP/1.1 200 OK\r\ncontent-type: {value}\r\ncontent-length: 0\r\n\r\n"));
+            assert_eq!(h.content_type.unwrap(), value);
+        }
+        assert_eq!(content_type_value(b"bad\x7fvalue"), None);
+    }
 
     #[test]
     fn take_copies_small_pieces_and_splits_large_ones_leaving_the_rest() {
