@@ -2,7 +2,10 @@
 //! reached the client: a connect error, a 5xx or 429, a timeout, or a stream that breaks before
 //! its first byte. A 4xx from the upstream is the client's problem and is passed through.
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -185,8 +188,8 @@ async fn attempt_once(
         return Ok(UpstreamReply::Full { status, content_type, body });
     }
     loop {
-        match timeout_at(first_deadline, incoming.frame()).await {
-            Err(_) => return Err(Failure::timeout(first_phase)),
+        match within(|| (first_deadline, first_phase), incoming.frame()).await {
+            Err(phase) => return Err(Failure::timeout(phase)),
             Ok(None) => return Err(Failure::new(FailureKind::Stream, "stream closed before any data")),
             Ok(Some(Err(e))) => {
                 return Err(Failure::new(FailureKind::Stream, format!("stream broke before any data: {e}")));
@@ -203,12 +206,41 @@ async fn attempt_once(
 }
 
 fn first_byte_deadline(stream: bool, first_byte: Duration, total_deadline: Instant) -> (Instant, TimeoutPhase) {
-    let first = Instant::now() + first_byte;
-    if stream && first < total_deadline {
-        (first, TimeoutPhase::FirstByte)
+    if stream {
+        let first = Instant::now() + first_byte;
+        if first < total_deadline {
+            return (first, TimeoutPhase::FirstByte);
+        }
+    }
+    (total_deadline, TimeoutPhase::Total)
+}
+
+/// The deadline for the next piece of a body: `idle` from now, or the total deadline if that
+/// comes first.
+fn idle_deadline(idle: Duration, total_deadline: Instant) -> (Instant, TimeoutPhase) {
+    let idle_deadline = Instant::now() + idle;
+    if idle_deadline < total_deadline {
+        (idle_deadline, TimeoutPhase::Idle)
     } else {
         (total_deadline, TimeoutPhase::Total)
     }
+}
+
+/// Awaits `future`, giving up with the phase at the deadline `deadline` names. A future that is
+/// ready at once (the pieces of a whole response usually are: they came in with its head)
+/// reads no clock and arms no timer; a tokio timer reads the clock and takes the runtime's
+/// handle when it is made, whether or not it is ever polled.
+async fn within<F: Future>(
+    deadline: impl FnOnce() -> (Instant, TimeoutPhase),
+    future: F,
+) -> Result<F::Output, TimeoutPhase> {
+    let mut future = pin!(future);
+    let first = poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    if let Poll::Ready(output) = first {
+        return Ok(output);
+    }
+    let (at, phase) = deadline();
+    timeout_at(at, future).await.map_err(|_| phase)
 }
 
 async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Instant) -> Result<Bytes, Failure> {
@@ -217,14 +249,8 @@ async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Inst
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
-        let idle_deadline = Instant::now() + idle;
-        let (deadline, phase) = if idle_deadline < total_deadline {
-            (idle_deadline, TimeoutPhase::Idle)
-        } else {
-            (total_deadline, TimeoutPhase::Total)
-        };
-        match timeout_at(deadline, incoming.frame()).await {
-            Err(_) => return Err(Failure::timeout(phase)),
+        match within(|| idle_deadline(idle, total_deadline), incoming.frame()).await {
+            Err(phase) => return Err(Failure::timeout(phase)),
             Ok(None) if buf.is_empty() => return Ok(first.unwrap_or_default()),
             Ok(None) => return Ok(buf.freeze()),
             Ok(Some(Err(e))) => return Err(Failure::new(FailureKind::Stream, format!("response body broke: {e}"))),
@@ -244,5 +270,43 @@ async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Inst
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+    use tokio::time::Instant;
+
+    use super::within;
+    use crate::error::TimeoutPhase;
+
+    #[tokio::test]
+    async fn a_ready_future_never_asks_for_its_deadline() {
+        let asked = Cell::new(false);
+        let deadline = || {
+            asked.set(true);
+            (Instant::now(), TimeoutPhase::Idle)
+        };
+        assert_eq!(within(deadline, async { 7 }).await, Ok(7));
+        assert!(!asked.get());
+    }
+
+    #[tokio::test]
+    async fn a_future_that_never_finishes_fails_with_its_phase() {
+        let deadline = || (Instant::now() + Duration::from_millis(5), TimeoutPhase::Total);
+        assert_eq!(within(deadline, std::future::pending::<()>()).await, Err(TimeoutPhase::Total));
+    }
+
+    #[tokio::test]
+    async fn a_future_that_finishes_later_is_awaited() {
+        let (tx, rx) = oneshot::channel();
+        let send = tokio::spawn(async move { tx.send(3) });
+        let deadline = || (Instant::now() + Duration::from_secs(60), TimeoutPhase::Idle);
+        assert_eq!(within(deadline, rx).await.map(Result::ok), Ok(Some(3)));
+        assert!(matches!(send.await, Ok(Ok(()))));
     }
 }
