@@ -26,23 +26,16 @@ for tool in valgrind callgrind_control callgrind_annotate wrk; do
   command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found (apt-get install valgrind wrk)" >&2; exit 2; }
 done
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source docs/bench/common.sh
 sim_port=$(port)
-"$bin/sluice-sim" --listen "127.0.0.1:$sim_port" --model bench-model --zero-delay --output-tokens 16 >/dev/null 2>&1 &
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Say something short about rivers."}],"max_tokens":16,"stream":false}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench-0123456789"
-LUA
+start_sim "$sim_port"
+write_post_lua "$work/post.lua"
 
 printf '%-40s %10s %14s\n' "config appended" "requests" "instr/request"
 for append in "${@:-}"; do
   data=$(port) admin=$(port)
   {
-    printf '[server]\nlisten = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n' "$data" "$admin"
-    printf '[[pools]]\nname = "bench"\nmodels = ["bench-model"]\nendpoints = ["http://127.0.0.1:%s"]\n' "$sim_port"
-    printf '[[tenants]]\nname = "bench"\napi_keys = ["sk-bench-0123456789"]\n'
+    bench_config "$data" "$admin" "$sim_port"
     if [ -n "$append" ]; then cat "$append"; fi
   } >"$work/config.toml"
   out="$work/callgrind.out"

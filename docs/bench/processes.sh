@@ -17,22 +17,13 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 command -v wrk >/dev/null || { echo "processes.sh: wrk not found (apt-get install wrk)" >&2; exit 2; }
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source docs/bench/common.sh
 sim=$(port) data=$(port) admin=$(port)
-"$bin/sluice-sim" --listen "127.0.0.1:$sim" --model bench-model --zero-delay --output-tokens 16 >/dev/null 2>&1 &
-{
-  printf '[server]\nlisten = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n' "$data" "$admin"
-  printf '[[pools]]\nname = "bench"\nmodels = ["bench-model"]\nendpoints = ["http://127.0.0.1:%s"]\n' "$sim"
-  printf '[[tenants]]\nname = "bench"\napi_keys = ["sk-bench-0123456789"]\n'
-} >"$work/config.toml"
+start_sim "$sim"
+bench_config "$data" "$admin" "$sim" >"$work/config.toml"
 "$bin/sluice" serve --config "$work/config.toml" --data-dir "$work/data" >"$work/gateway.log" 2>&1 &
 for _ in $(seq 60); do curl -sf -o /dev/null "http://127.0.0.1:$admin/readyz" && break; sleep 0.5; done
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Say something short about rivers."}],"max_tokens":16,"stream":false}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench-0123456789"
-LUA
+write_post_lua "$work/post.lua"
 
 # Requests completed in one slice against a URL.
 run() { wrk -t1 -c"$connections" -d"${seconds}s" -s "$work/post.lua" "$1" | awk '/requests in/ {print $1}'; }
