@@ -7,9 +7,15 @@
 //! long phase each: on a shared VM the machine's speed changes from one second to the next, and
 //! sequential phases would compare different machines. Latency phases use one connection (no
 //! queueing); throughput phases use `--concurrency` connections.
+//!
+//! The worker and each gateway run on tokio runtimes of their own, as they would in processes of
+//! their own: on the client's runtime, the three roles' tasks would share run queues, and the
+//! gateway's figures would carry the scheduling of the client and the worker
+//! (`--shared-runtime` measures that arrangement).
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,8 +23,9 @@ use bytes::Bytes;
 use serde_json::json;
 use sluice_config::Config;
 use sluice_server::{Running, Sluice};
-use sluice_sim::{OutputLength, SimConfig, SimHandle, SimWorker};
+use sluice_sim::{OutputLength, SimConfig, SimWorker};
 use tokio::net::TcpListener;
+use tokio::runtime::{Handle, Runtime};
 
 use crate::BenchArgs;
 use crate::loadgen::{LoadResult, Target, closed_loop};
@@ -34,21 +41,23 @@ struct Row {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let sim = SimWorker::start(
-        SimConfig {
-            models: vec![MODEL.to_owned()],
-            zero_delay: true,
-            output: OutputLength { min: args.stream_tokens, max: args.stream_tokens, fixed: Some(args.stream_tokens) },
-            ..SimConfig::default()
-        },
-        TcpListener::bind("127.0.0.1:0").await?,
-    )
-    .await
-    .context("starting the simulated worker")?;
+    let worker = Role::new("sim", args.shared_runtime)?;
+    let sim_config = SimConfig {
+        models: vec![MODEL.to_owned()],
+        zero_delay: true,
+        output: OutputLength { min: args.stream_tokens, max: args.stream_tokens, fixed: Some(args.stream_tokens) },
+        ..SimConfig::default()
+    };
+    let sim = worker
+        .run(async move { SimWorker::start(sim_config, TcpListener::bind("127.0.0.1:0").await?).await })
+        .await?
+        .context("starting the simulated worker")?;
 
-    let gateway = start_gateway(&sim, &args, args.config_append.as_deref()).await?;
+    let gateways = Role::new("gateway", args.shared_runtime)?;
+    let start = |append: Option<PathBuf>| gateways.run(start_gateway(sim.base_url(), args.upstream_http2, append));
+    let gateway = start(args.config_append.clone()).await??;
     let baseline = match &args.baseline_append {
-        Some(path) => Some(start_gateway(&sim, &args, Some(path)).await.context("starting the baseline gateway")?),
+        Some(path) => Some(start(Some(path.clone())).await?.context("starting the baseline gateway")?),
         None => None,
     };
 
@@ -109,17 +118,57 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         write_json(path, &rows)?;
     }
-    gateway.shutdown().await;
+    gateways.run(gateway.shutdown()).await?;
     if let Some(baseline) = baseline {
-        baseline.shutdown().await;
+        gateways.run(baseline.shutdown()).await?;
     }
-    sim.shutdown().await;
+    worker.run(sim.shutdown()).await?;
     Ok(())
 }
 
-/// A gateway in front of `sim` with the bench tenant, and `append` (a file of TOML) appended
-/// to its config.
-async fn start_gateway(sim: &SimHandle, args: &BenchArgs, append: Option<&Path>) -> anyhow::Result<Running> {
+/// Where one role of the bench runs: a runtime of its own, or the client's.
+struct Role {
+    handle: Handle,
+    own: Option<Runtime>,
+}
+
+impl Role {
+    fn new(name: &str, shared: bool) -> anyhow::Result<Role> {
+        if shared {
+            return Ok(Role { handle: Handle::current(), own: None });
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name(format!("bench-{name}"))
+            .build()
+            .with_context(|| format!("starting the {name} runtime"))?;
+        Ok(Role { handle: runtime.handle().clone(), own: Some(runtime) })
+    }
+
+    /// Runs `task` on this role's runtime, so what it spawns and the sockets it opens live there.
+    async fn run<F>(&self, task: F) -> anyhow::Result<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(task).await.context("a bench task panicked")
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which async code must not do; by now its
+        // role has shut down (or the bench is failing), so nothing is left to wait for.
+        if let Some(runtime) = self.own.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A gateway in front of the worker at `sim_url` with the bench tenant, and `append` (a file of
+/// TOML) appended to its config.
+async fn start_gateway(sim_url: String, upstream_http2: bool, append: Option<PathBuf>) -> anyhow::Result<Running> {
+    let append = append.as_deref();
     let appended = match append {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         None => String::new(),
@@ -129,8 +178,7 @@ async fn start_gateway(sim: &SimHandle, args: &BenchArgs, append: Option<&Path>)
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
              [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [{{ url = \"{}\", http2 = {} }}]\n\
              [[tenants]]\nname = \"bench\"\napi_keys = [\"{KEY}\"]\n{appended}\n",
-            sim.base_url(),
-            args.upstream_http2,
+            sim_url, upstream_http2,
         ),
         &[],
         &|_| None,

@@ -120,4 +120,8 @@ pub struct BenchArgs {
     /// machine (a shared VM changes speed from one second to the next).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub slices: u32,
+    /// Run the worker and the gateways on the client's tokio runtime instead of runtimes of
+    /// their own (how `sluice bench` measured before 2026-11-29; see BENCHMARKS.md).
+    #[arg(long)]
+    pub shared_runtime: bool,
 }

@@ -42,6 +42,15 @@ fn direct_and_gateway_are_measured_in_alternating_slices() {
 }
 
 #[test]
+fn the_roles_can_share_the_clients_runtime() {
+    let (_, rows) = bench(&["--shared-runtime"]);
+    for row in rows.as_array().unwrap() {
+        assert!(row["gateway"]["requests"].as_u64().unwrap() > 0, "{row}");
+        assert_eq!(row["gateway"]["errors"], 0, "{row}");
+    }
+}
+
+#[test]
 fn a_baseline_gateway_is_measured_beside_the_first() {
     // The baseline runs with no plugin at all; the gateway under test with its defaults.
     let no_plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/bench/no-plugins.toml");
