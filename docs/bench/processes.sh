@@ -9,8 +9,8 @@
 # Targets take turns in slices (direct, gateway, direct, ...) so both see the same state of a
 # shared VM: first throughput with CONNECTIONS connections, then latency with one connection
 # (wrk's p50 and p99 per slice; the median over the slices is printed, and the gateway-added
-# latency is the gateway's median less the direct one). Needs wrk (Debian package) and release builds of `sluice` and `sluice-sim` in
-# ${CARGO_TARGET_DIR:-target}/release.
+# latency is the gateway's median less the direct one). Needs wrk (Debian package) and release
+# builds of `sluice` and `sluice-sim` in ${CARGO_TARGET_DIR:-target}/release.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin="${CARGO_TARGET_DIR:-target}/release"
