@@ -9,9 +9,10 @@
 //! queueing); throughput phases use `--concurrency` connections.
 //!
 //! The worker and each gateway run on tokio runtimes of their own, as they would in processes of
-//! their own: on the client's runtime, the three roles' tasks would share run queues, and the
-//! gateway's figures would carry the scheduling of the client and the worker
-//! (`--shared-runtime` measures that arrangement).
+//! their own: on the client's runtime, the roles' tasks would share run queues, and the client
+//! could hand a request to the worker within one thread, a shortcut no deployment has
+//! (`--shared-runtime` measures that arrangement; `docs/bench/processes.sh` measures separate
+//! processes, the reference).
 
 use std::future::Future;
 use std::net::SocketAddr;
