@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The gateway's throughput against the worker's, with each in its own process as in production:
 # a zero-delay `sluice-sim`, `sluice serve` in front of it, and wrk as the client. `sluice bench`
-# runs client, worker and gateway as tasks of one tokio runtime, so there the gateway also pays
-# for sharing a scheduler with the other two; this script shows the same comparison without that.
+# makes the same comparison with its own client and its own binary as worker and gateway; this
+# script checks it with an independent client and the binaries operators run.
 #
 #   docs/bench/processes.sh [SLICES] [SECONDS_PER_SLICE] [CONNECTIONS]    # default 6 2 32
 #

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::loadgen::{Target, connect, once};
+use crate::loadgen::{Connection, Target};
 use crate::{DemoArgs, Traffic};
 
 pub const MODEL: &str = "llama-3-8b";
@@ -177,7 +177,7 @@ const QUESTIONS: [&str; 4] = [
 ];
 
 async fn traffic(addr: std::net::SocketAddr, key: String, lane: usize, cancel: CancellationToken) {
-    let mut sender = None;
+    let mut connection = None;
     let mut n = lane;
     while !cancel.is_cancelled() {
         n += 1;
@@ -197,16 +197,16 @@ async fn traffic(addr: std::net::SocketAddr, key: String, lane: usize, cancel: C
             bearer: Some(key.clone()),
             body: Bytes::from(body.to_string()),
         };
-        if sender.is_none() {
-            sender = connect(addr).await.ok();
+        if connection.is_none() {
+            connection = Connection::open(addr).await.ok();
         }
-        if let Some(s) = sender.as_mut() {
+        if let (Some(c), Ok(request)) = (connection.as_mut(), target.encode()) {
             let call = tokio::select! {
                 () = cancel.cancelled() => return,
-                r = once(s, &target) => r,
+                r = c.send(&request) => r,
             };
-            if call.is_err() {
-                sender = None;
+            if !call.is_ok_and(|exchange| exchange.reusable) {
+                connection = None;
             }
         }
         let pause = Duration::from_millis(200 + rand::rng().random_range(0..800));

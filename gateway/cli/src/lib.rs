@@ -33,6 +33,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure the gateway against a zero-delay simulated worker, and the worker directly.
     Bench(BenchArgs),
+    /// Internal: one role of `sluice bench` (it runs this binary again for each).
+    #[command(subcommand, hide = true)]
+    BenchRole(BenchRole),
     /// Apply pending store migrations and exit.
     Migrate(MigrateArgs),
     #[command(flatten)]
@@ -120,8 +123,31 @@ pub struct BenchArgs {
     /// machine (a shared VM changes speed from one second to the next).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub slices: u32,
-    /// Run the worker and the gateways on the client's tokio runtime instead of runtimes of
-    /// their own (how `sluice bench` measured before 2026-11-29; see BENCHMARKS.md).
-    #[arg(long)]
-    pub shared_runtime: bool,
+    /// Where the worker and the gateways run: in processes of their own, as deployed; on tokio
+    /// runtimes of their own in this process; or on the client's runtime (how `sluice bench`
+    /// measured before 2026-11-29). See BENCHMARKS.md.
+    #[arg(long, value_enum, default_value = "processes")]
+    pub roles: Roles,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Roles {
+    Processes,
+    Runtimes,
+    Shared,
+}
+
+/// One role of `sluice bench`, run in a process of its own by the bench itself.
+#[derive(Debug, Subcommand)]
+pub enum BenchRole {
+    /// A zero-delay simulated worker serving the bench model.
+    Sim {
+        #[arg(long)]
+        stream_tokens: u32,
+    },
+    /// A gateway with this config (TOML text, not a file name).
+    Gateway {
+        #[arg(long)]
+        config: String,
+    },
 }

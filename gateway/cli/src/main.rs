@@ -31,7 +31,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
-            Command::Bench(args) => bench::run(args).await,
+            Command::Bench(args) => bench::run(args, &cli.log).await,
+            Command::BenchRole(role) => bench::serve_role(role).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Manage(command) => manage::run(command).await,
         }

@@ -1,16 +1,18 @@
-//! `sluice bench` through the built binary: a short run against its in-process worker and
-//! gateways, checked through the JSON it writes (the figures themselves are the machine's).
+//! `sluice bench` through the built binary: a short run against its worker and gateways, checked
+//! through the JSON it writes (the figures themselves are the machine's), and `sluice bench-role`,
+//! which runs each of them in a process of its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 fn bench(extra: &[&str]) -> (String, Value) {
-    let dir = std::env::temp_dir().join(format!("sluice-bench-test-{}-{}", std::process::id(), extra.len()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("bench.json");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["bench", "--seconds", "0.4", "--concurrency", "2", "--slices", "2", "--only", "non-streaming"])
         .args(extra)
@@ -22,7 +24,6 @@ fn bench(extra: &[&str]) -> (String, Value) {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "bench failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
     let value: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     (stdout, value)
 }
 
@@ -30,6 +31,7 @@ fn bench(extra: &[&str]) -> (String, Value) {
 fn direct_and_gateway_are_measured_in_alternating_slices() {
     let (table, rows) = bench(&[]);
     assert!(table.contains("alternating in 2 slices"), "{table}");
+    assert!(table.contains("processes of their own"), "{table}");
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2, "both non-streaming scenarios: {rows:?}");
     for row in rows {
@@ -42,12 +44,54 @@ fn direct_and_gateway_are_measured_in_alternating_slices() {
 }
 
 #[test]
-fn the_roles_can_share_the_clients_runtime() {
-    let (_, rows) = bench(&["--shared-runtime"]);
-    for row in rows.as_array().unwrap() {
-        assert!(row["gateway"]["requests"].as_u64().unwrap() > 0, "{row}");
-        assert_eq!(row["gateway"]["errors"], 0, "{row}");
+fn the_roles_can_run_in_the_bench_process() {
+    for (roles, said) in [("runtimes", "runtimes of their own"), ("shared", "on one runtime")] {
+        let (table, rows) = bench(&["--roles", roles]);
+        assert!(table.contains(said), "{table}");
+        for row in rows.as_array().unwrap() {
+            assert!(row["gateway"]["requests"].as_u64().unwrap() > 0, "{row}");
+            assert_eq!(row["gateway"]["errors"], 0, "{row}");
+        }
     }
+}
+
+#[test]
+fn a_role_process_reports_its_address_and_stops_when_stdin_closes() {
+    let mut role = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench-role", "sim", "--stream-tokens", "4"])
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(role.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr: SocketAddr = line.trim().parse().unwrap();
+
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET /v1/models HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("bench-model"), "{response}");
+
+    drop(role.stdin.take());
+    let status = role.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_gateway_role_with_a_bad_config_fails_clearly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench-role", "gateway", "--config", "[server]\nlisten = 7"])
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "no address is reported");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the bench config is invalid"), "{stderr}");
 }
 
 #[test]

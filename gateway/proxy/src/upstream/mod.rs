@@ -5,7 +5,7 @@ mod endpoint;
 mod h1;
 pub mod health;
 mod pool;
-mod wire;
+pub mod wire;
 
 pub use client::{HttpClient, SendError, UpstreamClient, outbound_client};
 pub use endpoint::{Endpoint, FailureKind, InFlightGuard};
