@@ -4,17 +4,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
 use serde_json::{Value, json};
 use sluice_sim::{SimConfig, SimWorker};
 use sluice_test_support::{GatewayOptions, MODEL, TestGateway, chat_body};
 use tokio::net::TcpListener;
 
+/// The net test guest on disk, written once per test process: the tests run in parallel, and
+/// rewriting the file for each would let one gateway read it while another test had truncated it.
+fn guest_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("sluice-e2e-plugin-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("net_guest.wasm");
+        std::fs::write(&path, sluice_plugin_host::testing::TEST_NET_GUEST).unwrap();
+        path
+    })
+}
+
 /// A `[[plugins]]` entry binding the net test guest with `config` and `allow`.
 fn binding(config: &str, allow: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-plugin-io-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("net_guest.wasm");
-    std::fs::write(&path, sluice_plugin_host::testing::TEST_NET_GUEST).unwrap();
+    let path = guest_path();
     format!(
         "[[plugins]]\nname = \"net\"\nsource = \"{}\"\ncapabilities = [\"config\", \"http\", \"embeddings\"]\n\
          http_allow = [{allow}]\ntimeout = \"5s\"\n[plugins.config]\n{config}\n",
