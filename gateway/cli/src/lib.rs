@@ -132,8 +132,11 @@ pub struct BenchArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Roles {
+    /// This binary run again for each role (`sluice bench-role`), as deployed.
     Processes,
+    /// A tokio runtime per role in the bench's process.
     Runtimes,
+    /// Every role on the client's runtime.
     Shared,
 }
 
