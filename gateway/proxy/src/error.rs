@@ -8,6 +8,7 @@ use sluice_metrics::Outcome;
 use sluice_openai::ErrorBody;
 
 use crate::body::ResponseBody;
+use crate::upstream::RequestSize;
 
 /// Which upstream timeout fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,14 @@ pub enum GatewayError {
     Upstream { model: String, attempts: u32, reason: String },
     #[error("the worker for model '{model}' did not answer in time ({phase:?}, {after:?})")]
     UpstreamTimeout { model: String, phase: TimeoutPhase, after: Duration },
+    /// The worker closed the connection, without an answer, while taking a request whose size
+    /// alone may explain it. The request is the likely cause, so no other worker is tried.
+    #[error(
+        "the worker for model '{model}' closed the connection without answering while receiving this request \
+         ({} bytes of headers, {} bytes of body); it is likely larger than the worker accepts, so it was not retried",
+        .size.head, .size.body
+    )]
+    UpstreamRefusedSize { model: String, size: RequestSize },
     #[error("{message}")]
     PolicyDenied { plugin: String, status: u16, message: String },
     #[error("the policy plugin '{plugin}' failed ({kind}); the request was not processed")]
@@ -81,6 +90,10 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamRefusedSize { size, .. } if size.head_is_large() => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            GatewayError::UpstreamRefusedSize { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::PolicyDenied { status, .. } => StatusCode::from_u16(*status)
                 .ok()
                 .filter(|s| s.is_client_error() || s.is_server_error())
@@ -108,6 +121,7 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
             GatewayError::Upstream { .. } => ("server_error", "upstream_error"),
             GatewayError::UpstreamTimeout { .. } => ("server_error", "upstream_timeout"),
+            GatewayError::UpstreamRefusedSize { .. } => ("invalid_request_error", "request_too_large"),
             GatewayError::PolicyDenied { .. } if self.status().is_server_error() => ("server_error", "policy_denied"),
             GatewayError::PolicyDenied { .. } => ("invalid_request_error", "policy_denied"),
             GatewayError::PluginFailed { .. } => ("server_error", "plugin_failed"),
@@ -131,6 +145,7 @@ impl GatewayError {
             | GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamRefusedSize { .. }
             | GatewayError::PolicyDenied { .. }
             | GatewayError::PluginFailed { .. }
             | GatewayError::Internal(_) => None,
@@ -156,6 +171,8 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. } | GatewayError::PluginFailed { .. } => Outcome::Unavailable,
             GatewayError::Upstream { .. } => Outcome::UpstreamError,
             GatewayError::UpstreamTimeout { .. } => Outcome::UpstreamTimeout,
+            // The worker refused it, as it would with a 413 of its own.
+            GatewayError::UpstreamRefusedSize { .. } => Outcome::UpstreamRejected,
             GatewayError::Internal(_) => Outcome::InternalError,
         }
     }
@@ -195,6 +212,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound(_)
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamRefusedSize { .. }
             | GatewayError::PolicyDenied { .. }
             | GatewayError::Internal(_) => {}
         }
@@ -254,6 +272,21 @@ mod tests {
         let internal = GatewayError::Internal("mutex poisoned at foo.rs:12".into());
         assert_eq!(internal.status(), 500);
         assert!(!body_of(&internal).to_string().contains("foo.rs"));
+    }
+
+    #[test]
+    fn a_request_a_worker_refused_for_its_size_is_the_clients_413_or_431() {
+        let body =
+            GatewayError::UpstreamRefusedSize { model: "m".into(), size: RequestSize { head: 300, body: 6 << 20 } };
+        assert_eq!(body.status(), 413);
+        assert_eq!(body.outcome(), Outcome::UpstreamRejected);
+        let v = body_of(&body);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "request_too_large");
+        assert!(v["error"]["message"].as_str().unwrap().contains("6291456 bytes of body"), "{v}");
+        let head =
+            GatewayError::UpstreamRefusedSize { model: "m".into(), size: RequestSize { head: 64 << 10, body: 10 } };
+        assert_eq!(head.status(), 431);
     }
 
     #[test]

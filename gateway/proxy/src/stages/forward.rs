@@ -1,6 +1,10 @@
 //! Sends the request to an endpoint of the pool, retrying on another endpoint while nothing has
 //! reached the client: a connect error, a 5xx or 429, a timeout, or a stream that breaks before
-//! its first byte. A 4xx from the upstream is the client's problem and is passed through.
+//! its first byte. A 4xx from the upstream is the client's problem and is passed through (413,
+//! 414 and 431 included: another worker would refuse the same request). A request that fails
+//! because of its own size — the worker closed the connection without an answer while taking a
+//! request larger than workers commonly accept ([`SendError::TooLarge`]) — is not retried either,
+//! and does not count against the endpoint's health: the request, not the worker, is at fault.
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -40,6 +44,20 @@ struct Failure {
     kind: FailureKind,
     reason: String,
     timeout: Option<TimeoutPhase>,
+}
+
+/// Why one attempt did not produce a reply.
+enum AttemptError {
+    /// The endpoint failed: another one may do better, and this one is blamed.
+    Failed(Failure),
+    /// The request itself is the problem: no other endpoint is tried, none is blamed.
+    Refused(GatewayError),
+}
+
+impl From<Failure> for AttemptError {
+    fn from(failure: Failure) -> Self {
+        AttemptError::Failed(failure)
+    }
 }
 
 impl Failure {
@@ -114,7 +132,14 @@ pub async fn run(
                 endpoint.record_success();
                 return Ok(Forwarded { reply, guard });
             }
-            Err(failure) => {
+            Err(AttemptError::Refused(error)) => {
+                tracing::debug!(
+                    request_id = ?ex.request_id, endpoint = %endpoint.name, attempt,
+                    %error, "upstream refused the request for its size; not retried"
+                );
+                return Err(error);
+            }
+            Err(AttemptError::Failed(failure)) => {
                 tracing::debug!(
                     request_id = ?ex.request_id, endpoint = %endpoint.name, attempt,
                     reason = %failure.reason, "upstream attempt failed"
@@ -150,7 +175,7 @@ async fn attempt_once(
     body: &UpstreamBody,
     ex: &Exchange,
     total_deadline: Instant,
-) -> Result<UpstreamReply, Failure> {
+) -> Result<UpstreamReply, AttemptError> {
     let config = &pool.config;
     let mut request = Request::new(body.bytes.clone());
     *request.method_mut() = Method::POST;
@@ -169,9 +194,12 @@ async fn attempt_once(
     // long as the generation does, up to the total timeout.
     let (first_deadline, first_phase) = first_byte_deadline(ex.stream, config.first_byte_timeout, total_deadline);
     let response = match timeout_at(first_deadline, pool.client.send(endpoint.http2, request)).await {
-        Err(_) => return Err(Failure::timeout(first_phase)),
-        Ok(Err(e @ SendError::Connect(_))) => return Err(Failure::new(FailureKind::Connect, e.to_string())),
-        Ok(Err(e @ SendError::Request(_))) => return Err(Failure::new(FailureKind::Stream, e.to_string())),
+        Err(_) => return Err(Failure::timeout(first_phase).into()),
+        Ok(Err(e @ SendError::Connect(_))) => return Err(Failure::new(FailureKind::Connect, e.to_string()).into()),
+        Ok(Err(e @ SendError::Request(_))) => return Err(Failure::new(FailureKind::Stream, e.to_string()).into()),
+        Ok(Err(SendError::TooLarge { size, .. })) => {
+            return Err(AttemptError::Refused(GatewayError::UpstreamRefusedSize { model: ex.model.to_string(), size }));
+        }
         Ok(Ok(response)) => response,
     };
     let status = response.status();
@@ -180,7 +208,7 @@ async fn attempt_once(
         // Drain briefly so an HTTP/1 connection can be reused; the body itself is not needed.
         let _ = tokio::time::timeout(Duration::from_millis(100), response.into_body().collect()).await;
         let kind = if status.is_server_error() { FailureKind::Status5xx } else { FailureKind::Overloaded };
-        return Err(Failure::new(kind, format!("HTTP {}", status.as_u16())));
+        return Err(Failure::new(kind, format!("HTTP {}", status.as_u16())).into());
     }
     let mut incoming = response.into_body();
     if !status.is_success() || !ex.stream {
@@ -189,10 +217,10 @@ async fn attempt_once(
     }
     loop {
         match within(|| (first_deadline, first_phase), incoming.frame()).await {
-            Err(phase) => return Err(Failure::timeout(phase)),
-            Ok(None) => return Err(Failure::new(FailureKind::Stream, "stream closed before any data")),
+            Err(phase) => return Err(Failure::timeout(phase).into()),
+            Ok(None) => return Err(Failure::new(FailureKind::Stream, "stream closed before any data").into()),
             Ok(Some(Err(e))) => {
-                return Err(Failure::new(FailureKind::Stream, format!("stream broke before any data: {e}")));
+                return Err(Failure::new(FailureKind::Stream, format!("stream broke before any data: {e}")).into());
             }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data()

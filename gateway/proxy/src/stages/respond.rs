@@ -15,6 +15,7 @@ use crate::error::GatewayError;
 use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
 use crate::relay::{Relay, RelayLimits};
 use crate::stages::forward::{Forwarded, UpstreamReply};
+use crate::upstream::wrap_error_body;
 
 pub struct Reply {
     pub response: Response<ResponseBody>,
@@ -66,7 +67,15 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
         UpstreamReply::Full { status, content_type, body } => {
             let outcome = if status.is_success() { Outcome::Ok } else { Outcome::UpstreamRejected };
             let usage = if status.is_success() { body_usage(&body) } else { None };
-            let body = if status.is_success() { whole_body_hooks(&ex, body) } else { Ok(body) };
+            let (body, content_type) = if status.is_success() {
+                (whole_body_hooks(&ex, body), content_type)
+            } else {
+                // The client gets an OpenAI error whatever the worker's error looked like.
+                match wrap_error_body(status, content_type.as_ref(), &body) {
+                    Some(wrapped) => (Ok(Bytes::from(wrapped)), None),
+                    None => (Ok(body), content_type),
+                }
+            };
             let body = match body {
                 Ok(body) => body,
                 Err(error) => {

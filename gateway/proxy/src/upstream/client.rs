@@ -20,6 +20,35 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// How long an unused connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// A request head this large is unusual: the gateway's own headers take a few hundred bytes and
+/// only plugin-set headers add to them. Common worker front ends refuse heads of 8 to 16 KiB
+/// (nginx's 8 KiB header line, uvicorn's 16 KiB head), often by closing the connection.
+pub const LARGE_REQUEST_HEAD: usize = 8 * 1024;
+
+/// A request body this large is unusual, and larger than some worker front ends accept
+/// (nginx's default `client_max_body_size` is 1 MiB).
+pub const LARGE_REQUEST_BODY: usize = 1024 * 1024;
+
+/// The sizes of a request sent to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestSize {
+    /// The head as written: request line and headers.
+    pub head: usize,
+    pub body: usize,
+}
+
+impl RequestSize {
+    /// A request whose size alone may make a worker refuse it.
+    pub fn is_large(self) -> bool {
+        self.head >= LARGE_REQUEST_HEAD || self.body > LARGE_REQUEST_BODY
+    }
+
+    /// The head, rather than the body, is what a worker likely refused.
+    pub fn head_is_large(self) -> bool {
+        self.head >= LARGE_REQUEST_HEAD
+    }
+}
+
 /// Why a request to a worker got no response head.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
@@ -29,6 +58,13 @@ pub enum SendError {
     /// The connection broke or the worker answered with something that is not HTTP.
     #[error("request failed: {0}")]
     Request(String),
+    /// The connection failed, with no answer, while or after sending a request whose size alone
+    /// may explain it (see [`RequestSize::is_large`]): a worker that refuses a request for its
+    /// size may just close the connection, and writing the rest then fails (EPIPE, ECONNRESET).
+    /// The request, not the worker, is the likely cause: it is not retried elsewhere, and the
+    /// worker is not blamed for it.
+    #[error("the connection failed while sending a large request ({} header bytes, {} body bytes): {reason}", .size.head, .size.body)]
+    TooLarge { size: RequestSize, reason: String },
 }
 
 /// The clients of one pool, since connect timeouts and pool sizes are per pool.
@@ -53,12 +89,23 @@ impl UpstreamClient {
         if !http2 {
             return self.http1.send(request).await;
         }
+        let size = RequestSize { head: approximate_head_len(&request), body: request.body().len() };
         match self.http2.request(request.map(Full::new)).await {
             Ok(response) => Ok(WorkerResponse::detached(response)),
             Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
+            // hyper's HTTP/2 client does not say whether the stream was refused or broke, nor
+            // whether it was answered in part; for a large request, its size is the likely cause.
+            Err(e) if size.is_large() => Err(SendError::TooLarge { size, reason: e.to_string() }),
             Err(e) => Err(SendError::Request(e.to_string())),
         }
     }
+}
+
+/// The head as HTTP/1.1 would write it, near enough: HTTP/2 compresses it, but a worker's
+/// limits are on the headers' own sizes.
+fn approximate_head_len(request: &Request<Bytes>) -> usize {
+    let line = request.method().as_str().len() + request.uri().path().len() + 12;
+    request.headers().iter().fold(line, |sum, (name, value)| sum + name.as_str().len() + value.len() + 4)
 }
 
 /// An HTTP/1.1 (and https) client for requests that are not to workers: the plugins' `http`

@@ -34,11 +34,11 @@ use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use super::client::SendError;
+use super::client::{RequestSize, SendError};
 use super::wire::{self, ChunkedDecoder, Decoded, Framing, ResponseHead, WireError};
 
 type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
@@ -94,18 +94,68 @@ impl Conn {
         self.buf.is_empty() && self.poll_fill(&mut cx).is_pending()
     }
 
-    async fn write_request(&mut self, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
-        while !head.is_empty() || !body.is_empty() {
-            let n = self.io.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+    /// Writes the request. While the worker is not taking more of it, reads what it sends: a
+    /// worker that refuses a request (413, 431) often answers as soon as it has seen the head and
+    /// stops reading, and writing on would wait for nothing or fail (RFC 9112 §9.5: a client
+    /// watches for an error response while it sends a body, and stops sending when one comes).
+    /// A request that fits in the socket's buffer is written in one go and never reads here.
+    async fn write_request(&mut self, mut head: &[u8], mut body: &[u8]) -> Result<Written, RoundTripError> {
+        // Set once nothing more is to be learnt from reading: the worker closed its side, the
+        // read failed (the write will say how), or it answered 2xx early (the body is still sent).
+        let mut stop_reading = false;
+        poll_fn(|cx| {
+            loop {
+                if head.is_empty() && body.is_empty() {
+                    // TLS holds records until flushed; plain TCP has nothing to flush.
+                    return Pin::new(&mut *self.io)
+                        .poll_flush(cx)
+                        .map(|r| r.map(|()| Written::Whole).map_err(RoundTripError::Write));
+                }
+                match Pin::new(&mut *self.io).poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(body)]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(RoundTripError::Write(io::ErrorKind::WriteZero.into())));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        let from_head = n.min(head.len());
+                        head = &head[from_head..];
+                        body = &body[n - from_head..];
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(RoundTripError::Write(e))),
+                    Poll::Pending => {}
+                }
+                if stop_reading {
+                    return Poll::Pending;
+                }
+                match self.poll_fill(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0) | Err(_)) => stop_reading = true,
+                    Poll::Ready(Ok(_)) => match self.early_answer() {
+                        Err(e) => return Poll::Ready(Err(e.into())),
+                        Ok(Some(status)) if status.is_success() => stop_reading = true,
+                        Ok(Some(_)) => return Poll::Ready(Ok(Written::Refused)),
+                        Ok(None) => {}
+                    },
+                }
             }
-            let from_head = n.min(head.len());
-            head = &head[from_head..];
-            body = &body[n - from_head..];
+        })
+        .await
+    }
+
+    /// The status of a final response that arrived while the request was being written, if one
+    /// did; interim (1xx) responses before it are skipped.
+    fn early_answer(&mut self) -> Result<Option<StatusCode>, WireError> {
+        loop {
+            match wire::parse_response(&self.buf)? {
+                None => return Ok(None),
+                Some((len, head))
+                    if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    self.buf.advance(len);
+                }
+                Some((_, head)) => return Ok(Some(head.status)),
+            }
         }
-        // TLS holds records until flushed; plain TCP has nothing to flush.
-        self.io.flush().await
     }
 
     /// Reads the final response head, skipping interim (1xx) responses.
@@ -131,9 +181,43 @@ impl Conn {
     }
 
     async fn round_trip(&mut self, head: &[u8], body: &[u8]) -> Result<ResponseHead, RoundTripError> {
-        self.write_request(head, body).await.map_err(RoundTripError::Write)?;
-        self.read_head().await
+        match self.write_request(head, body).await {
+            Ok(Written::Whole) => self.read_head().await,
+            Ok(Written::Refused) => {
+                let mut head = self.read_head().await?;
+                // The request was not sent whole: the connection is out of step.
+                head.reusable = false;
+                Ok(head)
+            }
+            Err(RoundTripError::Write(error)) => {
+                // A worker that refused the request may have said why before it closed the
+                // connection: that answer arrived before the failure did, so it is read without
+                // waiting on the worker for more than a moment.
+                match tokio::time::timeout(EARLY_ANSWER_WAIT, self.read_head()).await {
+                    Ok(Ok(mut head)) if !head.status.is_success() => {
+                        head.reusable = false;
+                        Ok(head)
+                    }
+                    _ => Err(RoundTripError::Write(error)),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// How long a failed write waits for the answer the worker may have sent before closing. The
+/// answer is normally in the socket's buffer already; this only bounds a connection that failed
+/// for a local reason and is still open for reading.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_millis(100);
+
+/// How writing a request ended.
+enum Written {
+    /// All of it was written.
+    Whole,
+    /// The worker answered with an error status before taking all of it; the answer's head is
+    /// in the read buffer.
+    Refused,
 }
 
 /// Why a request got no response head.
@@ -150,12 +234,24 @@ enum RoundTripError {
 }
 
 impl RoundTripError {
-    /// On a connection that had idled, the worker had closed it before reading the request.
-    fn worker_closed_idle_connection(&self) -> bool {
+    /// The connection failed without a byte of an answer: on a connection that had idled, the
+    /// worker had closed it before reading the request; on any connection, a worker refusing a
+    /// request may close it without a word.
+    fn unanswered(&self) -> bool {
         match self {
             RoundTripError::Write(_) => true,
             RoundTripError::Read { received, .. } | RoundTripError::Closed { received } => !received,
             RoundTripError::Wire(_) => false,
+        }
+    }
+
+    /// The failure of a request of `size`: one whose size alone may explain an unanswered
+    /// failure is [`SendError::TooLarge`].
+    fn into_send_error(self, size: RequestSize) -> SendError {
+        if self.unanswered() && size.is_large() {
+            SendError::TooLarge { size, reason: self.to_string() }
+        } else {
+            SendError::Request(self.to_string())
         }
     }
 }
@@ -201,14 +297,17 @@ impl H1Pool {
             None => (self.connect(&uri).await?, false),
         };
         let response = match conn.round_trip(&head, &body).await {
-            Err(e) if reused && e.worker_closed_idle_connection() => {
+            // Still the same worker: a request refused for its size is refused once more, and
+            // only then reported.
+            Err(e) if reused && e.unanswered() => {
                 tracing::debug!(error = %e, "idle upstream connection was closed; sending on a new one");
                 conn = self.connect(&uri).await?;
                 conn.round_trip(&head, &body).await
             }
             response => response,
         };
-        let head = response.map_err(|e| SendError::Request(e.to_string()))?;
+        let size = RequestSize { head: head.len(), body: body.len() };
+        let head = response.map_err(|e| e.into_send_error(size))?;
         let state = match head.framing {
             Framing::Empty => BodyState::Length(0),
             Framing::Length(n) => BodyState::Length(n),
@@ -619,6 +718,80 @@ mod tests {
         let request = Request::builder().uri(uri).body(Bytes::new()).unwrap();
         let _ = pool.send(request).await.unwrap().into_body().collect().await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A worker that reads request heads and, for one larger than `limit`, answers `reply` (if
+    /// any) without reading further and closes the connection, as hyper and uvicorn do; smaller
+    /// requests get [`OK`]. Counts the requests it saw.
+    async fn limited(limit: usize, reply: Option<&'static [u8]>) -> (Uri, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri: Uri = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap()).parse().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let count = Arc::clone(&count);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = Vec::new();
+                    loop {
+                        if got.len() > limit {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            if let Some(reply) = reply {
+                                let _ = socket.write_all(reply).await;
+                            }
+                            return;
+                        }
+                        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            let _ = socket.write_all(OK).await;
+                            return;
+                        }
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (uri, seen)
+    }
+
+    fn with_header_of(uri: &Uri, len: usize) -> Request<Bytes> {
+        Request::post(uri.clone()).header("x-plugin", "a".repeat(len)).body(Bytes::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_refuses_a_large_head_early_is_heard() {
+        let reply = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        let (uri, seen) = limited(16 * 1024, Some(reply)).await;
+        let response = pool().send(with_header_of(&uri, 6 << 20)).await.expect("the worker's answer");
+        assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(response.into_body().collect().await.unwrap().to_bytes().is_empty());
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_request_the_worker_drops_unanswered_is_too_large() {
+        let (uri, seen) = limited(16 * 1024, None).await;
+        let error = pool().send(with_header_of(&uri, 6 << 20)).await.expect_err("no answer");
+        match error {
+            SendError::TooLarge { size, .. } => assert!(size.head > 6 << 20 && size.body == 0, "{size:?}"),
+            other => panic!("not TooLarge: {other}"),
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "sent once");
+        // Large enough to be unusual, small enough to fit in the socket's buffers: the worker's
+        // close is seen when reading, not writing.
+        let error = pool().send(with_header_of(&uri, 20 * 1024)).await.expect_err("no answer");
+        assert!(matches!(error, SendError::TooLarge { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_small_request_the_worker_drops_is_an_ordinary_failure() {
+        let (uri, _) = limited(0, None).await;
+        let error = pool().send(with_header_of(&uri, 10)).await.expect_err("no answer");
+        assert!(matches!(error, SendError::Request(_)), "{error}");
     }
 
     #[tokio::test]

@@ -2,12 +2,16 @@
 
 mod client;
 mod endpoint;
+mod error_body;
 mod h1;
 pub mod health;
 mod pool;
 pub mod wire;
 
-pub use client::{HttpClient, SendError, UpstreamClient, outbound_client};
+pub use client::{
+    HttpClient, LARGE_REQUEST_BODY, LARGE_REQUEST_HEAD, RequestSize, SendError, UpstreamClient, outbound_client,
+};
 pub use endpoint::{Endpoint, FailureKind, InFlightGuard};
+pub use error_body::wrap_error_body;
 pub use h1::{BodyError, WorkerBody, WorkerResponse};
 pub use pool::{Pool, Upstreams};
