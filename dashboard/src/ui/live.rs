@@ -224,6 +224,19 @@ fn plugins_table(frame: &LiveFrame) -> impl IntoView + use<> {
         .plugins
         .iter()
         .map(|(name, p)| {
+            // Open wins over half-open: some binding of the plugin is being skipped.
+            let breaker = match (p.breakers_open, p.breakers_half_open) {
+                (0, 0) => "closed".to_owned(),
+                (0, h) => format!("half-open ({h})"),
+                (o, _) => format!("open ({o})"),
+            };
+            let class = if p.breakers_open > 0 {
+                "pill bad"
+            } else if p.breakers_half_open > 0 {
+                "pill warn"
+            } else {
+                "pill ok"
+            };
             view! {
                 <tr>
                     <td>{name.clone()}</td>
@@ -231,13 +244,19 @@ fn plugins_table(frame: &LiveFrame) -> impl IntoView + use<> {
                     <td class="num">{opt(p.mean_us, |us| format::duration_ms(us / 1e3))}</td>
                     <td class="num">{format::rate(p.errors_per_s)}</td>
                     <td class="num">{p.errors_total}</td>
+                    <td><span class=class data-breaker=breaker.clone()>{breaker.clone()}</span></td>
+                    <td class="num">{format::rate(p.short_circuits_per_s)}</td>
                 </tr>
             }
         })
         .collect_view();
     view! {
         <table>
-            <thead><tr><th>"plugin"</th><th>"calls/s"</th><th>"mean time"</th><th>"errors/s"</th><th>"errors total"</th></tr></thead>
+            <thead><tr>
+                <th>"plugin"</th><th>"calls/s"</th><th>"mean time"</th><th>"errors/s"</th><th>"errors total"</th>
+                <th title="circuit breaker: open bindings are skipped and their failure policy applies">"breaker"</th>
+                <th>"skipped/s"</th>
+            </tr></thead>
             <tbody>{rows}</tbody>
         </table>
     }

@@ -134,6 +134,8 @@ pub struct PluginHostConfig {
     pub max_instances: u32,
     /// The largest memory any plugin may be given.
     pub max_memory_bytes: usize,
+    /// The longest deadline any binding may set.
+    pub max_timeout: Duration,
     /// Bind the built-in router when no `[[plugins]]` entry is named `router`; without it, the
     /// host's own least-in-flight choice routes (no plugin call per request).
     pub builtin_router: bool,
@@ -170,6 +172,30 @@ pub struct PluginConfig {
     pub config_json: String,
     /// Hosts (`host` or `host:port`) the `http` capability may reach; none by default.
     pub http_allow: Vec<String>,
+    pub scope: PluginScopeConfig,
+    /// `None`: the host's default.
+    pub max_concurrent_calls: Option<u32>,
+    pub state_namespace: Option<String>,
+    pub breaker: PluginBreakerConfig,
+}
+
+/// Which requests a `[[plugins]]` binding runs for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum PluginScopeConfig {
+    #[default]
+    Global,
+    Tenant(String),
+    Model(String),
+}
+
+/// A binding's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginBreakerConfig {
+    /// 0: no breaker.
+    pub failures: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+    pub probes: u32,
 }
 
 /// The host capabilities a plugin may be granted.

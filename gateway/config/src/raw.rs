@@ -170,14 +170,41 @@ pub struct RawPluginHost {
     pub cache_dir: Option<String>,
     pub max_instances: Option<u32>,
     pub max_memory_bytes: Option<usize>,
+    /// The longest deadline any binding may set (config file or admin API).
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub max_timeout: Option<Duration>,
     pub builtin_router: Option<bool>,
 }
 
-/// `[[plugins]]`: one plugin bound globally, in `order`.
+/// `scope = { tenant = "acme" }` or `{ model = "llama-3-8b" }`.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginScope {
+    pub tenant: Option<String>,
+    pub model: Option<String>,
+}
+
+/// `[plugins.breaker]`: when a binding's circuit breaker opens and closes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Failures within `window` that open it; 0 turns the breaker off.
+    pub failures: Option<u32>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub window: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub cooldown: Option<Duration>,
+    /// Successful probes in a row that close it.
+    pub probes: Option<u32>,
+}
+
+/// `[[plugins]]`: one plugin bound globally (or to a tenant or model by `scope`), in `order`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlugin {
     pub name: String,
+    /// Which requests it runs for; global when absent.
+    pub scope: Option<RawPluginScope>,
     /// `builtin:<name>` or a path to a `.wasm` component.
     pub source: String,
     #[serde(default)]
@@ -199,4 +226,10 @@ pub struct RawPlugin {
     /// Hosts (`host` or `host:port`) the `http` capability may reach.
     #[serde(default)]
     pub http_allow: Vec<String>,
+    /// Calls that may run at once; unset: the host's default.
+    pub max_concurrent_calls: Option<u32>,
+    /// A `counters`/`cache` namespace shared with other bindings granted the same name.
+    pub state_namespace: Option<String>,
+    #[serde(default)]
+    pub breaker: RawBreaker,
 }

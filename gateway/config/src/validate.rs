@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use crate::raw::{RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawUpstream};
+use crate::raw::{RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawUpstream};
 use crate::{
     AdminConfig, Config, ConfigError, DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig,
-    PLUGIN_CAPABILITIES, PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginSourceConfig, PoolConfig,
-    ServerConfig, TenantConfig, TlsConfig, UpstreamConfig, secret,
+    PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginScopeConfig,
+    PluginSourceConfig, PoolConfig, ServerConfig, TenantConfig, TlsConfig, UpstreamConfig, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -147,10 +147,14 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         cache_dir: raw.plugin_host.cache_dir.map(PathBuf::from),
         max_instances: raw.plugin_host.max_instances.unwrap_or(DEFAULT_PLUGIN_INSTANCES),
         max_memory_bytes: raw.plugin_host.max_memory_bytes.unwrap_or(DEFAULT_PLUGIN_ENGINE_MEMORY),
+        max_timeout: raw.plugin_host.max_timeout.unwrap_or(DEFAULT_PLUGIN_MAX_TIMEOUT),
         builtin_router: raw.plugin_host.builtin_router.unwrap_or(true),
     };
     if plugin_host.max_instances == 0 {
         return Err(ConfigError::invalid("plugin_host.max_instances", "must be at least 1"));
+    }
+    if plugin_host.max_timeout.is_zero() || plugin_host.max_timeout > Duration::from_secs(10) {
+        return Err(ConfigError::invalid("plugin_host.max_timeout", "must be between 1ms and 10s"));
     }
     if plugin_host.max_memory_bytes < 1 << 20 {
         return Err(ConfigError::invalid("plugin_host.max_memory_bytes", "must be at least 1 MiB (1048576)"));
@@ -159,10 +163,10 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let mut plugin_names = HashSet::new();
     for (i, p) in raw.plugins.into_iter().enumerate() {
         let plugin = plugin(&format!("plugins[{i}]"), p, &plugin_host)?;
-        if !plugin_names.insert(plugin.name.clone()) {
+        if !plugin_names.insert((plugin.name.clone(), plugin.scope.clone())) {
             return Err(ConfigError::invalid(
                 format!("plugins[{i}].name"),
-                format!("duplicate plugin {:?}", plugin.name),
+                format!("duplicate plugin {:?} for the same scope", plugin.name),
             ));
         }
         plugins.push(plugin);
@@ -197,6 +201,9 @@ pub const DEFAULT_PLUGIN_MEMORY: usize = 16 << 20;
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
 pub const DEFAULT_REUSE_MAX_CALLS: u32 = 10_000;
 pub const DEFAULT_REUSE_MAX_AGE: Duration = Duration::from_secs(60);
+pub const DEFAULT_PLUGIN_MAX_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_BREAKER: PluginBreakerConfig =
+    PluginBreakerConfig { failures: 5, window: Duration::from_secs(10), cooldown: Duration::from_secs(5), probes: 2 };
 /// Built-in plugins accepted as `builtin:<name>`.
 pub const BUILTIN_PLUGINS: &[&str] = &["router"];
 
@@ -260,8 +267,11 @@ fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginCo
         }
     };
     let timeout = p.timeout.unwrap_or(DEFAULT_PLUGIN_TIMEOUT);
-    if timeout.is_zero() || timeout > Duration::from_secs(10) {
-        return Err(ConfigError::invalid(format!("{field}.timeout"), "must be between 1ms and 10s"));
+    if timeout.is_zero() || timeout > host.max_timeout {
+        return Err(ConfigError::invalid(
+            format!("{field}.timeout"),
+            format!("must be between 1ms and plugin_host.max_timeout ({:?})", host.max_timeout),
+        ));
     }
     let max_memory_bytes = p.max_memory_bytes.unwrap_or(DEFAULT_PLUGIN_MEMORY.min(host.max_memory_bytes));
     if max_memory_bytes < 1 << 20 || max_memory_bytes > host.max_memory_bytes {
@@ -289,8 +299,43 @@ fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginCo
             ));
         }
     }
+    let scope = match p.scope {
+        None => PluginScopeConfig::Global,
+        Some(RawPluginScope { tenant: Some(t), model: None }) if !t.is_empty() => PluginScopeConfig::Tenant(t),
+        Some(RawPluginScope { tenant: None, model: Some(m) }) if !m.is_empty() => PluginScopeConfig::Model(m),
+        Some(_) => {
+            return Err(ConfigError::invalid(
+                format!("{field}.scope"),
+                "must name exactly one non-empty tenant or model: { tenant = \"acme\" } or { model = \"llama-3-8b\" }",
+            ));
+        }
+    };
+    if let Some(ns) = &p.state_namespace
+        && !(1..=64).contains(&ns.len())
+    {
+        return Err(ConfigError::invalid(format!("{field}.state_namespace"), "must be 1-64 characters"));
+    }
+    if p.max_concurrent_calls == Some(0) {
+        return Err(ConfigError::invalid(format!("{field}.max_concurrent_calls"), "must be at least 1"));
+    }
+    let breaker = PluginBreakerConfig {
+        failures: p.breaker.failures.unwrap_or(DEFAULT_BREAKER.failures),
+        window: p.breaker.window.unwrap_or(DEFAULT_BREAKER.window),
+        cooldown: p.breaker.cooldown.unwrap_or(DEFAULT_BREAKER.cooldown),
+        probes: p.breaker.probes.unwrap_or(DEFAULT_BREAKER.probes),
+    };
+    if breaker.failures > 0 && (breaker.window.is_zero() || breaker.cooldown.is_zero() || breaker.probes == 0) {
+        return Err(ConfigError::invalid(
+            format!("{field}.breaker"),
+            "window and cooldown must be greater than 0 and probes at least 1 (failures = 0 turns the breaker off)",
+        ));
+    }
     Ok(PluginConfig {
         name: p.name,
+        scope,
+        max_concurrent_calls: p.max_concurrent_calls,
+        state_namespace: p.state_namespace,
+        breaker,
         source,
         capabilities: p.capabilities,
         isolation,

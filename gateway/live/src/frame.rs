@@ -183,6 +183,15 @@ pub struct PluginLive {
     /// Total calls since the gateway started.
     pub calls_total: u64,
     pub errors_total: u64,
+    /// Bindings of the plugin whose circuit breaker is open (the plugin is skipped and its
+    /// failure policy applies) or half-open (probing).
+    #[serde(default)]
+    pub breakers_open: u32,
+    #[serde(default)]
+    pub breakers_half_open: u32,
+    /// Calls skipped per second because a breaker was open.
+    #[serde(default)]
+    pub short_circuits_per_s: f64,
 }
 
 #[cfg(test)]

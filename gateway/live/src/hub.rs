@@ -203,12 +203,16 @@ pub(crate) fn plugin_rates(
             let calls = t.calls.checked_sub(before.calls).unwrap_or(t.calls);
             let errors = t.errors.checked_sub(before.errors).unwrap_or(t.errors);
             let busy = t.busy.checked_sub(before.busy).unwrap_or(t.busy);
+            let short_circuits = t.short_circuits.checked_sub(before.short_circuits).unwrap_or(t.short_circuits);
             let live = PluginLive {
                 calls_per_s: calls as f64 / secs,
                 errors_per_s: errors as f64 / secs,
                 mean_us: (calls > 0).then(|| busy.as_secs_f64() * 1e6 / calls as f64),
                 calls_total: t.calls,
                 errors_total: t.errors,
+                breakers_open: t.breakers_open,
+                breakers_half_open: t.breakers_half_open,
+                short_circuits_per_s: short_circuits as f64 / secs,
             };
             (t.plugin.clone(), live)
         })

@@ -47,6 +47,11 @@ pub struct PluginTotals {
     pub errors: u64,
     /// Time spent in the plugin's hooks, summed over calls.
     pub busy: Duration,
+    /// Its bindings whose circuit breaker is open, and half-open (probing).
+    pub breakers_open: u32,
+    pub breakers_half_open: u32,
+    /// Calls not made because a breaker was open.
+    pub short_circuits: u64,
 }
 
 /// Cumulative plugin counters; the hub turns them into per-second rates.
@@ -83,8 +88,9 @@ impl std::fmt::Debug for LiveSources {
     }
 }
 
-/// Reads the plugin host's `sluice_plugin_calls_total`, `sluice_plugin_errors_total` and
-/// `sluice_plugin_duration_seconds` from the gateway's registry (`Metrics::registry()`).
+/// Reads the plugin host's `sluice_plugin_calls_total`, `sluice_plugin_errors_total`,
+/// `sluice_plugin_duration_seconds`, `sluice_plugin_breaker_state` and
+/// `sluice_plugin_short_circuits_total` from the gateway's registry (`Metrics::registry()`).
 #[derive(Clone)]
 pub struct RegistryPlugins(pub prometheus::Registry);
 
@@ -108,10 +114,23 @@ impl PluginSource for RegistryPlugins {
                         let secs = metric.get_histogram().get_sample_sum();
                         entry.busy += Duration::try_from_secs_f64(secs).unwrap_or_default();
                     }
+                    "sluice_plugin_breaker_state" => match metric.get_gauge().get_value() as i64 {
+                        1 => entry.breakers_half_open += 1,
+                        2 => entry.breakers_open += 1,
+                        _ => {}
+                    },
+                    "sluice_plugin_short_circuits_total" => {
+                        entry.short_circuits += metric.get_counter().get_value() as u64;
+                    }
                     _ => {}
                 }
             }
         }
-        by_plugin.into_values().filter(|p| p.calls > 0 || p.errors > 0).collect()
+        by_plugin
+            .into_values()
+            .filter(|p| {
+                p.calls > 0 || p.errors > 0 || p.short_circuits > 0 || p.breakers_open + p.breakers_half_open > 0
+            })
+            .collect()
     }
 }

@@ -54,7 +54,13 @@ struct Plugins(std::sync::atomic::AtomicU64);
 impl PluginSource for Plugins {
     fn totals(&self) -> Vec<PluginTotals> {
         let calls = self.0.fetch_add(10, std::sync::atomic::Ordering::Relaxed) + 10;
-        vec![PluginTotals { plugin: "router".into(), calls, errors: 1, busy: Duration::from_micros(calls * 5) }]
+        vec![PluginTotals {
+            plugin: "router".into(),
+            calls,
+            errors: 1,
+            busy: Duration::from_micros(calls * 5),
+            ..PluginTotals::default()
+        }]
     }
 }
 

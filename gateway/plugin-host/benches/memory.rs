@@ -81,6 +81,7 @@ async fn measure(isolation: Isolation, label: &str, n: usize) {
     let settings = HostSettings {
         engine: EngineSettings { max_instances: 1000, max_memory_bytes: 32 << 20, tick: Duration::from_millis(1) },
         cache_dir: None,
+        ..HostSettings::default()
     };
     let host = Arc::new(PluginHost::new(settings, &prometheus::Registry::new()).unwrap());
     host.services().set_io(gate.clone());

@@ -34,6 +34,7 @@ fn host() -> PluginHost {
     let settings = HostSettings {
         engine: EngineSettings { max_instances: 256, max_memory_bytes: 32 << 20, tick: Duration::from_millis(1) },
         cache_dir: None,
+        ..HostSettings::default()
     };
     PluginHost::new(settings, &prometheus::Registry::new()).unwrap()
 }

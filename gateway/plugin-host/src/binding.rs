@@ -1,22 +1,28 @@
 //! A binding: one plugin version with its grants, limits, isolation and failure policy, and the
-//! instances that serve it. Every call gets a fresh deadline and runs under the store's limits.
+//! instances that serve it. Every call gets a fresh deadline and runs under the store's limits;
+//! it is admitted by the binding's circuit breaker ([`crate::breaker`]) and, for the hooks that
+//! may wait, by its cap on concurrent calls, so a misbehaving plugin holds at most that many of
+//! the gateway's threads; what it returns is checked against [`OutputLimits`] before use.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::component::{Instance, Resource};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::types::{
     Candidate, ChunkDecision, RequestDecision, RequestInfo, ResponseChanges, ResponseChunk, ResponseDone,
     RouteDecision, RouteRequest,
 };
 use crate::bindings::{asynchronous, on_request, on_response_chunk, on_response_done, on_response_headers, route};
+use crate::breaker::{Admission, Breaker, BreakerState};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::loader::{Export, Hook, PluginVersion};
 use crate::metrics::CallMetrics;
+use crate::output::OutputLimits;
 use crate::resources::{BodyResource, HeadersResource};
 use crate::state::{BindingContext, HostState};
 
@@ -75,11 +81,34 @@ pub enum Origin {
     Store { binding_id: i64 },
 }
 
+impl Scope {
+    /// A short, bounded label (`global`, `tenant:<name>`, `model:<name>`).
+    pub fn label(&self) -> String {
+        match self {
+            Scope::Global => "global".to_owned(),
+            Scope::Tenant(t) => format!("tenant:{t}"),
+            Scope::Model(m) => format!("model:{m}"),
+        }
+    }
+}
+
 /// Per-call bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
+}
+
+/// How many calls of one binding may run at once when none is given: a quarter of the
+/// machine's threads (at least one) for plugins that only compute, so that one that loops holds
+/// at most that share of the gateway's threads; more for plugins that wait on the network, whose
+/// calls mostly wait.
+pub fn default_concurrent_calls(calls_async: bool) -> u32 {
+    if calls_async {
+        return 64;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(threads / 4).unwrap_or(u32::MAX).max(1)
 }
 
 /// Where a binding sits: its origin, scope and order.
@@ -88,6 +117,23 @@ pub(crate) struct Placement {
     pub origin: Origin,
     pub scope: Scope,
     pub order: i64,
+}
+
+/// See [`Binding::label`].
+pub(crate) fn binding_label(origin: &Origin, scope: &Scope) -> String {
+    match origin {
+        Origin::Config => format!("config:{}", scope.label()),
+        Origin::Store { binding_id } => format!("store:{binding_id}"),
+    }
+}
+
+/// How a binding guards the gateway against its plugin.
+pub(crate) struct Guards {
+    pub breaker: Breaker,
+    /// Calls that may run at once (the hooks that may wait; `on-response-chunk` runs inside a
+    /// stream's poll and is bounded by its deadline and the breaker alone).
+    pub max_concurrent_calls: u32,
+    pub output: OutputLimits,
 }
 
 /// The hooks' typed functions of one instance, looked up on first use.
@@ -119,6 +165,10 @@ pub struct Binding {
     pub isolation: Isolation,
     pub failure: FailurePolicy,
     pub limits: CallLimits,
+    pub output: OutputLimits,
+    pub max_concurrent_calls: u32,
+    breaker: Breaker,
+    slots: Semaphore,
     ctx: Arc<BindingContext>,
     calls: CallMetrics,
     /// `limits.timeout` in epoch ticks, computed once (it takes a 128-bit division).
@@ -149,6 +199,7 @@ impl Binding {
         isolation: Isolation,
         failure: FailurePolicy,
         limits: CallLimits,
+        guards: Guards,
     ) -> Self {
         Binding {
             name: Arc::clone(&ctx.plugin),
@@ -159,6 +210,10 @@ impl Binding {
             isolation,
             failure,
             limits,
+            output: guards.output,
+            max_concurrent_calls: guards.max_concurrent_calls,
+            breaker: guards.breaker,
+            slots: Semaphore::new(usize::try_from(guards.max_concurrent_calls.max(1)).unwrap_or(usize::MAX)),
             calls: ctx.metrics.for_plugin(&ctx.plugin),
             deadline_ticks: engine.deadline_ticks(limits.timeout),
             ctx: Arc::new(ctx),
@@ -170,7 +225,7 @@ impl Binding {
     /// Whether `other` takes this binding's place in the chain when activated.
     pub fn same_slot(&self, other: &Binding) -> bool {
         match (&self.origin, &other.origin) {
-            (Origin::Config, Origin::Config) => self.name == other.name,
+            (Origin::Config, Origin::Config) => self.name == other.name && self.scope == other.scope,
             (Origin::Store { binding_id: a }, Origin::Store { binding_id: b }) => a == b,
             _ => false,
         }
@@ -178,6 +233,17 @@ impl Binding {
 
     pub fn exports(&self, hook: Hook) -> bool {
         self.version.exports(hook)
+    }
+
+    /// Its circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// A bounded label naming this binding among others of the same plugin (metrics, the live
+    /// view): `config:<scope>` or `store:<id>`.
+    pub fn label(&self) -> String {
+        binding_label(&self.origin, &self.scope)
     }
 
     /// Instances kept warm right now (`reuse` only).
@@ -202,11 +268,31 @@ impl Binding {
     }
 
     fn new_store(&self) -> Store<HostState> {
-        let state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
+        let mut state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
+        // Instantiation runs under the deadline too (`arm` sets the call's own afterwards).
+        state.deadline = Instant::now() + self.limits.timeout;
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.deadline_ticks);
+        if self.version.calls_async {
+            // Called on a fiber: give the thread back to other requests at every tick, and
+            // interrupt at the deadline, so that a plugin that computes too long shares its
+            // thread instead of holding it for the whole deadline.
+            store.epoch_deadline_callback(|store| {
+                Ok(if Instant::now() >= store.data().deadline {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Yield(1)
+                })
+            });
+        }
+        store.set_epoch_deadline(self.epoch_deadline());
         store
+    }
+
+    /// Ticks until the epoch check: the whole deadline for synchronous calls, one tick for
+    /// asynchronous ones (whose callback then yields or interrupts).
+    fn epoch_deadline(&self) -> u64 {
+        if self.version.calls_async { 1 } else { self.deadline_ticks }
     }
 
     fn pooled(&self, store: Store<HostState>, instance: Instance) -> Pooled {
@@ -215,23 +301,76 @@ impl Binding {
         Pooled { store, instance, guests: Guests::default(), calls: 0, born: Instant::now(), baseline_memory }
     }
 
-    /// An instance for one call started at `started`, under a fresh deadline: a warm one
-    /// (`reuse`) or a new one.
-    async fn checkout(&self, hook: Hook, started: Instant) -> Result<Pooled, PluginError> {
+    /// Lets a call in: the breaker must admit it and, for hooks that may wait, one of the
+    /// binding's slots must be free by the deadline. Refusals are typed errors for the failure
+    /// policy; they are not the plugin's failures and do not count against its breaker.
+    async fn admit(&self, hook: Hook, started: Instant) -> Result<(Admission, SemaphorePermit<'_>), PluginError> {
+        let admission = self.admit_breaker(hook)?;
+        let permit = match self.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let wait = (started + self.limits.timeout).saturating_duration_since(Instant::now());
+                // Waiting needs the runtime's timer; without one (a tool driving the host by
+                // hand), a full binding refuses at once.
+                let acquired = match tokio::runtime::Handle::try_current() {
+                    Ok(_) => tokio::time::timeout(wait, self.slots.acquire()).await.ok().and_then(Result::ok),
+                    Err(_) => None,
+                };
+                match acquired {
+                    Some(permit) => permit,
+                    None => {
+                        // The breaker let a probe through that will not run: let it probe again.
+                        self.breaker.record(admission, false);
+                        let error = PluginError::Overloaded {
+                            plugin: self.name.to_string(),
+                            version: self.version.version.to_string(),
+                            hook: hook.name(),
+                        };
+                        self.ctx.metrics.error(&self.name, error.kind());
+                        return Err(error);
+                    }
+                }
+            }
+        };
+        Ok((admission, permit))
+    }
+
+    fn admit_breaker(&self, hook: Hook) -> Result<Admission, PluginError> {
+        match self.breaker.admit() {
+            Admission::Refused => Err(PluginError::CircuitOpen {
+                plugin: self.name.to_string(),
+                version: self.version.version.to_string(),
+                hook: hook.name(),
+            }),
+            admission => Ok(admission),
+        }
+    }
+
+    /// An instance for one call started at `started` for a request of `tenant`, under a fresh
+    /// deadline: a warm one (`reuse`) or a new one.
+    async fn checkout(&self, hook: Hook, started: Instant, tenant: &str) -> Result<Pooled, PluginError> {
         let pooled = match self.warm() {
             Some(p) => p,
             None => self.new_instance().await.map_err(|e| self.instantiate_error(hook, &e))?,
         };
-        Ok(self.arm(pooled, started))
+        Ok(self.arm(pooled, started, tenant))
     }
 
     /// [`Binding::checkout`] for components that call synchronously only.
-    fn checkout_sync(&self, hook: Hook, started: Instant) -> Result<Pooled, PluginError> {
+    fn checkout_sync(&self, hook: Hook, started: Instant, tenant: &str) -> Result<Pooled, PluginError> {
         let pooled = match self.warm() {
             Some(p) => p,
             None => self.new_instance_sync().map_err(|e| self.instantiate_error(hook, &e))?,
         };
-        Ok(self.arm(pooled, started))
+        Ok(self.arm(pooled, started, tenant))
+    }
+
+    /// Passes a checkout's failure (an instantiation that trapped, say) to the breaker.
+    fn told(&self, admission: Admission, checkout: Result<Pooled, PluginError>) -> Result<Pooled, PluginError> {
+        if let Err(error) = &checkout {
+            self.breaker.record(admission, error.trips_breaker());
+        }
+        checkout
     }
 
     fn warm(&self) -> Option<Pooled> {
@@ -241,41 +380,59 @@ impl Binding {
         }
     }
 
-    fn arm(&self, mut pooled: Pooled, started: Instant) -> Pooled {
-        pooled.store.set_epoch_deadline(self.deadline_ticks);
+    fn arm(&self, mut pooled: Pooled, started: Instant, tenant: &str) -> Pooled {
+        pooled.store.set_epoch_deadline(self.epoch_deadline());
         let state = pooled.store.data_mut();
         state.deadline = started + self.limits.timeout;
         state.limiter.hit = None;
+        if *state.tenant != *tenant {
+            state.tenant = Arc::from(tenant);
+        }
         pooled
     }
 
-    /// Ends a call: counts it, recycles the instance if it is fit for another call, and turns a
-    /// failure into a typed error. A call abandoned mid-way (its future dropped) never gets
-    /// here, so its instance is dropped too.
+    /// Ends a call: counts it, checks what it returned with `check`, recycles the instance if
+    /// it is fit for another call, tells the breaker, and turns a failure into a typed error. A
+    /// call abandoned mid-way (its future dropped) never gets here, so its instance is dropped
+    /// too.
     fn finish<R>(
         &self,
         hook: Hook,
+        admission: Admission,
         pooled: Pooled,
         started: Instant,
         result: wasmtime::Result<R>,
+        check: impl FnOnce(&OutputLimits, &R) -> Result<(), String>,
     ) -> Result<R, PluginError> {
         let now = Instant::now();
         self.calls.call(hook, now.saturating_duration_since(started));
-        match result {
+        let outcome = match result {
             Ok(value) => {
                 let mut pooled = pooled;
                 pooled.calls += 1;
                 self.recycle(pooled, now);
-                Ok(value)
+                match check(&self.output, &value) {
+                    Ok(()) => Ok(value),
+                    Err(reason) => Err(PluginError::OutputLimit {
+                        plugin: self.name.to_string(),
+                        version: self.version.version.to_string(),
+                        hook: hook.name(),
+                        reason,
+                    }),
+                }
             }
-            Err(e) => {
-                // A failed instance is never reused: its state is whatever the trap left.
-                let error = self.classify(hook, &e, pooled.store.data().limiter.hit);
+            // A failed instance is never reused: its state is whatever the trap left.
+            Err(e) => Err(self.classify(hook, &e, pooled.store.data().limiter.hit)),
+        };
+        match &outcome {
+            Ok(_) => self.breaker.record(admission, false),
+            Err(error) => {
+                self.breaker.record(admission, error.trips_breaker());
                 self.ctx.metrics.error(&self.name, error.kind());
                 tracing::warn!(plugin = %self.name, version = %self.version.version, hook = hook.name(), error = %error, "plugin call failed");
-                Err(error)
             }
         }
+        outcome
     }
 
     fn recycle(&self, pooled: Pooled, now: Instant) {
@@ -329,7 +486,8 @@ impl Binding {
     ) -> Result<Option<RequestDecision>, PluginError> {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::OnRequest, started).await?;
+        let (admission, _permit) = self.admit(Hook::OnRequest, started).await?;
+        let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guest = export.guest(
@@ -354,18 +512,26 @@ impl Binding {
             result
         }
         .await;
-        self.finish(Hook::OnRequest, pooled, started, result).map(Some)
+        self.finish(Hook::OnRequest, admission, pooled, started, result, |limits, decision| match decision {
+            RequestDecision::Continue => Ok(()),
+            RequestDecision::ContinueWith(changes) => limits.request_changes(changes),
+            RequestDecision::Respond(response) => limits.local_response(response),
+            RequestDecision::Deny(denial) => OutputLimits::denial_status(denial.status),
+        })
+        .map(Some)
     }
 
     /// `route`; `None` when the plugin does not export it.
     pub async fn route(
         &self,
+        tenant: &str,
         request: &RouteRequest,
         candidates: &[Candidate],
     ) -> Result<Option<RouteDecision>, PluginError> {
         let Some(export) = &self.version.hooks.route else { return Ok(None) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::Route, started).await?;
+        let (admission, _permit) = self.admit(Hook::Route, started).await?;
+        let mut pooled = self.told(admission, self.checkout(Hook::Route, started, tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             match export.guest(&mut guests.route, store, instance, |i, s, n| i.load(s, n), |i, s, n| i.load(s, n))? {
@@ -374,7 +540,7 @@ impl Binding {
             }
         }
         .await;
-        self.finish(Hook::Route, pooled, started, result).map(Some)
+        self.finish(Hook::Route, admission, pooled, started, result, |_, _| Ok(())).map(Some)
     }
 
     /// `on-response-headers`; `None` when the plugin does not export it.
@@ -386,7 +552,8 @@ impl Binding {
     ) -> Result<Option<ResponseChanges>, PluginError> {
         let Some(export) = &self.version.hooks.on_response_headers else { return Ok(None) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::OnResponseHeaders, started).await?;
+        let (admission, _permit) = self.admit(Hook::OnResponseHeaders, started).await?;
+        let mut pooled = self.told(admission, self.checkout(Hook::OnResponseHeaders, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guest = export.guest(
@@ -406,7 +573,8 @@ impl Binding {
             result
         }
         .await;
-        self.finish(Hook::OnResponseHeaders, pooled, started, result).map(Some)
+        self.finish(Hook::OnResponseHeaders, admission, pooled, started, result, OutputLimits::response_changes)
+            .map(Some)
     }
 
     /// `on-response-chunk`; `None` when the plugin does not export it. Synchronous: the loader
@@ -418,21 +586,27 @@ impl Binding {
     ) -> Result<Option<ChunkDecision>, PluginError> {
         let Some(indices) = &self.version.hooks.on_response_chunk else { return Ok(None) };
         let started = Instant::now();
-        let mut pooled = self.checkout_sync(Hook::OnResponseChunk, started)?;
+        let admission = self.admit_breaker(Hook::OnResponseChunk)?;
+        let mut pooled = self.told(admission, self.checkout_sync(Hook::OnResponseChunk, started, &info.tenant))?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = match &guests.on_response_chunk {
             Some(guest) => Ok(guest.clone()),
             None => indices.load(&mut *store, instance).inspect(|g| guests.on_response_chunk = Some(g.clone())),
         }
         .and_then(|guest| guest.call_on_response_chunk(&mut *store, info, chunk));
-        self.finish(Hook::OnResponseChunk, pooled, started, result).map(Some)
+        self.finish(Hook::OnResponseChunk, admission, pooled, started, result, |limits, decision| match decision {
+            ChunkDecision::Replace(text) => limits.chunk(text),
+            ChunkDecision::Forward | ChunkDecision::Drop => Ok(()),
+        })
+        .map(Some)
     }
 
     /// `on-response-done`; `false` when the plugin does not export it.
     pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) -> Result<bool, PluginError> {
         let Some(export) = &self.version.hooks.on_response_done else { return Ok(false) };
         let started = Instant::now();
-        let mut pooled = self.checkout(Hook::OnResponseDone, started).await?;
+        let (admission, _permit) = self.admit(Hook::OnResponseDone, started).await?;
+        let mut pooled = self.told(admission, self.checkout(Hook::OnResponseDone, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guests = &mut guests.on_response_done;
@@ -442,6 +616,6 @@ impl Binding {
             }
         }
         .await;
-        self.finish(Hook::OnResponseDone, pooled, started, result).map(|()| true)
+        self.finish(Hook::OnResponseDone, admission, pooled, started, result, |_, ()| Ok(())).map(|()| true)
     }
 }

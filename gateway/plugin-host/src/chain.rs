@@ -186,7 +186,7 @@ impl Chain {
         candidates: &[Candidate],
     ) -> Result<Option<u32>, ChainFailure> {
         for binding in self.with(Hook::Route, tenant, &request.model) {
-            match binding.route(request, candidates).await {
+            match binding.route(tenant, request, candidates).await {
                 Ok(Some(RouteDecision::Route(id))) if candidates.iter().any(|c| c.id == id) => return Ok(Some(id)),
                 Ok(Some(RouteDecision::Route(id))) => {
                     tracing::debug!(plugin = %binding.name, id, "router chose an unknown candidate; ignoring");

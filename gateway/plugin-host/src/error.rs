@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 /// Why a plugin failed. Load errors (`Compile`, `Incompatible`, `NotGranted`, `MissingExport`,
-/// `Io`, `InvalidBinding`) keep a new version from being activated; call errors (`Trap`, `Timeout`, `Limit`,
-/// `Instantiate`) go to the binding's failure policy.
+/// `Io`, `InvalidBinding`) keep a new version from being activated; call errors (`Trap`,
+/// `Timeout`, `Limit`, `OutputLimit`, `Instantiate`, `CircuitOpen`, `Overloaded`) go to the
+/// binding's failure policy.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
     #[error("plugin {plugin}: cannot read {path}: {reason}")]
@@ -24,6 +25,14 @@ pub enum PluginError {
     Timeout { plugin: String, version: String, hook: &'static str, deadline: Duration },
     #[error("plugin {plugin}@{version} hit its {limit} limit in {hook}")]
     Limit { plugin: String, version: String, hook: &'static str, limit: String },
+    #[error("plugin {plugin}@{version} returned output over its limits in {hook}: {reason}")]
+    OutputLimit { plugin: String, version: String, hook: &'static str, reason: String },
+    #[error("plugin {plugin}@{version} was not called in {hook}: its circuit breaker is open after repeated failures")]
+    CircuitOpen { plugin: String, version: String, hook: &'static str },
+    #[error(
+        "plugin {plugin}@{version} was not called in {hook}: its binding's concurrent calls stayed at their cap until the deadline"
+    )]
+    Overloaded { plugin: String, version: String, hook: &'static str },
     #[error("plugin {plugin}@{version}: could not instantiate: {reason}")]
     Instantiate { plugin: String, version: String, reason: String },
     #[error("plugin {plugin}: invalid binding: {reason}")]
@@ -42,9 +51,23 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::Timeout { .. } => "timeout",
             PluginError::Limit { .. } => "limit",
+            PluginError::OutputLimit { .. } => "output_limit",
+            PluginError::CircuitOpen { .. } => "circuit_open",
+            PluginError::Overloaded { .. } => "overloaded",
             PluginError::Instantiate { .. } => "instantiate",
             PluginError::InvalidBinding { .. } => "invalid_binding",
         }
+    }
+
+    /// Whether the failure is the plugin's own misbehaviour, which its circuit breaker counts.
+    pub fn trips_breaker(&self) -> bool {
+        matches!(
+            self,
+            PluginError::Trap { .. }
+                | PluginError::Timeout { .. }
+                | PluginError::Limit { .. }
+                | PluginError::OutputLimit { .. }
+        )
     }
 
     /// The plugin's name.
@@ -58,6 +81,9 @@ impl PluginError {
             | PluginError::Trap { plugin, .. }
             | PluginError::Timeout { plugin, .. }
             | PluginError::Limit { plugin, .. }
+            | PluginError::OutputLimit { plugin, .. }
+            | PluginError::CircuitOpen { plugin, .. }
+            | PluginError::Overloaded { plugin, .. }
             | PluginError::Instantiate { plugin, .. }
             | PluginError::InvalidBinding { plugin, .. } => plugin,
         }

@@ -13,7 +13,11 @@ use arc_swap::ArcSwap;
 use prometheus::Registry;
 
 use crate::artifacts::ArtifactCache;
-use crate::binding::{Binding, CallLimits, FailurePolicy, Isolation, Origin, Placement, Scope};
+use crate::binding::{
+    Binding, CallLimits, FailurePolicy, Guards, Isolation, Origin, Placement, Scope, binding_label,
+    default_concurrent_calls,
+};
+use crate::breaker::{Breaker, BreakerSettings};
 use crate::builtin;
 use crate::capability::Capabilities;
 use crate::chain::Chain;
@@ -22,8 +26,10 @@ use crate::error::PluginError;
 use crate::io::AllowList;
 use crate::loader::{Hook, PluginVersion};
 use crate::metrics::PluginMetrics;
+use crate::namespace::Namespace;
+use crate::output::OutputLimits;
 use crate::services::HostServices;
-use crate::state::BindingContext;
+use crate::state::{BindingContext, LogBudget};
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone)]
@@ -52,6 +58,13 @@ pub struct BindingSpec {
     pub http_allow: Vec<String>,
     /// Hooks the component must export.
     pub required: Vec<Hook>,
+    /// When its circuit breaker opens and closes.
+    pub breaker: BreakerSettings,
+    /// Calls that may run at once; `None`: [`default_concurrent_calls`].
+    pub max_concurrent_calls: Option<u32>,
+    /// A `counters`/`cache` namespace shared with the other bindings granted the same name
+    /// (an admin's grant); `None`: the plugin's own.
+    pub state_namespace: Option<String>,
 }
 
 /// The default isolation; see docs/plugins.md for the measurements behind it.
@@ -74,6 +87,9 @@ impl BindingSpec {
             config_json: "{}".to_owned(),
             http_allow: Vec::new(),
             required: Vec::new(),
+            breaker: BreakerSettings::default(),
+            max_concurrent_calls: None,
+            state_namespace: None,
         }
     }
 
@@ -94,6 +110,8 @@ pub struct HostSettings {
     pub engine: EngineSettings,
     /// Directory of precompiled artifacts; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// What every plugin's output is held to.
+    pub output: OutputLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +126,7 @@ pub enum HostError {
 
 pub struct PluginHost {
     engine: PluginEngine,
+    output: OutputLimits,
     artifacts: ArtifactCache,
     services: Arc<HostServices>,
     metrics: PluginMetrics,
@@ -127,6 +146,7 @@ impl PluginHost {
     pub fn new(settings: HostSettings, registry: &Registry) -> Result<Self, HostError> {
         Ok(PluginHost {
             engine: PluginEngine::new(settings.engine)?,
+            output: settings.output,
             artifacts: ArtifactCache::new(settings.cache_dir),
             services: Arc::new(HostServices::default()),
             metrics: PluginMetrics::new(registry)?,
@@ -212,6 +232,19 @@ impl PluginHost {
             plugin = %version.name, version = %version.version, provenance = ?version.provenance,
             "plugin loaded"
         );
+        let namespace = match &spec.state_namespace {
+            Some(shared) => Namespace::shared(shared),
+            None => Namespace::plugin(&version.name),
+        };
+        let label = binding_label(&spec.origin, &spec.scope);
+        let guards = Guards {
+            breaker: Breaker::new(spec.breaker, Some(self.metrics.breaker(&version.name, &label))),
+            max_concurrent_calls: spec
+                .max_concurrent_calls
+                .unwrap_or_else(|| default_concurrent_calls(version.calls_async))
+                .max(1),
+            output: self.output,
+        };
         let ctx = BindingContext {
             plugin: Arc::clone(&version.name),
             version: Arc::clone(&version.version),
@@ -220,6 +253,9 @@ impl PluginHost {
             http_allow,
             services: Arc::clone(&self.services),
             metrics: self.metrics.clone(),
+            namespace,
+            scope: spec.scope.clone(),
+            log_budget: LogBudget::default(),
         };
         Ok(Binding::new(
             self.engine.clone(),
@@ -229,6 +265,7 @@ impl PluginHost {
             spec.isolation,
             spec.failure,
             spec.limits,
+            guards,
         ))
     }
 

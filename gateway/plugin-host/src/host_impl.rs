@@ -5,12 +5,12 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 
 use crate::bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, log, metrics, types};
+use crate::bindings::types::StateScope;
 use crate::capability::Capability;
 use crate::resources::{BodyResource, HeadersResource};
 use crate::state::HostState;
 
-/// Largest value a plugin may put in the cache, and the most it may read from a body at once.
-const MAX_CACHE_VALUE: usize = 4 << 20;
+/// The most a plugin may read from a body at once.
 const MAX_READ: u32 = 1 << 20;
 /// The longest text a plugin may embed in one call.
 const MAX_EMBED_INPUT: usize = 1 << 20;
@@ -74,13 +74,18 @@ impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         self.grant(Capability::Log)?;
         let b = &self.binding;
+        if !b.log_budget.admit(b.services.epoch.elapsed().as_secs()) {
+            b.metrics.log_dropped(&b.plugin);
+            return Ok(());
+        }
         let message = message.chars().take(4096).collect::<String>();
+        let tenant = &*self.tenant;
         match level {
-            log::Level::Trace => tracing::trace!(plugin = %b.plugin, version = %b.version, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin = %b.plugin, version = %b.version, "{message}"),
-            log::Level::Info => tracing::info!(plugin = %b.plugin, version = %b.version, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin = %b.plugin, version = %b.version, "{message}"),
-            log::Level::Error => tracing::error!(plugin = %b.plugin, version = %b.version, "{message}"),
+            log::Level::Trace => tracing::trace!(plugin = %b.plugin, version = %b.version, tenant, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin = %b.plugin, version = %b.version, tenant, "{message}"),
+            log::Level::Info => tracing::info!(plugin = %b.plugin, version = %b.version, tenant, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin = %b.plugin, version = %b.version, tenant, "{message}"),
+            log::Level::Error => tracing::error!(plugin = %b.plugin, version = %b.version, tenant, "{message}"),
         }
         Ok(())
     }
@@ -93,16 +98,19 @@ impl clock::Host for HostState {
     }
 }
 
-impl counters::Host for HostState {
-    fn reserve(
+impl HostState {
+    fn reserve_in(
         &mut self,
-        key: String,
+        scope: StateScope,
+        key: &str,
         amount: u64,
         limit: u64,
         window_ms: u64,
     ) -> wasmtime::Result<counters::Reservation> {
         self.grant(Capability::Counters)?;
-        let r = self.binding.services.counters.reserve(&key, amount, limit, Duration::from_millis(window_ms.max(1)));
+        let owner = self.owner(scope);
+        let window = Duration::from_millis(window_ms.max(1));
+        let r = self.binding.services.counters.reserve(&owner, key, amount, limit, window);
         Ok(counters::Reservation {
             id: r.id,
             granted: r.granted,
@@ -111,36 +119,84 @@ impl counters::Host for HostState {
         })
     }
 
+    fn get_in(&mut self, scope: StateScope, key: &str) -> wasmtime::Result<u64> {
+        self.grant(Capability::Counters)?;
+        Ok(self.binding.services.counters.get(&self.owner(scope), key))
+    }
+
+    fn cache_get_in(&mut self, scope: StateScope, key: &str) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.grant(Capability::Cache)?;
+        Ok(self.binding.services.cache.get(&self.owner(scope), key).map(|v| v.to_vec()))
+    }
+
+    fn cache_put_in(&mut self, scope: StateScope, key: &str, value: &[u8], ttl_ms: u64) -> wasmtime::Result<()> {
+        self.grant(Capability::Cache)?;
+        let owner = self.owner(scope);
+        if !self.binding.services.cache.put(&owner, key, value, Duration::from_millis(ttl_ms)) {
+            tracing::debug!(plugin = %self.binding.plugin, "cache put refused: too large, or the owner's share is full");
+        }
+        Ok(())
+    }
+}
+
+impl counters::Host for HostState {
+    fn reserve(
+        &mut self,
+        key: String,
+        amount: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> wasmtime::Result<counters::Reservation> {
+        self.reserve_in(StateScope::Binding, &key, amount, limit, window_ms)
+    }
+
+    fn reserve_scoped(
+        &mut self,
+        scope: StateScope,
+        key: String,
+        amount: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> wasmtime::Result<counters::Reservation> {
+        self.reserve_in(scope, &key, amount, limit, window_ms)
+    }
+
     fn settle(&mut self, id: u64, actual: u64) -> wasmtime::Result<()> {
         self.grant(Capability::Counters)?;
-        self.binding.services.counters.settle(id, actual);
+        self.binding.services.counters.settle(&self.binding.namespace, id, actual);
         Ok(())
     }
 
     fn release(&mut self, id: u64) -> wasmtime::Result<()> {
         self.grant(Capability::Counters)?;
-        self.binding.services.counters.release(id);
+        self.binding.services.counters.release(&self.binding.namespace, id);
         Ok(())
     }
 
     fn get(&mut self, key: String) -> wasmtime::Result<u64> {
-        self.grant(Capability::Counters)?;
-        Ok(self.binding.services.counters.get(&key))
+        self.get_in(StateScope::Binding, &key)
+    }
+
+    fn get_scoped(&mut self, scope: StateScope, key: String) -> wasmtime::Result<u64> {
+        self.get_in(scope, &key)
     }
 }
 
 impl cache::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.grant(Capability::Cache)?;
-        Ok(self.binding.services.cache.get(&key).map(|v| v.to_vec()))
+        self.cache_get_in(StateScope::Binding, &key)
     }
 
     fn put(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<()> {
-        self.grant(Capability::Cache)?;
-        if value.len() <= MAX_CACHE_VALUE {
-            self.binding.services.cache.put(&key, &value, Duration::from_millis(ttl_ms));
-        }
-        Ok(())
+        self.cache_put_in(StateScope::Binding, &key, &value, ttl_ms)
+    }
+
+    fn get_scoped(&mut self, scope: StateScope, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.cache_get_in(scope, &key)
+    }
+
+    fn put_scoped(&mut self, scope: StateScope, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<()> {
+        self.cache_put_in(scope, &key, &value, ttl_ms)
     }
 }
 
@@ -152,6 +208,11 @@ impl config::Host for HostState {
 
     fn tenant(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         self.grant(Capability::Config)?;
+        // Only the tenant the call serves: another tenant's settings are not this plugin's to
+        // read, whoever asks.
+        if name != *self.tenant {
+            return Ok(None);
+        }
         Ok(self.binding.services.tenant(&name))
     }
 }

@@ -17,9 +17,12 @@
 pub mod artifacts;
 pub mod binding;
 pub mod bindings;
+pub mod breaker;
 pub mod builtin;
+pub mod cache;
 pub mod capability;
 pub mod chain;
+pub mod counters;
 pub mod engine;
 pub mod error;
 mod host;
@@ -28,14 +31,17 @@ pub mod inspect;
 pub mod io;
 pub mod loader;
 pub mod metrics;
+pub mod namespace;
+pub mod output;
 pub mod resources;
 pub mod services;
 mod state;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use binding::{Binding, CallLimits, FailurePolicy, Isolation, Origin, Scope};
+pub use binding::{Binding, CallLimits, FailurePolicy, Isolation, Origin, Scope, default_concurrent_calls};
 pub use bindings::types;
+pub use breaker::{BreakerSettings, BreakerState};
 pub use capability::{Capabilities, Capability};
 pub use chain::{Chain, ChainFailure, ChunkVerdict, RequestEdits, RequestVerdict, RequestView};
 pub use engine::{EngineSettings, PluginEngine};
@@ -43,4 +49,5 @@ pub use error::PluginError;
 pub use host::{BindingSpec, DEFAULT_ISOLATION, HostError, HostSettings, PluginHost, PluginSource};
 pub use io::{AllowList, IoFuture, PluginIo};
 pub use loader::{CONTRACT, Hook, PluginVersion};
+pub use output::OutputLimits;
 pub use resources::BodyResource;

@@ -1,10 +1,12 @@
 //! `sluice_plugin_*` metrics, labelled by the binding's plugin name (bounded by config).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::loader::Hook;
 
@@ -25,8 +27,10 @@ const DURATION_BUCKETS: &[f64] = &[
     0.05,
     0.1,
 ];
-/// Distinct (plugin, name, label) series the `metrics` capability may create.
-const MAX_CUSTOM_SERIES: usize = 256;
+/// Distinct (name, label) series one plugin may create through the `metrics` capability, and
+/// all plugins together: one plugin cannot use up the others' share.
+const MAX_CUSTOM_SERIES_PER_PLUGIN: usize = 64;
+const MAX_CUSTOM_SERIES: usize = 1024;
 
 /// One plugin's call counters and durations, by hook (in [`Hook::ALL`] order).
 #[derive(Clone)]
@@ -48,6 +52,15 @@ impl CallMetrics {
     }
 }
 
+/// One binding's breaker series, resolved once.
+#[derive(Clone)]
+pub struct BreakerMetrics {
+    pub state: IntGauge,
+    /// To closed, half-open, open.
+    pub transitions: [IntCounter; 3],
+    pub short_circuits: IntCounter,
+}
+
 #[derive(Clone)]
 pub struct PluginMetrics {
     calls: IntCounterVec,
@@ -56,7 +69,17 @@ pub struct PluginMetrics {
     instantiations: IntCounterVec,
     custom_total: IntCounterVec,
     custom_value: HistogramVec,
-    custom_series: std::sync::Arc<Mutex<HashSet<(String, String, String)>>>,
+    custom_series: std::sync::Arc<Mutex<CustomSeries>>,
+    log_dropped: IntCounterVec,
+    breaker_state: IntGaugeVec,
+    breaker_transitions: IntCounterVec,
+    short_circuits: IntCounterVec,
+}
+
+#[derive(Debug, Default)]
+struct CustomSeries {
+    series: HashSet<(String, String, String)>,
+    per_plugin: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for PluginMetrics {
@@ -104,6 +127,32 @@ impl PluginMetrics {
                 &["plugin", "name", "label"],
             )?,
             custom_series: std::sync::Arc::default(),
+            log_dropped: IntCounterVec::new(
+                Opts::new(
+                    "sluice_plugin_log_dropped_total",
+                    "Plugin log lines dropped because the plugin logged more than its per-second budget.",
+                ),
+                &["plugin"],
+            )?,
+            breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_plugin_breaker_state",
+                    "Each binding's circuit breaker: 0 closed, 1 half-open (probing), 2 open (the plugin is \
+                     skipped and its failure policy applies).",
+                ),
+                &["plugin", "binding"],
+            )?,
+            breaker_transitions: IntCounterVec::new(
+                Opts::new("sluice_plugin_breaker_transitions_total", "Circuit breaker state changes, by new state."),
+                &["plugin", "binding", "state"],
+            )?,
+            short_circuits: IntCounterVec::new(
+                Opts::new(
+                    "sluice_plugin_short_circuits_total",
+                    "Plugin calls not made because the binding's breaker was open.",
+                ),
+                &["plugin"],
+            )?,
         };
         registry.register(Box::new(m.calls.clone()))?;
         registry.register(Box::new(m.errors.clone()))?;
@@ -111,6 +160,10 @@ impl PluginMetrics {
         registry.register(Box::new(m.instantiations.clone()))?;
         registry.register(Box::new(m.custom_total.clone()))?;
         registry.register(Box::new(m.custom_value.clone()))?;
+        registry.register(Box::new(m.log_dropped.clone()))?;
+        registry.register(Box::new(m.breaker_state.clone()))?;
+        registry.register(Box::new(m.breaker_transitions.clone()))?;
+        registry.register(Box::new(m.short_circuits.clone()))?;
         Ok(m)
     }
 
@@ -130,8 +183,9 @@ impl PluginMetrics {
         self.errors.with_label_values(&[plugin, kind]).inc();
     }
 
-    /// Whether the series may exist: names and labels are short `[a-z0-9_]` words and each
-    /// gateway keeps at most [`MAX_CUSTOM_SERIES`] of them.
+    /// Whether the series may exist: names and labels are short `[a-z0-9_]` words, each plugin
+    /// keeps at most [`MAX_CUSTOM_SERIES_PER_PLUGIN`] of them and the gateway
+    /// [`MAX_CUSTOM_SERIES`].
     fn admit(&self, plugin: &str, name: &str, label: &str) -> bool {
         let word = |s: &str| {
             !s.is_empty()
@@ -141,9 +195,32 @@ impl PluginMetrics {
         if !word(name) || !(label.is_empty() || word(label)) {
             return false;
         }
-        let Ok(mut series) = self.custom_series.lock() else { return false };
+        let Ok(mut custom) = self.custom_series.lock() else { return false };
         let key = (plugin.to_owned(), name.to_owned(), label.to_owned());
-        series.contains(&key) || (series.len() < MAX_CUSTOM_SERIES && series.insert(key))
+        if custom.series.contains(&key) {
+            return true;
+        }
+        let mine = custom.per_plugin.get(plugin).copied().unwrap_or(0);
+        if mine >= MAX_CUSTOM_SERIES_PER_PLUGIN || custom.series.len() >= MAX_CUSTOM_SERIES {
+            return false;
+        }
+        custom.series.insert(key);
+        *custom.per_plugin.entry(plugin.to_owned()).or_default() += 1;
+        true
+    }
+
+    pub fn log_dropped(&self, plugin: &str) {
+        self.log_dropped.with_label_values(&[plugin]).inc();
+    }
+
+    /// The breaker series of one binding.
+    pub fn breaker(&self, plugin: &str, binding: &str) -> BreakerMetrics {
+        BreakerMetrics {
+            state: self.breaker_state.with_label_values(&[plugin, binding]),
+            transitions: ["closed", "half_open", "open"]
+                .map(|state| self.breaker_transitions.with_label_values(&[plugin, binding, state])),
+            short_circuits: self.short_circuits.with_label_values(&[plugin]),
+        }
     }
 
     pub fn custom_add(&self, plugin: &str, name: &str, label: &str, value: u64) -> bool {

@@ -2,15 +2,22 @@
 //! The host side of every capability is implemented on [`HostState`] in `crate::host_impl`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, format_err};
 
+use crate::binding::Scope;
+use crate::bindings::types::StateScope;
 use crate::capability::{Capabilities, Capability};
 use crate::io::AllowList;
 use crate::metrics::PluginMetrics;
+use crate::namespace::{Namespace, Owner};
 use crate::services::HostServices;
+
+/// Log lines one binding may write per second; the rest are dropped and counted.
+const LOG_LINES_PER_SECOND: u64 = 100;
 
 /// The binding an instance serves: who it is, what it may use, its config.
 #[derive(Debug)]
@@ -24,6 +31,45 @@ pub struct BindingContext {
     pub http_allow: AllowList,
     pub services: Arc<HostServices>,
     pub metrics: PluginMetrics,
+    /// Where its `counters` and `cache` keys live.
+    pub namespace: Namespace,
+    /// The binding's scope, which decides whose state `state-scope.binding` names.
+    pub scope: Scope,
+    pub log_budget: LogBudget,
+}
+
+impl BindingContext {
+    /// Whose state `scope` names for a call serving `request_tenant`.
+    pub fn owner(&self, request_tenant: &Arc<str>, scope: StateScope) -> Owner {
+        Owner::resolve(&self.namespace, &self.scope, request_tenant, scope)
+    }
+}
+
+/// A per-second budget of log lines, so that a plugin logging in a loop cannot flood the
+/// gateway's log.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    /// The second (since the host's epoch) the count is for, and the count, packed as
+    /// `second << 20 | count` so that one atomic holds both.
+    state: AtomicU64,
+}
+
+impl LogBudget {
+    /// Whether a line may be written at `second`.
+    pub fn admit(&self, second: u64) -> bool {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let (at, count) = (current >> 20, current & 0xF_FFFF);
+            let next = if at == second { (second << 20) | (count + 1).min(0xF_FFFF) } else { (second << 20) | 1 };
+            if at == second && count >= LOG_LINES_PER_SECOND {
+                return false;
+            }
+            match self.state.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
 }
 
 /// Memory and table limits for one store, remembering which one was hit so the error can say
@@ -83,6 +129,8 @@ pub struct HostState {
     /// When the current call's deadline passes; host calls that wait (`http`, `embeddings`)
     /// give up by then, since the plugin is interrupted at its next epoch check anyway.
     pub deadline: Instant,
+    /// The tenant of the request the current call serves.
+    pub tenant: Arc<str>,
 }
 
 impl HostState {
@@ -92,12 +140,18 @@ impl HostState {
             limiter: Limiter::new(memory_limit, table_limit),
             binding,
             deadline: Instant::now(),
+            tenant: Arc::from(""),
         }
     }
 
     /// What is left of the current call's deadline, at most `cap`.
     pub fn remaining(&self, cap: Duration) -> Duration {
         self.deadline.saturating_duration_since(Instant::now()).min(cap)
+    }
+
+    /// Whose state `scope` names in the current call.
+    pub fn owner(&self, scope: StateScope) -> Owner {
+        self.binding.owner(&self.tenant, scope)
     }
 
     /// Refuses (traps) a capability the binding does not grant. Load-time checks make this

@@ -120,8 +120,8 @@ async fn route_response_headers_and_done() {
     };
     chain.on_response_done(&info("t"), &done).await;
     chain.on_response_done(&info("t"), &done).await;
-    assert_eq!(host.services().counters.get("done:blue"), 2);
-    assert_eq!(host.services().counters.get("done-status:200"), 2);
+    assert_eq!(counter(&host, "g", "done:blue"), 2);
+    assert_eq!(counter(&host, "g", "done-status:200"), 2);
 }
 
 #[tokio::test]
@@ -222,7 +222,8 @@ async fn on_response_chunk_forwards_replaces_and_drops_in_chain_order() {
     // A whole body cannot be dropped: the second plugin's drop counts as forward, and the
     // first one's replacement stands.
     assert_eq!(chain.on_response_chunk(&info, false, 1, event).unwrap(), expected);
-    let counters = &host.services().counters;
-    assert_eq!(counters.get("chunk:true:0"), 2, "each plugin saw the first event");
-    assert_eq!(counters.get("chunk:false:1"), 2);
+    for plugin in ["a-redact-secret", "b-drop-odd"] {
+        assert_eq!(counter(&host, plugin, "chunk:true:0"), 1, "{plugin} saw the first event, in its own counters");
+        assert_eq!(counter(&host, plugin, "chunk:false:1"), 1);
+    }
 }

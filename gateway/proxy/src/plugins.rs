@@ -2,12 +2,13 @@
 //! with the built-in router bound unless a plugin named `router` replaces it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use prometheus::Registry;
-use sluice_config::{Config, PluginConfig, PluginIsolationConfig, PluginSourceConfig};
+use sluice_config::{Config, PluginConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig};
 use sluice_plugin_host::{
-    BindingSpec, CallLimits, Capability, EngineSettings, FailurePolicy, Hook, HostError, HostSettings, Isolation,
-    Origin, PluginHost, PluginSource, Scope,
+    BindingSpec, BreakerSettings, CallLimits, Capability, EngineSettings, FailurePolicy, Hook, HostError, HostSettings,
+    Isolation, Origin, OutputLimits, PluginHost, PluginSource, Scope,
 };
 
 pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostError> {
@@ -18,6 +19,8 @@ pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostErro
             ..EngineSettings::default()
         },
         cache_dir: config.plugin_host.cache_dir.clone(),
+        // A plugin's rewritten body is held to the limit a client's body is.
+        output: OutputLimits { max_body_bytes: config.server.max_body_bytes, ..OutputLimits::default() },
     };
     let specs = config.plugins.iter().map(spec).collect();
     let host = PluginHost::with_bindings(settings, registry, specs, config.plugin_host.builtin_router)?;
@@ -37,7 +40,11 @@ pub fn spec(p: &PluginConfig) -> BindingSpec {
         name: p.name.clone(),
         source,
         origin: Origin::Config,
-        scope: Scope::Global,
+        scope: match &p.scope {
+            PluginScopeConfig::Global => Scope::Global,
+            PluginScopeConfig::Tenant(t) => Scope::Tenant(Arc::from(t.as_str())),
+            PluginScopeConfig::Model(m) => Scope::Model(Arc::from(m.as_str())),
+        },
         // Config validation admits only known names.
         capabilities: p.capabilities.iter().filter_map(|c| Capability::parse(c)).collect(),
         isolation: match p.isolation {
@@ -51,5 +58,13 @@ pub fn spec(p: &PluginConfig) -> BindingSpec {
         http_allow: p.http_allow.clone(),
         // A plugin replacing the built-in router must route.
         required: if p.name == "router" { vec![Hook::Route] } else { Vec::new() },
+        breaker: BreakerSettings {
+            failures: p.breaker.failures,
+            window: p.breaker.window,
+            cooldown: p.breaker.cooldown,
+            probes: p.breaker.probes,
+        },
+        max_concurrent_calls: p.max_concurrent_calls,
+        state_namespace: p.state_namespace.clone(),
     }
 }

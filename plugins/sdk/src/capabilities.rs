@@ -26,14 +26,20 @@ pub mod clock {
     pub use crate::bindings::sluice::policy::clock::monotonic_now;
 }
 
-/// Capability `counters`: atomic windowed counters.
+/// Capability `counters`: atomic windowed counters. The host keeps every key in this plugin's
+/// namespace; the `*_scoped` functions choose between the binding's state and the current
+/// request's tenant's ([`StateScope`]).
 pub mod counters {
-    pub use crate::bindings::sluice::policy::counters::{Reservation, get, release, reserve, settle};
+    pub use crate::bindings::sluice::policy::counters::{
+        Reservation, get, get_scoped, release, reserve, reserve_scoped, settle,
+    };
+    pub use crate::bindings::sluice::policy::types::StateScope;
 }
 
-/// Capability `cache`.
+/// Capability `cache`. Keys are namespaced as for [`counters`].
 pub mod cache {
-    pub use crate::bindings::sluice::policy::cache::{get, put};
+    pub use crate::bindings::sluice::policy::cache::{get, get_scoped, put, put_scoped};
+    pub use crate::bindings::sluice::policy::types::StateScope;
 }
 
 /// Capability `config`: the binding's JSON config and tenant settings.

@@ -5,7 +5,14 @@
 //!   model from `"model"`), `headers` (echoes header `x-echo`, the body's length and prompt),
 //!   `capabilities` (clock, counters, cache, metrics, config, log), `state` (counts the calls
 //!   this instance served), `loop` (never returns), `grow` (allocates past any sane limit),
-//!   `trap`.
+//!   `trap`, and the hostile ones: `huge-body` (a rewritten body of `"size"` bytes, default
+//!   4 MiB), `huge-header` (a 1 MiB header for the worker), `huge-response` (a local response
+//!   with a 1 MiB header), `stack` (recursion until the stack overflows), `hammer` (host calls
+//!   in a loop: counters on fresh keys, cache puts, log lines, until the deadline), `state-write`
+//!   (puts `"value"` in the cache under `"key"` and reserves all of counter `"key"` with a limit
+//!   of 1, in state scope `"scope"`: `binding` or `tenant`) and `state-read` (reads them back
+//!   into `x-read` and `x-counter`).
+//! - `"trap": "headers"` or `"done"` traps in on-response-headers or on-response-done.
 //! - route: the last candidate, or abstain in mode `abstain`.
 //! - on-response-headers: sets `x-plugin-tag` to the tag.
 //! - on-response-chunk, chosen by `"chunk"`: forward (default), `redact` (replaces every
@@ -18,11 +25,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_sdk::types::{
     Body, Candidate, ChunkDecision, Header, Headers, LocalResponse, RequestChanges, RequestDecision, RequestInfo,
-    ResponseChanges, ResponseChunk, ResponseDone, RouteDecision, RouteRequest,
+    ResponseChanges, ResponseChunk, ResponseDone, RouteDecision, RouteRequest, StateScope,
 };
 use sluice_sdk::{Plugin, cache, clock, config, counters, export_plugin, log, metrics};
 
 struct TestGuest;
+
+/// The `"scope"` setting as a state scope (`binding` unless `tenant`).
+fn state_scope() -> StateScope {
+    if setting("scope").as_deref() == Some("tenant") { StateScope::Tenant } else { StateScope::Binding }
+}
+
+/// Recurses until the stack overflows; the frame's array keeps it from being optimised away.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 64];
+    std::hint::black_box(&frame);
+    recurse(depth + 1) + frame[(depth % 64) as usize]
+}
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
@@ -97,6 +117,49 @@ impl Plugin for TestGuest {
                 with_headers(vec![header("x-big", big.iter().map(|&b| u64::from(b)).sum::<u64>().to_string())])
             }
             Some("trap") => core::arch::wasm32::unreachable(),
+            Some("huge-body") => {
+                let size = setting("size").and_then(|s| s.parse().ok()).unwrap_or(4 << 20);
+                let mut body = br#"{"model":"llama-3-8b","messages":[{"role":"user","content":""#.to_vec();
+                body.resize(size, b'a');
+                body.extend_from_slice(br#""}]}"#);
+                RequestDecision::ContinueWith(RequestChanges {
+                    set_headers: Vec::new(),
+                    remove_headers: Vec::new(),
+                    model: None,
+                    body: Some(body),
+                })
+            }
+            Some("huge-header") => with_headers(vec![header("x-huge", "h".repeat(1 << 20))]),
+            Some("huge-response") => RequestDecision::Respond(LocalResponse {
+                status: 200,
+                headers: vec![header("x-huge", "h".repeat(1 << 20))],
+                body: b"{}".to_vec(),
+            }),
+            Some("stack") => with_headers(vec![header("x-depth", recurse(0).to_string())]),
+            Some("hammer") => {
+                let mut i = 0u64;
+                loop {
+                    i += 1;
+                    counters::reserve(&format!("hammer:{i}"), 1, 1, 60_000);
+                    cache::put(&format!("hammer:{i}"), &[0; 4096], 60_000);
+                    log::info("hammering");
+                }
+            }
+            Some("state-write") => {
+                let (scope, key) = (state_scope(), setting("key").unwrap_or_default());
+                cache::put_scoped(scope, &key, setting("value").unwrap_or_default().as_bytes(), 60_000);
+                let r = counters::reserve_scoped(scope, &key, 1, 1, 60_000);
+                with_headers(vec![header("x-granted", r.granted.to_string())])
+            }
+            Some("state-read") => {
+                let (scope, key) = (state_scope(), setting("key").unwrap_or_default());
+                let read = cache::get_scoped(scope, &key).map(|v| String::from_utf8_lossy(&v).into_owned());
+                with_headers(vec![
+                    header("x-read", read.unwrap_or_else(|| "none".to_owned())),
+                    header("x-counter", counters::get_scoped(scope, &key).to_string()),
+                    header("x-other-tenant", config::tenant("acme").is_some().to_string()),
+                ])
+            }
             _ => RequestDecision::Continue,
         }
     }
@@ -110,6 +173,9 @@ impl Plugin for TestGuest {
     }
 
     fn on_response_headers(_request: RequestInfo, status: u16, _headers: &Headers) -> ResponseChanges {
+        if setting("trap").as_deref() == Some("headers") {
+            core::arch::wasm32::unreachable();
+        }
         ResponseChanges {
             set_headers: vec![
                 header("x-plugin-tag", setting("tag").unwrap_or_default()),
@@ -136,6 +202,9 @@ impl Plugin for TestGuest {
     }
 
     fn on_response_done(_request: RequestInfo, done: ResponseDone) {
+        if setting("trap").as_deref() == Some("done") {
+            core::arch::wasm32::unreachable();
+        }
         let tag = setting("tag").unwrap_or_default();
         counters::reserve(&format!("done:{tag}"), 1, u64::MAX, 3_600_000);
         counters::reserve(&format!("done-status:{}", done.status), 1, u64::MAX, 3_600_000);

@@ -40,6 +40,7 @@ pub async fn run(args: &TestArgs, json: bool) -> anyhow::Result<()> {
             ..EngineSettings::default()
         },
         cache_dir: Some(cache.path().to_owned()),
+        ..HostSettings::default()
     };
     let host = PluginHost::new(settings, &prometheus::Registry::new())?;
     let started = Instant::now();
@@ -163,7 +164,7 @@ async fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         let mut route = sample.route.clone();
         route.model.clone_from(&info.model);
         let started = Instant::now();
-        let result = binding.route(&route, &sample.candidates).await;
+        let result = binding.route(&info.tenant, &route, &sample.candidates).await;
         if result.is_err() {
             answered_locally = refused_on_failure(binding);
         }
@@ -232,7 +233,7 @@ async fn time_hook(binding: &Binding, samples: &[Sample], iterations: u32, hook:
             let started = Instant::now();
             let ok = match hook {
                 Hook::OnRequest => binding.on_request(&sample.info, &sample.headers, &sample.body).await.is_ok(),
-                Hook::Route => binding.route(&sample.route, &sample.candidates).await.is_ok(),
+                Hook::Route => binding.route(&sample.info.tenant, &sample.route, &sample.candidates).await.is_ok(),
                 Hook::OnResponseHeaders => {
                     let headers = &sample.response_headers;
                     binding.on_response_headers(&sample.info, sample.response_status, headers).await.is_ok()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
+use sluice_plugin_host::namespace::{Namespace, Owner};
 use sluice_plugin_host::types::{
     Api, BodySummary, Candidate, CandidateStats, Health, PrefixOverlap, RequestInfo, RouteRequest,
 };
@@ -18,11 +19,18 @@ pub fn settings() -> HostSettings {
     HostSettings {
         engine: EngineSettings { max_instances: 64, max_memory_bytes: 32 << 20, tick: Duration::from_millis(1) },
         cache_dir: None,
+        ..HostSettings::default()
     }
 }
 
 pub fn host() -> PluginHost {
     PluginHost::new(settings(), &prometheus::Registry::new()).unwrap()
+}
+
+/// The value of counter `key` in `plugin`'s own (not per-tenant) state.
+pub fn counter(host: &PluginHost, plugin: &str, key: &str) -> u64 {
+    let owner = Owner { namespace: Namespace::plugin(plugin), tenant: None };
+    host.services().counters.get(&owner, key)
 }
 
 /// The test guest with every capability, in `mode`, tagged `tag`.

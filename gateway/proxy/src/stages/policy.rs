@@ -175,6 +175,7 @@ mod tests {
         let settings = HostSettings {
             engine: EngineSettings { max_instances: 8, max_memory_bytes: 16 << 20, ..EngineSettings::default() },
             cache_dir: None,
+            ..HostSettings::default()
         };
         let host = PluginHost::new(settings, &prometheus::Registry::new()).unwrap();
         let spec = BindingSpec {
