@@ -44,10 +44,12 @@ trap cleanup EXIT
 
 # `cargo sqlx prepare` sets SQLX_OFFLINE=false for the build it runs, overriding
 # .cargo/config.toml; each crate's sqlx.toml names the variable its macros read the URL from.
+# `--all-targets`: the crates' tests use checked queries too, and without it a rewrite drops
+# their entries from the cache (offline test builds then fail).
 prepare() {
   local crate="$1" var="$2" url="$3"
-  echo "== $crate: cargo sqlx prepare${check_flag:+ $check_flag}"
-  (cd "$store_dir/$crate" && env "$var=$url" cargo sqlx prepare $check_flag)
+  echo "== $crate: cargo sqlx prepare${check_flag:+ $check_flag} -- --all-targets"
+  (cd "$store_dir/$crate" && env "$var=$url" cargo sqlx prepare $check_flag -- --all-targets)
 }
 check_flag=""
 [ "$mode" = check ] && check_flag="--check"

@@ -115,6 +115,35 @@ pub struct NewPluginVersion {
     pub manifest: serde_json::Value,
 }
 
+/// A binding to create: where a plugin runs, in which order, how it fails, its config and its
+/// per-call limits (`None`: the host's defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBinding {
+    pub plugin: String,
+    pub scope: Scope,
+    pub order: i32,
+    pub failure_policy: FailurePolicy,
+    pub config: serde_json::Value,
+    pub timeout_ms: Option<u32>,
+    pub max_memory_bytes: Option<u64>,
+}
+
+impl NewBinding {
+    /// A binding of `plugin` at `scope` with order 0, fail-open, an empty config and the host's
+    /// default limits.
+    pub fn new(plugin: impl Into<String>, scope: Scope) -> Self {
+        NewBinding {
+            plugin: plugin.into(),
+            scope,
+            order: 0,
+            failure_policy: FailurePolicy::default(),
+            config: serde_json::Value::Object(serde_json::Map::new()),
+            timeout_ms: None,
+            max_memory_bytes: None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     fn kind(&self) -> BackendKind;
@@ -168,16 +197,19 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_plugin_versions(&self, plugin: &str) -> Result<Vec<PluginVersion>, StoreError>;
     /// The bytes of the version with this sha256 (any plugin).
     async fn plugin_bytes(&self, sha256: &str) -> Result<Vec<u8>, StoreError>;
-    async fn activate_plugin_version(&self, actor: &Actor, plugin: &str, version: i32) -> Result<Plugin, StoreError>;
-    async fn bind_plugin(
+    /// Makes `version` the one bindings run, granted exactly `grants` (capability names,
+    /// checked by the caller with [`crate::validate::grants`]); the grants are kept with the
+    /// version, so re-activating it later (a rollback) can grant the same again.
+    async fn activate_plugin_version(
         &self,
         actor: &Actor,
         plugin: &str,
-        scope: &Scope,
-        order: i32,
-        failure_policy: FailurePolicy,
-        config: &serde_json::Value,
-    ) -> Result<Binding, StoreError>;
+        version: i32,
+        grants: &[String],
+    ) -> Result<Plugin, StoreError>;
+    /// Limits are checked by the caller against the host's maxima
+    /// ([`crate::validate::binding_limits`]); stores refuse only values they cannot hold.
+    async fn bind_plugin(&self, actor: &Actor, binding: &NewBinding) -> Result<Binding, StoreError>;
     async fn unbind_plugin(&self, actor: &Actor, binding_id: i64) -> Result<(), StoreError>;
     /// Ordered by `order`, then id.
     async fn list_bindings(&self) -> Result<Vec<Binding>, StoreError>;

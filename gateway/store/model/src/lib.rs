@@ -15,7 +15,7 @@ mod types;
 pub mod validate;
 
 pub use backend::{
-    Actor, Backend, BackendKind, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, TenantPatch,
+    Actor, Backend, BackendKind, NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, TenantPatch,
 };
 pub use error::StoreError;
 pub use types::*;

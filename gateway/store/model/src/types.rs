@@ -155,6 +155,9 @@ pub struct Plugin {
     pub name: String,
     /// The version bindings run; `None` until one is activated.
     pub active_version: Option<i32>,
+    /// The capabilities the admin granted the active version when activating it (empty while
+    /// no version is active).
+    pub granted: Vec<String>,
     pub created_at: Timestamp,
 }
 
@@ -166,8 +169,13 @@ pub struct PluginVersion {
     pub version: i32,
     pub sha256: String,
     pub size_bytes: i64,
-    /// The manifest: capabilities granted, hooks, limits (see docs/plugins.md).
+    /// The manifest the gateway's plugin host reported at upload: the contract, the hooks the
+    /// component exports, and in `capabilities` the host capabilities it imports — what it
+    /// requests, which activation must grant (see docs/plugins.md).
     pub manifest: serde_json::Value,
+    /// The capabilities granted the last time this version was activated; `None` if it never
+    /// was. Rolling back to this version grants these again.
+    pub granted: Option<Vec<String>>,
     pub created_at: Timestamp,
 }
 
@@ -203,6 +211,12 @@ pub struct Binding {
     pub order: i32,
     pub failure_policy: FailurePolicy,
     pub config: serde_json::Value,
+    /// The deadline of each call into the plugin, in milliseconds; `None`: the host's default
+    /// (10 ms).
+    pub timeout_ms: Option<u32>,
+    /// The most linear memory one instance may grow to; `None`: the host's default (16 MiB, or
+    /// the engine's maximum if lower).
+    pub max_memory_bytes: Option<u64>,
     pub created_at: Timestamp,
 }
 
@@ -316,6 +330,8 @@ pub struct ActivePlugin {
     pub name: String,
     pub version: i32,
     pub sha256: String,
+    /// The capabilities its bindings are granted: those the admin granted at activation.
+    pub granted: Vec<String>,
 }
 
 /// Everything the gateway serves from, read in one consistent transaction.

@@ -82,9 +82,140 @@ pub fn endpoint_url(value: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The host capabilities a stored plugin version may be granted, in the contract's order: each
+/// is one interface of `sluice:policy@0.1.0` (`plugins/wit/policy.wit`). The plugin host's
+/// `Capability::ALL` is the authority; a test in `sluice-server` keeps this list equal to it.
+pub const CAPABILITIES: [&str; 8] = ["log", "clock", "counters", "cache", "config", "metrics", "embeddings", "http"];
+
+/// Capability names to grant: each one of [`CAPABILITIES`]. Returns them without repeats, in
+/// [`CAPABILITIES`] order, so that equal grants are stored and compared alike.
+pub fn grants(grants: &[String]) -> Result<Vec<String>, StoreError> {
+    if let Some(unknown) = grants.iter().find(|g| !CAPABILITIES.contains(&g.as_str())) {
+        return Err(StoreError::invalid(
+            "grants",
+            format!("{unknown:?} is not a capability; expected any of {}", CAPABILITIES.join(", ")),
+        ));
+    }
+    Ok(CAPABILITIES.iter().filter(|c| grants.iter().any(|g| g == *c)).map(|c| (*c).to_owned()).collect())
+}
+
+/// The capabilities in a manifest (`manifest.capabilities`, what the component imports) that
+/// `granted` lacks, in manifest order.
+pub fn ungranted<'m>(manifest: &'m serde_json::Value, granted: &[String]) -> Vec<&'m str> {
+    requested(manifest).into_iter().filter(|c| !granted.iter().any(|g| g == c)).collect()
+}
+
+/// The capabilities a version requests: its manifest's `capabilities` (what it imports).
+pub fn requested(manifest: &serde_json::Value) -> Vec<&str> {
+    manifest
+        .get("capabilities")
+        .and_then(serde_json::Value::as_array)
+        .map(|names| names.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The WIT import that needs `capability`, as the plugin host names it in its errors:
+/// `sluice:policy/http@0.1.0` for `http` under the contract `sluice:policy@0.1.0`.
+pub fn capability_import(manifest: &serde_json::Value, capability: &str) -> String {
+    let contract = manifest.get("contract").and_then(serde_json::Value::as_str).unwrap_or("sluice:policy@0.1.0");
+    match contract.split_once('@') {
+        Some((package, version)) => format!("{package}/{capability}@{version}"),
+        None => format!("{contract}/{capability}"),
+    }
+}
+
+/// The largest deadline a stored binding may ask for, in milliseconds, unless the gateway
+/// configures another. The one place this default lives; the admin API and the gateway's
+/// plugin sync both read it.
+pub const MAX_BINDING_TIMEOUT_MS: u32 = 1000;
+
+/// The smallest memory limit a binding may have (the same floor as the config file's).
+pub const MIN_BINDING_MEMORY_BYTES: u64 = 1 << 20;
+
+/// The host's maxima for a stored binding's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindingMaxima {
+    pub timeout_ms: u32,
+    /// The plugin engine's `max_memory_bytes` (`[plugin_host] max_memory_bytes`).
+    pub memory_bytes: u64,
+}
+
+impl Default for BindingMaxima {
+    /// [`MAX_BINDING_TIMEOUT_MS`] and the engine's default maximum memory (64 MiB).
+    fn default() -> Self {
+        BindingMaxima { timeout_ms: MAX_BINDING_TIMEOUT_MS, memory_bytes: 64 << 20 }
+    }
+}
+
+/// A binding's `timeout_ms` (1 ms up to the maximum) and `max_memory_bytes` (1 MiB up to the
+/// engine's maximum); unset values are the host's defaults and always fit.
+pub fn binding_limits(
+    timeout_ms: Option<u32>,
+    max_memory_bytes: Option<u64>,
+    maxima: &BindingMaxima,
+) -> Result<(), StoreError> {
+    if let Some(t) = timeout_ms
+        && !(1..=maxima.timeout_ms).contains(&t)
+    {
+        return Err(StoreError::invalid(
+            "timeout_ms",
+            format!("{t} must be between 1 and the host's maximum of {} ms", maxima.timeout_ms),
+        ));
+    }
+    if let Some(m) = max_memory_bytes
+        && !(MIN_BINDING_MEMORY_BYTES..=maxima.memory_bytes).contains(&m)
+    {
+        return Err(StoreError::invalid(
+            "max_memory_bytes",
+            format!(
+                "{m} must be between {MIN_BINDING_MEMORY_BYTES} (1 MiB) and the plugin engine's maximum of {} bytes",
+                maxima.memory_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_are_known_capabilities_in_contract_order() {
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(grants(&names(&["http", "log", "http"])).unwrap(), names(&["log", "http"]));
+        assert_eq!(grants(&[]).unwrap(), Vec::<String>::new());
+        let e = grants(&names(&["log", "filesystem"])).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Invalid { field: "grants", message } if message.contains("filesystem")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ungranted_imports_are_named_as_the_host_names_them() {
+        let manifest = serde_json::json!({"contract": "sluice:policy@0.1.0", "capabilities": ["log", "http"]});
+        assert_eq!(ungranted(&manifest, &["log".to_owned()]), ["http"]);
+        assert!(ungranted(&manifest, &["log".to_owned(), "http".to_owned()]).is_empty());
+        assert!(ungranted(&serde_json::json!({}), &[]).is_empty(), "a manifest without capabilities requests none");
+        assert_eq!(capability_import(&manifest, "http"), "sluice:policy/http@0.1.0");
+    }
+
+    #[test]
+    fn binding_limits_stay_within_the_maxima() {
+        let max = BindingMaxima { timeout_ms: 1000, memory_bytes: 64 << 20 };
+        assert!(binding_limits(None, None, &max).is_ok());
+        assert!(binding_limits(Some(1), Some(1 << 20), &max).is_ok());
+        assert!(binding_limits(Some(1000), Some(64 << 20), &max).is_ok());
+        let field = |r: Result<(), StoreError>| match r {
+            Err(StoreError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(binding_limits(Some(0), None, &max)), "timeout_ms");
+        assert_eq!(field(binding_limits(Some(1001), None, &max)), "timeout_ms");
+        assert_eq!(field(binding_limits(None, Some((64 << 20) + 1), &max)), "max_memory_bytes");
+        assert_eq!(field(binding_limits(None, Some(4096), &max)), "max_memory_bytes");
+    }
 
     #[test]
     fn names() {

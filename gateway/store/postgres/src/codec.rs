@@ -102,6 +102,11 @@ pub(crate) fn to_u64(column: &str, value: Option<i64>) -> Result<Option<u64>, St
     value.map(|v| u64::try_from(v).map_err(|_| unexpected(column, &v.to_string()))).transpose()
 }
 
+/// A binding's deadline: `u32` milliseconds in the model, BIGINT (>= 1 by CHECK) here.
+pub(crate) fn timeout_ms(value: Option<i64>) -> Result<Option<u32>, StoreError> {
+    value.map(|v| u32::try_from(v).map_err(|_| unexpected("binding timeout_ms", &v.to_string()))).transpose()
+}
+
 pub(crate) fn string_list(column: &str, value: serde_json::Value) -> Result<Vec<String>, StoreError> {
     serde_json::from_value(value).map_err(|e| StoreError::Database(format!("{column} is not a list of strings: {e}")))
 }

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_store_model::{
-    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, FailurePolicy, Limits, NewEndpoint, NewKey,
-    NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, Scope, Slo, StoreError, StoreSnapshot, Tenant,
+    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, NewBinding, NewEndpoint, NewKey,
+    NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, Slo, StoreError, StoreSnapshot, Tenant,
     TenantDetail, TenantPatch, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 use sqlx::migrate::{MigrateError, Migrator};
@@ -238,20 +238,18 @@ impl Backend for PostgresStore {
         plugins::bytes(&mut *self.conn().await?, sha256).await
     }
 
-    async fn activate_plugin_version(&self, actor: &Actor, plugin: &str, version: i32) -> Result<Plugin, StoreError> {
-        in_write!(self, plugins::activate, actor, plugin, version)
-    }
-
-    async fn bind_plugin(
+    async fn activate_plugin_version(
         &self,
         actor: &Actor,
         plugin: &str,
-        scope: &Scope,
-        order: i32,
-        failure_policy: FailurePolicy,
-        config: &serde_json::Value,
-    ) -> Result<Binding, StoreError> {
-        in_write!(self, plugins::bind, actor, plugin, scope, order, failure_policy, config)
+        version: i32,
+        grants: &[String],
+    ) -> Result<Plugin, StoreError> {
+        in_write!(self, plugins::activate, actor, plugin, version, grants)
+    }
+
+    async fn bind_plugin(&self, actor: &Actor, binding: &NewBinding) -> Result<Binding, StoreError> {
+        in_write!(self, plugins::bind, actor, binding)
     }
 
     async fn unbind_plugin(&self, actor: &Actor, binding_id: i64) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use sluice_store_model::{
-    ActivePlugin, Actor, Binding, FailurePolicy, NewPluginVersion, Plugin, PluginVersion, Scope, StoreError,
+    ActivePlugin, Actor, Binding, NewBinding, NewPluginVersion, Plugin, PluginVersion, Scope, StoreError,
 };
 use sqlx::PgConnection;
 
@@ -74,19 +74,37 @@ pub(crate) async fn add_version(
         sha256: upload.sha256.clone(),
         size_bytes,
         manifest: upload.manifest.clone(),
+        granted: None,
         created_at: ts(now),
     })
 }
 
 pub(crate) async fn list(conn: &mut PgConnection) -> Result<Vec<Plugin>, StoreError> {
-    let rows = sqlx::query!(r#"SELECT id, name, active_version, created_ms FROM plugins ORDER BY name COLLATE "C""#)
-        .fetch_all(conn)
-        .await
-        .map_err(db)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Plugin { id: r.id, name: r.name, active_version: r.active_version, created_at: ts(r.created_ms) })
-        .collect())
+    let rows = sqlx::query!(
+        r#"
+        SELECT p.id, p.name, p.active_version, v.granted AS "granted?", p.created_ms
+        FROM plugins p LEFT JOIN plugin_versions v ON v.plugin_id = p.id AND v.version = p.active_version
+        ORDER BY p.name COLLATE "C"
+        "#
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Plugin {
+                id: r.id,
+                name: r.name,
+                active_version: r.active_version,
+                granted: granted(r.granted)?.unwrap_or_default(),
+                created_at: ts(r.created_ms),
+            })
+        })
+        .collect()
+}
+
+fn granted(value: Option<serde_json::Value>) -> Result<Option<Vec<String>>, StoreError> {
+    value.map(|v| codec::string_list("plugin_versions.granted", v)).transpose()
 }
 
 /// Newest first, without the bytes.
@@ -98,7 +116,7 @@ pub(crate) async fn list_versions(conn: &mut PgConnection, plugin: &str) -> Resu
         .ok_or_else(|| StoreError::not_found("plugin", plugin))?;
     let rows = sqlx::query!(
         r#"
-        SELECT version, sha256, octet_length(bytes)::bigint AS "size_bytes!", manifest, created_ms
+        SELECT version, sha256, octet_length(bytes)::bigint AS "size_bytes!", manifest, granted, created_ms
         FROM plugin_versions WHERE plugin_id = $1 ORDER BY version DESC
         "#,
         plugin_id
@@ -106,17 +124,19 @@ pub(crate) async fn list_versions(conn: &mut PgConnection, plugin: &str) -> Resu
     .fetch_all(conn)
     .await
     .map_err(db)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| PluginVersion {
-            plugin: plugin.to_owned(),
-            version: r.version,
-            sha256: r.sha256,
-            size_bytes: r.size_bytes,
-            manifest: r.manifest,
-            created_at: ts(r.created_ms),
+    rows.into_iter()
+        .map(|r| {
+            Ok(PluginVersion {
+                plugin: plugin.to_owned(),
+                version: r.version,
+                sha256: r.sha256,
+                size_bytes: r.size_bytes,
+                manifest: r.manifest,
+                granted: granted(r.granted)?,
+                created_at: ts(r.created_ms),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub(crate) async fn bytes(conn: &mut PgConnection, sha256: &str) -> Result<Vec<u8>, StoreError> {
@@ -132,20 +152,26 @@ pub(crate) async fn activate(
     actor: &Actor,
     plugin: &str,
     version: i32,
+    grants: &[String],
 ) -> Result<Plugin, StoreError> {
-    let row = sqlx::query!(
+    let granted = codec::json_list(grants);
+    // The grants go with the version (a later rollback to it grants the same); the plugin row
+    // then points at it. Both in this transaction, so no snapshot sees one without the other.
+    let found = sqlx::query_scalar!(
         r#"
-        UPDATE plugins p SET active_version = $2
-        WHERE p.name = $1 AND EXISTS (SELECT 1 FROM plugin_versions v WHERE v.plugin_id = p.id AND v.version = $2)
-        RETURNING id, name, active_version, created_ms
+        UPDATE plugin_versions v SET granted = $3
+        FROM plugins p
+        WHERE p.name = $1 AND v.plugin_id = p.id AND v.version = $2
+        RETURNING v.sha256
         "#,
         plugin,
-        version
+        version,
+        granted
     )
     .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
-    let Some(row) = row else {
+    let Some(sha256) = found else {
         let exists = sqlx::query_scalar!("SELECT id FROM plugins WHERE name = $1", plugin)
             .fetch_optional(&mut *conn)
             .await
@@ -155,15 +181,33 @@ pub(crate) async fn activate(
             None => StoreError::not_found("plugin", plugin),
         });
     };
-    record(conn, actor, "plugin.activate", &target(plugin), json!({ "version": version })).await?;
-    Ok(Plugin { id: row.id, name: row.name, active_version: row.active_version, created_at: ts(row.created_ms) })
+    let row = sqlx::query!(
+        r#"
+        UPDATE plugins SET active_version = $2 WHERE name = $1
+        RETURNING id, name, active_version, created_ms
+        "#,
+        plugin,
+        version
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    let detail = json!({ "version": version, "sha256": sha256, "grants": grants });
+    record(conn, actor, "plugin.activate", &target(plugin), detail).await?;
+    Ok(Plugin {
+        id: row.id,
+        name: row.name,
+        active_version: row.active_version,
+        granted: grants.to_vec(),
+        created_at: ts(row.created_ms),
+    })
 }
 
 /// Plugins with an active version, by name, for the snapshot.
 pub(crate) async fn active(conn: &mut PgConnection) -> Result<Vec<ActivePlugin>, StoreError> {
     let rows = sqlx::query!(
         r#"
-        SELECT p.name, v.version, v.sha256
+        SELECT p.name, v.version, v.sha256, v.granted
         FROM plugins p JOIN plugin_versions v ON v.plugin_id = p.id AND v.version = p.active_version
         ORDER BY p.name COLLATE "C"
         "#
@@ -171,54 +215,67 @@ pub(crate) async fn active(conn: &mut PgConnection) -> Result<Vec<ActivePlugin>,
     .fetch_all(conn)
     .await
     .map_err(db)?;
-    Ok(rows.into_iter().map(|r| ActivePlugin { name: r.name, version: r.version, sha256: r.sha256 }).collect())
+    rows.into_iter()
+        .map(|r| {
+            Ok(ActivePlugin {
+                name: r.name,
+                version: r.version,
+                sha256: r.sha256,
+                // Activation always stores grants; none stored means none granted.
+                granted: granted(r.granted)?.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
-pub(crate) async fn bind(
-    conn: &mut PgConnection,
-    actor: &Actor,
-    plugin: &str,
-    scope: &Scope,
-    order: i32,
-    failure_policy: FailurePolicy,
-    config: &serde_json::Value,
-) -> Result<Binding, StoreError> {
+pub(crate) async fn bind(conn: &mut PgConnection, actor: &Actor, new: &NewBinding) -> Result<Binding, StoreError> {
+    let plugin = new.plugin.as_str();
+    let timeout_ms = new.timeout_ms.map(i64::from);
+    let max_memory_bytes = codec::to_i64("max_memory_bytes", new.max_memory_bytes)?;
     let plugin_id = sqlx::query_scalar!("SELECT id FROM plugins WHERE name = $1 FOR KEY SHARE", plugin)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?
         .ok_or_else(|| StoreError::not_found("plugin", plugin))?;
     // Deleting a tenant deletes its bindings; the lock keeps a binding from slipping in meanwhile.
-    if let Scope::Tenant(tenant) = scope {
+    if let Scope::Tenant(tenant) = &new.scope {
         crate::tenants::lock_id(conn, tenant).await?;
     }
-    let (kind, name) = codec::scope_columns(scope);
+    let (kind, name) = codec::scope_columns(&new.scope);
     let row = sqlx::query!(
         r#"
-        INSERT INTO plugin_bindings (plugin_id, scope_kind, scope_name, ord, failure_policy, config, created_ms)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO plugin_bindings
+            (plugin_id, scope_kind, scope_name, ord, failure_policy, config, timeout_ms, max_memory_bytes, created_ms)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         RETURNING id, created_ms
         "#,
         plugin_id,
         kind,
         name,
-        order,
-        codec::policy_str(failure_policy),
-        config,
+        new.order,
+        codec::policy_str(new.failure_policy),
+        new.config,
+        timeout_ms,
+        max_memory_bytes,
         now_ms(),
     )
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
-    let detail = json!({ "plugin": plugin, "scope": scope, "order": order, "failure_policy": failure_policy });
+    let detail = json!({
+        "plugin": plugin, "scope": new.scope, "order": new.order, "failure_policy": new.failure_policy,
+        "timeout_ms": new.timeout_ms, "max_memory_bytes": new.max_memory_bytes,
+    });
     record(conn, actor, "plugin.bind", &format!("binding/{}", row.id), detail).await?;
     Ok(Binding {
         id: row.id,
         plugin: plugin.to_owned(),
-        scope: scope.clone(),
-        order,
-        failure_policy,
-        config: config.clone(),
+        scope: new.scope.clone(),
+        order: new.order,
+        failure_policy: new.failure_policy,
+        config: new.config.clone(),
+        timeout_ms: new.timeout_ms,
+        max_memory_bytes: new.max_memory_bytes,
         created_at: ts(row.created_ms),
     })
 }
@@ -244,7 +301,8 @@ pub(crate) async fn unbind(conn: &mut PgConnection, actor: &Actor, binding_id: i
 pub(crate) async fn bindings(conn: &mut PgConnection) -> Result<Vec<Binding>, StoreError> {
     let rows = sqlx::query!(
         r#"
-        SELECT b.id, p.name AS plugin, b.scope_kind, b.scope_name, b.ord, b.failure_policy, b.config, b.created_ms
+        SELECT b.id, p.name AS plugin, b.scope_kind, b.scope_name, b.ord, b.failure_policy, b.config,
+               b.timeout_ms, b.max_memory_bytes, b.created_ms
         FROM plugin_bindings b JOIN plugins p ON p.id = b.plugin_id
         ORDER BY b.ord, b.id
         "#
@@ -261,6 +319,8 @@ pub(crate) async fn bindings(conn: &mut PgConnection) -> Result<Vec<Binding>, St
                 order: r.ord,
                 failure_policy: codec::policy(&r.failure_policy)?,
                 config: r.config,
+                timeout_ms: codec::timeout_ms(r.timeout_ms)?,
+                max_memory_bytes: codec::to_u64("binding max_memory_bytes", r.max_memory_bytes)?,
                 created_at: ts(r.created_ms),
             })
         })

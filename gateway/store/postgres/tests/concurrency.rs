@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use sluice_store_model::keys::generate;
 use sluice_store_model::{
-    Actor, Backend, FailurePolicy, Limits, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, Priority, Scope,
-    Slo, TenantStatus,
+    Actor, Backend, FailurePolicy, Limits, NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant,
+    Priority, Scope, Slo, TenantStatus,
 };
 
 fn upload(plugin: &str, bytes: Vec<u8>) -> NewPluginVersion {
@@ -106,10 +106,11 @@ async fn reading_a_small_store() {
         }
     }
     store.add_plugin_version(&admin, &upload("quota", vec![7; 200_000])).await.unwrap();
-    store.activate_plugin_version(&admin, "quota", 1).await.unwrap();
+    store.activate_plugin_version(&admin, "quota", 1, &["counters".to_owned()]).await.unwrap();
     for t in 0..5 {
         let scope = Scope::Tenant(format!("tenant-{t:02}"));
-        store.bind_plugin(&admin, "quota", &scope, t, FailurePolicy::Closed, &serde_json::json!({})).await.unwrap();
+        let binding = NewBinding { order: t, failure_policy: FailurePolicy::Closed, ..NewBinding::new("quota", scope) };
+        store.bind_plugin(&admin, &binding).await.unwrap();
     }
 
     let mut timings = Vec::new();

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_store_model::{
-    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, FailurePolicy, Limits, NewEndpoint, NewKey,
-    NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, Scope, Slo, StoreError, StoreSnapshot, Tenant,
+    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, NewBinding, NewEndpoint, NewKey,
+    NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, Slo, StoreError, StoreSnapshot, Tenant,
     TenantDetail, TenantPatch, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 
@@ -124,20 +124,18 @@ impl Backend for SqliteStore {
         plugins::bytes(&self.pool, sha256).await
     }
 
-    async fn activate_plugin_version(&self, actor: &Actor, plugin: &str, version: i32) -> Result<Plugin, StoreError> {
-        plugins::activate(&self.pool, actor, plugin, version).await
-    }
-
-    async fn bind_plugin(
+    async fn activate_plugin_version(
         &self,
         actor: &Actor,
         plugin: &str,
-        scope: &Scope,
-        order: i32,
-        failure_policy: FailurePolicy,
-        config: &serde_json::Value,
-    ) -> Result<Binding, StoreError> {
-        plugins::bind(&self.pool, actor, plugin, scope, order, failure_policy, config).await
+        version: i32,
+        grants: &[String],
+    ) -> Result<Plugin, StoreError> {
+        plugins::activate(&self.pool, actor, plugin, version, grants).await
+    }
+
+    async fn bind_plugin(&self, actor: &Actor, binding: &NewBinding) -> Result<Binding, StoreError> {
+        plugins::bind(&self.pool, actor, binding).await
     }
 
     async fn unbind_plugin(&self, actor: &Actor, binding_id: i64) -> Result<(), StoreError> {

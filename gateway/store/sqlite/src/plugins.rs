@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use sluice_store_model::{
-    ActivePlugin, Actor, Binding, FailurePolicy, NewPluginVersion, Plugin, PluginVersion, Scope, StoreError,
+    ActivePlugin, Actor, Binding, NewBinding, NewPluginVersion, Plugin, PluginVersion, Scope, StoreError,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -15,7 +15,14 @@ struct PluginRow {
     id: i64,
     name: String,
     active_version: Option<i64>,
+    /// The active version's grants (JSON), `None` while no version is active.
+    granted: Option<String>,
     created_ms: i64,
+}
+
+/// A `granted` column: a JSON array of capability names, or NULL.
+fn granted(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| json("plugin version grants", e))).transpose()
 }
 
 impl TryFrom<PluginRow> for Plugin {
@@ -26,6 +33,7 @@ impl TryFrom<PluginRow> for Plugin {
             id: row.id,
             name: row.name,
             active_version: row.active_version.map(|v| codec::to_i32("active version", v)).transpose()?,
+            granted: granted(row.granted)?.unwrap_or_default(),
             created_at: ts(row.created_ms),
         })
     }
@@ -37,6 +45,7 @@ struct VersionRow {
     sha256: String,
     size_bytes: i64,
     manifest: String,
+    granted: Option<String>,
     created_ms: i64,
 }
 
@@ -50,25 +59,32 @@ impl TryFrom<VersionRow> for PluginVersion {
             sha256: row.sha256,
             size_bytes: row.size_bytes,
             manifest: serde_json::from_str(&row.manifest).map_err(|e| json("plugin manifest", e))?,
+            granted: granted(row.granted)?,
             created_at: ts(row.created_ms),
         })
     }
 }
 
 async fn read(conn: &mut SqliteConnection, name: &str) -> Result<Plugin, StoreError> {
-    sqlx::query_as!(PluginRow, "SELECT id, name, active_version, created_ms FROM plugins WHERE name = ?", name)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| StoreError::not_found("plugin", name))?
-        .try_into()
+    sqlx::query_as!(
+        PluginRow,
+        r#"SELECT p.id, p.name, p.active_version, v.granted AS "granted?: String", p.created_ms
+           FROM plugins p LEFT JOIN plugin_versions v ON v.plugin_id = p.id AND v.version = p.active_version
+           WHERE p.name = ?"#,
+        name
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(db)?
+    .ok_or_else(|| StoreError::not_found("plugin", name))?
+    .try_into()
 }
 
 async fn read_version(conn: &mut SqliteConnection, plugin_id: i64, version: i64) -> Result<PluginVersion, StoreError> {
     sqlx::query_as!(
         VersionRow,
         r#"SELECT p.name AS plugin, v.version, v.sha256, length(v.bytes) AS "size_bytes!: i64", v.manifest,
-                  v.created_ms
+                  v.granted, v.created_ms
            FROM plugin_versions v JOIN plugins p ON p.id = v.plugin_id
            WHERE v.plugin_id = ? AND v.version = ?"#,
         plugin_id,
@@ -139,13 +155,18 @@ pub(crate) async fn add_version(
 }
 
 pub(crate) async fn list(pool: &SqlitePool) -> Result<Vec<Plugin>, StoreError> {
-    sqlx::query_as!(PluginRow, "SELECT id, name, active_version, created_ms FROM plugins ORDER BY name")
-        .fetch_all(pool)
-        .await
-        .map_err(db)?
-        .into_iter()
-        .map(Plugin::try_from)
-        .collect()
+    sqlx::query_as!(
+        PluginRow,
+        r#"SELECT p.id, p.name, p.active_version, v.granted AS "granted?: String", p.created_ms
+           FROM plugins p LEFT JOIN plugin_versions v ON v.plugin_id = p.id AND v.version = p.active_version
+           ORDER BY p.name"#
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db)?
+    .into_iter()
+    .map(Plugin::try_from)
+    .collect()
 }
 
 pub(crate) async fn list_versions(pool: &SqlitePool, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
@@ -154,7 +175,7 @@ pub(crate) async fn list_versions(pool: &SqlitePool, name: &str) -> Result<Vec<P
     let rows = sqlx::query_as!(
         VersionRow,
         r#"SELECT p.name AS plugin, v.version, v.sha256, length(v.bytes) AS "size_bytes!: i64", v.manifest,
-                  v.created_ms
+                  v.granted, v.created_ms
            FROM plugin_versions v JOIN plugins p ON p.id = v.plugin_id
            WHERE v.plugin_id = ?
            ORDER BY v.version DESC"#,
@@ -175,10 +196,27 @@ pub(crate) async fn bytes(pool: &SqlitePool, sha256: &str) -> Result<Vec<u8>, St
         .ok_or_else(|| StoreError::not_found("plugin version", sha256))
 }
 
-pub(crate) async fn activate(pool: &SqlitePool, actor: &Actor, name: &str, version: i32) -> Result<Plugin, StoreError> {
+pub(crate) async fn activate(
+    pool: &SqlitePool,
+    actor: &Actor,
+    name: &str,
+    version: i32,
+    grants: &[String],
+) -> Result<Plugin, StoreError> {
+    let granted = serde_json::Value::from(grants.to_vec()).to_string();
     let mut tx = write::begin(pool).await?;
     let plugin = read(&mut tx, name).await?;
     let chosen = read_version(&mut tx, plugin.id, i64::from(version)).await?;
+    // The grants go with the version, so that a later rollback to it grants the same again.
+    sqlx::query!(
+        "UPDATE plugin_versions SET granted = ? WHERE plugin_id = ? AND version = ?",
+        granted,
+        plugin.id,
+        version
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
     sqlx::query!("UPDATE plugins SET active_version = ? WHERE id = ?", version, plugin.id)
         .execute(&mut *tx)
         .await
@@ -188,7 +226,9 @@ pub(crate) async fn activate(pool: &SqlitePool, actor: &Actor, name: &str, versi
         actor,
         action: "plugin.activate",
         target: format!("plugin/{name}"),
-        detail: json!({ "version": version, "previous": plugin.active_version, "sha256": chosen.sha256 }),
+        detail: json!({
+            "version": version, "previous": plugin.active_version, "sha256": chosen.sha256, "grants": grants,
+        }),
     };
     write::commit(tx, audit).await?;
     Ok(activated)
@@ -202,6 +242,8 @@ struct BindingRow {
     ord: i64,
     failure_policy: String,
     config: String,
+    timeout_ms: Option<i64>,
+    max_memory_bytes: Option<i64>,
     created_ms: i64,
 }
 
@@ -216,40 +258,40 @@ impl TryFrom<BindingRow> for Binding {
             order: codec::to_i32("binding order", row.ord)?,
             failure_policy: codec::policy(&row.failure_policy)?,
             config: serde_json::from_str(&row.config).map_err(|e| json("binding config", e))?,
+            timeout_ms: row.timeout_ms.map(|t| codec::to_u32("binding timeout_ms", t)).transpose()?,
+            max_memory_bytes: codec::to_u64("binding max_memory_bytes", row.max_memory_bytes)?,
             created_at: ts(row.created_ms),
         })
     }
 }
 
-pub(crate) async fn bind(
-    pool: &SqlitePool,
-    actor: &Actor,
-    name: &str,
-    scope: &Scope,
-    order: i32,
-    failure_policy: FailurePolicy,
-    config: &serde_json::Value,
-) -> Result<Binding, StoreError> {
-    let (kind, scope_name) = codec::scope_parts(scope);
-    let policy = codec::policy_str(failure_policy);
-    let config_text = config.to_string();
+pub(crate) async fn bind(pool: &SqlitePool, actor: &Actor, new: &NewBinding) -> Result<Binding, StoreError> {
+    let name = new.plugin.as_str();
+    let (kind, scope_name) = codec::scope_parts(&new.scope);
+    let policy = codec::policy_str(new.failure_policy);
+    let config_text = new.config.to_string();
+    let timeout_ms = new.timeout_ms.map(i64::from);
+    let max_memory_bytes = codec::to_i64("max_memory_bytes", new.max_memory_bytes)?;
     let mut tx = write::begin(pool).await?;
     let plugin = read(&mut tx, name).await?;
-    if let Scope::Tenant(tenant) = scope {
+    if let Scope::Tenant(tenant) = &new.scope {
         // Tenant bindings name their tenant (so that they can be removed with it) rather than
         // reference it, so its existence is checked here.
         tenants::id_of(&mut tx, tenant).await?;
     }
     let now = now_ms();
     let id = sqlx::query!(
-        "INSERT INTO plugin_bindings (plugin_id, scope_kind, scope_name, ord, failure_policy, config, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO plugin_bindings
+            (plugin_id, scope_kind, scope_name, ord, failure_policy, config, timeout_ms, max_memory_bytes, created_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         plugin.id,
         kind,
         scope_name,
-        order,
+        new.order,
         policy,
         config_text,
+        timeout_ms,
+        max_memory_bytes,
         now,
     )
     .execute(&mut *tx)
@@ -261,7 +303,10 @@ pub(crate) async fn bind(
         actor,
         action: "plugin.bind",
         target: format!("binding/{id}"),
-        detail: json!({ "plugin": name, "scope": scope, "order": order, "failure_policy": policy }),
+        detail: json!({
+            "plugin": name, "scope": new.scope, "order": new.order, "failure_policy": policy,
+            "timeout_ms": new.timeout_ms, "max_memory_bytes": new.max_memory_bytes,
+        }),
     };
     write::commit(tx, audit).await?;
     Ok(binding)
@@ -270,7 +315,8 @@ pub(crate) async fn bind(
 async fn read_binding(conn: &mut SqliteConnection, id: i64) -> Result<Binding, StoreError> {
     sqlx::query_as!(
         BindingRow,
-        "SELECT b.id, p.name AS plugin, b.scope_kind, b.scope_name, b.ord, b.failure_policy, b.config, b.created_ms
+        "SELECT b.id, p.name AS plugin, b.scope_kind, b.scope_name, b.ord, b.failure_policy, b.config,
+                b.timeout_ms, b.max_memory_bytes, b.created_ms
          FROM plugin_bindings b JOIN plugins p ON p.id = b.plugin_id
          WHERE b.id = ?",
         id
@@ -299,7 +345,8 @@ pub(crate) async fn unbind(pool: &SqlitePool, actor: &Actor, binding_id: i64) ->
 pub(crate) async fn bindings_in(conn: &mut SqliteConnection) -> Result<Vec<Binding>, StoreError> {
     sqlx::query_as!(
         BindingRow,
-        "SELECT b.id, p.name AS plugin, b.scope_kind, b.scope_name, b.ord, b.failure_policy, b.config, b.created_ms
+        "SELECT b.id, p.name AS plugin, b.scope_kind, b.scope_name, b.ord, b.failure_policy, b.config,
+                b.timeout_ms, b.max_memory_bytes, b.created_ms
          FROM plugin_bindings b JOIN plugins p ON p.id = b.plugin_id
          ORDER BY b.ord, b.id"
     )
@@ -319,7 +366,7 @@ pub(crate) async fn bindings(pool: &SqlitePool) -> Result<Vec<Binding>, StoreErr
 /// The versions that bindings run: each plugin's active version, by name.
 pub(crate) async fn active_in(conn: &mut SqliteConnection) -> Result<Vec<ActivePlugin>, StoreError> {
     let rows = sqlx::query!(
-        "SELECT p.name, v.version, v.sha256
+        "SELECT p.name, v.version, v.sha256, v.granted
          FROM plugins p JOIN plugin_versions v ON v.plugin_id = p.id AND v.version = p.active_version
          ORDER BY p.name"
     )
@@ -328,7 +375,13 @@ pub(crate) async fn active_in(conn: &mut SqliteConnection) -> Result<Vec<ActiveP
     .map_err(db)?;
     rows.into_iter()
         .map(|r| {
-            Ok(ActivePlugin { name: r.name, version: codec::to_i32("plugin version", r.version)?, sha256: r.sha256 })
+            Ok(ActivePlugin {
+                name: r.name,
+                version: codec::to_i32("plugin version", r.version)?,
+                sha256: r.sha256,
+                // Activation always stores grants; none stored means none granted.
+                granted: granted(r.granted)?.unwrap_or_default(),
+            })
         })
         .collect()
 }

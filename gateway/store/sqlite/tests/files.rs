@@ -6,8 +6,8 @@ mod common;
 
 use sluice_store_model::keys::generate;
 use sluice_store_model::{
-    Actor, Backend, EngineFlavor, FailurePolicy, Limits, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant,
-    Priority, Scope, Slo, StoreError, TenantStatus, UsageCounts, UsageKey, UsageQuery,
+    Actor, Backend, EngineFlavor, FailurePolicy, Limits, NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool,
+    NewTenant, Priority, Scope, Slo, StoreError, TenantStatus, UsageCounts, UsageKey, UsageQuery,
 };
 use sluice_store_sqlite::SqliteStore;
 
@@ -68,18 +68,16 @@ async fn reopening_the_file_keeps_everything() {
         manifest: serde_json::json!({"hooks": []}),
     };
     store.add_plugin_version(&admin, &upload).await.unwrap();
-    store.activate_plugin_version(&admin, "quota", 1).await.unwrap();
-    store
-        .bind_plugin(
-            &admin,
-            "quota",
-            &Scope::Tenant("acme".into()),
-            3,
-            FailurePolicy::Closed,
-            &serde_json::json!({"x": 1}),
-        )
-        .await
-        .unwrap();
+    store.activate_plugin_version(&admin, "quota", 1, &["log".to_owned()]).await.unwrap();
+    let binding = NewBinding {
+        order: 3,
+        failure_policy: FailurePolicy::Closed,
+        config: serde_json::json!({"x": 1}),
+        timeout_ms: Some(40),
+        max_memory_bytes: Some(8 << 20),
+        ..NewBinding::new("quota", Scope::Tenant("acme".into()))
+    };
+    store.bind_plugin(&admin, &binding).await.unwrap();
     let usage = UsageKey { tenant: "acme".into(), model: "m".into(), minute: 600 };
     store
         .add_usage(&[(usage.clone(), UsageCounts { requests: 4, tpot_max_us: 7, ..UsageCounts::default() })])

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sluice_store_model::keys::generate;
 use sluice_store_model::{
-    Actor, Backend, EngineFlavor, FailurePolicy, Limits, NewEndpoint, NewKey, NewPool, NewTenant, Priority, Scope,
+    Actor, Backend, EngineFlavor, Limits, NewBinding, NewEndpoint, NewKey, NewPool, NewTenant, Priority, Scope,
     TenantStatus, UsageCounts, UsageKey,
 };
 use sluice_store_sqlite::SqliteStore;
@@ -68,8 +68,8 @@ async fn timings() {
         manifest: serde_json::json!({}),
     };
     store.add_plugin_version(&admin, &upload).await.unwrap();
-    store.activate_plugin_version(&admin, "quota", 1).await.unwrap();
-    store.bind_plugin(&admin, "quota", &Scope::Global, 0, FailurePolicy::Open, &serde_json::json!({})).await.unwrap();
+    store.activate_plugin_version(&admin, "quota", 1, &[]).await.unwrap();
+    store.bind_plugin(&admin, &NewBinding::new("quota", Scope::Global)).await.unwrap();
 
     let mut snapshots = Vec::new();
     for _ in 0..20 {

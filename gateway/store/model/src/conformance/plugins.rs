@@ -1,7 +1,11 @@
 //! Plugin versions (content-addressed bytes) and bindings.
 
 use super::{actor, assert_audited, assert_conflict, assert_not_found, assert_recent, assert_unchanged, mark, upload};
-use crate::{ActivePlugin, Backend, FailurePolicy, NewTenant, Priority, Scope, TenantStatus};
+use crate::{ActivePlugin, Backend, FailurePolicy, NewBinding, NewTenant, Priority, Scope, StoreError, TenantStatus};
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
 
 pub async fn plugins(store: &dyn Backend) {
     let p = "conf-plugin";
@@ -16,11 +20,13 @@ pub async fn plugins(store: &dyn Backend) {
     assert_eq!(stored.sha256, v1.sha256);
     assert_eq!(stored.size_bytes, i64::try_from(v1.bytes.len()).expect("len"));
     assert_eq!(stored.manifest, manifest);
+    assert_eq!(stored.granted, None, "nothing is granted before the first activation");
     assert_recent(stored.created_at);
 
     let plugin =
         store.list_plugins().await.expect("list").into_iter().find(|x| x.name == p).expect("created on upload");
     assert_eq!(plugin.active_version, None, "nothing is active until activated");
+    assert!(plugin.granted.is_empty(), "{plugin:?}");
     assert_recent(plugin.created_at);
 
     // The same bytes again are refused, naming the version that has them.
@@ -57,28 +63,42 @@ pub async fn plugins(store: &dyn Backend) {
     super::assert_sorted_by_name(listed.iter().map(|x| x.name.as_str()), "plugins");
 
     let m = mark(store).await;
-    let active = store.activate_plugin_version(&actor(), p, 2).await.expect("activate");
+    let v2_grants = names(&["log", "counters"]);
+    let active = store.activate_plugin_version(&actor(), p, 2, &v2_grants).await.expect("activate");
     assert_audited(store, &m, "plugin.activate", &target).await;
     assert_eq!((active.name.as_str(), active.active_version, active.id), (p, Some(2), plugin.id));
+    assert_eq!(active.granted, v2_grants, "activation returns the grants");
     assert_eq!(active.created_at, plugin.created_at);
     let snapshot = store.snapshot().await.expect("snapshot");
-    let want = ActivePlugin { name: p.into(), version: 2, sha256: v2.sha256.clone() };
+    let want = ActivePlugin { name: p.into(), version: 2, sha256: v2.sha256.clone(), granted: v2_grants.clone() };
     assert!(snapshot.plugins.contains(&want), "{:?}", snapshot.plugins);
     assert!(!snapshot.plugins.iter().any(|x| x.name == "conf-plugin-other"), "inactive plugins are not served");
 
-    // Rolling back is activating an older version.
-    store.activate_plugin_version(&actor(), p, 1).await.expect("roll back");
+    // Rolling back is activating an older version, with grants of its own; each version keeps
+    // the grants it was last activated with.
+    let v1_grants = names(&["log"]);
+    store.activate_plugin_version(&actor(), p, 1, &v1_grants).await.expect("roll back");
     let listed = store.list_plugins().await.expect("list");
-    assert_eq!(listed.iter().find(|x| x.name == p).and_then(|x| x.active_version), Some(1));
+    let listed = listed.iter().find(|x| x.name == p).expect("listed");
+    assert_eq!((listed.active_version, &listed.granted), (Some(1), &v1_grants));
     let snapshot = store.snapshot().await.expect("snapshot");
-    let want = ActivePlugin { name: p.into(), version: 1, sha256: v1.sha256.clone() };
+    let want = ActivePlugin { name: p.into(), version: 1, sha256: v1.sha256.clone(), granted: v1_grants.clone() };
     assert!(snapshot.plugins.contains(&want), "{:?}", snapshot.plugins);
+    let versions = store.list_plugin_versions(p).await.expect("versions");
+    let granted: Vec<(i32, Option<Vec<String>>)> = versions.iter().map(|v| (v.version, v.granted.clone())).collect();
+    assert_eq!(granted, [(3, None), (2, Some(v2_grants.clone())), (1, Some(v1_grants))]);
+
+    // Granting nothing is a grant of its own, distinct from never having been activated.
+    store.activate_plugin_version(&actor(), p, 3, &[]).await.expect("activate with no grants");
+    let versions = store.list_plugin_versions(p).await.expect("versions");
+    assert_eq!(versions[0].granted, Some(Vec::new()));
+    assert_eq!(versions[1].granted, Some(v2_grants), "activating v3 leaves v2's grants alone");
 
     let m = mark(store).await;
-    assert_not_found(store.activate_plugin_version(&actor(), p, 9).await, "activate missing version");
-    assert_not_found(store.activate_plugin_version(&actor(), p, 0).await, "activate version 0");
+    assert_not_found(store.activate_plugin_version(&actor(), p, 9, &[]).await, "activate missing version");
+    assert_not_found(store.activate_plugin_version(&actor(), p, 0, &[]).await, "activate version 0");
     assert_not_found(
-        store.activate_plugin_version(&actor(), "conf-plugin-missing", 1).await,
+        store.activate_plugin_version(&actor(), "conf-plugin-missing", 1, &[]).await,
         "activate missing plugin",
     );
     assert_unchanged(store, &m, "failed activation").await;
@@ -92,22 +112,36 @@ pub async fn bindings(store: &dyn Backend) {
     store.create_tenant(&actor(), &new).await.expect("tenant");
 
     let config = serde_json::json!({"rpm": 10, "nested": {"list": [1, "two", null]}});
+    let bind = |scope: Scope, order: i32, failure_policy: FailurePolicy| NewBinding {
+        order,
+        failure_policy,
+        ..NewBinding::new(p, scope)
+    };
     let m = mark(store).await;
-    let global =
-        store.bind_plugin(&actor(), p, &Scope::Global, 10, FailurePolicy::Closed, &config).await.expect("bind");
+    let new = NewBinding {
+        config: config.clone(),
+        timeout_ms: Some(250),
+        max_memory_bytes: Some(32 << 20),
+        ..bind(Scope::Global, 10, FailurePolicy::Closed)
+    };
+    let global = store.bind_plugin(&actor(), &new).await.expect("bind");
     assert_audited(store, &m, "plugin.bind", &format!("binding/{}", global.id)).await;
     assert!(global.id > 0);
     assert_eq!((global.plugin.as_str(), &global.scope, global.order), (p, &Scope::Global, 10));
     assert_eq!((global.failure_policy, &global.config), (FailurePolicy::Closed, &config));
+    assert_eq!((global.timeout_ms, global.max_memory_bytes), (Some(250), Some(32 << 20)), "limits round-trip");
     assert_recent(global.created_at);
 
     let empty = serde_json::json!({});
     let tenant =
-        store.bind_plugin(&actor(), p, &Scope::Tenant(t.into()), 5, FailurePolicy::Open, &empty).await.expect("bind");
+        store.bind_plugin(&actor(), &bind(Scope::Tenant(t.into()), 5, FailurePolicy::Open)).await.expect("bind");
     assert_eq!((&tenant.scope, tenant.failure_policy), (&Scope::Tenant(t.into()), FailurePolicy::Open));
+    assert_eq!((tenant.timeout_ms, tenant.max_memory_bytes, &tenant.config), (None, None, &empty), "unset: defaults");
     let model_scope = Scope::Model("meta-llama/Llama-3.1-8B-Instruct".into());
-    let model = store.bind_plugin(&actor(), p, &model_scope, 10, FailurePolicy::Open, &empty).await.expect("bind");
-    let negative = store.bind_plugin(&actor(), p, &Scope::Global, -3, FailurePolicy::Open, &empty).await.expect("bind");
+    let only_deadline = NewBinding { timeout_ms: Some(1000), ..bind(model_scope.clone(), 10, FailurePolicy::Open) };
+    let model = store.bind_plugin(&actor(), &only_deadline).await.expect("bind");
+    assert_eq!((model.timeout_ms, model.max_memory_bytes), (Some(1000), None));
+    let negative = store.bind_plugin(&actor(), &bind(Scope::Global, -3, FailurePolicy::Open)).await.expect("bind");
 
     let mine = |all: Vec<crate::Binding>| all.into_iter().filter(|b| b.plugin == p).collect::<Vec<_>>();
     let listed = mine(store.list_bindings().await.expect("list"));
@@ -122,13 +156,19 @@ pub async fn bindings(store: &dyn Backend) {
     let m = mark(store).await;
     let missing_tenant = Scope::Tenant("conf-bind-missing".into());
     assert_not_found(
-        store.bind_plugin(&actor(), p, &missing_tenant, 0, FailurePolicy::Open, &empty).await,
+        store.bind_plugin(&actor(), &bind(missing_tenant, 0, FailurePolicy::Open)).await,
         "bind to missing tenant",
     );
     assert_not_found(
-        store.bind_plugin(&actor(), "conf-bind-missing", &Scope::Global, 0, FailurePolicy::Open, &empty).await,
+        store.bind_plugin(&actor(), &NewBinding::new("conf-bind-missing", Scope::Global)).await,
         "bind missing plugin",
     );
+    // A memory limit no store can hold is refused as invalid, naming the field.
+    let huge = NewBinding { max_memory_bytes: Some(u64::MAX), ..bind(Scope::Global, 0, FailurePolicy::Open) };
+    match store.bind_plugin(&actor(), &huge).await {
+        Err(StoreError::Invalid { field: "max_memory_bytes", .. }) => {}
+        other => panic!("a memory limit above i64::MAX: expected Invalid, got {other:?}"),
+    }
     assert_unchanged(store, &m, "failed bindings").await;
 
     let m = mark(store).await;

@@ -3,8 +3,8 @@
 use super::{actor, upload};
 use crate::keys::generate;
 use crate::{
-    Backend, EngineFlavor, FailurePolicy, Limits, NewEndpoint, NewKey, NewPool, NewTenant, Priority, Scope, Slo,
-    TenantStatus,
+    Backend, EngineFlavor, FailurePolicy, Limits, NewBinding, NewEndpoint, NewKey, NewPool, NewTenant, Priority, Scope,
+    Slo, TenantStatus,
 };
 
 pub async fn snapshot(store: &dyn Backend) {
@@ -46,12 +46,15 @@ pub async fn snapshot(store: &dyn Backend) {
     store.set_endpoint_drained(&actor(), "conf-snap-pool", "w1", true).await.expect("drain");
     let wasm = upload("conf-snap-plugin", b"\0asm snapshot", serde_json::json!({}));
     store.add_plugin_version(&actor(), &wasm).await.expect("upload");
-    store.activate_plugin_version(&actor(), "conf-snap-plugin", 1).await.expect("activate");
+    store.activate_plugin_version(&actor(), "conf-snap-plugin", 1, &["log".to_owned()]).await.expect("activate");
     let scope = Scope::Tenant(live.into());
-    store
-        .bind_plugin(&actor(), "conf-snap-plugin", &scope, 1, FailurePolicy::Closed, &serde_json::json!({}))
-        .await
-        .expect("bind");
+    let binding = NewBinding {
+        order: 1,
+        failure_policy: FailurePolicy::Closed,
+        timeout_ms: Some(20),
+        ..NewBinding::new("conf-snap-plugin", scope.clone())
+    };
+    store.bind_plugin(&actor(), &binding).await.expect("bind");
 
     let snap = store.snapshot().await.expect("snapshot");
     assert_eq!(snap.version, store.change_version().await.expect("version"));
@@ -104,7 +107,12 @@ pub async fn snapshot(store: &dyn Backend) {
     }
 
     assert_eq!(snap.bindings, store.list_bindings().await.expect("bindings"));
-    assert!(snap.bindings.iter().any(|b| b.plugin == "conf-snap-plugin" && b.scope == scope));
+    assert!(
+        snap.bindings.iter().any(|b| b.plugin == "conf-snap-plugin" && b.scope == scope && b.timeout_ms == Some(20)),
+        "the snapshot carries the binding with its limits"
+    );
+    let served = snap.plugins.iter().find(|p| p.name == "conf-snap-plugin").expect("active plugin served");
+    assert_eq!(served.granted, ["log"], "the snapshot carries the active version's grants");
 
     // Nothing changed, so a second snapshot is the same.
     assert_eq!(store.snapshot().await.expect("snapshot"), snap);

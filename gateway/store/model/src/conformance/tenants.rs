@@ -3,7 +3,7 @@
 use super::{actor, assert_audited, assert_conflict, assert_not_found, assert_recent, assert_unchanged, mark};
 use crate::keys::generate;
 use crate::{
-    Backend, FailurePolicy, Limits, NewKey, NewTenant, Priority, Scope, Slo, TenantPatch, TenantStatus, UsageCounts,
+    Backend, Limits, NewBinding, NewKey, NewTenant, Priority, Scope, Slo, TenantPatch, TenantStatus, UsageCounts,
     UsageKey, UsageQuery,
 };
 
@@ -88,10 +88,7 @@ async fn delete_cascades(store: &dyn Backend) {
     let upload = super::upload("conf-tenant-plugin", b"\0asm tenant cascade", serde_json::json!({}));
     store.add_plugin_version(&actor(), &upload).await.expect("upload plugin");
     let bind = |scope: Scope| async move {
-        store
-            .bind_plugin(&actor(), "conf-tenant-plugin", &scope, 0, FailurePolicy::Open, &serde_json::json!({}))
-            .await
-            .expect("bind")
+        store.bind_plugin(&actor(), &NewBinding::new("conf-tenant-plugin", scope)).await.expect("bind")
     };
     let doomed_binding = bind(Scope::Tenant(doomed.into())).await;
     let other_binding = bind(Scope::Tenant(other.into())).await;
