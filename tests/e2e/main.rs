@@ -9,5 +9,6 @@ mod acceptance;
 mod browser;
 mod check_config;
 mod demo;
+mod sandbox;
 mod shapes;
 mod shutdown;

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod net;
 pub mod process;
 pub mod temp;
+pub mod tenancy;
 
 pub use bins::{Binaries, binaries};
 pub use client::{Reply, SseStream};
