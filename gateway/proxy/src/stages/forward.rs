@@ -133,6 +133,8 @@ pub async fn run(
                 return Ok(Forwarded { reply, guard });
             }
             Err(AttemptError::Refused(error)) => {
+                // The request is at fault: no other endpoint would take it, and this one is
+                // neither blamed (no passive ejection) nor credited.
                 tracing::debug!(
                     request_id = ?ex.request_id, endpoint = %endpoint.name, attempt,
                     %error, "upstream refused the request for its size; not retried"

@@ -292,13 +292,16 @@ impl H1Pool {
         let key = Key { https: *scheme == Scheme::HTTPS, authority: authority.clone() };
         let head = wire::encode_request(&parts.method, &uri, &parts.headers, body.len());
 
-        let (mut conn, reused) = match self.checkout(&key) {
+        let size = RequestSize { head: head.len(), body: body.len() };
+        // A large request goes on a new connection: if the worker then drops it unanswered, that
+        // cannot be an idle connection closing just as it was taken, so the request is not sent
+        // to the worker a second time, and its size is the likely cause.
+        let idle = if size.is_large() { None } else { self.checkout(&key) };
+        let (mut conn, reused) = match idle {
             Some(conn) => (conn, true),
             None => (self.connect(&uri).await?, false),
         };
         let response = match conn.round_trip(&head, &body).await {
-            // Still the same worker: a request refused for its size is refused once more, and
-            // only then reported.
             Err(e) if reused && e.unanswered() => {
                 tracing::debug!(error = %e, "idle upstream connection was closed; sending on a new one");
                 conn = self.connect(&uri).await?;
@@ -306,7 +309,6 @@ impl H1Pool {
             }
             response => response,
         };
-        let size = RequestSize { head: head.len(), body: body.len() };
         let head = response.map_err(|e| e.into_send_error(size))?;
         let state = match head.framing {
             Framing::Empty => BodyState::Length(0),
@@ -722,7 +724,7 @@ mod tests {
 
     /// A worker that reads request heads and, for one larger than `limit`, answers `reply` (if
     /// any) without reading further and closes the connection, as hyper and uvicorn do; smaller
-    /// requests get [`OK`]. Counts the requests it saw.
+    /// requests (heads only) get [`OK`] on a connection kept open. Counts the requests it saw.
     async fn limited(limit: usize, reply: Option<&'static [u8]>) -> (Uri, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let uri: Uri = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap()).parse().unwrap();
@@ -744,8 +746,11 @@ mod tests {
                         }
                         if got.windows(4).any(|w| w == b"\r\n\r\n") {
                             count.fetch_add(1, Ordering::SeqCst);
-                            let _ = socket.write_all(OK).await;
-                            return;
+                            if socket.write_all(OK).await.is_err() {
+                                return;
+                            }
+                            got.clear();
+                            continue;
                         }
                         match socket.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
@@ -785,6 +790,18 @@ mod tests {
         // close is seen when reading, not writing.
         let error = pool().send(with_header_of(&uri, 20 * 1024)).await.expect_err("no answer");
         assert!(matches!(error, SendError::TooLarge { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_large_request_is_sent_once_on_a_new_connection() {
+        let (uri, seen) = limited(16 * 1024, None).await;
+        let pool = pool();
+        // Leaves an idle connection in the pool.
+        let small = pool.send(with_header_of(&uri, 10)).await.unwrap();
+        small.into_body().collect().await.unwrap();
+        let error = pool.send(with_header_of(&uri, 6 << 20)).await.expect_err("no answer");
+        assert!(matches!(error, SendError::TooLarge { .. }), "{error}");
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "the large request was sent once");
     }
 
     #[tokio::test]
