@@ -128,6 +128,60 @@ async fn a_looping_plugin_is_cut_off_at_its_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_scoped_binding_runs_only_for_its_tenant() {
+    let gw = with_plugin("scope-other", "deny", "scope = { tenant = \"someone-else\" }").await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 200, "another tenant's binding does not run for acme: {}", reply.text());
+    assert_eq!(gw.metric("sluice_plugin_calls_total", &[("plugin", "guest"), ("hook", "on-request")]).await, 0.0);
+    gw.shutdown().await;
+
+    let gw = with_plugin("scope-acme", "deny", "scope = { tenant = \"acme\" }").await;
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_output_over_the_limits_never_reaches_the_worker() {
+    for mode in ["huge-header", "huge-body", "huge-response"] {
+        let toml = format!(
+            "[[plugins]]\nname = \"guest\"\nsource = \"{}\"\n{CAPABILITIES}\ntimeout = \"1s\"\n[plugins.config]\nmode = \"{mode}\"\nsize = \"2097152\"\n",
+            guest_file(mode).display()
+        );
+        // The guest's body is 2 MiB, over the 1 MiB a client may send here; building it on a busy
+        // machine may take longer than the default deadline.
+        let options = GatewayOptions { extra_toml: toml, max_body_bytes: Some(1 << 20), ..GatewayOptions::default() };
+        let gw = TestGateway::start(2, options).await;
+        let reply = gw.chat(&chat()).await;
+        assert_eq!(reply.status, 503, "{mode}: {}", reply.text());
+        assert_eq!(reply.openai_error()["code"], "plugin_failed", "{mode}: {}", reply.text());
+        let kind = [("plugin", "guest"), ("kind", "output_limit")];
+        assert_eq!(gw.metric("sluice_plugin_errors_total", &kind).await, 1.0, "{mode}: {}", reply.text());
+        let received: u64 = gw.sims.iter().map(|s| s.stats().requests_received).sum();
+        assert_eq!(received, 0, "{mode}: nothing was forwarded");
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_plugin_trips_its_breaker_and_is_then_skipped() {
+    let extra = "timeout = \"5ms\"\n[plugins.breaker]\nfailures = 2\ncooldown = \"1h\"";
+    let gw = with_plugin("breaker", "loop", extra).await;
+    for _ in 0..2 {
+        let reply = gw.chat(&chat()).await;
+        assert!(reply.openai_error()["message"].as_str().unwrap().contains("(timeout)"), "{}", reply.text());
+    }
+    let labels = [("plugin", "guest"), ("binding", "config:global")];
+    assert_eq!(gw.metric("sluice_plugin_breaker_state", &labels).await, 2.0, "open after two timeouts");
+    let reply = gw.chat(&chat()).await;
+    assert_eq!(reply.status, 503, "fail-closed while open: {}", reply.text());
+    assert!(reply.openai_error()["message"].as_str().unwrap().contains("(circuit_open)"), "{}", reply.text());
+    assert_eq!(gw.metric("sluice_plugin_short_circuits_total", &[("plugin", "guest")]).await, 1.0);
+    assert_eq!(gw.metric("sluice_plugin_errors_total", &[("plugin", "guest"), ("kind", "timeout")]).await, 2.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_hooks_see_the_answer() {
     let gw = with_plugin("response-hooks", "continue", "").await;
     let reply = gw.chat(&chat()).await;
