@@ -20,6 +20,7 @@ use axum::extract::OriginalUri;
 use axum::response::IntoResponse;
 use http::{Method, StatusCode, header};
 use sluice_store_model::Backend;
+use sluice_store_model::validate::BindingMaxima;
 use tokio::sync::Notify;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -33,6 +34,14 @@ pub trait PluginInspector: Send + Sync {
     /// Validates the component against the plugin contract and returns its manifest (the hooks
     /// it exports, the capabilities it imports), or why it cannot be used.
     fn inspect(&self, wasm: &[u8]) -> Result<serde_json::Value, String>;
+
+    /// The largest `timeout_ms` and `max_memory_bytes` a stored binding may ask for. The memory
+    /// maximum is the plugin engine's (`[plugin_host] max_memory_bytes`); the default is the
+    /// engine's default size and [`sluice_store_model::validate::MAX_BINDING_TIMEOUT_MS`], so an
+    /// inspector over an engine configured otherwise should say so here.
+    fn binding_maxima(&self) -> BindingMaxima {
+        BindingMaxima::default()
+    }
 }
 
 /// What the handlers share.

@@ -39,3 +39,15 @@ fn every_data_route_requires_the_token_and_documents_errors() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
 }
+
+/// The document's bounds for stored plugins come from the same constants the handlers check.
+#[test]
+fn binding_limits_and_grants_match_the_validation() {
+    use sluice_store_model::validate::{CAPABILITIES, MAX_BINDING_TIMEOUT_MS, MIN_BINDING_MEMORY_BYTES};
+    let doc = serde_json::to_value(sluice_admin::openapi()).unwrap();
+    let binding = &doc["components"]["schemas"]["NewBinding"]["properties"];
+    assert_eq!(binding["timeout_ms"]["maximum"], serde_json::json!(MAX_BINDING_TIMEOUT_MS), "{binding}");
+    assert_eq!(binding["max_memory_bytes"]["minimum"], serde_json::json!(MIN_BINDING_MEMORY_BYTES), "{binding}");
+    let grants = &doc["components"]["schemas"]["ActivateBody"]["properties"]["grants"];
+    assert_eq!(grants["items"]["enum"], serde_json::json!(CAPABILITIES), "{grants}");
+}

@@ -33,6 +33,17 @@ pub(crate) struct NewBinding {
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
+    /// The deadline of each call into the plugin, in milliseconds, up to the host's maximum
+    /// (1000 ms); absent: the host's default (10 ms).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub timeout_ms: Option<u32>,
+    /// The most linear memory an instance may grow to, in bytes, from 1 MiB up to the plugin
+    /// engine's maximum (`[plugin_host] max_memory_bytes`, 64 MiB unless configured); absent:
+    /// the host's default (16 MiB, or the engine's maximum if lower).
+    #[serde(default)]
+    #[schema(minimum = 1048576)]
+    pub max_memory_bytes: Option<u64>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -126,7 +137,8 @@ pub(crate) async fn list_bindings(State(state): State<AdminState>) -> Result<Jso
             links(("delete" = (operation_id = "delete_binding", parameters(("id" = "$response.body#/id")))))),
         (status = 404, description = "No such plugin (or tenant, for a tenant scope)", body = ErrorBody),
         (status = 409, description = "The plugin is already bound at this scope", body = ErrorBody),
-        (status = 422, description = "Invalid plugin name, scope or config", body = ErrorBody),
+        (status = 422, description = "Invalid plugin name, scope or config, or a limit beyond the host's maxima \
+            (`param` names `timeout_ms` or `max_memory_bytes`)", body = ErrorBody),
     ))]
 pub(crate) async fn create_binding(
     State(state): State<AdminState>,
@@ -142,10 +154,17 @@ pub(crate) async fn create_binding(
     if !body.config.is_object() {
         return Err(ApiError::invalid("config", "must be a JSON object"));
     }
-    let binding = state
-        .store
-        .bind_plugin(&Actor::admin(), &body.plugin, &scope, body.order, body.failure_policy, &body.config)
-        .await?;
+    validate::binding_limits(body.timeout_ms, body.max_memory_bytes, &state.plugins.binding_maxima())?;
+    let new = sluice_store_model::NewBinding {
+        plugin: body.plugin,
+        scope,
+        order: body.order,
+        failure_policy: body.failure_policy,
+        config: body.config,
+        timeout_ms: body.timeout_ms,
+        max_memory_bytes: body.max_memory_bytes,
+    };
+    let binding = state.store.bind_plugin(&Actor::admin(), &new).await?;
     state.changed.notify_one();
     Ok((StatusCode::CREATED, Json(binding)))
 }

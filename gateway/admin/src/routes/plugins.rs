@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sluice_store_model::{Actor, NewPluginVersion, Plugin, PluginVersion, StoreError, validate};
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 
 use crate::AdminState;
 use crate::error::{ApiError, ErrorBody};
@@ -22,6 +24,43 @@ use crate::extract::{JsonBody, PathParams, body_error};
 pub(crate) struct ActivateBody {
     #[schema(minimum = 1, maximum = 2147483647)]
     pub version: i32,
+    /// The host capabilities granted to the version, by name. The version's requested
+    /// capabilities (`manifest.capabilities`, what its component imports) must all be granted.
+    /// Absent means none are granted: a version that imports any capability is then refused,
+    /// so nothing is ever granted without the admin naming it.
+    #[serde(default)]
+    #[schema(schema_with = grants_schema)]
+    pub grants: Vec<String>,
+}
+
+/// An array of capability names, from the list the admin API accepts.
+fn grants_schema() -> impl Into<RefOr<Schema>> {
+    let name = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(validate::CAPABILITIES));
+    ArrayBuilder::new().items(name).description(Some("Host capabilities granted to this version; absent: none"))
+}
+
+/// Refuses to activate a version whose component imports a capability not granted, naming each
+/// import as the plugin host would.
+fn check_grants(name: &str, version: &PluginVersion, grants: &[String], hint: &str) -> Result<(), ApiError> {
+    let missing = validate::ungranted(&version.manifest, grants);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let imports: Vec<String> = missing
+        .iter()
+        .map(|c| format!("{} needs capability `{c}`", validate::capability_import(&version.manifest, c)))
+        .collect();
+    let status = if hint.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::CONFLICT };
+    Err(ApiError::new(
+        status,
+        "capability_not_granted",
+        format!(
+            "plugin {name:?} version {} imports what is not granted: {}{hint}",
+            version.version,
+            imports.join("; ")
+        ),
+    )
+    .with_param("grants"))
 }
 
 #[utoipa::path(get, path = "/admin/api/plugins", tag = "plugins",
@@ -104,9 +143,10 @@ pub(crate) async fn list_plugin_versions(
 #[utoipa::path(post, path = "/admin/api/plugins/{name}/activate", tag = "plugins", request_body = ActivateBody,
     params(("name" = String, Path, description = "Plugin name")),
     responses(
-        (status = 200, description = "The plugin, now running this version wherever it is bound", body = Plugin),
+        (status = 200, description = "The plugin, now running this version with these grants wherever it is bound", body = Plugin),
         (status = 404, description = "No such plugin or version", body = ErrorBody),
-        (status = 422, description = "Invalid version number", body = ErrorBody),
+        (status = 422, description = "Invalid version number or capability name, or the version imports a capability \
+            that is not granted (`code: capability_not_granted`, the message names each import)", body = ErrorBody),
     ))]
 pub(crate) async fn activate_plugin(
     State(state): State<AdminState>,
@@ -116,7 +156,14 @@ pub(crate) async fn activate_plugin(
     if body.version < 1 {
         return Err(ApiError::invalid("version", "versions count up from 1"));
     }
-    let plugin = state.store.activate_plugin_version(&Actor::admin(), &name, body.version).await?;
+    let grants = validate::grants(&body.grants)?;
+    let versions = state.store.list_plugin_versions(&name).await?;
+    let version = versions
+        .iter()
+        .find(|v| v.version == body.version)
+        .ok_or_else(|| StoreError::not_found("plugin version", format!("{name}@{}", body.version)))?;
+    check_grants(&name, version, &grants, "")?;
+    let plugin = state.store.activate_plugin_version(&Actor::admin(), &name, body.version, &grants).await?;
     state.changed.notify_one();
     Ok(Json(plugin))
 }
@@ -124,9 +171,11 @@ pub(crate) async fn activate_plugin(
 #[utoipa::path(post, path = "/admin/api/plugins/{name}/rollback", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
     responses(
-        (status = 200, description = "The plugin, now running the highest version below the one that was active", body = Plugin),
+        (status = 200, description = "The plugin, now running the highest version below the one that was active, \
+            with the grants that version was last activated with", body = Plugin),
         (status = 404, description = "No such plugin", body = ErrorBody),
-        (status = 409, description = "Nothing to roll back to: no active version, or none below it", body = ErrorBody),
+        (status = 409, description = "Nothing to roll back to (no active version, or none below it), or the version \
+            below imports a capability it was never granted (activate it with grants instead)", body = ErrorBody),
     ))]
 pub(crate) async fn rollback_plugin(
     State(state): State<AdminState>,
@@ -138,10 +187,14 @@ pub(crate) async fn rollback_plugin(
         .active_version
         .ok_or_else(|| StoreError::Conflict(format!("plugin {name:?} has no active version to roll back from")))?;
     let versions = state.store.list_plugin_versions(&name).await?;
-    let previous = versions.iter().map(|v| v.version).filter(|&v| v < active).max().ok_or_else(|| {
+    let previous = versions.iter().filter(|v| v.version < active).max_by_key(|v| v.version).ok_or_else(|| {
         StoreError::Conflict(format!("plugin {name:?} has no version below the active version {active}"))
     })?;
-    let plugin = state.store.activate_plugin_version(&Actor::admin(), &name, previous).await?;
+    // A rollback grants what the admin granted that version when it last ran; one that never
+    // ran has no grants, and gets none here: granting is always the admin's explicit act.
+    let grants = previous.granted.clone().unwrap_or_default();
+    check_grants(&name, previous, &grants, "; activate it with grants instead")?;
+    let plugin = state.store.activate_plugin_version(&Actor::admin(), &name, previous.version, &grants).await?;
     state.changed.notify_one();
     Ok(Json(plugin))
 }

@@ -40,6 +40,14 @@ impl PluginInspector for WasmtimeInspector {
             .map(|m| m.to_json())
             .map_err(|e| e.to_string())
     }
+
+    /// As the server wires it: the engine's own memory maximum.
+    fn binding_maxima(&self) -> sluice_store_model::validate::BindingMaxima {
+        sluice_store_model::validate::BindingMaxima {
+            memory_bytes: self.engine.settings().max_memory_bytes as u64,
+            ..Default::default()
+        }
+    }
 }
 
 pub struct Admin {

@@ -173,7 +173,7 @@ pub struct PluginVersion {
     /// component exports, and in `capabilities` the host capabilities it imports — what it
     /// requests, which activation must grant (see docs/plugins.md).
     pub manifest: serde_json::Value,
-    /// The capabilities granted the last time this version was activated; `None` if it never
+    /// The capabilities granted the last time this version was activated; null if it never
     /// was. Rolling back to this version grants these again.
     pub granted: Option<Vec<String>>,
     pub created_at: Timestamp,
@@ -211,10 +211,10 @@ pub struct Binding {
     pub order: i32,
     pub failure_policy: FailurePolicy,
     pub config: serde_json::Value,
-    /// The deadline of each call into the plugin, in milliseconds; `None`: the host's default
+    /// The deadline of each call into the plugin, in milliseconds; null: the host's default
     /// (10 ms).
     pub timeout_ms: Option<u32>,
-    /// The most linear memory one instance may grow to; `None`: the host's default (16 MiB, or
+    /// The most linear memory one instance may grow to; null: the host's default (16 MiB, or
     /// the engine's maximum if lower).
     pub max_memory_bytes: Option<u64>,
     pub created_at: Timestamp,

@@ -66,9 +66,41 @@ pub async fn plugins_and_bindings(admin: &Admin) {
         StatusCode::CONFLICT,
         None,
     );
-    let active = admin.post("/admin/api/plugins/guard/activate", json!({"version": 2})).await;
+    // The test guest imports most capabilities (its requested capabilities, what activation
+    // must grant); granting more than it imports is allowed.
+    let requested = json!(["log", "clock", "counters", "cache", "config", "metrics"]);
+    assert_eq!(v2.body["manifest"]["capabilities"], requested, "the requested capabilities, in contract order");
+    let all = json!(["log", "clock", "counters", "cache", "config", "metrics", "embeddings", "http"]);
+    assert!(v2.body["granted"].is_null(), "nothing granted before the first activation: {}", v2.text);
+    let ungranted = admin.post("/admin/api/plugins/guard/activate", json!({"version": 2})).await;
+    assert_error(&ungranted, StatusCode::UNPROCESSABLE_ENTITY, Some("grants"));
+    assert_eq!(ungranted.body["error"]["code"], "capability_not_granted");
+    assert!(
+        ungranted.message().contains("sluice:policy/log@0.1.0 needs capability `log`")
+            && ungranted.message().contains("sluice:policy/metrics@0.1.0 needs capability `metrics`"),
+        "no grants: every import is named: {}",
+        ungranted.text
+    );
+    let no_metrics = json!({"version": 2, "grants": ["log", "clock", "counters", "cache", "config", "http"]});
+    let partial = admin.post("/admin/api/plugins/guard/activate", no_metrics).await;
+    assert_error(&partial, StatusCode::UNPROCESSABLE_ENTITY, Some("grants"));
+    assert!(partial.message().contains("sluice:policy/metrics@0.1.0 needs capability `metrics`"), "{}", partial.text);
+    assert!(!partial.message().contains("`log`"), "only what is missing is named: {}", partial.text);
+    let unknown =
+        admin.post("/admin/api/plugins/guard/activate", json!({"version": 2, "grants": ["filesystem"]})).await;
+    assert_error(&unknown, StatusCode::UNPROCESSABLE_ENTITY, Some("grants"));
+    assert!(unknown.message().contains("filesystem"), "{}", unknown.text);
+    audit.expect_none(admin).await;
+
+    // Grants are normalised: repeats dropped, contract order.
+    let shuffled = json!(["http", "log", "clock", "counters", "cache", "config", "metrics", "embeddings", "log"]);
+    let active = admin.post("/admin/api/plugins/guard/activate", json!({"version": 2, "grants": shuffled})).await;
     assert_eq!((active.status, active.body["active_version"].as_i64()), (StatusCode::OK, Some(2)), "{}", active.text);
+    assert_eq!(active.body["granted"], all);
     audit.expect(admin, "plugin").await;
+    let versions = admin.get("/admin/api/plugins/guard/versions").await;
+    assert_eq!(versions.body[0]["granted"], all, "the grants are kept with the version");
+    assert_eq!(admin.get("/admin/api/plugins").await.body[0]["granted"], all);
     assert_error(
         &admin.post("/admin/api/plugins/guard/activate", json!({"version": 9})).await,
         StatusCode::NOT_FOUND,
@@ -84,8 +116,23 @@ pub async fn plugins_and_bindings(admin: &Admin) {
         StatusCode::NOT_FOUND,
         None,
     );
+    // Version 1 never ran, so it has no grants to roll back with: a rollback grants nothing on
+    // its own, and is refused naming what is missing.
+    let never_granted = admin.call(http::Method::POST, "/admin/api/plugins/guard/rollback", None).await;
+    assert_error(&never_granted, StatusCode::CONFLICT, Some("grants"));
+    assert!(never_granted.message().contains("sluice:policy/log@0.1.0"), "{}", never_granted.text);
+    audit.expect_none(admin).await;
+
+    // Once version 1 has run with grants, rolling back to it grants those again.
+    let v1_active = admin.post("/admin/api/plugins/guard/activate", json!({"version": 1, "grants": requested})).await;
+    assert_eq!(v1_active.status, StatusCode::OK, "{}", v1_active.text);
+    audit.expect(admin, "plugin").await;
+    let again = admin.post("/admin/api/plugins/guard/activate", json!({"version": 2, "grants": all})).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    audit.expect(admin, "plugin").await;
     let rolled = admin.call(http::Method::POST, "/admin/api/plugins/guard/rollback", None).await;
     assert_eq!((rolled.status, rolled.body["active_version"].as_i64()), (StatusCode::OK, Some(1)), "{}", rolled.text);
+    assert_eq!(rolled.body["granted"], requested, "rolled back with version 1's own grants");
     audit.expect(admin, "plugin").await;
     assert_error(
         &admin.call(http::Method::POST, "/admin/api/plugins/guard/rollback", None).await,
@@ -103,6 +150,7 @@ pub async fn plugins_and_bindings(admin: &Admin) {
     assert_eq!(global.status, StatusCode::CREATED, "{}", global.text);
     assert_eq!((global.body["order"].as_i64(), global.body["failure_policy"].as_str()), (Some(0), Some("open")));
     assert_eq!(global.body["config"], json!({}));
+    assert!(global.body["timeout_ms"].is_null() && global.body["max_memory_bytes"].is_null(), "{}", global.text);
     audit.expect(admin, "plugin").await;
     let scoped = json!({"plugin": "guard", "scope": {"kind": "tenant", "name": "acme"}, "order": -1, "failure_policy": "closed", "config": {"limit": 5}});
     let tenant = admin.post("/admin/api/bindings", scoped).await;
@@ -135,6 +183,19 @@ pub async fn plugins_and_bindings(admin: &Admin) {
         StatusCode::NOT_FOUND,
         None,
     );
+    // Limits within the host's maxima: 1..=1000 ms, 1 MiB up to the engine's 64 MiB.
+    for (limits, field) in [
+        (json!({"timeout_ms": 0}), "timeout_ms"),
+        (json!({"timeout_ms": 1001}), "timeout_ms"),
+        (json!({"max_memory_bytes": (64u64 << 20) + 1}), "max_memory_bytes"),
+        (json!({"max_memory_bytes": 65536}), "max_memory_bytes"),
+    ] {
+        let mut body = json!({"plugin": "guard", "scope": {"kind": "global"}});
+        body.as_object_mut().unwrap().extend(limits.as_object().unwrap().clone());
+        let refused = admin.post("/admin/api/bindings", body).await;
+        assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, Some(field));
+        assert!(refused.message().contains("maximum"), "the message says the bound: {}", refused.text);
+    }
     audit.expect_none(admin).await;
 
     let list = admin.get("/admin/api/bindings").await;
@@ -145,4 +206,17 @@ pub async fn plugins_and_bindings(admin: &Admin) {
     audit.expect(admin, "plugin").await;
     assert_error(&admin.delete(&format!("/admin/api/bindings/{id}")).await, StatusCode::NOT_FOUND, None);
     assert_error(&admin.delete("/admin/api/bindings/x").await, StatusCode::BAD_REQUEST, Some("id"));
+
+    let limited = json!({"plugin": "guard", "scope": {"kind": "global"}, "timeout_ms": 1000,
+        "max_memory_bytes": 64u64 << 20});
+    let limited = admin.post("/admin/api/bindings", limited).await;
+    assert_eq!(limited.status, StatusCode::CREATED, "{}", limited.text);
+    assert_eq!(
+        (limited.body["timeout_ms"].as_u64(), limited.body["max_memory_bytes"].as_u64()),
+        (Some(1000), Some(64 << 20))
+    );
+    audit.expect(admin, "plugin").await;
+    let listed = admin.get("/admin/api/bindings").await;
+    let shown = listed.body.as_array().unwrap().iter().find(|b| b["id"] == limited.body["id"]).unwrap().clone();
+    assert_eq!(shown, limited.body, "listed with its limits");
 }
