@@ -8,12 +8,23 @@
 //! whole set of store bindings in at once. A binding whose component cannot be fetched or
 //! loaded keeps the version it ran before, if any, and the failure is logged with the plugin's
 //! name and version: an admin mistake never takes working policies away.
+//!
+//! A stored binding is granted exactly the capabilities the admin granted its plugin's active
+//! version at activation (`ActivePlugin::granted`), never what the component asks for; the
+//! admin API refuses an activation that grants less than the component imports, and the
+//! loader refuses such a component again here (`PluginError::NotGranted`, naming the import).
+//! Its deadline and memory limit are the binding's own (`timeout_ms`, `max_memory_bytes`) or
+//! the host's defaults, within the host's maxima.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use sluice_plugin_host::{Binding, BindingSpec, FailurePolicy, Origin, PluginHost, PluginSource, Scope};
+use sluice_plugin_host::{
+    Binding, BindingSpec, CallLimits, Capabilities, Capability, FailurePolicy, Origin, PluginHost, PluginSource, Scope,
+};
 use sluice_store::Backend;
+use sluice_store::model::validate::MAX_BINDING_TIMEOUT_MS;
 use sluice_store::model::{self, ActivePlugin, StoreSnapshot};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +51,9 @@ struct Fingerprint {
     order: i32,
     failure: model::FailurePolicy,
     config: serde_json::Value,
+    granted: Vec<String>,
+    timeout_ms: Option<u32>,
+    max_memory_bytes: Option<u64>,
 }
 
 pub struct PluginSync {
@@ -67,6 +81,9 @@ impl PluginSync {
                 order: stored.order,
                 failure: stored.failure_policy,
                 config: stored.config.clone(),
+                granted: plugin.granted.clone(),
+                timeout_ms: stored.timeout_ms,
+                max_memory_bytes: stored.max_memory_bytes,
             };
             let previous = self.loaded.remove(&stored.id);
             if let Some((seen, binding)) = &previous
@@ -99,6 +116,9 @@ impl PluginSync {
     }
 
     async fn load(&self, stored: &model::Binding, plugin: &ActivePlugin) -> Result<Binding, String> {
+        let capabilities = granted(&plugin.granted)?;
+        let defaults = BindingSpec::new(plugin.name.clone(), PluginSource::Bytes(Arc::from(Vec::new())));
+        let limits = limits(stored, defaults.limits, self.host.engine().settings().max_memory_bytes)?;
         let bytes: Arc<[u8]> = self
             .store
             .plugin_bytes(&plugin.sha256)
@@ -106,17 +126,22 @@ impl PluginSync {
             .map(Arc::from)
             .map_err(|e| format!("fetching its component: {e}"))?;
         let spec = BindingSpec {
+            source: PluginSource::Bytes(bytes),
             origin: Origin::Store { binding_id: stored.id },
             scope: match &stored.scope {
                 model::Scope::Global => Scope::Global,
                 model::Scope::Tenant(t) => Scope::Tenant(Arc::from(t.as_str())),
                 model::Scope::Model(m) => Scope::Model(Arc::from(m.as_str())),
             },
+            // What the admin granted at activation; the loader refuses a component importing
+            // anything else, naming the import.
+            capabilities,
             failure: match stored.failure_policy {
                 model::FailurePolicy::Open => FailurePolicy::Open,
                 model::FailurePolicy::Closed => FailurePolicy::Closed,
             },
             order: i64::from(stored.order),
+            limits,
             config_json: stored.config.to_string(),
             // A stored binding names its allowed hosts in its config (`"http_allow": [..]`),
             // which only an admin can set.
@@ -126,19 +151,12 @@ impl PluginSync {
                 .and_then(|v| v.as_array())
                 .map(|hosts| hosts.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default(),
-            ..BindingSpec::new(plugin.name.clone(), PluginSource::Bytes(Arc::clone(&bytes)))
+            ..defaults
         };
         let host = Arc::clone(&self.host);
-        let name = plugin.name.clone();
-        tokio::task::spawn_blocking(move || {
-            // The grant is the manifest shown when the version was uploaded: the capabilities
-            // the component imports, which the admin saw before activating it.
-            let manifest = host.inspect(&name, &bytes).map_err(|e| e.to_string())?;
-            let spec = BindingSpec { capabilities: manifest.capabilities.into_iter().collect(), ..spec };
-            host.load(spec).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("the loading task failed: {e}"))?
+        tokio::task::spawn_blocking(move || host.load(spec).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| format!("the loading task failed: {e}"))?
     }
 
     /// Applies every new state from `states` until `cancel`.
@@ -152,4 +170,37 @@ impl PluginSync {
             self.apply(&state).await;
         }
     }
+}
+
+/// The capabilities named by an activation's grants. The admin API accepts only known names; a
+/// name this host does not know (a store written by a newer gateway) refuses the binding rather
+/// than running it with less or more than the admin saw.
+fn granted(names: &[String]) -> Result<Capabilities, String> {
+    names
+        .iter()
+        .map(|name| Capability::parse(name).ok_or_else(|| format!("its grants name an unknown capability {name:?}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|list| list.into_iter().collect())
+}
+
+/// The binding's deadline and memory limit: its own where set, else the host's defaults (the
+/// memory default capped at the engine's maximum, as for config-file plugins). Values beyond
+/// the maxima, which the admin API refuses, are refused here too.
+fn limits(stored: &model::Binding, defaults: CallLimits, engine_max_memory: usize) -> Result<CallLimits, String> {
+    let mut limits = defaults;
+    limits.timeout = match stored.timeout_ms {
+        Some(ms) if ms == 0 || ms > MAX_BINDING_TIMEOUT_MS => {
+            return Err(format!("its timeout_ms {ms} is not between 1 and {MAX_BINDING_TIMEOUT_MS}"));
+        }
+        Some(ms) => Duration::from_millis(u64::from(ms)),
+        None => defaults.timeout,
+    };
+    limits.memory_bytes = match stored.max_memory_bytes {
+        Some(bytes) => usize::try_from(bytes)
+            .ok()
+            .filter(|&b| b <= engine_max_memory)
+            .ok_or_else(|| format!("its max_memory_bytes {bytes} exceeds the engine's {engine_max_memory}"))?,
+        None => defaults.memory_bytes.min(engine_max_memory),
+    };
+    Ok(limits)
 }

@@ -15,6 +15,9 @@ use sluice_test_support::{
     fresh_sqlite, full_body, read_whole, request, wait_until_async,
 };
 
+/// What the test guest imports, granted at activation.
+const GRANTS: [&str; 6] = ["log", "clock", "counters", "cache", "config", "metrics"];
+
 async fn admin(gw: &TestGateway, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
     send(gw, method, path, "application/json", bytes).await
@@ -79,7 +82,12 @@ async fn stored_bindings_run_where_bound_and_follow_activation() {
     assert_eq!(status, 201, "{bound}");
     assert_eq!(chat_status(&gw, own_key).await, 200, "a plugin with no active version does not run");
 
-    assert_eq!(admin(&gw, Method::POST, "/admin/api/plugins/guard/activate", Some(json!({"version": 1}))).await.0, 200);
+    assert_eq!(
+        admin(&gw, Method::POST, "/admin/api/plugins/guard/activate", Some(json!({"version": 1, "grants": GRANTS})))
+            .await
+            .0,
+        200
+    );
     until_status(&gw, own_key, 403).await;
     let reply = gw
         .client
@@ -91,7 +99,12 @@ async fn stored_bindings_run_where_bound_and_follow_activation() {
     assert_eq!(first.len(), 1);
 
     // Activating version 2 swaps the component in; rolling back brings version 1 back.
-    assert_eq!(admin(&gw, Method::POST, "/admin/api/plugins/guard/activate", Some(json!({"version": 2}))).await.0, 200);
+    assert_eq!(
+        admin(&gw, Method::POST, "/admin/api/plugins/guard/activate", Some(json!({"version": 2, "grants": GRANTS})))
+            .await
+            .0,
+        200
+    );
     let swapped = wait_until_async(Duration::from_secs(10), || async {
         let now = store_versions(&gw);
         now.len() == 1 && now != first
@@ -132,7 +145,7 @@ async fn a_stored_binding_survives_a_restart() {
     let opts = || GatewayOptions { store: Some(TestStore(store.clone())), ..GatewayOptions::default() };
     let gw = TestGateway::start(1, opts()).await;
     send(&gw, Method::POST, "/admin/api/plugins/guard/versions", "application/wasm", TEST_GUEST.to_vec()).await;
-    admin(&gw, Method::POST, "/admin/api/plugins/guard/activate", Some(json!({"version": 1}))).await;
+    admin(&gw, Method::POST, "/admin/api/plugins/guard/activate", Some(json!({"version": 1, "grants": GRANTS}))).await;
     let binding = json!({"plugin": "guard", "scope": {"kind": "global"}, "config": {"mode": "deny"}});
     assert_eq!(admin(&gw, Method::POST, "/admin/api/bindings", Some(binding)).await.0, 201);
     until_status(&gw, TENANT_KEY, 403).await;
