@@ -197,7 +197,24 @@ async fn pools_endpoints_plugins_and_bindings() {
         2
     );
     assert_eq!(json(&sluice(&admin, &["plugin", "versions", "guard", "--json"]).await).as_array().unwrap().len(), 2);
-    assert_eq!(json(&sluice(&admin, &["plugin", "activate", "guard", "2", "--json"]).await)["active_version"], 2);
+    let versions = stdout(&sluice(&admin, &["plugin", "versions", "guard"]).await);
+    assert!(versions.contains("REQUESTED") && versions.contains("GRANTED"), "{versions}");
+    // Nothing is granted unless named: the refusal names the import.
+    let ungranted = sluice(&admin, &["plugin", "activate", "guard", "2"]).await;
+    assert_eq!(ungranted.status.code(), Some(1));
+    assert!(stderr(&ungranted).contains("sluice:policy/log@0.1.0 needs capability `log`"), "{}", stderr(&ungranted));
+    // --grant repeats and takes comma-separated names (alias --grants).
+    let grants = ["--grant", "log", "--grant", "clock,counters", "--grants", "cache,config,metrics"];
+    let activated =
+        json(&sluice(&admin, &[&["plugin", "activate", "guard", "2", "--json"][..], &grants[..]].concat()).await);
+    assert_eq!(activated["active_version"], 2);
+    assert_eq!(activated["granted"], serde_json::json!(["log", "clock", "counters", "cache", "config", "metrics"]));
+    assert!(stdout(&sluice(&admin, &["plugin", "list"]).await).contains("log,clock"), "granted shown in the list");
+    // Version 1 never ran with grants, so there is nothing to roll back with until it has.
+    let never = sluice(&admin, &["plugin", "rollback", "guard"]).await;
+    assert!(stderr(&never).contains("activate it with grants instead"), "{}", stderr(&never));
+    sluice(&admin, &[&["plugin", "activate", "guard", "1"][..], &grants[..]].concat()).await;
+    sluice(&admin, &[&["plugin", "activate", "guard", "2"][..], &grants[..]].concat()).await;
     assert_eq!(json(&sluice(&admin, &["plugin", "rollback", "guard", "--json"]).await)["active_version"], 1);
     assert!(stdout(&sluice(&admin, &["plugin", "list"]).await).contains("guard"));
     let refused = sluice(&admin, &["plugin", "rollback", "guard"]).await;
@@ -219,6 +236,10 @@ async fn pools_endpoints_plugins_and_bindings() {
                 "closed",
                 "--config",
                 r#"{"limit": 3}"#,
+                "--timeout-ms",
+                "50",
+                "--max-memory-bytes",
+                "33554432",
                 "--json",
             ],
         )
@@ -226,9 +247,14 @@ async fn pools_endpoints_plugins_and_bindings() {
     );
     assert_eq!(bound["scope"], serde_json::json!({"kind": "tenant", "name": "acme"}));
     assert_eq!((bound["order"].as_i64(), bound["failure_policy"].as_str()), (Some(-5), Some("closed")));
+    assert_eq!((bound["timeout_ms"].as_u64(), bound["max_memory_bytes"].as_u64()), (Some(50), Some(32 << 20)));
+    let too_slow = sluice(&admin, &["binding", "add", "guard", "--timeout-ms", "5000"]).await;
+    assert_eq!(too_slow.status.code(), Some(1));
+    assert!(stderr(&too_slow).contains("timeout_ms"), "{}", stderr(&too_slow));
     stdout(&sluice(&admin, &["binding", "add", "guard"]).await);
     let list = stdout(&sluice(&admin, &["binding", "list"]).await);
     assert!(list.contains("tenant") && list.contains("global"), "{list}");
+    assert!(list.contains("TIMEOUT_MS") && list.contains("33554432"), "{list}");
     let id = bound["id"].to_string();
     assert!(stdout(&sluice(&admin, &["binding", "remove", &id]).await).contains("removed binding"));
     assert_eq!(json(&sluice(&admin, &["binding", "list", "--json"]).await).as_array().unwrap().len(), 1);

@@ -21,9 +21,17 @@ pub enum PluginCommand {
     List,
     /// List a plugin's versions, newest first.
     Versions { name: String },
-    /// Run this version wherever the plugin is bound.
-    Activate { name: String, version: i32 },
-    /// Activate the highest version below the active one.
+    /// Run this version wherever the plugin is bound, granted exactly the capabilities named
+    /// with --grant; a version importing one not granted is refused, naming the import.
+    Activate {
+        name: String,
+        version: i32,
+        /// A capability to grant (log, clock, counters, cache, config, metrics, embeddings,
+        /// http); repeat it or separate names with commas. None granted without it.
+        #[arg(long = "grant", alias = "grants", value_name = "CAPABILITY", value_delimiter = ',')]
+        grants: Vec<String>,
+    },
+    /// Activate the highest version below the active one, with the grants it last ran with.
     Rollback { name: String },
     #[command(flatten)]
     Authoring(crate::authoring::AuthoringCommand),
@@ -54,6 +62,14 @@ pub enum BindingCommand {
         /// The plugin's configuration, a JSON object.
         #[arg(long, default_value = "{}")]
         config: String,
+        /// The deadline of each call, in milliseconds (1 to the host's maximum, 1000); the
+        /// host's default (10) without it.
+        #[arg(long)]
+        timeout_ms: Option<u32>,
+        /// The most memory an instance may grow to, in bytes (1 MiB to the plugin engine's
+        /// maximum); the host's default (16 MiB) without it.
+        #[arg(long)]
+        max_memory_bytes: Option<u64>,
     },
     /// List bindings in the order they run.
     List,
@@ -61,13 +77,15 @@ pub enum BindingCommand {
     Remove { id: i64 },
 }
 
-const PLUGIN_COLUMNS: &[(&str, &str)] = &[("NAME", "name"), ("ACTIVE", "active_version"), ("CREATED", "created_at")];
+const PLUGIN_COLUMNS: &[(&str, &str)] =
+    &[("NAME", "name"), ("ACTIVE", "active_version"), ("GRANTED", "granted"), ("CREATED", "created_at")];
 const VERSION_COLUMNS: &[(&str, &str)] = &[
     ("VERSION", "version"),
     ("SHA256", "sha256"),
     ("BYTES", "size_bytes"),
     ("HOOKS", "manifest.hooks"),
-    ("CAPABILITIES", "manifest.capabilities"),
+    ("REQUESTED", "manifest.capabilities"),
+    ("GRANTED", "granted"),
     ("CREATED", "created_at"),
 ];
 const BINDING_COLUMNS: &[(&str, &str)] = &[
@@ -77,6 +95,8 @@ const BINDING_COLUMNS: &[(&str, &str)] = &[
     ("TARGET", "scope.name"),
     ("ORDER", "order"),
     ("FAILURE", "failure_policy"),
+    ("TIMEOUT_MS", "timeout_ms"),
+    ("MAX_MEMORY", "max_memory_bytes"),
     ("CONFIG", "config"),
 ];
 
@@ -97,9 +117,10 @@ pub async fn plugin(ctx: &Ctx, command: PluginCommand) -> anyhow::Result<()> {
             let list = ctx.api.get(&format!("/admin/api/plugins/{}/versions", encode(&name))).await?;
             ctx.show(&list, |out, v| Table::new(VERSION_COLUMNS).print(out, items(v)))
         }
-        PluginCommand::Activate { name, version } => {
+        PluginCommand::Activate { name, version, grants } => {
             let path = format!("/admin/api/plugins/{}/activate", encode(&name));
-            let plugin = ctx.api.json(Method::POST, &path, &json!({ "version": version })).await?;
+            let body = json!({ "version": version, "grants": grants });
+            let plugin = ctx.api.json(Method::POST, &path, &body).await?;
             ctx.show(&plugin, one_plugin)
         }
         PluginCommand::Rollback { name } => {
@@ -114,7 +135,7 @@ pub async fn plugin(ctx: &Ctx, command: PluginCommand) -> anyhow::Result<()> {
 
 pub async fn binding(ctx: &Ctx, command: BindingCommand) -> anyhow::Result<()> {
     match command {
-        BindingCommand::Add { plugin, tenant, model, order, failure_policy, config } => {
+        BindingCommand::Add { plugin, tenant, model, order, failure_policy, config, timeout_ms, max_memory_bytes } => {
             let scope = match (tenant, model) {
                 (Some(t), _) => json!({ "kind": "tenant", "name": t }),
                 (None, Some(m)) => json!({ "kind": "model", "name": m }),
@@ -125,8 +146,15 @@ pub async fn binding(ctx: &Ctx, command: BindingCommand) -> anyhow::Result<()> {
                 FailurePolicyArg::Open => "open",
                 FailurePolicyArg::Closed => "closed",
             };
-            let body =
+            let mut body =
                 json!({ "plugin": plugin, "scope": scope, "order": order, "failure_policy": policy, "config": config });
+            // Unset limits are left out, so the gateway's defaults apply.
+            if let Some(ms) = timeout_ms {
+                body["timeout_ms"] = json!(ms);
+            }
+            if let Some(bytes) = max_memory_bytes {
+                body["max_memory_bytes"] = json!(bytes);
+            }
             let created = ctx.api.json(Method::POST, "/admin/api/bindings", &body).await?;
             ctx.show(&created, |out, v| Table::new(BINDING_COLUMNS).print(out, std::slice::from_ref(v)))
         }
