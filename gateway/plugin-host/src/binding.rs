@@ -127,8 +127,11 @@ pub(crate) fn binding_label(origin: &Origin, scope: &Scope) -> String {
     }
 }
 
-/// How a binding guards the gateway against its plugin.
+/// How a binding's calls are run and how it guards the gateway against its plugin.
 pub(crate) struct Guards {
+    pub isolation: Isolation,
+    pub failure: FailurePolicy,
+    pub limits: CallLimits,
     pub breaker: Breaker,
     /// Calls that may run at once (the hooks that may wait; `on-response-chunk` runs inside a
     /// stream's poll and is bounded by its deadline and the breaker alone).
@@ -196,19 +199,17 @@ impl Binding {
         version: Arc<PluginVersion>,
         ctx: BindingContext,
         placement: Placement,
-        isolation: Isolation,
-        failure: FailurePolicy,
-        limits: CallLimits,
         guards: Guards,
     ) -> Self {
+        let limits = guards.limits;
         Binding {
             name: Arc::clone(&ctx.plugin),
             origin: placement.origin,
             scope: placement.scope,
             order: placement.order,
             version,
-            isolation,
-            failure,
+            isolation: guards.isolation,
+            failure: guards.failure,
             limits,
             output: guards.output,
             max_concurrent_calls: guards.max_concurrent_calls,

@@ -238,6 +238,9 @@ impl PluginHost {
         };
         let label = binding_label(&spec.origin, &spec.scope);
         let guards = Guards {
+            isolation: spec.isolation,
+            failure: spec.failure,
+            limits: spec.limits,
             breaker: Breaker::new(spec.breaker, Some(self.metrics.breaker(&version.name, &label))),
             max_concurrent_calls: spec
                 .max_concurrent_calls
@@ -262,9 +265,6 @@ impl PluginHost {
             Arc::new(version),
             ctx,
             Placement { origin: spec.origin, scope: spec.scope, order: spec.order },
-            spec.isolation,
-            spec.failure,
-            spec.limits,
             guards,
         ))
     }

@@ -53,8 +53,16 @@ pub struct Gateway {
 pub enum BuildError {
     #[error("invalid endpoint URL: {0}")]
     Endpoint(#[from] http::Error),
+    /// Not a `#[source]`: the message already carries the host's error, which an error chain
+    /// printed with `{:#}` would otherwise repeat.
     #[error("plugins: {0}")]
-    Plugins(#[from] sluice_plugin_host::HostError),
+    Plugins(sluice_plugin_host::HostError),
+}
+
+impl From<sluice_plugin_host::HostError> for BuildError {
+    fn from(e: sluice_plugin_host::HostError) -> Self {
+        BuildError::Plugins(e)
+    }
 }
 
 impl Gateway {
