@@ -1,5 +1,6 @@
-//! Plugins: upload a component, see versions with their sha256, activate one, roll back, bind
-//! and unbind, with live call rates, latency and errors from the stream.
+//! Plugins: upload a component, see versions with their sha256 and requested capabilities,
+//! activate one granting the capabilities the admin ticks, roll back, bind (with a deadline and
+//! memory limit) and unbind, with live call rates, latency and errors from the stream.
 
 use leptos::prelude::*;
 use sluice_store_model::{Binding, FailurePolicy, Plugin, PluginVersion, Scope, validate};
@@ -99,6 +100,7 @@ fn PluginBox(plugin: Plugin, reload: RwSignal<u32>) -> impl IntoView {
             ))
         })
     };
+    let granted_now = plugin.granted.clone();
     let rollback_path = format!("/plugins/{}/rollback", seg(&name));
     let table_name = name.clone();
     view! {
@@ -109,32 +111,64 @@ fn PluginBox(plugin: Plugin, reload: RwSignal<u32>) -> impl IntoView {
                 </span>
             </h2>
             <p class="muted">{move || stats().unwrap_or_else(|| "no calls yet".into())}</p>
+            {active.is_some().then(|| view! {
+                <p class="muted" data-granted=granted_now.join(",")>"granted: "{capability_list(&granted_now)}</p>
+            })}
             {show(versions, move |list: &Vec<PluginVersion>| {
                 let rows = list.iter().map(|v| {
                     let path = format!("/plugins/{}/activate", seg(&table_name));
                     let version = v.version;
                     let is_active = active == Some(version);
+                    let requested: Vec<String> =
+                        validate::requested(&v.manifest).into_iter().map(str::to_owned).collect();
+                    // Ticked to start with: what this version was last granted, never more; the
+                    // admin ticks anything else it asks for.
+                    let ticked = RwSignal::new(v.granted.clone().unwrap_or_default());
+                    let boxes = validate::CAPABILITIES.iter().map(|&cap| {
+                        let asked = requested.iter().any(|r| r == cap);
+                        view! {
+                            <label class=if asked { "grant requested" } else { "grant" }>
+                                <input type="checkbox" name="grant" value=cap data-grant=cap
+                                    prop:checked=move || ticked.with(|t| t.iter().any(|g| g == cap))
+                                    on:change=move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        ticked.update(|t| {
+                                            t.retain(|g| g != cap);
+                                            if on { t.push(cap.to_owned()); }
+                                        });
+                                    } />
+                                {cap}
+                            </label>
+                        }
+                    }).collect_view();
                     view! {
                         <tr data-version=version.to_string()>
                             <td class="num">{version}</td>
-                            <td><code title=v.sha256.clone()>{v.sha256.clone()}</code></td>
+                            <td><code title=v.sha256.clone()>{v.sha256[..12.min(v.sha256.len())].to_owned()}</code></td>
                             <td class="num">{format::bytes(u64::try_from(v.size_bytes).unwrap_or(0))}</td>
+                            <td data-requested=requested.join(",")>{capability_list(&requested)}</td>
+                            <td>{v.granted.as_deref().map_or_else(|| "never activated".to_owned(), capability_list)}</td>
                             <td>{format::datetime(v.created_at.0)}</td>
                             <td>{if is_active {
                                 view! { <span class="pill ok">"active"</span> }.into_any()
                             } else {
-                                view! { <button type="button" on:click=move |_| {
-                                    let path = path.clone();
-                                    let body = serde_json::json!({ "version": version });
-                                    act(error, reload, async move { api::send::<Plugin>("POST", &path, &body).await }, |_| {});
-                                }>"Activate"</button> }.into_any()
+                                view! {
+                                    <fieldset class="grants"><legend>"grant"</legend>{boxes}</fieldset>
+                                    <button type="button" on:click=move |_| {
+                                        let path = path.clone();
+                                        let body = serde_json::json!({ "version": version, "grants": ticked.get_untracked() });
+                                        act(error, reload, async move { api::send::<Plugin>("POST", &path, &body).await }, |_| {});
+                                    }>"Activate"</button>
+                                }.into_any()
                             }}</td>
                         </tr>
                     }
                 }).collect_view();
                 view! {
                     <table>
-                        <thead><tr><th>"version"</th><th>"sha256"</th><th>"size"</th><th>"uploaded (UTC)"</th><th></th></tr></thead>
+                        <thead><tr><th>"version"</th><th>"sha256"</th><th>"size"</th>
+                            <th title="the host capabilities the component imports; activation must grant each">"requested capabilities"</th>
+                            <th>"granted"</th><th>"uploaded (UTC)"</th><th></th></tr></thead>
                         <tbody>{rows}</tbody>
                     </table>
                 }
@@ -148,6 +182,10 @@ fn PluginBox(plugin: Plugin, reload: RwSignal<u32>) -> impl IntoView {
             <ErrorNote error=error />
         </section>
     }
+}
+
+fn capability_list(names: &[String]) -> String {
+    if names.is_empty() { "none".into() } else { names.join(", ") }
 }
 
 fn scope_label(s: &Scope) -> String {
@@ -171,6 +209,10 @@ fn BindingsTable(bindings: Vec<Binding>, reload: RwSignal<u32>) -> impl IntoView
                     <td>{scope_label(&b.scope)}</td>
                     <td class="num">{b.order}</td>
                     <td>{match b.failure_policy { FailurePolicy::Open => "fail open", FailurePolicy::Closed => "fail closed" }}</td>
+                    <td class="num" data-timeout-ms=b.timeout_ms.map(|t| t.to_string()).unwrap_or_default()>
+                        {b.timeout_ms.map_or_else(|| "default (10 ms)".to_owned(), |t| format!("{t} ms"))}</td>
+                    <td class="num" data-max-memory=b.max_memory_bytes.map(|m| m.to_string()).unwrap_or_default()>
+                        {b.max_memory_bytes.map_or_else(|| "default".to_owned(), format::bytes)}</td>
                     <td><code>{b.config.to_string()}</code></td>
                     <td><button type="button" class="danger" on:click=move |_| {
                         let path = path.clone();
@@ -182,7 +224,7 @@ fn BindingsTable(bindings: Vec<Binding>, reload: RwSignal<u32>) -> impl IntoView
         .collect_view();
     view! {
         <table>
-            <thead><tr><th>"plugin"</th><th>"scope"</th><th>"order"</th><th>"on failure"</th><th>"config"</th><th></th></tr></thead>
+            <thead><tr><th>"plugin"</th><th>"scope"</th><th>"order"</th><th>"on failure"</th><th>"deadline"</th><th>"memory"</th><th>"config"</th><th></th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
         <ErrorNote error=error />
@@ -197,6 +239,8 @@ fn BindForm(reload: RwSignal<u32>) -> impl IntoView {
     let order = RwSignal::new("0".to_owned());
     let policy = RwSignal::new("open".to_owned());
     let config = RwSignal::new("{}".to_owned());
+    let timeout = RwSignal::new(String::new());
+    let memory = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -222,11 +266,19 @@ fn BindForm(reload: RwSignal<u32>) -> impl IntoView {
             Ok(v @ serde_json::Value::Object(_)) => v,
             _ => return error.set(Some("config: must be a JSON object, e.g. {}".into())),
         };
+        // Empty: the host's default. The gateway checks the maxima (it knows its engine's).
+        let Ok(timeout_ms) = optional_number::<u32>(&timeout.get_untracked()) else {
+            return error.set(Some("timeout_ms: whole milliseconds, or empty for the default".into()));
+        };
+        let Ok(max_memory_bytes) = optional_number::<u64>(&memory.get_untracked()) else {
+            return error.set(Some("max_memory_bytes: whole bytes, or empty for the default".into()));
+        };
         let failure_policy =
             if policy.get_untracked() == "closed" { FailurePolicy::Closed } else { FailurePolicy::Open };
         let body = serde_json::json!({
             "plugin": name, "scope": scope, "order": order_value,
             "failure_policy": failure_policy, "config": config_value,
+            "timeout_ms": timeout_ms, "max_memory_bytes": max_memory_bytes,
         });
         act(error, reload, async move { api::send::<Binding>("POST", "/bindings", &body).await }, |_| {});
     };
@@ -254,8 +306,16 @@ fn BindForm(reload: RwSignal<u32>) -> impl IntoView {
                 </select>
             </label>
             <label>"Config (JSON)"{input(config, "bind-config", "{}")}</label>
+            <label>"Deadline (ms)"{input(timeout, "bind-timeout-ms", "default 10")}</label>
+            <label>"Memory (bytes)"{input(memory, "bind-max-memory-bytes", "default 16 MiB")}</label>
             <button type="submit">"Bind"</button>
         </form>
         <ErrorNote error=error />
     }
+}
+
+/// An empty field is `None`; anything else must parse.
+fn optional_number<T: std::str::FromStr>(text: &str) -> Result<Option<T>, T::Err> {
+    let text = text.trim();
+    if text.is_empty() { Ok(None) } else { text.parse().map(Some) }
 }
