@@ -99,16 +99,22 @@ pub struct CallLimits {
     pub memory_bytes: usize,
 }
 
-/// How many calls of one binding may run at once when none is given: a quarter of the
-/// machine's threads (at least one) for plugins that only compute, so that one that loops holds
-/// at most that share of the gateway's threads; more for plugins that wait on the network, whose
-/// calls mostly wait.
-pub fn default_concurrent_calls(calls_async: bool) -> u32 {
+/// How many calls of one binding may run at once when none is given. A binding for one tenant
+/// that only computes gets a quarter of the machine's threads (at least one), so that a tenant
+/// whose plugin loops holds at most that share of the gateway until its breaker opens. Global
+/// and model bindings (an operator's policies, run for every tenant) get one call per thread,
+/// which a synchronous call cannot exceed anyway; plugins that wait on the network get 64, since
+/// their calls mostly wait.
+pub fn default_concurrent_calls(calls_async: bool, scope: &Scope) -> u32 {
     if calls_async {
         return 64;
     }
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    u32::try_from(threads / 4).unwrap_or(u32::MAX).max(1)
+    let share = match scope {
+        Scope::Tenant(_) => threads / 4,
+        Scope::Global | Scope::Model(_) => threads,
+    };
+    u32::try_from(share).unwrap_or(u32::MAX).max(1)
 }
 
 /// Where a binding sits: its origin, scope and order.

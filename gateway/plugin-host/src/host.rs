@@ -244,7 +244,7 @@ impl PluginHost {
             breaker: Breaker::new(spec.breaker, Some(self.metrics.breaker(&version.name, &label))),
             max_concurrent_calls: spec
                 .max_concurrent_calls
-                .unwrap_or_else(|| default_concurrent_calls(version.calls_async))
+                .unwrap_or_else(|| default_concurrent_calls(version.calls_async, &spec.scope))
                 .max(1),
             output: self.output,
         };
