@@ -100,6 +100,25 @@ fn PluginBox(plugin: Plugin, reload: RwSignal<u32>) -> impl IntoView {
             ))
         })
     };
+    // The circuit breakers of this plugin's bindings on the gateway serving the dashboard: shown
+    // only when one is not closed, since that is when the plugin is being skipped.
+    let breaker_name = name.clone();
+    let breaker = move || {
+        live.history.with(|h| {
+            let p = h.latest.as_ref()?.plugins.get(&breaker_name).copied()?;
+            match (p.breakers_open, p.breakers_half_open) {
+                (0, 0) => None,
+                (0, h) => Some(("pill warn", format!("breaker half-open on {h} binding(s): probing"))),
+                (o, _) => Some((
+                    "pill bad",
+                    format!(
+                        "breaker open on {o} binding(s): skipped, failure policy applies · {} skipped",
+                        format::rate(p.short_circuits_per_s)
+                    ),
+                )),
+            }
+        })
+    };
     let granted_now = plugin.granted.clone();
     let rollback_path = format!("/plugins/{}/rollback", seg(&name));
     let table_name = name.clone();
@@ -111,6 +130,7 @@ fn PluginBox(plugin: Plugin, reload: RwSignal<u32>) -> impl IntoView {
                 </span>
             </h2>
             <p class="muted">{move || stats().unwrap_or_else(|| "no calls yet".into())}</p>
+            {move || breaker().map(|(class, text)| view! { <p><span class=class data-breaker=text.clone()>{text.clone()}</span></p> })}
             {active.is_some().then(|| view! {
                 <p class="muted" data-granted=granted_now.join(",")>"granted: "{capability_list(&granted_now)}</p>
             })}
