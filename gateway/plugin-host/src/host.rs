@@ -105,13 +105,27 @@ impl BindingSpec {
 }
 
 /// Host-wide settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HostSettings {
     pub engine: EngineSettings,
     /// Directory of precompiled artifacts; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
     /// What every plugin's output is held to.
     pub output: OutputLimits,
+    /// The longest deadline a binding may have.
+    pub max_timeout: Duration,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings {
+            engine: EngineSettings::default(),
+            cache_dir: None,
+            output: OutputLimits::default(),
+            // The config file's own ceiling; `[plugin_host] max_timeout` sets a lower one.
+            max_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +141,7 @@ pub enum HostError {
 pub struct PluginHost {
     engine: PluginEngine,
     output: OutputLimits,
+    max_timeout: Duration,
     artifacts: ArtifactCache,
     services: Arc<HostServices>,
     metrics: PluginMetrics,
@@ -147,6 +162,7 @@ impl PluginHost {
         Ok(PluginHost {
             engine: PluginEngine::new(settings.engine)?,
             output: settings.output,
+            max_timeout: settings.max_timeout,
             artifacts: ArtifactCache::new(settings.cache_dir),
             services: Arc::new(HostServices::default()),
             metrics: PluginMetrics::new(registry)?,
@@ -181,6 +197,11 @@ impl PluginHost {
         &self.engine
     }
 
+    /// The longest deadline a binding may have (`[plugin_host] max_timeout`).
+    pub fn max_timeout(&self) -> Duration {
+        self.max_timeout
+    }
+
     /// Compiles and checks an uploaded component against the contract with this host's engine
     /// (warming the artifact cache for when it is bound), returning its manifest.
     pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<crate::inspect::Manifest, PluginError> {
@@ -203,6 +224,15 @@ impl PluginHost {
                 reason: format!(
                     "its memory limit exceeds the engine's {} bytes",
                     self.engine.settings().max_memory_bytes
+                ),
+            });
+        }
+        if spec.limits.timeout.is_zero() || spec.limits.timeout > self.max_timeout {
+            return Err(PluginError::InvalidBinding {
+                plugin: spec.name,
+                reason: format!(
+                    "its deadline of {:?} is not between 1 ms and {:?}",
+                    spec.limits.timeout, self.max_timeout
                 ),
             });
         }

@@ -21,6 +21,7 @@ pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostErro
         cache_dir: config.plugin_host.cache_dir.clone(),
         // A plugin's rewritten body is held to the limit a client's body is.
         output: OutputLimits { max_body_bytes: config.server.max_body_bytes, ..OutputLimits::default() },
+        max_timeout: config.plugin_host.max_timeout,
     };
     let specs = config.plugins.iter().map(spec).collect();
     let host = PluginHost::with_bindings(settings, registry, specs, config.plugin_host.builtin_router)?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sluice_admin::PluginInspector;
 use sluice_live::{LiveSources, RegistryPlugins, SloLookup, SloTarget, WorkerHealth, WorkerSource, WorkerState};
 use sluice_proxy::Gateway;
+use sluice_store::model::validate::BindingMaxima;
 use sluice_store::slo::Slos;
 
 /// SLO targets for the live view, from the same table the usage writer counts goodput with.
@@ -72,6 +73,15 @@ pub struct HostInspector(pub Arc<Gateway>);
 impl PluginInspector for HostInspector {
     fn inspect(&self, wasm: &[u8]) -> Result<serde_json::Value, String> {
         self.0.plugins.inspect("upload", wasm).map(|m| m.to_json()).map_err(|e| e.to_string())
+    }
+
+    /// This gateway's own ceilings: `[plugin_host] max_timeout` and `max_memory_bytes`.
+    fn binding_maxima(&self) -> BindingMaxima {
+        let host = &self.0.plugins;
+        BindingMaxima {
+            timeout_ms: u32::try_from(host.max_timeout().as_millis()).unwrap_or(u32::MAX),
+            memory_bytes: u64::try_from(host.engine().settings().max_memory_bytes).unwrap_or(u64::MAX),
+        }
     }
 }
 

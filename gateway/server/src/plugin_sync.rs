@@ -24,7 +24,6 @@ use sluice_plugin_host::{
     Binding, BindingSpec, CallLimits, Capabilities, Capability, FailurePolicy, Origin, PluginHost, PluginSource, Scope,
 };
 use sluice_store::Backend;
-use sluice_store::model::validate::MAX_BINDING_TIMEOUT_MS;
 use sluice_store::model::{self, ActivePlugin, StoreSnapshot};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -118,7 +117,8 @@ impl PluginSync {
     async fn load(&self, stored: &model::Binding, plugin: &ActivePlugin) -> Result<Binding, String> {
         let capabilities = granted(&plugin.granted)?;
         let defaults = BindingSpec::new(plugin.name.clone(), PluginSource::Bytes(Arc::from(Vec::new())));
-        let limits = limits(stored, defaults.limits, self.host.engine().settings().max_memory_bytes)?;
+        let limits =
+            limits(stored, defaults.limits, self.host.max_timeout(), self.host.engine().settings().max_memory_bytes)?;
         let bytes: Arc<[u8]> = self
             .store
             .plugin_bytes(&plugin.sha256)
@@ -186,13 +186,20 @@ fn granted(names: &[String]) -> Result<Capabilities, String> {
 /// The binding's deadline and memory limit: its own where set, else the host's defaults (the
 /// memory default capped at the engine's maximum, as for config-file plugins). Values beyond
 /// the maxima, which the admin API refuses, are refused here too.
-fn limits(stored: &model::Binding, defaults: CallLimits, engine_max_memory: usize) -> Result<CallLimits, String> {
+fn limits(
+    stored: &model::Binding,
+    defaults: CallLimits,
+    max_timeout: Duration,
+    engine_max_memory: usize,
+) -> Result<CallLimits, String> {
     let mut limits = defaults;
-    limits.timeout = match stored.timeout_ms {
-        Some(ms) if ms == 0 || ms > MAX_BINDING_TIMEOUT_MS => {
-            return Err(format!("its timeout_ms {ms} is not between 1 and {MAX_BINDING_TIMEOUT_MS}"));
+    limits.timeout = match stored.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))) {
+        Some(t) if t.is_zero() || t > max_timeout => {
+            return Err(format!(
+                "its timeout of {t:?} is not between 1 ms and plugin_host.max_timeout ({max_timeout:?})"
+            ));
         }
-        Some(ms) => Duration::from_millis(u64::from(ms)),
+        Some(t) => t,
         None => defaults.timeout,
     };
     limits.memory_bytes = match stored.max_memory_bytes {
