@@ -166,7 +166,8 @@ test('the dashboard, page by page', async (t) => {
     await page.setInputFiles('input[name=plugin-file]', wasm);
     await page.click('form:has(input[name=plugin-file]) button[type=submit]');
     await page.waitForSelector('section[data-plugin="browser-plugin"] tr[data-version="1"]');
-    await page.click('section[data-plugin="browser-plugin"] tr[data-version="1"] >> text=Activate');
+    // The button: the row also says "never activated", which a text selector would match.
+    await page.click('section[data-plugin="browser-plugin"] tr[data-version="1"] button:text-is("Activate")');
     await page.waitForSelector('section[data-plugin="browser-plugin"] [data-active-version="1"]');
     await shot('plugins');
   });

@@ -326,8 +326,8 @@ impl Binding {
                 match acquired {
                     Some(permit) => permit,
                     None => {
-                        // The breaker let a probe through that will not run: let it probe again.
-                        self.breaker.record(admission, false);
+                        // A probe that will not run leaves the breaker free to admit another.
+                        self.breaker.abandon(admission);
                         let error = PluginError::Overloaded {
                             plugin: self.name.to_string(),
                             version: self.version.version.to_string(),
@@ -494,6 +494,8 @@ impl Binding {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let started = Instant::now();
         let (admission, _permit) = self.admit(Hook::OnRequest, started).await?;
+        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
+        let started = Instant::now();
         let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
@@ -538,6 +540,8 @@ impl Binding {
         let Some(export) = &self.version.hooks.route else { return Ok(None) };
         let started = Instant::now();
         let (admission, _permit) = self.admit(Hook::Route, started).await?;
+        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
+        let started = Instant::now();
         let mut pooled = self.told(admission, self.checkout(Hook::Route, started, tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
@@ -560,6 +564,8 @@ impl Binding {
         let Some(export) = &self.version.hooks.on_response_headers else { return Ok(None) };
         let started = Instant::now();
         let (admission, _permit) = self.admit(Hook::OnResponseHeaders, started).await?;
+        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
+        let started = Instant::now();
         let mut pooled = self.told(admission, self.checkout(Hook::OnResponseHeaders, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
@@ -613,6 +619,8 @@ impl Binding {
         let Some(export) = &self.version.hooks.on_response_done else { return Ok(false) };
         let started = Instant::now();
         let (admission, _permit) = self.admit(Hook::OnResponseDone, started).await?;
+        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
+        let started = Instant::now();
         let mut pooled = self.told(admission, self.checkout(Hook::OnResponseDone, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {

@@ -209,6 +209,15 @@ impl Breaker {
         }
     }
 
+    /// An admitted call that will not be made after all: a probe's place is given back.
+    pub fn abandon(&self, admission: Admission) {
+        if admission == Admission::Probe
+            && let Ok(mut inner) = self.inner.lock()
+        {
+            inner.probe_started = None;
+        }
+    }
+
     fn set(&self, state: BreakerState) {
         let previous = self.state.swap(state.code(), Ordering::Relaxed);
         if previous == state.code() {
@@ -285,6 +294,9 @@ mod tests {
         }
         assert_eq!(b.admit(), Admission::Probe);
         assert_eq!(b.admit(), Admission::Refused, "one probe at a time");
+        b.abandon(Admission::Probe);
+        assert_eq!(b.admit(), Admission::Probe, "an abandoned probe's place is given back");
+        assert_eq!(b.state(), BreakerState::HalfOpen, "abandoning is not a success");
         b.record(Admission::Probe, true);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.admit(), Admission::Refused);
