@@ -134,7 +134,7 @@ pub struct PluginHostConfig {
     pub max_instances: u32,
     /// The largest memory any plugin may be given.
     pub max_memory_bytes: usize,
-    /// The longest deadline any binding may set.
+    /// The longest deadline a binding made through the admin API may set.
     pub max_timeout: Duration,
     /// Bind the built-in router when no `[[plugins]]` entry is named `router`; without it, the
     /// host's own least-in-flight choice routes (no plugin call per request).

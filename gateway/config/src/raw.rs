@@ -170,7 +170,7 @@ pub struct RawPluginHost {
     pub cache_dir: Option<String>,
     pub max_instances: Option<u32>,
     pub max_memory_bytes: Option<usize>,
-    /// The longest deadline any binding may set (config file or admin API).
+    /// The longest deadline a binding made through the admin API may set.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub max_timeout: Option<Duration>,
     pub builtin_router: Option<bool>,

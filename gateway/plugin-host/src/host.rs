@@ -112,7 +112,7 @@ pub struct HostSettings {
     pub cache_dir: Option<PathBuf>,
     /// What every plugin's output is held to.
     pub output: OutputLimits,
-    /// The longest deadline a binding may have.
+    /// The longest deadline a stored binding (admin API) may have.
     pub max_timeout: Duration,
 }
 
@@ -197,7 +197,7 @@ impl PluginHost {
         &self.engine
     }
 
-    /// The longest deadline a binding may have (`[plugin_host] max_timeout`).
+    /// The longest deadline a stored binding may have (`[plugin_host] max_timeout`).
     pub fn max_timeout(&self) -> Duration {
         self.max_timeout
     }
@@ -227,7 +227,11 @@ impl PluginHost {
                 ),
             });
         }
-        if spec.limits.timeout.is_zero() || spec.limits.timeout > self.max_timeout {
+        // The ceiling is for bindings made through the admin API; the config file's are the
+        // operator's own (1 ms to 10 s, checked when the config is read).
+        if matches!(spec.origin, Origin::Store { .. })
+            && (spec.limits.timeout.is_zero() || spec.limits.timeout > self.max_timeout)
+        {
             return Err(PluginError::InvalidBinding {
                 plugin: spec.name,
                 reason: format!(
