@@ -275,12 +275,12 @@ impl Binding {
     }
 
     fn new_store(&self) -> Store<HostState> {
-        let mut state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
-        // Instantiation runs under the deadline too (`arm` sets the call's own afterwards).
-        state.deadline = Instant::now() + self.limits.timeout;
+        let state = HostState::new(Arc::clone(&self.ctx), self.limits.memory_bytes, TABLE_LIMIT);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if self.version.calls_async {
+            // Instantiation runs under the deadline too (`arm` sets the call's own afterwards).
+            store.data_mut().deadline = Instant::now() + self.limits.timeout;
             // Called on a fiber: give the thread back to other requests at every tick, and
             // interrupt at the deadline, so that a plugin that computes too long shares its
             // thread instead of holding it for the whole deadline.
@@ -310,11 +310,17 @@ impl Binding {
 
     /// Lets a call in: the breaker must admit it and, for hooks that may wait, one of the
     /// binding's slots must be free by the deadline. Refusals are typed errors for the failure
-    /// policy; they are not the plugin's failures and do not count against its breaker.
-    async fn admit(&self, hook: Hook, started: Instant) -> Result<(Admission, SemaphorePermit<'_>), PluginError> {
+    /// policy; they are not the plugin's failures and do not count against its breaker. Returns
+    /// when the call's own deadline starts: `started`, or when a slot came free after a wait
+    /// (the wait had its own bound; the clock is read again only then).
+    async fn admit(
+        &self,
+        hook: Hook,
+        started: Instant,
+    ) -> Result<(Admission, SemaphorePermit<'_>, Instant), PluginError> {
         let admission = self.admit_breaker(hook)?;
-        let permit = match self.slots.try_acquire() {
-            Ok(permit) => permit,
+        let (permit, started) = match self.slots.try_acquire() {
+            Ok(permit) => (permit, started),
             Err(_) => {
                 let wait = (started + self.limits.timeout).saturating_duration_since(Instant::now());
                 // Waiting needs the runtime's timer; without one (a tool driving the host by
@@ -324,7 +330,7 @@ impl Binding {
                     Err(_) => None,
                 };
                 match acquired {
-                    Some(permit) => permit,
+                    Some(permit) => (permit, Instant::now()),
                     None => {
                         // A probe that will not run leaves the breaker free to admit another.
                         self.breaker.abandon(admission);
@@ -339,7 +345,7 @@ impl Binding {
                 }
             }
         };
-        Ok((admission, permit))
+        Ok((admission, permit, started))
     }
 
     fn admit_breaker(&self, hook: Hook) -> Result<Admission, PluginError> {
@@ -493,9 +499,7 @@ impl Binding {
     ) -> Result<Option<RequestDecision>, PluginError> {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let started = Instant::now();
-        let (admission, _permit) = self.admit(Hook::OnRequest, started).await?;
-        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
-        let started = Instant::now();
+        let (admission, _permit, started) = self.admit(Hook::OnRequest, started).await?;
         let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
@@ -539,9 +543,7 @@ impl Binding {
     ) -> Result<Option<RouteDecision>, PluginError> {
         let Some(export) = &self.version.hooks.route else { return Ok(None) };
         let started = Instant::now();
-        let (admission, _permit) = self.admit(Hook::Route, started).await?;
-        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
-        let started = Instant::now();
+        let (admission, _permit, started) = self.admit(Hook::Route, started).await?;
         let mut pooled = self.told(admission, self.checkout(Hook::Route, started, tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
@@ -563,9 +565,7 @@ impl Binding {
     ) -> Result<Option<ResponseChanges>, PluginError> {
         let Some(export) = &self.version.hooks.on_response_headers else { return Ok(None) };
         let started = Instant::now();
-        let (admission, _permit) = self.admit(Hook::OnResponseHeaders, started).await?;
-        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
-        let started = Instant::now();
+        let (admission, _permit, started) = self.admit(Hook::OnResponseHeaders, started).await?;
         let mut pooled = self.told(admission, self.checkout(Hook::OnResponseHeaders, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
@@ -618,9 +618,7 @@ impl Binding {
     pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) -> Result<bool, PluginError> {
         let Some(export) = &self.version.hooks.on_response_done else { return Ok(false) };
         let started = Instant::now();
-        let (admission, _permit) = self.admit(Hook::OnResponseDone, started).await?;
-        // The deadline bounds the plugin's own run; the wait for a slot had its own bound.
-        let started = Instant::now();
+        let (admission, _permit, started) = self.admit(Hook::OnResponseDone, started).await?;
         let mut pooled = self.told(admission, self.checkout(Hook::OnResponseDone, started, &info.tenant).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
