@@ -66,6 +66,14 @@ pub struct UpstreamConfig {
     /// Extra attempts on other endpoints, only before the first byte reached the client.
     pub max_retries: u32,
     pub max_idle_connections_per_endpoint: usize,
+    /// Requests each endpoint may have in flight; `None`: unlimited. When every usable
+    /// endpoint of a pool is at its limit, requests wait in the pool's fair admission queue.
+    pub max_in_flight: Option<u32>,
+    /// Longest a request waits in that queue before it is refused (503, `pool_saturated`).
+    pub queue_timeout: Duration,
+    /// Requests the queue holds, all tenants together; past it the tenant with the longest
+    /// queue loses its newest request.
+    pub max_queued: usize,
     pub health: HealthConfig,
     pub ejection: EjectionConfig,
 }
@@ -105,6 +113,8 @@ pub struct EndpointConfig {
     /// Base URL without a trailing slash, e.g. `http://10.0.0.7:8000`.
     pub url: http::Uri,
     pub http2: bool,
+    /// This endpoint's own in-flight limit; `None`: the pool's `max_in_flight`.
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone)]

@@ -69,6 +69,13 @@ pub struct RawUpstream {
     pub total_timeout: Option<Duration>,
     pub max_retries: Option<u32>,
     pub max_idle_connections_per_endpoint: Option<usize>,
+    /// Requests each endpoint may have in flight; unset: no limit (and no admission queue).
+    pub max_in_flight: Option<u32>,
+    /// Longest wait in the pool's admission queue while every endpoint is at its limit.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub queue_timeout: Option<Duration>,
+    /// Requests the pool's admission queue holds, all tenants together.
+    pub max_queued: Option<usize>,
     #[serde(default)]
     pub health: RawHealth,
     #[serde(default)]
@@ -123,6 +130,8 @@ pub struct RawEndpointTable {
     /// Speak HTTP/2 to this endpoint (prior knowledge on `http://`, ALPN on `https://`).
     #[serde(default)]
     pub http2: bool,
+    /// Overrides the pool's `max_in_flight` for this endpoint.
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

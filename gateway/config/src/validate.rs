@@ -352,10 +352,13 @@ fn addr(field: &str, value: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn endpoint(field: &str, raw: RawEndpoint) -> Result<EndpointConfig, ConfigError> {
-    let (url, name, http2) = match raw {
-        RawEndpoint::Url(url) => (url, None, false),
-        RawEndpoint::Table(t) => (t.url, t.name, t.http2),
+    let (url, name, http2, max_in_flight) = match raw {
+        RawEndpoint::Url(url) => (url, None, false, None),
+        RawEndpoint::Table(t) => (t.url, t.name, t.http2, t.max_in_flight),
     };
+    if max_in_flight == Some(0) {
+        return Err(ConfigError::invalid(format!("{field}.max_in_flight"), "must be at least 1"));
+    }
     let trimmed = url.trim_end_matches('/');
     let uri: http::Uri =
         trimmed.parse().map_err(|e| ConfigError::invalid(field, format!("{url:?} is not a URL: {e}")))?;
@@ -370,8 +373,11 @@ fn endpoint(field: &str, raw: RawEndpoint) -> Result<EndpointConfig, ConfigError
         return Err(ConfigError::invalid(field, format!("{url:?} must not have a query string")));
     }
     let name = name.unwrap_or_else(|| authority.to_string());
-    Ok(EndpointConfig { name, url: uri, http2 })
+    Ok(EndpointConfig { name, url: uri, http2, max_in_flight })
 }
+
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_MAX_QUEUED: usize = 1024;
 
 /// Pool-level values win over the global `[upstream]` table, which wins over built-in defaults.
 pub fn upstream(raw: &RawUpstream, global: Option<&RawUpstream>) -> UpstreamConfig {
@@ -390,6 +396,9 @@ pub fn upstream(raw: &RawUpstream, global: Option<&RawUpstream>) -> UpstreamConf
             .max_idle_connections_per_endpoint
             .or_else(|| global.and_then(|g| g.max_idle_connections_per_endpoint))
             .unwrap_or(256),
+        max_in_flight: raw.max_in_flight.or_else(|| global.and_then(|g| g.max_in_flight)),
+        queue_timeout: pick(|u| u.queue_timeout, DEFAULT_QUEUE_TIMEOUT),
+        max_queued: raw.max_queued.or_else(|| global.and_then(|g| g.max_queued)).unwrap_or(DEFAULT_MAX_QUEUED),
         health: HealthConfig {
             path: raw
                 .health
@@ -419,11 +428,18 @@ fn check_upstream(field: &str, u: &UpstreamConfig) -> Result<(), ConfigError> {
         ("health.interval", u.health.interval),
         ("health.timeout", u.health.timeout),
         ("ejection.base", u.ejection.base),
+        ("queue_timeout", u.queue_timeout),
     ];
     for (name, d) in non_zero {
         if d.is_zero() {
             return Err(ConfigError::invalid(format!("{field}.{name}"), "must be greater than 0"));
         }
+    }
+    if u.max_in_flight == Some(0) {
+        return Err(ConfigError::invalid(format!("{field}.max_in_flight"), "must be at least 1"));
+    }
+    if u.max_queued == 0 {
+        return Err(ConfigError::invalid(format!("{field}.max_queued"), "must be at least 1"));
     }
     if u.ejection.max < u.ejection.base {
         return Err(ConfigError::invalid(format!("{field}.ejection.max"), "must be at least ejection.base"));

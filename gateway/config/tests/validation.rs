@@ -224,3 +224,50 @@ fn bootstrap_tenants_carry_limits_and_priority() {
     let err = Config::from_toml("[[tenants]]\nname = \"a\"\npriority = \"urgent\"", &[], &no_env).unwrap_err();
     assert!(err.to_string().contains("tenants[0].priority"), "{err}");
 }
+
+#[test]
+fn in_flight_limits_and_the_admission_queue() {
+    let c = load(ACCEPTANCE).unwrap();
+    let u = &c.pools[0].upstream;
+    assert_eq!(u.max_in_flight, None, "no limit unless configured");
+    assert_eq!(u.queue_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(u.max_queued, 1024);
+    assert_eq!(c.pools[0].endpoints[0].max_in_flight, None);
+
+    let c = load(
+        r#"
+[upstream]
+max_in_flight = 8
+queue_timeout = "250ms"
+
+[[pools]]
+name = "p"
+models = ["m"]
+endpoints = ["http://127.0.0.1:1", { url = "http://127.0.0.1:2", max_in_flight = 2 }]
+[pools.upstream]
+max_queued = 10
+"#,
+    )
+    .unwrap();
+    let p = &c.pools[0];
+    assert_eq!(p.upstream.max_in_flight, Some(8), "inherited from [upstream]");
+    assert_eq!(p.upstream.queue_timeout, std::time::Duration::from_millis(250));
+    assert_eq!(p.upstream.max_queued, 10);
+    assert_eq!(p.endpoints[0].max_in_flight, None, "the pool's limit applies");
+    assert_eq!(p.endpoints[1].max_in_flight, Some(2));
+
+    let pool = |table: &str| {
+        format!(
+            "[[pools]]\nname = \"p\"\nmodels = [\"m\"]\nendpoints = [\"http://127.0.0.1:1\"]\n[pools.upstream]\n{table}\n"
+        )
+    };
+    assert_eq!(invalid_field(&pool("max_in_flight = 0")), "pools[0].upstream.max_in_flight");
+    assert_eq!(invalid_field(&pool("max_queued = 0")), "pools[0].upstream.max_queued");
+    assert_eq!(invalid_field(&pool("queue_timeout = \"0s\"")), "pools[0].upstream.queue_timeout");
+    assert_eq!(
+        invalid_field(
+            "[[pools]]\nname = \"p\"\nmodels = [\"m\"]\nendpoints = [{ url = \"http://127.0.0.1:1\", max_in_flight = 0 }]"
+        ),
+        "pools[0].endpoints[0].max_in_flight"
+    );
+}

@@ -241,7 +241,7 @@ mod tests {
 
     fn endpoint(url: &str, failures: u32) -> Arc<Endpoint> {
         let metrics = sluice_metrics::Metrics::new().unwrap();
-        let cfg = EndpointConfig { name: "w".into(), url: url.parse().unwrap(), http2: false };
+        let cfg = EndpointConfig { name: "w".into(), url: url.parse().unwrap(), http2: false, max_in_flight: None };
         let ej = EjectionConfig {
             consecutive_failures: failures,
             base: Duration::from_secs(10),

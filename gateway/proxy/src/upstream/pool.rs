@@ -136,7 +136,7 @@ impl Pool {
                 endpoints.push(Arc::clone(old));
                 continue;
             }
-            let config = EndpointConfig { name: e.name.clone(), url, http2: e.http2 };
+            let config = EndpointConfig { name: e.name.clone(), url, http2: e.http2, max_in_flight: None };
             let endpoint = Endpoint::new(
                 Arc::clone(&name),
                 &config,
