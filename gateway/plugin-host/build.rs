@@ -14,6 +14,7 @@ use std::process::Command;
 /// examples in `plugins/examples/` (embedded for tests behind `test-util`).
 const COMPONENTS: &[(&str, &str)] = &[
     ("sluice_plugin_router", "router.wasm"),
+    ("sluice_plugin_ratelimit", "ratelimit.wasm"),
     ("sluice_plugin_test_guest", "test_guest.wasm"),
     ("sluice_plugin_test_net_guest", "test_net_guest.wasm"),
     ("sluice_plugin_test_chunk_net_guest", "test_chunk_net_guest.wasm"),
@@ -30,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wit",
         "sdk",
         "router",
+        "ratelimit",
         "test-guest",
         "test-net-guest",
         "test-chunk-net-guest",

@@ -23,6 +23,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub database: DatabaseConfig,
+    /// `[redis]`, when a URL is set (or `REDIS_URL`).
+    pub redis: Option<RedisConfig>,
     /// `[upstream]`: the defaults for pools that do not set their own (including pools
     /// created through the admin API).
     pub upstream: UpstreamConfig,
@@ -137,6 +139,25 @@ pub struct DatabaseConfig {
     pub usage_flush_interval: Duration,
 }
 
+/// `[redis]`, validated.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Secret,
+    pub timeout: Duration,
+    pub on_unavailable: RedisFallbackConfig,
+    pub replicas: u64,
+    pub key_prefix: String,
+}
+
+/// What limits decisions do while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFallbackConfig {
+    /// Each replica enforces `1 / replicas` of every limit from its own memory.
+    Local,
+    /// Refuse requests that a limit applies to (503).
+    Closed,
+}
+
 /// `[plugin_host]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginHostConfig {
@@ -149,6 +170,8 @@ pub struct PluginHostConfig {
     /// Bind the built-in router when no `[[plugins]]` entry is named `router`; without it, the
     /// host's own least-in-flight choice routes (no plugin call per request).
     pub builtin_router: bool,
+    /// Bind the built-in rate limiter when no `[[plugins]]` entry is named `ratelimit`.
+    pub builtin_ratelimit: bool,
 }
 
 /// Where a plugin's component comes from.
@@ -210,7 +233,7 @@ pub struct PluginBreakerConfig {
 
 /// The host capabilities a plugin may be granted.
 pub const PLUGIN_CAPABILITIES: &[&str] =
-    &["log", "clock", "counters", "cache", "config", "metrics", "embeddings", "http"];
+    &["log", "clock", "counters", "limits", "cache", "config", "metrics", "embeddings", "http"];
 
 /// Why a configuration was refused. `field` is a dotted path such as `pools[1].endpoints[0]`.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub database: RawDatabase,
     #[serde(default)]
+    pub redis: RawRedis,
+    #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
     pub pools: Vec<RawPool>,
@@ -171,6 +173,24 @@ pub struct RawDatabase {
     pub usage_flush_interval: Option<Duration>,
 }
 
+/// `[redis]`: state shared by every gateway replica (the `limits` capability's counters).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://…` or `rediss://…` (or a secret reference to one); unset means `REDIS_URL`, then
+    /// no Redis: limits are kept in each replica's memory.
+    pub url: Option<String>,
+    /// The longest a decision waits for Redis before the fallback.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub timeout: Option<Duration>,
+    /// `local` (default) or `closed`: what decisions do while Redis is unreachable.
+    pub on_unavailable: Option<String>,
+    /// How many replicas share the limits: while Redis is away, each enforces its share.
+    pub replicas: Option<u64>,
+    /// Prefix of every key Sluice writes (several gateways may share one Redis).
+    pub key_prefix: Option<String>,
+}
+
 /// `[plugin_host]`: the WebAssembly engine shared by every plugin.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +203,7 @@ pub struct RawPluginHost {
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub max_timeout: Option<Duration>,
     pub builtin_router: Option<bool>,
+    pub builtin_ratelimit: Option<bool>,
 }
 
 /// `scope = { tenant = "acme" }` or `{ model = "llama-3-8b" }`.

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use crate::raw::{RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawUpstream};
+use crate::raw::{RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawUpstream};
 use crate::{
     AdminConfig, Config, ConfigError, DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig,
     PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginScopeConfig,
-    PluginSourceConfig, PoolConfig, ServerConfig, TenantConfig, TlsConfig, UpstreamConfig, secret,
+    PluginSourceConfig, PoolConfig, RedisConfig, RedisFallbackConfig, ServerConfig, TenantConfig, TlsConfig,
+    UpstreamConfig, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -49,6 +50,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             .transpose()?,
     };
     let database = database(raw.database, env)?;
+    let redis = redis(raw.redis, env)?;
 
     let defaults = upstream(&raw.upstream, None);
     check_upstream("upstream", &defaults)?;
@@ -149,6 +151,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         max_memory_bytes: raw.plugin_host.max_memory_bytes.unwrap_or(DEFAULT_PLUGIN_ENGINE_MEMORY),
         max_timeout: raw.plugin_host.max_timeout.unwrap_or(DEFAULT_PLUGIN_MAX_TIMEOUT),
         builtin_router: raw.plugin_host.builtin_router.unwrap_or(true),
+        builtin_ratelimit: raw.plugin_host.builtin_ratelimit.unwrap_or(true),
     };
     if plugin_host.max_instances == 0 {
         return Err(ConfigError::invalid("plugin_host.max_instances", "must be at least 1"));
@@ -172,7 +175,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         plugins.push(plugin);
     }
 
-    Ok(Config { server, admin, database, upstream: defaults, pools, tenants, plugin_host, plugins })
+    Ok(Config { server, admin, database, redis, upstream: defaults, pools, tenants, plugin_host, plugins })
 }
 
 fn database(raw: RawDatabase, env: &dyn Fn(&str) -> Option<String>) -> Result<DatabaseConfig, ConfigError> {
@@ -193,6 +196,41 @@ fn database(raw: RawDatabase, env: &dyn Fn(&str) -> Option<String>) -> Result<Da
         return Err(ConfigError::invalid("database.usage_flush_interval", "must be greater than 0"));
     }
     Ok(DatabaseConfig { url, migrate: raw.migrate.unwrap_or(true), usage_flush_interval })
+}
+
+fn redis(raw: RawRedis, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<RedisConfig>, ConfigError> {
+    let url_ref = raw.url.or_else(|| env("REDIS_URL").map(|_| "env:REDIS_URL".to_owned()));
+    let Some(url_ref) = url_ref else {
+        return Ok(None);
+    };
+    let url = secret::resolve(&url_ref, env).map_err(|e| ConfigError::invalid("redis.url", e))?;
+    let text = url.expose();
+    if !(text.starts_with("redis://") || text.starts_with("rediss://") || text.starts_with("unix://")) {
+        return Err(ConfigError::invalid("redis.url", "must be a redis://, rediss:// or unix:// URL"));
+    }
+    let timeout = raw.timeout.unwrap_or(Duration::from_millis(50));
+    if timeout.is_zero() || timeout > Duration::from_secs(5) {
+        return Err(ConfigError::invalid("redis.timeout", "must be between 1ms and 5s"));
+    }
+    let on_unavailable = match raw.on_unavailable.as_deref() {
+        None | Some("local") => RedisFallbackConfig::Local,
+        Some("closed") => RedisFallbackConfig::Closed,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "redis.on_unavailable",
+                format!("{other:?}: expected \"local\" or \"closed\""),
+            ));
+        }
+    };
+    let replicas = raw.replicas.unwrap_or(1);
+    if replicas == 0 {
+        return Err(ConfigError::invalid("redis.replicas", "must be at least 1"));
+    }
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "sluice:".to_owned());
+    if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ConfigError::invalid("redis.key_prefix", "at most 64 characters, no spaces or control characters"));
+    }
+    Ok(Some(RedisConfig { url, timeout, on_unavailable, replicas, key_prefix }))
 }
 
 pub const DEFAULT_PLUGIN_INSTANCES: u32 = 1000;

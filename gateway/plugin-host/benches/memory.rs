@@ -72,6 +72,7 @@ fn view() -> RequestView {
         },
         headers: Arc::new(HeaderMap::new()),
         body: BodyResource::new(body.freeze()),
+        limits: None,
     }
 }
 

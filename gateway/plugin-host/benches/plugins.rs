@@ -80,6 +80,7 @@ fn view() -> RequestView {
         },
         headers: Arc::new(headers),
         body: BodyResource::new(Bytes::from(vec![b' '; 2048])),
+        limits: None,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::bindings::{asynchronous, on_request, on_response_chunk, on_response_d
 use crate::breaker::{Admission, Breaker, BreakerState};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
+use crate::limits::RequestLimits;
 use crate::loader::{Export, Hook, PluginVersion};
 use crate::metrics::CallMetrics;
 use crate::output::OutputLimits;
@@ -361,12 +362,18 @@ impl Binding {
 
     /// An instance for one call started at `started` for a request of `tenant`, under a fresh
     /// deadline: a warm one (`reuse`) or a new one.
-    async fn checkout(&self, hook: Hook, started: Instant, tenant: &str) -> Result<Pooled, PluginError> {
+    async fn checkout(
+        &self,
+        hook: Hook,
+        started: Instant,
+        tenant: &str,
+        request: Option<&Arc<RequestLimits>>,
+    ) -> Result<Pooled, PluginError> {
         let pooled = match self.warm() {
             Some(p) => p,
             None => self.new_instance().await.map_err(|e| self.instantiate_error(hook, &e))?,
         };
-        Ok(self.arm(pooled, started, tenant))
+        Ok(self.arm(pooled, started, tenant, request))
     }
 
     /// [`Binding::checkout`] for components that call synchronously only.
@@ -375,7 +382,7 @@ impl Binding {
             Some(p) => p,
             None => self.new_instance_sync().map_err(|e| self.instantiate_error(hook, &e))?,
         };
-        Ok(self.arm(pooled, started, tenant))
+        Ok(self.arm(pooled, started, tenant, None))
     }
 
     /// Passes a checkout's failure (an instantiation that trapped, say) to the breaker.
@@ -393,7 +400,7 @@ impl Binding {
         }
     }
 
-    fn arm(&self, mut pooled: Pooled, started: Instant, tenant: &str) -> Pooled {
+    fn arm(&self, mut pooled: Pooled, started: Instant, tenant: &str, request: Option<&Arc<RequestLimits>>) -> Pooled {
         pooled.store.set_epoch_deadline(self.epoch_deadline());
         let state = pooled.store.data_mut();
         state.deadline = started + self.limits.timeout;
@@ -401,6 +408,7 @@ impl Binding {
         if *state.tenant != *tenant {
             state.tenant = Arc::from(tenant);
         }
+        state.request = request.cloned();
         pooled
     }
 
@@ -418,10 +426,12 @@ impl Binding {
         check: impl FnOnce(&OutputLimits, &R) -> Result<(), String>,
     ) -> Result<R, PluginError> {
         let now = Instant::now();
+        let mut pooled = pooled;
+        // An idle instance must not keep the request's holds alive (they end when it ends).
+        pooled.store.data_mut().request = None;
         self.calls.call(hook, now.saturating_duration_since(started));
         let outcome = match result {
             Ok(value) => {
-                let mut pooled = pooled;
                 pooled.calls += 1;
                 self.recycle(pooled, now);
                 match check(&self.output, &value) {
@@ -496,11 +506,12 @@ impl Binding {
         info: &RequestInfo,
         headers: &Arc<HeaderMap>,
         body: &BodyResource,
+        request: Option<&Arc<RequestLimits>>,
     ) -> Result<Option<RequestDecision>, PluginError> {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let started = Instant::now();
         let (admission, _permit, started) = self.admit(Hook::OnRequest, started).await?;
-        let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant).await)?;
+        let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant, request).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guest = export.guest(
@@ -544,7 +555,7 @@ impl Binding {
         let Some(export) = &self.version.hooks.route else { return Ok(None) };
         let started = Instant::now();
         let (admission, _permit, started) = self.admit(Hook::Route, started).await?;
-        let mut pooled = self.told(admission, self.checkout(Hook::Route, started, tenant).await)?;
+        let mut pooled = self.told(admission, self.checkout(Hook::Route, started, tenant, None).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             match export.guest(&mut guests.route, store, instance, |i, s, n| i.load(s, n), |i, s, n| i.load(s, n))? {
@@ -562,11 +573,13 @@ impl Binding {
         info: &RequestInfo,
         status: u16,
         headers: &Arc<HeaderMap>,
+        request: Option<&Arc<RequestLimits>>,
     ) -> Result<Option<ResponseChanges>, PluginError> {
         let Some(export) = &self.version.hooks.on_response_headers else { return Ok(None) };
         let started = Instant::now();
         let (admission, _permit, started) = self.admit(Hook::OnResponseHeaders, started).await?;
-        let mut pooled = self.told(admission, self.checkout(Hook::OnResponseHeaders, started, &info.tenant).await)?;
+        let mut pooled =
+            self.told(admission, self.checkout(Hook::OnResponseHeaders, started, &info.tenant, request).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guest = export.guest(
@@ -615,11 +628,17 @@ impl Binding {
     }
 
     /// `on-response-done`; `false` when the plugin does not export it.
-    pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) -> Result<bool, PluginError> {
+    pub async fn on_response_done(
+        &self,
+        info: &RequestInfo,
+        done: &ResponseDone,
+        request: Option<&Arc<RequestLimits>>,
+    ) -> Result<bool, PluginError> {
         let Some(export) = &self.version.hooks.on_response_done else { return Ok(false) };
         let started = Instant::now();
         let (admission, _permit, started) = self.admit(Hook::OnResponseDone, started).await?;
-        let mut pooled = self.told(admission, self.checkout(Hook::OnResponseDone, started, &info.tenant).await)?;
+        let mut pooled =
+            self.told(admission, self.checkout(Hook::OnResponseDone, started, &info.tenant, request).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guests = &mut guests.on_response_done;

@@ -4,7 +4,7 @@
 //! handle, say) traps the guest instead of panicking the gateway. The `headers` and `body`
 //! resources are backed by [`crate::resources`].
 //!
-//! The capabilities that wait on I/O (`http.send`, `embeddings.embed`) are `async` host
+//! The capabilities that wait on I/O (`http.send`, `embeddings.embed`, `limits`) are `async` host
 //! functions, so a plugin waiting on them yields its executor thread instead of blocking it.
 //! wasmtime requires a component that imports one of them to be called with `call_async` (on a
 //! fiber); every other component keeps the plain synchronous call, which is cheaper. Hence two
@@ -17,6 +17,9 @@ wasmtime::component::bindgen!({
     imports: {
         "sluice:policy/http.send": async | trappable,
         "sluice:policy/embeddings.embed": async | trappable,
+        "sluice:policy/limits.acquire": async | trappable,
+        "sluice:policy/limits.settle": async | trappable,
+        "sluice:policy/limits.release": async | trappable,
         default: trappable,
     },
     with: {
@@ -36,6 +39,7 @@ pub mod asynchronous {
             "sluice:policy/log": super::sluice::policy::log,
             "sluice:policy/clock": super::sluice::policy::clock,
             "sluice:policy/counters": super::sluice::policy::counters,
+            "sluice:policy/limits": super::sluice::policy::limits,
             "sluice:policy/cache": super::sluice::policy::cache,
             "sluice:policy/config": super::sluice::policy::config,
             "sluice:policy/metrics": super::sluice::policy::metrics,

@@ -10,6 +10,7 @@ pub enum Capability {
     Clock,
     Counters,
     Cache,
+    Limits,
     Config,
     Metrics,
     Embeddings,
@@ -17,11 +18,12 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 9] = [
         Capability::Log,
         Capability::Clock,
         Capability::Counters,
         Capability::Cache,
+        Capability::Limits,
         Capability::Config,
         Capability::Metrics,
         Capability::Embeddings,
@@ -35,6 +37,7 @@ impl Capability {
             Capability::Clock => "clock",
             Capability::Counters => "counters",
             Capability::Cache => "cache",
+            Capability::Limits => "limits",
             Capability::Config => "config",
             Capability::Metrics => "metrics",
             Capability::Embeddings => "embeddings",
@@ -42,10 +45,10 @@ impl Capability {
         }
     }
 
-    /// Whether the host serves it asynchronously (it waits on the network), which makes the
-    /// plugins importing it run on a fiber.
+    /// Whether the host serves it asynchronously (it may wait on the network: `limits` asks
+    /// Redis when the gateway has one), which makes the plugins importing it run on a fiber.
     pub fn is_async(self) -> bool {
-        matches!(self, Capability::Embeddings | Capability::Http)
+        matches!(self, Capability::Embeddings | Capability::Http | Capability::Limits)
     }
 
     pub fn parse(name: &str) -> Option<Capability> {

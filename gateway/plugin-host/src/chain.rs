@@ -14,6 +14,7 @@ use crate::bindings::types::{
     RouteDecision, RouteRequest,
 };
 use crate::error::PluginError;
+use crate::limits::RequestLimits;
 use crate::loader::Hook;
 use crate::resources::BodyResource;
 
@@ -32,6 +33,8 @@ pub struct RequestView {
     pub info: RequestInfo,
     pub headers: Arc<HeaderMap>,
     pub body: BodyResource,
+    /// The request's `limits` holds, which end when the request does.
+    pub limits: Option<Arc<RequestLimits>>,
 }
 
 /// What the on-request hooks changed, to apply to the upstream request.
@@ -125,7 +128,7 @@ impl Chain {
             if !binding.scope.applies(&view.info.tenant, &view.info.model) {
                 continue;
             }
-            let decision = match binding.on_request(&view.info, &view.headers, &view.body).await {
+            let decision = match binding.on_request(&view.info, &view.headers, &view.body, view.limits.as_ref()).await {
                 Ok(Some(decision)) => decision,
                 Ok(None) => continue,
                 Err(error) => {
@@ -204,9 +207,10 @@ impl Chain {
         info: &RequestInfo,
         status: u16,
         headers: &mut Arc<HeaderMap>,
+        limits: Option<&Arc<RequestLimits>>,
     ) -> Result<(), ChainFailure> {
         for binding in self.with(Hook::OnResponseHeaders, &info.tenant, &info.model) {
-            match binding.on_response_headers(info, status, headers).await {
+            match binding.on_response_headers(info, status, headers, limits).await {
                 Ok(Some(changes)) => {
                     let map = Arc::make_mut(headers);
                     for name in changes.remove_headers {
@@ -252,9 +256,9 @@ impl Chain {
 
     /// Runs the on-response-done hooks. Nothing is left to refuse, so failures are only logged
     /// and counted.
-    pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone) {
+    pub async fn on_response_done(&self, info: &RequestInfo, done: &ResponseDone, limits: Option<&Arc<RequestLimits>>) {
         for binding in self.with(Hook::OnResponseDone, &info.tenant, &info.model) {
-            let _ = binding.on_response_done(info, done).await;
+            let _ = binding.on_response_done(info, done, limits).await;
         }
     }
 }

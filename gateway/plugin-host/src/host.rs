@@ -19,11 +19,12 @@ use crate::binding::{
 };
 use crate::breaker::{Breaker, BreakerSettings};
 use crate::builtin;
-use crate::capability::Capabilities;
+use crate::capability::{Capabilities, Capability};
 use crate::chain::Chain;
 use crate::engine::{EngineError, EngineSettings, PluginEngine};
 use crate::error::PluginError;
 use crate::io::AllowList;
+use crate::limits::{Limits, Shared};
 use crate::loader::{Hook, PluginVersion};
 use crate::metrics::PluginMetrics;
 use crate::namespace::Namespace;
@@ -102,6 +103,37 @@ impl BindingSpec {
             ..BindingSpec::new("router", PluginSource::Builtin("router".to_owned()))
         }
     }
+
+    /// The built-in rate limiter: the tenants' stored limits, enforced before any other
+    /// on-request plugin runs. Fails open: a limiter that fails must not take the API down (its
+    /// breaker and metrics say so); bind it explicitly with `fail_closed = true` to refuse instead.
+    pub fn builtin_ratelimit() -> Self {
+        BindingSpec {
+            failure: FailurePolicy::Open,
+            order: RATELIMIT_ORDER,
+            capabilities: [Capability::Limits, Capability::Config, Capability::Log].into_iter().collect(),
+            // A decision may wait for Redis (`[redis] timeout`, 50 ms by default) on a fiber.
+            limits: CallLimits { timeout: Duration::from_millis(250), memory_bytes: 16 << 20 },
+            ..BindingSpec::new("ratelimit", PluginSource::Builtin("ratelimit".to_owned()))
+        }
+    }
+}
+
+/// Where the built-in rate limiter runs among the on-request plugins: before the others, so
+/// that a request over its limits costs no other plugin's work (a cache lookup, say).
+pub const RATELIMIT_ORDER: i64 = -1_000_000;
+
+/// The built-in plugins bound unless a binding of the same name replaces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Builtins {
+    pub router: bool,
+    pub ratelimit: bool,
+}
+
+impl Default for Builtins {
+    fn default() -> Self {
+        Builtins { router: true, ratelimit: true }
+    }
 }
 
 /// Host-wide settings.
@@ -114,6 +146,8 @@ pub struct HostSettings {
     pub output: OutputLimits,
     /// The longest deadline a stored binding (admin API) may have.
     pub max_timeout: Duration,
+    /// Where `limits` keeps its state: Redis, shared by every replica; `None`, this process.
+    pub shared_limits: Option<crate::limits::SharedSettings>,
 }
 
 impl Default for HostSettings {
@@ -124,6 +158,7 @@ impl Default for HostSettings {
             output: OutputLimits::default(),
             // The config file's own ceiling; `[plugin_host] max_timeout` sets a lower one.
             max_timeout: Duration::from_secs(10),
+            shared_limits: None,
         }
     }
 }
@@ -159,30 +194,40 @@ impl std::fmt::Debug for PluginHost {
 impl PluginHost {
     /// A host with an empty chain; metrics are registered in `registry`.
     pub fn new(settings: HostSettings, registry: &Registry) -> Result<Self, HostError> {
+        let metrics = PluginMetrics::new(registry)?;
+        let services = match settings.shared_limits {
+            Some(shared) => {
+                HostServices::with_limits(Limits::with_shared(Shared::new(shared, Some(metrics.limits.clone()))))
+            }
+            None => HostServices::default(),
+        };
         Ok(PluginHost {
             engine: PluginEngine::new(settings.engine)?,
             output: settings.output,
             max_timeout: settings.max_timeout,
             artifacts: ArtifactCache::new(settings.cache_dir),
-            services: Arc::new(HostServices::default()),
-            metrics: PluginMetrics::new(registry)?,
+            services: Arc::new(services),
+            metrics,
             chain: ArcSwap::from_pointee(Chain::default()),
             replaced: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A host with `specs` loaded and active. Without a binding named `router`, the built-in
-    /// router is bound if `builtin_router`.
+    /// A host with `specs` loaded and active, and the `builtins` no spec of the same name
+    /// replaces.
     pub fn with_bindings(
         settings: HostSettings,
         registry: &Registry,
         specs: Vec<BindingSpec>,
-        builtin_router: bool,
+        builtins: Builtins,
     ) -> Result<Self, HostError> {
         let host = PluginHost::new(settings, registry)?;
         let mut specs = specs;
-        if builtin_router && !specs.iter().any(|s| s.name == "router") {
+        if builtins.router && !specs.iter().any(|s| s.name == "router") {
             specs.push(BindingSpec::builtin_router());
+        }
+        if builtins.ratelimit && !specs.iter().any(|s| s.name == "ratelimit") {
+            specs.push(BindingSpec::builtin_ratelimit());
         }
         let bindings = specs.into_iter().map(|s| host.load(s).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         host.chain.store(Arc::new(Chain::new(bindings)));

@@ -1,12 +1,14 @@
 //! The host side of the `sluice:policy` imports: resources and capabilities.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::Resource;
 
-use crate::bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, log, metrics, types};
+use crate::bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, limits, log, metrics, types};
 use crate::bindings::types::StateScope;
 use crate::capability::Capability;
+use crate::limits::{self as host_limits, Ask, Ending, LimitsError, RequestLimits};
 use crate::resources::{BodyResource, HeadersResource};
 use crate::state::HostState;
 
@@ -197,6 +199,107 @@ impl cache::Host for HostState {
 
     fn put_scoped(&mut self, scope: StateScope, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<()> {
         self.cache_put_in(scope, &key, &value, ttl_ms)
+    }
+}
+
+/// The longest a `limits` decision may wait for the shared backend, whatever the deadline.
+const MAX_LIMITS_WAIT: Duration = Duration::from_secs(1);
+
+impl HostState {
+    /// The current request's holds; a call without a request (a tool driving the host) gets
+    /// holds of its own, ended when the call ends.
+    fn request_limits(&mut self) -> Arc<RequestLimits> {
+        let limits = &self.binding.services.limits;
+        Arc::clone(self.request.get_or_insert_with(|| RequestLimits::new(Arc::clone(limits))))
+    }
+}
+
+fn decision(d: host_limits::Decision) -> limits::Decision {
+    limits::Decision {
+        granted: d.granted,
+        refused_by: d.refused_by,
+        retry_after_ms: d.retry_after_ms,
+        states: d
+            .states
+            .into_iter()
+            .map(|s| limits::LimitState { limit: s.limit, remaining: s.remaining, reset_ms: s.reset_ms })
+            .collect(),
+    }
+}
+
+impl limits::Host for HostState {
+    async fn acquire(
+        &mut self,
+        scope: StateScope,
+        asks: Vec<limits::Limit>,
+    ) -> wasmtime::Result<Result<limits::Decision, limits::Error>> {
+        self.grant(Capability::Limits)?;
+        let owner = self.owner(scope);
+        let prefix = owner.prefix();
+        let asks: Vec<Ask> = asks
+            .into_iter()
+            .map(|l| Ask {
+                key: format!("{prefix}{}", l.key),
+                owner_len: prefix.len(),
+                kind: match l.kind {
+                    limits::LimitKind::Rate => host_limits::Kind::Rate,
+                    limits::LimitKind::Window => host_limits::Kind::Window,
+                    limits::LimitKind::Month => host_limits::Kind::Month,
+                    limits::LimitKind::Slots => host_limits::Kind::Slots,
+                },
+                amount: l.amount,
+                limit: l.limit,
+                period_ms: l.period_ms,
+                burst: l.burst,
+                on_settle: match l.on_settle {
+                    limits::OnSettle::Keep => host_limits::OnSettle::Keep,
+                    limits::OnSettle::Actual => host_limits::OnSettle::Actual,
+                    limits::OnSettle::GiveBack => host_limits::OnSettle::GiveBack,
+                },
+            })
+            .collect();
+        let request = self.request_limits();
+        let timeout = self.remaining(MAX_LIMITS_WAIT);
+        let outcome = request.limits().acquire(&asks, timeout).await;
+        let metrics = &self.binding.metrics;
+        match outcome {
+            Ok(grant) => {
+                metrics.limit_decision(
+                    &self.binding.plugin,
+                    &self.tenant,
+                    if grant.decision.granted { "granted" } else { "refused" },
+                );
+                let d = decision(grant.decision.clone());
+                request.record(&self.binding.namespace, grant);
+                Ok(Ok(d))
+            }
+            Err(LimitsError::Unavailable) => {
+                metrics.limit_decision(&self.binding.plugin, &self.tenant, "unavailable");
+                Ok(Err(limits::Error::Unavailable))
+            }
+            Err(LimitsError::Invalid(_)) => Ok(Err(limits::Error::Invalid)),
+        }
+    }
+
+    async fn settle(&mut self, actual: u64) -> wasmtime::Result<()> {
+        self.grant(Capability::Limits)?;
+        if let Some(request) = self.request.clone() {
+            request.end(&self.binding.namespace, Ending::Settle(actual)).await;
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self) -> wasmtime::Result<()> {
+        self.grant(Capability::Limits)?;
+        if let Some(request) = self.request.clone() {
+            request.end(&self.binding.namespace, Ending::Release).await;
+        }
+        Ok(())
+    }
+
+    fn last_decision(&mut self) -> wasmtime::Result<Option<limits::Decision>> {
+        self.grant(Capability::Limits)?;
+        Ok(self.request.as_ref().and_then(|r| r.last_decision(&self.binding.namespace)).map(decision))
     }
 }
 

@@ -29,6 +29,7 @@ mod host;
 mod host_impl;
 pub mod inspect;
 pub mod io;
+pub mod limits;
 pub mod loader;
 pub mod metrics;
 pub mod namespace;
@@ -46,8 +47,11 @@ pub use capability::{Capabilities, Capability};
 pub use chain::{Chain, ChainFailure, ChunkVerdict, RequestEdits, RequestVerdict, RequestView};
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::PluginError;
-pub use host::{BindingSpec, DEFAULT_ISOLATION, HostError, HostSettings, PluginHost, PluginSource};
+pub use host::{
+    BindingSpec, Builtins, DEFAULT_ISOLATION, HostError, HostSettings, PluginHost, PluginSource, RATELIMIT_ORDER,
+};
 pub use io::{AllowList, IoFuture, PluginIo};
+pub use limits::{Fallback, Limits, RequestLimits, SharedSettings};
 pub use loader::{CONTRACT, Hook, PluginVersion};
 pub use output::OutputLimits;
 pub use resources::BodyResource;

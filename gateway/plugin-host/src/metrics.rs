@@ -74,6 +74,17 @@ pub struct PluginMetrics {
     breaker_state: IntGaugeVec,
     breaker_transitions: IntCounterVec,
     short_circuits: IntCounterVec,
+    limit_decisions: IntCounterVec,
+    pub limits: LimitsMetrics,
+}
+
+/// The shared limits backend's health: round trips, fallbacks, and whether it is degraded.
+#[derive(Debug, Clone)]
+pub struct LimitsMetrics {
+    pub backend_seconds: prometheus::Histogram,
+    pub fallbacks: prometheus::IntCounter,
+    pub errors: prometheus::IntCounter,
+    pub degraded: prometheus::IntGauge,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +157,35 @@ impl PluginMetrics {
                 Opts::new("sluice_plugin_breaker_transitions_total", "Circuit breaker state changes, by new state."),
                 &["plugin", "binding", "state"],
             )?,
+            limit_decisions: IntCounterVec::new(
+                Opts::new(
+                    "sluice_limits_decisions_total",
+                    "Decisions of the limits capability, by plugin, tenant and outcome (granted, refused, \
+                     unavailable).",
+                ),
+                &["plugin", "tenant", "outcome"],
+            )?,
+            limits: LimitsMetrics {
+                backend_seconds: prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sluice_limits_backend_duration_seconds",
+                        "Round trips of limits decisions to the shared backend (Redis).",
+                    )
+                    .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]),
+                )?,
+                fallbacks: prometheus::IntCounter::new(
+                    "sluice_limits_fallbacks_total",
+                    "Limits decisions made without the shared backend (its fallback: local or closed).",
+                )?,
+                errors: prometheus::IntCounter::new(
+                    "sluice_limits_backend_errors_total",
+                    "Failed or timed-out calls to the shared limits backend.",
+                )?,
+                degraded: prometheus::IntGauge::new(
+                    "sluice_limits_backend_degraded",
+                    "1 while the shared limits backend is unreachable and decisions use the fallback.",
+                )?,
+            },
             short_circuits: IntCounterVec::new(
                 Opts::new(
                     "sluice_plugin_short_circuits_total",
@@ -164,6 +204,11 @@ impl PluginMetrics {
         registry.register(Box::new(m.breaker_state.clone()))?;
         registry.register(Box::new(m.breaker_transitions.clone()))?;
         registry.register(Box::new(m.short_circuits.clone()))?;
+        registry.register(Box::new(m.limit_decisions.clone()))?;
+        registry.register(Box::new(m.limits.backend_seconds.clone()))?;
+        registry.register(Box::new(m.limits.fallbacks.clone()))?;
+        registry.register(Box::new(m.limits.errors.clone()))?;
+        registry.register(Box::new(m.limits.degraded.clone()))?;
         Ok(m)
     }
 
@@ -177,6 +222,10 @@ impl PluginMetrics {
             )
         };
         CallMetrics { hooks: Hook::ALL.map(per_hook), instantiations: self.instantiations.with_label_values(&[plugin]) }
+    }
+
+    pub fn limit_decision(&self, plugin: &str, tenant: &str, outcome: &str) {
+        self.limit_decisions.with_label_values(&[plugin, tenant, outcome]).inc();
     }
 
     pub fn error(&self, plugin: &str, kind: &str) {

@@ -11,12 +11,15 @@ use arc_swap::ArcSwap;
 use crate::cache::Cache;
 use crate::counters::Counters;
 use crate::io::PluginIo;
+use crate::limits::Limits;
 
 /// Everything the capabilities share across plugins and calls.
 #[derive(Debug)]
 pub struct HostServices {
     pub counters: Counters,
     pub cache: Cache,
+    /// The `limits` capability's state: in-process, or in Redis.
+    pub limits: Arc<Limits>,
     /// Tenant name → settings as JSON, for `config.tenant`.
     tenants: ArcSwap<HashMap<String, String>>,
     /// The zero of `clock.monotonic-now`.
@@ -30,6 +33,7 @@ impl Default for HostServices {
         HostServices {
             counters: Counters::default(),
             cache: Cache::default(),
+            limits: Arc::new(Limits::local()),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             epoch: Instant::now(),
             io: OnceLock::new(),
@@ -38,6 +42,11 @@ impl Default for HostServices {
 }
 
 impl HostServices {
+    /// Services whose `limits` use `limits` (shared through Redis, say).
+    pub fn with_limits(limits: Limits) -> Self {
+        HostServices { limits: Arc::new(limits), ..HostServices::default() }
+    }
+
     /// Replaces the tenant settings plugins can read.
     pub fn set_tenants(&self, tenants: HashMap<String, String>) {
         self.tenants.store(Arc::new(tenants));

@@ -12,6 +12,7 @@ use crate::binding::Scope;
 use crate::bindings::types::StateScope;
 use crate::capability::{Capabilities, Capability};
 use crate::io::AllowList;
+use crate::limits::RequestLimits;
 use crate::metrics::PluginMetrics;
 use crate::namespace::{Namespace, Owner};
 use crate::services::HostServices;
@@ -131,6 +132,9 @@ pub struct HostState {
     pub deadline: Instant,
     /// The tenant of the request the current call serves.
     pub tenant: Arc<str>,
+    /// The holds of the request the current call serves (`limits`); none between calls, so that
+    /// an idle instance never keeps a request's holds alive.
+    pub request: Option<Arc<RequestLimits>>,
 }
 
 impl HostState {
@@ -141,6 +145,7 @@ impl HostState {
             binding,
             deadline: Instant::now(),
             tenant: Arc::from(""),
+            request: None,
         }
     }
 

@@ -105,7 +105,7 @@ async fn route_response_headers_and_done() {
     assert_eq!(chain.route("acme", &route_request(), &candidates).await.unwrap(), Some(9), "the guest picks the last");
 
     let mut headers = Arc::new(HeaderMap::new());
-    chain.on_response_headers(&info("t"), 201, &mut headers).await.unwrap();
+    chain.on_response_headers(&info("t"), 201, &mut headers, None).await.unwrap();
     assert_eq!(headers.get("x-plugin-tag").unwrap(), "blue");
     assert_eq!(headers.get("x-seen-status").unwrap(), "201");
 
@@ -118,8 +118,8 @@ async fn route_response_headers_and_done() {
         e2e_ns: 5_000,
         endpoint: Some("w1".into()),
     };
-    chain.on_response_done(&info("t"), &done).await;
-    chain.on_response_done(&info("t"), &done).await;
+    chain.on_response_done(&info("t"), &done, None).await;
+    chain.on_response_done(&info("t"), &done, None).await;
     assert_eq!(counter(&host, "g", "done:blue"), 2);
     assert_eq!(counter(&host, "g", "done-status:200"), 2);
 }

@@ -181,7 +181,7 @@ async fn hot_swap_under_load_mixes_no_versions_within_a_request() {
                     };
                     tokio::task::yield_now().await;
                     let mut headers = Arc::new(http::HeaderMap::new());
-                    chain.on_response_headers(&info("t"), 200, &mut headers).await.unwrap();
+                    chain.on_response_headers(&info("t"), 200, &mut headers, None).await.unwrap();
                     let tag_on_response = headers.get("x-plugin-tag").unwrap().to_str().unwrap().to_owned();
                     assert_eq!(tag_on_request, tag_on_response, "one request saw two versions");
                     seen.insert(tag_on_request);
@@ -217,7 +217,10 @@ async fn a_reused_instance_serves_many_calls_without_leaking_handles() {
     for i in 0..40_000 {
         chain.on_request(&mut v).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
         let mut headers = Arc::new(http::HeaderMap::new());
-        chain.on_response_headers(&info("t"), 200, &mut headers).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        chain
+            .on_response_headers(&info("t"), 200, &mut headers, None)
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
     }
     assert_eq!(chain.get("g").unwrap().idle_instances(), 1, "one instance served them all");
 }

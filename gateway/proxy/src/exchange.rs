@@ -9,11 +9,11 @@ use sluice_metrics::{Api, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
 use sluice_openai::Usage;
 
 use sluice_plugin_host::types::{self, RequestInfo, ResponseDone};
-use sluice_plugin_host::{Chain, Hook};
+use sluice_plugin_host::{Chain, Hook, RequestLimits};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::tenants::{ConcurrencyPermit, KeyEntry};
+use crate::tenants::KeyEntry;
 
 /// Where finished requests are reported.
 #[derive(Clone, Default)]
@@ -62,8 +62,9 @@ pub struct Exchange {
     /// The request's plugin chain and what its hooks are told, once the policy stage ran:
     /// on-response-done runs when the record is emitted.
     pub plugins: Option<(Arc<Chain>, RequestInfo)>,
-    /// The tenant's concurrency slot, held until the exchange ends.
-    pub permit: Option<ConcurrencyPermit>,
+    /// The request's `limits` holds (rate limits, slots): its plugins end them, and dropping
+    /// the exchange — however the request ended — ends what they did not.
+    pub limits: Option<Arc<RequestLimits>>,
     sinks: Sinks,
     /// The record has been emitted.
     reported: bool,
@@ -145,7 +146,7 @@ impl Exchange {
             attempts: 0,
             overhead: Duration::ZERO,
             plugins: None,
-            permit: None,
+            limits: None,
             sinks,
             reported: false,
             _in_flight: InFlight(in_flight.clone()),
@@ -165,10 +166,11 @@ impl Exchange {
             let done = response_done(record);
             if !chain.waits(Hook::OnResponseDone) {
                 // Nothing to wait on: the hooks run to completion within this poll.
-                let _ = chain.on_response_done(&info, &done).now_or_never();
+                let _ = chain.on_response_done(&info, &done, self.limits.as_ref()).now_or_never();
             } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 // A hook that waits on I/O must not hold up the end of the response.
-                runtime.spawn(async move { chain.on_response_done(&info, &done).await });
+                let limits = self.limits.clone();
+                runtime.spawn(async move { chain.on_response_done(&info, &done, limits.as_ref()).await });
             } else {
                 tracing::warn!(request_id = ?self.request_id, "no runtime to run on-response-done hooks; skipped");
             }

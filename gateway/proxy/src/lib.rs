@@ -65,6 +65,12 @@ impl From<sluice_plugin_host::HostError> for BuildError {
     }
 }
 
+/// Gives the plugins the tenants' settings (`config.tenant`): what the `ratelimit` plugin
+/// enforces.
+fn publish_tenants(plugins: &sluice_plugin_host::PluginHost, tenants: &tenants::TenantSnapshot) {
+    plugins.services().set_tenants(tenants.tenants().iter().map(|t| (t.name.to_string(), t.settings_json())).collect());
+}
+
 impl Gateway {
     /// Builds the data plane from config. `sinks` receive every finished request in addition to
     /// the Prometheus metrics.
@@ -74,8 +80,10 @@ impl Gateway {
         plugins.services().set_io(Arc::new(plugin_io::GatewayIo::new(Arc::clone(&upstreams))));
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(metrics.clone())];
         all.extend(sinks);
+        let directory = tenants::TenantSnapshot::from_config(&config.tenants);
+        publish_tenants(&plugins, &directory);
         Ok(Gateway {
-            directory: Arc::new(tenants::Directory::new(tenants::TenantSnapshot::from_config(&config.tenants))),
+            directory: Arc::new(tenants::Directory::new(directory)),
             upstreams,
             health: Mutex::new(HealthTasks::default()),
             plugins,
@@ -110,14 +118,8 @@ impl Gateway {
     /// Serves from the store's snapshot from now on: its tenants and keys, and its pools
     /// (with the config's upstream settings). Returns what could not be applied.
     pub fn apply_store_snapshot(&self, snapshot: &StoreSnapshot, config: &Config) -> Vec<String> {
-        let tenants = tenants::TenantSnapshot::from_store(snapshot, &self.directory.current());
-        self.plugins.services().set_tenants(
-            tenants
-                .tenants()
-                .iter()
-                .map(|t| (t.name.to_string(), serde_json::json!({ "name": &*t.name }).to_string()))
-                .collect(),
-        );
+        let tenants = tenants::TenantSnapshot::from_store(snapshot);
+        publish_tenants(&self.plugins, &tenants);
         self.directory.replace(tenants);
         let (upstreams, problems) =
             upstream::Upstreams::from_store(&snapshot.pools, config, &self.upstreams.load(), &self.metrics);

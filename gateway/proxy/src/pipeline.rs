@@ -1,7 +1,7 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
-//! admit (the tenant's model allow-list and concurrency limit) → prepare upstream body → forward (route plugins pick the endpoint, retry before first byte) →
+//! admit (the tenant's model allow-list) → prepare upstream body → forward (route plugins pick the endpoint, retry before first byte) →
 //! respond (buffered, or the streaming relay).
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use sluice_metrics::Outcome;
-use sluice_plugin_host::Hook;
+use sluice_plugin_host::{Hook, RequestLimits};
 
 use crate::Gateway;
 use crate::body::ResponseBody;
@@ -80,6 +80,9 @@ where
     let parsed = parse::run(api, &body)?;
     // One chain for the whole request: a hot swap never mixes plugin versions within it.
     let chain = gateway.plugins.chain();
+    if chain.has(Hook::OnRequest) {
+        ex.limits = Some(RequestLimits::new(Arc::clone(&gateway.plugins.services().limits)));
+    }
     let (parsed, body, plugin_headers) = match policy::run(&chain, ex, api, parsed, &parts.headers, body).await? {
         PolicyOutcome::Continue { parsed, body, headers } => (parsed, body, headers),
         PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
@@ -90,7 +93,7 @@ where
     }
     let upstreams = gateway.upstreams();
     let pool = resolve::run(&upstreams, parsed.model())?;
-    ex.permit = Some(admit::run(ex.key.as_ref(), parsed.model())?);
+    admit::run(ex.key.as_ref(), parsed.model())?;
     // The label is the configured name, so only served models ever become metric labels.
     if let Some(model) = pool.models.iter().find(|m| ***m == *parsed.model()) {
         ex.model = model.clone();

@@ -1,14 +1,16 @@
 //! The plugin host built from config: `[plugin_host]` and the global `[[plugins]]` bindings,
-//! with the built-in router bound unless a plugin named `router` replaces it.
+//! with the built-in router and rate limiter bound unless plugins of the same names replace them,
+//! and `limits` shared through Redis when `[redis]` is set.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus::Registry;
-use sluice_config::{Config, PluginConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig};
+use sluice_config::{
+    Config, PluginConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, RedisFallbackConfig,
+};
 use sluice_plugin_host::{
-    BindingSpec, BreakerSettings, CallLimits, Capability, EngineSettings, FailurePolicy, Hook, HostError, HostSettings,
-    Isolation, Origin, OutputLimits, PluginHost, PluginSource, Scope,
+    BindingSpec, BreakerSettings, Builtins, CallLimits, Capability, EngineSettings, FailurePolicy, Fallback, Hook,
+    HostError, HostSettings, Isolation, Origin, OutputLimits, PluginHost, PluginSource, Scope, SharedSettings,
 };
 
 pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostError> {
@@ -22,13 +24,20 @@ pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostErro
         // A plugin's rewritten body is held to the limit a client's body is.
         output: OutputLimits { max_body_bytes: config.server.max_body_bytes, ..OutputLimits::default() },
         max_timeout: config.plugin_host.max_timeout,
+        shared_limits: config.redis.as_ref().map(|r| SharedSettings {
+            url: r.url.expose().to_owned(),
+            timeout: r.timeout,
+            fallback: match r.on_unavailable {
+                RedisFallbackConfig::Local => Fallback::Local { replicas: r.replicas },
+                RedisFallbackConfig::Closed => Fallback::Closed,
+            },
+            key_prefix: r.key_prefix.clone(),
+        }),
     };
     let specs = config.plugins.iter().map(spec).collect();
-    let host = PluginHost::with_bindings(settings, registry, specs, config.plugin_host.builtin_router)?;
-    let tenants: HashMap<String, String> =
-        config.tenants.iter().map(|t| (t.name.clone(), serde_json::json!({ "name": t.name }).to_string())).collect();
-    host.services().set_tenants(tenants);
-    Ok(host)
+    let builtins =
+        Builtins { router: config.plugin_host.builtin_router, ratelimit: config.plugin_host.builtin_ratelimit };
+    PluginHost::with_bindings(settings, registry, specs, builtins)
 }
 
 /// A `[[plugins]]` entry as a binding.

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 pub use sluice_store_model::keys::KeyDigest as KeyHash;
@@ -20,9 +19,6 @@ pub struct Tenant {
     pub status: TenantStatus,
     pub priority: Priority,
     pub limits: Limits,
-    /// Requests in flight for this tenant on this replica. Shared by every snapshot that
-    /// names the tenant, so a reload in the middle of a burst does not reset the count.
-    pub in_flight: Arc<AtomicU64>,
 }
 
 impl Tenant {
@@ -32,7 +28,6 @@ impl Tenant {
             status: TenantStatus::Active,
             priority: Priority::Normal,
             limits: Limits::default(),
-            in_flight: Arc::default(),
         }
     }
 
@@ -41,29 +36,9 @@ impl Tenant {
         self.limits.allowed_models.as_ref().is_none_or(|allowed| allowed.iter().any(|m| m == model))
     }
 
-    /// Takes a concurrency slot if the tenant has one free; the slot is returned when the
-    /// permit drops (when the response has been relayed or abandoned).
-    pub fn admit(self: &Arc<Self>) -> Option<ConcurrencyPermit> {
-        let counter = Arc::clone(&self.in_flight);
-        match self.limits.max_concurrency {
-            None => {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(max) => {
-                counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
-            }
-        }
-        Some(ConcurrencyPermit(counter))
-    }
-}
-
-/// One of a tenant's concurrency slots, held for the life of a request.
-#[derive(Debug)]
-pub struct ConcurrencyPermit(Arc<AtomicU64>);
-
-impl Drop for ConcurrencyPermit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+    /// The settings plugins read through `config.tenant`: name, priority and limits, as JSON.
+    pub fn settings_json(&self) -> String {
+        serde_json::json!({ "name": &*self.name, "priority": self.priority, "limits": &self.limits }).to_string()
     }
 }
 
@@ -95,26 +70,37 @@ impl TenantSnapshot {
         snapshot
     }
 
+    /// The config file's tenants, for a gateway without a store: their priority and limits as
+    /// written.
     pub fn from_config(tenants: &[sluice_config::TenantConfig]) -> Self {
-        Self::new(
-            tenants
-                .iter()
-                .map(|t| (Tenant::new(&t.name), t.api_keys.iter().map(|k| KeyHash::of(k.expose())).collect())),
-        )
+        Self::new(tenants.iter().map(|t| {
+            let mut tenant = Tenant::new(&t.name);
+            tenant.priority = match t.priority.as_deref() {
+                Some("high") => Priority::High,
+                Some("low") => Priority::Low,
+                _ => Priority::Normal,
+            };
+            if let Some(l) = &t.limits {
+                tenant.limits = Limits {
+                    requests_per_minute: l.requests_per_minute,
+                    tokens_per_minute: l.tokens_per_minute,
+                    max_concurrency: l.max_concurrency,
+                    monthly_token_budget: l.monthly_token_budget,
+                    allowed_models: l.allowed_models.clone(),
+                };
+            }
+            (tenant, t.api_keys.iter().map(|k| KeyHash::of(k.expose())).collect())
+        }))
     }
 
-    /// The store's view, keeping the in-flight counters of tenants `previous` already had.
-    pub fn from_store(snapshot: &StoreSnapshot, previous: &TenantSnapshot) -> Self {
-        let counters: HashMap<&str, &Arc<AtomicU64>> =
-            previous.tenants.iter().map(|t| (&*t.name, &t.in_flight)).collect();
+    /// The store's view.
+    pub fn from_store(snapshot: &StoreSnapshot) -> Self {
         Self::new(snapshot.tenants.iter().map(|t| {
-            let in_flight = counters.get(t.tenant.name.as_str()).map_or_else(Arc::default, |c| Arc::clone(c));
             let tenant = Tenant {
                 name: Arc::from(t.tenant.name.as_str()),
                 status: t.tenant.status,
                 priority: t.tenant.priority,
                 limits: t.limits.clone(),
-                in_flight,
             };
             (tenant, t.keys.iter().map(|k| k.hash).collect())
         }))
@@ -163,38 +149,6 @@ mod tests {
         dir.replace(TenantSnapshot::new([(Tenant::new("acme"), vec![KeyHash::of("sk-acme-2")])]));
         assert!(dir.current().authenticate("sk-acme-1").is_none());
         assert!(dir.current().authenticate("sk-acme-2").is_some());
-    }
-
-    #[test]
-    fn concurrency_slots_are_bounded_and_survive_a_reload() {
-        let mut tenant = Tenant::new("acme");
-        tenant.limits.max_concurrency = Some(2);
-        let tenant = Arc::new(tenant);
-        let a = tenant.admit().unwrap();
-        let _b = tenant.admit().unwrap();
-        assert!(tenant.admit().is_none());
-        drop(a);
-        let _c = tenant.admit().unwrap();
-
-        let before = TenantSnapshot { keys: HashMap::new(), tenants: vec![Arc::clone(&tenant)] };
-        let store = StoreSnapshot {
-            tenants: vec![sluice_store_model::SnapshotTenant {
-                tenant: sluice_store_model::Tenant {
-                    id: 1,
-                    name: "acme".into(),
-                    status: TenantStatus::Active,
-                    priority: Priority::Normal,
-                    created_at: Default::default(),
-                    updated_at: Default::default(),
-                },
-                limits: Limits { max_concurrency: Some(2), ..Limits::default() },
-                slos: vec![],
-                keys: vec![],
-            }],
-            ..StoreSnapshot::default()
-        };
-        let after = TenantSnapshot::from_store(&store, &before);
-        assert!(after.tenants()[0].admit().is_none(), "the two slots held before the reload still count");
     }
 
     #[test]

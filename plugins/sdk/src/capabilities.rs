@@ -36,6 +36,16 @@ pub mod counters {
     pub use crate::bindings::sluice::policy::types::StateScope;
 }
 
+/// Capability `limits`: rate limits, windows, monthly quotas and concurrency slots, checked
+/// together and held by the current request; shared by every gateway replica when the gateway
+/// has a Redis. The host ends a request's holds when it ends, so nothing leaks.
+pub mod limits {
+    pub use crate::bindings::sluice::policy::limits::{
+        Decision, Error, Limit, LimitKind, LimitState, OnSettle, acquire, last_decision, release, settle,
+    };
+    pub use crate::bindings::sluice::policy::types::StateScope;
+}
+
 /// Capability `cache`. Keys are namespaced as for [`counters`].
 pub mod cache {
     pub use crate::bindings::sluice::policy::cache::{get, get_scoped, put, put_scoped};

@@ -141,7 +141,7 @@ async fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
     let mut answered_locally = None;
     if binding.exports(Hook::OnRequest) {
         let started = Instant::now();
-        let result = binding.on_request(&info, &sample.headers, &sample.body).await;
+        let result = binding.on_request(&info, &sample.headers, &sample.body, None).await;
         let took = started.elapsed();
         if result.is_err() {
             answered_locally = refused_on_failure(binding);
@@ -172,7 +172,7 @@ async fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
     }
     if answered_locally.is_none() && binding.exports(Hook::OnResponseHeaders) {
         let started = Instant::now();
-        let result = binding.on_response_headers(&info, sample.response_status, &sample.response_headers).await;
+        let result = binding.on_response_headers(&info, sample.response_status, &sample.response_headers, None).await;
         let took = started.elapsed();
         calls.push(Call::new(Hook::OnResponseHeaders, result.map(|d| d.map(report::Decision::Response)), took));
     }
@@ -193,7 +193,7 @@ async fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
         let status = answered_locally.unwrap_or(sample.response_status);
         let done = sample.done(status, answered_locally.is_none());
         let started = Instant::now();
-        let result = binding.on_response_done(&info, &done).await;
+        let result = binding.on_response_done(&info, &done, None).await;
         let took = started.elapsed();
         calls.push(Call::new(Hook::OnResponseDone, result.map(|_| Some(report::Decision::Done)), took));
     }
@@ -232,18 +232,18 @@ async fn time_hook(binding: &Binding, samples: &[Sample], iterations: u32, hook:
         for _ in 0..iterations {
             let started = Instant::now();
             let ok = match hook {
-                Hook::OnRequest => binding.on_request(&sample.info, &sample.headers, &sample.body).await.is_ok(),
+                Hook::OnRequest => binding.on_request(&sample.info, &sample.headers, &sample.body, None).await.is_ok(),
                 Hook::Route => binding.route(&sample.info.tenant, &sample.route, &sample.candidates).await.is_ok(),
                 Hook::OnResponseHeaders => {
                     let headers = &sample.response_headers;
-                    binding.on_response_headers(&sample.info, sample.response_status, headers).await.is_ok()
+                    binding.on_response_headers(&sample.info, sample.response_status, headers, None).await.is_ok()
                 }
                 Hook::OnResponseChunk => {
                     let data = sample.response_chunks.first().cloned().unwrap_or_default();
                     let chunk = ResponseChunk { stream: sample.info.summary.stream, index: 0, data };
                     binding.on_response_chunk(&sample.info, &chunk).is_ok()
                 }
-                Hook::OnResponseDone => binding.on_response_done(&sample.info, &done).await.is_ok(),
+                Hook::OnResponseDone => binding.on_response_done(&sample.info, &done, None).await.is_ok(),
             };
             if ok {
                 times.push(started.elapsed());

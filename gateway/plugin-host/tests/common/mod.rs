@@ -77,6 +77,7 @@ pub fn view(tenant: &str) -> RequestView {
         body: BodyResource::new(Bytes::from_static(
             br#"{"model":"m","messages":[{"role":"user","content":"hello there"}],"stream":true}"#,
         )),
+        limits: None,
     }
 }
 

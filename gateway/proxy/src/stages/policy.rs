@@ -89,6 +89,7 @@ pub async fn run(
         info: request_info(ex, api, &parsed, body.len()),
         headers: Arc::new(visible),
         body: BodyResource::new(body.clone()),
+        limits: ex.limits.clone(),
     };
     let verdict = chain.on_request(&mut view).await.map_err(|failure| GatewayError::PluginFailed {
         plugin: failure.0.plugin().to_owned(),

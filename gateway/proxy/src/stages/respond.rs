@@ -8,7 +8,7 @@ use http::{HeaderValue, Response, header};
 use sluice_metrics::Outcome;
 use sluice_openai::probe::body_usage;
 use sluice_plugin_host::types::RequestInfo;
-use sluice_plugin_host::{Chain, ChunkVerdict, Hook};
+use sluice_plugin_host::{Chain, ChunkVerdict, Hook, RequestLimits};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
@@ -23,13 +23,16 @@ pub struct Reply {
     pub completion: Option<(Exchange, Completion)>,
 }
 
+/// The chain, request info and limits holds the on-response-headers hooks are called with.
+type Hooks = (Arc<Chain>, RequestInfo, Option<Arc<RequestLimits>>);
+
 /// Runs the on-response-headers plugins on `response`'s headers. The response is already on
 /// its way, so a failure is logged and counted (by the host) and the headers stay as they were.
-async fn response_hooks(hooks: Option<(Arc<Chain>, RequestInfo)>, response: &mut Response<ResponseBody>) {
-    let Some((chain, info)) = hooks else { return };
+async fn response_hooks(hooks: Option<Hooks>, response: &mut Response<ResponseBody>) {
+    let Some((chain, info, limits)) = hooks else { return };
     let status = response.status().as_u16();
     let mut headers = Arc::new(std::mem::take(response.headers_mut()));
-    if let Err(failure) = chain.on_response_headers(&info, status, &mut headers).await {
+    if let Err(failure) = chain.on_response_headers(&info, status, &mut headers, limits.as_ref()).await {
         tracing::debug!(error = %failure, "on-response-headers failed; headers left unchanged");
     }
     *response.headers_mut() = Arc::unwrap_or_clone(headers);
@@ -60,7 +63,7 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
         .plugins
         .as_ref()
         .filter(|(chain, _)| chain.has(Hook::OnResponseHeaders))
-        .map(|(chain, info)| (Arc::clone(chain), info.clone()));
+        .map(|(chain, info)| (Arc::clone(chain), info.clone(), ex.limits.clone()));
     let Forwarded { reply, guard } = forwarded;
     let request_id = ex.request_id.clone();
     match reply {

@@ -1,0 +1,206 @@
+//! The `limits` capability and the built-in `ratelimit` plugin, through the chain: in-process,
+//! and shared by two hosts (two replicas) through a real Redis at 127.0.0.1:6379.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http::HeaderMap;
+use sluice_plugin_host::types::{Outcome, ResponseDone, Usage};
+use sluice_plugin_host::{
+    BindingSpec, Fallback, HostSettings, PluginHost, RequestLimits, RequestVerdict, RequestView, SharedSettings,
+};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+fn ratelimit_host(shared: Option<SharedSettings>, limits: serde_json::Value) -> PluginHost {
+    let settings = HostSettings { shared_limits: shared, ..settings() };
+    let host = PluginHost::new(settings, &prometheus::Registry::new()).unwrap();
+    host.load_and_activate(BindingSpec::builtin_ratelimit()).unwrap();
+    let tenant = serde_json::json!({ "name": "acme", "priority": "normal", "limits": limits }).to_string();
+    host.services().set_tenants(HashMap::from([("acme".to_owned(), tenant)]));
+    host
+}
+
+fn shared(prefix: &str, fallback: Fallback) -> SharedSettings {
+    SharedSettings {
+        url: REDIS.to_owned(),
+        timeout: Duration::from_millis(200),
+        fallback,
+        // A fresh prefix per test run: the counters of an earlier run do not count.
+        key_prefix: format!("sluice-test:{prefix}:{}:", std::process::id() ^ rand_suffix()),
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+}
+
+fn request(host: &PluginHost, max_tokens: u32) -> RequestView {
+    let mut v = view("acme");
+    v.info.summary.max_tokens = Some(max_tokens);
+    v.limits = Some(RequestLimits::new(Arc::clone(&host.services().limits)));
+    v
+}
+
+/// Runs on-request; `Ok(view)` when admitted, `Err(status, headers, body)` when answered.
+async fn ask(
+    host: &PluginHost,
+    max_tokens: u32,
+) -> Result<RequestView, (u16, Vec<(String, String)>, serde_json::Value)> {
+    let mut v = request(host, max_tokens);
+    match host.chain().on_request(&mut v).await.unwrap() {
+        RequestVerdict::Continue(_) => Ok(v),
+        RequestVerdict::Respond { response, .. } => Err((
+            response.status,
+            response.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            serde_json::from_slice(&response.body).unwrap(),
+        )),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+async fn done(host: &PluginHost, v: &RequestView, usage: Option<Usage>, outcome: Outcome) {
+    let d = ResponseDone { status: 200, outcome, usage, ttft_ns: None, tpot_ns: None, e2e_ns: 1, endpoint: None };
+    host.chain().on_response_done(&v.info, &d, v.limits.as_ref()).await;
+}
+
+#[tokio::test]
+async fn requests_per_minute_refuse_with_openai_headers() {
+    // 120/min with the default half-second burst: one request at once.
+    let host = ratelimit_host(None, serde_json::json!({ "requests_per_minute": 120 }));
+    let admitted = ask(&host, 5).await.unwrap();
+    let mut headers = Arc::new(HeaderMap::new());
+    host.chain().on_response_headers(&admitted.info, 200, &mut headers, admitted.limits.as_ref()).await.unwrap();
+    assert_eq!(headers.get("x-ratelimit-limit-requests").unwrap(), "120");
+    assert_eq!(headers.get("x-ratelimit-remaining-requests").unwrap(), "0");
+    let (status, headers, body) = ask(&host, 5).await.unwrap_err();
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    assert_eq!(header(&headers, "x-ratelimit-limit-requests"), Some("120"));
+    assert_eq!(header(&headers, "x-ratelimit-remaining-requests"), Some("0"));
+    assert!(header(&headers, "x-ratelimit-reset-requests").unwrap().ends_with("ms"));
+}
+
+#[tokio::test]
+async fn concurrency_slots_come_back_however_the_request_ends() {
+    let host = ratelimit_host(None, serde_json::json!({ "max_concurrency": 1 }));
+    let first = ask(&host, 5).await.unwrap();
+    let (status, _, body) = ask(&host, 5).await.unwrap_err();
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("concurrency_limit_exceeded")));
+    // Settled by on-response-done.
+    done(&host, &first, None, Outcome::UpstreamError).await;
+    drop(first);
+    let second = ask(&host, 5).await.unwrap();
+    // Never settled (a cancelled request whose plugin call never came): dropping the request
+    // frees the slot.
+    drop(second);
+    ask(&host, 5).await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_are_reserved_then_settled_to_usage() {
+    // 1,000 tokens per minute; each request reserves 10 (prompt estimate) + max_tokens.
+    let host = ratelimit_host(None, serde_json::json!({ "tokens_per_minute": 1000 }));
+    let big = ask(&host, 890).await.unwrap();
+    let (status, _, _) = ask(&host, 890).await.unwrap_err();
+    assert_eq!(status, 429, "900 of 1,000 reserved");
+    // It used 40: 860 come back.
+    done(&host, &big, Some(Usage { prompt_tokens: 10, cached_tokens: 0, completion_tokens: 30 }), Outcome::Ok).await;
+    drop(big);
+    ask(&host, 890).await.unwrap();
+    // More than the whole minute can never pass: a distinct message, no Retry-After.
+    let (status, headers, body) = ask(&host, 5_000).await.unwrap_err();
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "request_too_large");
+    assert_eq!(header(&headers, "retry-after"), None);
+}
+
+#[tokio::test]
+async fn an_exhausted_monthly_budget_is_insufficient_quota() {
+    let host = ratelimit_host(None, serde_json::json!({ "monthly_token_budget": 100 }));
+    let v = ask(&host, 50).await.unwrap();
+    done(&host, &v, Some(Usage { prompt_tokens: 10, cached_tokens: 0, completion_tokens: 85 }), Outcome::Ok).await;
+    drop(v);
+    let (status, headers, body) = ask(&host, 50).await.unwrap_err();
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+    assert!(header(&headers, "retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_tenant_without_limits_is_not_limited() {
+    let host = ratelimit_host(None, serde_json::json!({}));
+    for _ in 0..100 {
+        ask(&host, 5).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_limit_through_redis() {
+    let settings = shared("two", Fallback::Local { replicas: 2 });
+    // 600/min, burst 5: two hosts with one Redis admit 5 at once between them, not 10.
+    let a = ratelimit_host(Some(settings.clone()), serde_json::json!({ "requests_per_minute": 600 }));
+    let b = ratelimit_host(Some(settings), serde_json::json!({ "requests_per_minute": 600 }));
+    let mut admitted = 0;
+    for i in 0..10 {
+        let host = if i % 2 == 0 { &a } else { &b };
+        if ask(host, 5).await.is_ok() {
+            admitted += 1;
+        }
+    }
+    assert!(!a.services().limits.shared().unwrap().degraded(), "Redis answered");
+    // Between 5 and 6: a 100 ms emission interval may pass while the ten run.
+    assert!((5..=6).contains(&admitted), "{admitted} admitted");
+}
+
+#[tokio::test]
+async fn redis_slots_are_global_and_given_back() {
+    let settings = shared("slots", Fallback::Closed);
+    let a = ratelimit_host(Some(settings.clone()), serde_json::json!({ "max_concurrency": 1 }));
+    let b = ratelimit_host(Some(settings), serde_json::json!({ "max_concurrency": 1 }));
+    let held = ask(&a, 5).await.unwrap();
+    assert_eq!(ask(&b, 5).await.unwrap_err().0, 429);
+    done(&a, &held, None, Outcome::Cancelled).await;
+    drop(held);
+    // The slot's return went to Redis from a task; wait for it (bounded).
+    let mut ok = false;
+    for _ in 0..100 {
+        if ask(&b, 5).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ok, "the slot came back");
+}
+
+#[tokio::test]
+async fn unreachable_redis_falls_back_or_fails_closed() {
+    // Nothing listens on port 1.
+    let mut local = shared("down", Fallback::Local { replicas: 2 });
+    local.url = "redis://127.0.0.1:1".to_owned();
+    let host = ratelimit_host(Some(local), serde_json::json!({ "max_concurrency": 4 }));
+    // Each replica's share of 4 is 2.
+    let _a = ask(&host, 5).await.unwrap();
+    let _b = ask(&host, 5).await.unwrap();
+    assert_eq!(ask(&host, 5).await.unwrap_err().0, 429);
+    assert!(host.services().limits.shared().unwrap().degraded());
+
+    let mut closed = shared("down-closed", Fallback::Closed);
+    closed.url = "redis://127.0.0.1:1".to_owned();
+    let host = ratelimit_host(Some(closed), serde_json::json!({ "max_concurrency": 4 }));
+    let (status, headers, body) = ask(&host, 5).await.unwrap_err();
+    assert_eq!(status, 503);
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    assert_eq!(body["error"]["code"], "rate_limits_unavailable");
+}

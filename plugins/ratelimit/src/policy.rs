@@ -1,0 +1,441 @@
+//! The policy, apart from the bindings so it can be tested natively: which limits a request
+//! takes, what a refusal says, which headers a response carries, what a response used.
+
+use serde::Deserialize;
+use sluice_sdk::limits::{Decision, Limit, LimitKind, LimitState, OnSettle};
+use sluice_sdk::types::{Api, Header, RequestInfo, ResponseDone};
+
+/// A minute, the period of the per-minute limits.
+const MINUTE_MS: u64 = 60_000;
+
+/// One scope's limits; the same fields as a tenant's stored limits.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Rates {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub max_concurrency: Option<u64>,
+    pub monthly_token_budget: Option<u64>,
+}
+
+/// The binding's config (`[plugins.config]` of a `ratelimit` binding).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Completion tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// What a cached prompt token counts for, against tokens per minute and the budget.
+    pub cached_token_weight: f64,
+    /// Requests that may arrive at once: this many seconds' worth of the per-minute rate.
+    pub burst_seconds: f64,
+    /// How long a concurrency slot outlives a replica that died holding it.
+    pub concurrency_lease_seconds: u64,
+    /// Limits for every API key, each on its own.
+    pub per_key: Rates,
+    /// Limits for every tenant × model pair.
+    pub per_model: Rates,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_max_tokens: 1024,
+            cached_token_weight: 1.0,
+            burst_seconds: 0.5,
+            concurrency_lease_seconds: 900,
+            per_key: Rates::default(),
+            per_model: Rates::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// The binding's JSON config; the defaults where it is empty or does not parse (the
+    /// gateway validates the config before binding, so that is a config it did not write).
+    pub fn parse(json: &str) -> Settings {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+}
+
+/// A tenant's settings as the host gives them (`config.tenant`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TenantLimits {
+    pub limits: Rates,
+}
+
+impl TenantLimits {
+    pub fn parse(json: &str) -> TenantLimits {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Requests,
+    Tokens,
+    Concurrency,
+    Budget,
+}
+
+/// What a limit in the plan is, for messages and headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label {
+    pub scope: &'static str,
+    pub dimension: Dimension,
+}
+
+/// The limits one request takes, and what each one is.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub limits: Vec<Limit>,
+    pub labels: Vec<Label>,
+}
+
+/// The tokens a request is reserved before it runs: its prompt estimate and the completion it
+/// may ask for.
+pub fn reservation(settings: &Settings, request: &RequestInfo) -> u64 {
+    let completion = match request.api {
+        Api::Embeddings => 0,
+        _ => request.summary.max_tokens.map_or(settings.default_max_tokens, u64::from),
+    };
+    u64::from(request.summary.token_estimate).saturating_add(completion)
+}
+
+pub fn plan(settings: &Settings, tenant: &TenantLimits, request: &RequestInfo) -> Plan {
+    let tokens = reservation(settings, request);
+    let mut plan = Plan::default();
+    let scopes = [
+        ("tenant", &tenant.limits, "t".to_owned()),
+        ("key", &settings.per_key, format!("k/{}", request.key_id)),
+        ("model", &settings.per_model, format!("m/{}", request.model)),
+    ];
+    for (scope, rates, prefix) in scopes {
+        let mut push = |dimension, limit| {
+            plan.limits.push(limit);
+            plan.labels.push(Label { scope, dimension });
+        };
+        if let Some(rpm) = rates.requests_per_minute {
+            let burst = ((rpm as f64 * settings.burst_seconds / 60.0).floor() as u64).max(1);
+            push(Dimension::Requests, limit(&prefix, "rpm", LimitKind::Rate, 1, rpm, MINUTE_MS, burst, OnSettle::Keep));
+        }
+        if let Some(tpm) = rates.tokens_per_minute {
+            push(
+                Dimension::Tokens,
+                limit(&prefix, "tpm", LimitKind::Rate, tokens, tpm, MINUTE_MS, tpm, OnSettle::Actual),
+            );
+        }
+        if let Some(max) = rates.max_concurrency {
+            let lease = settings.concurrency_lease_seconds.max(1).saturating_mul(1000);
+            push(
+                Dimension::Concurrency,
+                limit(&prefix, "conc", LimitKind::Slots, 1, max, lease, 0, OnSettle::GiveBack),
+            );
+        }
+        if let Some(budget) = rates.monthly_token_budget {
+            push(Dimension::Budget, limit(&prefix, "month", LimitKind::Month, tokens, budget, 0, 0, OnSettle::Actual));
+        }
+    }
+    plan
+}
+
+#[allow(clippy::too_many_arguments)]
+fn limit(
+    prefix: &str,
+    name: &str,
+    kind: LimitKind,
+    amount: u64,
+    limit: u64,
+    period_ms: u64,
+    burst: u64,
+    on_settle: OnSettle,
+) -> Limit {
+    Limit { key: format!("{prefix}/{name}"), kind, amount, limit, period_ms, burst, on_settle }
+}
+
+/// What the request used, weighted as the settings say; `None` when nothing was measured.
+/// A stream cut short may have counted completion tokens but no prompt: the estimate stands in.
+pub fn actual_tokens(settings: &Settings, request: &RequestInfo, done: &ResponseDone) -> Option<u64> {
+    let usage = done.usage.as_ref()?;
+    let prompt = if usage.prompt_tokens > 0 { usage.prompt_tokens } else { u64::from(request.summary.token_estimate) };
+    let cached = usage.cached_tokens.min(prompt);
+    let weighted_cached = (cached as f64 * settings.cached_token_weight.max(0.0)).round() as u64;
+    Some((prompt - cached).saturating_add(weighted_cached).saturating_add(usage.completion_tokens))
+}
+
+/// A local answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+fn header(name: &str, value: String) -> Header {
+    Header { name: name.to_owned(), value }
+}
+
+fn error_body(message: &str, kind: &str, code: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
+    body.to_string().into_bytes()
+}
+
+/// A duration as OpenAI writes `x-ratelimit-reset-*`: `20ms`, `1.5s`, `6m0s`, `1h2m3s`.
+pub fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let seconds =
+        if frac == 0 { format!("{s}s") } else { format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')) };
+    match (h, m) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+/// The `x-ratelimit-*` headers: for requests and for tokens, the applying limit with the least
+/// left (tenant, key or model).
+pub fn headers(limits: &[Limit], labels: &[Label], decision: &Decision) -> Vec<Header> {
+    let mut out = Vec::new();
+    for (dimension, suffix) in [(Dimension::Requests, "requests"), (Dimension::Tokens, "tokens")] {
+        let tightest: Option<(&Limit, &LimitState)> = limits
+            .iter()
+            .zip(labels)
+            .zip(&decision.states)
+            .filter(|((_, l), _)| l.dimension == dimension)
+            .map(|((limit, _), state)| (limit, state))
+            .min_by_key(|(_, state)| state.remaining);
+        if let Some((limit, state)) = tightest {
+            out.push(header(&format!("x-ratelimit-limit-{suffix}"), limit.limit.to_string()));
+            out.push(header(&format!("x-ratelimit-remaining-{suffix}"), state.remaining.to_string()));
+            out.push(header(&format!("x-ratelimit-reset-{suffix}"), duration(state.reset_ms)));
+        }
+    }
+    out
+}
+
+/// The answer to a request over a limit.
+pub fn refusal(limits: &[Limit], labels: &[Label], decision: &Decision) -> Answer {
+    let index = decision.refused_by.map_or(0, |i| i as usize);
+    let (Some(limit), Some(label)) = (limits.get(index), labels.get(index)) else {
+        return Answer {
+            status: 429,
+            headers: Vec::new(),
+            body: error_body("Rate limit reached.", "rate_limit_exceeded", "rate_limit_exceeded"),
+        };
+    };
+    let scope = match label.scope {
+        "tenant" => "this organization",
+        "key" => "this API key",
+        _ => "this model",
+    };
+    let wait = decision.retry_after_ms;
+    let try_again = wait.map_or_else(String::new, |ms| format!(" Please try again in {}.", duration(ms)));
+    let (message, kind, code) = match (label.dimension, wait) {
+        (Dimension::Budget, _) => (
+            format!(
+                "You exceeded the monthly token budget of {scope} ({} tokens); it renews on the first of next month (UTC).",
+                limit.limit
+            ),
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
+        (Dimension::Tokens, None) => (
+            format!(
+                "Request too large: its prompt and max_tokens need about {} tokens, over the tokens-per-minute limit of {scope} ({}). Lower max_tokens or the prompt.",
+                limit.amount, limit.limit
+            ),
+            "rate_limit_exceeded",
+            "request_too_large",
+        ),
+        (Dimension::Tokens, Some(_)) => (
+            format!(
+                "Rate limit reached for tokens per minute of {scope}: limit {}, requested {}.{try_again}",
+                limit.limit, limit.amount
+            ),
+            "rate_limit_exceeded",
+            "rate_limit_exceeded",
+        ),
+        (Dimension::Requests, _) => (
+            format!("Rate limit reached for requests per minute of {scope}: limit {}.{try_again}", limit.limit),
+            "rate_limit_exceeded",
+            "rate_limit_exceeded",
+        ),
+        (Dimension::Concurrency, _) => (
+            format!("Too many concurrent requests for {scope}: limit {}.{try_again}", limit.limit),
+            "rate_limit_exceeded",
+            "concurrency_limit_exceeded",
+        ),
+    };
+    let mut headers = vec![header("content-type", "application/json".to_owned())];
+    let retry_after_ms = match (label.dimension, wait) {
+        (_, Some(ms)) => Some(ms),
+        (Dimension::Budget, None) => decision.states.get(index).map(|s| s.reset_ms),
+        _ => None,
+    };
+    if let Some(ms) = retry_after_ms {
+        headers.push(header("retry-after", ms.div_ceil(1000).max(1).to_string()));
+        headers.push(header("retry-after-ms", ms.to_string()));
+    }
+    headers.extend(self::headers(limits, labels, decision));
+    Answer { status: 429, headers, body: error_body(&message, kind, code) }
+}
+
+/// The shared limits are unreachable and the gateway is set to fail closed.
+pub fn unavailable() -> Answer {
+    Answer {
+        status: 503,
+        headers: vec![header("content-type", "application/json".to_owned()), header("retry-after", "1".to_owned())],
+        body: error_body(
+            "Rate limits cannot be checked right now; please retry.",
+            "service_unavailable",
+            "rate_limits_unavailable",
+        ),
+    }
+}
+
+/// The host refused the limits as asked: a configuration this plugin cannot serve (a model
+/// name too long for a key, say).
+pub fn invalid() -> Answer {
+    Answer {
+        status: 500,
+        headers: vec![header("content-type", "application/json".to_owned())],
+        body: error_body(
+            "The rate limiter could not apply this request's limits.",
+            "internal_error",
+            "rate_limits_invalid",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_sdk::types::{BodySummary, Outcome, Usage};
+
+    use super::*;
+
+    fn request(max_tokens: Option<u32>) -> RequestInfo {
+        RequestInfo {
+            request_id: "r".into(),
+            tenant: "acme".into(),
+            key_id: "abcd".into(),
+            model: "llama".into(),
+            api: Api::ChatCompletions,
+            summary: BodySummary {
+                message_count: 1,
+                token_estimate: 100,
+                stream: true,
+                max_tokens,
+                temperature: None,
+                user: None,
+            },
+        }
+    }
+
+    fn tenant(rates: Rates) -> TenantLimits {
+        TenantLimits { limits: rates }
+    }
+
+    #[test]
+    fn a_tenant_without_limits_takes_none() {
+        assert!(plan(&Settings::default(), &TenantLimits::default(), &request(None)).limits.is_empty());
+    }
+
+    #[test]
+    fn stored_limits_become_one_all_or_none_ask() {
+        let rates = Rates {
+            requests_per_minute: Some(600),
+            tokens_per_minute: Some(10_000),
+            max_concurrency: Some(4),
+            monthly_token_budget: Some(1_000_000),
+        };
+        let p = plan(&Settings::default(), &tenant(rates), &request(Some(50)));
+        let keys: Vec<&str> = p.limits.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(keys, ["t/rpm", "t/tpm", "t/conc", "t/month"]);
+        assert_eq!(p.limits[0].burst, 5, "half a second of 600/min");
+        assert_eq!(p.limits[1].amount, 150, "prompt estimate plus max_tokens");
+        assert_eq!(p.limits[1].burst, 10_000);
+        assert_eq!(p.limits[3].kind, LimitKind::Month);
+        assert_eq!(
+            plan(
+                &Settings::default(),
+                &tenant(Rates { requests_per_minute: Some(10), ..Rates::default() }),
+                &request(None)
+            )
+            .limits[0]
+                .burst,
+            1
+        );
+    }
+
+    #[test]
+    fn per_key_and_per_model_limits_come_from_the_config() {
+        let settings = Settings::parse(
+            r#"{"per_key":{"requests_per_minute":60},"per_model":{"tokens_per_minute":500},"default_max_tokens":10}"#,
+        );
+        let p = plan(&settings, &TenantLimits::default(), &request(None));
+        let keys: Vec<&str> = p.limits.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(keys, ["k/abcd/rpm", "m/llama/tpm"]);
+        assert_eq!(p.limits[1].amount, 110);
+    }
+
+    #[test]
+    fn usage_settles_with_cached_tokens_weighted() {
+        let settings = Settings { cached_token_weight: 0.5, ..Settings::default() };
+        let done = |usage| ResponseDone {
+            status: 200,
+            outcome: Outcome::Ok,
+            usage,
+            ttft_ns: None,
+            tpot_ns: None,
+            e2e_ns: 1,
+            endpoint: None,
+        };
+        let usage = Usage { prompt_tokens: 100, cached_tokens: 40, completion_tokens: 7 };
+        assert_eq!(actual_tokens(&settings, &request(None), &done(Some(usage))), Some(60 + 20 + 7));
+        let cut = Usage { prompt_tokens: 0, cached_tokens: 0, completion_tokens: 3 };
+        assert_eq!(actual_tokens(&settings, &request(None), &done(Some(cut))), Some(103), "the estimate stands in");
+        assert_eq!(actual_tokens(&settings, &request(None), &done(None)), None);
+    }
+
+    #[test]
+    fn durations_read_like_openais() {
+        assert_eq!(duration(20), "20ms");
+        assert_eq!(duration(1_500), "1.5s");
+        assert_eq!(duration(360_000), "6m0s");
+        assert_eq!(duration(3_723_000), "1h2m3s");
+    }
+
+    fn state(limit: u64, remaining: u64, reset_ms: u64) -> LimitState {
+        LimitState { limit, remaining, reset_ms }
+    }
+
+    #[test]
+    fn refusals_say_which_limit_and_when() {
+        let rates = Rates { requests_per_minute: Some(60), monthly_token_budget: Some(1000), ..Rates::default() };
+        let p = plan(&Settings::default(), &tenant(rates), &request(None));
+        let decision = Decision {
+            granted: false,
+            refused_by: Some(0),
+            retry_after_ms: Some(1_000),
+            states: vec![state(60, 0, 1_000), state(1000, 900, 86_400_000)],
+        };
+        let a = refusal(&p.limits, &p.labels, &decision);
+        assert_eq!(a.status, 429);
+        let get = |name: &str| a.headers.iter().find(|h| h.name == name).map(|h| h.value.clone());
+        assert_eq!(get("retry-after").as_deref(), Some("1"));
+        assert_eq!(get("x-ratelimit-limit-requests").as_deref(), Some("60"));
+        assert_eq!(get("x-ratelimit-remaining-requests").as_deref(), Some("0"));
+        assert_eq!(get("x-ratelimit-reset-requests").as_deref(), Some("1s"));
+        let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+        assert_eq!(body["error"]["type"], "rate_limit_exceeded");
+
+        let budget = Decision { refused_by: Some(1), retry_after_ms: Some(86_400_000), ..decision };
+        let a = refusal(&p.limits, &p.labels, &budget);
+        let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+        assert_eq!(body["error"]["type"], "insufficient_quota");
+        assert_eq!(body["error"]["code"], "insufficient_quota");
+    }
+}
