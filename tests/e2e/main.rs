@@ -9,6 +9,7 @@ mod acceptance;
 mod browser;
 mod check_config;
 mod demo;
+mod ratelimit;
 mod sandbox;
 mod shapes;
 mod shutdown;

@@ -41,9 +41,11 @@ impl Sample {
         let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let ttft_us = record.ttft.map(us);
         let tpot_us = record.tpot.map(us);
-        // Client-caused and abandoned requests say nothing about the service level.
-        let counts_for_slo =
-            !matches!(record.outcome, Outcome::ClientError | Outcome::UpstreamRejected | Outcome::Cancelled);
+        // Client-caused, rate-limited and abandoned requests say nothing about the service level.
+        let counts_for_slo = !matches!(
+            record.outcome,
+            Outcome::ClientError | Outcome::UpstreamRejected | Outcome::Cancelled | Outcome::RateLimited
+        );
         let slo = target.filter(|_| counts_for_slo).map(|t| {
             let met = record.outcome == Outcome::Ok && {
                 let ttft = record.ttft.unwrap_or(record.e2e);
@@ -52,7 +54,8 @@ impl Sample {
             (t, met)
         });
         Sample {
-            error: !matches!(record.outcome, Outcome::Ok | Outcome::Cancelled),
+            // A limit's refusal is shown as rejected, not as an error of the service.
+            error: !matches!(record.outcome, Outcome::Ok | Outcome::Cancelled | Outcome::RateLimited),
             rejected: record.status == 429 && record.attempts == 0,
             tokens_in: record.prompt_tokens,
             tokens_out: record.completion_tokens,

@@ -52,11 +52,13 @@ pub enum Outcome {
     Cancelled,
     /// A bug or resource failure inside the gateway.
     InternalError,
+    /// Refused by a rate limit, concurrency limit or quota (a `429` answered by the gateway).
+    RateLimited,
 }
 
 impl Outcome {
     /// How many outcomes there are (the last variant's index plus one).
-    pub const COUNT: usize = Outcome::InternalError as usize + 1;
+    pub const COUNT: usize = Outcome::RateLimited as usize + 1;
 
     pub fn label(self) -> &'static str {
         match self {
@@ -68,6 +70,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Cancelled => "cancelled",
             Outcome::InternalError => "internal_error",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 }

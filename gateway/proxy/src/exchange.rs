@@ -88,7 +88,7 @@ fn response_done(record: &RequestRecord) -> ResponseDone {
     let outcome = match record.outcome {
         Outcome::Ok => types::Outcome::Ok,
         // The worker refused the client's request (context too long, say).
-        Outcome::ClientError | Outcome::UpstreamRejected => types::Outcome::ClientError,
+        Outcome::ClientError | Outcome::UpstreamRejected | Outcome::RateLimited => types::Outcome::ClientError,
         Outcome::UpstreamError => types::Outcome::UpstreamError,
         Outcome::UpstreamTimeout => types::Outcome::UpstreamTimeout,
         Outcome::Unavailable => types::Outcome::Unavailable,

@@ -16,6 +16,7 @@ pub mod stages;
 pub mod tenants;
 pub mod upstream;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -47,6 +48,9 @@ pub struct Gateway {
     sinks: Sinks,
     max_body_bytes: usize,
     body_timeout: std::time::Duration,
+    /// Tokens each tenant used this calendar month, as the store last counted them (for the
+    /// monthly budgets, which must survive restarts).
+    month_usage: ArcSwap<HashMap<String, u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +70,19 @@ impl From<sluice_plugin_host::HostError> for BuildError {
 }
 
 /// Gives the plugins the tenants' settings (`config.tenant`): what the `ratelimit` plugin
-/// enforces.
-fn publish_tenants(plugins: &sluice_plugin_host::PluginHost, tenants: &tenants::TenantSnapshot) {
-    plugins.services().set_tenants(tenants.tenants().iter().map(|t| (t.name.to_string(), t.settings_json())).collect());
+/// enforces, with each tenant's tokens this month from `month_usage`.
+fn publish_tenants(
+    plugins: &sluice_plugin_host::PluginHost,
+    tenants: &tenants::TenantSnapshot,
+    month_usage: &HashMap<String, u64>,
+) {
+    plugins.services().set_tenants(
+        tenants
+            .tenants()
+            .iter()
+            .map(|t| (t.name.to_string(), t.settings_json(month_usage.get(&*t.name).copied())))
+            .collect(),
+    );
 }
 
 impl Gateway {
@@ -81,7 +95,7 @@ impl Gateway {
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(metrics.clone())];
         all.extend(sinks);
         let directory = tenants::TenantSnapshot::from_config(&config.tenants);
-        publish_tenants(&plugins, &directory);
+        publish_tenants(&plugins, &directory, &HashMap::new());
         Ok(Gateway {
             directory: Arc::new(tenants::Directory::new(directory)),
             upstreams,
@@ -91,6 +105,7 @@ impl Gateway {
             sinks: Sinks::new(all),
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_body_timeout,
+            month_usage: ArcSwap::from_pointee(HashMap::new()),
         })
     }
 
@@ -119,7 +134,7 @@ impl Gateway {
     /// (with the config's upstream settings). Returns what could not be applied.
     pub fn apply_store_snapshot(&self, snapshot: &StoreSnapshot, config: &Config) -> Vec<String> {
         let tenants = tenants::TenantSnapshot::from_store(snapshot);
-        publish_tenants(&self.plugins, &tenants);
+        publish_tenants(&self.plugins, &tenants, &self.month_usage.load());
         self.directory.replace(tenants);
         let (upstreams, problems) =
             upstream::Upstreams::from_store(&snapshot.pools, config, &self.upstreams.load(), &self.metrics);
@@ -129,6 +144,13 @@ impl Gateway {
             health.restart(&upstreams);
         }
         problems
+    }
+
+    /// The tokens each tenant used this calendar month (UTC), as the store counts them: the
+    /// plugins see them from now on (`usage.month_tokens` in the tenant's settings).
+    pub fn set_month_usage(&self, usage: HashMap<String, u64>) {
+        self.month_usage.store(Arc::new(usage));
+        publish_tenants(&self.plugins, &self.directory.current(), &self.month_usage.load());
     }
 
     fn models_response(&self, request_id: &HeaderValue, tenant: &tenants::Tenant) -> Response<ResponseBody> {

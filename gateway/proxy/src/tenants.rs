@@ -36,9 +36,16 @@ impl Tenant {
         self.limits.allowed_models.as_ref().is_none_or(|allowed| allowed.iter().any(|m| m == model))
     }
 
-    /// The settings plugins read through `config.tenant`: name, priority and limits, as JSON.
-    pub fn settings_json(&self) -> String {
-        serde_json::json!({ "name": &*self.name, "priority": self.priority, "limits": &self.limits }).to_string()
+    /// The settings plugins read through `config.tenant`, as JSON: name, priority, limits and,
+    /// when the store has counted them, the tokens used this calendar month (UTC) by every
+    /// replica, as last written to the store.
+    pub fn settings_json(&self, month_tokens: Option<u64>) -> String {
+        let mut settings =
+            serde_json::json!({ "name": &*self.name, "priority": self.priority, "limits": &self.limits });
+        if let Some(tokens) = month_tokens {
+            settings["usage"] = serde_json::json!({ "month_tokens": tokens });
+        }
+        settings.to_string()
     }
 }
 

@@ -71,8 +71,8 @@ impl Admin {
         response
     }
 
-    /// Ready while serving. Upstream health and a lost database are reported but do not make
-    /// the gateway unready: taking every replica out of a load balancer because the workers are
+    /// Ready while serving. Upstream health, a lost database and an unreachable Redis (rate
+    /// limits on their fallback) are reported as `degraded` but do not make the gateway unready: taking every replica out of a load balancer because the workers are
     /// sick, or because the database is (the gateway serves from its last snapshot), would turn
     /// a degraded service into an outage.
     fn readyz_handler(&self) -> Response<Body> {
@@ -96,13 +96,23 @@ impl Admin {
                 "last_error": report.last_error,
             })
         });
-        let degraded = self.console.as_ref().is_some_and(|c| c.health.is_degraded());
+        // Rate limits shared through Redis: whether decisions use the fallback right now.
+        let shared = self.gateway.plugins.services().limits.shared();
+        let limits = shared.map(|s| {
+            let fallback = match s.fallback_policy() {
+                sluice_plugin_host::Fallback::Local { .. } => "local",
+                sluice_plugin_host::Fallback::Closed => "closed",
+            };
+            serde_json::json!({"backend": "redis", "degraded": s.degraded(), "fallback": fallback})
+        });
+        let degraded =
+            self.console.as_ref().is_some_and(|c| c.health.is_degraded()) || shared.is_some_and(|s| s.degraded());
         let status = match (ready, degraded) {
             (false, _) => "shutting_down",
             (true, true) => "degraded",
             (true, false) => "ready",
         };
-        let body = serde_json::json!({"status": status, "pools": pools, "store": store});
+        let body = serde_json::json!({"status": status, "pools": pools, "store": store, "limits": limits});
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -28,8 +28,10 @@ mod component {
 
     pub struct RateLimit;
 
-    fn settings() -> Settings {
-        Settings::parse(&config::binding())
+    /// The binding's config, parsed once per instance (an instance serves one binding).
+    fn settings() -> &'static Settings {
+        static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+        SETTINGS.get_or_init(|| Settings::parse(&config::binding()))
     }
 
     fn tenant_limits(tenant: &str) -> TenantLimits {
@@ -47,7 +49,11 @@ mod component {
     impl Plugin for RateLimit {
         fn on_request(request: RequestInfo, _headers: &Headers, _body: &Body) -> RequestDecision {
             let settings = settings();
-            let Plan { limits, labels } = policy::plan(&settings, &tenant_limits(&request.tenant), &request);
+            let tenant = tenant_limits(&request.tenant);
+            if let Some(answer) = policy::budget_spent(&tenant) {
+                return local(answer);
+            }
+            let Plan { limits, labels } = policy::plan(settings, &tenant, &request);
             if limits.is_empty() {
                 return RequestDecision::Continue;
             }
@@ -63,7 +69,7 @@ mod component {
             let settings = settings();
             let headers = match limits::last_decision() {
                 Some(decision) => {
-                    let Plan { limits, labels } = policy::plan(&settings, &tenant_limits(&request.tenant), &request);
+                    let Plan { limits, labels } = policy::plan(settings, &tenant_limits(&request.tenant), &request);
                     policy::headers(&limits, &labels, &decision)
                 }
                 None => Vec::new(),
@@ -73,7 +79,7 @@ mod component {
 
         fn on_response_done(request: RequestInfo, done: ResponseDone) {
             let settings = settings();
-            match policy::actual_tokens(&settings, &request, &done) {
+            match policy::actual_tokens(settings, &request, &done) {
                 Some(actual) => limits::settle(actual),
                 // Refused or failed before any work: the tokens were not used.
                 None if done.outcome != Outcome::Cancelled => limits::settle(0),

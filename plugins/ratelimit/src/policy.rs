@@ -62,6 +62,16 @@ impl Settings {
 #[serde(default)]
 pub struct TenantLimits {
     pub limits: Rates,
+    pub usage: StoredUsage,
+}
+
+/// What the store has counted for the tenant, every replica included: the budget's memory
+/// across restarts (the `limits` counters may be younger than the month).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct StoredUsage {
+    /// Tokens used this calendar month (UTC), as last written to the store.
+    pub month_tokens: Option<u64>,
 }
 
 impl TenantLimits {
@@ -283,6 +293,24 @@ pub fn refusal(limits: &[Limit], labels: &[Label], decision: &Decision) -> Answe
     Answer { status: 429, headers, body: error_body(&message, kind, code) }
 }
 
+/// The refusal for a tenant whose stored usage has already spent its monthly budget, if so.
+/// The counter of this month's tokens cannot see usage from before it existed (a restart, a
+/// Redis that lost its data); the store can, a flush interval late.
+pub fn budget_spent(tenant: &TenantLimits) -> Option<Answer> {
+    let budget = tenant.limits.monthly_token_budget?;
+    let used = tenant.usage.month_tokens?;
+    (used >= budget).then(|| {
+        let message = format!(
+            "You exceeded the monthly token budget of this organization ({budget} tokens; {used} used); it renews on the first of next month (UTC)."
+        );
+        Answer {
+            status: 429,
+            headers: vec![header("content-type", "application/json".to_owned())],
+            body: error_body(&message, "insufficient_quota", "insufficient_quota"),
+        }
+    })
+}
+
 /// The shared limits are unreachable and the gateway is set to fail closed.
 pub fn unavailable() -> Answer {
     Answer {
@@ -335,7 +363,7 @@ mod tests {
     }
 
     fn tenant(rates: Rates) -> TenantLimits {
-        TenantLimits { limits: rates }
+        TenantLimits { limits: rates, usage: StoredUsage::default() }
     }
 
     #[test]
@@ -398,6 +426,21 @@ mod tests {
         let cut = Usage { prompt_tokens: 0, cached_tokens: 0, completion_tokens: 3 };
         assert_eq!(actual_tokens(&settings, &request(None), &done(Some(cut))), Some(103), "the estimate stands in");
         assert_eq!(actual_tokens(&settings, &request(None), &done(None)), None);
+    }
+
+    #[test]
+    fn a_budget_the_store_counts_as_spent_refuses_before_any_counter() {
+        let mut t = tenant(Rates { monthly_token_budget: Some(1_000), ..Rates::default() });
+        assert!(budget_spent(&t).is_none(), "no stored usage yet");
+        t.usage.month_tokens = Some(999);
+        assert!(budget_spent(&t).is_none());
+        t.usage.month_tokens = Some(1_000);
+        let a = budget_spent(&t).unwrap_or_else(|| Answer { status: 0, headers: vec![], body: vec![] });
+        assert_eq!(a.status, 429);
+        let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+        assert_eq!(body["error"]["type"], "insufficient_quota");
+        let parsed = TenantLimits::parse(r#"{"name":"acme","limits":{"monthly_token_budget":5},"usage":{"month_tokens":7}}"#);
+        assert!(budget_spent(&parsed).is_some());
     }
 
     #[test]

@@ -305,6 +305,15 @@ impl Shared {
         }
     }
 
+    /// The Redis key of `ask`'s state: the prefix, then the owner as a hash tag, so that every
+    /// key one decision touches (one owner's) lives in one slot of a Redis Cluster, which a
+    /// multi-key script needs.
+    fn redis_key(&self, ask: &Ask, now_ms: u64) -> String {
+        let key = ask.storage_key(now_ms);
+        let (owner, rest) = key.split_at(ask.owner_len.min(key.len()));
+        format!("{}{{{owner}}}{rest}", self.settings.key_prefix)
+    }
+
     fn member(&self, hold: u64) -> String {
         format!("{}:{hold}", self.replica)
     }
@@ -315,7 +324,7 @@ impl Shared {
         invocation.arg(asks.len());
         let mut keys = Vec::with_capacity(asks.len());
         for ask in asks {
-            let key = format!("{}{}", self.settings.key_prefix, ask.storage_key(now_ms));
+            let key = self.redis_key(ask, now_ms);
             let kind = match ask.kind {
                 Kind::Rate => "r",
                 Kind::Window => "w",

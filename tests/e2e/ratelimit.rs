@@ -1,0 +1,247 @@
+//! Rate limits through the real `sluice` binary (issue 19): a limit written in the config file
+//! holds over time with OpenAI's headers, two replicas sharing one Redis enforce one global
+//! limit, a limit changed through the admin API applies on both, and the official OpenAI
+//! Python SDK sees `RateLimitError`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice_e2e::client::post;
+use sluice_e2e::fleet::{Gateway, config, start_gateway, start_sim};
+use sluice_e2e::tenancy::{ADMIN_TOKEN, chat, wait_until};
+use sluice_e2e::{API_KEY, Proc, TempDir};
+
+/// Each run's own Redis keys: runs and tests never count each other's requests.
+fn key_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("sluice-e2e:{test}:{}:{nanos}:", std::process::id())
+}
+
+/// A fresh database on the machine's PostgreSQL, for replicas that share their store.
+fn fresh_database(test: &str) -> String {
+    let name = format!("sluice_e2e_{test}_{}", std::process::id());
+    for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+        let status = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c", &sql])
+            .status()
+            .expect("psql runs");
+        assert!(status.success(), "{sql}");
+    }
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+async fn gateway(dir: &TempDir, endpoint: &str, limits: &str, shared: Option<(&str, &str)>) -> Gateway {
+    let shared = shared.map_or_else(String::new, |(prefix, database)| {
+        format!(
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\nreplicas = 2\n\n\
+             [database]\nurl = \"{database}\"\n\n"
+        )
+    });
+    // `extra` follows the fleet tenant's table, so `[tenants.limits]` is that tenant's.
+    let extra = format!("[tenants.limits]\n{limits}\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{shared}");
+    start_gateway(dir, |listen, admin| config(listen, admin, &[endpoint.to_owned()], "", &extra)).await
+}
+
+async fn chat_on(gw: &Gateway) -> sluice_e2e::Reply {
+    post(&format!("{}/v1/chat/completions", gw.api()), Some(API_KEY), &chat()).await
+}
+
+/// Offers requests every `every` for `total` across `gateways` in turn; returns how many got
+/// 200 and checks every other answer is a proper 429.
+async fn offer(gateways: &[&Gateway], every: Duration, total: Duration) -> usize {
+    let start = Instant::now();
+    let mut admitted = 0;
+    let mut i = 0;
+    while start.elapsed() < total {
+        let next = start + every * u32::try_from(i).unwrap();
+        tokio::time::sleep_until(next.into()).await;
+        let reply = chat_on(gateways[i % gateways.len()]).await;
+        match reply.status.as_u16() {
+            200 => admitted += 1,
+            429 => {
+                assert_eq!(reply.json()["error"]["type"], "rate_limit_exceeded", "{}", reply.text());
+                assert!(reply.headers.contains_key("retry-after"));
+                assert_eq!(reply.headers["x-ratelimit-limit-requests"], "600");
+            }
+            other => panic!("unexpected {other}: {}", reply.text()),
+        }
+        i += 1;
+    }
+    admitted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_limit_holds_over_thirty_seconds_with_openai_headers() {
+    let dir = TempDir::new("ratelimit-config");
+    let sim = start_sim(&dir, "sim", None, &[]).await;
+    let gw = gateway(&dir, &sim.url(), "requests_per_minute = 600", None).await;
+    let first = chat_on(&gw).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.headers["x-ratelimit-limit-requests"], "600");
+    assert!(first.headers.contains_key("x-ratelimit-remaining-requests"));
+    assert!(first.headers.contains_key("x-ratelimit-reset-requests"));
+    // Let the burst refill, then offer 50/s (5× the limit) for 30 s: 600/min admits 300, plus the
+    // burst of half a second's worth (5).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let admitted = offer(&[&gw], Duration::from_millis(20), Duration::from_secs(30)).await;
+    assert!((294..=306).contains(&admitted), "{admitted} admitted; expected 300 ± 2%");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_enforce_one_limit_and_admin_changes_reach_both() {
+    let dir = TempDir::new("ratelimit-replicas");
+    let sim = start_sim(&dir, "sim", None, &[]).await;
+    let prefix = key_prefix("replicas");
+    let database = fresh_database("replicas");
+    let a = gateway(&dir, &sim.url(), "requests_per_minute = 600", Some((&prefix, &database))).await;
+    let b = gateway(&dir, &sim.url(), "requests_per_minute = 600", Some((&prefix, &database))).await;
+    // 10 s at 50/s, alternating: one global 600/min admits 100 + a burst of 5 between the two
+    // (each alone would admit as many).
+    let admitted = offer(&[&a, &b], Duration::from_millis(20), Duration::from_secs(10)).await;
+    assert!((100..=110).contains(&admitted), "{admitted} admitted by two replicas; expected 105 ± 5%");
+    let ready: serde_json::Value =
+        serde_json::from_str(&sluice_e2e::client::get(&format!("{}/readyz", a.admin_url()), None).await.text())
+            .unwrap();
+    assert_eq!(ready["limits"]["degraded"], false, "{ready}");
+
+    // Both replicas serve from one PostgreSQL: a change made through one's admin API reaches
+    // both (NOTIFY, then a new snapshot) within a second.
+    let url = format!("{}/admin/api/tenants/{}/limits", a.admin_url(), sluice_e2e::TENANT);
+    let body = json!({"requests_per_minute": 1});
+    let reply = sluice_e2e::client::send(http::Method::PUT, &url, Some(ADMIN_TOKEN), Some(&body)).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    for gw in [&a, &b] {
+        wait_until("the lowered limit applies", Duration::from_secs(1), || async {
+            chat_on(gw).await.headers.get("x-ratelimit-limit-requests").is_some_and(|v| v == "1")
+        })
+        .await;
+    }
+}
+
+/// A Redis of the test's own on a free port, so that stopping it stops nobody else's.
+fn own_redis(dir: &TempDir, port: u16) -> Proc {
+    let mut cmd = std::process::Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    Proc::spawn(&format!("redis-{port}"), cmd, dir.path())
+}
+
+async fn readyz(gw: &Gateway) -> serde_json::Value {
+    serde_json::from_str(&sluice_e2e::client::get(&format!("{}/readyz", gw.admin_url()), None).await.text()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_falls_back_then_recovers() {
+    let dir = TempDir::new("ratelimit-redis-down");
+    let sim = start_sim(&dir, "sim", None, &[]).await;
+    let port = sluice_e2e::net::free_port();
+    let mut redis = own_redis(&dir, port);
+    let url = format!("redis://127.0.0.1:{port}");
+    wait_until("redis answers", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { redis_ping(&url) }
+    })
+    .await;
+    let shared = |fallback: &str| {
+        format!("[redis]\nurl = \"{url}\"\non_unavailable = \"{fallback}\"\nreplicas = 2\ntimeout = \"100ms\"\n")
+    };
+    let extra = |fallback: &str| {
+        format!("[tenants.limits]\nmax_concurrency = 8\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{}", shared(fallback))
+    };
+    let local = start_gateway(&dir, |l, a| config(l, a, &[sim.url()], "", &extra("local"))).await;
+    let closed = start_gateway(&dir, |l, a| config(l, a, &[sim.url()], "", &extra("closed"))).await;
+    for gw in [&local, &closed] {
+        assert_eq!(chat_on(gw).await.status, 200);
+        assert_eq!(readyz(gw).await["limits"]["degraded"], false);
+    }
+
+    redis.signal("KILL");
+    wait_until("redis is gone", Duration::from_secs(10), || async { sluice_e2e::net::port_is_free(port) }).await;
+    // Local fallback: served, on each replica's share of the limit, and reported.
+    let reply = chat_on(&local).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ready = readyz(&local).await;
+    assert_eq!((ready["status"].as_str(), ready["limits"]["degraded"].as_bool()), (Some("degraded"), Some(true)));
+    assert!(
+        sluice_e2e::metrics::sum(&local.metrics().await, "sluice_limits_fallbacks_total", &[]).unwrap_or(0.0) >= 1.0
+    );
+    // Fail closed: refused with a clear, retryable error.
+    let reply = chat_on(&closed).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "rate_limits_unavailable");
+    assert_eq!(reply.headers["retry-after"], "1");
+
+    // Redis comes back on the same port: both recover (Redis is tried again a second after a
+    // failure, on the next decision).
+    let _redis = own_redis(&dir, port);
+    for gw in [&local, &closed] {
+        wait_until("the limits are shared again", Duration::from_secs(15), || async {
+            chat_on(gw).await.status == 200 && readyz(gw).await["limits"]["degraded"] == false
+        })
+        .await;
+    }
+}
+
+fn redis_ping(url: &str) -> bool {
+    let port = url.rsplit(':').next().unwrap_or_default();
+    std::process::Command::new("redis-cli")
+        .args(["-p", port, "ping"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+}
+
+/// The official OpenAI Python SDK, in a virtualenv of the test's own (pip from PyPI).
+fn openai_python(dir: &TempDir) -> std::path::PathBuf {
+    let venv = dir.path().join("venv");
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    let python = venv.join("bin/python");
+    run(std::process::Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "openai>=1.40",
+    ]));
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_sdk_sees_rate_limit_error_with_the_headers() {
+    let dir = TempDir::new("ratelimit-openai-sdk");
+    let sim = start_sim(&dir, "sim", None, &[]).await;
+    let gw = gateway(&dir, &sim.url(), "requests_per_minute = 1\nmonthly_token_budget = 1000000", None).await;
+    let python = openai_python(&dir);
+    let script = r#"
+import json, sys, openai
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2], max_retries=0)
+messages = [{"role": "user", "content": "hello"}]
+first = client.chat.completions.with_raw_response.create(model=sys.argv[3], messages=messages, max_tokens=3)
+out = {"first_limit": first.headers.get("x-ratelimit-limit-requests")}
+try:
+    client.chat.completions.create(model=sys.argv[3], messages=messages, max_tokens=3)
+    out["second"] = "ok"
+except openai.RateLimitError as e:
+    out["second"] = type(e).__name__
+    out["status"] = e.status_code
+    out["type"] = e.body.get("type") if isinstance(e.body, dict) else None
+    out["retry_after"] = e.response.headers.get("retry-after")
+    out["remaining"] = e.response.headers.get("x-ratelimit-remaining-requests")
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new(python)
+        .args(["-c", script, &gw.api(), API_KEY, sluice_e2e::MODEL])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let out: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(out["first_limit"], "1", "{out}");
+    assert_eq!(out["second"], "RateLimitError", "{out}");
+    assert_eq!(out["status"], 429);
+    assert_eq!(out["type"], "rate_limit_exceeded");
+    assert!(out["retry_after"].as_str().is_some_and(|s| s.parse::<u64>().is_ok()), "{out}");
+    assert_eq!(out["remaining"], "0");
+}
