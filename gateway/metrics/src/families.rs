@@ -24,6 +24,8 @@ const E2E_BUCKETS: &[f64] =
 const OVERHEAD_BUCKETS: &[f64] = &[
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
+/// Waits in a pool's admission queue: bounded by its `queue_timeout` (5 s by default).
+const QUEUE_WAIT_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 /// OpenTelemetry's advice for `gen_ai.client.token.usage`.
 const TOKEN_BUCKETS: &[f64] =
     &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0];
@@ -51,6 +53,9 @@ pub struct Metrics {
     endpoint_ejections: IntCounterVec,
     upstream_errors: IntCounterVec,
     retries: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    queue_wait: HistogramVec,
+    queue_rejections: IntCounterVec,
     /// Handles of each tenant and model's series, resolved once: a label lookup hashes every
     /// label value, and a request touches up to nine series.
     series: Arc<RwLock<SeriesMap>>,
@@ -89,6 +94,28 @@ impl EndpointMetrics {
     /// Counts a failed attempt; `kind` is one of a fixed set (connect, timeout, status_5xx, …).
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors.with_label_values(&[self.pool.as_str(), self.endpoint.as_str(), kind]).inc();
+    }
+}
+
+/// Handles for one pool's admission queue.
+#[derive(Clone)]
+pub struct PoolQueueMetrics {
+    /// Time spent queued by the requests that had to wait and were then admitted.
+    pub wait: Histogram,
+    depth: IntGaugeVec,
+    rejections: IntCounterVec,
+    pool: String,
+}
+
+impl PoolQueueMetrics {
+    /// The tenant's queue depth gauge; resolve once per tenant, not per request.
+    pub fn depth(&self, tenant: &str) -> IntGauge {
+        self.depth.with_label_values(&[self.pool.as_str(), tenant])
+    }
+
+    /// Counts a request refused by the queue; `reason` is `timeout` or `queue_full`.
+    pub fn reject(&self, tenant: &str, reason: &'static str) {
+        self.rejections.with_label_values(&[self.pool.as_str(), tenant, reason]).inc();
     }
 }
 
@@ -163,6 +190,26 @@ impl Metrics {
                 Opts::new("sluice_upstream_retries_total", "Attempts retried on another endpoint."),
                 &["pool"],
             )?,
+            queue_depth: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_pool_queue_depth",
+                    "Requests waiting for a slot in a saturated pool, by pool and tenant.",
+                ),
+                &["pool", "tenant"],
+            )?,
+            queue_wait: histogram(
+                "sluice_pool_queue_wait_seconds",
+                "Time requests waited in a saturated pool's admission queue before being admitted.",
+                QUEUE_WAIT_BUCKETS,
+                &["pool"],
+            )?,
+            queue_rejections: IntCounterVec::new(
+                Opts::new(
+                    "sluice_pool_queue_rejections_total",
+                    "Requests refused by a saturated pool's admission queue, by reason (timeout, queue_full).",
+                ),
+                &["pool", "tenant", "reason"],
+            )?,
             series: Arc::default(),
             registry,
         };
@@ -179,6 +226,9 @@ impl Metrics {
         m.registry.register(Box::new(m.endpoint_ejections.clone()))?;
         m.registry.register(Box::new(m.upstream_errors.clone()))?;
         m.registry.register(Box::new(m.retries.clone()))?;
+        m.registry.register(Box::new(m.queue_depth.clone()))?;
+        m.registry.register(Box::new(m.queue_wait.clone()))?;
+        m.registry.register(Box::new(m.queue_rejections.clone()))?;
         Ok(m)
     }
 
@@ -199,6 +249,15 @@ impl Metrics {
             upstream_errors: self.upstream_errors.clone(),
             pool: pool.to_owned(),
             endpoint: endpoint.to_owned(),
+        }
+    }
+
+    pub fn pool_queue(&self, pool: &str) -> PoolQueueMetrics {
+        PoolQueueMetrics {
+            wait: self.queue_wait.with_label_values(&[pool]),
+            depth: self.queue_depth.clone(),
+            rejections: self.queue_rejections.clone(),
+            pool: pool.to_owned(),
         }
     }
 
@@ -296,6 +355,10 @@ mod tests {
         let ep = m.endpoint("p", "w1");
         ep.in_flight.inc();
         ep.upstream_error("connect");
+        let queue = m.pool_queue("p");
+        queue.depth("acme").set(2);
+        queue.reject("acme", "timeout");
+        queue.wait.observe(0.2);
         let text = String::from_utf8(m.render()).unwrap();
         for needle in [
             r#"sluice_requests_total{model="llama",outcome="ok",tenant="acme"} 1"#,
@@ -306,6 +369,9 @@ mod tests {
             r#"sluice_gateway_overhead_seconds_bucket{le="0.00005"} 1"#,
             r#"sluice_endpoint_in_flight{endpoint="w1",pool="p"} 1"#,
             r#"sluice_upstream_errors_total{endpoint="w1",kind="connect",pool="p"} 1"#,
+            r#"sluice_pool_queue_depth{pool="p",tenant="acme"} 2"#,
+            r#"sluice_pool_queue_rejections_total{pool="p",reason="timeout",tenant="acme"} 1"#,
+            r#"sluice_pool_queue_wait_seconds_bucket{pool="p",le="0.25"} 1"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

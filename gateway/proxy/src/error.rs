@@ -8,7 +8,7 @@ use sluice_metrics::Outcome;
 use sluice_openai::ErrorBody;
 
 use crate::body::ResponseBody;
-use crate::upstream::RequestSize;
+use crate::upstream::{QueueRejection, RequestSize};
 
 /// Which upstream timeout fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,10 @@ pub enum GatewayError {
         .size.head, .size.body
     )]
     UpstreamRefusedSize { model: String, size: RequestSize },
+    /// Every usable worker of the pool was at its in-flight limit, and the request could not
+    /// wait for a slot: it waited `waited` in the pool's queue, or the queue was full.
+    #[error("{}", saturated_message(model, *reason, *waited))]
+    PoolSaturated { model: String, reason: QueueRejection, waited: Duration },
     #[error("{message}")]
     PolicyDenied { plugin: String, status: u16, message: String },
     #[error("the policy plugin '{plugin}' failed ({kind}); the request was not processed")]
@@ -87,7 +91,9 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyRead(_) | GatewayError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            GatewayError::NoHealthyEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::NoHealthyEndpoint { .. } | GatewayError::PoolSaturated { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamRefusedSize { size, .. } if size.head_is_large() => {
@@ -119,6 +125,7 @@ impl GatewayError {
             GatewayError::InvalidBody { .. } => ("invalid_request_error", "invalid_body"),
             GatewayError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
             GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
+            GatewayError::PoolSaturated { .. } => ("server_error", "pool_saturated"),
             GatewayError::Upstream { .. } => ("server_error", "upstream_error"),
             GatewayError::UpstreamTimeout { .. } => ("server_error", "upstream_timeout"),
             GatewayError::UpstreamRefusedSize { .. } => ("invalid_request_error", "request_too_large"),
@@ -143,6 +150,7 @@ impl GatewayError {
             | GatewayError::BodyRead(_)
             | GatewayError::BodyTimeout { .. }
             | GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::PoolSaturated { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamRefusedSize { .. }
@@ -168,7 +176,9 @@ impl GatewayError {
             | GatewayError::ConcurrencyLimit { .. } => Outcome::ClientError,
             GatewayError::PolicyDenied { .. } if self.status().is_server_error() => Outcome::Unavailable,
             GatewayError::PolicyDenied { .. } => Outcome::ClientError,
-            GatewayError::NoHealthyEndpoint { .. } | GatewayError::PluginFailed { .. } => Outcome::Unavailable,
+            GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::PoolSaturated { .. }
+            | GatewayError::PluginFailed { .. } => Outcome::Unavailable,
             GatewayError::Upstream { .. } => Outcome::UpstreamError,
             GatewayError::UpstreamTimeout { .. } => Outcome::UpstreamTimeout,
             // The worker refused it, as it would with a 413 of its own.
@@ -193,7 +203,9 @@ impl GatewayError {
             GatewayError::MissingApiKey | GatewayError::InvalidApiKey => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            GatewayError::NoHealthyEndpoint { .. } | GatewayError::PluginFailed { .. } => {
+            GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::PoolSaturated { .. }
+            | GatewayError::PluginFailed { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::MethodNotAllowed { .. } => {
@@ -217,6 +229,17 @@ impl GatewayError {
             | GatewayError::Internal(_) => {}
         }
         response
+    }
+}
+
+fn saturated_message(model: &str, reason: QueueRejection, waited: Duration) -> String {
+    match reason {
+        QueueRejection::Timeout => format!(
+            "every worker for model '{model}' is at capacity and the request waited {waited:?} for a slot; retry later"
+        ),
+        QueueRejection::QueueFull => {
+            format!("every worker for model '{model}' is at capacity and its queue is full; retry later")
+        }
     }
 }
 
@@ -314,6 +337,22 @@ mod tests {
         let r = GatewayError::NoHealthyEndpoint { model: "m".into() }.into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn a_saturated_pool_is_a_503_with_retry_after() {
+        let e = GatewayError::PoolSaturated {
+            model: "m".into(),
+            reason: QueueRejection::Timeout,
+            waited: Duration::from_secs(5),
+        };
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.outcome(), Outcome::Unavailable);
+        let v = body_of(&e);
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["code"], "pool_saturated");
+        assert!(v["error"]["message"].as_str().unwrap().contains("waited 5s"), "{v}");
+        assert_eq!(e.into_response().headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
-//! admit (the tenant's model allow-list) → prepare upstream body → forward (route plugins pick the endpoint, retry before first byte) →
+//! admit (the tenant's model allow-list) → prepare upstream body → forward (the
+//! pool's fair admission queue when it is saturated, route plugins pick the endpoint, retry before first byte) →
 //! respond (buffered, or the streaming relay).
 
 use std::sync::Arc;
@@ -105,7 +106,8 @@ where
     ex.overhead += after_read.elapsed();
 
     let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant.name)).unwrap_or_else(|| Arc::from(""));
-    let router = forward::Router { chain: &chain, tenant: &tenant, request: &route_request };
+    let priority = ex.key.as_ref().map(|k| k.tenant.priority).unwrap_or_default();
+    let router = forward::Router { chain: &chain, tenant: &tenant, priority, request: &route_request };
     let forwarded = forward::run(pool, &router, &gateway.metrics, ex, api, &upstream_body).await?;
     let limits = RelayLimits {
         idle: pool.config.idle_timeout,

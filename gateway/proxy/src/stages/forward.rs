@@ -5,6 +5,11 @@
 //! because of its own size — the worker closed the connection without an answer while taking a
 //! request larger than workers commonly accept ([`SendError::TooLarge`]) — is not retried either,
 //! and does not count against the endpoint's health: the request, not the worker, is at fault.
+//!
+//! In a pool whose endpoints have in-flight limits, the request is first admitted by the pool's
+//! fair queue (`upstream/fair_queue.rs`), waiting there while every usable endpoint is at its
+//! limit, and every attempt then takes a slot on an endpoint below its limit. The admission is
+//! held, with the endpoint's slot, until the response ends.
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -18,12 +23,13 @@ use http_body_util::BodyExt;
 use sluice_metrics::{Api, Metrics};
 use sluice_plugin_host::types::RouteRequest;
 use sluice_plugin_host::{Chain, Hook};
+use sluice_store_model::Priority;
 use tokio::time::{Instant, timeout_at};
 
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::exchange::{Exchange, X_REQUEST_ID};
 use crate::stages::prepare::UpstreamBody;
-use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool, SendError, WorkerBody};
+use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool, QueueRejection, SendError, WorkerBody};
 
 /// Larger whole responses (huge embedding batches) are refused rather than buffered.
 const MAX_BUFFERED_RESPONSE: usize = 256 * 1024 * 1024;
@@ -73,8 +79,11 @@ impl Failure {
 /// The route plugins of this request's chain and what they are told about it.
 pub struct Router<'a> {
     pub chain: &'a Chain,
-    /// Whose request it is: the chain runs the route plugins bound for this tenant.
+    /// Whose request it is: the chain runs the route plugins bound for this tenant, and the
+    /// pool's admission queue gives it its tenant's turn.
     pub tenant: &'a str,
+    /// The tenant's weight in the admission queue.
+    pub priority: Priority,
     pub request: &'a RouteRequest,
 }
 
@@ -103,7 +112,24 @@ async fn choose<'p>(
             }
         }
     }
-    Ok(pool.pick(tried))
+    Ok(pool.pick_with_room(tried))
+}
+
+/// The endpoint for the next attempt and its in-flight slot; every endpoint considered joins
+/// `tried`. One that filled up between the choice and the slot (another request took its last
+/// one) is passed over for the next choice.
+async fn acquire<'p>(
+    pool: &'p Pool,
+    router: &Router<'_>,
+    tried: &mut Vec<usize>,
+) -> Result<Option<(&'p Arc<Endpoint>, InFlightGuard)>, GatewayError> {
+    while let Some((index, endpoint)) = choose(pool, router, tried).await? {
+        tried.push(index);
+        if let Some(guard) = endpoint.try_begin() {
+            return Ok(Some((endpoint, guard)));
+        }
+    }
+    Ok(None)
 }
 
 pub async fn run(
@@ -116,20 +142,28 @@ pub async fn run(
 ) -> Result<Forwarded, GatewayError> {
     let config = &pool.config;
     let total_deadline = Instant::from_std(ex.start) + config.total_timeout;
+    // Dropped on every early return (the client gone included): the slot goes to the next.
+    let mut permit = match &pool.queue {
+        None => None,
+        Some(queue) => {
+            Some(queue.admit(router.tenant, router.priority, config.queue_timeout).await.map_err(|reason| {
+                GatewayError::PoolSaturated { model: ex.model.to_string(), reason, waited: config.queue_timeout }
+            })?)
+        }
+    };
     let mut tried: Vec<usize> = Vec::with_capacity(1 + config.max_retries as usize);
     let mut last: Option<Failure> = None;
     for attempt in 0..=config.max_retries {
-        let Some((index, endpoint)) = choose(pool, router, &tried).await? else { break };
+        let Some((endpoint, mut guard)) = acquire(pool, router, &mut tried).await? else { break };
         if attempt > 0 {
             metrics.retry(&pool.name);
         }
-        tried.push(index);
         ex.attempts += 1;
         ex.endpoint = Some(endpoint.name.clone());
-        let guard = endpoint.begin();
         match attempt_once(pool, endpoint, api, body, ex, total_deadline).await {
             Ok(reply) => {
                 endpoint.record_success();
+                guard.hold(permit.take());
                 return Ok(Forwarded { reply, guard });
             }
             Err(AttemptError::Refused(error)) => {
@@ -157,6 +191,10 @@ pub async fn run(
     }
     let model = ex.model.to_string();
     Err(match last {
+        // Admitted, yet every usable endpoint was full: the pool lost capacity meanwhile.
+        None if permit.is_some() && pool.has_full_endpoint() => {
+            GatewayError::PoolSaturated { model, reason: QueueRejection::QueueFull, waited: Duration::ZERO }
+        }
         None => GatewayError::NoHealthyEndpoint { model },
         Some(Failure { timeout: Some(phase), .. }) => {
             let after = match phase {

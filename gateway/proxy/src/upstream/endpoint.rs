@@ -8,6 +8,8 @@ use http::Uri;
 use sluice_config::{EjectionConfig, EndpointConfig};
 use sluice_metrics::{Api, EndpointMetrics};
 
+use super::fair_queue::PoolPermit;
+
 /// Why an attempt failed, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -52,6 +54,8 @@ pub struct Endpoint {
     uris: [Uri; 3],
     health_uri: Uri,
     in_flight: AtomicUsize,
+    /// Requests it may have in flight; `None`: unlimited.
+    max_in_flight: Option<usize>,
     drained: AtomicBool,
     /// Set by the active health checker.
     healthy: AtomicBool,
@@ -85,6 +89,7 @@ impl Endpoint {
     pub fn new(
         pool: Arc<str>,
         config: &EndpointConfig,
+        max_in_flight: Option<u32>,
         health_path: &str,
         ejection_config: EjectionConfig,
         metrics: EndpointMetrics,
@@ -103,6 +108,7 @@ impl Endpoint {
             uris,
             health_uri: join(&config.url, health_path)?,
             in_flight: AtomicUsize::new(0),
+            max_in_flight: max_in_flight.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             drained: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             consecutive_probe_failures: AtomicU32::new(0),
@@ -129,6 +135,15 @@ impl Endpoint {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn max_in_flight(&self) -> Option<usize> {
+        self.max_in_flight
+    }
+
+    /// Below its in-flight limit (always, without one).
+    pub fn has_room(&self) -> bool {
+        self.max_in_flight.is_none_or(|max| self.in_flight() < max)
     }
 
     /// Passing health checks, not ejected and not drained.
@@ -162,7 +177,19 @@ impl Endpoint {
     pub fn begin(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.metrics.in_flight.inc();
-        InFlightGuard(Arc::clone(self))
+        InFlightGuard { endpoint: Arc::clone(self), permit: None }
+    }
+
+    /// Counts a request in flight if the endpoint is below its limit. Two requests racing for
+    /// its last slot cannot both get it.
+    pub fn try_begin(self: &Arc<Self>) -> Option<InFlightGuard> {
+        if let Some(max) = self.max_in_flight {
+            self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        } else {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.in_flight.inc();
+        Some(InFlightGuard { endpoint: Arc::clone(self), permit: None })
     }
 
     pub fn record_success(&self) {
@@ -218,20 +245,31 @@ impl Endpoint {
     }
 }
 
-/// Decrements the endpoint's in-flight count when dropped.
+/// Decrements the endpoint's in-flight count when dropped, then returns the request's pool
+/// permit, if it holds one: the endpoint's slot is free by the time the next queued request is
+/// admitted.
 #[derive(Debug)]
-pub struct InFlightGuard(Arc<Endpoint>);
+pub struct InFlightGuard {
+    endpoint: Arc<Endpoint>,
+    permit: Option<PoolPermit>,
+}
 
 impl InFlightGuard {
     pub fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.0
+        &self.endpoint
+    }
+
+    /// Keeps the request's admission to the pool until the response ends.
+    pub fn hold(&mut self, permit: Option<PoolPermit>) {
+        self.permit = permit;
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.metrics.in_flight.dec();
+        self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.endpoint.metrics.in_flight.dec();
+        // `permit` drops after this, releasing the pool slot.
     }
 }
 
@@ -247,7 +285,7 @@ mod tests {
             base: Duration::from_secs(10),
             max: Duration::from_secs(60),
         };
-        Arc::new(Endpoint::new(Arc::from("p"), &cfg, "/health", ej, metrics.endpoint("p", "w")).unwrap())
+        Arc::new(Endpoint::new(Arc::from("p"), &cfg, None, "/health", ej, metrics.endpoint("p", "w")).unwrap())
     }
 
     #[test]
@@ -270,6 +308,23 @@ mod tests {
         drop(g1);
         drop(g2);
         assert_eq!(e.in_flight(), 0);
+    }
+
+    #[test]
+    fn try_begin_respects_the_limit() {
+        let metrics = sluice_metrics::Metrics::new().unwrap();
+        let cfg =
+            EndpointConfig { name: "w".into(), url: "http://h".parse().unwrap(), http2: false, max_in_flight: None };
+        let ej = EjectionConfig { consecutive_failures: 1, base: Duration::from_secs(1), max: Duration::from_secs(1) };
+        let e = Arc::new(Endpoint::new(Arc::from("p"), &cfg, Some(2), "/h", ej, metrics.endpoint("p", "w")).unwrap());
+        let a = e.try_begin().unwrap();
+        let _b = e.try_begin().unwrap();
+        assert!(!e.has_room());
+        assert!(e.try_begin().is_none());
+        drop(a);
+        assert!(e.has_room());
+        let _c = e.try_begin().unwrap();
+        assert_eq!(e.in_flight(), 2);
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub async fn run(pool: Arc<Pool>, cancel: CancellationToken) {
             _ = interval.tick() => {}
         }
         futures_util::future::join_all(pool.endpoints.iter().map(|e| probe(&pool, e))).await;
+        // An endpoint back in service (or out of its ejection) adds slots that no finishing
+        // request would hand to the queued ones.
+        if let Some(queue) = &pool.queue {
+            queue.poke();
+        }
     }
 }
 

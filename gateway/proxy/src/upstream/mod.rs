@@ -3,6 +3,7 @@
 mod client;
 mod endpoint;
 mod error_body;
+pub mod fair_queue;
 mod h1;
 pub mod health;
 mod pool;
@@ -13,5 +14,6 @@ pub use client::{
 };
 pub use endpoint::{Endpoint, FailureKind, InFlightGuard};
 pub use error_body::wrap_error_body;
+pub use fair_queue::{FairQueue, PoolPermit, QueueRejection};
 pub use h1::{BodyError, WorkerBody, WorkerResponse};
 pub use pool::{Pool, Upstreams};

@@ -11,6 +11,7 @@ use sluice_store_model::Pool as StoredPool;
 
 use super::client::UpstreamClient;
 use super::endpoint::Endpoint;
+use super::fair_queue::{Capacity, CapacityFn, FairQueue};
 
 #[derive(Debug)]
 pub struct Pool {
@@ -19,6 +20,9 @@ pub struct Pool {
     pub endpoints: Vec<Arc<Endpoint>>,
     pub config: UpstreamConfig,
     pub client: UpstreamClient,
+    /// The admission queue, when some endpoint has an in-flight limit; shared by the pools
+    /// that replace this one (same name), so the permits held carry over.
+    pub queue: Option<Arc<FairQueue>>,
     /// Rotates the starting point of the least-in-flight scan so ties spread evenly.
     next: AtomicUsize,
 }
@@ -33,15 +37,17 @@ impl Pool {
                 Endpoint::new(
                     Arc::clone(&name),
                     e,
+                    e.max_in_flight.or(config.upstream.max_in_flight),
                     &config.upstream.health.path,
                     config.upstream.ejection.clone(),
                     metrics.endpoint(&config.name, &e.name),
                 )
                 .map(Arc::new)
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Pool {
             models: config.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+            queue: admission_queue(&name, &endpoints, &config.upstream, None, metrics),
             endpoints,
             client: UpstreamClient::new(&config.upstream),
             config: config.upstream.clone(),
@@ -51,8 +57,18 @@ impl Pool {
     }
 
     /// The available endpoint with the fewest requests in flight, skipping `exclude` (indices
-    /// already tried for this request). The routing plugin replaces this choice.
+    /// already tried for this request), whatever the endpoints' in-flight limits.
     pub fn pick(&self, exclude: &[usize]) -> Option<(usize, &Arc<Endpoint>)> {
+        self.pick_where(exclude, false)
+    }
+
+    /// As [`Pool::pick`], among the endpoints below their in-flight limit: the host's choice
+    /// for a request, when route plugins make none.
+    pub fn pick_with_room(&self, exclude: &[usize]) -> Option<(usize, &Arc<Endpoint>)> {
+        self.pick_where(exclude, true)
+    }
+
+    fn pick_where(&self, exclude: &[usize], need_room: bool) -> Option<(usize, &Arc<Endpoint>)> {
         let n = self.endpoints.len();
         if n == 0 {
             return None;
@@ -62,7 +78,7 @@ impl Pool {
         for offset in 0..n {
             let i = (start + offset) % n;
             let e = &self.endpoints[i];
-            if exclude.contains(&i) || !e.is_available() {
+            if exclude.contains(&i) || !e.is_available() || (need_room && !e.has_room()) {
                 continue;
             }
             let load = e.in_flight();
@@ -75,8 +91,9 @@ impl Pool {
 }
 
 impl Pool {
-    /// The endpoints not in `exclude`, as routing candidates (`id` is the endpoint's index),
-    /// starting at a rotating offset so a router that takes the first of equals spreads ties.
+    /// The endpoints not in `exclude` and below their in-flight limit, as routing candidates
+    /// (`id` is the endpoint's index), starting at a rotating offset so a router that takes the
+    /// first of equals spreads ties.
     pub fn candidates(&self, exclude: &[usize]) -> Vec<Candidate> {
         let n = self.endpoints.len();
         if n == 0 {
@@ -86,6 +103,7 @@ impl Pool {
         (0..n)
             .map(|offset| (start + offset) % n)
             .filter(|i| !exclude.contains(i))
+            .filter(|i| self.endpoints[*i].has_room())
             .filter_map(|i| {
                 let e = &self.endpoints[i];
                 Some(Candidate {
@@ -102,12 +120,52 @@ impl Pool {
             .collect()
     }
 
-    /// Endpoint `index` if it is available and not in `exclude`.
+    /// Endpoint `index` if it is available, below its in-flight limit and not in `exclude`.
     pub fn available(&self, index: usize, exclude: &[usize]) -> Option<(usize, &Arc<Endpoint>)> {
         if exclude.contains(&index) {
             return None;
         }
-        self.endpoints.get(index).filter(|e| e.is_available()).map(|e| (index, e))
+        self.endpoints.get(index).filter(|e| e.is_available() && e.has_room()).map(|e| (index, e))
+    }
+
+    /// Whether some available endpoint is at its in-flight limit.
+    pub fn has_full_endpoint(&self) -> bool {
+        self.endpoints.iter().any(|e| e.is_available() && !e.has_room())
+    }
+}
+
+/// The slots of the usable endpoints: what the admission queue may hand out.
+fn capacity(endpoints: &[Arc<Endpoint>]) -> Capacity {
+    let mut slots = 0usize;
+    for e in endpoints.iter().filter(|e| e.is_available()) {
+        match e.max_in_flight() {
+            None => return Capacity::Unlimited,
+            Some(n) => slots = slots.saturating_add(n),
+        }
+    }
+    Capacity::Slots(slots)
+}
+
+/// The pool's admission queue: `previous`'s, counting against the new endpoints, or a new one;
+/// none when no endpoint has an in-flight limit (nothing to wait for, no lock per request).
+fn admission_queue(
+    name: &str,
+    endpoints: &[Arc<Endpoint>],
+    upstream: &UpstreamConfig,
+    previous: Option<&Arc<FairQueue>>,
+    metrics: &Metrics,
+) -> Option<Arc<FairQueue>> {
+    if endpoints.iter().all(|e| e.max_in_flight().is_none()) {
+        return None;
+    }
+    let list = endpoints.to_vec();
+    let capacity: CapacityFn = Arc::new(move || capacity(&list));
+    match previous {
+        Some(queue) => {
+            queue.reconfigure(capacity, upstream.max_queued);
+            Some(Arc::clone(queue))
+        }
+        None => Some(FairQueue::new(capacity, upstream.max_queued, metrics.pool_queue(name))),
     }
 }
 
@@ -118,6 +176,7 @@ impl Pool {
     fn from_store(
         stored: &StoredPool,
         upstream: &UpstreamConfig,
+        configured: &[EndpointConfig],
         previous: Option<&Pool>,
         metrics: &Metrics,
     ) -> Result<Self, String> {
@@ -137,9 +196,13 @@ impl Pool {
                 continue;
             }
             let config = EndpointConfig { name: e.name.clone(), url, http2: e.http2, max_in_flight: None };
+            // Stored endpoints have no limit of their own: the config file's endpoint of the
+            // same name in the same pool lends its own, else the pool's applies.
+            let limit = configured.iter().find(|c| c.name == e.name).and_then(|c| c.max_in_flight);
             let endpoint = Endpoint::new(
                 Arc::clone(&name),
                 &config,
+                limit.or(upstream.max_in_flight),
                 &upstream.health.path,
                 upstream.ejection.clone(),
                 metrics.endpoint(&stored.name, &e.name),
@@ -152,9 +215,11 @@ impl Pool {
             Some(p) if p.config == *upstream => p.client.clone(),
             _ => UpstreamClient::new(upstream),
         };
+        let queue = admission_queue(&name, &endpoints, upstream, previous.and_then(|p| p.queue.as_ref()), metrics);
         Ok(Pool {
             models: stored.models.iter().map(|m| Arc::from(m.as_str())).collect(),
             endpoints,
+            queue,
             client,
             config: upstream.clone(),
             next: AtomicUsize::new(0),
@@ -195,10 +260,11 @@ impl Upstreams {
         let mut upstreams = Upstreams::default();
         let mut problems = Vec::new();
         for stored in pools {
-            let upstream =
-                config.pools.iter().find(|p| p.name == stored.name).map_or(&config.upstream, |p| &p.upstream);
+            let configured = config.pools.iter().find(|p| p.name == stored.name);
+            let upstream = configured.map_or(&config.upstream, |p| &p.upstream);
+            let endpoints = configured.map_or(&[][..], |p| &p.endpoints);
             let old = previous.pools.iter().find(|p| *p.name == *stored.name).map(|p| &**p);
-            match Pool::from_store(stored, upstream, old, metrics) {
+            match Pool::from_store(stored, upstream, endpoints, old, metrics) {
                 Ok(pool) => {
                     let pool = Arc::new(pool);
                     for m in &pool.models {
@@ -236,12 +302,38 @@ mod tests {
     use super::*;
 
     fn pool(n: usize) -> Pool {
+        pool_with(n, "")
+    }
+
+    /// `upstream`: more `[pools.upstream]` lines.
+    fn pool_with(n: usize, upstream: &str) -> Pool {
         let text = format!(
-            "[[pools]]\nname = \"p\"\nmodels = [\"m\"]\nendpoints = [{}]\n[pools.upstream.ejection]\nconsecutive_failures = 1",
+            "[[pools]]\nname = \"p\"\nmodels = [\"m\"]\nendpoints = [{}]\n[pools.upstream]\n{upstream}\n[pools.upstream.ejection]\nconsecutive_failures = 1",
             (0..n).map(|i| format!("\"http://127.0.0.1:{}\"", 1000 + i)).collect::<Vec<_>>().join(",")
         );
         let config = Config::from_toml(&text, &[], &|_| None).unwrap();
         Pool::new(&config.pools[0], &Metrics::new().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn in_flight_limits_bring_a_queue_and_full_endpoints_are_passed_over() {
+        assert!(pool(2).queue.is_none(), "no limit, no queue");
+        let p = pool_with(2, "max_in_flight = 1");
+        assert!(p.queue.is_some());
+        assert_eq!(capacity(&p.endpoints), Capacity::Slots(2));
+        let _busy = p.endpoints[0].try_begin().unwrap();
+        for _ in 0..4 {
+            assert_eq!(p.pick_with_room(&[]).unwrap().0, 1);
+        }
+        assert_eq!(p.candidates(&[]).iter().map(|c| c.id).collect::<Vec<_>>(), vec![1]);
+        assert!(p.available(0, &[]).is_none(), "a router's choice of a full endpoint is not taken");
+        assert!(p.pick(&[]).is_some(), "side traffic (plugin embeddings) ignores the limit");
+        let _also = p.endpoints[1].try_begin().unwrap();
+        assert!(p.pick_with_room(&[]).is_none());
+        assert!(p.has_full_endpoint());
+        // An endpoint out of service takes its slots with it.
+        p.endpoints[1].record_failure(crate::upstream::FailureKind::Connect);
+        assert_eq!(capacity(&p.endpoints), Capacity::Slots(1));
     }
 
     #[test]
