@@ -38,8 +38,6 @@ pub enum GatewayError {
     TenantSuspended,
     #[error("this API key may not use the model '{0}'")]
     ModelNotAllowed(String),
-    #[error("too many concurrent requests for this tenant (limit {limit}); retry when one finishes")]
-    ConcurrencyLimit { limit: u64 },
     #[error("unknown path {0}")]
     UnknownPath(String),
     #[error("method {method} is not allowed on {path}")]
@@ -85,7 +83,6 @@ impl GatewayError {
         match self {
             GatewayError::MissingApiKey | GatewayError::InvalidApiKey => StatusCode::UNAUTHORIZED,
             GatewayError::TenantSuspended | GatewayError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
-            GatewayError::ConcurrencyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UnknownPath(_) | GatewayError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,7 +113,6 @@ impl GatewayError {
             GatewayError::InvalidApiKey => ("invalid_request_error", "invalid_api_key"),
             GatewayError::TenantSuspended => ("permission_error", "tenant_suspended"),
             GatewayError::ModelNotAllowed(_) => ("permission_error", "model_not_allowed"),
-            GatewayError::ConcurrencyLimit { .. } => ("rate_limit_error", "concurrency_limit_exceeded"),
             GatewayError::UnknownPath(_) => ("invalid_request_error", "unknown_url"),
             GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
@@ -143,7 +139,6 @@ impl GatewayError {
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::TenantSuspended
-            | GatewayError::ConcurrencyLimit { .. }
             | GatewayError::UnknownPath(_)
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::BodyTooLarge { .. }
@@ -172,9 +167,9 @@ impl GatewayError {
             | GatewayError::InvalidBody { .. }
             | GatewayError::ModelNotFound(_)
             | GatewayError::TenantSuspended
-            | GatewayError::ModelNotAllowed(_)
-            | GatewayError::ConcurrencyLimit { .. } => Outcome::ClientError,
+            | GatewayError::ModelNotAllowed(_) => Outcome::ClientError,
             GatewayError::PolicyDenied { .. } if self.status().is_server_error() => Outcome::Unavailable,
+            GatewayError::PolicyDenied { .. } if self.status() == StatusCode::TOO_MANY_REQUESTS => Outcome::RateLimited,
             GatewayError::PolicyDenied { .. } => Outcome::ClientError,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
@@ -210,9 +205,6 @@ impl GatewayError {
             }
             GatewayError::MethodNotAllowed { .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
-            }
-            GatewayError::ConcurrencyLimit { .. } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::UnknownPath(_)
             | GatewayError::TenantSuspended

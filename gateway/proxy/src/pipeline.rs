@@ -34,7 +34,7 @@ where
         Ok(Step::Models(response)) => response,
         Ok(Step::Local(response)) => {
             let status = response.status().as_u16();
-            ex.finish(Completion { status, outcome: Some(Outcome::Ok), ..Completion::default() });
+            ex.finish(Completion { status, outcome: Some(local_outcome(status)), ..Completion::default() });
             response
         }
         Ok(Step::Reply(forwarded, strip_usage, limits)) => {
@@ -45,6 +45,17 @@ where
             reply.response
         }
         Err(error) => ex.fail(error),
+    }
+}
+
+/// What a plugin's local answer counts as: a `429` is a limit (the rate limiter's refusals), any
+/// other error status a refusal of the client's request, anything else an answer.
+fn local_outcome(status: u16) -> Outcome {
+    match status {
+        429 => Outcome::RateLimited,
+        400..=499 => Outcome::ClientError,
+        500..=599 => Outcome::Unavailable,
+        _ => Outcome::Ok,
     }
 }
 
