@@ -12,7 +12,7 @@ use sluice_config::Config;
 use sluice_server::Sluice;
 use sluice_sim::{SimConfig, SimHandle, SimWorker};
 use sluice_store::Backend;
-use sluice_store::model::{Actor, Slo};
+use sluice_store::model::{Actor, Limits, Slo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -92,6 +92,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let store = crate::serve::open_store(&config, &args.data_dir).await?;
     let running = Sluice::build_with_store(config, Arc::clone(&store), Vec::new(), None).await?.start().await?;
     seed_slos(store.as_ref()).await?;
+    seed_limits(store.as_ref()).await?;
     print_banner(&running.base_url(), &running.admin_url(), &keys[0], &admin_token, args.workers, args.traffic);
 
     let cancel = CancellationToken::new();
@@ -131,6 +132,18 @@ async fn seed_slos(store: &dyn Backend) -> anyhow::Result<()> {
         };
         store.set_slos(&Actor::bootstrap(), tenant, &[slo]).await?;
     }
+    Ok(())
+}
+
+/// A rate limit for `acme` a little below what the demo's clients send (two lanes of about one
+/// request a second each), so that the live view shows the rate limiter refusing some with 429.
+/// Only set when the tenant has no limits, so edits made in the dashboard survive restarts.
+async fn seed_limits(store: &dyn Backend) -> anyhow::Result<()> {
+    if store.get_tenant("acme").await?.limits != Limits::default() {
+        return Ok(());
+    }
+    let limits = Limits { requests_per_minute: Some(90), max_concurrency: Some(4), ..Limits::default() };
+    store.set_limits(&Actor::bootstrap(), "acme", &limits).await?;
     Ok(())
 }
 

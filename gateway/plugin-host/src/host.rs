@@ -111,7 +111,9 @@ impl BindingSpec {
         BindingSpec {
             failure: FailurePolicy::Open,
             order: RATELIMIT_ORDER,
-            capabilities: [Capability::Limits, Capability::Config, Capability::Log].into_iter().collect(),
+            capabilities: [Capability::Limits, Capability::Config, Capability::Metrics, Capability::Log]
+                .into_iter()
+                .collect(),
             // A decision may wait for Redis (`[redis] timeout`, 50 ms by default) on a fiber.
             limits: CallLimits { timeout: Duration::from_millis(250), memory_bytes: 16 << 20 },
             ..BindingSpec::new("ratelimit", PluginSource::Builtin("ratelimit".to_owned()))

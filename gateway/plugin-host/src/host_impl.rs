@@ -234,6 +234,9 @@ impl limits::Host for HostState {
         asks: Vec<limits::Limit>,
     ) -> wasmtime::Result<Result<limits::Decision, limits::Error>> {
         self.grant(Capability::Limits)?;
+        if asks.len() > host_limits::MAX_LIMITS_PER_CALL {
+            return Ok(Err(limits::Error::Invalid));
+        }
         let owner = self.owner(scope);
         let prefix = owner.prefix();
         let asks: Vec<Ask> = asks

@@ -22,7 +22,7 @@ mod component {
     use sluice_sdk::types::{
         Body, Headers, LocalResponse, Outcome, RequestDecision, RequestInfo, ResponseChanges, ResponseDone,
     };
-    use sluice_sdk::{Plugin, config, export_plugin};
+    use sluice_sdk::{Plugin, config, export_plugin, metrics};
 
     use crate::policy::{self, Plan, Settings, TenantLimits};
 
@@ -51,6 +51,7 @@ mod component {
             let settings = settings();
             let tenant = tenant_limits(&request.tenant);
             if let Some(answer) = policy::budget_spent(&tenant) {
+                metrics::counter_add("refusals", "tenant_budget", 1);
                 return local(answer);
             }
             let Plan { limits, labels } = policy::plan(settings, &tenant, &request);
@@ -59,7 +60,11 @@ mod component {
             }
             match limits::acquire(StateScope::Tenant, &limits) {
                 Ok(decision) if decision.granted => RequestDecision::Continue,
-                Ok(decision) => local(policy::refusal(&limits, &labels, &decision)),
+                Ok(decision) => {
+                    let label = decision.refused_by.and_then(|i| labels.get(i as usize));
+                    metrics::counter_add("refusals", label.map_or("unknown", policy::Label::metric), 1);
+                    local(policy::refusal(&limits, &labels, &decision))
+                }
                 Err(limits::Error::Unavailable) => local(policy::unavailable()),
                 Err(limits::Error::Invalid) => local(policy::invalid()),
             }

@@ -88,6 +88,27 @@ pub enum Dimension {
     Budget,
 }
 
+impl Label {
+    /// The label of `sluice_plugin_custom_total{name="refusals"}`: scope and dimension, one of
+    /// twelve short words.
+    pub fn metric(&self) -> &'static str {
+        match (self.scope, self.dimension) {
+            ("tenant", Dimension::Requests) => "tenant_requests",
+            ("tenant", Dimension::Tokens) => "tenant_tokens",
+            ("tenant", Dimension::Concurrency) => "tenant_concurrency",
+            ("tenant", Dimension::Budget) => "tenant_budget",
+            ("key", Dimension::Requests) => "key_requests",
+            ("key", Dimension::Tokens) => "key_tokens",
+            ("key", Dimension::Concurrency) => "key_concurrency",
+            ("key", Dimension::Budget) => "key_budget",
+            (_, Dimension::Requests) => "model_requests",
+            (_, Dimension::Tokens) => "model_tokens",
+            (_, Dimension::Concurrency) => "model_concurrency",
+            (_, Dimension::Budget) => "model_budget",
+        }
+    }
+}
+
 /// What a limit in the plan is, for messages and headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Label {

@@ -84,6 +84,16 @@ pub(crate) async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Replaces a tenant's limits; every replica enforces them within a second.
+///
+/// The built-in `ratelimit` plugin enforces `requests_per_minute`, `tokens_per_minute`,
+/// `max_concurrency` and `monthly_token_budget` on the OpenAI API: over a limit, a request gets
+/// `429` with an OpenAI error body whose `type` is `rate_limit_exceeded` (`code`
+/// `rate_limit_exceeded`, `request_too_large` or `concurrency_limit_exceeded`) or, for a spent
+/// monthly budget, `insufficient_quota`; with `Retry-After` and `retry-after-ms`. Every answer a
+/// limit applies to carries `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`,
+/// `x-ratelimit-reset-requests`, `x-ratelimit-limit-tokens`, `x-ratelimit-remaining-tokens` and
+/// `x-ratelimit-reset-tokens`. See docs/rate-limits.md.
 #[utoipa::path(put, path = "/admin/api/tenants/{name}/limits", tag = "tenants", request_body = Limits,
     params(("name" = String, Path, description = "Tenant name")),
     responses(
