@@ -147,7 +147,14 @@ fn Headline(frame: LiveFrame) -> impl IntoView {
     }
 }
 
-fn traffic_row(name: &str, t: &sluice_live::Traffic, attainment: Option<f64>) -> impl IntoView + use<> {
+/// `queued`: the tenant's requests waiting in saturated pools' admission queues (`None` for
+/// models, which are not queued by).
+fn traffic_row(
+    name: &str,
+    t: &sluice_live::Traffic,
+    attainment: Option<f64>,
+    queued: Option<u64>,
+) -> impl IntoView + use<> {
     view! {
         <tr>
             <td>{name.to_owned()}</td>
@@ -158,6 +165,7 @@ fn traffic_row(name: &str, t: &sluice_live::Traffic, attainment: Option<f64>) ->
             <td class="num">{t.ttft_ms.map_or_else(|| "–".into(), |p| format::duration_ms(p.p95))}</td>
             <td class="num">{t.tpot_ms.map_or_else(|| "–".into(), |p| format::duration_ms(p.p95))}</td>
             <td class="num">{attainment.map_or_else(|| "–".into(), format::percent)}</td>
+            <td class="num" data-queued=name.to_owned()>{queued.map_or_else(|| "–".into(), |n| n.to_string())}</td>
         </tr>
     }
 }
@@ -166,12 +174,16 @@ fn breakdown(frame: &LiveFrame) -> impl IntoView + use<> {
     let head = || {
         view! {
             <tr><th></th><th>"req/s"</th><th>"tokens in/s"</th><th>"tokens out/s"</th><th>"errors/s"</th>
-            <th>"TTFT p95"</th><th>"TPOT p95"</th><th>"SLO attainment"</th></tr>
+            <th>"TTFT p95"</th><th>"TPOT p95"</th><th>"SLO attainment"</th>
+            <th title="requests waiting for a slot in saturated pools">"queued"</th></tr>
         }
     };
-    let tenants =
-        frame.tenants.iter().map(|(n, t)| traffic_row(n, &t.traffic, t.slo.and_then(|s| s.attainment))).collect_view();
-    let models = frame.models.iter().map(|(n, t)| traffic_row(n, t, None)).collect_view();
+    let tenants = frame
+        .tenants
+        .iter()
+        .map(|(n, t)| traffic_row(n, &t.traffic, t.slo.and_then(|s| s.attainment), Some(frame.queued(n))))
+        .collect_view();
+    let models = frame.models.iter().map(|(n, t)| traffic_row(n, t, None, None)).collect_view();
     view! {
         <section class="split">
             <div><h2>"By tenant"</h2><table><thead>{head()}</thead><tbody>{tenants}</tbody></table></div>

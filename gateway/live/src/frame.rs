@@ -37,6 +37,10 @@ pub struct LiveFrame {
     pub workers: Vec<WorkerLive>,
     /// By plugin name: plugins called since the gateway started.
     pub plugins: BTreeMap<String, PluginLive>,
+    /// Requests waiting in the admission queues of saturated pools at the end of the interval,
+    /// by pool, then tenant; pools and tenants with nobody waiting are left out.
+    #[serde(default)]
+    pub queues: BTreeMap<String, BTreeMap<String, u64>>,
     /// Further panels by name (`cache`, `rate_limits`, …), each a JSON value its source defines;
     /// the dashboard draws objects of numbers as bar lists and anything else as a table.
     #[serde(default)]
@@ -49,7 +53,7 @@ pub struct LiveFrame {
 pub struct Traffic {
     pub requests_per_s: f64,
     /// Requests that ended in anything but success or a client going away (`outcome` other
-    /// than `ok` and `cancelled`).
+    /// than `ok`, `cancelled` and `rate_limited`, which `rejected_per_s` counts).
     pub errors_per_s: f64,
     /// Requests the gateway refused with 429 before contacting a worker (rate limits).
     #[serde(default)]
@@ -100,6 +104,13 @@ pub struct SloTarget {
     pub tpot_ms: Option<u32>,
     /// In (0, 1].
     pub attainment: f64,
+}
+
+impl LiveFrame {
+    /// Requests `tenant` has waiting in every pool's admission queue.
+    pub fn queued(&self, tenant: &str) -> u64 {
+        self.queues.values().filter_map(|q| q.get(tenant)).sum()
+    }
 }
 
 impl SloTarget {
@@ -219,6 +230,7 @@ mod tests {
         frame.tenants.insert("acme".into(), TenantLive::default());
         frame.workers.push(WorkerLive { pool: "p".into(), name: "w".into(), ..Default::default() });
         frame.panels.insert("cache".into(), serde_json::json!({"hit_ratio": 0.5}));
+        frame.queues.entry("p".into()).or_default().insert("acme".into(), 3);
         let json = serde_json::to_string(&frame).unwrap();
         let back: LiveFrame = serde_json::from_str(&json).unwrap();
         assert_eq!(back, frame);
@@ -228,5 +240,6 @@ mod tests {
             "tenants":{},"models":{},"workers":[],"plugins":{}}"#;
         let f: LiveFrame = serde_json::from_str(old).unwrap();
         assert!(f.panels.is_empty());
+        assert!(f.queues.is_empty());
     }
 }

@@ -138,6 +138,7 @@ impl LiveHub {
             ..LiveFrame::default()
         };
         frame.total.in_flight = sources.in_flight.as_ref().map(|f| f());
+        frame.queues = sources.queues.as_ref().map(|f| f()).unwrap_or_default();
         frame.workers = workers
             .into_iter()
             .map(|w| WorkerLive {

@@ -27,7 +27,8 @@ pub use frame::*;
 pub use hub::LiveHub;
 #[cfg(feature = "hub")]
 pub use sources::{
-    LiveSources, PanelSource, PluginSource, PluginTotals, RegistryPlugins, SloLookup, WorkerSource, WorkerState,
+    LiveSources, PanelSource, PluginSource, PluginTotals, QueueDepths, RegistryPlugins, SloLookup, WorkerSource,
+    WorkerState,
 };
 #[cfg(feature = "hub")]
 pub use sse::{query_token, sse_body, sse_response, sse_stream};

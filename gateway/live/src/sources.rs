@@ -22,6 +22,9 @@ where
     }
 }
 
+/// Queue depths by pool, then tenant, as [`crate::LiveFrame::queues`] carries them.
+pub type QueueDepths = std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>;
+
 /// One upstream endpoint as the gateway sees it now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerState {
@@ -73,6 +76,8 @@ pub struct LiveSources {
     /// Requests in flight in the whole gateway (its `sluice_requests_in_flight` gauge).
     pub in_flight: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
     pub workers: Option<Arc<dyn WorkerSource>>,
+    /// Requests waiting in saturated pools' admission queues, by pool, then tenant.
+    pub queues: Option<Arc<dyn Fn() -> QueueDepths + Send + Sync>>,
     pub plugins: Option<Arc<dyn PluginSource>>,
     pub panels: Vec<Arc<dyn PanelSource>>,
 }
@@ -82,6 +87,7 @@ impl std::fmt::Debug for LiveSources {
         f.debug_struct("LiveSources")
             .field("in_flight", &self.in_flight.is_some())
             .field("workers", &self.workers.is_some())
+            .field("queues", &self.queues.is_some())
             .field("plugins", &self.plugins.is_some())
             .field("panels", &self.panels.iter().map(|p| p.name().to_owned()).collect::<Vec<_>>())
             .finish()

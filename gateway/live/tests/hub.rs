@@ -83,6 +83,11 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
     let sources = LiveSources {
         in_flight: Some(Arc::new(|| 7)),
         workers: Some(Arc::new(Workers(worker.base_url()))),
+        queues: Some(Arc::new(|| {
+            let mut depths = sluice_live::QueueDepths::new();
+            depths.entry("p".into()).or_default().insert("acme".into(), 4);
+            depths
+        })),
         plugins: Some(Arc::new(Plugins(Default::default()))),
         panels: vec![Arc::new(Rejections)],
     };
@@ -122,6 +127,7 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
     assert!(router.calls_per_s > 0.0);
     assert!((router.mean_us.unwrap() - 5.0).abs() < 1e-6);
     assert_eq!(frame.panels["rate_limits"]["acme"], 3);
+    assert_eq!(frame.queued("acme"), 4, "queue depths by pool and tenant");
     worker.shutdown().await;
 }
 

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use sluice_admin::PluginInspector;
-use sluice_live::{LiveSources, RegistryPlugins, SloLookup, SloTarget, WorkerHealth, WorkerSource, WorkerState};
+use sluice_live::{
+    LiveSources, QueueDepths, RegistryPlugins, SloLookup, SloTarget, WorkerHealth, WorkerSource, WorkerState,
+};
 use sluice_proxy::Gateway;
 use sluice_store::model::validate::BindingMaxima;
 use sluice_store::slo::Slos;
@@ -56,11 +58,26 @@ fn metrics_url(base: &http::Uri) -> String {
     format!("{scheme}://{authority}/metrics")
 }
 
+/// Requests waiting in each pool's admission queue, by tenant.
+fn queue_depths(gateway: &Gateway) -> QueueDepths {
+    let mut depths = QueueDepths::new();
+    for pool in &gateway.upstreams().pools {
+        let Some(queue) = &pool.queue else { continue };
+        let waiting = queue.depths();
+        if !waiting.is_empty() {
+            depths.insert(pool.name.to_string(), waiting.into_iter().map(|(t, n)| (t.to_string(), n as u64)).collect());
+        }
+    }
+    depths
+}
+
 pub fn sources(gateway: &Arc<Gateway>) -> LiveSources {
     let in_flight = gateway.metrics.in_flight().clone();
+    let queues = Arc::clone(gateway);
     LiveSources {
         in_flight: Some(Arc::new(move || u64::try_from(in_flight.get()).unwrap_or(0))),
         workers: Some(Arc::new(GatewayWorkers(Arc::clone(gateway)))),
+        queues: Some(Arc::new(move || queue_depths(&queues))),
         plugins: Some(Arc::new(RegistryPlugins(gateway.metrics.registry().clone()))),
         panels: Vec::new(),
     }

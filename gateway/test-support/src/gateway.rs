@@ -43,6 +43,12 @@ pub struct GatewayOptions {
     pub ejection_failures: Option<u32>,
     pub ejection_base: Option<Duration>,
     pub max_body_bytes: Option<usize>,
+    /// `[upstream] max_in_flight`: each worker's in-flight limit (the admission queue's trigger).
+    pub max_in_flight: Option<u32>,
+    /// `[upstream] queue_timeout`.
+    pub queue_timeout: Option<Duration>,
+    /// `[upstream] max_queued`.
+    pub max_queued: Option<usize>,
     pub shutdown_grace: Duration,
     /// Serve HTTPS with a fresh [`TestCa`] certificate.
     pub tls: bool,
@@ -86,6 +92,9 @@ impl Default for GatewayOptions {
             ejection_failures: None,
             ejection_base: None,
             max_body_bytes: None,
+            max_in_flight: None,
+            queue_timeout: None,
+            max_queued: None,
             shutdown_grace: Duration::from_secs(10),
             tls: false,
             upstream_http2: false,
@@ -226,6 +235,7 @@ fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
         ("first_byte_timeout", o.first_byte_timeout),
         ("idle_timeout", o.idle_timeout),
         ("total_timeout", o.total_timeout),
+        ("queue_timeout", o.queue_timeout),
     ] {
         if let Some(d) = value {
             let _ = writeln!(t, "{name} = {}", ms(d));
@@ -233,6 +243,12 @@ fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
     }
     if let Some(n) = o.max_retries {
         let _ = writeln!(t, "max_retries = {n}");
+    }
+    if let Some(n) = o.max_in_flight {
+        let _ = writeln!(t, "max_in_flight = {n}");
+    }
+    if let Some(n) = o.max_queued {
+        let _ = writeln!(t, "max_queued = {n}");
     }
     let _ =
         writeln!(t, "\n[upstream.health]\ninterval = {}\ntimeout = {}", ms(o.health_interval), ms(o.health_timeout));
@@ -276,6 +292,8 @@ mod tests {
             ejection_failures: Some(2),
             ejection_base: Some(Duration::from_secs(60)),
             max_body_bytes: Some(1024),
+            max_in_flight: Some(3),
+            queue_timeout: Some(Duration::from_millis(700)),
             upstream_http2: true,
             ..GatewayOptions::default()
         };
@@ -289,6 +307,8 @@ mod tests {
         assert_eq!(pool.upstream.ejection.consecutive_failures, 2);
         assert_eq!(pool.upstream.health.interval, Duration::from_millis(100));
         assert_eq!(config.server.max_body_bytes, 1024);
+        assert_eq!(pool.upstream.max_in_flight, Some(3));
+        assert_eq!(pool.upstream.queue_timeout, Duration::from_millis(700));
         assert_eq!(config.tenants[0].api_keys[0].expose(), TENANT_KEY);
     }
 }
