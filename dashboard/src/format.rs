@@ -75,6 +75,28 @@ pub fn percent(share: f64) -> String {
     format!("{}%", sig3(pct).trim_start_matches('-'))
 }
 
+/// A count in full with thousands separators: `1234567` → `1,234,567` (limits are read exactly).
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How much of a limit `used` is: `None` for no limit; a limit of 0 is full at once.
+pub fn share_of(used: f64, limit: Option<u64>) -> Option<f64> {
+    let limit = limit?;
+    if limit == 0 {
+        return Some(if used > 0.0 { f64::INFINITY } else { 1.0 });
+    }
+    Some(used.max(0.0) / limit as f64)
+}
+
 /// Bytes with binary prefixes: `1.5 KiB`.
 pub fn bytes(n: u64) -> String {
     let n = n as f64;
@@ -106,6 +128,12 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 pub fn date(unix_s: i64) -> String {
     let (y, m, d) = civil_from_days(unix_s.div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Unix seconds → the first day of that month, `2026-11-01` (UTC): where monthly budgets start.
+pub fn month_start(unix_s: i64) -> String {
+    let (y, m, _) = civil_from_days(unix_s.div_euclid(86_400));
+    format!("{y:04}-{m:02}-01")
 }
 
 /// Unix milliseconds → `14:03:07` (UTC).
@@ -163,5 +191,25 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 * 1024 * 1024), "3 MiB");
+        assert_eq!(month_start(1_795_789_119), "2026-11-01");
+        assert_eq!(month_start(951_782_400), "2000-02-01");
+        // The last second of a month, the first of the next.
+        assert_eq!(month_start(1_798_761_599), "2026-12-01");
+        assert_eq!(month_start(1_798_761_600), "2027-01-01");
+        assert_eq!(month_start(1_798_761_600 + 31 * 86_400 - 1), "2027-01-01");
+        assert_eq!(month_start(1_798_761_600 + 31 * 86_400), "2027-02-01");
+    }
+
+    #[test]
+    fn counts_and_shares_of_limits() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(100_000), "100,000");
+        assert_eq!(share_of(30.0, Some(60)), Some(0.5));
+        assert_eq!(share_of(5.0, None), None);
+        assert_eq!(share_of(0.0, Some(0)), Some(1.0));
+        assert_eq!(share_of(-1.0, Some(10)), Some(0.0));
     }
 }

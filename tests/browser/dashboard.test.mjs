@@ -158,6 +158,68 @@ test('the dashboard, page by page', async (t) => {
     assert.ok(reply.choices[0].message.content.length > 0);
   });
 
+  await t.test("shows a tenant's use against its limits, and 429s on its page and in the list", async () => {
+    await page.click('nav >> text=Tenants');
+    await page.waitForSelector('tr[data-tenant="browser-test"] td[data-col=rejected]');
+    const headers = await page.$$eval('table thead th', (ths) => ths.map((th) => th.textContent.trim()));
+    assert.ok(headers.includes('429/s'), `a 429/s column in the tenants list, got ${headers.join(' | ')}`);
+    await page.click('tr[data-tenant="browser-test"] a');
+    const use = 'section[data-section=use]';
+    const cell = async (row, col) => (await page.textContent(`${use} tr[data-limit=${row}] [data-${col}]`)).trim();
+    await page.waitForSelector(`${use} tr[data-limit=rpm] [data-value]`);
+    for (const row of ['rpm', 'tpm', 'concurrency', 'budget']) assert.equal(await cell(row, 'value'), 'unlimited', row);
+
+    // One request a minute: the key has used it (the previous step), so what it sends next is refused.
+    await page.fill('input[name=rpm]', '1');
+    await page.fill('input[name=tpm]', '100000');
+    await page.fill('input[name=concurrency]', '4');
+    await page.fill('input[name=budget]', '1000000');
+    await page.click('button:text-is("Save limits")');
+    await eventually('the saved limits in "Use against limits"', async () => (await cell('rpm', 'value')) === '1');
+    assert.equal(await cell('tpm', 'value'), '100,000');
+    assert.equal(await cell('concurrency', 'value'), '4');
+    assert.equal(await cell('budget', 'value'), '1,000,000');
+    assert.match(await cell('concurrency', 'now'), /not measured per tenant/);
+    // The chat completion counts against the month's budget once the gateway has flushed its
+    // usage (every 5 s) and the page has fetched it again (every 10 s).
+    const tokens = await eventually('this month\'s tokens on the tenant page', async () =>
+      Number(await page.getAttribute(`${use} tr[data-limit=budget] [data-now]`, 'data-tokens')), 45_000, 500);
+    assert.equal(await cell('budget', 'now'), tokens.toLocaleString('en-US'));
+    assert.match(await page.textContent(`${use} tr[data-limit=budget] [data-share]`), /^\d+(\.\d+)?%$/);
+
+    // Keep sending over the limit while looking, so that every live frame has refusals in it.
+    const statuses = [];
+    let sending = true;
+    const sender = (async () => {
+      while (sending) {
+        try {
+          const r = await fetch(`${api}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ model: 'llama-3-8b', max_tokens: 4, messages: [{ role: 'user', content: 'Hi' }] }),
+          });
+          statuses.push(r.status);
+          await r.arrayBuffer();
+        } catch (e) {
+          statuses.push(e.message);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const busy = (text) => text !== '' && text !== '–' && text !== '0/s';
+    try {
+      await eventually('429s on the tenant page', async () =>
+        busy((await page.textContent(`${use} tr[data-metric=rejected] [data-now]`)).trim()), 30_000);
+      await page.click('nav >> text=Tenants');
+      await eventually('429s in the tenants list', async () =>
+        busy((await page.textContent('tr[data-tenant="browser-test"] td[data-col=rejected]')).trim()), 30_000);
+    } finally {
+      sending = false;
+      await sender;
+    }
+    assert.ok(statuses.includes(429), `the gateway refused requests over the limit, got ${statuses.join(',')}`);
+  });
+
   await t.test('uploads and activates a plugin', async () => {
     const wasm = findPluginComponent();
     await page.click('nav >> text=Plugins');

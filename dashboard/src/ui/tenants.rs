@@ -1,10 +1,13 @@
-//! Tenants: the list with live usage, creating one, and a tenant's page (priority, suspension,
-//! limits, SLOs, API keys).
+//! Tenants: the list with live usage and 429s, creating one, and a tenant's page (priority,
+//! suspension, use against limits, limits, SLOs, API keys).
+
+use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
+use serde::Deserialize;
 use sluice_store_model::{
-    ApiKey, CreatedKey, Limits, NewTenant, Priority, Slo, Tenant, TenantDetail, TenantPatch, TenantStatus,
+    ApiKey, CreatedKey, Limits, NewTenant, Priority, Slo, Tenant, TenantDetail, TenantPatch, TenantStatus, UsageCounts,
 };
 
 use super::api::{self, seg};
@@ -64,11 +67,13 @@ pub fn TenantsPage() -> impl IntoView {
                             format::rate(tenant.traffic.requests_per_s),
                             format::rate(tenant.traffic.tokens_in_per_s + tenant.traffic.tokens_out_per_s),
                             tenant.slo.and_then(|s| s.attainment).map_or_else(|| "–".into(), format::percent),
+                            tenant.traffic.rejected_per_s,
                         ))
                     })
                 };
                 let usage2 = usage.clone();
                 let usage3 = usage.clone();
+                let usage4 = usage.clone();
                 view! {
                     <tr data-tenant=t.name.clone()>
                         <td><a href=format!("/tenants/{}", t.name)>{t.name.clone()}</a></td>
@@ -78,6 +83,11 @@ pub fn TenantsPage() -> impl IntoView {
                         <td class="num">{move || usage().map_or_else(|| "0/s".into(), |u| u.0)}</td>
                         <td class="num">{move || usage2().map_or_else(|| "0/s".into(), |u| u.1)}</td>
                         <td class="num">{move || usage3().map_or_else(|| "–".into(), |u| u.2)}</td>
+                        {move || {
+                            let rejected = usage4().map_or(0.0, |u| u.3);
+                            let class = if rejected > 0.0 { "num bad" } else { "num" };
+                            view! { <td class=class data-col="rejected">{format::rate(rejected)}</td> }
+                        }}
                         <td>{format::datetime(t.created_at.0)}</td>
                     </tr>
                 }
@@ -86,7 +96,7 @@ pub fn TenantsPage() -> impl IntoView {
         view! {
             <table>
                 <thead><tr><th>"tenant"</th><th>"status"</th><th>"priority"</th><th>"req/s"</th><th>"tokens/s"</th>
-                    <th>"SLO attainment"</th><th>"created (UTC)"</th></tr></thead>
+                    <th>"SLO attainment"</th><th title="Requests refused by the tenant's rate limits">"429/s"</th><th>"created (UTC)"</th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         }
@@ -125,6 +135,7 @@ pub fn TenantPage() -> impl IntoView {
         <h1>{name}</h1>
         {show(detail, move |d: &TenantDetail| view! {
             <Settings detail=d.clone() reload=reload />
+            <UseAgainstLimits tenant=d.tenant.name.clone() limits=d.limits.clone() />
             <LimitsForm tenant=d.tenant.name.clone() limits=d.limits.clone() reload=reload />
             <SlosForm tenant=d.tenant.name.clone() slos=d.slos.clone() reload=reload />
             <Keys tenant=d.tenant.name.clone() keys=d.keys.clone() reload=reload created=created />
@@ -164,6 +175,150 @@ fn Settings(detail: TenantDetail, reload: RwSignal<u32>) -> impl IntoView {
                 </select>
             </label>
             <ErrorNote error=error />
+        </section>
+    }
+}
+
+/// The part of `GET /admin/api/tenants/{name}/usage` the page reads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct UsageTotals {
+    totals: UsageCounts,
+}
+
+/// How often the month's token count is fetched again while the page is open.
+const BUDGET_REFRESH: Duration = Duration::from_secs(10);
+
+/// A bar and a percentage for `share` of a limit; amber from 80%, red from 100%.
+fn meter(share: Option<f64>) -> AnyView {
+    let Some(share) = share else {
+        return view! { <span class="muted">"–"</span> }.into_any();
+    };
+    let class = if share >= 1.0 {
+        "meter bad"
+    } else if share >= 0.8 {
+        "meter warn"
+    } else {
+        "meter"
+    };
+    let width = if share.is_finite() { (share * 100.0).clamp(0.0, 100.0) } else { 100.0 };
+    view! {
+        <span class=class><span class="track"><i style=format!("width:{width:.1}%")></i></span>
+            <span class="pct" data-share="">{if share.is_finite() { format::percent(share) } else { "over".into() }}</span></span>
+    }
+    .into_any()
+}
+
+fn limit_text(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".into(), format::count)
+}
+
+/// The tenant's use now against each of its limits: rates from the latest live frame, tokens
+/// this month from the usage report.
+#[component]
+fn UseAgainstLimits(tenant: String, limits: Limits) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let tick = RwSignal::new(0u32);
+    let month = load::<UsageTotals>(
+        {
+            let tenant = tenant.clone();
+            move || {
+                let now = (js_sys::Date::now() / 1000.0) as i64;
+                format!("/tenants/{}/usage?from={}", seg(&tenant), format::month_start(now))
+            }
+        },
+        tick,
+    );
+    if let Ok(handle) = set_interval_with_handle(move || tick.update(|n| *n += 1), BUDGET_REFRESH) {
+        on_cleanup(move || handle.clear());
+    }
+    // (admitted requests/s, tokens/s, 429s/s) in the latest frame; `None` before the first frame.
+    let rates = Memo::new(move |_| {
+        live.history.with(|h| {
+            let f = h.latest.as_ref()?;
+            Some(f.tenants.get(&tenant).map_or((0.0, 0.0, 0.0), |t| {
+                let t = &t.traffic;
+                // A refused request counts in `requests_per_s` but used nothing of the limit.
+                (
+                    (t.requests_per_s - t.rejected_per_s).max(0.0),
+                    t.tokens_in_per_s + t.tokens_out_per_s,
+                    t.rejected_per_s,
+                )
+            }))
+        })
+    });
+    let Limits {
+        requests_per_minute: rpm, tokens_per_minute: tpm, max_concurrency, monthly_token_budget: budget, ..
+    } = limits;
+    let per_minute = move |pick: fn((f64, f64, f64)) -> f64, limit: Option<u64>| {
+        move || match rates.get() {
+            None => (view! { <td class="num muted" data-now="">"–"</td> }.into_any(), meter(None)),
+            Some(r) => {
+                let v = pick(r) * 60.0;
+                (
+                    view! { <td class="num" data-now="">{format::si(v)}</td> }.into_any(),
+                    meter(format::share_of(v, limit)),
+                )
+            }
+        }
+    };
+    let rpm_now = per_minute(|r| r.0, rpm);
+    let tpm_now = per_minute(|r| r.1, tpm);
+    let rejected = move || rates.get().map_or_else(|| "–".into(), |r| format::rate(r.2));
+    let used = move || {
+        month.with(|m| match m {
+            None => (view! { <td class="num muted" data-now="">"…"</td> }.into_any(), meter(None)),
+            Some(Err(e)) => (view! { <td class="num error" data-now="">{e.to_string()}</td> }.into_any(), meter(None)),
+            Some(Ok(u)) => {
+                let tokens = (u.totals.prompt_tokens + u.totals.completion_tokens).max(0) as u64;
+                (
+                    view! { <td class="num" data-now="" data-tokens=tokens.to_string()>{format::count(tokens)}</td> }
+                        .into_any(),
+                    meter(format::share_of(tokens as f64, budget)),
+                )
+            }
+        })
+    };
+    let since = format::month_start((js_sys::Date::now() / 1000.0) as i64);
+    view! {
+        <section class="box" data-section="use">
+            <h2>"Use against limits"</h2>
+            <p class="muted">"Rates are the last second's, per minute (requests count when they finish; refused ones are the 429s, not use). "
+                "Tokens this month since " {since} " 00:00 UTC, prompt and completion, refreshed every 10 s."</p>
+            <table class="use">
+                <thead><tr><th></th><th class="num">"now"</th><th class="num">"limit"</th><th>"use"</th></tr></thead>
+                <tbody>
+                    <tr data-limit="rpm">
+                        <td>"Requests per minute"</td>
+                        {move || rpm_now().0}
+                        <td class="num" data-value="">{limit_text(rpm)}</td>
+                        <td>{move || rpm_now().1}</td>
+                    </tr>
+                    <tr data-limit="tpm">
+                        <td>"Tokens per minute"</td>
+                        {move || tpm_now().0}
+                        <td class="num" data-value="">{limit_text(tpm)}</td>
+                        <td>{move || tpm_now().1}</td>
+                    </tr>
+                    <tr data-limit="concurrency">
+                        <td>"Concurrent requests"</td>
+                        <td class="num muted" data-now="">"in flight: not measured per tenant"</td>
+                        <td class="num" data-value="">{limit_text(max_concurrency)}</td>
+                        <td></td>
+                    </tr>
+                    <tr data-limit="budget">
+                        <td>"Monthly token budget"</td>
+                        {move || used().0}
+                        <td class="num" data-value="">{limit_text(budget)}</td>
+                        <td>{move || used().1}</td>
+                    </tr>
+                    <tr data-metric="rejected">
+                        <td>"Refused (429) per second"</td>
+                        <td class="num" data-now="">{rejected}</td>
+                        <td></td>
+                        <td></td>
+                    </tr>
+                </tbody>
+            </table>
         </section>
     }
 }
