@@ -336,6 +336,46 @@ mod tests {
         assert_eq!(capacity(&p.endpoints), Capacity::Slots(1));
     }
 
+    #[tokio::test]
+    async fn a_pool_rebuilt_from_the_store_keeps_its_queue_and_the_permits_held() {
+        let text = "[[pools]]\nname = \"p\"\nmodels = [\"m\"]\n\
+                    endpoints = [{ url = \"http://127.0.0.1:1000\", name = \"a\", max_in_flight = 1 }]\n\
+                    [pools.upstream]\nmax_in_flight = 2";
+        let config = Config::from_toml(text, &[], &|_| None).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let before = Upstreams::from_config(&config, &metrics).unwrap();
+        let queue = Arc::clone(before.pools[0].queue.as_ref().unwrap());
+        let priority = sluice_store_model::Priority::Normal;
+        let _held = queue.admit("t", priority, std::time::Duration::from_secs(1)).await.unwrap();
+
+        let endpoint = |name: &str, port: u16| sluice_store_model::Endpoint {
+            id: 1,
+            pool: "p".into(),
+            name: name.into(),
+            url: format!("http://127.0.0.1:{port}"),
+            flavor: Default::default(),
+            weight: 1,
+            http2: false,
+            drained: false,
+            created_at: Default::default(),
+        };
+        let stored = StoredPool {
+            id: 1,
+            name: "p".into(),
+            models: vec!["m".into()],
+            endpoints: vec![endpoint("a", 1000), endpoint("b", 1001)],
+            created_at: Default::default(),
+        };
+        let (after, problems) = Upstreams::from_store(&[stored], &config, &before, &metrics);
+        assert!(problems.is_empty(), "{problems:?}");
+        let pool = &after.pools[0];
+        assert!(Arc::ptr_eq(pool.queue.as_ref().unwrap(), &queue), "the same queue serves the new pool");
+        assert_eq!(queue.admitted(), 1, "the permit held before the rebuild still counts");
+        assert_eq!(pool.endpoints[0].max_in_flight(), Some(1), "the config's endpoint table lends its limit");
+        assert_eq!(pool.endpoints[1].max_in_flight(), Some(2), "a stored-only endpoint takes the pool's");
+        assert_eq!(capacity(&pool.endpoints), Capacity::Slots(3));
+    }
+
     #[test]
     fn picks_least_in_flight() {
         let p = pool(3);
