@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice_test_support::{GatewayOptions, POOL, TENANT, TestGateway, chat_body, wait_until, wait_until_async};
+use sluice_test_support::{
+    GatewayOptions, POOL, TENANT, TestGateway, TestStore, chat_body, fresh_sqlite, wait_until, wait_until_async,
+};
 use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -206,6 +208,48 @@ async fn a_request_that_cannot_wait_gets_503_and_a_client_that_leaves_takes_no_s
     let reply = gw.client.post_json_whole(&gw.url("/v1/chat/completions"), Some(BRAVO_KEY), &body_value()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(gw.metric("sluice_endpoint_in_flight", &[("pool", POOL)]).await, 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_tenant_gets_four_slots_for_each_of_a_low_priority_one() {
+    // Priorities come from the store, where the config's tenants are imported.
+    let (store, _dir) = fresh_sqlite().await;
+    let mut opts = options(Duration::from_secs(60));
+    opts.store = Some(TestStore(store));
+    opts.extra_toml = "[[tenants]]\nname = \"lowly\"\napi_keys = [\"sk-lowly-0123456789\"]\npriority = \"low\"\n\n\
+                       [[tenants]]\nname = \"highly\"\napi_keys = [\"sk-highly-0123456789\"]\npriority = \"high\"\n"
+        .to_owned();
+    let gw = Arc::new(TestGateway::start(1, opts).await);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    let mut burst = |tenant: &'static str, key: &'static str| {
+        for _ in 0..12 {
+            let (gw, order) = (Arc::clone(&gw), Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                assert!(stream_one(&gw, key, TOKENS).await.is_some(), "{tenant} was served");
+                order.lock().unwrap().push(tenant);
+            }));
+        }
+    };
+    // The low-priority tenant's burst first, then the high-priority one's, both queued.
+    burst("lowly", "sk-lowly-0123456789");
+    assert!(wait_until_async(WAIT, || async { queued(&gw, "lowly").await >= 8.0 }).await, "lowly is queued");
+    burst("highly", "sk-highly-0123456789");
+    assert!(wait_until_async(WAIT, || async { queued(&gw, "highly").await >= 8.0 }).await, "highly is queued");
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    // Weights 4:1: while both wait, the high-priority tenant gets four slots for each of the
+    // low one's, though it arrived second. Its twelve requests are served with about three of
+    // the low tenant's among them; with equal weights there would be about eleven, and first
+    // come, first served would serve all of the low tenant's first.
+    let first = order.iter().position(|t| *t == "highly").unwrap();
+    let last = order.iter().rposition(|t| *t == "highly").unwrap();
+    let low_among = order[first..=last].iter().filter(|t| **t == "lowly").count();
+    assert!(low_among <= 4, "{low_among} of the low-priority tenant's among the high one's: {order:?}");
+    let gw = Arc::into_inner(gw).expect("every task has ended");
     gw.shutdown().await;
 }
 
