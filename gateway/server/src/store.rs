@@ -1,12 +1,14 @@
 //! The store as the running server uses it: the bootstrap import, the snapshot the gateway
-//! serves from (kept current by the watcher), the usage writer, and the store's health.
+//! serves from (kept current by the watcher), the usage writer, each tenant's tokens this
+//! month (read back from the usage the writer stored), and the store's health.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_config::Config;
 use sluice_proxy::Gateway;
-use sluice_store::model::StoreSnapshot;
+use sluice_store::model::{StoreSnapshot, Timestamp};
 use sluice_store::slo::{SloTable, Slos};
 use sluice_store::usage::{DEFAULT_MAX_ROWS, UsageWriter};
 use sluice_store::watcher::{SnapshotSink, StoreHealth, Watcher};
@@ -32,6 +34,7 @@ pub struct StoreRuntime {
     flush_interval: Duration,
     watcher: Option<(Watcher, i64)>,
     plugins: Option<(PluginSync, watch::Receiver<PluginState>)>,
+    month_usage: Option<MonthUsage>,
 }
 
 /// Applies each snapshot to the data plane.
@@ -79,6 +82,7 @@ impl StoreRuntime {
             flush_interval: config.database.usage_flush_interval,
             watcher: None,
             plugins: None,
+            month_usage: None,
         })
     }
 
@@ -105,11 +109,18 @@ impl StoreRuntime {
         let initial = plugins_rx.borrow_and_update().clone();
         sync.apply(&initial).await;
         self.plugins = Some((sync, plugins_rx));
+        // Before serving, so that a restarted gateway holds tenants to the month's budgets at
+        // once; a failure here leaves the figures unknown until the task's next refresh.
+        let mut month_usage =
+            MonthUsage { store: Arc::clone(&self.store), gateway: Arc::clone(gateway), failing: false };
+        month_usage.refresh().await;
+        self.month_usage = Some(month_usage);
         Ok(())
     }
 
-    /// Starts the watcher (until `cancel`) and the usage writer (until `usage_cancel`, which
-    /// the server fires only after the data plane has drained, so the last requests count).
+    /// Starts the watcher and the month's usage refresh (until `cancel`) and the usage writer
+    /// (until `usage_cancel`, which the server fires only after the data plane has drained, so
+    /// the last requests count).
     pub fn spawn(
         &mut self,
         tasks: &TaskTracker,
@@ -123,11 +134,69 @@ impl StoreRuntime {
         if let Some((sync, states)) = self.plugins.take() {
             tasks.spawn(sync.run(states, cancel.clone()));
         }
+        if let Some(month_usage) = self.month_usage.take() {
+            tasks.spawn(month_usage.run(self.flush_interval, cancel.clone()));
+        }
         tasks.spawn(Arc::clone(&self.usage).run(
             Arc::clone(&self.store),
             self.flush_interval,
             grace.max(Duration::from_secs(5)),
             usage_cancel.clone(),
         ));
+    }
+}
+
+/// Keeps the data plane's figure of each tenant's tokens this calendar month (UTC) in step
+/// with the store, where every replica's usage writer adds its counts: the monthly budgets
+/// then hold across restarts and replicas, a flush interval or two behind.
+struct MonthUsage {
+    store: Arc<dyn Backend>,
+    gateway: Arc<Gateway>,
+    /// The last refresh failed; warn once per outage, not once per interval.
+    failing: bool,
+}
+
+impl MonthUsage {
+    /// Refreshes at the usage writer's cadence (fresher figures could not be: they come from
+    /// its flushes) until `cancel`, which also interrupts a refresh that is waiting on the
+    /// database.
+    async fn run(mut self, interval: Duration, cancel: CancellationToken) {
+        // `attach` has just refreshed: the first tick is one interval away.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.refresh() => {}
+            }
+        }
+    }
+
+    /// On failure the data plane keeps the previous figures: slightly stale budgets beat
+    /// forgetting them while the database is away.
+    async fn refresh(&mut self) {
+        let now = Timestamp::now();
+        let from = now.month_start().unix_seconds();
+        // One minute past now: the current minute's row (keyed by its start) is in, and so is
+        // one written by a replica whose clock runs a little ahead.
+        let to = now.unix_seconds().saturating_add(60);
+        match self.store.tokens_by_tenant(from, to).await {
+            Ok(rows) => {
+                let usage: HashMap<String, u64> = rows.into_iter().map(|row| (row.tenant, row.tokens)).collect();
+                self.gateway.set_month_usage(usage);
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!("this month's usage per tenant read from the store again");
+                }
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!(%error, "cannot read this month's usage per tenant; keeping the last figures");
+                }
+            }
+        }
     }
 }

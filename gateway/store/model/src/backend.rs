@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::keys::KeyDigest;
 use crate::{
     ApiKey, AuditEntry, AuditQuery, Binding, EngineFlavor, FailurePolicy, Limits, Plugin, PluginVersion, Pool,
-    Priority, Scope, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantStatus, UsageCounts, UsageKey,
-    UsageQuery, UsageRow,
+    Priority, Scope, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantStatus, TenantTokens, UsageCounts,
+    UsageKey, UsageQuery, UsageRow,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +220,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn add_usage(&self, deltas: &[(UsageKey, UsageCounts)]) -> Result<(), StoreError>;
     /// Per-minute rows in `[from, to)`, ordered by minute, tenant, model.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
+    /// Each tenant's prompt + completion tokens over the minutes in `[from, to)` (unix seconds,
+    /// matched by the minute's start), summed by the database: a month of per-minute rows never
+    /// leaves it. Tenants with no rows in the range are absent; the rest come in byte order of
+    /// their names. A total beyond `i64::MAX` saturates there rather than failing every
+    /// tenant's figures; a negative one (only from hand-written rows) counts as 0.
+    async fn tokens_by_tenant(&self, from: i64, to: i64) -> Result<Vec<TenantTokens>, StoreError>;
 
     // ---- audit
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;

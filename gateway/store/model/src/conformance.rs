@@ -23,6 +23,8 @@
 //!   Revoking an already revoked key returns it unchanged (whether that is audited is open).
 //! - `add_usage` is not a configuration change: it neither audits nor raises the version (the
 //!   gateway would otherwise reload its snapshot on every usage flush).
+//! - `tokens_by_tenant` saturates a total at `i64::MAX` (PostgreSQL's `SUM` would go on in
+//!   `numeric`, SQLite's would fail on overflow) and counts a negative total as 0.
 //! - Lists by name are in byte order (`COLLATE "C"` in PostgreSQL); keys and plugin versions
 //!   newest first; endpoints in the order they were added; SLOs by model; bindings by order,
 //!   then id.
@@ -52,7 +54,7 @@ pub use plugins::{bindings, plugins};
 pub use pools::pools;
 pub use snapshot::snapshot;
 pub use tenants::{limits_and_slos, tenants};
-pub use usage::usage;
+pub use usage::{tokens_by_tenant, usage};
 
 /// Every area in turn, after a second `migrate()` (stores are migrated when opened).
 pub async fn run_all(store: &dyn Backend) {
@@ -65,6 +67,7 @@ pub async fn run_all(store: &dyn Backend) {
     plugins(store).await;
     bindings(store).await;
     usage(store).await;
+    tokens_by_tenant(store).await;
     audit(store).await;
     change_version(store).await;
     snapshot(store).await;

@@ -24,6 +24,14 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
+    /// Midnight UTC on the first day of this instant's calendar month (UTC): where monthly
+    /// token budgets start counting.
+    pub fn month_start(self) -> Self {
+        let (year, month, _) = civil_from_days(self.0.div_euclid(86_400_000));
+        // Saturating: near i64::MIN the month's start lies before the representable range.
+        Timestamp(days_from_civil(year, month, 1).saturating_mul(86_400_000))
+    }
+
     /// Not for `wasm32-unknown-unknown`, where the std clock is unavailable.
     pub fn now() -> Self {
         let ms = std::time::SystemTime::now()
@@ -177,6 +185,26 @@ mod tests {
             Timestamp::parse_rfc3339("2024-02-29T00:00:00Z").map(|t| t.to_string()).as_deref(),
             Ok("2024-02-29T00:00:00.000Z")
         );
+    }
+
+    #[test]
+    fn month_start_is_midnight_utc_on_the_first() {
+        let at = |text: &str| Timestamp::parse_rfc3339(text).unwrap();
+        for (instant, start) in [
+            ("2026-12-06T04:35:49.123Z", "2026-12-01"),
+            ("2026-12-01T00:00:00Z", "2026-12-01"),
+            ("2026-11-30T23:59:59.999Z", "2026-11-01"),
+            ("2024-02-29T12:00:00Z", "2024-02-01"),
+            ("2027-01-01T00:00:00.001Z", "2027-01-01"),
+            // 23:30 on the 31st at -01:00 is already the next month in UTC.
+            ("2026-12-31T23:30:00-01:00", "2027-01-01"),
+            ("1969-12-31T23:59:59Z", "1969-12-01"),
+        ] {
+            assert_eq!(at(instant).month_start(), at(start), "{instant}");
+        }
+        assert_eq!(Timestamp(0).month_start(), Timestamp(0));
+        assert_eq!(Timestamp(i64::MIN).month_start(), Timestamp(i64::MIN));
+        assert!(Timestamp(i64::MAX).month_start() <= Timestamp(i64::MAX));
     }
 
     #[test]

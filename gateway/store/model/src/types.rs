@@ -286,6 +286,15 @@ pub struct UsageQuery {
     pub to: i64,
 }
 
+/// One tenant's tokens (prompt + completion) over a range of minutes: what monthly budgets
+/// count. Cached prompt tokens are part of the prompt's count, so they are not added again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantTokens {
+    pub tenant: String,
+    pub tokens: u64,
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use sluice_store_model::{
     Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, NewBinding, NewEndpoint, NewKey,
     NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, Slo, StoreError, StoreSnapshot, Tenant,
-    TenantDetail, TenantPatch, UsageCounts, UsageKey, UsageQuery, UsageRow,
+    TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolConnection;
@@ -268,6 +268,10 @@ impl Backend for PostgresStore {
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
         usage::query(&mut *self.conn().await?, query).await
+    }
+
+    async fn tokens_by_tenant(&self, from: i64, to: i64) -> Result<Vec<TenantTokens>, StoreError> {
+        usage::tokens_by_tenant(&mut *self.conn().await?, from, to).await
     }
 
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_store_model::{StoreError, UsageCounts, UsageKey, UsageQuery, UsageRow};
+use sluice_store_model::{StoreError, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow};
 use sqlx::PgConnection;
 
 use crate::error::db;
@@ -156,5 +156,35 @@ pub(crate) async fn query(conn: &mut PgConnection, q: &UsageQuery) -> Result<Vec
                 tpot_max_us: r.tpot_max_us,
             },
         })
+        .collect())
+}
+
+/// Each tenant's prompt + completion tokens over `[from, to)`. `SUM` of a bigint is a
+/// `numeric`, so the total cannot overflow on the way; it is clamped into what a bigint (and
+/// so every store) holds.
+pub(crate) async fn tokens_by_tenant(
+    conn: &mut PgConnection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<TenantTokens>, StoreError> {
+    let rows = sqlx::query!(
+        r#"
+        SELECT tenant,
+               LEAST(GREATEST(SUM(prompt_tokens) + SUM(completion_tokens), 0), 9223372036854775807)::BIGINT
+                   AS "tokens!"
+        FROM usage_minutely
+        WHERE minute >= $1 AND minute < $2
+        GROUP BY tenant
+        ORDER BY tenant COLLATE "C"
+        "#,
+        from,
+        to,
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TenantTokens { tenant: r.tenant, tokens: u64::try_from(r.tokens).unwrap_or(0) })
         .collect())
 }

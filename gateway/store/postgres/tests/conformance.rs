@@ -32,5 +32,17 @@ async fn each_area_passes_on_an_empty_store() {
             conformance::$area(&db.store().await).await;
         )*};
     }
-    alone!(tenants, limits_and_slos, keys, pools, plugins, bindings, usage, audit, change_version, snapshot);
+    alone!(
+        tenants,
+        limits_and_slos,
+        keys,
+        pools,
+        plugins,
+        bindings,
+        usage,
+        tokens_by_tenant,
+        audit,
+        change_version,
+        snapshot
+    );
 }

@@ -1,7 +1,7 @@
 //! Per-minute usage counters that every replica adds its deltas into.
 
 use serde_json::json;
-use sluice_store_model::{StoreError, UsageCounts, UsageKey, UsageQuery, UsageRow};
+use sluice_store_model::{StoreError, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
 
 use crate::error::db;
@@ -129,4 +129,29 @@ pub(crate) async fn query(pool: &SqlitePool, q: &UsageQuery) -> Result<Vec<Usage
     sql.push(" ORDER BY minute, tenant, model");
     let rows: Vec<Row> = sql.build_query_as().fetch_all(pool).await.map_err(db)?;
     Ok(rows.into_iter().map(UsageRow::from).collect())
+}
+
+/// Each tenant's prompt + completion tokens over `[from, to)`. Summed with `TOTAL` (a REAL)
+/// rather than `SUM`, which fails the whole query on integer overflow: one runaway row would
+/// otherwise hide every tenant's figures. A REAL is exact up to 2^53 tokens, far beyond any
+/// month's; past `i64::MAX` the cast saturates, as PostgreSQL's clamp does.
+pub(crate) async fn tokens_by_tenant(pool: &SqlitePool, from: i64, to: i64) -> Result<Vec<TenantTokens>, StoreError> {
+    let rows = sqlx::query!(
+        r#"SELECT tenant,
+                  CAST(MAX(MIN(TOTAL(prompt_tokens) + TOTAL(completion_tokens), 9223372036854775807.0), 0.0)
+                       AS INTEGER) AS "tokens!: i64"
+           FROM usage_minutely
+           WHERE minute >= ? AND minute < ?
+           GROUP BY tenant
+           ORDER BY tenant"#,
+        from,
+        to,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TenantTokens { tenant: r.tenant, tokens: u64::try_from(r.tokens).unwrap_or(0) })
+        .collect())
 }

@@ -27,6 +27,7 @@ area!(pools);
 area!(plugins);
 area!(bindings);
 area!(usage);
+area!(tokens_by_tenant);
 area!(audit);
 area!(change_version);
 area!(snapshot);

@@ -1,7 +1,8 @@
-//! Usage counters: deltas add up (maxima take the larger), queries are half-open and filtered.
+//! Usage counters: deltas add up (maxima take the larger), queries are half-open and filtered;
+//! tokens per tenant are summed over a half-open range of minutes.
 
 use super::mark;
-use crate::{Backend, StoreError, UsageCounts, UsageKey, UsageQuery, UsageRow};
+use crate::{Backend, StoreError, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow};
 
 fn counts(seed: i64) -> UsageCounts {
     UsageCounts {
@@ -103,4 +104,69 @@ pub async fn usage(store: &dyn Backend) {
         other => panic!("an overflowing counter must refuse the batch as Invalid, got {other:?}"),
     }
     assert_eq!(fetch(query(None, None, t4, t4 + 60)).await, vec![row(key(a, m1, t4), nearly_full)]);
+}
+
+/// Prompt + completion tokens per tenant over `[from, to)`: what a monthly budget counts.
+pub async fn tokens_by_tenant(store: &dyn Backend) {
+    // Minutes of their own, far from the `usage` area's, so that the two can share a store.
+    let t0 = 27_000_000 * 60;
+    let (from, to) = (t0, t0 + 3 * 60);
+    let tokens = |prompt: i64, cached: i64, completion: i64| UsageCounts {
+        requests: 1,
+        prompt_tokens: prompt,
+        cached_tokens: cached,
+        completion_tokens: completion,
+        ..UsageCounts::default()
+    };
+    // `-` sorts before `.` in byte order but not in most locales' collations.
+    let (a, a2, b, idle, outside) =
+        ("conf-tokens-a.1", "conf-tokens-a-2", "conf-tokens-b", "conf-tokens-idle", "conf-tokens-outside");
+    store
+        .add_usage(&[
+            (key(a, "m1", t0), tokens(100, 40, 7)),
+            (key(a, "m2", t0 + 60), tokens(20, 0, 3)),
+            (key(a2, "m1", t0 + 120), tokens(5, 5, 0)),
+            // Well past 2^32, to catch a narrowing on the way out.
+            (key(b, "m1", t0 + 60), tokens(3_000_000_000_000, 0, 1)),
+            // Requests that used no tokens still name their tenant.
+            (key(idle, "m1", t0), UsageCounts { requests: 2, errors: 2, ..UsageCounts::default() }),
+            // Just outside on either side: the minute before `from`, and `to` itself.
+            (key(outside, "m1", t0 - 60), tokens(1_000, 0, 1_000)),
+            (key(outside, "m1", to), tokens(1_000, 0, 1_000)),
+            (key(a, "m1", to), tokens(1_000, 0, 1_000)),
+        ])
+        .await
+        .expect("add usage");
+    // A later batch adds to the same rows.
+    store.add_usage(&[(key(a, "m1", t0), tokens(1, 1, 1))]).await.expect("add usage again");
+
+    let fetch = |from: i64, to: i64| async move { store.tokens_by_tenant(from, to).await.expect("tokens_by_tenant") };
+    let row = |tenant: &str, tokens: u64| TenantTokens { tenant: tenant.into(), tokens };
+    // Cached tokens are part of the prompt's count and are not added again.
+    assert_eq!(
+        fetch(from, to).await,
+        vec![row(a2, 5), row(a, 101 + 8 + 20 + 3), row(b, 3_000_000_000_001), row(idle, 0)],
+        "summed per tenant over [from, to), in byte order of the names"
+    );
+    // The minute is matched by its start, as `usage` does.
+    assert_eq!(fetch(from + 1, to).await, vec![row(a2, 5), row(a, 23), row(b, 3_000_000_000_001)]);
+    assert_eq!(fetch(to, to).await, vec![]);
+    assert_eq!(fetch(to, from).await, vec![], "an inverted range is empty");
+    assert_eq!(fetch(to - 60, to + 60).await, vec![row(a2, 5), row(a, 2_000), row(outside, 2_000)]);
+
+    // Totals no counter could hold saturate instead of failing every tenant's figures, and a
+    // negative one (a hand-corrected row, say) is no usage at all.
+    let t1 = t0 + 3600;
+    let (huge, negative) = ("conf-tokens-huge", "conf-tokens-negative");
+    store
+        .add_usage(&[
+            (key(huge, "m1", t1), tokens(i64::MAX - 1, 0, 0)),
+            (key(huge, "m1", t1 + 60), tokens(i64::MAX - 1, 0, 0)),
+            (key(huge, "m2", t1 + 60), tokens(0, 0, i64::MAX)),
+            (key(negative, "m1", t1), tokens(-50, 0, 20)),
+        ])
+        .await
+        .expect("add usage with large counters");
+    let max = u64::try_from(i64::MAX).expect("i64::MAX fits in u64");
+    assert_eq!(fetch(t1, t1 + 120).await, vec![row(huge, max), row(negative, 0)]);
 }
