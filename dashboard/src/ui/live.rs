@@ -142,6 +142,7 @@ fn Headline(frame: LiveFrame) -> impl IntoView {
             {card("Requests", "requests", format::rate(t.requests_per_s))}
             {card("In flight", "in-flight", t.in_flight.map_or_else(|| "–".into(), |n| n.to_string()))}
             {card("Errors", "errors", format::rate(t.errors_per_s))}
+            {card("Rate-limited (429)", "rejected", format::rate(t.rejected_per_s))}
             {card("TTFT p95", "ttft-p95", t.ttft_ms.map_or_else(|| "–".into(), |p| format::duration_ms(p.p95)))}
         </section>
     }
@@ -162,6 +163,7 @@ fn traffic_row(
             <td class="num">{format::rate(t.tokens_in_per_s)}</td>
             <td class="num">{format::rate(t.tokens_out_per_s)}</td>
             <td class="num">{format::rate(t.errors_per_s)}</td>
+            <td class="num" data-rejected=name.to_owned()>{format::rate(t.rejected_per_s)}</td>
             <td class="num">{t.ttft_ms.map_or_else(|| "–".into(), |p| format::duration_ms(p.p95))}</td>
             <td class="num">{t.tpot_ms.map_or_else(|| "–".into(), |p| format::duration_ms(p.p95))}</td>
             <td class="num">{attainment.map_or_else(|| "–".into(), format::percent)}</td>
@@ -174,7 +176,7 @@ fn breakdown(frame: &LiveFrame) -> impl IntoView + use<> {
     let head = || {
         view! {
             <tr><th></th><th>"req/s"</th><th>"tokens in/s"</th><th>"tokens out/s"</th><th>"errors/s"</th>
-            <th>"TTFT p95"</th><th>"TPOT p95"</th><th>"SLO attainment"</th>
+            <th title="requests refused by rate limits">"429/s"</th><th>"TTFT p95"</th><th>"TPOT p95"</th><th>"SLO attainment"</th>
             <th title="requests waiting for a slot in saturated pools">"queued"</th></tr>
         }
     };

@@ -232,3 +232,20 @@ async fn a_burst_of_fifty_never_overshoots_tokens_per_minute() {
     let redis = shared("burst", Fallback::Closed);
     assert_eq!(burst_of_fifty(ratelimit_host(Some(redis), limits)).await, 10);
 }
+
+#[test]
+fn the_builtin_is_bound_unless_switched_off_or_replaced() {
+    use sluice_plugin_host::Builtins;
+    let names = |builtins: Builtins, specs: Vec<BindingSpec>| -> Vec<String> {
+        let host = PluginHost::with_bindings(settings(), &prometheus::Registry::new(), specs, builtins).unwrap();
+        host.chain().bindings().iter().map(|b| format!("{}:{:?}", b.name, b.order)).collect()
+    };
+    let default = names(Builtins::default(), Vec::new());
+    assert!(default.contains(&format!("ratelimit:{}", sluice_plugin_host::RATELIMIT_ORDER)), "{default:?}");
+    let off = names(Builtins { ratelimit: false, ..Builtins::default() }, Vec::new());
+    assert!(!off.iter().any(|n| n.starts_with("ratelimit:")), "{off:?}");
+    // A binding named `ratelimit` replaces the built-in (here: the test guest, at order 7).
+    let mine = BindingSpec { order: 7, ..guest("ratelimit", "continue", "mine") };
+    let replaced = names(Builtins::default(), vec![mine]);
+    assert_eq!(replaced.iter().filter(|n| n.starts_with("ratelimit:")).collect::<Vec<_>>(), ["ratelimit:7"]);
+}

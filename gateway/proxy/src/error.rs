@@ -308,7 +308,9 @@ mod tests {
     fn plugin_denials_and_failures() {
         let denied = GatewayError::PolicyDenied { plugin: "p".into(), status: 429, message: "slow down".into() };
         assert_eq!(denied.status(), 429);
-        assert_eq!(denied.outcome(), Outcome::ClientError);
+        assert_eq!(denied.outcome(), Outcome::RateLimited, "a plugin's 429 is a limit, shown as rejected");
+        let forbidden = GatewayError::PolicyDenied { plugin: "p".into(), status: 403, message: "no".into() };
+        assert_eq!(forbidden.outcome(), Outcome::ClientError);
         assert_eq!(body_of(&denied)["error"]["message"], "slow down");
         assert_eq!(body_of(&denied)["error"]["code"], "policy_denied");
         let odd = GatewayError::PolicyDenied { plugin: "p".into(), status: 200, message: "x".into() };
