@@ -1,6 +1,6 @@
 //! Rate-limit decision latency: the built-in `ratelimit` plugin's on-request (one `acquire` of
-//! four limits: requests, tokens, concurrency, monthly budget) and on-response-done (`settle`),
-//! and the `limits` backend alone, with the in-process backend and with Redis at
+//! four limits: requests, tokens, concurrency, monthly budget), the request's end (the host
+//! settles the holds with the usage; for Redis, from a task), and the `limits` backend alone, with the in-process backend and with Redis at
 //! 127.0.0.1:6379. Prints a table (p50 / p99 in µs); `cargo bench -p sluice-plugin-host --bench
 //! limits`.
 #![allow(
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 use sluice_plugin_host::limits::{Ask, Ending, Kind, OnSettle};
-use sluice_plugin_host::types::{Api, BodySummary, Outcome, RequestInfo, ResponseDone, Usage};
+use sluice_plugin_host::limits::{RequestEnd, Usage};
+use sluice_plugin_host::types::{Api, BodySummary, RequestInfo};
 use sluice_plugin_host::{
     BindingSpec, BodyResource, EngineSettings, Fallback, HostSettings, PluginHost, RequestLimits, RequestVerdict,
     RequestView, SharedSettings,
@@ -84,15 +85,7 @@ async fn plugin_rows(backend: &str, shared: Option<SharedSettings>) -> Vec<Row> 
     let chain = host.chain();
     let mut on_request = hdrhistogram::Histogram::<u64>::new(3).unwrap();
     let mut on_done = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-    let done = ResponseDone {
-        status: 200,
-        outcome: Outcome::Ok,
-        usage: Some(Usage { prompt_tokens: 512, cached_tokens: 0, completion_tokens: 100 }),
-        ttft_ns: None,
-        tpot_ns: None,
-        e2e_ns: 1,
-        endpoint: None,
-    };
+    let used = RequestEnd::Used(Usage { prompt: 512, cached: 0, completion: 100 });
     for i in 0..ITERATIONS + 1_000 {
         let mut view = RequestView {
             info: info(),
@@ -105,7 +98,9 @@ async fn plugin_rows(backend: &str, shared: Option<SharedSettings>) -> Vec<Row> 
         let decided = started.elapsed();
         assert!(matches!(verdict, RequestVerdict::Continue(_)), "{verdict:?}");
         let started = Instant::now();
-        chain.on_response_done(&view.info, &done, view.limits.as_ref()).await;
+        if let Some(limits) = &view.limits {
+            limits.finish(used);
+        }
         let settled = started.elapsed();
         if i >= 1_000 {
             on_request.record(decided.as_nanos() as u64).unwrap();
@@ -115,7 +110,7 @@ async fn plugin_rows(backend: &str, shared: Option<SharedSettings>) -> Vec<Row> 
     assert!(host.services().limits.shared().is_none_or(|s| !s.degraded()), "Redis answered");
     vec![
         row(&format!("ratelimit on-request (acquire 4 limits), {backend}"), &on_request),
-        row(&format!("ratelimit on-response-done (settle), {backend}"), &on_done),
+        row(&format!("request end (settle with usage), {backend}"), &on_done),
     ]
 }
 
@@ -135,9 +130,9 @@ async fn backend_row(backend: &str, shared: Option<SharedSettings>) -> Row {
     };
     let asks = [
         ask("rpm", Kind::Rate, 1, OnSettle::Keep),
-        ask("tpm", Kind::Rate, 768, OnSettle::Actual),
+        ask("tpm", Kind::Rate, 768, OnSettle::Tokens),
         ask("conc", Kind::Slots, 1, OnSettle::GiveBack),
-        ask("month", Kind::Month, 768, OnSettle::Actual),
+        ask("month", Kind::Month, 768, OnSettle::Tokens),
     ];
     let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
     for i in 0..ITERATIONS + 1_000 {

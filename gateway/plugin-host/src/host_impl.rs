@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::header::{HeaderName, HeaderValue};
 use wasmtime::component::Resource;
 
 use crate::bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, limits, log, metrics, types};
 use crate::bindings::types::StateScope;
 use crate::capability::Capability;
 use crate::limits::{self as host_limits, Ask, Ending, LimitsError, RequestLimits};
+use crate::output::OutputLimits;
 use crate::resources::{BodyResource, HeadersResource};
 use crate::state::HostState;
 
@@ -232,6 +234,7 @@ impl limits::Host for HostState {
         &mut self,
         scope: StateScope,
         asks: Vec<limits::Limit>,
+        cached_percent: u32,
     ) -> wasmtime::Result<Result<limits::Decision, limits::Error>> {
         self.grant(Capability::Limits)?;
         if asks.len() > host_limits::MAX_LIMITS_PER_CALL {
@@ -256,7 +259,7 @@ impl limits::Host for HostState {
                 burst: l.burst,
                 on_settle: match l.on_settle {
                     limits::OnSettle::Keep => host_limits::OnSettle::Keep,
-                    limits::OnSettle::Actual => host_limits::OnSettle::Actual,
+                    limits::OnSettle::Tokens => host_limits::OnSettle::Tokens,
                     limits::OnSettle::GiveBack => host_limits::OnSettle::GiveBack,
                 },
             })
@@ -273,7 +276,7 @@ impl limits::Host for HostState {
                     if grant.decision.granted { "granted" } else { "refused" },
                 );
                 let d = decision(grant.decision.clone());
-                request.record(&self.binding.namespace, grant);
+                request.record(&self.binding.namespace, grant, cached_percent);
                 Ok(Ok(d))
             }
             Err(LimitsError::Unavailable) => {
@@ -282,6 +285,19 @@ impl limits::Host for HostState {
             }
             Err(LimitsError::Invalid(_)) => Ok(Err(limits::Error::Invalid)),
         }
+    }
+
+    fn set_response_headers(&mut self, headers: Vec<types::Header>) -> wasmtime::Result<Result<(), String>> {
+        self.grant(Capability::Limits)?;
+        if let Err(problem) = OutputLimits::default().headers(&headers) {
+            return Ok(Err(problem));
+        }
+        let parsed = headers
+            .into_iter()
+            .filter_map(|h| Some((HeaderName::try_from(h.name).ok()?, HeaderValue::try_from(h.value).ok()?)))
+            .collect();
+        self.request_limits().set_response_headers(&self.binding.namespace, parsed);
+        Ok(Ok(()))
     }
 
     async fn settle(&mut self, actual: u64) -> wasmtime::Result<()> {

@@ -126,7 +126,7 @@ impl OutputLimits {
         Ok(())
     }
 
-    fn headers(&self, headers: &[Header]) -> Result<(), String> {
+    pub fn headers(&self, headers: &[Header]) -> Result<(), String> {
         if headers.len() > self.max_headers {
             return Err(format!("{} headers set, over the limit of {}", headers.len(), self.max_headers));
         }

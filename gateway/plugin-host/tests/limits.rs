@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use http::HeaderMap;
-use sluice_plugin_host::types::{Outcome, ResponseDone, Usage};
+use sluice_plugin_host::limits::{RequestEnd, Usage};
 use sluice_plugin_host::{
     BindingSpec, Fallback, HostSettings, PluginHost, RequestLimits, RequestVerdict, RequestView, SharedSettings,
 };
@@ -68,9 +68,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-async fn done(host: &PluginHost, v: &RequestView, usage: Option<Usage>, outcome: Outcome) {
-    let d = ResponseDone { status: 200, outcome, usage, ttft_ns: None, tpot_ns: None, e2e_ns: 1, endpoint: None };
-    host.chain().on_response_done(&v.info, &d, v.limits.as_ref()).await;
+/// The request ends as `end` says: what the gateway does when it emits the request's record.
+fn end(v: &RequestView, end: RequestEnd) {
+    v.limits.as_ref().expect("requests here carry their holds").finish(end);
+}
+
+fn used(prompt: u64, completion: u64) -> RequestEnd {
+    RequestEnd::Used(Usage { prompt, cached: 0, completion })
 }
 
 #[tokio::test]
@@ -78,8 +82,8 @@ async fn requests_per_minute_refuse_with_openai_headers() {
     // 120/min with the default half-second burst: one request at once.
     let host = ratelimit_host(None, serde_json::json!({ "requests_per_minute": 120 }));
     let admitted = ask(&host, 5).await.unwrap();
-    let mut headers = Arc::new(HeaderMap::new());
-    host.chain().on_response_headers(&admitted.info, 200, &mut headers, admitted.limits.as_ref()).await.unwrap();
+    let mut headers = HeaderMap::new();
+    admitted.limits.as_ref().unwrap().apply_response_headers(&mut headers);
     assert_eq!(headers.get("x-ratelimit-limit-requests").unwrap(), "120");
     assert_eq!(headers.get("x-ratelimit-remaining-requests").unwrap(), "0");
     let (status, headers, body) = ask(&host, 5).await.unwrap_err();
@@ -97,8 +101,8 @@ async fn concurrency_slots_come_back_however_the_request_ends() {
     let first = ask(&host, 5).await.unwrap();
     let (status, _, body) = ask(&host, 5).await.unwrap_err();
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("concurrency_limit_exceeded")));
-    // Settled by on-response-done.
-    done(&host, &first, None, Outcome::UpstreamError).await;
+    // Ended by the gateway with the request (an upstream error: nothing used).
+    end(&first, RequestEnd::NoWork);
     drop(first);
     let second = ask(&host, 5).await.unwrap();
     // Never settled (a cancelled request whose plugin call never came): dropping the request
@@ -115,7 +119,7 @@ async fn tokens_are_reserved_then_settled_to_usage() {
     let (status, _, _) = ask(&host, 890).await.unwrap_err();
     assert_eq!(status, 429, "900 of 1,000 reserved");
     // It used 40: 860 come back.
-    done(&host, &big, Some(Usage { prompt_tokens: 10, cached_tokens: 0, completion_tokens: 30 }), Outcome::Ok).await;
+    end(&big, used(10, 30));
     drop(big);
     ask(&host, 890).await.unwrap();
     // More than the whole minute can never pass: a distinct message, no Retry-After.
@@ -129,7 +133,7 @@ async fn tokens_are_reserved_then_settled_to_usage() {
 async fn an_exhausted_monthly_budget_is_insufficient_quota() {
     let host = ratelimit_host(None, serde_json::json!({ "monthly_token_budget": 100 }));
     let v = ask(&host, 50).await.unwrap();
-    done(&host, &v, Some(Usage { prompt_tokens: 10, cached_tokens: 0, completion_tokens: 85 }), Outcome::Ok).await;
+    end(&v, used(10, 85));
     drop(v);
     let (status, headers, body) = ask(&host, 50).await.unwrap_err();
     assert_eq!(status, 429);
@@ -170,7 +174,7 @@ async fn redis_slots_are_global_and_given_back() {
     let b = ratelimit_host(Some(settings), serde_json::json!({ "max_concurrency": 1 }));
     let held = ask(&a, 5).await.unwrap();
     assert_eq!(ask(&b, 5).await.unwrap_err().0, 429);
-    done(&a, &held, None, Outcome::Cancelled).await;
+    end(&held, RequestEnd::Unknown);
     drop(held);
     // The slot's return went to Redis from a task; wait for it (bounded).
     let mut ok = false;

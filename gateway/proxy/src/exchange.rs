@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use sluice_metrics::{Api, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
 use sluice_openai::Usage;
 
+use sluice_plugin_host::limits::{self, RequestEnd};
 use sluice_plugin_host::types::{self, RequestInfo, ResponseDone};
 use sluice_plugin_host::{Chain, Hook, RequestLimits};
 
@@ -111,6 +112,21 @@ fn response_done(record: &RequestRecord) -> ResponseDone {
     }
 }
 
+/// How the request ended, for its rate-limit holds.
+fn request_end(record: &RequestRecord) -> RequestEnd {
+    if record.prompt_tokens + record.completion_tokens > 0 {
+        RequestEnd::Used(limits::Usage {
+            prompt: record.prompt_tokens,
+            cached: record.cached_tokens,
+            completion: record.completion_tokens,
+        })
+    } else if record.outcome == Outcome::Cancelled {
+        RequestEnd::Unknown
+    } else {
+        RequestEnd::NoWork
+    }
+}
+
 /// The label of what is not known yet, shared: every request starts with it as its model.
 fn unknown() -> Arc<str> {
     static UNKNOWN: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(UNKNOWN_LABEL));
@@ -160,20 +176,32 @@ impl Exchange {
     fn emit(&mut self, record: &RequestRecord) {
         self.reported = true;
         self.sinks.emit(record);
-        if let Some((chain, info)) = self.plugins.take()
-            && chain.has(Hook::OnResponseDone)
-        {
-            let done = response_done(record);
-            if !chain.waits(Hook::OnResponseDone) {
-                // Nothing to wait on: the hooks run to completion within this poll.
-                let _ = chain.on_response_done(&info, &done, self.limits.as_ref()).now_or_never();
-            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                // A hook that waits on I/O must not hold up the end of the response.
-                let limits = self.limits.clone();
-                runtime.spawn(async move { chain.on_response_done(&info, &done, limits.as_ref()).await });
-            } else {
-                tracing::warn!(request_id = ?self.request_id, "no runtime to run on-response-done hooks; skipped");
+        // The request's limits settle with what it used, after any on-response-done hook (which
+        // may settle them itself).
+        let limits = self.limits.take().map(|l| (l, request_end(record)));
+        let finish = |limits: Option<(Arc<RequestLimits>, RequestEnd)>| {
+            if let Some((l, end)) = limits {
+                l.finish(end);
             }
+        };
+        let Some((chain, info)) = self.plugins.take().filter(|(chain, _)| chain.has(Hook::OnResponseDone)) else {
+            return finish(limits);
+        };
+        let done = response_done(record);
+        let held = limits.as_ref().map(|(l, _)| Arc::clone(l));
+        if !chain.waits(Hook::OnResponseDone) {
+            // Nothing to wait on: the hooks run to completion within this poll.
+            let _ = chain.on_response_done(&info, &done, held.as_ref()).now_or_never();
+            finish(limits);
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // A hook that waits on I/O must not hold up the end of the response.
+            runtime.spawn(async move {
+                chain.on_response_done(&info, &done, held.as_ref()).await;
+                finish(limits);
+            });
+        } else {
+            tracing::warn!(request_id = ?self.request_id, "no runtime to run on-response-done hooks; skipped");
+            finish(limits);
         }
     }
 

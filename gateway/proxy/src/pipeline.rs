@@ -30,7 +30,10 @@ where
 {
     let start = Instant::now();
     let mut ex = Exchange::begin(start, request.headers(), gateway.sinks.clone(), gateway.metrics.in_flight());
-    match run(gateway, &mut ex, request).await {
+    let step = run(gateway, &mut ex, request).await;
+    // The headers the rate limiter asked for (`x-ratelimit-*`), on whatever the answer is.
+    let limits = ex.limits.clone();
+    let mut response = match step {
         Ok(Step::Models(response)) => response,
         Ok(Step::Local(response)) => {
             let status = response.status().as_u16();
@@ -45,7 +48,11 @@ where
             reply.response
         }
         Err(error) => ex.fail(error),
+    };
+    if let Some(limits) = limits {
+        limits.apply_response_headers(response.headers_mut());
     }
+    response
 }
 
 /// What a plugin's local answer counts as: a `429` is a limit (the rate limiter's refusals), any

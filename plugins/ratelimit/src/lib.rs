@@ -11,7 +11,8 @@
 //! per tenant (from its stored limits) and, when the binding's config sets them, per API key
 //! and per tenant × model. Over a limit it answers `429` in the OpenAI error shape
 //! (`rate_limit_exceeded`, or `insufficient_quota` for the budget) with `Retry-After`; the
-//! `x-ratelimit-*` headers go on every answer a limit applied to. The policy — which limits,
+//! `x-ratelimit-*` headers go on every answer a limit applied to. It exports `on-request` only:
+//! the host settles the holds with the tokens the request used when it ends. The policy — which limits,
 //! what counts, which headers — lives here; the host keeps the counters, exact across replicas.
 
 pub mod policy;
@@ -19,10 +20,8 @@ pub mod policy;
 #[cfg(target_arch = "wasm32")]
 mod component {
     use sluice_sdk::limits::{self, StateScope};
-    use sluice_sdk::types::{
-        Body, Headers, LocalResponse, Outcome, RequestDecision, RequestInfo, ResponseChanges, ResponseDone,
-    };
-    use sluice_sdk::{Plugin, config, export_plugin, metrics};
+    use sluice_sdk::types::{Body, Headers, LocalResponse, RequestDecision, RequestInfo};
+    use sluice_sdk::{Plugin, config, export_plugin, log, metrics};
 
     use crate::policy::{self, Plan, Settings, TenantLimits};
 
@@ -47,6 +46,8 @@ mod component {
     }
 
     impl Plugin for RateLimit {
+        // The only hook: the host settles what the request took with the tokens it used when it
+        // ends, and adds the `x-ratelimit-*` headers to its answer.
         fn on_request(request: RequestInfo, _headers: &Headers, _body: &Body) -> RequestDecision {
             let settings = settings();
             let tenant = tenant_limits(&request.tenant);
@@ -58,8 +59,13 @@ mod component {
             if limits.is_empty() {
                 return RequestDecision::Continue;
             }
-            match limits::acquire(StateScope::Tenant, &limits) {
-                Ok(decision) if decision.granted => RequestDecision::Continue,
+            match limits::acquire(StateScope::Tenant, &limits, settings.cached_percent()) {
+                Ok(decision) if decision.granted => {
+                    if let Err(problem) = limits::set_response_headers(&policy::headers(&limits, &labels, &decision)) {
+                        log::log(log::Level::Warn, &format!("x-ratelimit headers refused: {problem}"));
+                    }
+                    RequestDecision::Continue
+                }
                 Ok(decision) => {
                     let label = decision.refused_by.and_then(|i| labels.get(i as usize));
                     metrics::counter_add("refusals", label.map_or("unknown", policy::Label::metric), 1);
@@ -69,31 +75,7 @@ mod component {
                 Err(limits::Error::Invalid) => local(policy::invalid()),
             }
         }
-
-        fn on_response_headers(request: RequestInfo, _status: u16, _headers: &Headers) -> ResponseChanges {
-            let settings = settings();
-            let headers = match limits::last_decision() {
-                Some(decision) => {
-                    let Plan { limits, labels } = policy::plan(settings, &tenant_limits(&request.tenant), &request);
-                    policy::headers(&limits, &labels, &decision)
-                }
-                None => Vec::new(),
-            };
-            ResponseChanges { set_headers: headers, remove_headers: Vec::new() }
-        }
-
-        fn on_response_done(request: RequestInfo, done: ResponseDone) {
-            let settings = settings();
-            match policy::actual_tokens(settings, &request, &done) {
-                Some(actual) => limits::settle(actual),
-                // Refused or failed before any work: the tokens were not used.
-                None if done.outcome != Outcome::Cancelled => limits::settle(0),
-                // Cancelled with nothing measured: the reservation stands (the host frees the
-                // slot when the request ends).
-                None => {}
-            }
-        }
     }
 
-    export_plugin!(RateLimit => [on_request, on_response_headers, on_response_done]);
+    export_plugin!(RateLimit => [on_request]);
 }

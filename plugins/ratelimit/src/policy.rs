@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use sluice_sdk::limits::{Decision, Limit, LimitKind, LimitState, OnSettle};
-use sluice_sdk::types::{Api, Header, RequestInfo, ResponseDone};
+use sluice_sdk::types::{Api, Header, RequestInfo};
 
 /// A minute, the period of the per-minute limits.
 const MINUTE_MS: u64 = 60_000;
@@ -50,6 +50,11 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// `cached_token_weight` in percent, as `limits.acquire` takes it.
+    pub fn cached_percent(&self) -> u32 {
+        (self.cached_token_weight.clamp(0.0, 10.0) * 100.0).round() as u32
+    }
+
     /// The binding's JSON config; the defaults where it is empty or does not parse (the
     /// gateway validates the config before binding, so that is a config it did not write).
     pub fn parse(json: &str) -> Settings {
@@ -153,7 +158,7 @@ pub fn plan(settings: &Settings, tenant: &TenantLimits, request: &RequestInfo) -
         if let Some(tpm) = rates.tokens_per_minute {
             push(
                 Dimension::Tokens,
-                limit(&prefix, "tpm", LimitKind::Rate, tokens, tpm, MINUTE_MS, tpm, OnSettle::Actual),
+                limit(&prefix, "tpm", LimitKind::Rate, tokens, tpm, MINUTE_MS, tpm, OnSettle::Tokens),
             );
         }
         if let Some(max) = rates.max_concurrency {
@@ -164,7 +169,7 @@ pub fn plan(settings: &Settings, tenant: &TenantLimits, request: &RequestInfo) -
             );
         }
         if let Some(budget) = rates.monthly_token_budget {
-            push(Dimension::Budget, limit(&prefix, "month", LimitKind::Month, tokens, budget, 0, 0, OnSettle::Actual));
+            push(Dimension::Budget, limit(&prefix, "month", LimitKind::Month, tokens, budget, 0, 0, OnSettle::Tokens));
         }
     }
     plan
@@ -182,16 +187,6 @@ fn limit(
     on_settle: OnSettle,
 ) -> Limit {
     Limit { key: format!("{prefix}/{name}"), kind, amount, limit, period_ms, burst, on_settle }
-}
-
-/// What the request used, weighted as the settings say; `None` when nothing was measured.
-/// A stream cut short may have counted completion tokens but no prompt: the estimate stands in.
-pub fn actual_tokens(settings: &Settings, request: &RequestInfo, done: &ResponseDone) -> Option<u64> {
-    let usage = done.usage.as_ref()?;
-    let prompt = if usage.prompt_tokens > 0 { usage.prompt_tokens } else { u64::from(request.summary.token_estimate) };
-    let cached = usage.cached_tokens.min(prompt);
-    let weighted_cached = (cached as f64 * settings.cached_token_weight.max(0.0)).round() as u64;
-    Some((prompt - cached).saturating_add(weighted_cached).saturating_add(usage.completion_tokens))
 }
 
 /// A local answer.
@@ -361,7 +356,7 @@ pub fn invalid() -> Answer {
 
 #[cfg(test)]
 mod tests {
-    use sluice_sdk::types::{BodySummary, Outcome, Usage};
+    use sluice_sdk::types::BodySummary;
 
     use super::*;
 
@@ -431,22 +426,10 @@ mod tests {
     }
 
     #[test]
-    fn usage_settles_with_cached_tokens_weighted() {
-        let settings = Settings { cached_token_weight: 0.5, ..Settings::default() };
-        let done = |usage| ResponseDone {
-            status: 200,
-            outcome: Outcome::Ok,
-            usage,
-            ttft_ns: None,
-            tpot_ns: None,
-            e2e_ns: 1,
-            endpoint: None,
-        };
-        let usage = Usage { prompt_tokens: 100, cached_tokens: 40, completion_tokens: 7 };
-        assert_eq!(actual_tokens(&settings, &request(None), &done(Some(usage))), Some(60 + 20 + 7));
-        let cut = Usage { prompt_tokens: 0, cached_tokens: 0, completion_tokens: 3 };
-        assert_eq!(actual_tokens(&settings, &request(None), &done(Some(cut))), Some(103), "the estimate stands in");
-        assert_eq!(actual_tokens(&settings, &request(None), &done(None)), None);
+    fn the_cached_weight_becomes_a_percentage() {
+        assert_eq!(Settings::default().cached_percent(), 100);
+        assert_eq!(Settings { cached_token_weight: 0.25, ..Settings::default() }.cached_percent(), 25);
+        assert_eq!(Settings { cached_token_weight: -1.0, ..Settings::default() }.cached_percent(), 0);
     }
 
     #[test]
@@ -460,7 +443,8 @@ mod tests {
         assert_eq!(a.status, 429);
         let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
         assert_eq!(body["error"]["type"], "insufficient_quota");
-        let parsed = TenantLimits::parse(r#"{"name":"acme","limits":{"monthly_token_budget":5},"usage":{"month_tokens":7}}"#);
+        let parsed =
+            TenantLimits::parse(r#"{"name":"acme","limits":{"monthly_token_budget":5},"usage":{"month_tokens":7}}"#);
         assert!(budget_spent(&parsed).is_some());
     }
 

@@ -279,7 +279,7 @@ mod tests {
         let on_settle = match kind {
             Kind::Slots => OnSettle::GiveBack,
             Kind::Rate if amount == 1 => OnSettle::Keep,
-            _ => OnSettle::Actual,
+            _ => OnSettle::Tokens,
         };
         Ask { key: format!("{OWNER}{key}"), owner_len: OWNER.len(), kind, amount, limit, period_ms, burst, on_settle }
     }
@@ -346,7 +346,7 @@ mod tests {
         l.end(&g.taken, Ending::Settle(120), T0);
         assert_eq!(l.level(&tpm.storage_key(T0 / 1000), T0), 120.0);
         assert_eq!(l.level(&slot.storage_key(T0 / 1000), T0), 0.0);
-        let g = l.acquire(&[slot.clone()], T0);
+        let g = l.acquire(std::slice::from_ref(&slot), T0);
         assert!(g.decision.granted);
         l.end(&g.taken, Ending::Lapse, T0);
         assert_eq!(l.level(&slot.storage_key(T0 / 1000), T0), 0.0, "a lapsed hold frees its slot");

@@ -14,7 +14,7 @@ pub mod shared;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use held::RequestLimits;
+pub use held::{RequestEnd, RequestLimits, Usage};
 pub use local::Local;
 pub use shared::{Fallback, Shared, SharedSettings};
 
@@ -36,7 +36,8 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnSettle {
     Keep,
-    Actual,
+    /// Replaced by the tokens used.
+    Tokens,
     GiveBack,
 }
 
@@ -122,8 +123,8 @@ impl Taken {
         let amount = i128::from(self.amount);
         match (ending, self.on_settle) {
             (Ending::Release, _) | (_, OnSettle::GiveBack) => -amount,
-            (Ending::Settle(actual), OnSettle::Actual) => i128::from(actual) - amount,
-            (Ending::Settle(_) | Ending::Lapse, OnSettle::Keep) | (Ending::Lapse, OnSettle::Actual) => 0,
+            (Ending::Settle(actual), OnSettle::Tokens) => i128::from(actual) - amount,
+            (Ending::Settle(_) | Ending::Lapse, OnSettle::Keep) | (Ending::Lapse, OnSettle::Tokens) => 0,
         }
     }
 
@@ -140,7 +141,7 @@ fn emission_us(period_ms: u64, limit: u64) -> f64 {
 /// How a hold ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
-    /// The plugin settled it with the amount actually used.
+    /// Settled with the tokens used (measured by the host, or given by the plugin).
     Settle(u64),
     /// The plugin gave everything back.
     Release,
@@ -265,12 +266,12 @@ mod tests {
 
     #[test]
     fn endings_apply_each_limits_rule() {
-        assert_eq!(taken(OnSettle::Actual).delta(Ending::Settle(3)), -7);
-        assert_eq!(taken(OnSettle::Actual).delta(Ending::Settle(15)), 5);
+        assert_eq!(taken(OnSettle::Tokens).delta(Ending::Settle(3)), -7);
+        assert_eq!(taken(OnSettle::Tokens).delta(Ending::Settle(15)), 5);
         assert_eq!(taken(OnSettle::Keep).delta(Ending::Settle(3)), 0);
         assert_eq!(taken(OnSettle::GiveBack).delta(Ending::Settle(3)), -10);
         assert_eq!(taken(OnSettle::Keep).delta(Ending::Release), -10);
-        assert_eq!(taken(OnSettle::Actual).delta(Ending::Lapse), 0);
+        assert_eq!(taken(OnSettle::Tokens).delta(Ending::Lapse), 0);
         assert_eq!(taken(OnSettle::GiveBack).delta(Ending::Lapse), -10);
     }
 

@@ -91,6 +91,9 @@ pub async fn run(
         body: BodyResource::new(body.clone()),
         limits: ex.limits.clone(),
     };
+    if let Some(limits) = &view.limits {
+        limits.set_prompt_estimate(u64::from(view.info.summary.token_estimate));
+    }
     let verdict = chain.on_request(&mut view).await.map_err(|failure| GatewayError::PluginFailed {
         plugin: failure.0.plugin().to_owned(),
         kind: failure.0.kind(),
