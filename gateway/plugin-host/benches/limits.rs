@@ -11,7 +11,7 @@
     reason = "a bench that fails loudly and prints its table"
 )]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,7 @@ fn host(shared: Option<SharedSettings>) -> PluginHost {
     });
     let tenant = serde_json::json!({ "name": "bench", "limits": limits }).to_string();
     host.services().set_tenants(HashMap::from([("bench".to_owned(), tenant)]));
+    host.services().set_limited_tenants(HashSet::from(["bench".to_owned()]));
     host
 }
 

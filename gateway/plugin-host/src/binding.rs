@@ -124,6 +124,7 @@ pub(crate) struct Placement {
     pub origin: Origin,
     pub scope: Scope,
     pub order: i64,
+    pub only_limited_tenants: bool,
 }
 
 /// See [`Binding::label`].
@@ -171,6 +172,8 @@ pub struct Binding {
     pub origin: Origin,
     pub scope: Scope,
     pub order: i64,
+    /// Runs only for tenants the embedder marked as limited.
+    pub only_limited_tenants: bool,
     pub version: Arc<PluginVersion>,
     pub isolation: Isolation,
     pub failure: FailurePolicy,
@@ -214,6 +217,7 @@ impl Binding {
             origin: placement.origin,
             scope: placement.scope,
             order: placement.order,
+            only_limited_tenants: placement.only_limited_tenants,
             version,
             isolation: guards.isolation,
             failure: guards.failure,
@@ -228,6 +232,12 @@ impl Binding {
             engine,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Whether the binding runs for a request of `tenant` for `model`: its scope covers them
+    /// and, for a binding that runs only for limited tenants, the tenant is one.
+    pub fn runs_for(&self, tenant: &str, model: &str) -> bool {
+        self.scope.applies(tenant, model) && (!self.only_limited_tenants || self.ctx.services.is_limited(tenant))
     }
 
     /// Whether `other` takes this binding's place in the chain when activated.

@@ -107,7 +107,7 @@ impl Chain {
 
     /// The bindings exporting `hook` whose scope covers this tenant and model.
     fn with<'a>(&'a self, hook: Hook, tenant: &'a str, model: &'a str) -> impl Iterator<Item = &'a Arc<Binding>> {
-        self.bindings.iter().filter(move |b| b.exports(hook) && b.scope.applies(tenant, model))
+        self.bindings.iter().filter(move |b| b.exports(hook) && b.runs_for(tenant, model))
     }
 
     /// Applies a failure policy: fail-closed stops the request, fail-open carries on.
@@ -125,7 +125,7 @@ impl Chain {
         for binding in self.bindings.iter().filter(|b| b.exports(Hook::OnRequest)) {
             // Checked per binding: a model-scoped plugin runs for the model as rewritten by
             // the plugins before it.
-            if !binding.scope.applies(&view.info.tenant, &view.info.model) {
+            if !binding.runs_for(&view.info.tenant, &view.info.model) {
                 continue;
             }
             let decision = match binding.on_request(&view.info, &view.headers, &view.body, view.limits.as_ref()).await {

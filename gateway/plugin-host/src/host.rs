@@ -66,6 +66,9 @@ pub struct BindingSpec {
     /// A `counters`/`cache` namespace shared with the other bindings granted the same name
     /// (an admin's grant); `None`: the plugin's own.
     pub state_namespace: Option<String>,
+    /// Run only for tenants the embedder marked as limited ([`HostServices::set_limited_tenants`]):
+    /// the built-in rate limiter costs nothing for a tenant without limits.
+    pub only_limited_tenants: bool,
 }
 
 /// The default isolation; see docs/plugins.md for the measurements behind it.
@@ -91,6 +94,7 @@ impl BindingSpec {
             breaker: BreakerSettings::default(),
             max_concurrent_calls: None,
             state_namespace: None,
+            only_limited_tenants: false,
         }
     }
 
@@ -116,6 +120,9 @@ impl BindingSpec {
                 .collect(),
             // A decision may wait for Redis (`[redis] timeout`, 50 ms by default) on a fiber.
             limits: CallLimits { timeout: Duration::from_millis(250), memory_bytes: 16 << 20 },
+            // Without a config of its own it enforces tenants' stored limits only, so a tenant
+            // without any is not its business.
+            only_limited_tenants: true,
             ..BindingSpec::new("ratelimit", PluginSource::Builtin("ratelimit".to_owned()))
         }
     }
@@ -345,7 +352,12 @@ impl PluginHost {
             self.engine.clone(),
             Arc::new(version),
             ctx,
-            Placement { origin: spec.origin, scope: spec.scope, order: spec.order },
+            Placement {
+                origin: spec.origin,
+                scope: spec.scope,
+                order: spec.order,
+                only_limited_tenants: spec.only_limited_tenants,
+            },
             guards,
         ))
     }

@@ -2,7 +2,7 @@
 //! ([`crate::cache`]), namespaced per plugin and tenant by the host, and the embedder's
 //! transport for the network capabilities ([`crate::io`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -22,6 +22,8 @@ pub struct HostServices {
     pub limits: Arc<Limits>,
     /// Tenant name → settings as JSON, for `config.tenant`.
     tenants: ArcSwap<HashMap<String, String>>,
+    /// Tenants with limits, for bindings that run only for them.
+    limited: ArcSwap<HashSet<String>>,
     /// The zero of `clock.monotonic-now`.
     pub epoch: Instant,
     /// The transport of `http` and `embeddings`, once the embedder provides one.
@@ -35,6 +37,7 @@ impl Default for HostServices {
             cache: Cache::default(),
             limits: Arc::new(Limits::local()),
             tenants: ArcSwap::from_pointee(HashMap::new()),
+            limited: ArcSwap::from_pointee(HashSet::new()),
             epoch: Instant::now(),
             io: OnceLock::new(),
         }
@@ -50,6 +53,15 @@ impl HostServices {
     /// Replaces the tenant settings plugins can read.
     pub fn set_tenants(&self, tenants: HashMap<String, String>) {
         self.tenants.store(Arc::new(tenants));
+    }
+
+    /// Replaces the tenants that bindings marked `only_limited_tenants` run for.
+    pub fn set_limited_tenants(&self, tenants: HashSet<String>) {
+        self.limited.store(Arc::new(tenants));
+    }
+
+    pub fn is_limited(&self, tenant: &str) -> bool {
+        self.limited.load().contains(tenant)
     }
 
     pub fn tenant(&self, name: &str) -> Option<String> {

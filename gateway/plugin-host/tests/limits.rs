@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ fn ratelimit_host(shared: Option<SharedSettings>, limits: serde_json::Value) -> 
     host.load_and_activate(BindingSpec::builtin_ratelimit()).unwrap();
     let tenant = serde_json::json!({ "name": "acme", "priority": "normal", "limits": limits }).to_string();
     host.services().set_tenants(HashMap::from([("acme".to_owned(), tenant)]));
+    host.services().set_limited_tenants(HashSet::from(["acme".to_owned()]));
     host
 }
 
@@ -244,6 +245,12 @@ fn the_builtin_is_bound_unless_switched_off_or_replaced() {
         let host = PluginHost::with_bindings(settings(), &prometheus::Registry::new(), specs, builtins).unwrap();
         host.chain().bindings().iter().map(|b| format!("{}:{:?}", b.name, b.order)).collect()
     };
+    // It runs only for tenants the gateway marked as limited: others cost no call.
+    let host = ratelimit_host(None, serde_json::json!({ "requests_per_minute": 1 }));
+    let chain = host.chain();
+    let builtin = chain.get("ratelimit").unwrap();
+    assert!(builtin.runs_for("acme", "m"));
+    assert!(!builtin.runs_for("unlimited", "m"));
     let default = names(Builtins::default(), Vec::new());
     assert!(default.contains(&format!("ratelimit:{}", sluice_plugin_host::RATELIMIT_ORDER)), "{default:?}");
     let off = names(Builtins { ratelimit: false, ..Builtins::default() }, Vec::new());

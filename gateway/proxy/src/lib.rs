@@ -76,13 +76,16 @@ fn publish_tenants(
     tenants: &tenants::TenantSnapshot,
     month_usage: &HashMap<String, u64>,
 ) {
-    plugins.services().set_tenants(
+    let services = plugins.services();
+    services.set_tenants(
         tenants
             .tenants()
             .iter()
             .map(|t| (t.name.to_string(), t.settings_json(month_usage.get(&*t.name).copied())))
             .collect(),
     );
+    services
+        .set_limited_tenants(tenants.tenants().iter().filter(|t| t.is_limited()).map(|t| t.name.to_string()).collect());
 }
 
 impl Gateway {

@@ -76,5 +76,6 @@ pub fn spec(p: &PluginConfig) -> BindingSpec {
         },
         max_concurrent_calls: p.max_concurrent_calls,
         state_namespace: p.state_namespace.clone(),
+        only_limited_tenants: false,
     }
 }

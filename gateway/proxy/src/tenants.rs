@@ -36,6 +36,16 @@ impl Tenant {
         self.limits.allowed_models.as_ref().is_none_or(|allowed| allowed.iter().any(|m| m == model))
     }
 
+    /// Whether any rate, concurrency or budget limit is set: the built-in rate limiter runs
+    /// only for such tenants.
+    pub fn is_limited(&self) -> bool {
+        let l = &self.limits;
+        l.requests_per_minute.is_some()
+            || l.tokens_per_minute.is_some()
+            || l.max_concurrency.is_some()
+            || l.monthly_token_budget.is_some()
+    }
+
     /// The settings plugins read through `config.tenant`, as JSON: name, priority, limits and,
     /// when the store has counted them, the tokens used this calendar month (UTC) by every
     /// replica, as last written to the store.

@@ -70,18 +70,29 @@ impl Table {
     }
 
     fn insert(&mut self, key: String, entry: Entry) {
-        let owner = key.get(..entry.owner_len).unwrap_or("").to_owned();
-        if self.entries.insert(key, entry).is_none() {
-            *self.keys_per_owner.entry(owner).or_default() += 1;
+        if let Some(existing) = self.entries.get_mut(&key) {
+            *existing = entry;
+            return;
         }
+        let owner = key.get(..entry.owner_len).unwrap_or("").to_owned();
+        self.entries.insert(key, entry);
+        *self.keys_per_owner.entry(owner).or_default() += 1;
     }
+}
+
+/// What a granted ask writes.
+enum Write {
+    /// The limit's new state.
+    Replace(Entry),
+    /// One more holder of a `slots` limit (the others are left in place, not copied).
+    Hold { amount: u64, lapses_ms: u64, owner_len: usize },
 }
 
 /// The outcome of checking one ask against its current state.
 struct Checked {
     state: LimitState,
     /// `Err(retry)` when refused: `Some(ms)` until it could pass, `None` never.
-    verdict: Result<Entry, Option<u64>>,
+    verdict: Result<Write, Option<u64>>,
 }
 
 fn ceil_ms(us: f64) -> u64 {
@@ -112,7 +123,11 @@ fn check_rate(ask: &Ask, tat_us: Option<f64>, now_us: f64) -> Checked {
     let expires_ms = (new_tat / 1000.0).ceil() as u64;
     Checked {
         state: LimitState { limit: ask.limit, remaining: remaining_at(new_tat), reset_ms: ceil_ms(new_tat - now_us) },
-        verdict: Ok(Entry { state: State::Rate { tat_us: new_tat }, expires_ms, owner_len: ask.owner_len }),
+        verdict: Ok(Write::Replace(Entry {
+            state: State::Rate { tat_us: new_tat },
+            expires_ms,
+            owner_len: ask.owner_len,
+        })),
     }
 }
 
@@ -127,28 +142,32 @@ fn check_count(ask: &Ask, value: u64, now_ms: u64) -> Checked {
     }
     Checked {
         state: LimitState { limit: ask.limit, remaining: ask.limit - after, reset_ms },
-        verdict: Ok(Entry { state: State::Count { value: after }, expires_ms: end, owner_len: ask.owner_len }),
+        verdict: Ok(Write::Replace(Entry {
+            state: State::Count { value: after },
+            expires_ms: end,
+            owner_len: ask.owner_len,
+        })),
     }
 }
 
 /// Slots: live holds plus this amount within the limit. A refusal suggests a second, since a
 /// slot frees when some request ends, which nothing here can predict.
-fn check_slots(ask: &Ask, held: &HashMap<u64, (u64, u64)>, hold: u64, now_ms: u64) -> Checked {
-    let mut live: HashMap<u64, (u64, u64)> =
-        held.iter().filter(|(_, (_, lapses))| *lapses > now_ms).map(|(k, v)| (*k, *v)).collect();
-    let in_use: u64 = live.values().map(|(n, _)| *n).sum();
+fn check_slots(ask: &Ask, held: Option<&HashMap<u64, (u64, u64)>>, now_ms: u64) -> Checked {
+    let in_use: u64 =
+        held.into_iter().flatten().filter(|(_, (_, lapses))| *lapses > now_ms).map(|(_, (n, _))| *n).sum();
     let after = in_use.saturating_add(ask.amount);
     if after > ask.limit {
         let retry = (ask.amount <= ask.limit).then_some(1000);
         let state = LimitState { limit: ask.limit, remaining: ask.limit.saturating_sub(in_use), reset_ms: 0 };
         return Checked { state, verdict: Err(retry) };
     }
-    let lapses = now_ms.saturating_add(ask.period_ms);
-    live.insert(hold, (ask.amount, lapses));
-    let expires_ms = live.values().map(|(_, l)| *l).max().unwrap_or(lapses);
     Checked {
         state: LimitState { limit: ask.limit, remaining: ask.limit - after, reset_ms: 0 },
-        verdict: Ok(Entry { state: State::Slots { held: live }, expires_ms, owner_len: ask.owner_len }),
+        verdict: Ok(Write::Hold {
+            amount: ask.amount,
+            lapses_ms: now_ms.saturating_add(ask.period_ms),
+            owner_len: ask.owner_len,
+        }),
     }
 }
 
@@ -183,12 +202,12 @@ impl Local {
                 (Kind::Rate, _) => check_rate(ask, None, now_us as f64),
                 (Kind::Window | Kind::Month, Some(State::Count { value })) => check_count(ask, *value, now_ms),
                 (Kind::Window | Kind::Month, _) => check_count(ask, 0, now_ms),
-                (Kind::Slots, Some(State::Slots { held })) => check_slots(ask, held, hold, now_ms),
-                (Kind::Slots, _) => check_slots(ask, &HashMap::new(), hold, now_ms),
+                (Kind::Slots, Some(State::Slots { held })) => check_slots(ask, Some(held), now_ms),
+                (Kind::Slots, _) => check_slots(ask, None, now_ms),
             };
             states.push(checked.state);
             match checked.verdict {
-                Ok(entry) => writes.push((key, entry)),
+                Ok(write) => writes.push((key, write)),
                 Err(retry) => {
                     refusal = refusal.or(Some((i, retry)));
                 }
@@ -198,7 +217,11 @@ impl Local {
             return refused(states, index, retry);
         }
         // Room for new keys is checked before anything is written, so a refusal changes nothing.
-        if let Some(i) = writes.iter().position(|(key, e)| !table.room_for(key, e.owner_len, now_ms)) {
+        let owner_len = |w: &Write| match w {
+            Write::Replace(e) => e.owner_len,
+            Write::Hold { owner_len, .. } => *owner_len,
+        };
+        if let Some(i) = writes.iter().position(|(key, w)| !table.room_for(key, owner_len(w), now_ms)) {
             return refused(states, i, Some(1000));
         }
         let taken = asks
@@ -214,8 +237,21 @@ impl Local {
                 hold,
             })
             .collect();
-        for (key, entry) in writes {
-            table.insert(key, entry);
+        for (key, write) in writes {
+            match write {
+                Write::Replace(entry) => table.insert(key, entry),
+                Write::Hold { amount, lapses_ms, owner_len } => match table.entries.get_mut(&key) {
+                    Some(Entry { state: State::Slots { held }, expires_ms, .. }) if *expires_ms > now_ms => {
+                        held.retain(|_, (_, lapses)| *lapses > now_ms);
+                        held.insert(hold, (amount, lapses_ms));
+                        *expires_ms = (*expires_ms).max(lapses_ms);
+                    }
+                    _ => {
+                        let held = HashMap::from([(hold, (amount, lapses_ms))]);
+                        table.insert(key, Entry { state: State::Slots { held }, expires_ms: lapses_ms, owner_len });
+                    }
+                },
+            }
         }
         Grant {
             decision: Decision { granted: true, refused_by: None, retry_after_ms: None, states },
