@@ -22,7 +22,7 @@ async fn healthz_readyz_and_metrics() {
     assert_eq!(ready.headers["content-type"], "application/json");
     assert_eq!(
         ready.json(),
-        json!({"status": "ready", "pools": [{"pool": POOL, "endpoints": 2, "available": 2}], "store": null})
+        json!({"status": "ready", "pools": [{"pool": POOL, "endpoints": 2, "available": 2}], "store": null, "limits": null})
     );
 
     let reply = gw.chat(&chat_body("hi", json!({"max_tokens": 2}))).await;
