@@ -63,8 +63,8 @@ pub struct Exchange {
     /// The request's plugin chain and what its hooks are told, once the policy stage ran:
     /// on-response-done runs when the record is emitted.
     pub plugins: Option<(Arc<Chain>, RequestInfo)>,
-    /// The request's `limits` holds (rate limits, slots): its plugins end them, and dropping
-    /// the exchange — however the request ended — ends what they did not.
+    /// The request's `limits` holds (rate limits, slots): settled with the tokens it used when
+    /// its record is emitted; an exchange dropped without a record gives its slots back.
     pub limits: Option<Arc<RequestLimits>>,
     sinks: Sinks,
     /// The record has been emitted.
