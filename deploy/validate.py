@@ -68,7 +68,9 @@ vllm = {
 }
 check(len(vllm) >= 5, f"found only {vllm} under simulator/src: did the metric names move?")
 check(len(families) >= 10, f"found only {families} in families.rs: did the file move?")
-known = families | vllm | {"up"}
+# The plugin host registers its own families (plugins, rate limits); panels may show them.
+plugin_host = set(re.findall(r'"((?:sluice)_[a-z_]+)"', (ROOT / "gateway/plugin-host/src/metrics.rs").read_text()))
+known = families | plugin_host | vllm | {"up"}
 METRIC = re.compile(r"\b((?:sluice|gen_ai)_[a-z_]+|vllm:[a-z_:]+|up)\b(?!\s*\()")
 
 

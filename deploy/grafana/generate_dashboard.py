@@ -143,6 +143,35 @@ timeseries("Ejections",
            16, y, w=8, unit="short")
 y += 8
 
+# --- Admission: rate limits and saturated pools ----------------------------------------------
+row("Admission (rate limits, saturated pools)", y)
+y += 1
+timeseries("Rate-limited requests/s by tenant",
+           [(f'sum by (tenant) (rate(sluice_requests_total{{outcome="rate_limited", tenant=~"$tenant"}}[{RATE}]))',
+             "{{tenant}}")],
+           0, y, w=8, unit="reqps", description="429s answered by the rate limiter (docs/rate-limits.md).")
+timeseries("Rate-limit decisions/s by outcome",
+           [(f"sum by (outcome) (rate(sluice_limits_decisions_total[{RATE}]))", "{{outcome}}")],
+           8, y, w=8, unit="short", description="granted, refused, or unavailable (Redis away, failing closed).")
+timeseries("Shared limits backend (Redis)",
+           [("max(sluice_limits_backend_degraded)", "degraded"),
+            (f"sum(rate(sluice_limits_fallbacks_total[{RATE}]))", "fallback decisions/s"),
+            (f"histogram_quantile(0.99, sum by (le) (rate(sluice_limits_backend_duration_seconds_bucket[{RATE}])))",
+             "round trip p99 (s)")],
+           16, y, w=8, unit="short", description="1 while Redis is unreachable and decisions use the fallback.")
+y += 8
+timeseries("Queued requests per pool and tenant",
+           [('sum by (pool, tenant) (sluice_pool_queue_depth{tenant=~"$tenant"})', "{{pool}} / {{tenant}}")],
+           0, y, w=8, unit="short", description="Requests waiting for a slot in saturated pools (max_in_flight).")
+timeseries("Queue wait",
+           quantiles("sluice_pool_queue_wait_seconds", "pool", [0.5, 0.99], sel=""),
+           8, y, w=8, unit="s")
+timeseries("Queue rejections/s",
+           [(f"sum by (pool, tenant, reason) (rate(sluice_pool_queue_rejections_total[{RATE}]))",
+             "{{pool}} / {{tenant}} {{reason}}")],
+           16, y, w=8, unit="short", description="503 pool_saturated: queue_timeout passed or the queue was full.")
+y += 8
+
 # --- Workers (engine metrics, vLLM dialect; sluice-sim speaks it too) -------------------------
 row("Workers (vLLM metrics, scraped from the workers)", y)
 y += 1
