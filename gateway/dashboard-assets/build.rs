@@ -10,6 +10,9 @@
 //!
 //! `SLUICE_DASHBOARD_SKIP=1` embeds a one-page placeholder instead (for quick local builds of
 //! crates that depend on this one; never in CI or releases).
+//!
+//! A toolchain without `wasm32-unknown-unknown` gets it from rustup before the inner build
+//! (`sluice-build-support`), or the build stops with the command to run.
 
 use std::env;
 use std::fmt::Write as _;
@@ -21,8 +24,19 @@ use std::process::Command;
 type BoxError = Box<dyn std::error::Error>;
 
 const WASM_ARTIFACT: &str = "sluice_dashboard.wasm";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-fn main() -> Result<(), BoxError> {
+#[expect(clippy::print_stderr, reason = "cargo shows a failed build script's stderr")]
+fn main() {
+    if let Err(e) = run() {
+        // Returned from `main`, the error would be printed in its Debug form: on one line, with
+        // the command to run buried in escaped newlines.
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), BoxError> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir.join("../..").canonicalize()?;
     let dashboard = root.join("dashboard");
@@ -52,6 +66,7 @@ fn main() -> Result<(), BoxError> {
         )?;
         ("app.js".to_owned(), String::new())
     } else {
+        sluice_build_support::ensure_target(WASM_TARGET, "the dashboard (dashboard/)")?;
         let wasm = build_wasm(&dashboard, &out_dir)?;
         bindgen(&wasm, &site)?;
         ("app.js".to_owned(), "app_bg.wasm".to_owned())
@@ -113,7 +128,7 @@ fn build_wasm(dashboard: &Path, out_dir: &Path) -> Result<PathBuf, BoxError> {
         // Not `--locked`: the app depends on `gateway/live` and `gateway/store/model` by path, and a
         // dependency added there must not break the gateway's build; cargo then adds just that
         // entry to dashboard/Cargo.lock (commit it), leaving every other version as locked.
-        .args(["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+        .args(["build", "--release", "--lib", "--target", WASM_TARGET, "--manifest-path"])
         .arg(dashboard.join("Cargo.toml"))
         .current_dir(dashboard);
     for var in [
@@ -139,14 +154,11 @@ fn build_wasm(dashboard: &Path, out_dir: &Path) -> Result<PathBuf, BoxError> {
     command.env("CARGO_TARGET_DIR", &target_dir);
     let status = command.status()?;
     if !status.success() {
-        return Err(format!(
-            "building the dashboard in {} for wasm32-unknown-unknown failed ({status}); \
-             is the target installed? `rustup target add wasm32-unknown-unknown`",
-            dashboard.display()
-        )
-        .into());
+        return Err(
+            format!("building the dashboard in {} for {WASM_TARGET} failed ({status})", dashboard.display()).into()
+        );
     }
-    Ok(target_dir.join("wasm32-unknown-unknown").join("release").join(WASM_ARTIFACT))
+    Ok(target_dir.join(WASM_TARGET).join("release").join(WASM_ARTIFACT))
 }
 
 /// `<outer target dir>/sluice-dashboard`: OUT_DIR is `<target>[/<triple>]/<profile>/build/<pkg>/out`.
