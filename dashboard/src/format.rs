@@ -88,6 +88,18 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// Which requests an SLO attainment covers, from [`sluice_live::SloLive::coverage`]: only
+/// streams are judged (TTFT and TPOT targets describe streams), so the page says how many of
+/// the window's requests that is. `None` for a gateway too old to count them.
+pub fn slo_coverage(slo: &sluice_live::SloLive) -> Option<String> {
+    let (judged, of) = slo.coverage()?;
+    Some(if judged == of {
+        format!("all {} requests streamed", count(of))
+    } else {
+        format!("streamed requests only: {} of {}", count(judged), count(of))
+    })
+}
+
 /// How much of a limit `used` is: `None` for no limit; a limit of 0 is full at once.
 pub fn share_of(used: f64, limit: Option<u64>) -> Option<f64> {
     let limit = limit?;
@@ -211,5 +223,18 @@ mod tests {
         assert_eq!(share_of(5.0, None), None);
         assert_eq!(share_of(0.0, Some(0)), Some(1.0));
         assert_eq!(share_of(-1.0, Some(10)), Some(0.0));
+    }
+
+    #[test]
+    fn slo_coverage_says_which_requests_the_attainment_judges() {
+        let slo = |judged, unjudged| sluice_live::SloLive {
+            window_eligible: judged,
+            window_unjudged: unjudged,
+            ..sluice_live::SloLive::default()
+        };
+        assert_eq!(slo_coverage(&slo(812, 392)).as_deref(), Some("streamed requests only: 812 of 1,204"));
+        assert_eq!(slo_coverage(&slo(0, 5)).as_deref(), Some("streamed requests only: 0 of 5"));
+        assert_eq!(slo_coverage(&slo(40, 0)).as_deref(), Some("all 40 requests streamed"));
+        assert_eq!(slo_coverage(&slo(0, 0)), None);
     }
 }

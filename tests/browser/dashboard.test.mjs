@@ -119,6 +119,14 @@ test('the dashboard, page by page', async (t) => {
     const read = () => page.textContent('[data-metric=tokens-out]');
     const first = await read();
     await eventually('the live numbers to change', async () => (await read()) !== first, 30_000);
+    // The demo's clients send a third of their requests whole: the attainment judges the streams
+    // (TTFT and TPOT targets describe streams) and says so beside the figure.
+    const coverage = await eventually('the SLO attainment to say which requests it covers', async () => {
+      const text = await page.textContent('[data-metric=attainment-coverage-demo]');
+      return /^streamed requests only: [\d,]+ of [\d,]+$/.test(text?.trim()) && text.trim();
+    }, 30_000);
+    const [judged, of] = coverage.match(/[\d,]+/g).map((n) => Number(n.replaceAll(',', '')));
+    assert.ok(judged < of, coverage);
     // A few seconds of history, so the charts have lines in the screenshot.
     await eventually('a worker grid', async () => (await page.$$('.worker')).length >= 3);
     await page.waitForTimeout(4000);

@@ -87,7 +87,7 @@ fn charts(h: &History) -> Vec<ChartSpec> {
         latency_chart(h, "Time to first token", true),
         latency_chart(h, "Time per output token", false),
         ChartSpec {
-            title: "SLO attainment (goodput, last minute)".into(),
+            title: "SLO attainment (goodput of streamed requests, last minute)".into(),
             unit: "%",
             format: pct,
             span,
@@ -117,11 +117,15 @@ fn Headline(frame: LiveFrame) -> impl IntoView {
         .map(|(name, s)| {
             let ok = s.attainment.is_none_or(|a| a >= s.target.attainment);
             let value = s.attainment.map_or_else(|| "–".to_owned(), format::percent);
+            let coverage = format::slo_coverage(&s).map(|text| {
+                view! { <span class="sub" data-metric=format!("attainment-coverage-{name}")>{text}</span> }
+            });
             view! {
                 <div class=if ok { "card goodput ok" } else { "card goodput miss" }>
                     <span class="label">{format!("{name} SLO attainment")}</span>
                     <span class="value" data-metric=format!("attainment-{name}")>{value}</span>
                     <span class="sub">{format!("target {}", format::percent(s.target.attainment))}</span>
+                    {coverage}
                 </div>
             }
         })
@@ -176,7 +180,7 @@ fn breakdown(frame: &LiveFrame) -> impl IntoView + use<> {
     let head = || {
         view! {
             <tr><th></th><th>"req/s"</th><th>"tokens in/s"</th><th>"tokens out/s"</th><th>"errors/s"</th>
-            <th title="requests refused by rate limits">"429/s"</th><th>"TTFT p95"</th><th>"TPOT p95"</th><th>"SLO attainment"</th>
+            <th title="requests refused by rate limits">"429/s"</th><th>"TTFT p95"</th><th>"TPOT p95"</th><th title="streamed requests meeting their TTFT and TPOT targets over the last minute; whole (non-streamed) responses are not judged">"SLO attainment"</th>
             <th title="requests waiting for a slot in saturated pools">"queued"</th></tr>
         }
     };

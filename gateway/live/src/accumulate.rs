@@ -32,8 +32,18 @@ pub(crate) struct Sample {
     /// Microseconds.
     pub ttft_us: Option<u64>,
     pub tpot_us: Option<u64>,
-    /// `Some((target, met))` when the request counts towards its tenant's SLO.
-    pub slo: Option<(SloTarget, bool)>,
+    /// `Some((target, verdict))` when the request counts towards its tenant's SLO.
+    pub slo: Option<(SloTarget, Verdict)>,
+}
+
+/// What one request says about its tenant's SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Met,
+    Missed,
+    /// A whole (non-streamed) response: its targets are for streams (see [`Sample::of`]), so it
+    /// is counted, to show what the attainment leaves out, but not judged.
+    NotJudged,
 }
 
 impl Sample {
@@ -46,12 +56,23 @@ impl Sample {
             record.outcome,
             Outcome::ClientError | Outcome::UpstreamRejected | Outcome::Cancelled | Outcome::RateLimited
         );
+        // TTFT and TPOT targets describe streams. A whole response has no first token of its
+        // own — it arrives with the rest of the answer — so judging it by its end-to-end time
+        // against a first-token target made a fleet whose every percentile was inside its
+        // targets read as missing a third of its requests.
         let slo = target.filter(|_| counts_for_slo).map(|t| {
-            let met = record.outcome == Outcome::Ok && {
+            let verdict = if !record.stream {
+                Verdict::NotJudged
+            } else if record.outcome == Outcome::Ok && {
+                // A stream that ended before any token waited its whole length for the first.
                 let ttft = record.ttft.unwrap_or(record.e2e);
                 t.met_by(Some(ttft.as_secs_f64() * 1e3), record.tpot.map(|d| d.as_secs_f64() * 1e3))
+            } {
+                Verdict::Met
+            } else {
+                Verdict::Missed
             };
-            (t, met)
+            (t, verdict)
         });
         Sample {
             // A limit's refusal is shown as rejected, not as an error of the service.
@@ -80,7 +101,9 @@ pub(crate) struct Slice {
     pub tpot: Option<Histogram<u32>>,
     pub eligible: u64,
     pub met: u64,
-    /// The SLO target of the latest eligible request.
+    /// Requests that would count but are not judged ([`Verdict::NotJudged`]).
+    pub unjudged: u64,
+    /// The SLO target of the latest request that counts (judged or not).
     pub target: Option<SloTarget>,
 }
 
@@ -120,9 +143,15 @@ impl Slice {
         if let Some(v) = s.tpot_us {
             observe(&mut self.tpot, v);
         }
-        if let Some((target, met)) = s.slo {
-            self.eligible += 1;
-            self.met += u64::from(met);
+        if let Some((target, verdict)) = s.slo {
+            match verdict {
+                Verdict::Met => {
+                    self.eligible += 1;
+                    self.met += 1;
+                }
+                Verdict::Missed => self.eligible += 1,
+                Verdict::NotJudged => self.unjudged += 1,
+            }
             self.target = Some(target);
         }
     }
@@ -138,6 +167,7 @@ impl Slice {
         merge_hist(&mut self.tpot, other.tpot);
         self.eligible += other.eligible;
         self.met += other.met;
+        self.unjudged += other.unjudged;
         if other.target.is_some() {
             self.target = other.target;
         }
@@ -175,5 +205,95 @@ impl Second {
         for (k, v) in other.models {
             self.models.entry(k).or_default().merge(v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice_metrics::Api;
+
+    use super::*;
+
+    const TARGET: SloTarget = SloTarget { ttft_ms: Some(200), tpot_ms: Some(20), attainment: 0.9 };
+
+    fn record(stream: bool, outcome: Outcome, ttft_ms: Option<u64>, e2e_ms: u64) -> RequestRecord {
+        RequestRecord {
+            tenant: Arc::from("acme"),
+            model: Arc::from("llama"),
+            api: Some(Api::ChatCompletions),
+            stream,
+            pool: Some(Arc::from("sim")),
+            endpoint: Some(Arc::from("w1")),
+            status: if outcome == Outcome::Ok { 200 } else { 502 },
+            outcome,
+            attempts: 1,
+            ttft: ttft_ms.map(Duration::from_millis),
+            tpot: stream.then_some(Duration::from_millis(10)),
+            e2e: Duration::from_millis(e2e_ms),
+            overhead: Duration::from_micros(20),
+            prompt_tokens: 10,
+            cached_tokens: 0,
+            completion_tokens: 50,
+        }
+    }
+
+    fn verdict(record: &RequestRecord) -> Option<Verdict> {
+        Sample::of(record, Some(TARGET)).slo.map(|(_, v)| v)
+    }
+
+    #[test]
+    fn streams_are_judged_by_their_first_token_and_token_pace() {
+        assert_eq!(verdict(&record(true, Outcome::Ok, Some(150), 900)), Some(Verdict::Met));
+        assert_eq!(verdict(&record(true, Outcome::Ok, Some(250), 900)), Some(Verdict::Missed));
+        let mut slow_tokens = record(true, Outcome::Ok, Some(150), 900);
+        slow_tokens.tpot = Some(Duration::from_millis(30));
+        assert_eq!(verdict(&slow_tokens), Some(Verdict::Missed));
+        // Ended before its first token: it waited its whole length for it.
+        assert_eq!(verdict(&record(true, Outcome::Ok, None, 150)), Some(Verdict::Met));
+        assert_eq!(verdict(&record(true, Outcome::Ok, None, 900)), Some(Verdict::Missed));
+        // A stream that failed missed, however fast it was.
+        assert_eq!(verdict(&record(true, Outcome::UpstreamError, Some(10), 20)), Some(Verdict::Missed));
+    }
+
+    #[test]
+    fn whole_responses_are_counted_but_not_judged_by_their_end_to_end_time() {
+        // 900 ms end to end against a 200 ms first-token target: the old reading called it a
+        // miss although nothing was slow.
+        assert_eq!(verdict(&record(false, Outcome::Ok, None, 900)), Some(Verdict::NotJudged));
+        assert_eq!(verdict(&record(false, Outcome::Ok, None, 50)), Some(Verdict::NotJudged));
+        let mut embeddings = record(false, Outcome::Ok, None, 30);
+        embeddings.api = Some(Api::Embeddings);
+        assert_eq!(verdict(&embeddings), Some(Verdict::NotJudged));
+    }
+
+    #[test]
+    fn what_the_client_caused_or_abandoned_does_not_count_and_tenants_without_an_slo_have_none() {
+        for outcome in [Outcome::ClientError, Outcome::UpstreamRejected, Outcome::Cancelled, Outcome::RateLimited] {
+            assert_eq!(verdict(&record(true, outcome, Some(10), 20)), None, "{outcome:?}");
+            assert_eq!(verdict(&record(false, outcome, None, 20)), None, "{outcome:?}");
+        }
+        assert!(Sample::of(&record(true, Outcome::Ok, Some(10), 20), None).slo.is_none());
+    }
+
+    #[test]
+    fn a_slice_counts_judged_and_unjudged_requests_apart() {
+        let mut slice = Slice::default();
+        for r in [
+            record(true, Outcome::Ok, Some(100), 500),
+            record(true, Outcome::Ok, Some(300), 500),
+            record(false, Outcome::Ok, None, 500),
+            record(false, Outcome::Ok, None, 500),
+            record(false, Outcome::Ok, None, 500),
+        ] {
+            slice.add(&Sample::of(&r, Some(TARGET)));
+        }
+        assert_eq!((slice.requests, slice.eligible, slice.met, slice.unjudged), (5, 2, 1, 3));
+        assert_eq!(slice.target, Some(TARGET));
+        let mut other = Slice::default();
+        other.add(&Sample::of(&record(false, Outcome::Ok, None, 500), Some(TARGET)));
+        slice.merge(other);
+        assert_eq!((slice.eligible, slice.met, slice.unjudged), (2, 1, 4));
     }
 }

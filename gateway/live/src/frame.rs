@@ -114,8 +114,8 @@ impl LiveFrame {
 }
 
 impl SloTarget {
-    /// Whether one request met the target. A whole (non-streamed) response's first token
-    /// arrives with the response, so its TTFT is its end-to-end time.
+    /// Whether one streamed request met the target. Whole (non-streamed) responses are not
+    /// judged against it: their first token arrives with the rest of the answer.
     pub fn met_by(&self, ttft_ms: Option<f64>, tpot_ms: Option<f64>) -> bool {
         let ok = |target: Option<u32>, value: Option<f64>| match (target, value) {
             (Some(t), Some(v)) => v <= f64::from(t),
@@ -131,14 +131,35 @@ pub struct SloLive {
     /// The target of the model the tenant sent most requests to in the attainment window
     /// (the one the dashboard draws).
     pub target: SloTarget,
-    /// Requests that count towards the SLO in this interval: finished ones, minus those the
-    /// client caused (4xx before a worker, worker 4xx) or abandoned.
+    /// Requests that count towards the SLO in this interval: finished streams, minus those the
+    /// client caused (4xx before a worker, worker 4xx) or abandoned. Whole (non-streamed)
+    /// responses are not judged: TTFT and TPOT targets describe streams, and a whole answer's
+    /// first token arrives with its last.
     pub eligible: u64,
     /// Of those, requests that met their model's targets.
     pub met: u64,
     /// `met / eligible` over the last [`ATTAINMENT_WINDOW_SECS`] seconds; `None` without
     /// eligible requests.
     pub attainment: Option<f64>,
+    /// The requests `attainment` covers: eligible ones over the last
+    /// [`ATTAINMENT_WINDOW_SECS`] seconds (0 from gateways older than this field).
+    #[serde(default)]
+    pub window_eligible: u64,
+    /// Requests of the same window that would count but are not judged: whole (non-streamed)
+    /// responses. `window_eligible` of `window_eligible + window_unjudged` is what the
+    /// attainment covers.
+    #[serde(default)]
+    pub window_unjudged: u64,
+}
+
+impl SloLive {
+    /// `(judged, of)`: the requests behind `attainment` and all requests of the window that
+    /// count towards the SLO; `None` when the window has none (or the gateway predates the
+    /// counts).
+    pub fn coverage(&self) -> Option<(u64, u64)> {
+        let of = self.window_eligible + self.window_unjudged;
+        (of > 0).then_some((self.window_eligible, of))
+    }
 }
 
 /// One upstream endpoint.
@@ -241,5 +262,18 @@ mod tests {
         let f: LiveFrame = serde_json::from_str(old).unwrap();
         assert!(f.panels.is_empty());
         assert!(f.queues.is_empty());
+        // An SLO from a gateway that predates the window counts: no coverage to show.
+        let old_slo =
+            r#"{"target":{"ttft_ms":500,"tpot_ms":null,"attainment":0.9},"eligible":3,"met":2,"attainment":0.5}"#;
+        let s: SloLive = serde_json::from_str(old_slo).unwrap();
+        assert_eq!((s.window_eligible, s.window_unjudged, s.coverage()), (0, 0, None));
+    }
+
+    #[test]
+    fn coverage_is_the_judged_share_of_the_window() {
+        let s = SloLive { window_eligible: 8, window_unjudged: 4, ..SloLive::default() };
+        assert_eq!(s.coverage(), Some((8, 12)));
+        let whole_only = SloLive { window_unjudged: 5, ..SloLive::default() };
+        assert_eq!(whole_only.coverage(), Some((0, 5)));
     }
 }

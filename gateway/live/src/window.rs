@@ -22,6 +22,7 @@ struct Past {
     requests: u64,
     eligible: u64,
     met: u64,
+    unjudged: u64,
     /// Dropped once older than the percentile window, to bound memory.
     ttft: Option<Histogram<u32>>,
     tpot: Option<Histogram<u32>>,
@@ -34,6 +35,7 @@ impl History {
             requests: slice.requests,
             eligible: slice.eligible,
             met: slice.met,
+            unjudged: slice.unjudged,
             ttft: slice.ttft.take(),
             tpot: slice.tpot.take(),
             target: slice.target,
@@ -67,9 +69,17 @@ impl History {
 
     fn slo(&self, eligible_now: u64, met_now: u64) -> Option<SloLive> {
         let target = self.seconds.iter().rev().find_map(|p| p.target)?;
-        let (eligible, met) = self.seconds.iter().fold((0, 0), |(e, m), p| (e + p.eligible, m + p.met));
+        let (eligible, met, unjudged) =
+            self.seconds.iter().fold((0, 0, 0), |(e, m, u), p| (e + p.eligible, m + p.met, u + p.unjudged));
         let attainment = (eligible > 0).then(|| met as f64 / eligible as f64);
-        Some(SloLive { target, eligible: eligible_now, met: met_now, attainment })
+        Some(SloLive {
+            target,
+            eligible: eligible_now,
+            met: met_now,
+            attainment,
+            window_eligible: eligible,
+            window_unjudged: unjudged,
+        })
     }
 }
 
@@ -167,9 +177,13 @@ fn advance_map(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accumulate::{Sample, histogram};
+    use crate::accumulate::{Sample, Verdict, histogram};
 
-    fn sample(ttft_ms: u64, slo: Option<(SloTarget, bool)>) -> Sample {
+    fn judged(target: SloTarget, met: bool) -> Option<(SloTarget, Verdict)> {
+        Some((target, if met { Verdict::Met } else { Verdict::Missed }))
+    }
+
+    fn sample(ttft_ms: u64, slo: Option<(SloTarget, Verdict)>) -> Sample {
         Sample {
             error: false,
             rejected: false,
@@ -261,7 +275,7 @@ mod tests {
         let mut w = Windows::default();
         let mut second = Second::default();
         for i in 0..10 {
-            second.add(&tenant, &model, &sample(100, Some((target, i < 9))));
+            second.add(&tenant, &model, &sample(100, judged(target, i < 9)));
         }
         let f = w.advance(second, 1.0);
         let slo = f.tenants["acme"].slo.unwrap();
@@ -271,14 +285,42 @@ mod tests {
         // A second with only misses lowers the minute's attainment but not to its own 0 %.
         let mut second = Second::default();
         for _ in 0..10 {
-            second.add(&tenant, &model, &sample(900, Some((target, false))));
+            second.add(&tenant, &model, &sample(900, judged(target, false)));
         }
         let slo = w.advance(second, 1.0).tenants["acme"].slo.unwrap();
         assert_eq!((slo.eligible, slo.met), (10, 0));
         assert!((slo.attainment.unwrap() - 0.45).abs() < 1e-9);
+        assert_eq!(slo.coverage(), Some((20, 20)), "every request of the minute judged");
         // A tenant without an SLO has none.
         let mut second = Second::default();
         second.add(&Arc::from("free"), &model, &sample(100, None));
         assert!(w.advance(second, 1.0).tenants["free"].slo.is_none());
+    }
+
+    #[test]
+    fn unjudged_requests_are_shown_beside_the_attainment_not_in_it() {
+        let tenant: Arc<str> = Arc::from("acme");
+        let model: Arc<str> = Arc::from("llama");
+        let target = SloTarget { ttft_ms: Some(500), tpot_ms: Some(50), attainment: 0.9 };
+        let mut w = Windows::default();
+        let mut second = Second::default();
+        for i in 0..4 {
+            second.add(&tenant, &model, &sample(100, judged(target, i < 3)));
+        }
+        for _ in 0..6 {
+            second.add(&tenant, &model, &sample(100, Some((target, Verdict::NotJudged))));
+        }
+        let slo = w.advance(second, 1.0).tenants["acme"].slo.unwrap();
+        assert_eq!((slo.eligible, slo.met), (4, 3));
+        assert!((slo.attainment.unwrap() - 0.75).abs() < 1e-9, "3 of the 4 streams");
+        assert_eq!(slo.coverage(), Some((4, 10)));
+
+        // Only whole responses for a minute: the SLO is still shown, with no attainment.
+        let mut w = Windows::default();
+        let mut second = Second::default();
+        second.add(&tenant, &model, &sample(100, Some((target, Verdict::NotJudged))));
+        let slo = w.advance(second, 1.0).tenants["acme"].slo.unwrap();
+        assert_eq!(slo.target, target);
+        assert_eq!((slo.attainment, slo.coverage()), (None, Some((0, 1))));
     }
 }

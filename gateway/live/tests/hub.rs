@@ -99,6 +99,8 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
     }
     hub.record(&record("acme", 100, Outcome::UpstreamError));
     hub.record(&record("acme", 100, Outcome::Cancelled));
+    // A whole response: 900 ms end to end, no first token of its own; counted, not judged.
+    hub.record(&RequestRecord { stream: false, ttft: None, tpot: None, ..record("acme", 500, Outcome::Ok) });
     hub.record(&record("beta", 100, Outcome::Ok));
     let frame = hub.tick(&sources).await;
 
@@ -109,9 +111,11 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
     assert_eq!(total.ttft_ms.unwrap().count, 7);
     let acme = &frame.tenants["acme"];
     let slo = acme.slo.unwrap();
-    // Cancelled does not count; the upstream error and the 400 ms TTFT miss.
+    // Cancelled does not count; the upstream error and the 400 ms TTFT miss; the whole
+    // response is left out of the attainment and shown beside it.
     assert_eq!((slo.eligible, slo.met), (5, 3));
     assert!((slo.attainment.unwrap() - 0.6).abs() < 1e-9);
+    assert_eq!(slo.coverage(), Some((5, 6)));
     assert!(frame.tenants["beta"].slo.is_none());
     assert!(frame.models.contains_key("llama"));
 
