@@ -18,8 +18,9 @@ use tower::ServiceExt;
 
 pub struct Admin {
     pub gateway: Arc<Gateway>,
-    /// Cleared when shutdown starts, so load balancers stop sending traffic first.
-    pub ready: AtomicBool,
+    /// Cleared when shutdown starts, so load balancers stop sending traffic first. Shared with
+    /// the data plane's `/health`.
+    pub ready: Arc<AtomicBool>,
     /// Present when Sluice runs with a store: the admin API, its live stream and the dashboard.
     pub console: Option<Console>,
 }

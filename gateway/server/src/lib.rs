@@ -6,6 +6,7 @@
 //! `main.rs`, `sluice demo` and the tests all start Sluice through this one path.
 
 mod admin;
+mod health;
 mod listener;
 mod live;
 mod plugin_sync;
@@ -152,15 +153,25 @@ impl Sluice {
             }
         });
 
+        // One readiness for both planes: the admin plane's `/readyz` and the data plane's
+        // `/health` turn to 503 together when shutdown begins.
+        let ready = Arc::new(AtomicBool::new(true));
         let gateway = Arc::clone(&self.gateway);
-        let data_handler = move |request| {
+        let data_ready = Arc::clone(&ready);
+        let data_handler = move |request: http::Request<hyper::body::Incoming>| {
             let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
+            let ready = Arc::clone(&data_ready);
+            async move {
+                if request.uri().path() == health::PATH {
+                    return Ok(health::response(request.method(), ready.load(Ordering::Relaxed)));
+                }
+                Ok::<_, std::convert::Infallible>(gateway.handle(request).await)
+            }
         };
         let listener = Listener { name: "data", tcp: data, tls: self.tls.clone() };
         tasks.spawn(listener::serve(listener, data_handler, cancel.clone(), tasks.clone(), grace));
 
-        let admin_state = Arc::new(Admin { gateway: Arc::clone(&self.gateway), ready: AtomicBool::new(true), console });
+        let admin_state = Arc::new(Admin { gateway: Arc::clone(&self.gateway), ready, console });
         let admin_handler = {
             let admin_state = Arc::clone(&admin_state);
             move |request| Arc::clone(&admin_state).handle(request)
