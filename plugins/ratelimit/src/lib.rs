@@ -8,8 +8,9 @@
 //! - concurrent requests: slots given back when the response ends, however it ends;
 //! - the monthly token budget: the calendar month (UTC), reserved and settled like tokens;
 //!
-//! per tenant (from its stored limits) and, when the binding's config sets them, per API key
-//! and per tenant × model. Over a limit it answers `429` in the OpenAI error shape
+//! per tenant (from its stored limits), per API key (the key's stored limits, else the binding's
+//! `per_key`) and per tenant × model (the tenant's stored limits for the model, else the
+//! binding's `per_model`). Over a limit it answers `429` in the OpenAI error shape
 //! (`rate_limit_exceeded`, or `insufficient_quota` for the budget) with `Retry-After`; the
 //! `x-ratelimit-*` headers go on every answer a limit applied to. It exports `on-request` only:
 //! the host settles the holds with the tokens the request used when it ends. The policy — which limits,

@@ -1,6 +1,8 @@
 //! The policy, apart from the bindings so it can be tested natively: which limits a request
 //! takes, what a refusal says, which headers a response carries, what a response used.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use sluice_sdk::limits::{Decision, Limit, LimitKind, LimitState, OnSettle};
 use sluice_sdk::types::{Api, Header, RequestInfo};
@@ -18,6 +20,18 @@ pub struct Rates {
     pub monthly_token_budget: Option<u64>,
 }
 
+impl Rates {
+    /// These limits, each one not set taken from `fallback`.
+    pub fn or(&self, fallback: &Rates) -> Rates {
+        Rates {
+            requests_per_minute: self.requests_per_minute.or(fallback.requests_per_minute),
+            tokens_per_minute: self.tokens_per_minute.or(fallback.tokens_per_minute),
+            max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
+            monthly_token_budget: self.monthly_token_budget.or(fallback.monthly_token_budget),
+        }
+    }
+}
+
 /// The binding's config (`[plugins.config]` of a `ratelimit` binding).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
@@ -30,9 +44,10 @@ pub struct Settings {
     pub burst_seconds: f64,
     /// How long a concurrency slot outlives a replica that died holding it.
     pub concurrency_lease_seconds: u64,
-    /// Limits for every API key, each on its own.
+    /// Limits for every API key, each on its own, where the key's stored limits do not set them.
     pub per_key: Rates,
-    /// Limits for every tenant × model pair.
+    /// Limits for every tenant × model pair, where the tenant's stored limits for the model do
+    /// not set them.
     pub per_model: Rates,
 }
 
@@ -67,6 +82,10 @@ impl Settings {
 #[serde(default)]
 pub struct TenantLimits {
     pub limits: Rates,
+    /// The stored limits of the tenant's keys that have any, by the key id requests carry.
+    pub keys: HashMap<String, Rates>,
+    /// The tenant's stored limits per model, for models that have any.
+    pub models: HashMap<String, Rates>,
     pub usage: StoredUsage,
 }
 
@@ -138,13 +157,19 @@ pub fn reservation(settings: &Settings, request: &RequestInfo) -> u64 {
     u64::from(request.summary.token_estimate).saturating_add(completion)
 }
 
+/// The limits a request takes: the tenant's; its key's (the key's stored limits, each one not
+/// set taken from the binding's `per_key`); its model's (the tenant's stored limits for the
+/// model, each one not set taken from `per_model`).
 pub fn plan(settings: &Settings, tenant: &TenantLimits, request: &RequestInfo) -> Plan {
     let tokens = reservation(settings, request);
     let mut plan = Plan::default();
+    let key = tenant.keys.get(&request.key_id).map_or_else(|| settings.per_key.clone(), |k| k.or(&settings.per_key));
+    let model =
+        tenant.models.get(&request.model).map_or_else(|| settings.per_model.clone(), |m| m.or(&settings.per_model));
     let scopes = [
         ("tenant", &tenant.limits, "t".to_owned()),
-        ("key", &settings.per_key, format!("k/{}", request.key_id)),
-        ("model", &settings.per_model, format!("m/{}", request.model)),
+        ("key", &key, format!("k/{}", request.key_id)),
+        ("model", &model, format!("m/{}", request.model)),
     ];
     for (scope, rates, prefix) in scopes {
         let mut push = |dimension, limit| {
@@ -379,7 +404,7 @@ mod tests {
     }
 
     fn tenant(rates: Rates) -> TenantLimits {
-        TenantLimits { limits: rates, usage: StoredUsage::default() }
+        TenantLimits { limits: rates, ..TenantLimits::default() }
     }
 
     #[test]
@@ -423,6 +448,45 @@ mod tests {
         let keys: Vec<&str> = p.limits.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(keys, ["k/abcd/rpm", "m/llama/tpm"]);
         assert_eq!(p.limits[1].amount, 110);
+    }
+
+    #[test]
+    fn stored_key_and_model_limits_apply_to_their_key_and_model_only() {
+        let tenant = TenantLimits::parse(
+            r#"{"limits":{"requests_per_minute":600},
+                "keys":{"abcd":{"requests_per_minute":5},"other":{"requests_per_minute":1}},
+                "models":{"llama":{"tokens_per_minute":300},"qwen":{"max_concurrency":1}}}"#,
+        );
+        let p = plan(&Settings::default(), &tenant, &request(Some(10)));
+        let keys: Vec<&str> = p.limits.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(keys, ["t/rpm", "k/abcd/rpm", "m/llama/tpm"]);
+        assert_eq!((p.limits[1].limit, p.limits[2].limit), (5, 300));
+        assert_eq!(p.labels[1], Label { scope: "key", dimension: Dimension::Requests });
+        assert_eq!(p.labels[2], Label { scope: "model", dimension: Dimension::Tokens });
+
+        // Another key and another model of the same tenant: only the tenant's limit.
+        let mut other = request(Some(10));
+        other.key_id = "efgh".into();
+        other.model = "mistral".into();
+        let keys: Vec<String> = plan(&Settings::default(), &tenant, &other).limits.into_iter().map(|l| l.key).collect();
+        assert_eq!(keys, ["t/rpm"]);
+    }
+
+    #[test]
+    fn stored_limits_replace_the_bindings_one_by_one() {
+        let settings = Settings::parse(
+            r#"{"per_key":{"requests_per_minute":120,"max_concurrency":4},"per_model":{"tokens_per_minute":500}}"#,
+        );
+        let tenant = TenantLimits::parse(
+            r#"{"keys":{"abcd":{"requests_per_minute":1200}},"models":{"llama":{"monthly_token_budget":9000}}}"#,
+        );
+        let p = plan(&settings, &tenant, &request(None));
+        let limits: Vec<(&str, u64)> = p.limits.iter().map(|l| (l.key.as_str(), l.limit)).collect();
+        assert_eq!(
+            limits,
+            [("k/abcd/rpm", 1200), ("k/abcd/conc", 4), ("m/llama/tpm", 500), ("m/llama/month", 9000)],
+            "the key's own rpm, the binding's concurrency; the binding's tpm, the model's budget"
+        );
     }
 
     #[test]
