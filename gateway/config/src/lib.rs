@@ -122,11 +122,22 @@ pub struct EndpointConfig {
 #[derive(Debug, Clone)]
 pub struct TenantConfig {
     pub name: String,
-    pub api_keys: Vec<Secret>,
+    pub api_keys: Vec<ApiKeyConfig>,
     /// `high`, `normal` or `low`; `None` leaves the stored priority alone.
     pub priority: Option<String>,
     /// `None` leaves the stored limits alone; a table replaces them at every start.
     pub limits: Option<raw::RawLimits>,
+    /// `None` leaves the stored per-model limits alone; a table replaces them all at every
+    /// start (models it does not name lose theirs). By model name.
+    pub model_limits: Option<Vec<sluice_store_model::ModelLimits>>,
+}
+
+/// A bootstrap API key.
+#[derive(Debug, Clone)]
+pub struct ApiKeyConfig {
+    pub key: Secret,
+    /// `None` leaves the key's stored limits alone; a table replaces them at every start.
+    pub limits: Option<sluice_store_model::ScopeLimits>,
 }
 
 /// `[database]`, validated.

@@ -1,9 +1,12 @@
 //! The config file as parsed: serde structs that reject unknown fields. Everything here is
 //! unvalidated; [`crate::Config`] is what the rest of Sluice sees.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+pub use sluice_store_model::ScopeLimits;
 
 use crate::duration;
 
@@ -140,13 +143,75 @@ pub struct RawEndpointTable {
 #[serde(deny_unknown_fields)]
 pub struct RawTenant {
     pub name: String,
-    /// Bootstrap keys: literal or secret references (`env:NAME`, `file:/path`).
+    /// Bootstrap keys: literal or secret references (`env:NAME`, `file:/path`), or tables
+    /// `{ key = "env:NAME", limits = { requests_per_minute = 60 } }` for a key with limits of
+    /// its own.
     #[serde(default)]
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<RawApiKey>,
     /// `high`, `normal` (default) or `low`.
     pub priority: Option<String>,
     /// `[tenants.limits]`: the same fields as `PUT /admin/api/tenants/{name}/limits`.
     pub limits: Option<RawLimits>,
+    /// `[tenants.model_limits."model-name"]`: the tenant's limits for one model, the same
+    /// fields as `PUT /admin/api/tenants/{name}/models/{model}/limits`.
+    pub model_limits: Option<BTreeMap<String, ScopeLimits>>,
+}
+
+/// One entry of `api_keys`: the key alone, or a table with the key and its own limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawApiKey {
+    Plain(String),
+    Table(RawApiKeyTable),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyTable {
+    /// A literal key or a secret reference, as in the plain form.
+    pub key: String,
+    /// The same fields as `PUT /admin/api/tenants/{name}/keys/{id}/limits`.
+    pub limits: Option<ScopeLimits>,
+}
+
+impl RawApiKey {
+    pub fn reference(&self) -> &str {
+        match self {
+            RawApiKey::Plain(key) | RawApiKey::Table(RawApiKeyTable { key, .. }) => key,
+        }
+    }
+
+    pub fn limits(&self) -> Option<ScopeLimits> {
+        match self {
+            RawApiKey::Plain(_) => None,
+            RawApiKey::Table(table) => table.limits,
+        }
+    }
+}
+
+/// Written out rather than `#[serde(untagged)]`, whose error for a table with a misspelt field
+/// is "data did not match any variant"; this one names the field.
+impl<'de> Deserialize<'de> for RawApiKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = RawApiKey;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an API key (literal, `env:NAME` or `file:/path`) or a table `{ key = …, limits = { … } }`")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<RawApiKey, E> {
+                Ok(RawApiKey::Plain(value.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawApiKey, A::Error> {
+                RawApiKeyTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawApiKey::Table)
+            }
+        }
+
+        deserializer.deserialize_any(KeyVisitor)
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Clone, PartialEq, Eq)]

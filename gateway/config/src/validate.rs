@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::raw::{RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawUpstream};
 use crate::{
-    AdminConfig, Config, ConfigError, DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig,
+    AdminConfig, ApiKeyConfig, Config, ConfigError, DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig,
     PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginScopeConfig,
     PluginSourceConfig, PoolConfig, RedisConfig, RedisFallbackConfig, ServerConfig, TenantConfig, TlsConfig,
     UpstreamConfig, secret,
@@ -18,6 +18,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Large enough for long-context prompts and a few inline images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A store rule's refusal, placed under `prefix` (`tenants[0].limits` + `.requests_per_minute`).
+fn store_error(prefix: &str, error: sluice_store_model::StoreError) -> ConfigError {
+    match error {
+        sluice_store_model::StoreError::Invalid { field, message } => {
+            ConfigError::invalid(format!("{prefix}.{field}"), message)
+        }
+        other => ConfigError::invalid(prefix, other.to_string()),
+    }
+}
 
 pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let listen = addr("server.listen", raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
@@ -111,16 +121,21 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             return Err(ConfigError::invalid(format!("{field}.name"), format!("duplicate tenant {:?}", t.name)));
         }
         let mut api_keys = Vec::with_capacity(t.api_keys.len());
-        for (j, reference) in t.api_keys.iter().enumerate() {
+        for (j, entry) in t.api_keys.iter().enumerate() {
             let kfield = format!("{field}.api_keys[{j}]");
-            let key = secret::resolve(reference, env).map_err(|e| ConfigError::invalid(&kfield, e))?;
+            let key = secret::resolve(entry.reference(), env).map_err(|e| ConfigError::invalid(&kfield, e))?;
             if key.expose().len() < 8 {
                 return Err(ConfigError::invalid(kfield, "an API key must be at least 8 characters"));
             }
             if !keys_seen.insert(key.expose().to_owned()) {
                 return Err(ConfigError::invalid(kfield, "this API key is already used by another entry"));
             }
-            api_keys.push(key);
+            let limits = entry.limits();
+            if let Some(l) = &limits {
+                sluice_store_model::validate::scope_limits(l)
+                    .map_err(|e| store_error(&format!("{kfield}.limits"), e))?;
+            }
+            api_keys.push(ApiKeyConfig { key, limits });
         }
         if let Some(p) = &t.priority
             && !matches!(p.as_str(), "high" | "normal" | "low")
@@ -135,14 +150,27 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
                 monthly_token_budget: l.monthly_token_budget,
                 allowed_models: l.allowed_models.clone(),
             };
-            sluice_store_model::validate::limits(&limits).map_err(|e| match e {
-                sluice_store_model::StoreError::Invalid { field: f, message } => {
-                    ConfigError::invalid(format!("{field}.limits.{f}"), message)
-                }
-                other => ConfigError::invalid(format!("{field}.limits"), other.to_string()),
-            })?;
+            sluice_store_model::validate::limits(&limits).map_err(|e| store_error(&format!("{field}.limits"), e))?;
         }
-        tenants.push(TenantConfig { name: t.name, api_keys, priority: t.priority, limits: t.limits });
+        let model_limits = match t.model_limits {
+            None => None,
+            Some(models) => {
+                let mut list = Vec::with_capacity(models.len());
+                for (model, limits) in models {
+                    let mfield = format!("{field}.model_limits.{model:?}");
+                    sluice_store_model::validate::model_limits(&model, &limits).map_err(|e| match e {
+                        // The model's name and "no limit at all" are the table's own faults.
+                        sluice_store_model::StoreError::Invalid { field: "model" | "limits", message } => {
+                            ConfigError::invalid(&mfield, message)
+                        }
+                        other => store_error(&mfield, other),
+                    })?;
+                    list.push(sluice_store_model::ModelLimits { model, limits });
+                }
+                Some(list)
+            }
+        };
+        tenants.push(TenantConfig { name: t.name, api_keys, priority: t.priority, limits: t.limits, model_limits });
     }
 
     let plugin_host = PluginHostConfig {

@@ -39,7 +39,7 @@ fn acceptance_config_loads_as_written() {
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:19090");
     assert_eq!(c.pools[0].endpoints.len(), 2);
     assert_eq!(c.pools[0].endpoints[0].name, "127.0.0.1:18001");
-    assert_eq!(c.tenants[0].api_keys[0].expose(), "sk-acme-0123456789");
+    assert_eq!(c.tenants[0].api_keys[0].key.expose(), "sk-acme-0123456789");
     assert_eq!(c.models(), ["llama-3-8b"]);
 }
 
@@ -125,7 +125,7 @@ fn secret_references_resolve() {
         &env,
     )
     .unwrap();
-    assert_eq!(c.tenants[0].api_keys[0].expose(), "sk-from-env-123");
+    assert_eq!(c.tenants[0].api_keys[0].key.expose(), "sk-from-env-123");
     assert_eq!(format!("{:?}", c.admin.token), "Some(***)");
     let err = Config::from_toml("[admin]\ntoken = \"env:NOPE\"", &[], &no_env).unwrap_err();
     assert!(err.to_string().contains("admin.token"), "{err}");
@@ -223,6 +223,57 @@ fn bootstrap_tenants_carry_limits_and_priority() {
     assert!(err.to_string().contains("rpm"), "{err}");
     let err = Config::from_toml("[[tenants]]\nname = \"a\"\npriority = \"urgent\"", &[], &no_env).unwrap_err();
     assert!(err.to_string().contains("tenants[0].priority"), "{err}");
+}
+
+#[test]
+fn keys_and_models_carry_limits_of_their_own() {
+    let text = "[[tenants]]\nname = \"acme\"\n\
+                api_keys = [\"sk-acme-0001\", { key = \"sk-acme-batch\", limits = { requests_per_minute = 60, max_concurrency = 2 } }, { key = \"sk-acme-0003\" }]\n\
+                [tenants.model_limits.\"meta-llama/Llama-3.1-8B\"]\ntokens_per_minute = 1000\n\
+                [tenants.model_limits.qwen]\nrequests_per_minute = 10\n";
+    let c = Config::from_toml(text, &[], &no_env).unwrap();
+    let keys = &c.tenants[0].api_keys;
+    assert_eq!(
+        keys.iter().map(|k| k.key.expose()).collect::<Vec<_>>(),
+        ["sk-acme-0001", "sk-acme-batch", "sk-acme-0003"]
+    );
+    assert_eq!(keys[0].limits, None, "a plain key leaves its stored limits alone");
+    let batch = keys[1].limits.unwrap();
+    assert_eq!((batch.requests_per_minute, batch.max_concurrency, batch.tokens_per_minute), (Some(60), Some(2), None));
+    assert_eq!(keys[2].limits, None);
+    let models = c.tenants[0].model_limits.clone().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m.model.as_str()).collect();
+    assert_eq!(names, ["meta-llama/Llama-3.1-8B", "qwen"]);
+    assert_eq!(models[0].limits.tokens_per_minute, Some(1000));
+    assert_eq!(models[1].limits.requests_per_minute, Some(10));
+    assert_eq!(load("[[tenants]]\nname = \"a\"").unwrap().tenants[0].model_limits, None);
+
+    let parse_error = |text: &str| match Config::from_toml(text, &[], &no_env) {
+        Err(ConfigError::Parse(message)) => message,
+        other => panic!("expected a parse error, got {other:?}"),
+    };
+    let e = parse_error("[[tenants]]\nname = \"a\"\napi_keys = [{ key = \"sk-aaaaaaaa\", limits = { rpm = 1 } }]");
+    assert!(e.contains("rpm") && e.contains("requests_per_minute"), "{e}");
+    let e = parse_error("[[tenants]]\nname = \"a\"\napi_keys = [{ secret = \"sk-aaaaaaaa\" }]");
+    assert!(e.contains("secret"), "{e}");
+    let e = parse_error("[[tenants]]\nname = \"a\"\n[tenants.model_limits.llama]\ntpm = 5");
+    assert!(e.contains("tpm"), "{e}");
+
+    // TOML integers stop at i64::MAX, which is also the stores' limit.
+    let too_large = format!(
+        "[[tenants]]\nname = \"a\"\napi_keys = [{{ key = \"sk-aaaaaaaa\", limits = {{ tokens_per_minute = {} }} }}]",
+        u64::MAX
+    );
+    assert!(parse_error(&too_large).contains("too large"));
+    assert_eq!(
+        invalid_field("[[tenants]]\nname = \"a\"\n[tenants.model_limits.llama]\n"),
+        "tenants[0].model_limits.\"llama\"",
+        "a model entry without any limit"
+    );
+    assert_eq!(
+        invalid_field("[[tenants]]\nname = \"a\"\n[tenants.model_limits.\"a b\"]\nmax_concurrency = 1"),
+        "tenants[0].model_limits.\"a b\""
+    );
 }
 
 #[test]

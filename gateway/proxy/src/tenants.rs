@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 pub use sluice_store_model::keys::KeyDigest as KeyHash;
-use sluice_store_model::{Limits, Priority, StoreSnapshot, TenantStatus};
+use sluice_store_model::{Limits, ModelLimits, Priority, ScopeLimits, StoreSnapshot, TenantStatus};
 
 #[derive(Debug)]
 pub struct Tenant {
@@ -19,6 +19,34 @@ pub struct Tenant {
     pub status: TenantStatus,
     pub priority: Priority,
     pub limits: Limits,
+    /// The limits of this tenant's keys that have any, by the key id plugins see
+    /// ([`key_id`]).
+    pub key_limits: Vec<(Arc<str>, ScopeLimits)>,
+    /// This tenant's limits per model, for models that have any.
+    pub model_limits: Vec<ModelLimits>,
+}
+
+/// The short, non-secret id of a key in logs and plugins (`RequestInfo.key_id`):
+/// `<tenant>:<first 8 hex digits of its SHA-256>`.
+pub fn key_id(tenant: &str, hash: &KeyHash) -> Arc<str> {
+    let hex = hash.to_hex();
+    Arc::from(format!("{tenant}:{}", hex.get(..8).unwrap_or(&hex)))
+}
+
+/// Limits as the plugins read them: only those set, so a tenant's settings stay small.
+fn compact(limits: &ScopeLimits) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, value) in [
+        ("requests_per_minute", limits.requests_per_minute),
+        ("tokens_per_minute", limits.tokens_per_minute),
+        ("max_concurrency", limits.max_concurrency),
+        ("monthly_token_budget", limits.monthly_token_budget),
+    ] {
+        if let Some(v) = value {
+            out.insert(name.to_owned(), v.into());
+        }
+    }
+    serde_json::Value::Object(out)
 }
 
 impl Tenant {
@@ -28,7 +56,25 @@ impl Tenant {
             status: TenantStatus::Active,
             priority: Priority::Normal,
             limits: Limits::default(),
+            key_limits: Vec::new(),
+            model_limits: Vec::new(),
         }
+    }
+
+    /// Sets the limits of the keys with these digests, keeping only keys that have any.
+    fn with_key_limits<'a>(mut self, keys: impl IntoIterator<Item = (&'a KeyHash, ScopeLimits)>) -> Self {
+        self.key_limits = keys
+            .into_iter()
+            .filter(|(_, limits)| !limits.is_empty())
+            .map(|(hash, limits)| (key_id(&self.name, hash), limits))
+            .collect();
+        self
+    }
+
+    /// Sets the per-model limits, keeping only models that have any.
+    fn with_model_limits(mut self, models: &[ModelLimits]) -> Self {
+        self.model_limits = models.iter().filter(|m| !m.limits.is_empty()).cloned().collect();
+        self
     }
 
     /// Whether `model` is among the models this tenant may call.
@@ -36,22 +82,35 @@ impl Tenant {
         self.limits.allowed_models.as_ref().is_none_or(|allowed| allowed.iter().any(|m| m == model))
     }
 
-    /// Whether any rate, concurrency or budget limit is set: the built-in rate limiter runs
-    /// only for such tenants.
+    /// Whether any rate, concurrency or budget limit is set, the tenant's own or one of its
+    /// keys' or models': the built-in rate limiter runs only for such tenants.
     pub fn is_limited(&self) -> bool {
         let l = &self.limits;
         l.requests_per_minute.is_some()
             || l.tokens_per_minute.is_some()
             || l.max_concurrency.is_some()
             || l.monthly_token_budget.is_some()
+            || !self.key_limits.is_empty()
+            || !self.model_limits.is_empty()
     }
 
-    /// The settings plugins read through `config.tenant`, as JSON: name, priority, limits and,
-    /// when the store has counted them, the tokens used this calendar month (UTC) by every
-    /// replica, as last written to the store.
+    /// The settings plugins read through `config.tenant`, as JSON: name, priority, limits, the
+    /// limits of its keys (`keys`, by the key id plugins see) and models (`models`, by name)
+    /// that have any, and, when the store has counted them, the tokens used this calendar month
+    /// (UTC) by every replica, as last written to the store.
     pub fn settings_json(&self, month_tokens: Option<u64>) -> String {
         let mut settings =
             serde_json::json!({ "name": &*self.name, "priority": self.priority, "limits": &self.limits });
+        if !self.key_limits.is_empty() {
+            let keys: serde_json::Map<String, serde_json::Value> =
+                self.key_limits.iter().map(|(id, limits)| (id.to_string(), compact(limits))).collect();
+            settings["keys"] = serde_json::Value::Object(keys);
+        }
+        if !self.model_limits.is_empty() {
+            let models: serde_json::Map<String, serde_json::Value> =
+                self.model_limits.iter().map(|m| (m.model.clone(), compact(&m.limits))).collect();
+            settings["models"] = serde_json::Value::Object(models);
+        }
         if let Some(tokens) = month_tokens {
             settings["usage"] = serde_json::json!({ "month_tokens": tokens });
         }
@@ -79,7 +138,7 @@ impl TenantSnapshot {
         for (tenant, hashes) in tenants {
             let tenant = Arc::new(tenant);
             for hash in hashes {
-                let key_id: Arc<str> = Arc::from(format!("{}:{}", tenant.name, &hash.to_hex()[..8]));
+                let key_id = key_id(&tenant.name, &hash);
                 snapshot.keys.insert(hash, KeyEntry { tenant: Arc::clone(&tenant), key_id });
             }
             snapshot.tenants.push(tenant);
@@ -87,11 +146,14 @@ impl TenantSnapshot {
         snapshot
     }
 
-    /// The config file's tenants, for a gateway without a store: their priority and limits as
-    /// written.
+    /// The config file's tenants, for a gateway without a store: their priority and limits
+    /// (their keys' and models' too) as written.
     pub fn from_config(tenants: &[sluice_config::TenantConfig]) -> Self {
         Self::new(tenants.iter().map(|t| {
-            let mut tenant = Tenant::new(&t.name);
+            let hashes: Vec<KeyHash> = t.api_keys.iter().map(|k| KeyHash::of(k.key.expose())).collect();
+            let mut tenant = Tenant::new(&t.name)
+                .with_key_limits(hashes.iter().zip(t.api_keys.iter().map(|k| k.limits.unwrap_or_default())))
+                .with_model_limits(t.model_limits.as_deref().unwrap_or_default());
             tenant.priority = match t.priority.as_deref() {
                 Some("high") => Priority::High,
                 Some("low") => Priority::Low,
@@ -106,7 +168,7 @@ impl TenantSnapshot {
                     allowed_models: l.allowed_models.clone(),
                 };
             }
-            (tenant, t.api_keys.iter().map(|k| KeyHash::of(k.expose())).collect())
+            (tenant, hashes)
         }))
     }
 
@@ -118,7 +180,11 @@ impl TenantSnapshot {
                 status: t.tenant.status,
                 priority: t.tenant.priority,
                 limits: t.limits.clone(),
-            };
+                key_limits: Vec::new(),
+                model_limits: Vec::new(),
+            }
+            .with_key_limits(t.keys.iter().map(|k| (&k.hash, k.limits)))
+            .with_model_limits(&t.model_limits);
             (tenant, t.keys.iter().map(|k| k.hash).collect())
         }))
     }
@@ -166,6 +232,43 @@ mod tests {
         dir.replace(TenantSnapshot::new([(Tenant::new("acme"), vec![KeyHash::of("sk-acme-2")])]));
         assert!(dir.current().authenticate("sk-acme-1").is_none());
         assert!(dir.current().authenticate("sk-acme-2").is_some());
+    }
+
+    #[test]
+    fn key_and_model_limits_make_a_tenant_limited_and_reach_the_plugins() {
+        let mut tenant = Tenant::new("acme");
+        assert!(!tenant.is_limited());
+        let settings: serde_json::Value = serde_json::from_str(&tenant.settings_json(None)).unwrap();
+        assert!(settings.get("keys").is_none() && settings.get("models").is_none(), "{settings}");
+
+        let batch = KeyHash::of("sk-acme-batch");
+        let plain = KeyHash::of("sk-acme-plain");
+        let rpm = ScopeLimits { requests_per_minute: Some(60), ..ScopeLimits::default() };
+        tenant = tenant.with_key_limits([(&batch, rpm), (&plain, ScopeLimits::default())]);
+        assert!(tenant.is_limited(), "a key's limit makes its tenant limited");
+        assert_eq!(tenant.key_limits.len(), 1, "keys without limits are left out");
+
+        let mut models = Tenant::new("acme").with_model_limits(&[
+            ModelLimits {
+                model: "llama".into(),
+                limits: ScopeLimits { tokens_per_minute: Some(500), ..ScopeLimits::default() },
+            },
+            ModelLimits { model: "qwen".into(), limits: ScopeLimits::default() },
+        ]);
+        assert!(models.is_limited(), "a model's limit makes its tenant limited");
+        models.key_limits = tenant.key_limits.clone();
+
+        let settings: serde_json::Value = serde_json::from_str(&models.settings_json(Some(7))).unwrap();
+        let id = key_id("acme", &batch);
+        let mut keys = serde_json::Map::new();
+        keys.insert(id.to_string(), serde_json::json!({ "requests_per_minute": 60 }));
+        assert_eq!(settings["keys"], serde_json::Value::Object(keys));
+        assert_eq!(settings["models"], serde_json::json!({ "llama": { "tokens_per_minute": 500 } }));
+        assert_eq!(settings["usage"]["month_tokens"], 7);
+
+        // The id in the settings is the one the request carries.
+        let snapshot = TenantSnapshot::new([(models, vec![batch])]);
+        assert_eq!(snapshot.authenticate("sk-acme-batch").map(|e| e.key_id.clone()), Some(id));
     }
 
     #[test]

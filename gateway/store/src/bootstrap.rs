@@ -3,15 +3,18 @@
 //! Idempotent, and safe when several replicas start at once: only what is missing or differs
 //! is written (so a restart writes nothing and adds no audit rows), and a conflict with a
 //! replica that got there first counts as done. What the file states wins: a `[tenants.limits]`
-//! table or a `priority` replaces the stored value at each start. Nothing the file does not
-//! mention is touched: tenants, keys and endpoints created through the admin API stay.
+//! table, a `[tenants.model_limits]` table (every model's entry: models it does not name lose
+//! theirs), a key's `limits` or a `priority` replaces the stored value at each start. Nothing
+//! the file does not mention is touched: tenants, keys and endpoints created through the admin
+//! API stay, and so do the limits of keys written without a `limits` table.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use sluice_config::{Config, PoolConfig, TenantConfig};
 use sluice_store_model::keys::{KeyDigest, display_prefix};
 use sluice_store_model::{
-    Actor, Backend, EngineFlavor, Limits, NewEndpoint, NewKey, NewPool, NewTenant, Priority, StoreError, TenantPatch,
+    Actor, Backend, EngineFlavor, Limits, ModelLimits, NewEndpoint, NewKey, NewPool, NewTenant, Priority, ScopeLimits,
+    StoreError, TenantPatch,
 };
 
 /// What an import changed, for the start-up log.
@@ -70,21 +73,72 @@ async fn import_tenant(
             imported.limits += 1;
         }
     }
-    // Keys are matched by digest: the store never saw the secrets.
+    if let Some(models) = &config.model_limits {
+        import_model_limits(store, actor, &config.name, &detail.model_limits, models, imported).await?;
+    }
+    // Keys are matched by digest: the store never saw the secrets. Revoked keys are not in the
+    // snapshot; their limits are left alone.
     let snapshot_keys = store.snapshot().await?;
-    let known: HashSet<KeyDigest> = snapshot_keys.tenants.iter().flat_map(|t| t.keys.iter().map(|k| k.hash)).collect();
+    let known: HashMap<KeyDigest, (&str, i64, ScopeLimits)> = snapshot_keys
+        .tenants
+        .iter()
+        .flat_map(|t| t.keys.iter().map(|k| (k.hash, (t.tenant.name.as_str(), k.id, k.limits))))
+        .collect();
     for key in &config.api_keys {
-        let digest = KeyDigest::of(key.expose());
-        if known.contains(&digest) {
-            continue;
+        let digest = KeyDigest::of(key.key.expose());
+        let stored = match known.get(&digest) {
+            Some(&(tenant, id, limits)) => (tenant == config.name).then_some((id, limits)),
+            None => {
+                let new = NewKey { name: Some("bootstrap".into()), prefix: display_prefix(key.key.expose()), digest };
+                match store.create_key(actor, &config.name, &new).await {
+                    Ok(created) => {
+                        imported.keys += 1;
+                        Some((created.id, created.limits))
+                    }
+                    // Either another replica imported it a moment ago, or the key exists but
+                    // was revoked through the admin API: a revocation must survive restarts.
+                    Err(StoreError::Conflict(_)) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if let (Some((id, current)), Some(wanted)) = (stored, key.limits)
+            && current != wanted
+        {
+            match store.set_key_limits(actor, &config.name, id, &wanted).await {
+                Ok(_) => imported.limits += 1,
+                // Revoked or moved by the admin API between the snapshot and now.
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
-        let new = NewKey { name: Some("bootstrap".into()), prefix: display_prefix(key.expose()), digest };
-        match store.create_key(actor, &config.name, &new).await {
-            Ok(_) => imported.keys += 1,
-            // Either another replica imported it a moment ago, or the key exists but was
-            // revoked through the admin API: a revocation must survive restarts.
-            Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Makes the tenant's stored per-model limits exactly `wanted`, writing only what differs.
+async fn import_model_limits(
+    store: &dyn Backend,
+    actor: &Actor,
+    tenant: &str,
+    stored: &[ModelLimits],
+    wanted: &[ModelLimits],
+    imported: &mut Imported,
+) -> Result<(), StoreError> {
+    for entry in wanted {
+        if !stored.contains(entry) {
+            store.set_model_limits(actor, tenant, &entry.model, &entry.limits).await?;
+            imported.limits += 1;
+        }
+    }
+    for entry in stored {
+        if !wanted.iter().any(|w| w.model == entry.model) {
+            match store.delete_model_limits(actor, tenant, &entry.model).await {
+                Ok(()) => imported.limits += 1,
+                // Another replica removed it a moment ago.
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())

@@ -63,3 +63,51 @@ async fn import_is_idempotent_and_the_file_wins_only_for_what_it_states() {
     assert_eq!(acme.keys.len(), 1);
     assert!(!acme.keys[0].prefix.contains("0123456789"), "the display prefix gives little of a short key away");
 }
+
+const SCOPED: &str = r#"
+[[tenants]]
+name = "acme"
+api_keys = ["sk-acme-0123456789", { key = "sk-acme-batch-0001", limits = { requests_per_minute = 60 } }]
+[tenants.model_limits.llama]
+tokens_per_minute = 1000
+[tenants.model_limits.qwen]
+max_concurrency = 2
+"#;
+
+#[tokio::test]
+async fn key_and_model_limits_are_imported_and_the_file_replaces_them() {
+    use sluice_store::model::{ModelLimits, ScopeLimits};
+
+    let (store, _dir) = sqlite().await;
+    let config = Config::from_toml(SCOPED, &[], &|_| None).unwrap();
+    let first = import(&*store, &config).await.unwrap();
+    assert_eq!(first, Imported { tenants: 1, keys: 2, limits: 3, ..Imported::default() });
+    assert_eq!(import(&*store, &config).await.unwrap(), Imported::default(), "a restart writes nothing");
+
+    let detail = store.get_tenant("acme").await.unwrap();
+    let rpm60 = ScopeLimits { requests_per_minute: Some(60), ..ScopeLimits::default() };
+    let mut key_limits: Vec<ScopeLimits> = detail.keys.iter().map(|k| k.limits).collect();
+    key_limits.sort_by_key(|l| l.requests_per_minute);
+    assert_eq!(key_limits, [ScopeLimits::default(), rpm60]);
+    let llama = ModelLimits {
+        model: "llama".into(),
+        limits: ScopeLimits { tokens_per_minute: Some(1000), ..ScopeLimits::default() },
+    };
+    assert_eq!(detail.model_limits.len(), 2);
+    assert_eq!(detail.model_limits[0], llama);
+
+    // Limits set through the admin API on a key the file lists without `limits` stay; the
+    // file's model table is the whole truth: qwen's entry goes, a changed one is rewritten.
+    let plain = detail.keys.iter().find(|k| k.limits.is_empty()).unwrap();
+    store.set_key_limits(&Actor::admin(), "acme", plain.id, &rpm60).await.unwrap();
+    let changed = SCOPED
+        .replace("[tenants.model_limits.qwen]\nmax_concurrency = 2\n", "")
+        .replace("requests_per_minute = 60", "requests_per_minute = 30");
+    let config = Config::from_toml(&changed, &[], &|_| None).unwrap();
+    assert_eq!(import(&*store, &config).await.unwrap(), Imported { limits: 2, ..Imported::default() });
+    let detail = store.get_tenant("acme").await.unwrap();
+    assert_eq!(detail.model_limits, [llama]);
+    let mut rpms: Vec<Option<u64>> = detail.keys.iter().map(|k| k.limits.requests_per_minute).collect();
+    rpms.sort();
+    assert_eq!(rpms, [Some(30), Some(60)]);
+}

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::KeyDigest;
 use crate::{
-    ApiKey, AuditEntry, AuditQuery, Binding, EngineFlavor, FailurePolicy, Limits, Plugin, PluginVersion, Pool,
-    Priority, Scope, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantStatus, TenantTokens, UsageCounts,
-    UsageKey, UsageQuery, UsageRow,
+    ApiKey, AuditEntry, AuditQuery, Binding, EngineFlavor, FailurePolicy, Limits, ModelLimits, Plugin, PluginVersion,
+    Pool, Priority, Scope, ScopeLimits, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantStatus,
+    TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +165,19 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_limits(&self, actor: &Actor, tenant: &str, limits: &Limits) -> Result<Limits, StoreError>;
     /// Replaces the tenant's SLOs with this list.
     async fn set_slos(&self, actor: &Actor, tenant: &str, slos: &[Slo]) -> Result<Vec<Slo>, StoreError>;
+    /// The tenant's limits per model, by model name (byte order).
+    async fn list_model_limits(&self, tenant: &str) -> Result<Vec<ModelLimits>, StoreError>;
+    /// Replaces the tenant's limits for `model` (validated by the caller with
+    /// [`crate::validate::model_limits`]), creating the entry if it is new.
+    async fn set_model_limits(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        model: &str,
+        limits: &ScopeLimits,
+    ) -> Result<ModelLimits, StoreError>;
+    /// NotFound if the tenant has no limits for `model`.
+    async fn delete_model_limits(&self, actor: &Actor, tenant: &str, model: &str) -> Result<(), StoreError>;
 
     // ---- keys
     async fn create_key(&self, actor: &Actor, tenant: &str, key: &NewKey) -> Result<ApiKey, StoreError>;
@@ -172,6 +185,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError>;
     /// Idempotent: revoking a revoked key returns it unchanged.
     async fn revoke_key(&self, actor: &Actor, tenant: &str, key_id: i64) -> Result<ApiKey, StoreError>;
+    /// Replaces the key's own limits (`ScopeLimits::default()` clears them). A revoked key's
+    /// limits can be set too: they matter to nobody, and refusing would make clearing fail.
+    async fn set_key_limits(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        key_id: i64,
+        limits: &ScopeLimits,
+    ) -> Result<ApiKey, StoreError>;
 
     // ---- pools and endpoints
     async fn create_pool(&self, actor: &Actor, pool: &NewPool) -> Result<Pool, StoreError>;

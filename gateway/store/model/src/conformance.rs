@@ -13,6 +13,8 @@
 //! | create / update / delete tenant | `tenant.create` / `tenant.update` / `tenant.delete` | `acme` |
 //! | set limits / set SLOs | `limits.set` / `slos.set` | `acme` |
 //! | create / revoke key | `key.create` / `key.revoke` | `acme/key/12` |
+//! | set a key's limits | `key_limits.set` | `acme/key/12` |
+//! | set / delete a model's limits | `model_limits.set` / `model_limits.delete` | `acme/model/meta-llama/Llama-3.1-8B` |
 //! | create / delete pool | `pool.create` / `pool.delete` | `pool/gpu-a` |
 //! | add / drain / undrain / remove endpoint | `endpoint.add` / `endpoint.drain` / `endpoint.undrain` / `endpoint.remove` | `pool/gpu-a/endpoint/w1` |
 //! | upload / activate plugin version | `plugin.upload` / `plugin.activate` | `plugin/quota` |
@@ -26,8 +28,8 @@
 //! - `tokens_by_tenant` saturates a total at `i64::MAX` (PostgreSQL's `SUM` would go on in
 //!   `numeric`, SQLite's would fail on overflow) and counts a negative total as 0.
 //! - Lists by name are in byte order (`COLLATE "C"` in PostgreSQL); keys and plugin versions
-//!   newest first; endpoints in the order they were added; SLOs by model; bindings by order,
-//!   then id.
+//!   newest first; endpoints in the order they were added; SLOs and a tenant's model limits by
+//!   model (byte order); bindings by order, then id.
 //! - Binding to `Scope::Tenant(name)` needs that tenant to exist (NotFound otherwise); model
 //!   scopes name any model.
 //! - An endpoint weight above `i32::MAX` is `Invalid { field: "weight" }`.
@@ -40,6 +42,7 @@ mod changes;
 mod keys;
 mod plugins;
 mod pools;
+mod scope_limits;
 mod snapshot;
 mod tenants;
 mod usage;
@@ -52,6 +55,7 @@ pub use changes::{audit, change_version};
 pub use keys::keys;
 pub use plugins::{bindings, plugins};
 pub use pools::pools;
+pub use scope_limits::key_and_model_limits;
 pub use snapshot::snapshot;
 pub use tenants::{limits_and_slos, tenants};
 pub use usage::{tokens_by_tenant, usage};
@@ -63,6 +67,7 @@ pub async fn run_all(store: &dyn Backend) {
     tenants(store).await;
     limits_and_slos(store).await;
     keys(store).await;
+    key_and_model_limits(store).await;
     pools(store).await;
     plugins(store).await;
     bindings(store).await;

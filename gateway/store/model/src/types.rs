@@ -59,6 +59,77 @@ pub struct Limits {
     pub allowed_models: Option<Vec<String>>,
 }
 
+/// The limits of a scope narrower than the tenant: one API key, or one tenant × model pair.
+/// `None` means this scope sets no such limit (the tenant's own limits still hold). The same
+/// four limits as [`Limits`]; `PUT` replaces all of them at once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeLimits {
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
+    pub max_concurrency: Option<u64>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807i64))]
+    pub monthly_token_budget: Option<u64>,
+}
+
+impl ScopeLimits {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ScopeLimits::default()
+    }
+
+    /// From the four signed 64-bit columns both stores keep them in, in field order (NULL:
+    /// not set). A negative value (only from a hand-written row) is a database error.
+    pub fn from_columns(columns: [Option<i64>; 4]) -> Result<Self, crate::StoreError> {
+        let [rpm, tpm, concurrency, budget] = columns;
+        let unsigned = |column: &str, value: Option<i64>| {
+            value
+                .map(|v| {
+                    u64::try_from(v)
+                        .map_err(|_| crate::StoreError::Database(format!("unexpected {column} {v} in the database")))
+                })
+                .transpose()
+        };
+        Ok(ScopeLimits {
+            requests_per_minute: unsigned("requests_per_minute", rpm)?,
+            tokens_per_minute: unsigned("tokens_per_minute", tpm)?,
+            max_concurrency: unsigned("max_concurrency", concurrency)?,
+            monthly_token_budget: unsigned("monthly_token_budget", budget)?,
+        })
+    }
+
+    /// As those four columns; a value beyond `i64::MAX` is `Invalid` (the caller validated it,
+    /// see [`crate::validate::scope_limits`], so this only keeps the conversion honest).
+    pub fn to_columns(&self) -> Result<[Option<i64>; 4], crate::StoreError> {
+        let signed = |field: &'static str, value: Option<u64>| {
+            value.map(|v| i64::try_from(v).map_err(|_| crate::StoreError::invalid(field, "is too large"))).transpose()
+        };
+        Ok([
+            signed("requests_per_minute", self.requests_per_minute)?,
+            signed("tokens_per_minute", self.tokens_per_minute)?,
+            signed("max_concurrency", self.max_concurrency)?,
+            signed("monthly_token_budget", self.monthly_token_budget)?,
+        ])
+    }
+}
+
+/// One tenant's limits for one model (the name requests ask for).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelLimits {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,256}$"))]
+    pub model: String,
+    pub limits: ScopeLimits,
+}
+
 /// A latency objective for one tenant and one model (`"*"` for every model without its own).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +155,8 @@ pub struct TenantDetail {
     #[serde(flatten)]
     pub tenant: Tenant,
     pub limits: Limits,
+    /// Limits per model, by model name (byte order).
+    pub model_limits: Vec<ModelLimits>,
     pub slos: Vec<Slo>,
     pub keys: Vec<ApiKey>,
 }
@@ -98,6 +171,8 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// This key's own limits, on top of its tenant's.
+    pub limits: ScopeLimits,
 }
 
 /// The response to creating a key: the only time the secret is ever shown.
@@ -322,12 +397,15 @@ pub struct SnapshotKey {
     pub id: i64,
     pub prefix: String,
     pub hash: crate::keys::KeyDigest,
+    pub limits: ScopeLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotTenant {
     pub tenant: Tenant,
     pub limits: Limits,
+    /// By model name.
+    pub model_limits: Vec<ModelLimits>,
     pub slos: Vec<Slo>,
     /// Only keys that are not revoked.
     pub keys: Vec<SnapshotKey>,

@@ -1,7 +1,7 @@
 //! Rules for names and values, checked before anything reaches a store so that every store
 //! refuses the same inputs with the same messages.
 
-use crate::{Limits, Slo, StoreError};
+use crate::{Limits, ScopeLimits, Slo, StoreError};
 
 /// Tenant, pool, endpoint and plugin names: 1–64 characters of `a-z 0-9 - _ .`, starting with a
 /// letter or digit. They appear in URLs, metric labels and logs, so nothing needs escaping.
@@ -26,12 +26,15 @@ pub fn model(field: &'static str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn limits(limits: &Limits) -> Result<(), StoreError> {
-    // Stores keep counters as signed 64-bit integers.
-    let fits = |field: &'static str, value: Option<u64>| match value {
+/// Stores keep limits as signed 64-bit integers.
+fn fits(field: &'static str, value: Option<u64>) -> Result<(), StoreError> {
+    match value {
         Some(v) if v > i64::MAX as u64 => Err(StoreError::invalid(field, "is too large")),
         _ => Ok(()),
-    };
+    }
+}
+
+pub fn limits(limits: &Limits) -> Result<(), StoreError> {
     fits("requests_per_minute", limits.requests_per_minute)?;
     fits("tokens_per_minute", limits.tokens_per_minute)?;
     fits("max_concurrency", limits.max_concurrency)?;
@@ -40,6 +43,28 @@ pub fn limits(limits: &Limits) -> Result<(), StoreError> {
         for m in models {
             model("allowed_models", m)?;
         }
+    }
+    Ok(())
+}
+
+/// An API key's or a tenant × model pair's limits: the same ranges as a tenant's.
+pub fn scope_limits(limits: &ScopeLimits) -> Result<(), StoreError> {
+    fits("requests_per_minute", limits.requests_per_minute)?;
+    fits("tokens_per_minute", limits.tokens_per_minute)?;
+    fits("max_concurrency", limits.max_concurrency)?;
+    fits("monthly_token_budget", limits.monthly_token_budget)
+}
+
+/// One model's limits for a tenant: a model name and at least one limit (a pair without any is
+/// removed, not stored empty).
+pub fn model_limits(model_name: &str, limits: &ScopeLimits) -> Result<(), StoreError> {
+    model("model", model_name)?;
+    scope_limits(limits)?;
+    if limits.is_empty() {
+        return Err(StoreError::invalid(
+            "limits",
+            "set at least one of requests_per_minute, tokens_per_minute, max_concurrency, monthly_token_budget (remove a model's limits with DELETE)",
+        ));
     }
     Ok(())
 }
@@ -216,6 +241,21 @@ mod tests {
         assert_eq!(field(binding_limits(Some(1001), None, &max)), "timeout_ms");
         assert_eq!(field(binding_limits(None, Some((64 << 20) + 1), &max)), "max_memory_bytes");
         assert_eq!(field(binding_limits(None, Some(4096), &max)), "max_memory_bytes");
+    }
+
+    #[test]
+    fn scope_limits_fit_the_stores_and_a_model_needs_one() {
+        let one = ScopeLimits { tokens_per_minute: Some(1000), ..ScopeLimits::default() };
+        assert!(scope_limits(&ScopeLimits::default()).is_ok());
+        assert!(model_limits("meta-llama/Llama-3.1-8B-Instruct", &one).is_ok());
+        let field = |r: Result<(), StoreError>| match r {
+            Err(StoreError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let huge = ScopeLimits { max_concurrency: Some(u64::MAX), ..ScopeLimits::default() };
+        assert_eq!(field(scope_limits(&huge)), "max_concurrency");
+        assert_eq!(field(model_limits("llama", &ScopeLimits::default())), "limits");
+        assert_eq!(field(model_limits("a b", &one)), "model");
     }
 
     #[test]

@@ -144,3 +144,17 @@ pub(crate) fn limits(
 pub(crate) fn slo_ms(column: &str, value: Option<i32>) -> Result<Option<u32>, StoreError> {
     value.map(|v| u32::try_from(v).map_err(|_| unexpected(column, &v.to_string()))).transpose()
 }
+
+/// A row's four limit columns (`api_keys`, `model_limits`) as [`ScopeLimits`]: sqlx gives each
+/// query a record type of its own, so this names the fields rather than taking a type.
+macro_rules! scope_limits_of {
+    ($row:expr) => {
+        sluice_store_model::ScopeLimits::from_columns([
+            $row.requests_per_minute,
+            $row.tokens_per_minute,
+            $row.max_concurrency,
+            $row.monthly_token_budget,
+        ])
+    };
+}
+pub(crate) use scope_limits_of;

@@ -10,6 +10,7 @@ mod audit;
 mod codec;
 mod error;
 mod keys;
+mod model_limits;
 mod plugins;
 mod pools;
 mod snapshot;
@@ -22,9 +23,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_store_model::{
-    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, NewBinding, NewEndpoint, NewKey,
-    NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, Slo, StoreError, StoreSnapshot, Tenant,
-    TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
+    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, ModelLimits, NewBinding, NewEndpoint,
+    NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits, Slo, StoreError,
+    StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolConnection;
@@ -176,6 +177,24 @@ impl Backend for PostgresStore {
         in_write!(self, tenants::set_slos, actor, tenant, slos)
     }
 
+    async fn list_model_limits(&self, tenant: &str) -> Result<Vec<ModelLimits>, StoreError> {
+        in_read!(self, model_limits::list, tenant)
+    }
+
+    async fn set_model_limits(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        model: &str,
+        limits: &ScopeLimits,
+    ) -> Result<ModelLimits, StoreError> {
+        in_write!(self, model_limits::set, actor, tenant, model, limits)
+    }
+
+    async fn delete_model_limits(&self, actor: &Actor, tenant: &str, model: &str) -> Result<(), StoreError> {
+        in_write!(self, model_limits::delete, actor, tenant, model)
+    }
+
     async fn create_key(&self, actor: &Actor, tenant: &str, key: &NewKey) -> Result<ApiKey, StoreError> {
         in_write!(self, keys::create, actor, tenant, key)
     }
@@ -186,6 +205,16 @@ impl Backend for PostgresStore {
 
     async fn revoke_key(&self, actor: &Actor, tenant: &str, key_id: i64) -> Result<ApiKey, StoreError> {
         in_write!(self, keys::revoke, actor, tenant, key_id)
+    }
+
+    async fn set_key_limits(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        key_id: i64,
+        limits: &ScopeLimits,
+    ) -> Result<ApiKey, StoreError> {
+        in_write!(self, keys::set_limits, actor, tenant, key_id, limits)
     }
 
     async fn create_pool(&self, actor: &Actor, pool: &NewPool) -> Result<Pool, StoreError> {

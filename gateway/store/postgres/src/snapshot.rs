@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use sluice_store_model::keys::KeyDigest;
-use sluice_store_model::{Limits, Slo, SnapshotKey, SnapshotTenant, StoreError, StoreSnapshot};
+use sluice_store_model::{Limits, ModelLimits, Slo, SnapshotKey, SnapshotTenant, StoreError, StoreSnapshot};
 use sqlx::PgConnection;
 
 use crate::codec;
@@ -60,20 +60,38 @@ pub(crate) async fn read(conn: &mut PgConnection) -> Result<StoreSnapshot, Store
     }
 
     let mut keys: HashMap<i64, Vec<SnapshotKey>> = HashMap::new();
-    let rows = sqlx::query!("SELECT id, tenant_id, prefix, sha256 FROM api_keys WHERE revoked_ms IS NULL ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+    let rows = sqlx::query!(
+        r#"
+        SELECT id, tenant_id, prefix, sha256,
+            requests_per_minute, tokens_per_minute, max_concurrency, monthly_token_budget
+        FROM api_keys WHERE revoked_ms IS NULL ORDER BY id
+        "#
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
     for r in rows {
         let hash = <[u8; 32]>::try_from(r.sha256.as_slice())
             .map_err(|_| StoreError::Database(format!("key {} has a digest that is not 32 bytes", r.id)))?;
-        keys.entry(r.tenant_id).or_default().push(SnapshotKey { id: r.id, prefix: r.prefix, hash: KeyDigest(hash) });
+        let limits = codec::scope_limits_of!(r)?;
+        keys.entry(r.tenant_id).or_default().push(SnapshotKey {
+            id: r.id,
+            prefix: r.prefix,
+            hash: KeyDigest(hash),
+            limits,
+        });
+    }
+
+    let mut model_limits: HashMap<i64, Vec<ModelLimits>> = HashMap::new();
+    for (tenant_id, entry) in crate::model_limits::all(conn).await? {
+        model_limits.entry(tenant_id).or_default().push(entry);
     }
 
     let tenants = tenants
         .into_iter()
         .map(|tenant| SnapshotTenant {
             limits: limits.remove(&tenant.id).unwrap_or_default(),
+            model_limits: model_limits.remove(&tenant.id).unwrap_or_default(),
             slos: slos.remove(&tenant.id).unwrap_or_default(),
             keys: keys.remove(&tenant.id).unwrap_or_default(),
             tenant,

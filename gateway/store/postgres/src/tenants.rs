@@ -89,9 +89,10 @@ pub(crate) async fn detail(conn: &mut PgConnection, name: &str) -> Result<Tenant
     .ok_or_else(|| StoreError::not_found("tenant", name))?
     .into_tenant()?;
     let limits = limits_of(conn, tenant.id).await?;
+    let model_limits = crate::model_limits::list_for(conn, tenant.id).await?;
     let slos = slos_of(conn, tenant.id).await?;
     let keys = crate::keys::list_for(conn, tenant.id, &tenant.name).await?;
-    Ok(TenantDetail { tenant, limits, slos, keys })
+    Ok(TenantDetail { tenant, limits, model_limits, slos, keys })
 }
 
 pub(crate) async fn update(
@@ -123,7 +124,7 @@ pub(crate) async fn update(
     Ok(tenant)
 }
 
-/// Keys, limits and SLOs go by `ON DELETE CASCADE`; tenant-scoped bindings name the tenant
+/// Keys, limits (the model limits too) and SLOs go by `ON DELETE CASCADE`; tenant-scoped bindings name the tenant
 /// rather than reference it, so they are deleted here. Usage rows are kept on purpose.
 pub(crate) async fn delete(conn: &mut PgConnection, actor: &Actor, name: &str) -> Result<(), StoreError> {
     sqlx::query_scalar!("DELETE FROM tenants WHERE name = $1 RETURNING id", name)

@@ -36,6 +36,7 @@ async fn each_area_passes_on_an_empty_store() {
         tenants,
         limits_and_slos,
         keys,
+        key_and_model_limits,
         pools,
         plugins,
         bindings,

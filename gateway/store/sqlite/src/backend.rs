@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_store_model::{
-    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, NewBinding, NewEndpoint, NewKey,
-    NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, Slo, StoreError, StoreSnapshot, Tenant,
-    TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
+    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, ModelLimits, NewBinding, NewEndpoint,
+    NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits, Slo, StoreError,
+    StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 
 use crate::error::{self, db};
-use crate::{MIGRATOR, SqliteStore, audit, keys, plugins, pools, snapshot, tenants, usage, write};
+use crate::{MIGRATOR, SqliteStore, audit, keys, model_limits, plugins, pools, snapshot, tenants, usage, write};
 
 #[async_trait]
 impl Backend for SqliteStore {
@@ -62,6 +62,24 @@ impl Backend for SqliteStore {
         tenants::set_slos(&self.pool, actor, tenant, slos).await
     }
 
+    async fn list_model_limits(&self, tenant: &str) -> Result<Vec<ModelLimits>, StoreError> {
+        model_limits::list(&self.pool, tenant).await
+    }
+
+    async fn set_model_limits(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        model: &str,
+        limits: &ScopeLimits,
+    ) -> Result<ModelLimits, StoreError> {
+        model_limits::set(&self.pool, actor, tenant, model, limits).await
+    }
+
+    async fn delete_model_limits(&self, actor: &Actor, tenant: &str, model: &str) -> Result<(), StoreError> {
+        model_limits::delete(&self.pool, actor, tenant, model).await
+    }
+
     async fn create_key(&self, actor: &Actor, tenant: &str, key: &NewKey) -> Result<ApiKey, StoreError> {
         keys::create(&self.pool, actor, tenant, key).await
     }
@@ -72,6 +90,16 @@ impl Backend for SqliteStore {
 
     async fn revoke_key(&self, actor: &Actor, tenant: &str, key_id: i64) -> Result<ApiKey, StoreError> {
         keys::revoke(&self.pool, actor, tenant, key_id).await
+    }
+
+    async fn set_key_limits(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        key_id: i64,
+        limits: &ScopeLimits,
+    ) -> Result<ApiKey, StoreError> {
+        keys::set_limits(&self.pool, actor, tenant, key_id, limits).await
     }
 
     async fn create_pool(&self, actor: &Actor, pool: &NewPool) -> Result<Pool, StoreError> {

@@ -115,3 +115,17 @@ pub(crate) fn ts(ms: i64) -> Timestamp {
 pub(crate) fn now_ms() -> i64 {
     Timestamp::now().unix_ms()
 }
+
+/// A row's four limit columns (`api_keys`, `model_limits`) as [`ScopeLimits`]: sqlx gives each
+/// query a record type of its own, so this names the fields rather than taking a type.
+macro_rules! scope_limits_of {
+    ($row:expr) => {
+        sluice_store_model::ScopeLimits::from_columns([
+            $row.requests_per_minute,
+            $row.tokens_per_minute,
+            $row.max_concurrency,
+            $row.monthly_token_budget,
+        ])
+    };
+}
+pub(crate) use scope_limits_of;

@@ -2,10 +2,10 @@
 
 use serde_json::json;
 use sluice_store_model::keys::KeyDigest;
-use sluice_store_model::{Actor, ApiKey, NewKey, SnapshotKey, StoreError};
+use sluice_store_model::{Actor, ApiKey, NewKey, ScopeLimits, SnapshotKey, StoreError};
 use sqlx::{SqliteConnection, SqlitePool};
 
-use crate::codec::{now_ms, ts};
+use crate::codec::{self, now_ms, ts};
 use crate::error::{corrupt, db, unique_as};
 use crate::tenants;
 use crate::write::{self, Audit};
@@ -17,18 +17,25 @@ struct KeyRow {
     prefix: String,
     created_ms: i64,
     revoked_ms: Option<i64>,
+    requests_per_minute: Option<i64>,
+    tokens_per_minute: Option<i64>,
+    max_concurrency: Option<i64>,
+    monthly_token_budget: Option<i64>,
 }
 
-impl From<KeyRow> for ApiKey {
-    fn from(row: KeyRow) -> Self {
-        ApiKey {
+impl TryFrom<KeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        Ok(ApiKey {
             id: row.id,
             tenant: row.tenant,
             name: row.name,
             prefix: row.prefix,
             created_at: ts(row.created_ms),
             revoked_at: row.revoked_ms.map(ts),
-        }
+            limits: codec::scope_limits_of!(row)?,
+        })
     }
 }
 
@@ -36,7 +43,8 @@ impl From<KeyRow> for ApiKey {
 pub(crate) async fn list_in(conn: &mut SqliteConnection, tenant_id: i64) -> Result<Vec<ApiKey>, StoreError> {
     let rows = sqlx::query_as!(
         KeyRow,
-        "SELECT k.id, t.name AS tenant, k.name, k.prefix, k.created_ms, k.revoked_ms
+        "SELECT k.id, t.name AS tenant, k.name, k.prefix, k.created_ms, k.revoked_ms,
+                k.requests_per_minute, k.tokens_per_minute, k.max_concurrency, k.monthly_token_budget
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
          WHERE k.tenant_id = ?
          ORDER BY k.id DESC",
@@ -45,13 +53,14 @@ pub(crate) async fn list_in(conn: &mut SqliteConnection, tenant_id: i64) -> Resu
     .fetch_all(conn)
     .await
     .map_err(db)?;
-    Ok(rows.into_iter().map(ApiKey::from).collect())
+    rows.into_iter().map(ApiKey::try_from).collect()
 }
 
 async fn read(conn: &mut SqliteConnection, tenant_id: i64, key_id: i64) -> Result<ApiKey, StoreError> {
     let row = sqlx::query_as!(
         KeyRow,
-        "SELECT k.id, t.name AS tenant, k.name, k.prefix, k.created_ms, k.revoked_ms
+        "SELECT k.id, t.name AS tenant, k.name, k.prefix, k.created_ms, k.revoked_ms,
+                k.requests_per_minute, k.tokens_per_minute, k.max_concurrency, k.monthly_token_budget
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
          WHERE k.id = ? AND k.tenant_id = ?",
         key_id,
@@ -60,7 +69,7 @@ async fn read(conn: &mut SqliteConnection, tenant_id: i64, key_id: i64) -> Resul
     .fetch_optional(conn)
     .await
     .map_err(db)?;
-    row.map(ApiKey::from).ok_or_else(|| StoreError::not_found("key", key_id.to_string()))
+    row.ok_or_else(|| StoreError::not_found("key", key_id.to_string()))?.try_into()
 }
 
 pub(crate) async fn create(pool: &SqlitePool, actor: &Actor, tenant: &str, key: &NewKey) -> Result<ApiKey, StoreError> {
@@ -121,16 +130,56 @@ pub(crate) async fn revoke(pool: &SqlitePool, actor: &Actor, tenant: &str, key_i
     Ok(revoked)
 }
 
+pub(crate) async fn set_limits(
+    pool: &SqlitePool,
+    actor: &Actor,
+    tenant: &str,
+    key_id: i64,
+    limits: &ScopeLimits,
+) -> Result<ApiKey, StoreError> {
+    let [rpm, tpm, concurrency, budget] = limits.to_columns()?;
+    let mut tx = write::begin(pool).await?;
+    let tenant_id = tenants::id_of(&mut tx, tenant).await?;
+    let updated = sqlx::query!(
+        "UPDATE api_keys
+         SET requests_per_minute = ?, tokens_per_minute = ?, max_concurrency = ?, monthly_token_budget = ?
+         WHERE id = ? AND tenant_id = ?",
+        rpm,
+        tpm,
+        concurrency,
+        budget,
+        key_id,
+        tenant_id,
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if updated == 0 {
+        return Err(StoreError::not_found("key", format!("{tenant}/key/{key_id}")));
+    }
+    let key = read(&mut tx, tenant_id, key_id).await?;
+    let detail = serde_json::to_value(key.limits).map_err(|e| crate::error::json("limits", e))?;
+    let audit = Audit { actor, action: "key_limits.set", target: format!("{tenant}/key/{key_id}"), detail };
+    write::commit(tx, audit).await?;
+    Ok(key)
+}
+
 /// Keys that are not revoked, by tenant id, for the snapshot.
 pub(crate) async fn all_active(conn: &mut SqliteConnection) -> Result<Vec<(i64, SnapshotKey)>, StoreError> {
-    let rows = sqlx::query!("SELECT id, tenant_id, prefix, sha256 FROM api_keys WHERE revoked_ms IS NULL ORDER BY id")
-        .fetch_all(conn)
-        .await
-        .map_err(db)?;
+    let rows = sqlx::query!(
+        "SELECT id, tenant_id, prefix, sha256,
+                requests_per_minute, tokens_per_minute, max_concurrency, monthly_token_budget
+         FROM api_keys WHERE revoked_ms IS NULL ORDER BY id"
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
     rows.into_iter()
         .map(|r| {
             let hash: [u8; 32] = r.sha256.as_slice().try_into().map_err(|_| corrupt("key digest", r.id))?;
-            Ok((r.tenant_id, SnapshotKey { id: r.id, prefix: r.prefix, hash: KeyDigest(hash) }))
+            let limits = codec::scope_limits_of!(r)?;
+            Ok((r.tenant_id, SnapshotKey { id: r.id, prefix: r.prefix, hash: KeyDigest(hash), limits }))
         })
         .collect()
 }

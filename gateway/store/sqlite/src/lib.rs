@@ -9,6 +9,7 @@ mod backend;
 mod codec;
 mod error;
 mod keys;
+mod model_limits;
 mod plugins;
 mod pools;
 mod snapshot;

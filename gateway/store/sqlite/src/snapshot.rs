@@ -8,7 +8,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use tokio::time::Instant;
 
 use crate::error::db;
-use crate::{keys, plugins, pools, tenants};
+use crate::{keys, model_limits, plugins, pools, tenants};
 
 /// SQLite has no NOTIFY; a single-row read is cheap enough to repeat this often, and keeps
 /// replicas sharing a file within a fraction of a second of each other.
@@ -53,11 +53,16 @@ pub(crate) async fn read(pool: &SqlitePool) -> Result<StoreSnapshot, StoreError>
     for (tenant_id, key) in keys::all_active(&mut tx).await? {
         keys.entry(tenant_id).or_default().push(key);
     }
+    let mut model_limits: HashMap<i64, Vec<_>> = HashMap::new();
+    for (tenant_id, entry) in model_limits::all(&mut tx).await? {
+        model_limits.entry(tenant_id).or_default().push(entry);
+    }
     let tenants = tenants::list_in(&mut tx)
         .await?
         .into_iter()
         .map(|tenant| SnapshotTenant {
             limits: limits.remove(&tenant.id).unwrap_or_default(),
+            model_limits: model_limits.remove(&tenant.id).unwrap_or_default(),
             slos: slos.remove(&tenant.id).unwrap_or_default(),
             keys: keys.remove(&tenant.id).unwrap_or_default(),
             tenant,

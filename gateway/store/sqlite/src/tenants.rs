@@ -95,10 +95,11 @@ pub(crate) async fn get(pool: &SqlitePool, name: &str) -> Result<TenantDetail, S
     let mut tx = pool.begin().await.map_err(db)?;
     let tenant = read(&mut tx, name).await?;
     let limits = limits_of(&mut tx, tenant.id).await?;
+    let model_limits = crate::model_limits::list_in(&mut tx, tenant.id).await?;
     let slos = slos_of(&mut tx, tenant.id).await?;
     let keys = keys::list_in(&mut tx, tenant.id).await?;
     tx.commit().await.map_err(db)?;
-    Ok(TenantDetail { tenant, limits, slos, keys })
+    Ok(TenantDetail { tenant, limits, model_limits, slos, keys })
 }
 
 pub(crate) async fn update(
@@ -138,7 +139,7 @@ pub(crate) async fn update(
 pub(crate) async fn delete(pool: &SqlitePool, actor: &Actor, name: &str) -> Result<(), StoreError> {
     let mut tx = write::begin(pool).await?;
     let id = id_of(&mut tx, name).await?;
-    // Keys, limits and SLOs go with the tenant by ON DELETE CASCADE; bindings name their
+    // Keys, limits (per model too) and SLOs go with the tenant by ON DELETE CASCADE; bindings name their
     // tenant rather than reference it, so they are removed here.
     sqlx::query!("DELETE FROM plugin_bindings WHERE scope_kind = 'tenant' AND scope_name = ?", name)
         .execute(&mut *tx)

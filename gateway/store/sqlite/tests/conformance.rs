@@ -23,6 +23,7 @@ macro_rules! area {
 area!(tenants);
 area!(limits_and_slos);
 area!(keys);
+area!(key_and_model_limits);
 area!(pools);
 area!(plugins);
 area!(bindings);
