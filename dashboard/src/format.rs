@@ -88,6 +88,21 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// A key's or a model's limits on one line: `60 req/min · 1,000 tok/min · 2 at once ·
+/// 5,000,000 tok/month`, only those set; `—` for none.
+pub fn scope_limits(limits: &sluice_store_model::ScopeLimits) -> String {
+    let parts: Vec<String> = [
+        (limits.requests_per_minute, "req/min"),
+        (limits.tokens_per_minute, "tok/min"),
+        (limits.max_concurrency, "at once"),
+        (limits.monthly_token_budget, "tok/month"),
+    ]
+    .into_iter()
+    .filter_map(|(value, unit)| value.map(|v| format!("{} {unit}", count(v))))
+    .collect();
+    if parts.is_empty() { "—".to_owned() } else { parts.join(" · ") }
+}
+
 /// Which requests an SLO attainment covers, from [`sluice_live::SloLive::coverage`]: only
 /// streams are judged (TTFT and TPOT targets describe streams), so the page says how many of
 /// the window's requests that is. `None` for a gateway too old to count them.
@@ -223,6 +238,18 @@ mod tests {
         assert_eq!(share_of(5.0, None), None);
         assert_eq!(share_of(0.0, Some(0)), Some(1.0));
         assert_eq!(share_of(-1.0, Some(10)), Some(0.0));
+    }
+
+    #[test]
+    fn scope_limits_read_on_one_line() {
+        let none = sluice_store_model::ScopeLimits::default();
+        assert_eq!(scope_limits(&none), "—");
+        let some = sluice_store_model::ScopeLimits {
+            requests_per_minute: Some(60),
+            monthly_token_budget: Some(5_000_000),
+            ..none
+        };
+        assert_eq!(scope_limits(&some), "60 req/min · 5,000,000 tok/month");
     }
 
     #[test]

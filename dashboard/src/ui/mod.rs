@@ -5,6 +5,7 @@ mod audit;
 mod charts;
 mod live;
 mod login;
+mod model_limits;
 mod plugins;
 mod pools;
 mod session;

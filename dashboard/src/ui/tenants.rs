@@ -1,5 +1,6 @@
 //! Tenants: the list with live usage and 429s, creating one, and a tenant's page (priority,
-//! suspension, use against limits, limits, SLOs, API keys).
+//! suspension, use against limits, limits, limits per model, SLOs, API keys with their own
+//! limits).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use sluice_store_model::{
 };
 
 use super::api::{self, seg};
+use super::model_limits::ModelLimitsList;
 use super::stream::Live;
 use super::widgets::{CopyButton, ErrorNote, act, load, show};
 use crate::{format, forms};
@@ -137,6 +139,7 @@ pub fn TenantPage() -> impl IntoView {
             <Settings detail=d.clone() reload=reload />
             <UseAgainstLimits tenant=d.tenant.name.clone() limits=d.limits.clone() />
             <LimitsForm tenant=d.tenant.name.clone() limits=d.limits.clone() reload=reload />
+            <ModelLimitsList limits=d.model_limits.clone() />
             <SlosForm tenant=d.tenant.name.clone() slos=d.slos.clone() reload=reload />
             <Keys tenant=d.tenant.name.clone() keys=d.keys.clone() reload=reload created=created />
         })}
@@ -499,6 +502,7 @@ fn Keys(
                     <td>{k.name.clone().unwrap_or_default()}</td>
                     <td>{format::datetime(k.created_at.0)}</td>
                     <td>{k.revoked_at.map(|t| format::datetime(t.0)).unwrap_or_else(|| "—".into())}</td>
+                    <td data-col="key-limits">{format::scope_limits(&k.limits)}</td>
                     <td>{(!revoked).then(|| {
                         let path = path.clone();
                         view! { <button type="button" class="danger" on:click=move |_| {
@@ -524,7 +528,7 @@ fn Keys(
                 </div>
             })}
             <table>
-                <thead><tr><th>"prefix"</th><th>"name"</th><th>"created (UTC)"</th><th>"revoked"</th><th></th></tr></thead>
+                <thead><tr><th>"prefix"</th><th>"name"</th><th>"created (UTC)"</th><th>"revoked"</th><th title="The key's own limits, on top of the tenant's">"own limits"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
             <form class="inline" on:submit=issue>
