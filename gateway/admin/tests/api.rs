@@ -90,3 +90,8 @@ async fn usage_reports() {
 async fn plugins_and_bindings() {
     scenarios::plugins_and_bindings(&common::sqlite(Some(TOKEN)).await).await;
 }
+
+#[tokio::test]
+async fn key_and_model_limits() {
+    scenarios::key_and_model_limits(&common::sqlite(Some(TOKEN)).await).await;
+}

@@ -73,3 +73,8 @@ async fn usage_reports() {
 async fn plugins_and_bindings() {
     run(scenarios::plugins_and_bindings).await;
 }
+
+#[tokio::test]
+async fn key_and_model_limits() {
+    run(scenarios::key_and_model_limits).await;
+}

@@ -27,8 +27,12 @@ pub(crate) struct NewKeyBody {
     params(("name" = String, Path, description = "Tenant name")),
     responses(
         (status = 201, description = "The key, with its secret in `key`: shown this once, never again", body = CreatedKey,
-            links(("revoke" = (operation_id = "revoke_key",
-                parameters(("name" = "$request.path.name"), ("id" = "$response.body#/id")))))),
+            links(
+                ("revoke" = (operation_id = "revoke_key",
+                    parameters(("name" = "$request.path.name"), ("id" = "$response.body#/id")))),
+                ("limits" = (operation_id = "set_key_limits",
+                    parameters(("name" = "$request.path.name"), ("id" = "$response.body#/id")))),
+            )),
         (status = 404, description = "No such tenant", body = ErrorBody),
         (status = 422, description = "Invalid key name", body = ErrorBody),
     ))]

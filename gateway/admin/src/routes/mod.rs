@@ -6,6 +6,7 @@ mod keys;
 mod plugins;
 mod pools;
 mod reports;
+mod scope_limits;
 mod tenants;
 
 use axum::extract::DefaultBodyLimit;
@@ -35,6 +36,12 @@ pub(crate) fn api() -> OpenApiRouter<AdminState> {
         .routes(routes!(reports::tenant_usage))
         .routes(routes!(keys::create_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
+        .routes(routes!(scope_limits::set_key_limits, scope_limits::clear_key_limits))
+        .routes(routes!(
+            scope_limits::get_model_limits,
+            scope_limits::set_model_limits,
+            scope_limits::delete_model_limits
+        ))
         .routes(routes!(pools::list_pools, pools::create_pool))
         .routes(routes!(pools::get_pool, pools::delete_pool))
         .routes(routes!(pools::add_endpoint))

@@ -43,7 +43,7 @@ pub(crate) async fn create_tenant(
 #[utoipa::path(get, path = "/admin/api/tenants/{name}", tag = "tenants",
     params(("name" = String, Path, description = "Tenant name")),
     responses(
-        (status = 200, description = "The tenant with its limits, SLOs and keys (prefixes only)", body = TenantDetail),
+        (status = 200, description = "The tenant with its limits (its own and per model), SLOs and keys (prefixes only, with their limits)", body = TenantDetail),
         (status = 404, description = "No such tenant", body = ErrorBody),
     ))]
 pub(crate) async fn get_tenant(

@@ -4,6 +4,7 @@
 
 mod plugins;
 mod pools;
+mod scope_limits;
 mod tenants;
 mod usage;
 
@@ -13,6 +14,7 @@ use serde_json::Value;
 use super::Admin;
 pub use plugins::plugins_and_bindings;
 pub use pools::pools_and_endpoints;
+pub use scope_limits::key_and_model_limits;
 pub use tenants::tenants_keys_limits_slos;
 pub use usage::usage_reports;
 
