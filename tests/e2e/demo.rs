@@ -2,6 +2,8 @@
 //! (optionally) traffic to look at.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -70,6 +72,12 @@ async fn demo_prints_what_to_use_and_the_printed_key_works() {
     assert_eq!(demo.banner_value("Admin token"), "test-token", "SLUICE_ADMIN_TOKEN is honoured");
     assert!(demo.banner.contains(&format!("http://{}/metrics", demo.admin)), "{}", demo.banner);
     assert!(dir.path().join("data").is_dir(), "--data-dir is created");
+    assert_private(&dir.path().join("data"));
+
+    // vLLM-ecosystem clients check a backend with `GET /health` on the OpenAI port.
+    let health = get(&format!("http://{}/health", demo.listen), None).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", demo.proc.diagnostics());
+    assert!(health.text().is_empty(), "no details: {:?}", health.text());
 
     let reply = post(&format!("{api}/chat/completions"), Some(&key), &chat_request(false, 12)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}\n{}", reply.text(), demo.proc.diagnostics());
@@ -82,6 +90,20 @@ async fn demo_prints_what_to_use_and_the_printed_key_works() {
     let status = demo.proc.wait_exit(Duration::from_secs(15)).await;
     let status = status.unwrap_or_else(|| panic!("demo still running after SIGTERM\n{}", demo.proc.diagnostics()));
     assert!(status.success(), "exit status {status}\n{}", demo.proc.diagnostics());
+}
+
+/// The demo's keys and admin token and the embedded store are readable by their owner only:
+/// the directory is 0700, every file in it 0600 (SQLite's `-wal` and `-shm` included).
+fn assert_private(data: &Path) {
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data), 0o700, "{}", data.display());
+    for required in ["demo-secrets.json", "sluice.db"] {
+        assert!(data.join(required).is_file(), "{required} in {}", data.display());
+    }
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
 }
 
 #[tokio::test]

@@ -18,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::loadgen::{Connection, Target};
-use crate::{DemoArgs, Traffic};
+use crate::{DemoArgs, Traffic, private_files};
 
 pub const MODEL: &str = "llama-3-8b";
 const TENANTS: [&str; 2] = ["demo", "acme"];
+/// The demo's keys and admin token, in the data directory.
+const SECRETS_FILE: &str = "demo-secrets.json";
 
 fn secret(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::rng().random::<u128>())
@@ -36,8 +38,11 @@ struct DemoSecrets {
 }
 
 impl DemoSecrets {
+    /// The file is kept readable by its owner only (see [`private_files`]), including one an
+    /// earlier version wrote world-readable.
     fn load_or_create(data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let path = data_dir.join("demo-secrets.json");
+        let path = data_dir.join(SECRETS_FILE);
+        private_files::restrict(&path).with_context(|| format!("making {} private", path.display()))?;
         if let Ok(text) = std::fs::read_to_string(&path)
             && let Ok(secrets) = serde_json::from_str::<DemoSecrets>(&text)
             && secrets.keys.len() == TENANTS.len()
@@ -48,7 +53,7 @@ impl DemoSecrets {
             admin_token: secret("sl-admin-"),
             keys: TENANTS.iter().map(|t| secret(&format!("sk-{t}-"))).collect(),
         };
-        std::fs::write(&path, serde_json::to_vec_pretty(&secrets)?)
+        private_files::write(&path, &serde_json::to_vec_pretty(&secrets)?)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(secrets)
     }
@@ -56,7 +61,7 @@ impl DemoSecrets {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
-    std::fs::create_dir_all(&args.data_dir)
+    private_files::create_dir(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let secrets = DemoSecrets::load_or_create(&args.data_dir)?;
     let admin_token =
@@ -156,7 +161,7 @@ fn print_banner(api: &str, admin: &str, key: &str, token: &str, workers: usize, 
     println!("  Dashboard      {admin}/  (log in with the admin token)");
     println!("  Admin API      {admin}/admin/api/  (OpenAPI: {admin}/admin/api/openapi.json)");
     println!("  Metrics        {admin}/metrics");
-    println!("  Health         {admin}/healthz  {admin}/readyz");
+    println!("  Health         {api}/health  {admin}/healthz  {admin}/readyz");
     println!("  API key        {key}");
     println!("  Admin token    {token}");
     println!(

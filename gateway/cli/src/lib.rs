@@ -9,6 +9,7 @@ pub mod loadgen;
 pub mod logging;
 pub mod manage;
 pub mod migrate;
+pub mod private_files;
 pub mod serve;
 mod signal;
 

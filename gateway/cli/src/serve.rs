@@ -8,7 +8,7 @@ use sluice_config::Config;
 use sluice_server::Sluice;
 use sluice_store::Backend;
 
-use crate::ServeArgs;
+use crate::{ServeArgs, private_files};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref()).context("invalid configuration")?;
@@ -30,11 +30,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Opens the configured store (PostgreSQL, or the SQLite file in `data_dir`), migrating it
-/// unless `[database] migrate = false`.
+/// unless `[database] migrate = false`. The data directory and the SQLite file are private to
+/// the user running the gateway (see [`private_files`]).
 pub async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Backend>> {
     if config.database.url.is_none() {
-        std::fs::create_dir_all(data_dir)
+        private_files::create_dir(data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let file = data_dir.join(sluice_store::DEFAULT_DB_FILE);
+        private_files::prepare_sqlite_file(&file).with_context(|| format!("making {} private", file.display()))?;
     }
     let (store, location) = sluice_store::open(&config.database, data_dir).await.context("opening the store")?;
     tracing::info!(%location, "store open");
