@@ -3,9 +3,10 @@
 //! one test command covers the UI too.
 //!
 //! Needs Node.js 20+, npm (the first run installs playwright-core from the npm registry; it
-//! never downloads a browser) and Chromium at /usr/bin/chromium (`apt install chromium`) or
-//! `$CHROMIUM`. Without Chromium the test fails and says how to install it; a machine that
-//! cannot have one opts out with `SLUICE_SKIP_BROWSER_TESTS=1`.
+//! never downloads a browser) and Chromium at /usr/bin/chromium or `$CHROMIUM`. A missing
+//! Chromium is installed from Debian's archive when the tests run as root with `apt-get`
+//! (`sluice_e2e::chromium`); otherwise the test fails with the command to run. A machine that
+//! cannot have a browser opts out with `SLUICE_SKIP_BROWSER_TESTS=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,11 +15,6 @@ use sluice_e2e::{TempDir, binaries};
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    path.is_file().then_some(path)
 }
 
 fn run(mut cmd: Command, what: &str) -> Output {
@@ -40,12 +36,13 @@ fn dashboard_in_chromium() {
         eprintln!("SLUICE_SKIP_BROWSER_TESTS=1: the dashboard's browser tests did not run");
         return;
     }
-    let Some(chromium) = chromium() else {
+    let chromium = sluice_e2e::chromium::find_or_install();
+    if !Command::new("npm").arg("--version").output().is_ok_and(|o| o.status.success()) {
         panic!(
-            "the dashboard's browser tests need Chromium at /usr/bin/chromium (`apt install chromium`) or \
-             $CHROMIUM; set SLUICE_SKIP_BROWSER_TESTS=1 to leave them out"
+            "the dashboard's browser tests need Node.js 20 or newer with npm on PATH \
+             (https://nodejs.org/en/download); set SLUICE_SKIP_BROWSER_TESTS=1 to leave them out"
         );
-    };
+    }
     let dir = suite_dir();
     if !dir.join("node_modules/playwright-core").is_dir() {
         let mut npm = Command::new("npm");

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers fail the test with a message")]
 
 pub mod bins;
+pub mod chromium;
 pub mod client;
 pub mod fleet;
 pub mod metrics;
