@@ -124,6 +124,34 @@ async fn tenants_keys_limits_and_slos() {
     assert_eq!((limits["requests_per_minute"].as_u64(), limits["tokens_per_minute"].as_u64()), (Some(60), Some(1000)));
     assert!(limits["max_concurrency"].is_null());
 
+    // One key's and one model's limits.
+    let key = stdout(&sluice(&admin, &["limits", "set", "acme", "--key", &id, "--rpm", "5"]).await);
+    assert!(key.contains("requests per minute:") && key.contains('5') && !key.contains("allowed"), "{key}");
+    let key = json(&sluice(&admin, &["limits", "get", "acme", "--key", &id, "--json"]).await);
+    assert_eq!(key["limits"]["requests_per_minute"], 5);
+    let model = ["limits", "set", "acme", "--model", "meta-llama/Llama-3.1-8B", "--tpm", "700", "--json"];
+    let model = json(&sluice(&admin, &model).await);
+    assert_eq!(
+        (model["model"].as_str(), model["limits"]["tokens_per_minute"].as_u64()),
+        (Some("meta-llama/Llama-3.1-8B"), Some(700))
+    );
+    let shown = stdout(&sluice(&admin, &["limits", "get", "acme", "--model", "meta-llama/Llama-3.1-8B"]).await);
+    assert!(shown.contains("700"), "{shown}");
+    let both = sluice(&admin, &["limits", "set", "acme", "--key", &id, "--model", "x", "--rpm", "1"]).await;
+    assert!(!both.status.success(), "a key and a model at once is refused");
+    let narrowed = sluice(&admin, &["limits", "set", "acme", "--key", &id, "--allowed-models", "x"]).await;
+    assert!(!narrowed.status.success(), "allowed models are the tenant's alone");
+    let detail = stdout(&sluice(&admin, &["tenant", "get", "acme"]).await);
+    assert!(detail.contains("Limits per model") && detail.contains("meta-llama/Llama-3.1-8B"), "{detail}");
+    stdout(&sluice(&admin, &["limits", "clear", "acme", "--key", &id]).await);
+    assert!(json(&sluice(&admin, &["limits", "get", "acme", "--key", &id, "--json"]).await)["limits"]["requests_per_minute"].is_null());
+    assert!(
+        stdout(&sluice(&admin, &["limits", "clear", "acme", "--model", "meta-llama/Llama-3.1-8B"]).await)
+            .contains("removed")
+    );
+    let gone = sluice(&admin, &["limits", "get", "acme", "--model", "meta-llama/Llama-3.1-8B"]).await;
+    assert!(!gone.status.success() && stderr(&gone).contains("not found"), "{}", stderr(&gone));
+
     stdout(
         &sluice(&admin, &["slo", "set", "acme", "--model", "llama", "--ttft-p95-ms", "500", "--target", "0.95"]).await,
     );

@@ -47,7 +47,8 @@ pub enum ManageCommand {
     Tenant(Manage<tenants::TenantCommand>),
     /// API keys: create (prints the secret once), list, revoke.
     Key(Manage<tenants::KeyCommand>),
-    /// A tenant's limits (requests and tokens per minute, concurrency, monthly budget).
+    /// A tenant's limits (requests and tokens per minute, concurrency, monthly budget), or one
+    /// of its keys' or models'.
     Limits(Manage<tenants::LimitsCommand>),
     /// A tenant's latency objectives per model.
     Slo(Manage<tenants::SloCommand>),

@@ -58,14 +58,32 @@ pub enum TenantCommand {
 
 const TENANT_COLUMNS: &[(&str, &str)] =
     &[("NAME", "name"), ("STATUS", "status"), ("PRIORITY", "priority"), ("CREATED", "created_at")];
-const KEY_COLUMNS: &[(&str, &str)] =
-    &[("ID", "id"), ("PREFIX", "prefix"), ("NAME", "name"), ("CREATED", "created_at"), ("REVOKED", "revoked_at")];
+const KEY_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("PREFIX", "prefix"),
+    ("NAME", "name"),
+    ("CREATED", "created_at"),
+    ("REVOKED", "revoked_at"),
+    ("RPM", "limits.requests_per_minute"),
+    ("TPM", "limits.tokens_per_minute"),
+    ("CONCURRENCY", "limits.max_concurrency"),
+    ("MONTHLY BUDGET", "limits.monthly_token_budget"),
+];
 const LIMIT_FIELDS: &[(&str, &str)] = &[
     ("requests per minute", "requests_per_minute"),
     ("tokens per minute", "tokens_per_minute"),
     ("max concurrency", "max_concurrency"),
     ("monthly token budget", "monthly_token_budget"),
     ("allowed models", "allowed_models"),
+];
+/// A key's or a model's limits: the tenant's without `allowed_models`.
+const SCOPE_LIMIT_FIELDS: &[(&str, &str)] = LIMIT_FIELDS.split_at(4).0;
+const MODEL_LIMIT_COLUMNS: &[(&str, &str)] = &[
+    ("MODEL", "model"),
+    ("RPM", "limits.requests_per_minute"),
+    ("TPM", "limits.tokens_per_minute"),
+    ("CONCURRENCY", "limits.max_concurrency"),
+    ("MONTHLY BUDGET", "limits.monthly_token_budget"),
 ];
 const SLO_COLUMNS: &[(&str, &str)] = &[
     ("MODEL", "model"),
@@ -98,6 +116,8 @@ pub async fn tenant(ctx: &Ctx, command: TenantCommand) -> anyhow::Result<()> {
                 one(out, v)?;
                 writeln!(out, "\nLimits")?;
                 print_fields(out, &v["limits"], LIMIT_FIELDS)?;
+                writeln!(out, "\nLimits per model")?;
+                Table::new(MODEL_LIMIT_COLUMNS).print(out, items(&v["model_limits"]))?;
                 writeln!(out, "\nSLOs")?;
                 Table::new(SLO_COLUMNS).print(out, items(&v["slos"]))?;
                 writeln!(out, "\nKeys")?;
@@ -167,9 +187,16 @@ pub async fn key(ctx: &Ctx, command: KeyCommand) -> anyhow::Result<()> {
 
 #[derive(Debug, Subcommand)]
 pub enum LimitsCommand {
-    /// Replace a tenant's limits; any limit not given becomes unlimited.
+    /// Replace a tenant's limits, or one key's or one model's (`--key`, `--model`); any limit
+    /// not given becomes unlimited (for a key or model: not limited by that scope).
     Set {
         tenant: String,
+        /// Set the limits of this API key (its id, from `key list`) instead of the tenant's.
+        #[arg(long, conflicts_with = "model")]
+        key: Option<i64>,
+        /// Set the tenant's limits for this model instead of the tenant's own.
+        #[arg(long)]
+        model: Option<String>,
         /// Requests per minute.
         #[arg(long)]
         rpm: Option<u64>,
@@ -182,32 +209,117 @@ pub enum LimitsCommand {
         /// Tokens per calendar month.
         #[arg(long)]
         monthly_token_budget: Option<u64>,
-        /// Models the tenant may call (comma-separated); default: every model.
-        #[arg(long, value_delimiter = ',')]
+        /// Models the tenant may call (comma-separated); default: every model. Tenant only.
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["key", "model"])]
         allowed_models: Option<Vec<String>>,
     },
-    /// Show a tenant's limits.
-    Get { tenant: String },
+    /// Remove one key's or one model's limits (the tenant's own stay).
+    Clear {
+        tenant: String,
+        #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+        key: Option<i64>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Show a tenant's limits, or one key's or one model's.
+    Get {
+        tenant: String,
+        #[arg(long, conflicts_with = "model")]
+        key: Option<i64>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+/// Which limits a `limits` command is about.
+enum LimitsScope {
+    Tenant,
+    Key(i64),
+    Model(String),
+}
+
+impl LimitsScope {
+    fn new(key: Option<i64>, model: Option<String>) -> Self {
+        match (key, model) {
+            (Some(id), _) => LimitsScope::Key(id),
+            (None, Some(model)) => LimitsScope::Model(model),
+            (None, None) => LimitsScope::Tenant,
+        }
+    }
+
+    fn path(&self, tenant: &str) -> String {
+        let tenant = encode(tenant);
+        match self {
+            LimitsScope::Tenant => format!("/admin/api/tenants/{tenant}/limits"),
+            LimitsScope::Key(id) => format!("/admin/api/tenants/{tenant}/keys/{id}/limits"),
+            LimitsScope::Model(model) => format!("/admin/api/tenants/{tenant}/models/{}/limits", encode(model)),
+        }
+    }
 }
 
 pub async fn limits(ctx: &Ctx, command: LimitsCommand) -> anyhow::Result<()> {
     match command {
-        LimitsCommand::Set { tenant, rpm, tpm, max_concurrency, monthly_token_budget, allowed_models } => {
-            let body = json!({
+        LimitsCommand::Set { tenant, key, model, rpm, tpm, max_concurrency, monthly_token_budget, allowed_models } => {
+            let mut body = json!({
                 "requests_per_minute": rpm,
                 "tokens_per_minute": tpm,
                 "max_concurrency": max_concurrency,
                 "monthly_token_budget": monthly_token_budget,
-                "allowed_models": allowed_models,
             });
-            let path = format!("/admin/api/tenants/{}/limits", encode(&tenant));
-            let set = ctx.api.json(Method::PUT, &path, &body).await?;
-            ctx.show(&set, |out, v| print_fields(out, v, LIMIT_FIELDS))
+            let scope = LimitsScope::new(key, model);
+            if let LimitsScope::Tenant = scope {
+                body["allowed_models"] = json!(allowed_models);
+            }
+            let set = ctx.api.json(Method::PUT, &scope.path(&tenant), &body).await?;
+            show_limits(ctx, &scope, &set)
         }
-        LimitsCommand::Get { tenant } => {
-            let detail = ctx.api.get(&format!("/admin/api/tenants/{}", encode(&tenant))).await?;
-            ctx.show(&detail["limits"], |out, v| print_fields(out, v, LIMIT_FIELDS))
+        LimitsCommand::Clear { tenant, key, model } => {
+            let scope = LimitsScope::new(key, model);
+            let cleared = ctx.api.delete(&scope.path(&tenant)).await?;
+            match scope {
+                LimitsScope::Model(model) => {
+                    let done = json!({ "deleted": { "tenant": tenant, "model": model } });
+                    ctx.show(&done, |out, _| writeln!(out, "removed the limits of {model} for tenant {tenant}"))
+                }
+                _ => show_limits(ctx, &scope, &cleared),
+            }
         }
+        LimitsCommand::Get { tenant, key, model } => {
+            let scope = LimitsScope::new(key, model);
+            match &scope {
+                LimitsScope::Tenant | LimitsScope::Key(_) => {
+                    let detail = ctx.api.get(&format!("/admin/api/tenants/{}", encode(&tenant))).await?;
+                    let shown = match scope {
+                        LimitsScope::Key(id) => items(&detail["keys"])
+                            .iter()
+                            .find(|k| k["id"].as_i64() == Some(id))
+                            .cloned()
+                            .ok_or_else(|| anyhow::anyhow!("tenant {tenant} has no key {id}"))?,
+                        _ => detail["limits"].clone(),
+                    };
+                    show_limits(ctx, &scope, &shown)
+                }
+                LimitsScope::Model(_) => {
+                    let shown = ctx.api.get(&scope.path(&tenant)).await?;
+                    show_limits(ctx, &scope, &shown)
+                }
+            }
+        }
+    }
+}
+
+/// The API's answer: the tenant's limits, a key (with its `limits`) or a model's entry.
+fn show_limits(ctx: &Ctx, scope: &LimitsScope, value: &Value) -> anyhow::Result<()> {
+    match scope {
+        LimitsScope::Tenant => ctx.show(value, |out, v| print_fields(out, v, LIMIT_FIELDS)),
+        LimitsScope::Key(_) => ctx.show(value, |out, v| {
+            writeln!(out, "key {} ({})", v["id"], v["prefix"].as_str().unwrap_or_default())?;
+            print_fields(out, &v["limits"], SCOPE_LIMIT_FIELDS)
+        }),
+        LimitsScope::Model(_) => ctx.show(value, |out, v| {
+            writeln!(out, "model {}", v["model"].as_str().unwrap_or_default())?;
+            print_fields(out, &v["limits"], SCOPE_LIMIT_FIELDS)
+        }),
     }
 }
 
