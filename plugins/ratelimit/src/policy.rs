@@ -1,7 +1,9 @@
 //! The policy, apart from the bindings so it can be tested natively: which limits a request
 //! takes, what a refusal says, which headers a response carries, what a response used.
 
-use std::collections::HashMap;
+// Not HashMap: its RandomState seeds itself from `wasi:random`, which the host does not give
+// plugins (the instance traps at the first map it builds).
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sluice_sdk::limits::{Decision, Limit, LimitKind, LimitState, OnSettle};
@@ -83,9 +85,9 @@ impl Settings {
 pub struct TenantLimits {
     pub limits: Rates,
     /// The stored limits of the tenant's keys that have any, by the key id requests carry.
-    pub keys: HashMap<String, Rates>,
+    pub keys: BTreeMap<String, Rates>,
     /// The tenant's stored limits per model, for models that have any.
-    pub models: HashMap<String, Rates>,
+    pub models: BTreeMap<String, Rates>,
     pub usage: StoredUsage,
 }
 
