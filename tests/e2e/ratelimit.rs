@@ -1,7 +1,7 @@
 //! Rate limits through the real `sluice` binary (issue 19): a limit written in the config file
 //! holds over time with OpenAI's headers, two replicas sharing one Redis enforce one global
-//! limit, a limit changed through the admin API applies on both, and the official OpenAI
-//! Python SDK sees `RateLimitError`.
+//! limit, a limit changed through the admin API applies on both, the official OpenAI Python SDK
+//! sees `RateLimitError`, and a key's or a model's own limits refuse only that key or model.
 
 use std::time::{Duration, Instant};
 
@@ -300,4 +300,114 @@ async fn an_exhausted_monthly_budget_gets_insufficient_quota() {
     assert_eq!(refusal.status, 429, "{}", refusal.text());
     assert_eq!(refusal.json()["error"]["type"], "insufficient_quota");
     assert_eq!(refusal.json()["error"]["code"], "insufficient_quota");
+}
+
+/// A tenant with two keys (one limited to 2 requests a minute in the config file) and a pool
+/// serving two models (one limited to 60 tokens a minute for the tenant).
+fn scoped_config(listen: std::net::SocketAddr, admin: std::net::SocketAddr, endpoint: &str) -> String {
+    format!(
+        "[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n\n\
+         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n\
+         [[pools]]\nname = \"gpu\"\nmodels = [\"{}\", \"{SMALL_MODEL}\"]\nendpoints = [\"{endpoint}\"]\n\n\
+         [[tenants]]\nname = \"{}\"\n\
+         api_keys = [\"{API_KEY}\", {{ key = \"{BATCH_KEY}\", limits = {{ requests_per_minute = 2 }} }}]\n\
+         [tenants.model_limits.\"{SMALL_MODEL}\"]\ntokens_per_minute = 60\n",
+        sluice_e2e::MODEL,
+        sluice_e2e::TENANT,
+    )
+}
+
+const BATCH_KEY: &str = "sk-acme-batch-0123456789";
+const SMALL_MODEL: &str = "small-model";
+
+async fn chat_with(gw: &Gateway, key: &str, model: &str) -> sluice_e2e::Reply {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 30});
+    post(&format!("{}/v1/chat/completions", gw.api()), Some(key), &body).await
+}
+
+fn assert_refused(reply: &sluice_e2e::Reply, scope: &str) {
+    assert_eq!(reply.status, 429, "{}", reply.text());
+    let error = &reply.json()["error"];
+    assert_eq!(error["type"], "rate_limit_exceeded", "{}", reply.text());
+    assert!(error["message"].as_str().is_some_and(|m| m.contains(scope)), "{scope}: {}", reply.text());
+    assert!(reply.headers.contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_or_a_models_own_limit_refuses_only_that_key_or_model() {
+    let dir = TempDir::new("ratelimit-scopes");
+    let sim = start_sim(&dir, "sim", None, &["--model", SMALL_MODEL]).await;
+    let gw = start_gateway(&dir, |listen, admin| scoped_config(listen, admin, &sim.url())).await;
+
+    // The batch key: 2 a minute, a burst of 1. The first passes, the next is refused; the
+    // tenant's other key, with no limit of its own, goes on.
+    let first = chat_with(&gw, BATCH_KEY, sluice_e2e::MODEL).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.headers["x-ratelimit-limit-requests"], "2");
+    assert_refused(&chat_with(&gw, BATCH_KEY, sluice_e2e::MODEL).await, "this API key");
+    for _ in 0..5 {
+        let reply = chat_with(&gw, API_KEY, sluice_e2e::MODEL).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(!reply.headers.contains_key("x-ratelimit-limit-requests"), "no request limit applies to this key");
+    }
+
+    // The small model: 60 tokens a minute for this tenant, each request reserving ~30. It runs
+    // out within a few requests; the other model, for the same key, does not.
+    let mut passed = 0;
+    let refusal = loop {
+        let reply = chat_with(&gw, API_KEY, SMALL_MODEL).await;
+        if reply.status != 200 {
+            break reply;
+        }
+        assert_eq!(reply.headers["x-ratelimit-limit-tokens"], "60");
+        passed += 1;
+        assert!(passed < 10, "the model's tokens-per-minute limit never refused");
+    };
+    assert!(passed >= 1, "{}", refusal.text());
+    assert_refused(&refusal, "this model");
+    let other = chat_with(&gw, API_KEY, sluice_e2e::MODEL).await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert!(!other.headers.contains_key("x-ratelimit-limit-tokens"));
+
+    // Limits set through the admin API are enforced within a second: the plain key gets a
+    // request limit of its own, the big model a tokens limit.
+    let admin = gw.admin_url();
+    let keys =
+        sluice_e2e::client::get(&format!("{admin}/admin/api/tenants/{}/keys", sluice_e2e::TENANT), Some(ADMIN_TOKEN))
+            .await;
+    let keys = keys.json();
+    let plain = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["limits"]["requests_per_minute"].is_null())
+        .unwrap_or_else(|| panic!("the plain key in {keys}"));
+    let url = format!("{admin}/admin/api/tenants/{}/keys/{}/limits", sluice_e2e::TENANT, plain["id"]);
+    let put = |url: String, body: serde_json::Value| async move {
+        let reply = sluice_e2e::client::send(http::Method::PUT, &url, Some(ADMIN_TOKEN), Some(&body)).await.unwrap();
+        assert_eq!(reply.status(), 200, "PUT {url}");
+    };
+    put(url.clone(), json!({"requests_per_minute": 1})).await;
+    let set_at = Instant::now();
+    wait_until("the key's new limit applies", Duration::from_secs(1), || async {
+        chat_with(&gw, API_KEY, sluice_e2e::MODEL)
+            .await
+            .headers
+            .get("x-ratelimit-limit-requests")
+            .is_some_and(|v| v == "1")
+    })
+    .await;
+    eprintln!("a key limit set through the admin API applied after {:?}", set_at.elapsed());
+    assert_refused(&chat_with(&gw, API_KEY, sluice_e2e::MODEL).await, "this API key");
+
+    // Cleared, the key is back to its tenant's limits; the big model gets a tokens limit.
+    let cleared = sluice_e2e::client::send(http::Method::DELETE, &url, Some(ADMIN_TOKEN), None).await.unwrap();
+    assert_eq!(cleared.status(), 200);
+    let url = format!("{admin}/admin/api/tenants/{}/models/{}/limits", sluice_e2e::TENANT, sluice_e2e::MODEL);
+    put(url, json!({"tokens_per_minute": 7777})).await;
+    wait_until("the model's new limit applies, the key's is gone", Duration::from_secs(1), || async {
+        let reply = chat_with(&gw, API_KEY, sluice_e2e::MODEL).await;
+        reply.status == 200 && reply.headers.get("x-ratelimit-limit-tokens").is_some_and(|v| v == "7777")
+    })
+    .await;
 }
