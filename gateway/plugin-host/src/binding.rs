@@ -18,9 +18,11 @@ use crate::bindings::types::{
 };
 use crate::bindings::{asynchronous, on_request, on_response_chunk, on_response_done, on_response_headers, route};
 use crate::breaker::{Admission, Breaker, BreakerState};
+use crate::capability::Capability;
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
-use crate::limits::RequestLimits;
+use crate::limits::standing::{RequestShape, plan_key};
+use crate::limits::{MAX_LIMITS_WAIT, RequestLimits};
 use crate::loader::{Export, Hook, PluginVersion};
 use crate::metrics::CallMetrics;
 use crate::output::OutputLimits;
@@ -439,6 +441,7 @@ impl Binding {
         let mut pooled = pooled;
         // An idle instance must not keep the request's holds alive (they end when it ends).
         pooled.store.data_mut().request = None;
+        pooled.store.data_mut().shape = None;
         self.calls.call(hook, now.saturating_duration_since(started));
         let outcome = match result {
             Ok(value) => {
@@ -519,9 +522,18 @@ impl Binding {
         request: Option<&Arc<RequestLimits>>,
     ) -> Result<Option<RequestDecision>, PluginError> {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
+        let generation = self.ctx.services.tenants_generation();
+        if let Some(request) = request
+            && self.took_standing(info, generation, request).await
+        {
+            return Ok(Some(RequestDecision::Continue));
+        }
         let started = Instant::now();
         let (admission, _permit, started) = self.admit(Hook::OnRequest, started).await?;
         let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant, request).await)?;
+        if self.ctx.capabilities.has(Capability::Limits) {
+            pooled.store.data_mut().shape = Some(RequestShape::of(info, generation));
+        }
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guest = export.guest(
@@ -553,6 +565,27 @@ impl Binding {
             RequestDecision::Deny(denial) => OutputLimits::denial_status(denial.status),
         })
         .map(Some)
+    }
+
+    /// Takes the limits the plugin promised for requests like this one (`acquire-standing`),
+    /// in its place; `false` when there is no such promise under the current tenant settings,
+    /// or the limits refuse, or their backend is away: then the plugin is called as usual.
+    async fn took_standing(&self, info: &RequestInfo, generation: u64, request: &Arc<RequestLimits>) -> bool {
+        let Some(plan) = self.ctx.standing.get(&plan_key(info), generation) else { return false };
+        let shape = RequestShape::of(info, generation);
+        let asks = plan.asks_for(&shape);
+        let Ok(grant) = request.limits().acquire(&asks, self.limits.timeout.min(MAX_LIMITS_WAIT)).await else {
+            return false;
+        };
+        if !grant.decision.granted {
+            return false;
+        }
+        let namespace = &self.ctx.namespace;
+        self.ctx.metrics.limit_decision(&self.name, &info.tenant, "granted");
+        request.record(namespace, grant, plan.cached_percent);
+        // Indexes were checked when the plan was made.
+        let _ = request.set_ratelimit_headers(namespace, plan.header_requests, plan.header_tokens);
+        true
     }
 
     /// `route`; `None` when the plugin does not export it.

@@ -18,6 +18,7 @@ wasmtime::component::bindgen!({
         "sluice:policy/http.send": async | trappable,
         "sluice:policy/embeddings.embed": async | trappable,
         "sluice:policy/limits.acquire": async | trappable,
+        "sluice:policy/limits.acquire-standing": async | trappable,
         "sluice:policy/limits.settle": async | trappable,
         "sluice:policy/limits.release": async | trappable,
         default: trappable,

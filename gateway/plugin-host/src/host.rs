@@ -24,6 +24,7 @@ use crate::chain::Chain;
 use crate::engine::{EngineError, EngineSettings, PluginEngine};
 use crate::error::PluginError;
 use crate::io::AllowList;
+use crate::limits::standing::Standing;
 use crate::limits::{Limits, Shared};
 use crate::loader::{Hook, PluginVersion};
 use crate::metrics::PluginMetrics;
@@ -347,6 +348,7 @@ impl PluginHost {
             namespace,
             scope: spec.scope.clone(),
             log_budget: LogBudget::default(),
+            standing: Standing::default(),
         };
         Ok(Binding::new(
             self.engine.clone(),

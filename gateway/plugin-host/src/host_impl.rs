@@ -9,7 +9,8 @@ use wasmtime::component::Resource;
 use crate::bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, limits, log, metrics, types};
 use crate::bindings::types::StateScope;
 use crate::capability::Capability;
-use crate::limits::{self as host_limits, Ask, Ending, LimitsError, RequestLimits};
+use crate::limits::standing::{Amount, Plan};
+use crate::limits::{self as host_limits, Ask, Ending, LimitsError, MAX_LIMITS_WAIT, RequestLimits};
 use crate::output::OutputLimits;
 use crate::resources::{BodyResource, HeadersResource};
 use crate::state::HostState;
@@ -204,15 +205,73 @@ impl cache::Host for HostState {
     }
 }
 
-/// The longest a `limits` decision may wait for the shared backend, whatever the deadline.
-const MAX_LIMITS_WAIT: Duration = Duration::from_secs(1);
-
 impl HostState {
     /// The current request's holds; a call without a request (a tool driving the host) gets
     /// holds of its own, ended when the call ends.
     fn request_limits(&mut self) -> Arc<RequestLimits> {
         let limits = &self.binding.services.limits;
         Arc::clone(self.request.get_or_insert_with(|| RequestLimits::new(Arc::clone(limits))))
+    }
+}
+
+impl HostState {
+    /// Takes `asks` for the current request, all or none, and records the decision.
+    async fn take_limits(
+        &mut self,
+        asks: &[Ask],
+        cached_percent: u32,
+    ) -> Result<(limits::Decision, Arc<RequestLimits>), limits::Error> {
+        let request = self.request_limits();
+        let timeout = self.remaining(MAX_LIMITS_WAIT);
+        let outcome = request.limits().acquire(asks, timeout).await;
+        let metrics = &self.binding.metrics;
+        match outcome {
+            Ok(grant) => {
+                let outcome = if grant.decision.granted { "granted" } else { "refused" };
+                metrics.limit_decision(&self.binding.plugin, &self.tenant, outcome);
+                let d = decision(grant.decision.clone());
+                request.record(&self.binding.namespace, grant, cached_percent);
+                Ok((d, request))
+            }
+            Err(LimitsError::Unavailable) => {
+                metrics.limit_decision(&self.binding.plugin, &self.tenant, "unavailable");
+                Err(limits::Error::Unavailable)
+            }
+            Err(LimitsError::Invalid(_)) => Err(limits::Error::Invalid),
+        }
+    }
+}
+
+/// A guest's limit as the host keeps it: its key placed under the owner's `prefix`.
+#[allow(clippy::too_many_arguments)]
+fn ask(
+    prefix: &str,
+    key: String,
+    kind: limits::LimitKind,
+    amount: u64,
+    limit: u64,
+    period_ms: u64,
+    burst: u64,
+    on_settle: limits::OnSettle,
+) -> Ask {
+    Ask {
+        key: [prefix, &key].concat(),
+        owner_len: prefix.len(),
+        kind: match kind {
+            limits::LimitKind::Rate => host_limits::Kind::Rate,
+            limits::LimitKind::Window => host_limits::Kind::Window,
+            limits::LimitKind::Month => host_limits::Kind::Month,
+            limits::LimitKind::Slots => host_limits::Kind::Slots,
+        },
+        amount,
+        limit,
+        period_ms,
+        burst,
+        on_settle: match on_settle {
+            limits::OnSettle::Keep => host_limits::OnSettle::Keep,
+            limits::OnSettle::Tokens => host_limits::OnSettle::Tokens,
+            limits::OnSettle::GiveBack => host_limits::OnSettle::GiveBack,
+        },
     }
 }
 
@@ -240,51 +299,52 @@ impl limits::Host for HostState {
         if asks.len() > host_limits::MAX_LIMITS_PER_CALL {
             return Ok(Err(limits::Error::Invalid));
         }
-        let owner = self.owner(scope);
-        let prefix = owner.prefix();
+        let prefix = self.owner(scope).prefix();
         let asks: Vec<Ask> = asks
             .into_iter()
-            .map(|l| Ask {
-                key: format!("{prefix}{}", l.key),
-                owner_len: prefix.len(),
-                kind: match l.kind {
-                    limits::LimitKind::Rate => host_limits::Kind::Rate,
-                    limits::LimitKind::Window => host_limits::Kind::Window,
-                    limits::LimitKind::Month => host_limits::Kind::Month,
-                    limits::LimitKind::Slots => host_limits::Kind::Slots,
-                },
-                amount: l.amount,
-                limit: l.limit,
-                period_ms: l.period_ms,
-                burst: l.burst,
-                on_settle: match l.on_settle {
-                    limits::OnSettle::Keep => host_limits::OnSettle::Keep,
-                    limits::OnSettle::Tokens => host_limits::OnSettle::Tokens,
-                    limits::OnSettle::GiveBack => host_limits::OnSettle::GiveBack,
-                },
+            .map(|l| ask(&prefix, l.key, l.kind, l.amount, l.limit, l.period_ms, l.burst, l.on_settle))
+            .collect();
+        Ok(self.take_limits(&asks, cached_percent).await.map(|(d, _)| d))
+    }
+
+    async fn acquire_standing(
+        &mut self,
+        scope: StateScope,
+        asks: Vec<limits::StandingLimit>,
+        cached_percent: u32,
+        header_requests: Option<u32>,
+        header_tokens: Option<u32>,
+    ) -> wasmtime::Result<Result<limits::Decision, limits::Error>> {
+        self.grant(Capability::Limits)?;
+        let in_range = |i: Option<u32>| i.is_none_or(|i| (i as usize) < asks.len());
+        let Some(shape) = self.shape.clone() else { return Ok(Err(limits::Error::Invalid)) };
+        if asks.len() > host_limits::MAX_LIMITS_PER_CALL || !in_range(header_requests) || !in_range(header_tokens) {
+            return Ok(Err(limits::Error::Invalid));
+        }
+        let prefix = self.owner(scope).prefix();
+        let planned: Vec<(Ask, Amount)> = asks
+            .into_iter()
+            .map(|l| {
+                let amount = match l.amount {
+                    limits::StandingAmount::Units(n) => Amount::Units(n),
+                    limits::StandingAmount::Reservation(default) => Amount::Reservation(default),
+                };
+                (ask(&prefix, l.key, l.kind, 0, l.limit, l.period_ms, l.burst, l.on_settle), amount)
             })
             .collect();
-        let request = self.request_limits();
-        let timeout = self.remaining(MAX_LIMITS_WAIT);
-        let outcome = request.limits().acquire(&asks, timeout).await;
-        let metrics = &self.binding.metrics;
-        match outcome {
-            Ok(grant) => {
-                metrics.limit_decision(
-                    &self.binding.plugin,
-                    &self.tenant,
-                    if grant.decision.granted { "granted" } else { "refused" },
-                );
-                let d = decision(grant.decision.clone());
-                request.record(&self.binding.namespace, grant, cached_percent);
-                Ok(Ok(d))
-            }
-            Err(LimitsError::Unavailable) => {
-                metrics.limit_decision(&self.binding.plugin, &self.tenant, "unavailable");
-                Ok(Err(limits::Error::Unavailable))
-            }
-            Err(LimitsError::Invalid(_)) => Ok(Err(limits::Error::Invalid)),
+        let plan = Plan { generation: shape.generation, asks: planned, cached_percent, header_requests, header_tokens };
+        let asks = plan.asks_for(&shape);
+        let outcome = self.take_limits(&asks, cached_percent).await;
+        let (decision, request) = match outcome {
+            Ok(taken) => taken,
+            Err(e) => return Ok(Err(e)),
+        };
+        // The answer carries the headers whether the limits passed or refused.
+        if let Err(problem) = request.set_ratelimit_headers(&self.binding.namespace, header_requests, header_tokens) {
+            tracing::debug!(plugin = %self.binding.plugin, problem, "x-ratelimit headers not set");
         }
+        self.binding.standing.remember(shape.plan_key, plan);
+        Ok(Ok(decision))
     }
 
     fn set_response_headers(&mut self, headers: Vec<types::Header>) -> wasmtime::Result<Result<(), String>> {
@@ -298,6 +358,15 @@ impl limits::Host for HostState {
             .collect();
         self.request_limits().set_response_headers(&self.binding.namespace, parsed);
         Ok(Ok(()))
+    }
+
+    fn set_ratelimit_headers(
+        &mut self,
+        requests: Option<u32>,
+        tokens: Option<u32>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.grant(Capability::Limits)?;
+        Ok(self.request_limits().set_ratelimit_headers(&self.binding.namespace, requests, tokens))
     }
 
     async fn settle(&mut self, actual: u64) -> wasmtime::Result<()> {

@@ -3,6 +3,7 @@
 //! transport for the network capabilities ([`crate::io`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -22,6 +23,8 @@ pub struct HostServices {
     pub limits: Arc<Limits>,
     /// Tenant name → settings as JSON, for `config.tenant`.
     tenants: ArcSwap<HashMap<String, String>>,
+    /// Bumped whenever `tenants` is replaced: standing limits hold for one generation.
+    tenants_generation: AtomicU64,
     /// Tenants with limits, for bindings that run only for them.
     limited: ArcSwap<HashSet<String>>,
     /// The zero of `clock.monotonic-now`.
@@ -37,6 +40,7 @@ impl Default for HostServices {
             cache: Cache::default(),
             limits: Arc::new(Limits::local()),
             tenants: ArcSwap::from_pointee(HashMap::new()),
+            tenants_generation: AtomicU64::new(0),
             limited: ArcSwap::from_pointee(HashSet::new()),
             epoch: Instant::now(),
             io: OnceLock::new(),
@@ -53,6 +57,12 @@ impl HostServices {
     /// Replaces the tenant settings plugins can read.
     pub fn set_tenants(&self, tenants: HashMap<String, String>) {
         self.tenants.store(Arc::new(tenants));
+        self.tenants_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Which replacement of the tenant settings is current (see [`HostServices::set_tenants`]).
+    pub fn tenants_generation(&self) -> u64 {
+        self.tenants_generation.load(Ordering::Acquire)
     }
 
     /// Replaces the tenants that bindings marked `only_limited_tenants` run for.

@@ -13,6 +13,7 @@ use crate::bindings::types::StateScope;
 use crate::capability::{Capabilities, Capability};
 use crate::io::AllowList;
 use crate::limits::RequestLimits;
+use crate::limits::standing::{RequestShape, Standing};
 use crate::metrics::PluginMetrics;
 use crate::namespace::{Namespace, Owner};
 use crate::services::HostServices;
@@ -37,6 +38,8 @@ pub struct BindingContext {
     /// The binding's scope, which decides whose state `state-scope.binding` names.
     pub scope: Scope,
     pub log_budget: LogBudget,
+    /// The limits its plugin promised to take per tenant, key and model (`acquire-standing`).
+    pub standing: Standing,
 }
 
 impl BindingContext {
@@ -135,6 +138,8 @@ pub struct HostState {
     /// The holds of the request the current call serves (`limits`); none between calls, so that
     /// an idle instance never keeps a request's holds alive.
     pub request: Option<Arc<RequestLimits>>,
+    /// What `acquire-standing` needs of the request the current `on-request` call serves.
+    pub shape: Option<RequestShape>,
 }
 
 impl HostState {
@@ -146,6 +151,7 @@ impl HostState {
             deadline: Instant::now(),
             tenant: Arc::from(""),
             request: None,
+            shape: None,
         }
     }
 

@@ -18,8 +18,16 @@ use sluice_plugin_host::{
 const REDIS: &str = "redis://127.0.0.1:6379";
 
 fn ratelimit_host(shared: Option<SharedSettings>, limits: serde_json::Value) -> PluginHost {
+    ratelimit_host_in(&prometheus::Registry::new(), shared, limits)
+}
+
+fn ratelimit_host_in(
+    registry: &prometheus::Registry,
+    shared: Option<SharedSettings>,
+    limits: serde_json::Value,
+) -> PluginHost {
     let settings = HostSettings { shared_limits: shared, ..settings() };
-    let host = PluginHost::new(settings, &prometheus::Registry::new()).unwrap();
+    let host = PluginHost::new(settings, registry).unwrap();
     host.load_and_activate(BindingSpec::builtin_ratelimit()).unwrap();
     let tenant = serde_json::json!({ "name": "acme", "priority": "normal", "limits": limits }).to_string();
     host.services().set_tenants(HashMap::from([("acme".to_owned(), tenant)]));
@@ -56,11 +64,14 @@ async fn ask(
     let mut v = request(host, max_tokens);
     match host.chain().on_request(&mut v).await.unwrap() {
         RequestVerdict::Continue(_) => Ok(v),
-        RequestVerdict::Respond { response, .. } => Err((
-            response.status,
-            response.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-            serde_json::from_slice(&response.body).unwrap(),
-        )),
+        RequestVerdict::Respond { response, .. } => {
+            // As the gateway does: the headers the limiter asked the host for go on the answer.
+            let mut added = HeaderMap::new();
+            v.limits.as_ref().unwrap().apply_response_headers(&mut added);
+            let mut headers: Vec<(String, String)> = response.headers.into_iter().map(|h| (h.name, h.value)).collect();
+            headers.extend(added.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned())));
+            Err((response.status, headers, serde_json::from_slice(&response.body).unwrap()))
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -94,6 +105,49 @@ async fn requests_per_minute_refuse_with_openai_headers() {
     assert_eq!(header(&headers, "x-ratelimit-limit-requests"), Some("120"));
     assert_eq!(header(&headers, "x-ratelimit-remaining-requests"), Some("0"));
     assert!(header(&headers, "x-ratelimit-reset-requests").unwrap().ends_with("ms"));
+}
+
+/// `on-request` calls of the built-in so far.
+fn plugin_calls(registry: &prometheus::Registry) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "sluice_plugin_calls_total")
+        .flat_map(|f| f.get_metric())
+        .filter(|m| m.get_label().iter().any(|l| l.name() == "hook" && l.value() == "on-request"))
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+#[tokio::test]
+async fn standing_limits_are_taken_by_the_host_until_the_settings_change_or_they_refuse() {
+    let registry = prometheus::Registry::new();
+    let host =
+        ratelimit_host_in(&registry, None, serde_json::json!({ "requests_per_minute": 360, "max_concurrency": 2 }));
+    let first = ask(&host, 5).await.unwrap();
+    assert_eq!(plugin_calls(&registry), 1.0);
+    // Same tenant, key and model, same settings: the host takes the plugin's limits itself.
+    let second = ask(&host, 5).await.unwrap();
+    assert_eq!(plugin_calls(&registry), 1.0, "no plugin call");
+    let mut headers = HeaderMap::new();
+    second.limits.as_ref().unwrap().apply_response_headers(&mut headers);
+    assert_eq!(headers.get("x-ratelimit-limit-requests").unwrap(), "360");
+    // Both slots are held: the host's attempt refuses, and the plugin answers.
+    let (status, headers, body) = ask(&host, 5).await.unwrap_err();
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("concurrency_limit_exceeded")));
+    assert_eq!(header(&headers, "x-ratelimit-limit-requests"), Some("360"));
+    assert_eq!(plugin_calls(&registry), 2.0);
+    end(&first, RequestEnd::NoWork);
+    end(&second, RequestEnd::NoWork);
+    drop((first, second));
+    // New settings: the plugin decides again, under the new limit.
+    let tenant = serde_json::json!({ "name": "acme", "limits": { "max_concurrency": 1 } }).to_string();
+    host.services().set_tenants(HashMap::from([("acme".to_owned(), tenant)]));
+    let only = ask(&host, 5).await.unwrap();
+    assert_eq!(plugin_calls(&registry), 3.0);
+    let (status, _, _) = ask(&host, 5).await.unwrap_err();
+    assert_eq!(status, 429, "the new limit holds on the host's path too");
+    drop(only);
 }
 
 #[tokio::test]

@@ -13,18 +13,21 @@
 //! binding's `per_model`). Over a limit it answers `429` in the OpenAI error shape
 //! (`rate_limit_exceeded`, or `insufficient_quota` for the budget) with `Retry-After`; the
 //! `x-ratelimit-*` headers go on every answer a limit applied to. It exports `on-request` only:
-//! the host settles the holds with the tokens the request used when it ends. The policy — which limits,
-//! what counts, which headers — lives here; the host keeps the counters, exact across replicas.
+//! the host settles the holds with the tokens the request used when it ends. The policy — which
+//! limits, what counts, which limit the headers show — lives here; the host keeps the counters,
+//! exact across replicas, and renders the headers.
 
 pub mod policy;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
+    use std::rc::Rc;
+
     use sluice_sdk::limits::{self, StateScope};
     use sluice_sdk::types::{Body, Headers, LocalResponse, RequestDecision, RequestInfo};
     use sluice_sdk::{Plugin, config, export_plugin, log, metrics};
 
-    use crate::policy::{self, Plan, Settings, TenantLimits};
+    use crate::policy::{self, Plan, Settings, TenantCache, TenantLimits};
 
     pub struct RateLimit;
 
@@ -34,8 +37,23 @@ mod component {
         SETTINGS.get_or_init(|| Settings::parse(&config::binding()))
     }
 
-    fn tenant_limits(tenant: &str) -> TenantLimits {
-        config::tenant(tenant).map(|json| TenantLimits::parse(&json)).unwrap_or_default()
+    thread_local! {
+        static TENANTS: std::cell::RefCell<TenantCache> = std::cell::RefCell::default();
+    }
+
+    fn tenant_limits(tenant: &str) -> Rc<TenantLimits> {
+        match config::tenant(tenant) {
+            Some(json) => TENANTS.with_borrow_mut(|cache| cache.get(tenant, json)),
+            None => Rc::default(),
+        }
+    }
+
+    /// The `x-ratelimit-*` headers, rendered by the host from the decision.
+    fn set_headers(labels: &[policy::Label], decision: &limits::Decision) {
+        let (requests, tokens) = policy::header_indexes(labels, decision);
+        if let Err(problem) = limits::set_ratelimit_headers(requests, tokens) {
+            log::log(log::Level::Warn, &format!("x-ratelimit headers refused: {problem}"));
+        }
     }
 
     fn local(response: policy::Answer) -> RequestDecision {
@@ -56,21 +74,22 @@ mod component {
                 metrics::counter_add("refusals", "tenant_budget", 1);
                 return local(answer);
             }
-            let Plan { limits, labels } = policy::plan(settings, &tenant, &request);
-            if limits.is_empty() {
+            let plan = policy::plan(settings, &tenant, &request);
+            if plan.limits.is_empty() {
                 return RequestDecision::Continue;
             }
-            match limits::acquire(StateScope::Tenant, &limits, settings.cached_percent()) {
-                Ok(decision) if decision.granted => {
-                    if let Err(problem) = limits::set_response_headers(&policy::headers(&limits, &labels, &decision)) {
-                        log::log(log::Level::Warn, &format!("x-ratelimit headers refused: {problem}"));
-                    }
-                    RequestDecision::Continue
-                }
+            // A promise the host keeps for this tenant, key and model until the tenant's settings
+            // change: this hook then runs again only to refuse.
+            let (requests, tokens) = policy::standing_header_indexes(&plan);
+            let Plan { limits, labels } = &plan;
+            match limits::acquire_standing(StateScope::Tenant, limits, settings.cached_percent(), requests, tokens) {
+                Ok(decision) if decision.granted => RequestDecision::Continue,
                 Ok(decision) => {
+                    // On a refusal the headers show the limits with the least left.
+                    set_headers(labels, &decision);
                     let label = decision.refused_by.and_then(|i| labels.get(i as usize));
                     metrics::counter_add("refusals", label.map_or("unknown", policy::Label::metric), 1);
-                    local(policy::refusal(&limits, &labels, &decision))
+                    local(policy::refusal(limits, labels, &decision, policy::reservation(settings, &request)))
                 }
                 Err(limits::Error::Unavailable) => local(policy::unavailable()),
                 Err(limits::Error::Invalid) => local(policy::invalid()),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use sluice_sdk::limits::{Decision, Limit, LimitKind, LimitState, OnSettle};
+use sluice_sdk::limits::{Decision, LimitKind, OnSettle, StandingAmount, StandingLimit};
 use sluice_sdk::types::{Api, Header, RequestInfo};
 
 /// A minute, the period of the per-minute limits.
@@ -106,6 +106,34 @@ impl TenantLimits {
     }
 }
 
+/// Tenants' parsed settings, kept by an instance between requests: the host hands the settings
+/// over as JSON on every call, and parsing them costs more than comparing them.
+#[derive(Debug, Default)]
+pub struct TenantCache {
+    // Not a `HashMap`: its random seed is a WASI import the sandbox does not grant.
+    by_tenant: BTreeMap<String, (String, std::rc::Rc<TenantLimits>)>,
+}
+
+/// Tenants one instance remembers; past it the cache starts over.
+const CACHED_TENANTS: usize = 1024;
+
+impl TenantCache {
+    /// `tenant`'s settings parsed from `json`, parsed again only when `json` changed.
+    pub fn get(&mut self, tenant: &str, json: String) -> std::rc::Rc<TenantLimits> {
+        if let Some((seen, parsed)) = self.by_tenant.get(tenant)
+            && *seen == json
+        {
+            return std::rc::Rc::clone(parsed);
+        }
+        if self.by_tenant.len() >= CACHED_TENANTS {
+            self.by_tenant.clear();
+        }
+        let parsed = std::rc::Rc::new(TenantLimits::parse(&json));
+        self.by_tenant.insert(tenant.to_owned(), (json, std::rc::Rc::clone(&parsed)));
+        parsed
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dimension {
     Requests,
@@ -145,7 +173,7 @@ pub struct Label {
 /// The limits one request takes, and what each one is.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
-    pub limits: Vec<Limit>,
+    pub limits: Vec<StandingLimit>,
     pub labels: Vec<Label>,
 }
 
@@ -163,15 +191,17 @@ pub fn reservation(settings: &Settings, request: &RequestInfo) -> u64 {
 /// set taken from the binding's `per_key`); its model's (the tenant's stored limits for the
 /// model, each one not set taken from `per_model`).
 pub fn plan(settings: &Settings, tenant: &TenantLimits, request: &RequestInfo) -> Plan {
-    let tokens = reservation(settings, request);
+    // Worked out per request by the host: the prompt estimate plus max_tokens (or the default).
+    let tokens = StandingAmount::Reservation(settings.default_max_tokens);
+    let one = StandingAmount::Units(1);
     let mut plan = Plan::default();
     let key = tenant.keys.get(&request.key_id).map_or_else(|| settings.per_key.clone(), |k| k.or(&settings.per_key));
     let model =
         tenant.models.get(&request.model).map_or_else(|| settings.per_model.clone(), |m| m.or(&settings.per_model));
     let scopes = [
         ("tenant", &tenant.limits, "t".to_owned()),
-        ("key", &key, format!("k/{}", request.key_id)),
-        ("model", &model, format!("m/{}", request.model)),
+        ("key", &key, ["k/", &request.key_id].concat()),
+        ("model", &model, ["m/", &request.model].concat()),
     ];
     for (scope, rates, prefix) in scopes {
         let mut push = |dimension, limit| {
@@ -180,7 +210,10 @@ pub fn plan(settings: &Settings, tenant: &TenantLimits, request: &RequestInfo) -
         };
         if let Some(rpm) = rates.requests_per_minute {
             let burst = ((rpm as f64 * settings.burst_seconds / 60.0).floor() as u64).max(1);
-            push(Dimension::Requests, limit(&prefix, "rpm", LimitKind::Rate, 1, rpm, MINUTE_MS, burst, OnSettle::Keep));
+            push(
+                Dimension::Requests,
+                limit(&prefix, "rpm", LimitKind::Rate, one, rpm, MINUTE_MS, burst, OnSettle::Keep),
+            );
         }
         if let Some(tpm) = rates.tokens_per_minute {
             push(
@@ -192,7 +225,7 @@ pub fn plan(settings: &Settings, tenant: &TenantLimits, request: &RequestInfo) -
             let lease = settings.concurrency_lease_seconds.max(1).saturating_mul(1000);
             push(
                 Dimension::Concurrency,
-                limit(&prefix, "conc", LimitKind::Slots, 1, max, lease, 0, OnSettle::GiveBack),
+                limit(&prefix, "conc", LimitKind::Slots, one, max, lease, 0, OnSettle::GiveBack),
             );
         }
         if let Some(budget) = rates.monthly_token_budget {
@@ -207,13 +240,14 @@ fn limit(
     prefix: &str,
     name: &str,
     kind: LimitKind,
-    amount: u64,
+    amount: StandingAmount,
     limit: u64,
     period_ms: u64,
     burst: u64,
     on_settle: OnSettle,
-) -> Limit {
-    Limit { key: format!("{prefix}/{name}"), kind, amount, limit, period_ms, burst, on_settle }
+) -> StandingLimit {
+    // Concatenated, not `format!`ed: this runs for every limit of every request.
+    StandingLimit { key: [prefix, "/", name].concat(), kind, amount, limit, period_ms, burst, on_settle }
 }
 
 /// A local answer.
@@ -248,29 +282,39 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
-/// The `x-ratelimit-*` headers: for requests and for tokens, the applying limit with the least
-/// left (tenant, key or model).
-pub fn headers(limits: &[Limit], labels: &[Label], decision: &Decision) -> Vec<Header> {
-    let mut out = Vec::new();
-    for (dimension, suffix) in [(Dimension::Requests, "requests"), (Dimension::Tokens, "tokens")] {
-        let tightest: Option<(&Limit, &LimitState)> = limits
+/// Which of the plan's limits the `x-ratelimit-*` headers show on answers that pass: for
+/// requests and for tokens, the lowest limit of each (tenant, key or model).
+pub fn standing_header_indexes(plan: &Plan) -> (Option<u32>, Option<u32>) {
+    let lowest = |dimension: Dimension| {
+        plan.limits
             .iter()
-            .zip(labels)
-            .zip(&decision.states)
-            .filter(|((_, l), _)| l.dimension == dimension)
-            .map(|((limit, _), state)| (limit, state))
-            .min_by_key(|(_, state)| state.remaining);
-        if let Some((limit, state)) = tightest {
-            out.push(header(&format!("x-ratelimit-limit-{suffix}"), limit.limit.to_string()));
-            out.push(header(&format!("x-ratelimit-remaining-{suffix}"), state.remaining.to_string()));
-            out.push(header(&format!("x-ratelimit-reset-{suffix}"), duration(state.reset_ms)));
-        }
-    }
-    out
+            .zip(&plan.labels)
+            .enumerate()
+            .filter(|(_, (_, label))| label.dimension == dimension)
+            .min_by_key(|(_, (limit, _))| limit.limit)
+            .and_then(|(i, _)| u32::try_from(i).ok())
+    };
+    (lowest(Dimension::Requests), lowest(Dimension::Tokens))
 }
 
-/// The answer to a request over a limit.
-pub fn refusal(limits: &[Limit], labels: &[Label], decision: &Decision) -> Answer {
+/// Which of the plan's limits the `x-ratelimit-*` headers show on a refusal, for requests and for tokens:
+/// of the limits of each, the one with the least left (tenant, key or model). The host renders
+/// the headers from the decision (`limits.set-ratelimit-headers`).
+pub fn header_indexes(labels: &[Label], decision: &Decision) -> (Option<u32>, Option<u32>) {
+    let tightest = |dimension: Dimension| {
+        labels
+            .iter()
+            .zip(&decision.states)
+            .enumerate()
+            .filter(|(_, (label, _))| label.dimension == dimension)
+            .min_by_key(|(_, (_, state))| state.remaining)
+            .and_then(|(i, _)| u32::try_from(i).ok())
+    };
+    (tightest(Dimension::Requests), tightest(Dimension::Tokens))
+}
+
+/// The answer to a request over a limit; the host adds the `x-ratelimit-*` headers.
+pub fn refusal(limits: &[StandingLimit], labels: &[Label], decision: &Decision, tokens: u64) -> Answer {
     let index = decision.refused_by.map_or(0, |i| i as usize);
     let (Some(limit), Some(label)) = (limits.get(index), labels.get(index)) else {
         return Answer {
@@ -298,7 +342,7 @@ pub fn refusal(limits: &[Limit], labels: &[Label], decision: &Decision) -> Answe
         (Dimension::Tokens, None) => (
             format!(
                 "Request too large: its prompt and max_tokens need about {} tokens, over the tokens-per-minute limit of {scope} ({}). Lower max_tokens or the prompt.",
-                limit.amount, limit.limit
+                tokens, limit.limit
             ),
             "rate_limit_exceeded",
             "request_too_large",
@@ -306,7 +350,7 @@ pub fn refusal(limits: &[Limit], labels: &[Label], decision: &Decision) -> Answe
         (Dimension::Tokens, Some(_)) => (
             format!(
                 "Rate limit reached for tokens per minute of {scope}: limit {}, requested {}.{try_again}",
-                limit.limit, limit.amount
+                limit.limit, tokens
             ),
             "rate_limit_exceeded",
             "rate_limit_exceeded",
@@ -332,7 +376,6 @@ pub fn refusal(limits: &[Limit], labels: &[Label], decision: &Decision) -> Answe
         headers.push(header("retry-after", ms.div_ceil(1000).max(1).to_string()));
         headers.push(header("retry-after-ms", ms.to_string()));
     }
-    headers.extend(self::headers(limits, labels, decision));
     Answer { status: 429, headers, body: error_body(&message, kind, code) }
 }
 
@@ -383,6 +426,7 @@ pub fn invalid() -> Answer {
 
 #[cfg(test)]
 mod tests {
+    use sluice_sdk::limits::LimitState;
     use sluice_sdk::types::BodySummary;
 
     use super::*;
@@ -426,7 +470,8 @@ mod tests {
         let keys: Vec<&str> = p.limits.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(keys, ["t/rpm", "t/tpm", "t/conc", "t/month"]);
         assert_eq!(p.limits[0].burst, 5, "half a second of 600/min");
-        assert_eq!(p.limits[1].amount, 150, "prompt estimate plus max_tokens");
+        assert_eq!(p.limits[1].amount, StandingAmount::Reservation(1024), "the host adds the prompt estimate");
+        assert_eq!(reservation(&Settings::default(), &request(Some(50))), 150, "prompt estimate plus max_tokens");
         assert_eq!(p.limits[1].burst, 10_000);
         assert_eq!(p.limits[3].kind, LimitKind::Month);
         assert_eq!(
@@ -449,7 +494,8 @@ mod tests {
         let p = plan(&settings, &TenantLimits::default(), &request(None));
         let keys: Vec<&str> = p.limits.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(keys, ["k/abcd/rpm", "m/llama/tpm"]);
-        assert_eq!(p.limits[1].amount, 110);
+        assert_eq!(p.limits[1].amount, StandingAmount::Reservation(10));
+        assert_eq!(reservation(&settings, &request(None)), 110);
     }
 
     #[test]
@@ -536,20 +582,52 @@ mod tests {
             retry_after_ms: Some(1_000),
             states: vec![state(60, 0, 1_000), state(1000, 900, 86_400_000)],
         };
-        let a = refusal(&p.limits, &p.labels, &decision);
+        let a = refusal(&p.limits, &p.labels, &decision, 100);
         assert_eq!(a.status, 429);
         let get = |name: &str| a.headers.iter().find(|h| h.name == name).map(|h| h.value.clone());
         assert_eq!(get("retry-after").as_deref(), Some("1"));
-        assert_eq!(get("x-ratelimit-limit-requests").as_deref(), Some("60"));
-        assert_eq!(get("x-ratelimit-remaining-requests").as_deref(), Some("0"));
-        assert_eq!(get("x-ratelimit-reset-requests").as_deref(), Some("1s"));
+        assert_eq!(get("retry-after-ms").as_deref(), Some("1000"));
         let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
         assert_eq!(body["error"]["type"], "rate_limit_exceeded");
 
         let budget = Decision { refused_by: Some(1), retry_after_ms: Some(86_400_000), ..decision };
-        let a = refusal(&p.limits, &p.labels, &budget);
+        let a = refusal(&p.limits, &p.labels, &budget, 100);
         let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
         assert_eq!(body["error"]["type"], "insufficient_quota");
         assert_eq!(body["error"]["code"], "insufficient_quota");
+    }
+
+    #[test]
+    fn the_headers_show_the_tightest_limit_of_each_kind() {
+        let settings = Settings::parse(r#"{"per_key":{"requests_per_minute":60}}"#);
+        let rates = Rates { requests_per_minute: Some(600), tokens_per_minute: Some(9_000), ..Rates::default() };
+        let p = plan(&settings, &tenant(rates), &request(None));
+        // Tenant rpm, tenant tpm, key rpm.
+        let decision = Decision {
+            granted: true,
+            refused_by: None,
+            retry_after_ms: None,
+            states: vec![state(600, 40, 100), state(9_000, 8_000, 10), state(60, 3, 900)],
+        };
+        assert_eq!(header_indexes(&p.labels, &decision), (Some(2), Some(1)));
+        assert_eq!(standing_header_indexes(&p), (Some(2), Some(1)), "the lowest limits");
+        let only_tokens = plan(
+            &Settings::default(),
+            &tenant(Rates { tokens_per_minute: Some(5), ..Rates::default() }),
+            &request(None),
+        );
+        let decision = Decision { states: vec![state(5, 5, 0)], ..decision };
+        assert_eq!(header_indexes(&only_tokens.labels, &decision), (None, Some(0)));
+    }
+
+    #[test]
+    fn tenant_settings_are_parsed_again_only_when_they_change() {
+        let mut cache = TenantCache::default();
+        let a = cache.get("acme", r#"{"limits":{"requests_per_minute":5}}"#.into());
+        let b = cache.get("acme", r#"{"limits":{"requests_per_minute":5}}"#.into());
+        assert!(std::rc::Rc::ptr_eq(&a, &b));
+        let c = cache.get("acme", r#"{"limits":{"requests_per_minute":6}}"#.into());
+        assert_eq!(c.limits.requests_per_minute, Some(6));
+        assert_eq!(cache.get("other", "{}".into()).limits, Rates::default(), "each tenant its own");
     }
 }

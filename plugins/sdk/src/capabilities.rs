@@ -41,8 +41,8 @@ pub mod counters {
 /// has a Redis. The host ends a request's holds when it ends, so nothing leaks.
 pub mod limits {
     pub use crate::bindings::sluice::policy::limits::{
-        Decision, Error, Limit, LimitKind, LimitState, OnSettle, acquire, last_decision, release, set_response_headers,
-        settle,
+        Decision, Error, Limit, LimitKind, LimitState, OnSettle, StandingAmount, StandingLimit, acquire,
+        acquire_standing, last_decision, release, set_ratelimit_headers, set_response_headers, settle,
     };
     pub use crate::bindings::sluice::policy::types::StateScope;
 }

@@ -93,12 +93,38 @@ impl RequestLimits {
         holds.headers.push((namespace.clone(), headers));
     }
 
+    /// Sets `namespace`'s response headers to OpenAI's `x-ratelimit-*`, rendered from its last
+    /// decision's states at these indexes.
+    pub fn set_ratelimit_headers(
+        &self,
+        namespace: &Namespace,
+        requests: Option<u32>,
+        tokens: Option<u32>,
+    ) -> Result<(), String> {
+        let Ok(mut holds) = self.holds.lock() else { return Err("the request's limits are unusable".into()) };
+        let Some((_, decision)) = holds.last.iter().find(|(ns, _)| ns == namespace) else {
+            return Err("no decision to take the headers from: call acquire first".into());
+        };
+        let state = |index: Option<u32>| -> Result<Option<&super::LimitState>, String> {
+            index
+                .map(|i| {
+                    decision.states.get(i as usize).ok_or_else(|| format!("no limit at index {i} of the last decision"))
+                })
+                .transpose()
+        };
+        let rendered = super::headers::render(state(requests)?, state(tokens)?);
+        holds.headers.retain(|(ns, _)| ns != namespace);
+        holds.headers.push((namespace.clone(), rendered));
+        Ok(())
+    }
+
     /// Adds the headers the plugins asked for to an answer, where it does not have them yet.
     pub fn apply_response_headers(&self, headers: &mut HeaderMap) {
         let Ok(holds) = self.holds.lock() else { return };
+        headers.reserve(holds.headers.iter().map(|(_, h)| h.len()).sum());
         for (name, value) in holds.headers.iter().flat_map(|(_, h)| h) {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
+            if let http::header::Entry::Vacant(slot) = headers.entry(name) {
+                slot.insert(value.clone());
             }
         }
     }

@@ -23,7 +23,7 @@ enum State {
     },
     /// Hold id → (amount, lapses at Unix ms).
     Slots {
-        held: HashMap<u64, (u64, u64)>,
+        held: Held,
     },
 }
 
@@ -35,10 +35,14 @@ struct Entry {
     owner_len: usize,
 }
 
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+/// A slots limit's holders: hold id → (amount, lapses at Unix ms).
+type Held = HashMap<u64, (u64, u64), foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct Table {
-    entries: HashMap<String, Entry>,
-    keys_per_owner: HashMap<String, usize>,
+    entries: Map<Entry>,
+    keys_per_owner: Map<usize>,
 }
 
 impl Table {
@@ -152,7 +156,7 @@ fn check_count(ask: &Ask, value: u64, now_ms: u64) -> Checked {
 
 /// Slots: live holds plus this amount within the limit. A refusal suggests a second, since a
 /// slot frees when some request ends, which nothing here can predict.
-fn check_slots(ask: &Ask, held: Option<&HashMap<u64, (u64, u64)>>, now_ms: u64) -> Checked {
+fn check_slots(ask: &Ask, held: Option<&Held>, now_ms: u64) -> Checked {
     let in_use: u64 =
         held.into_iter().flatten().filter(|(_, (_, lapses))| *lapses > now_ms).map(|(_, (n, _))| *n).sum();
     let after = in_use.saturating_add(ask.amount);
@@ -247,7 +251,8 @@ impl Local {
                         *expires_ms = (*expires_ms).max(lapses_ms);
                     }
                     _ => {
-                        let held = HashMap::from([(hold, (amount, lapses_ms))]);
+                        let mut held = Held::default();
+                        held.insert(hold, (amount, lapses_ms));
                         table.insert(key, Entry { state: State::Slots { held }, expires_ms: lapses_ms, owner_len });
                     }
                 },

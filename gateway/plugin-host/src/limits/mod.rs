@@ -8,9 +8,11 @@
 //! ended by the plugin (`settle`, `release`) or, at the latest, when the request ends.
 
 pub mod calendar;
+pub mod headers;
 pub mod held;
 pub mod local;
 pub mod shared;
+pub mod standing;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,8 @@ pub use shared::{Fallback, Shared, SharedSettings};
 pub const MAX_LIMITS_PER_CALL: usize = 16;
 /// The longest guest key.
 pub const MAX_KEY_BYTES: usize = 512;
+/// The longest a `limits` decision may wait for the shared backend, whatever the deadline.
+pub const MAX_LIMITS_WAIT: Duration = Duration::from_secs(1);
 /// The most slots one `acquire` may take of one limit.
 pub const MAX_SLOTS_PER_CALL: u64 = 64;
 
@@ -60,12 +64,20 @@ impl Ask {
     /// Where the limit's state lives at `now_ms`: the key, tagged by kind (a key used as a rate
     /// and as a window names two limits) and, for windows, by the window.
     pub fn storage_key(&self, now_ms: u64) -> String {
-        match self.kind {
-            Kind::Rate => format!("{}#r", self.key),
-            Kind::Slots => format!("{}#s", self.key),
-            Kind::Window => format!("{}#w{}", self.key, now_ms / self.period_ms.max(1)),
-            Kind::Month => format!("{}#m{}", self.key, calendar::month(now_ms).0),
-        }
+        // Concatenated, not `format!`ed: this runs for every limit of every decision.
+        let (tag, window) = match self.kind {
+            Kind::Rate => ("#r", None),
+            Kind::Slots => ("#s", None),
+            Kind::Window => ("#w", Some(now_ms / self.period_ms.max(1))),
+            Kind::Month => ("#m", Some(calendar::month(now_ms).0)),
+        };
+        let mut number = itoa::Buffer::new();
+        let window = window.map_or("", |w| number.format(w));
+        let mut key = String::with_capacity(self.key.len() + tag.len() + window.len());
+        key.push_str(&self.key);
+        key.push_str(tag);
+        key.push_str(window);
+        key
     }
 
     /// When the window holding `now_ms` ends (windows and months only).

@@ -1,0 +1,111 @@
+//! OpenAI's rate-limit headers, rendered by the host from a decision's states, so that a limiter
+//! plugin names which of its limits stand for requests and for tokens and formats nothing.
+
+use http::header::{HeaderName, HeaderValue};
+
+use super::LimitState;
+
+const REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+/// The `x-ratelimit-*` headers for the limits standing for requests and for tokens.
+pub fn render(requests: Option<&LimitState>, tokens: Option<&LimitState>) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(6);
+    for (names, state) in [(&REQUESTS, requests), (&TOKENS, tokens)] {
+        let Some(state) = state else { continue };
+        let [limit, remaining, reset] = names.clone();
+        out.push((limit, HeaderValue::from(state.limit)));
+        out.push((remaining, HeaderValue::from(state.remaining)));
+        // Digits, letters and a dot: always a valid header value.
+        if let Ok(value) = HeaderValue::try_from(duration(state.reset_ms)) {
+            out.push((reset, value));
+        }
+    }
+    out
+}
+
+/// A duration as OpenAI writes `x-ratelimit-reset-*`: `20ms`, `1.5s`, `6m0s`, `1h2m3s`.
+pub fn duration(ms: u64) -> String {
+    // Pieced together with `itoa`: this runs twice for every limited answer.
+    let mut out = String::with_capacity(16);
+    let mut number = itoa::Buffer::new();
+    let mut push = |out: &mut String, n: u64, unit: &str| {
+        out.push_str(number.format(n));
+        out.push_str(unit);
+    };
+    if ms < 1000 {
+        push(&mut out, ms, "ms");
+        return out;
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if h > 0 {
+        push(&mut out, h, "h");
+    }
+    if h > 0 || m > 0 {
+        push(&mut out, m, "m");
+    }
+    push(&mut out, s, "");
+    if frac > 0 {
+        let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+        let digits = std::str::from_utf8(&digits).unwrap_or("");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_openai_writes_them() {
+        for (ms, text) in [
+            (0, "0ms"),
+            (20, "20ms"),
+            (999, "999ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (1050, "1.05s"),
+            (60_000, "1m0s"),
+            (360_000, "6m0s"),
+            (61_500, "1m1.5s"),
+            (3_723_000, "1h2m3s"),
+            (3_600_000, "1h0m0s"),
+        ] {
+            assert_eq!(duration(ms), text, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn renders_the_requests_and_tokens_limits_it_is_given() {
+        let requests = LimitState { limit: 120, remaining: 7, reset_ms: 1500 };
+        let tokens = LimitState { limit: 90_000, remaining: 80_000, reset_ms: 20 };
+        let headers = render(Some(&requests), Some(&tokens));
+        let text: Vec<(String, String)> =
+            headers.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+        let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        assert_eq!(
+            text,
+            vec![
+                pair("x-ratelimit-limit-requests", "120"),
+                pair("x-ratelimit-remaining-requests", "7"),
+                pair("x-ratelimit-reset-requests", "1.5s"),
+                pair("x-ratelimit-limit-tokens", "90000"),
+                pair("x-ratelimit-remaining-tokens", "80000"),
+                pair("x-ratelimit-reset-tokens", "20ms"),
+            ]
+        );
+        assert_eq!(render(None, Some(&tokens)).len(), 3);
+        assert!(render(None, None).is_empty());
+    }
+}
