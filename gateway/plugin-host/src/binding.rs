@@ -584,7 +584,9 @@ impl Binding {
         self.ctx.metrics.limit_decision(&self.name, &info.tenant, "granted");
         request.record(namespace, grant, plan.cached_percent);
         // Indexes were checked when the plan was made.
-        let _ = request.set_ratelimit_headers(namespace, plan.header_requests, plan.header_tokens);
+        if let Ok(remaining) = request.set_ratelimit_headers(namespace, plan.header_requests, plan.header_tokens) {
+            self.ctx.metrics.limit_remaining(&self.name, &info.tenant, remaining);
+        }
         true
     }
 

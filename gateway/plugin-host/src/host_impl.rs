@@ -340,8 +340,9 @@ impl limits::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         // The answer carries the headers whether the limits passed or refused.
-        if let Err(problem) = request.set_ratelimit_headers(&self.binding.namespace, header_requests, header_tokens) {
-            tracing::debug!(plugin = %self.binding.plugin, problem, "x-ratelimit headers not set");
+        match request.set_ratelimit_headers(&self.binding.namespace, header_requests, header_tokens) {
+            Ok(remaining) => self.binding.metrics.limit_remaining(&self.binding.plugin, &self.tenant, remaining),
+            Err(problem) => tracing::debug!(plugin = %self.binding.plugin, problem, "x-ratelimit headers not set"),
         }
         self.binding.standing.remember(shape.plan_key, plan);
         Ok(Ok(decision))
@@ -366,7 +367,8 @@ impl limits::Host for HostState {
         tokens: Option<u32>,
     ) -> wasmtime::Result<Result<(), String>> {
         self.grant(Capability::Limits)?;
-        Ok(self.request_limits().set_ratelimit_headers(&self.binding.namespace, requests, tokens))
+        let set = self.request_limits().set_ratelimit_headers(&self.binding.namespace, requests, tokens);
+        Ok(set.map(|remaining| self.binding.metrics.limit_remaining(&self.binding.plugin, &self.tenant, remaining)))
     }
 
     async fn settle(&mut self, actual: u64) -> wasmtime::Result<()> {

@@ -75,6 +75,7 @@ pub struct PluginMetrics {
     breaker_transitions: IntCounterVec,
     short_circuits: IntCounterVec,
     limit_decisions: IntCounterVec,
+    limit_remaining: IntGaugeVec,
     pub limits: LimitsMetrics,
 }
 
@@ -165,6 +166,14 @@ impl PluginMetrics {
                 ),
                 &["plugin", "tenant", "outcome"],
             )?,
+            limit_remaining: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_limits_remaining",
+                    "What the tenant's last limited answer had left, as its x-ratelimit-remaining-* headers \
+                     said, by plugin, tenant and kind (requests, tokens).",
+                ),
+                &["plugin", "tenant", "kind"],
+            )?,
             limits: LimitsMetrics {
                 backend_seconds: prometheus::Histogram::with_opts(
                     HistogramOpts::new(
@@ -205,6 +214,7 @@ impl PluginMetrics {
         registry.register(Box::new(m.breaker_transitions.clone()))?;
         registry.register(Box::new(m.short_circuits.clone()))?;
         registry.register(Box::new(m.limit_decisions.clone()))?;
+        registry.register(Box::new(m.limit_remaining.clone()))?;
         registry.register(Box::new(m.limits.backend_seconds.clone()))?;
         registry.register(Box::new(m.limits.fallbacks.clone()))?;
         registry.register(Box::new(m.limits.errors.clone()))?;
@@ -226,6 +236,17 @@ impl PluginMetrics {
 
     pub fn limit_decision(&self, plugin: &str, tenant: &str, outcome: &str) {
         self.limit_decisions.with_label_values(&[plugin, tenant, outcome]).inc();
+    }
+
+    /// What the `x-ratelimit-remaining-*` headers of a tenant's answer said.
+    pub fn limit_remaining(&self, plugin: &str, tenant: &str, remaining: [Option<u64>; 2]) {
+        for (kind, left) in ["requests", "tokens"].into_iter().zip(remaining) {
+            if let Some(left) = left {
+                self.limit_remaining
+                    .with_label_values(&[plugin, tenant, kind])
+                    .set(i64::try_from(left).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     pub fn error(&self, plugin: &str, kind: &str) {

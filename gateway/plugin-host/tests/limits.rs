@@ -132,6 +132,14 @@ async fn standing_limits_are_taken_by_the_host_until_the_settings_change_or_they
     let mut headers = HeaderMap::new();
     second.limits.as_ref().unwrap().apply_response_headers(&mut headers);
     assert_eq!(headers.get("x-ratelimit-limit-requests").unwrap(), "360");
+    let remaining = registry
+        .gather()
+        .into_iter()
+        .filter(|f| f.name() == "sluice_limits_remaining")
+        .flat_map(|f| f.get_metric().to_vec())
+        .find(|m| m.get_label().iter().any(|l| l.name() == "kind" && l.value() == "requests"))
+        .map(|m| m.get_gauge().get_value());
+    assert_eq!(remaining, headers.get("x-ratelimit-remaining-requests").unwrap().to_str().unwrap().parse().ok());
     // Both slots are held: the host's attempt refuses, and the plugin answers.
     let (status, headers, body) = ask(&host, 5).await.unwrap_err();
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("concurrency_limit_exceeded")));

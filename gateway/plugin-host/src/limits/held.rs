@@ -94,13 +94,14 @@ impl RequestLimits {
     }
 
     /// Sets `namespace`'s response headers to OpenAI's `x-ratelimit-*`, rendered from its last
-    /// decision's states at these indexes.
+    /// decision's states at these indexes; returns what they say is remaining, for requests and
+    /// for tokens.
     pub fn set_ratelimit_headers(
         &self,
         namespace: &Namespace,
         requests: Option<u32>,
         tokens: Option<u32>,
-    ) -> Result<(), String> {
+    ) -> Result<[Option<u64>; 2], String> {
         let Ok(mut holds) = self.holds.lock() else { return Err("the request's limits are unusable".into()) };
         let Some((_, decision)) = holds.last.iter().find(|(ns, _)| ns == namespace) else {
             return Err("no decision to take the headers from: call acquire first".into());
@@ -112,10 +113,12 @@ impl RequestLimits {
                 })
                 .transpose()
         };
-        let rendered = super::headers::render(state(requests)?, state(tokens)?);
+        let (requests, tokens) = (state(requests)?, state(tokens)?);
+        let remaining = [requests.map(|s| s.remaining), tokens.map(|s| s.remaining)];
+        let rendered = super::headers::render(requests, tokens);
         holds.headers.retain(|(ns, _)| ns != namespace);
         holds.headers.push((namespace.clone(), rendered));
-        Ok(())
+        Ok(remaining)
     }
 
     /// Adds the headers the plugins asked for to an answer, where it does not have them yet.
