@@ -311,7 +311,8 @@ impl Shared {
     fn redis_key(&self, ask: &Ask, now_ms: u64) -> String {
         let key = ask.storage_key(now_ms);
         let (owner, rest) = key.split_at(ask.owner_len.min(key.len()));
-        format!("{}{{{owner}}}{rest}", self.settings.key_prefix)
+        // Concatenated, not `format!`ed: this runs for every limit of every decision.
+        [self.settings.key_prefix.as_str(), "{", owner, "}", rest].concat()
     }
 
     fn member(&self, hold: u64) -> String {
@@ -323,6 +324,7 @@ impl Shared {
         let mut invocation = self.acquire.prepare_invoke();
         invocation.arg(asks.len());
         let mut keys = Vec::with_capacity(asks.len());
+        let member = self.member(hold);
         for ask in asks {
             let key = self.redis_key(ask, now_ms);
             let kind = match ask.kind {
@@ -342,7 +344,7 @@ impl Shared {
                 .arg(ask.limit)
                 .arg(ask.period_ms)
                 .arg(ask.burst)
-                .arg(self.member(hold))
+                .arg(&member)
                 .arg(window_end);
             keys.push(key);
         }
