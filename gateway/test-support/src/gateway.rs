@@ -309,6 +309,6 @@ mod tests {
         assert_eq!(config.server.max_body_bytes, 1024);
         assert_eq!(pool.upstream.max_in_flight, Some(3));
         assert_eq!(pool.upstream.queue_timeout, Duration::from_millis(700));
-        assert_eq!(config.tenants[0].api_keys[0].expose(), TENANT_KEY);
+        assert_eq!(config.tenants[0].api_keys[0].key.expose(), TENANT_KEY);
     }
 }
