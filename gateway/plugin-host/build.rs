@@ -24,7 +24,17 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("sluice_plugin_model_mask", "model_mask.wasm"),
 ];
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[expect(clippy::print_stderr, reason = "cargo shows a failed build script's stderr")]
+fn main() {
+    if let Err(e) = run() {
+        // Returned from `main`, the error would be printed in its Debug form: on one line, with
+        // the command to run buried in escaped newlines.
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let plugins = manifest_dir.join("../../plugins").canonicalize()?;
     for path in [
@@ -41,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         println!("cargo:rerun-if-changed={}", plugins.join(path).display());
     }
+    sluice_build_support::ensure_target("wasm32-wasip2", "the built-in plugins (plugins/)")?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let target_dir = out_dir.join("plugins-target");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
