@@ -523,7 +523,10 @@ impl Binding {
     ) -> Result<Option<RequestDecision>, PluginError> {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let generation = self.ctx.services.tenants_generation();
-        if let Some(request) = request
+        // Only a plugin granted `limits` can have made a promise: the others pay nothing here.
+        let limits = self.ctx.capabilities.has(Capability::Limits);
+        if limits
+            && let Some(request) = request
             && self.took_standing(info, generation, request).await
         {
             return Ok(Some(RequestDecision::Continue));
@@ -531,7 +534,7 @@ impl Binding {
         let started = Instant::now();
         let (admission, _permit, started) = self.admit(Hook::OnRequest, started).await?;
         let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant, request).await)?;
-        if self.ctx.capabilities.has(Capability::Limits) {
+        if limits {
             pooled.store.data_mut().shape = Some(RequestShape::of(info, generation));
         }
         let Pooled { store, instance, guests, .. } = &mut pooled;

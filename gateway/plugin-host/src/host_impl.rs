@@ -212,9 +212,7 @@ impl HostState {
         let limits = &self.binding.services.limits;
         Arc::clone(self.request.get_or_insert_with(|| RequestLimits::new(Arc::clone(limits))))
     }
-}
 
-impl HostState {
     /// Takes `asks` for the current request, all or none, and records the decision.
     async fn take_limits(
         &mut self,
