@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes dashboards/sluice.json. Edit the panels here, run `python3 generate_dashboard.py`,
-commit both. Metric names come from gateway/metrics/src/families.rs (checked by
-deploy/validate.py)."""
+commit both. deploy/validate.py checks every metric a query reads against a running gateway's
+and worker's /metrics, and that every gateway family there is on the dashboard."""
 
 import json
 from pathlib import Path
@@ -156,20 +156,55 @@ timeseries("Rate-limit decisions/s by outcome",
 timeseries("Shared limits backend (Redis)",
            [("max(sluice_limits_backend_degraded)", "degraded"),
             (f"sum(rate(sluice_limits_fallbacks_total[{RATE}]))", "fallback decisions/s"),
+            (f"sum(rate(sluice_limits_backend_errors_total[{RATE}]))", "errors/s"),
             (f"histogram_quantile(0.99, sum by (le) (rate(sluice_limits_backend_duration_seconds_bucket[{RATE}])))",
              "round trip p99 (s)")],
-           16, y, w=8, unit="short", description="1 while Redis is unreachable and decisions use the fallback.")
+           16, y, w=8, unit="short",
+           description="degraded is 1 while Redis is unreachable and decisions use the [redis] on_unavailable "
+                       "fallback; errors are failed or timed-out calls.")
 y += 8
+timeseries("Remaining quota per tenant",
+           [('min by (tenant, kind) (sluice_limits_remaining{tenant=~"$tenant"})', "{{tenant}} {{kind}}")],
+           0, y, w=6, unit="short",
+           description="What each tenant's last limited answer had left (x-ratelimit-remaining-requests / -tokens).")
 timeseries("Queued requests per pool and tenant",
            [('sum by (pool, tenant) (sluice_pool_queue_depth{tenant=~"$tenant"})', "{{pool}} / {{tenant}}")],
-           0, y, w=8, unit="short", description="Requests waiting for a slot in saturated pools (max_in_flight).")
+           6, y, w=6, unit="short", description="Requests waiting for a slot in saturated pools (max_in_flight).")
 timeseries("Queue wait",
            quantiles("sluice_pool_queue_wait_seconds", "pool", [0.5, 0.99], sel=""),
-           8, y, w=8, unit="s")
+           12, y, w=6, unit="s", description="Of the requests that were queued and then admitted.")
 timeseries("Queue rejections/s",
            [(f"sum by (pool, tenant, reason) (rate(sluice_pool_queue_rejections_total[{RATE}]))",
              "{{pool}} / {{tenant}} {{reason}}")],
-           16, y, w=8, unit="short", description="503 pool_saturated: queue_timeout passed or the queue was full.")
+           18, y, w=6, unit="short", description="503 pool_saturated: queue_timeout passed or the queue was full.")
+y += 8
+
+# --- Plugins (the policy chain: built-in router and ratelimit, and yours) ------------------------
+row("Plugins", y)
+y += 1
+timeseries("Hook calls/s by plugin",
+           [(f"sum by (plugin, hook) (rate(sluice_plugin_calls_total[{RATE}]))", "{{plugin}} {{hook}}")],
+           0, y, w=6, unit="short")
+timeseries("Hook duration p99",
+           [(f"histogram_quantile(0.99, sum by (plugin, hook, le) (rate(sluice_plugin_duration_seconds_bucket"
+             f"[{RATE}])))", "{{plugin}} {{hook}}")],
+           6, y, w=6, unit="s", description="Time in a hook call, instantiation included.")
+timeseries("Plugin failures and circuit breakers",
+           [(f"sum by (plugin, kind) (rate(sluice_plugin_errors_total[{RATE}]))", "{{plugin}} {{kind}}/s"),
+            (f"sum by (plugin) (rate(sluice_plugin_short_circuits_total[{RATE}]))", "{{plugin}} skipped/s"),
+            ("max by (plugin, binding) (sluice_plugin_breaker_state)", "{{plugin}} breaker ({{binding}})"),
+            (f"sum by (plugin, state) (increase(sluice_plugin_breaker_transitions_total[{RATE}]))",
+             "{{plugin}} to {{state}}")],
+           12, y, w=6, unit="short",
+           description="Failures by kind (trap, timeout, limit, instantiate, ...); calls skipped while a breaker "
+                       "is open; each binding's breaker: 0 closed, 1 half-open, 2 open; its state changes.")
+timeseries("Plugin counters and instances",
+           [(f"sum by (plugin, name, label) (rate(sluice_plugin_custom_total[{RATE}]))",
+             "{{plugin}} {{name}} {{label}}/s"),
+            (f"sum by (plugin) (rate(sluice_plugin_instantiations_total[{RATE}]))", "{{plugin}} instances/s")],
+           18, y, w=6, unit="short",
+           description="What plugins count through the metrics capability (the built-in ratelimit: refusals by "
+                       "limit); plugin instances created.")
 y += 8
 
 # --- Workers (engine metrics, vLLM dialect; sluice-sim speaks it too) -------------------------
@@ -197,7 +232,8 @@ def variable(name, label, query):
 dashboard = {
     "uid": "sluice-overview",
     "title": "Sluice",
-    "description": "Sluice AI gateway: traffic, tokens, latency (TTFT/TPOT/e2e), gateway overhead, upstream health.",
+    "description": "Sluice AI gateway: traffic, tokens, latency (TTFT/TPOT/e2e), gateway overhead, upstream "
+                   "health, admission (rate limits, queues), plugins, workers.",
     "tags": ["sluice", "llm", "gateway"],
     "timezone": "browser",
     "editable": True,
