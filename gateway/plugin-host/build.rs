@@ -15,6 +15,7 @@ use std::process::Command;
 const COMPONENTS: &[(&str, &str)] = &[
     ("sluice_plugin_router", "router.wasm"),
     ("sluice_plugin_ratelimit", "ratelimit.wasm"),
+    ("sluice_plugin_cache", "cache.wasm"),
     ("sluice_plugin_test_guest", "test_guest.wasm"),
     ("sluice_plugin_test_net_guest", "test_net_guest.wasm"),
     ("sluice_plugin_test_chunk_net_guest", "test_chunk_net_guest.wasm"),
@@ -42,6 +43,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "sdk",
         "router",
         "ratelimit",
+        "cache",
         "test-guest",
         "test-net-guest",
         "test-chunk-net-guest",

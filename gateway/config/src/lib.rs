@@ -25,6 +25,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `[redis]`, when a URL is set (or `REDIS_URL`).
     pub redis: Option<RedisConfig>,
+    pub response_cache: ResponseCacheConfig,
     /// `[upstream]`: the defaults for pools that do not set their own (including pools
     /// created through the admin API).
     pub upstream: UpstreamConfig,
@@ -160,6 +161,23 @@ pub struct RedisConfig {
     pub key_prefix: String,
 }
 
+/// `[response_cache]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseCacheConfig {
+    pub backend: ResponseCacheBackend,
+    pub max_bytes: usize,
+    pub max_entry_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseCacheBackend {
+    Memory,
+    Redis,
+}
+
+pub const DEFAULT_RESPONSE_CACHE_BYTES: usize = 256 << 20;
+pub const DEFAULT_RESPONSE_CACHE_ENTRY_BYTES: usize = 1 << 20;
+
 /// What limits decisions do while Redis is unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisFallbackConfig {
@@ -244,7 +262,7 @@ pub struct PluginBreakerConfig {
 
 /// The host capabilities a plugin may be granted.
 pub const PLUGIN_CAPABILITIES: &[&str] =
-    &["log", "clock", "counters", "limits", "cache", "config", "metrics", "embeddings", "http"];
+    &["log", "clock", "counters", "limits", "cache", "response-cache", "config", "metrics", "embeddings", "http"];
 
 /// Why a configuration was refused. `field` is a dotted path such as `pools[1].endpoints[0]`.
 #[derive(Debug, thiserror::Error)]

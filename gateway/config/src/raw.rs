@@ -22,6 +22,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub redis: RawRedis,
     #[serde(default)]
+    pub response_cache: RawResponseCache,
+    #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
     pub pools: Vec<RawPool>,
@@ -254,6 +256,20 @@ pub struct RawRedis {
     pub replicas: Option<u64>,
     /// Prefix of every key Sluice writes (several gateways may share one Redis).
     pub key_prefix: Option<String>,
+}
+
+/// `[response_cache]`: where the response cache keeps its entries (what is cached is the
+/// `cache` plugin's policy).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponseCache {
+    /// `memory` (this replica's) or `redis` (shared by the replicas; needs `[redis]`). Unset:
+    /// `redis` when `[redis]` is set, else `memory`.
+    pub backend: Option<String>,
+    /// What the in-process backend keeps, in bytes (entries and semantic vectors).
+    pub max_bytes: Option<usize>,
+    /// The largest answer stored; larger ones are served but not kept.
+    pub max_entry_bytes: Option<usize>,
 }
 
 /// `[plugin_host]`: the WebAssembly engine shared by every plugin.

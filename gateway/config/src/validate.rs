@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use crate::raw::{RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawUpstream};
+use crate::raw::{
+    RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseCache, RawUpstream,
+};
 use crate::{
-    AdminConfig, ApiKeyConfig, Config, ConfigError, DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig,
-    PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginScopeConfig,
-    PluginSourceConfig, PoolConfig, RedisConfig, RedisFallbackConfig, ServerConfig, TenantConfig, TlsConfig,
+    AdminConfig, ApiKeyConfig, Config, ConfigError, DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES,
+    DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig,
+    PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, PoolConfig,
+    RedisConfig, RedisFallbackConfig, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig,
     UpstreamConfig, secret,
 };
 
@@ -61,6 +64,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     };
     let database = database(raw.database, env)?;
     let redis = redis(raw.redis, env)?;
+    let response_cache = response_cache(raw.response_cache, redis.is_some())?;
 
     let defaults = upstream(&raw.upstream, None);
     check_upstream("upstream", &defaults)?;
@@ -203,7 +207,18 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         plugins.push(plugin);
     }
 
-    Ok(Config { server, admin, database, redis, upstream: defaults, pools, tenants, plugin_host, plugins })
+    Ok(Config {
+        server,
+        admin,
+        database,
+        redis,
+        response_cache,
+        upstream: defaults,
+        pools,
+        tenants,
+        plugin_host,
+        plugins,
+    })
 }
 
 fn database(raw: RawDatabase, env: &dyn Fn(&str) -> Option<String>) -> Result<DatabaseConfig, ConfigError> {
@@ -261,6 +276,35 @@ fn redis(raw: RawRedis, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<R
     Ok(Some(RedisConfig { url, timeout, on_unavailable, replicas, key_prefix }))
 }
 
+fn response_cache(raw: RawResponseCache, has_redis: bool) -> Result<ResponseCacheConfig, ConfigError> {
+    let backend = match raw.backend.as_deref() {
+        None if has_redis => ResponseCacheBackend::Redis,
+        None | Some("memory") => ResponseCacheBackend::Memory,
+        Some("redis") if has_redis => ResponseCacheBackend::Redis,
+        Some("redis") => {
+            return Err(ConfigError::invalid("response_cache.backend", "\"redis\" needs [redis] url (or REDIS_URL)"));
+        }
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "response_cache.backend",
+                format!("{other:?}: expected \"memory\" or \"redis\""),
+            ));
+        }
+    };
+    let max_bytes = raw.max_bytes.unwrap_or(DEFAULT_RESPONSE_CACHE_BYTES);
+    if max_bytes < 1 << 20 {
+        return Err(ConfigError::invalid("response_cache.max_bytes", "must be at least 1 MiB (1048576)"));
+    }
+    let max_entry_bytes = raw.max_entry_bytes.unwrap_or(DEFAULT_RESPONSE_CACHE_ENTRY_BYTES);
+    if max_entry_bytes == 0 || max_entry_bytes > 64 << 20 || max_entry_bytes > max_bytes {
+        return Err(ConfigError::invalid(
+            "response_cache.max_entry_bytes",
+            "must be between 1 and 64 MiB, and at most response_cache.max_bytes",
+        ));
+    }
+    Ok(ResponseCacheConfig { backend, max_bytes, max_entry_bytes })
+}
+
 pub const DEFAULT_PLUGIN_INSTANCES: u32 = 1000;
 pub const DEFAULT_PLUGIN_ENGINE_MEMORY: usize = 64 << 20;
 pub const DEFAULT_PLUGIN_MEMORY: usize = 16 << 20;
@@ -271,7 +315,7 @@ pub const DEFAULT_PLUGIN_MAX_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_BREAKER: PluginBreakerConfig =
     PluginBreakerConfig { failures: 5, window: Duration::from_secs(10), cooldown: Duration::from_secs(5), probes: 2 };
 /// Built-in plugins accepted as `builtin:<name>`.
-pub const BUILTIN_PLUGINS: &[&str] = &["router"];
+pub const BUILTIN_PLUGINS: &[&str] = &["router", "cache"];
 
 fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginConfig, ConfigError> {
     let name_ok = !p.name.is_empty()
@@ -323,6 +367,8 @@ fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginCo
         ));
     }
     let fail_closed = match p.failure.as_deref() {
+        // A cache that fails must not take the API down: its requests go to a worker instead.
+        None if matches!(&source, PluginSourceConfig::Builtin(b) if b == "cache") => false,
         None | Some("closed") => true,
         Some("open") => false,
         Some(other) => {

@@ -93,6 +93,7 @@ async fn plugin_rows(backend: &str, shared: Option<SharedSettings>) -> Vec<Row> 
             headers: Arc::new(HeaderMap::new()),
             body: BodyResource::new(Bytes::from_static(b"{}")),
             limits: Some(RequestLimits::new(Arc::clone(&host.services().limits))),
+            cache: None,
         };
         let started = Instant::now();
         let verdict = chain.on_request(&mut view).await.unwrap();

@@ -73,6 +73,7 @@ fn view() -> RequestView {
         headers: Arc::new(HeaderMap::new()),
         body: BodyResource::new(body.freeze()),
         limits: None,
+        cache: None,
     }
 }
 

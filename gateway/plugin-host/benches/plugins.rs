@@ -81,6 +81,7 @@ fn view() -> RequestView {
         headers: Arc::new(headers),
         body: BodyResource::new(Bytes::from(vec![b' '; 2048])),
         limits: None,
+        cache: None,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::bindings::types::{
 };
 use crate::bindings::{asynchronous, on_request, on_response_chunk, on_response_done, on_response_headers, route};
 use crate::breaker::{Admission, Breaker, BreakerState};
-use crate::capability::Capability;
+use crate::capability::{Capabilities, Capability};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::limits::standing::{RequestShape, plan_key};
@@ -27,6 +27,7 @@ use crate::loader::{Export, Hook, PluginVersion};
 use crate::metrics::CallMetrics;
 use crate::output::OutputLimits;
 use crate::resources::{BodyResource, HeadersResource};
+use crate::response_cache::CacheSlot;
 use crate::state::{BindingContext, HostState};
 
 /// Table elements a plugin may have; Rust components need a few hundred.
@@ -255,6 +256,11 @@ impl Binding {
         self.version.exports(hook)
     }
 
+    /// The capabilities its binding grants.
+    pub fn grants(&self) -> Capabilities {
+        self.ctx.capabilities
+    }
+
     /// Its circuit breaker's state.
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
@@ -442,6 +448,7 @@ impl Binding {
         // An idle instance must not keep the request's holds alive (they end when it ends).
         pooled.store.data_mut().request = None;
         pooled.store.data_mut().shape = None;
+        pooled.store.data_mut().cache = None;
         self.calls.call(hook, now.saturating_duration_since(started));
         let outcome = match result {
             Ok(value) => {
@@ -520,6 +527,7 @@ impl Binding {
         headers: &Arc<HeaderMap>,
         body: &BodyResource,
         request: Option<&Arc<RequestLimits>>,
+        cache: Option<&Arc<CacheSlot>>,
     ) -> Result<Option<RequestDecision>, PluginError> {
         let Some(export) = &self.version.hooks.on_request else { return Ok(None) };
         let generation = self.ctx.services.tenants_generation();
@@ -536,6 +544,9 @@ impl Binding {
         let mut pooled = self.told(admission, self.checkout(Hook::OnRequest, started, &info.tenant, request).await)?;
         if limits {
             pooled.store.data_mut().shape = Some(RequestShape::of(info, generation));
+        }
+        if self.ctx.capabilities.has(Capability::ResponseCache) {
+            pooled.store.data_mut().cache = cache.cloned();
         }
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {

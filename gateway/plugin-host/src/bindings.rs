@@ -42,6 +42,7 @@ pub mod asynchronous {
             "sluice:policy/counters": super::sluice::policy::counters,
             "sluice:policy/limits": super::sluice::policy::limits,
             "sluice:policy/cache": super::sluice::policy::cache,
+            "sluice:policy/response-cache": super::sluice::policy::response_cache,
             "sluice:policy/config": super::sluice::policy::config,
             "sluice:policy/metrics": super::sluice::policy::metrics,
             "sluice:policy/embeddings": super::sluice::policy::embeddings,

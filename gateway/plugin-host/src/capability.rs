@@ -10,6 +10,7 @@ pub enum Capability {
     Clock,
     Counters,
     Cache,
+    ResponseCache,
     Limits,
     Config,
     Metrics,
@@ -18,11 +19,12 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 9] = [
+    pub const ALL: [Capability; 10] = [
         Capability::Log,
         Capability::Clock,
         Capability::Counters,
         Capability::Cache,
+        Capability::ResponseCache,
         Capability::Limits,
         Capability::Config,
         Capability::Metrics,
@@ -37,6 +39,7 @@ impl Capability {
             Capability::Clock => "clock",
             Capability::Counters => "counters",
             Capability::Cache => "cache",
+            Capability::ResponseCache => "response-cache",
             Capability::Limits => "limits",
             Capability::Config => "config",
             Capability::Metrics => "metrics",

@@ -17,6 +17,7 @@ use crate::error::PluginError;
 use crate::limits::RequestLimits;
 use crate::loader::Hook;
 use crate::resources::BodyResource;
+use crate::response_cache::CacheSlot;
 
 /// The plugins bound to the gateway, ordered by `order` (then name).
 #[derive(Debug, Default)]
@@ -25,6 +26,8 @@ pub struct Chain {
     has: [bool; Hook::COUNT],
     /// Per hook: whether some binding exporting it calls asynchronously (it may wait on I/O).
     waits: [bool; Hook::COUNT],
+    /// Whether some on-request binding is granted `response-cache`.
+    caches: bool,
 }
 
 /// The request as the on-request hooks see it, with the changes made so far applied.
@@ -35,6 +38,8 @@ pub struct RequestView {
     pub body: BodyResource,
     /// The request's `limits` holds, which end when the request does.
     pub limits: Option<Arc<RequestLimits>>,
+    /// What the plugins ask of the response cache (when some binding is granted it).
+    pub cache: Option<Arc<CacheSlot>>,
 }
 
 /// What the on-request hooks changed, to apply to the upstream request.
@@ -84,7 +89,10 @@ impl Chain {
             has[hook.index()] = bindings.iter().any(|b| b.exports(hook));
             waits[hook.index()] = bindings.iter().any(|b| b.exports(hook) && b.version.calls_async);
         }
-        Chain { bindings, has, waits }
+        let caches = bindings
+            .iter()
+            .any(|b| b.exports(Hook::OnRequest) && b.grants().has(crate::capability::Capability::ResponseCache));
+        Chain { bindings, has, waits, caches }
     }
 
     pub fn bindings(&self) -> &[Arc<Binding>] {
@@ -98,6 +106,12 @@ impl Chain {
     /// Whether any bound plugin exports `hook` (callers skip building inputs when not).
     pub fn has(&self, hook: Hook) -> bool {
         self.has[hook.index()]
+    }
+
+    /// Whether some on-request plugin may use the response cache: only then does a request
+    /// need a [`CacheSlot`].
+    pub fn caches(&self) -> bool {
+        self.caches
     }
 
     /// Whether running `hook` may wait on I/O. When not, its future completes on first poll.
@@ -128,7 +142,10 @@ impl Chain {
             if !binding.runs_for(&view.info.tenant, &view.info.model) {
                 continue;
             }
-            let decision = match binding.on_request(&view.info, &view.headers, &view.body, view.limits.as_ref()).await {
+            let decision = match binding
+                .on_request(&view.info, &view.headers, &view.body, view.limits.as_ref(), view.cache.as_ref())
+                .await
+            {
                 Ok(Some(decision)) => decision,
                 Ok(None) => continue,
                 Err(error) => {

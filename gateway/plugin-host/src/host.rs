@@ -19,7 +19,7 @@ use crate::binding::{
 };
 use crate::breaker::{Breaker, BreakerSettings};
 use crate::builtin;
-use crate::capability::{Capabilities, Capability};
+use crate::capability::Capabilities;
 use crate::chain::Chain;
 use crate::engine::{EngineError, EngineSettings, PluginEngine};
 use crate::error::PluginError;
@@ -116,9 +116,7 @@ impl BindingSpec {
         BindingSpec {
             failure: FailurePolicy::Open,
             order: RATELIMIT_ORDER,
-            capabilities: [Capability::Limits, Capability::Config, Capability::Metrics, Capability::Log]
-                .into_iter()
-                .collect(),
+            capabilities: crate::builtin::capabilities("ratelimit"),
             // A decision may wait for Redis (`[redis] timeout`, 50 ms by default) on a fiber.
             limits: CallLimits { timeout: Duration::from_millis(250), memory_bytes: 16 << 20 },
             // Without a config of its own it enforces tenants' stored limits only, so a tenant

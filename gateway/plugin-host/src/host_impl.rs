@@ -6,13 +6,16 @@ use std::time::Duration;
 use ::http::header::{HeaderName, HeaderValue};
 use wasmtime::component::Resource;
 
-use crate::bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, limits, log, metrics, types};
+use crate::bindings::sluice::policy::{
+    cache, clock, config, counters, embeddings, http, limits, log, metrics, response_cache, types,
+};
 use crate::bindings::types::StateScope;
 use crate::capability::Capability;
 use crate::limits::standing::{Amount, Plan};
 use crate::limits::{self as host_limits, Ask, Ending, LimitsError, MAX_LIMITS_WAIT, RequestLimits};
 use crate::output::OutputLimits;
 use crate::resources::{BodyResource, HeadersResource};
+use crate::response_cache::{BypassReason, CacheIntent, CacheUse};
 use crate::state::HostState;
 
 /// The most a plugin may read from a body at once.
@@ -65,6 +68,10 @@ impl types::HostBody for HostState {
 
     fn prompt_text(&mut self, body: Resource<BodyResource>) -> wasmtime::Result<String> {
         Ok(self.table.get(&body)?.prompt_text().to_owned())
+    }
+
+    fn field(&mut self, body: Resource<BodyResource>, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.table.get(&body)?.field(&name))
     }
 
     fn drop(&mut self, body: Resource<BodyResource>) -> wasmtime::Result<()> {
@@ -202,6 +209,26 @@ impl cache::Host for HostState {
 
     fn put_scoped(&mut self, scope: StateScope, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<()> {
         self.cache_put_in(scope, &key, &value, ttl_ms)
+    }
+}
+
+impl response_cache::Host for HostState {
+    fn use_cache(&mut self, request: response_cache::CacheRequest) -> wasmtime::Result<Result<(), String>> {
+        self.grant(Capability::ResponseCache)?;
+        let Some(slot) = &self.cache else {
+            return Ok(Err("use-cache is only for on-request".to_owned()));
+        };
+        let plugin = Arc::clone(&self.binding.plugin);
+        Ok(CacheUse::new(plugin, self.binding.namespace.clone(), request).map(|u| slot.set(CacheIntent::Use(u))))
+    }
+
+    fn bypass(&mut self, reason: String) -> wasmtime::Result<()> {
+        self.grant(Capability::ResponseCache)?;
+        if let Some(slot) = &self.cache {
+            let plugin = Arc::clone(&self.binding.plugin);
+            slot.set(CacheIntent::Bypass { plugin, reason: BypassReason::parse(&reason) });
+        }
+        Ok(())
     }
 }
 

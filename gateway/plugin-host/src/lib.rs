@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod output;
 pub mod resources;
+pub mod response_cache;
 pub mod services;
 mod state;
 #[cfg(feature = "test-util")]
@@ -55,3 +56,4 @@ pub use limits::{Fallback, Limits, RequestLimits, SharedSettings};
 pub use loader::{CONTRACT, Hook, PluginVersion};
 pub use output::OutputLimits;
 pub use resources::BodyResource;
+pub use response_cache::{BypassReason, CacheIntent, CacheSlot, CacheUse, SemanticAsk};

@@ -319,12 +319,15 @@ fn check_imports(
 }
 
 fn add_host_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use bindings::sluice::policy::{cache, clock, config, counters, embeddings, http, limits, log, metrics, types};
+    use bindings::sluice::policy::{
+        cache, clock, config, counters, embeddings, http, limits, log, metrics, response_cache, types,
+    };
     types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     clock::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     counters::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     cache::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    response_cache::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     limits::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     config::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     metrics::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use serde_json::{Map, Value};
 
 /// Headers a hook may read.
 #[derive(Debug, Clone)]
@@ -16,11 +17,19 @@ pub struct HeadersResource(pub Arc<HeaderMap>);
 pub struct BodyResource {
     pub bytes: Bytes,
     prompt: Arc<OnceLock<String>>,
+    members: Arc<OnceLock<Option<Map<String, Value>>>>,
 }
 
 impl BodyResource {
     pub fn new(bytes: Bytes) -> Self {
-        BodyResource { bytes, prompt: Arc::new(OnceLock::new()) }
+        BodyResource { bytes, prompt: Arc::new(OnceLock::new()), members: Arc::new(OnceLock::new()) }
+    }
+
+    /// The JSON text of the top-level member `name`; the body is parsed on first use (and
+    /// shared by the hooks of one request).
+    pub fn field(&self, name: &str) -> Option<String> {
+        let members = self.members.get_or_init(|| serde_json::from_slice(&self.bytes).ok());
+        members.as_ref()?.get(name).map(Value::to_string)
     }
 
     /// The prompt text, extracted on first use (and shared by the hooks of one request).

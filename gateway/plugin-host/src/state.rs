@@ -16,6 +16,7 @@ use crate::limits::RequestLimits;
 use crate::limits::standing::{RequestShape, Standing};
 use crate::metrics::PluginMetrics;
 use crate::namespace::{Namespace, Owner};
+use crate::response_cache::CacheSlot;
 use crate::services::HostServices;
 
 /// Log lines one binding may write per second; the rest are dropped and counted.
@@ -140,6 +141,8 @@ pub struct HostState {
     pub request: Option<Arc<RequestLimits>>,
     /// What `acquire-standing` needs of the request the current `on-request` call serves.
     pub shape: Option<RequestShape>,
+    /// Where `response-cache` calls of the current `on-request` call go.
+    pub cache: Option<Arc<CacheSlot>>,
 }
 
 impl HostState {
@@ -152,6 +155,7 @@ impl HostState {
             tenant: Arc::from(""),
             request: None,
             shape: None,
+            cache: None,
         }
     }
 

@@ -44,7 +44,13 @@ fn request(tenant: &str, api: Api, headers: &[(&str, &str)], body: &str) -> Requ
     let mut info = info(tenant);
     info.api = api;
     info.model = serde_json::from_str::<serde_json::Value>(body).unwrap()["model"].as_str().unwrap().to_owned();
-    RequestView { info, headers: Arc::new(map), body: BodyResource::new(Bytes::from(body.to_owned())), limits: None }
+    RequestView {
+        info,
+        headers: Arc::new(map),
+        body: BodyResource::new(Bytes::from(body.to_owned())),
+        limits: None,
+        cache: None,
+    }
 }
 
 fn chat(tenant: &str, headers: &[(&str, &str)], model: &str, prompt: &str) -> RequestView {

@@ -14,6 +14,7 @@ use sluice_plugin_host::{Chain, Hook, RequestLimits};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
+use crate::stages::cache::CacheState;
 use crate::tenants::KeyEntry;
 
 /// Where finished requests are reported.
@@ -66,6 +67,8 @@ pub struct Exchange {
     /// The request's `limits` holds (rate limits, slots): settled with the tokens it used when
     /// its record is emitted; an exchange dropped without a record gives its slots back.
     pub limits: Option<Arc<RequestLimits>>,
+    /// What the response cache did for the request, when a plugin asked for it.
+    pub cache: Option<CacheState>,
     sinks: Sinks,
     /// The record has been emitted.
     reported: bool,
@@ -163,6 +166,7 @@ impl Exchange {
             overhead: Duration::ZERO,
             plugins: None,
             limits: None,
+            cache: None,
             sinks,
             reported: false,
             _in_flight: InFlight(in_flight.clone()),

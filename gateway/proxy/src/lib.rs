@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod plugin_io;
 pub mod plugins;
 pub mod relay;
+pub mod response_cache;
 pub mod stages;
 pub mod tenants;
 pub mod upstream;
@@ -44,6 +45,8 @@ pub struct Gateway {
     health: Mutex<HealthTasks>,
     /// The plugin host: its chain is read once per request.
     pub plugins: Arc<sluice_plugin_host::PluginHost>,
+    /// Answers the `cache` plugin (or any plugin granted `response-cache`) lets be reused.
+    pub response_cache: Arc<response_cache::ResponseCache>,
     pub metrics: Metrics,
     sinks: Sinks,
     max_body_bytes: usize,
@@ -61,6 +64,8 @@ pub enum BuildError {
     /// printed with `{:#}` would otherwise repeat.
     #[error("plugins: {0}")]
     Plugins(sluice_plugin_host::HostError),
+    #[error("registering the response cache's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 impl From<sluice_plugin_host::HostError> for BuildError {
@@ -99,11 +104,14 @@ impl Gateway {
         all.extend(sinks);
         let directory = tenants::TenantSnapshot::from_config(&config.tenants);
         publish_tenants(&plugins, &directory, &HashMap::new());
+        let cache_metrics = response_cache::metrics::CacheMetrics::new(metrics.registry())?;
+        let response_cache = Arc::new(response_cache::ResponseCache::new(config, cache_metrics));
         Ok(Gateway {
             directory: Arc::new(tenants::Directory::new(directory)),
             upstreams,
             health: Mutex::new(HealthTasks::default()),
             plugins,
+            response_cache,
             metrics,
             sinks: Sinks::new(all),
             max_body_bytes: config.server.max_body_bytes,

@@ -1,7 +1,8 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
-//! admit (the tenant's model allow-list) → prepare upstream body → forward (the
+//! admit (the tenant's model allow-list) → response cache (a hit answers here) → prepare
+//! upstream body → forward (the
 //! pool's fair admission queue when it is saturated, route plugins pick the endpoint, retry before first byte) →
 //! respond (buffered, or the streaming relay).
 
@@ -21,7 +22,7 @@ use crate::exchange::{Completion, Exchange};
 use crate::relay::RelayLimits;
 use crate::stages::classify::Route;
 use crate::stages::policy::{self, PolicyOutcome};
-use crate::stages::{admit, authenticate, classify, forward, parse, prepare, read_body, resolve, respond};
+use crate::stages::{admit, authenticate, cache, classify, forward, parse, prepare, read_body, resolve, respond};
 
 pub async fn handle<B>(gateway: &Gateway, request: Request<B>) -> Response<ResponseBody>
 where
@@ -33,8 +34,16 @@ where
     let step = run(gateway, &mut ex, request).await;
     // The headers the rate limiter asked for (`x-ratelimit-*`), on whatever the answer is.
     let limits = ex.limits.clone();
+    let mut cache_headers = http::HeaderMap::new();
+    if let Some(cache) = &ex.cache {
+        cache.apply_headers(&mut cache_headers);
+    }
     let mut response = match step {
         Ok(Step::Models(response)) => response,
+        Ok(Step::Cached(hit)) => {
+            ex.finish(hit.completion);
+            hit.response
+        }
         Ok(Step::Local(response)) => {
             let status = response.status().as_u16();
             ex.finish(Completion { status, outcome: Some(local_outcome(status)), ..Completion::default() });
@@ -52,6 +61,7 @@ where
     if let Some(limits) = limits {
         limits.apply_response_headers(response.headers_mut());
     }
+    response.headers_mut().extend(cache_headers);
     response
 }
 
@@ -70,6 +80,8 @@ enum Step {
     Models(Response<ResponseBody>),
     /// Answered by a plugin.
     Local(Response<ResponseBody>),
+    /// Answered from the response cache.
+    Cached(cache::Hit),
     Reply(forward::Forwarded, bool, RelayLimits),
 }
 
@@ -102,10 +114,11 @@ where
     if chain.has(Hook::OnRequest) {
         ex.limits = Some(RequestLimits::new(Arc::clone(&gateway.plugins.services().limits)));
     }
-    let (parsed, body, plugin_headers) = match policy::run(&chain, ex, api, parsed, &parts.headers, body).await? {
-        PolicyOutcome::Continue { parsed, body, headers } => (parsed, body, headers),
-        PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
-    };
+    let (parsed, body, plugin_headers, cache_intent) =
+        match policy::run(&chain, ex, api, parsed, &parts.headers, body).await? {
+            PolicyOutcome::Continue { parsed, body, headers, cache } => (parsed, body, headers, cache),
+            PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
+        };
     ex.stream = parsed.is_stream();
     if [Hook::OnResponseHeaders, Hook::OnResponseChunk, Hook::OnResponseDone].into_iter().any(|h| chain.has(h)) {
         ex.plugins = Some((Arc::clone(&chain), policy::request_info(ex, api, &parsed, body.len())));
@@ -118,6 +131,11 @@ where
         ex.model = model.clone();
     }
     ex.pool = Some(pool.name.clone());
+    if let Some(intent) = cache_intent
+        && let Some(hit) = cache::run(&gateway.response_cache, *intent, ex, api, &parsed, &body).await
+    {
+        return Ok(Step::Cached(hit));
+    }
     let route_request = policy::route_request(&parsed, body.len());
     let mut upstream_body = prepare::run(parsed, body)?;
     upstream_body.headers = plugin_headers;

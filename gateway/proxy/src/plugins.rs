@@ -55,8 +55,14 @@ pub fn spec(p: &PluginConfig) -> BindingSpec {
             PluginScopeConfig::Tenant(t) => Scope::Tenant(Arc::from(t.as_str())),
             PluginScopeConfig::Model(m) => Scope::Model(Arc::from(m.as_str())),
         },
-        // Config validation admits only known names.
-        capabilities: p.capabilities.iter().filter_map(|c| Capability::parse(c)).collect(),
+        // A built-in needs no list: it is granted what it uses. Config validation admits only
+        // known names.
+        capabilities: match &p.source {
+            PluginSourceConfig::Builtin(name) if p.capabilities.is_empty() => {
+                sluice_plugin_host::builtin::capabilities(name)
+            }
+            _ => p.capabilities.iter().filter_map(|c| Capability::parse(c)).collect(),
+        },
         isolation: match p.isolation {
             PluginIsolationConfig::PerRequest => Isolation::PerRequest,
             PluginIsolationConfig::Reuse { max_calls, max_age } => Isolation::Reuse { max_calls, max_age },

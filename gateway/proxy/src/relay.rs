@@ -28,12 +28,21 @@ use tokio::time::Sleep;
 
 use crate::error::{GatewayError, TimeoutPhase, sse_error_event};
 use crate::exchange::{Completion, Exchange};
+use crate::response_cache::answer::StreamCapture;
+use crate::stages::cache::PendingStore;
 use crate::upstream::{FailureKind, InFlightGuard, WorkerBody};
 
 /// Upper bound on one SSE event; larger means a broken upstream, not a big answer.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 /// Ready events are gathered into one frame up to this size.
 const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// What else watches the stream: the on-response-chunk plugins, and the response cache
+/// gathering a miss's answer.
+pub struct RelayTaps {
+    pub chunk_hooks: Option<(Arc<Chain>, RequestInfo)>,
+    pub capture: Option<(StreamCapture, PendingStore)>,
+}
 
 pub struct RelayLimits {
     pub idle: Duration,
@@ -63,6 +72,8 @@ pub struct Relay {
     chunk_hooks: Option<(Arc<Chain>, RequestInfo)>,
     /// Events offered to the chunk hooks so far.
     chunks_offered: u32,
+    /// A cache miss's answer being gathered, and where it goes if the stream completes.
+    capture: Option<(StreamCapture, PendingStore)>,
 }
 
 enum Verdict {
@@ -80,8 +91,9 @@ impl Relay {
         first: Bytes,
         strip_usage: bool,
         limits: RelayLimits,
-        chunk_hooks: Option<(Arc<Chain>, RequestInfo)>,
+        taps: RelayTaps,
     ) -> Self {
+        let RelayTaps { chunk_hooks, capture } = taps;
         let started = Instant::now();
         let now = tokio::time::Instant::from_std(started);
         let mut relay = Relay {
@@ -99,6 +111,7 @@ impl Relay {
             finished: false,
             chunk_hooks,
             chunks_offered: 0,
+            capture,
         };
         let mut out = Gather::default();
         let processed = relay.process(&first, started, &mut out);
@@ -133,7 +146,16 @@ impl Relay {
     /// Measures one event, runs the chunk hooks on it, and adds what is left of it to `out`.
     fn relay_event(&mut self, event: SseEvent, now: Instant, out: &mut Gather) -> Result<(), GatewayError> {
         let verdict = self.inspect(&event, now);
-        match self.chunk_hooks(&event, verdict)? {
+        let verdict = self.chunk_hooks(&event, verdict)?;
+        // The cache keeps what the client saw (after the chunk hooks), the usage aside.
+        if let Some((capture, _)) = &mut self.capture {
+            match (&verdict, &event.data) {
+                (Verdict::Forward, Some(data)) if !event.is_done() => capture.push(data),
+                (Verdict::Replace(data), _) => capture.push(data),
+                _ => {}
+            }
+        }
+        match verdict {
             Verdict::Forward => out.push(event.raw),
             Verdict::Drop => {}
             Verdict::Replace(data) => out.push(data_event(&data)),
@@ -212,6 +234,16 @@ impl Relay {
         self.finished = true;
         if let Some(outcome) = outcome {
             self.done.outcome.get_or_insert(outcome);
+        }
+        // Only a stream that completed is stored: a cut one would be told again cut.
+        if let Some((capture, store)) = self.capture.take()
+            && self.done.outcome == Some(Outcome::Ok)
+        {
+            let worker = self.exchange.as_ref().map_or(Duration::ZERO, |ex| ex.start.elapsed());
+            match capture.finish(self.done.usage.as_ref(), worker) {
+                Some(answer) => store.cache.store(store.key, answer, store.ttl),
+                None => store.cache.metrics.stored("not_cacheable"),
+            }
         }
         if let Some(ex) = self.exchange.take() {
             ex.finish(self.done);

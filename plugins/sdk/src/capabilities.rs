@@ -53,6 +53,13 @@ pub mod cache {
     pub use crate::bindings::sluice::policy::types::StateScope;
 }
 
+/// Capability `response-cache`: serve a request from the host's response cache, or store its
+/// answer there. The host computes the key (in the request's tenant's namespace), replays entries
+/// as whole bodies or streams, and stores only answers that completed successfully.
+pub mod response_cache {
+    pub use crate::bindings::sluice::policy::response_cache::{CacheRequest, Mode, Semantic, bypass, use_cache};
+}
+
 /// Capability `config`: the binding's JSON config and tenant settings.
 pub mod config {
     pub use crate::bindings::sluice::policy::config::{binding, tenant};

@@ -19,7 +19,7 @@
 //! export_plugin!(First => [route]);
 //! ```
 //!
-//! Host capabilities ([`log`], [`clock`], [`counters`], [`limits`], [`cache`], [`config`], [`metrics`],
+//! Host capabilities ([`log`], [`clock`], [`counters`], [`limits`], [`cache`], [`response_cache`], [`config`], [`metrics`],
 //! [`embeddings`], [`http`]) work only when the plugin's binding grants them; a component that
 //! uses one it is not granted is refused when the gateway loads it. The contract itself is
 //! `plugins/wit/policy.wit` (`sluice:policy@0.1.0`); `docs/plugins.md` explains each hook.
@@ -51,6 +51,7 @@ macro_rules! hook_world {
                     "sluice:policy/counters@0.1.0": crate::bindings::sluice::policy::counters,
                     "sluice:policy/limits@0.1.0": crate::bindings::sluice::policy::limits,
                     "sluice:policy/cache@0.1.0": crate::bindings::sluice::policy::cache,
+                    "sluice:policy/response-cache@0.1.0": crate::bindings::sluice::policy::response_cache,
                     "sluice:policy/config@0.1.0": crate::bindings::sluice::policy::config,
                     "sluice:policy/metrics@0.1.0": crate::bindings::sluice::policy::metrics,
                     "sluice:policy/embeddings@0.1.0": crate::bindings::sluice::policy::embeddings,
@@ -71,7 +72,7 @@ hook_world!(on_response_chunk_hook, "on-response-chunk-hook", "export", "sluice_
 hook_world!(on_response_done_hook, "on-response-done-hook", "export", "sluice_sdk::on_response_done_hook");
 
 mod capabilities;
-pub use capabilities::{cache, clock, config, counters, embeddings, http, limits, log, metrics};
+pub use capabilities::{cache, clock, config, counters, embeddings, http, limits, log, metrics, response_cache};
 
 /// The data the hooks exchange with the gateway.
 pub mod types {

@@ -141,7 +141,9 @@ async fn run_sample(binding: &Binding, sample: &Sample) -> SampleRun {
     let mut answered_locally = None;
     if binding.exports(Hook::OnRequest) {
         let started = Instant::now();
-        let result = binding.on_request(&info, &sample.headers, &sample.body, None).await;
+        // A slot of its own, so that a cache policy's `use-cache` works as behind the gateway.
+        let cache = sluice_plugin_host::CacheSlot::new();
+        let result = binding.on_request(&info, &sample.headers, &sample.body, None, Some(&cache)).await;
         let took = started.elapsed();
         if result.is_err() {
             answered_locally = refused_on_failure(binding);
@@ -232,7 +234,9 @@ async fn time_hook(binding: &Binding, samples: &[Sample], iterations: u32, hook:
         for _ in 0..iterations {
             let started = Instant::now();
             let ok = match hook {
-                Hook::OnRequest => binding.on_request(&sample.info, &sample.headers, &sample.body, None).await.is_ok(),
+                Hook::OnRequest => {
+                    binding.on_request(&sample.info, &sample.headers, &sample.body, None, None).await.is_ok()
+                }
                 Hook::Route => binding.route(&sample.info.tenant, &sample.route, &sample.candidates).await.is_ok(),
                 Hook::OnResponseHeaders => {
                     let headers = &sample.response_headers;

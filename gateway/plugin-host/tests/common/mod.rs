@@ -78,6 +78,7 @@ pub fn view(tenant: &str) -> RequestView {
             br#"{"model":"m","messages":[{"role":"user","content":"hello there"}],"stream":true}"#,
         )),
         limits: None,
+        cache: None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admit;
 pub mod authenticate;
+pub mod cache;
 pub mod classify;
 pub mod forward;
 pub mod parse;

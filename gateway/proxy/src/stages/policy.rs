@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use sluice_metrics::Api;
 use sluice_openai::request::Prompt;
 use sluice_plugin_host::types::{self, BodySummary, RequestInfo, RouteRequest};
-use sluice_plugin_host::{BodyResource, Chain, Hook, RequestVerdict, RequestView};
+use sluice_plugin_host::{BodyResource, CacheIntent, CacheSlot, Chain, Hook, RequestVerdict, RequestView};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
@@ -17,8 +17,14 @@ use crate::exchange::{Exchange, X_REQUEST_ID};
 use crate::stages::parse::{self, ParsedRequest};
 
 pub enum PolicyOutcome {
-    /// Go on with this request and these extra headers for the worker.
-    Continue { parsed: ParsedRequest, body: Bytes, headers: Vec<(HeaderName, HeaderValue)> },
+    /// Go on with this request and these extra headers for the worker, using the response
+    /// cache as the plugins asked.
+    Continue {
+        parsed: ParsedRequest,
+        body: Bytes,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        cache: Option<Box<CacheIntent>>,
+    },
     /// A plugin answered.
     Respond(Response<ResponseBody>),
 }
@@ -80,7 +86,7 @@ pub async fn run(
     body: Bytes,
 ) -> Result<PolicyOutcome, GatewayError> {
     if !chain.has(Hook::OnRequest) {
-        return Ok(PolicyOutcome::Continue { parsed, body, headers: Vec::new() });
+        return Ok(PolicyOutcome::Continue { parsed, body, headers: Vec::new(), cache: None });
     }
     // Plugins see the key's id, never the key itself.
     let mut visible = headers.clone();
@@ -90,6 +96,7 @@ pub async fn run(
         headers: Arc::new(visible),
         body: BodyResource::new(body.clone()),
         limits: ex.limits.clone(),
+        cache: chain.caches().then(CacheSlot::new),
     };
     if let Some(limits) = &view.limits {
         limits.set_prompt_estimate(u64::from(view.info.summary.token_estimate));
@@ -98,10 +105,11 @@ pub async fn run(
         plugin: failure.0.plugin().to_owned(),
         kind: failure.0.kind(),
     })?;
+    let cache = view.cache.as_ref().and_then(|slot| slot.take()).map(Box::new);
     match verdict {
         RequestVerdict::Continue(edits) => {
             if edits.model.is_none() && edits.body.is_none() {
-                return Ok(PolicyOutcome::Continue { parsed, body, headers: edits.set_headers });
+                return Ok(PolicyOutcome::Continue { parsed, body, headers: edits.set_headers, cache });
             }
             // Another body and/or model: parse again, so the rest of the pipeline sees exactly
             // what the worker will.
@@ -110,7 +118,7 @@ pub async fn run(
                 body = with_model(&body, &model)?;
             }
             let parsed = parse::run(api, &body)?;
-            Ok(PolicyOutcome::Continue { parsed, body, headers: edits.set_headers })
+            Ok(PolicyOutcome::Continue { parsed, body, headers: edits.set_headers, cache })
         }
         RequestVerdict::Respond { plugin, response } => {
             let mut reply = Response::new(ResponseBody::full(response.body));

@@ -13,7 +13,8 @@ use sluice_plugin_host::{Chain, ChunkVerdict, Hook, RequestLimits};
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
-use crate::relay::{Relay, RelayLimits};
+use crate::relay::{Relay, RelayLimits, RelayTaps};
+use crate::response_cache::answer::StreamCapture;
 use crate::stages::forward::{Forwarded, UpstreamReply};
 use crate::upstream::wrap_error_body;
 
@@ -95,6 +96,11 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
                     return Reply { response, completion: Some((ex, completion)) };
                 }
             };
+            if status.is_success()
+                && let Some(store) = ex.cache.as_mut().and_then(|c| c.store.take())
+            {
+                store.whole(&body, ex.start.elapsed());
+            }
             let mut response = Response::new(ResponseBody::full(body));
             *response.status_mut() = status;
             let headers = response.headers_mut();
@@ -110,7 +116,11 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
         UpstreamReply::Stream { content_type, incoming, first } => {
             ex.overhead += started.elapsed();
             let chunk_hooks = chunk_hooks(&ex).cloned();
-            let relay = Relay::new(ex, guard, incoming, first, strip_usage, limits, chunk_hooks);
+            let capture = ex.cache.as_mut().and_then(|c| c.store.take()).map(|store| {
+                let max = store.cache.max_entry_bytes();
+                (StreamCapture::new(store.kind, max), store)
+            });
+            let relay = Relay::new(ex, guard, incoming, first, strip_usage, limits, RelayTaps { chunk_hooks, capture });
             let mut response = Response::new(ResponseBody::Stream(Box::new(relay)));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("text/event-stream")));

@@ -110,8 +110,8 @@ pub fn endpoint_url(value: &str) -> Result<(), StoreError> {
 /// The host capabilities a stored plugin version may be granted, in the contract's order: each
 /// is one interface of `sluice:policy@0.1.0` (`plugins/wit/policy.wit`). The plugin host's
 /// `Capability::ALL` is the authority; a test in `sluice-server` keeps this list equal to it.
-pub const CAPABILITIES: [&str; 9] =
-    ["log", "clock", "counters", "cache", "limits", "config", "metrics", "embeddings", "http"];
+pub const CAPABILITIES: [&str; 10] =
+    ["log", "clock", "counters", "cache", "response-cache", "limits", "config", "metrics", "embeddings", "http"];
 
 /// Capability names to grant: each one of [`CAPABILITIES`]. Returns them without repeats, in
 /// [`CAPABILITIES`] order, so that equal grants are stored and compared alike.

@@ -1,0 +1,157 @@
+//! The response cache, as the on-request plugins asked for it: after the request was resolved
+//! and admitted (a cached answer is never a way around the tenant's model allow-list), look it
+//! up, answer a hit here, or note where a miss's answer is to be stored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use sluice_metrics::Api;
+use sluice_openai::Usage;
+use sluice_plugin_host::{CacheIntent, CacheUse};
+
+use crate::body::ResponseBody;
+use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
+use crate::response_cache::answer::{AnswerKind, CachedAnswer, now_ms};
+use crate::response_cache::key::{EntryKey, digest};
+use crate::response_cache::{CacheStatus, Lookup, ResponseCache};
+use crate::stages::parse::ParsedRequest;
+
+/// Where a miss's answer goes once it completed.
+pub struct PendingStore {
+    pub cache: Arc<ResponseCache>,
+    pub key: EntryKey,
+    pub ttl: Duration,
+    pub kind: AnswerKind,
+}
+
+impl PendingStore {
+    /// Stores a whole answer's body, if the cache can tell it again.
+    pub fn whole(self, body: &[u8], worker: Duration) {
+        match CachedAnswer::from_whole(self.kind, body, worker) {
+            Some(answer) => self.cache.store(self.key, answer, self.ttl),
+            None => self.cache.metrics.stored("not_cacheable"),
+        }
+    }
+}
+
+/// What the cache did for one request.
+pub struct CacheState {
+    pub status: CacheStatus,
+    /// The entry's digest, hex.
+    pub key: Option<HeaderValue>,
+    /// Seconds since a hit's entry was stored.
+    pub age: Option<u64>,
+    pub store: Option<PendingStore>,
+}
+
+impl CacheState {
+    /// `x-sluice-cache` (and `age`, `x-sluice-cache-key`) on the answer.
+    pub fn apply_headers(&self, headers: &mut http::HeaderMap) {
+        headers.insert(crate::response_cache::X_SLUICE_CACHE, self.status.header());
+        if let Some(key) = &self.key {
+            headers.insert(crate::response_cache::X_SLUICE_CACHE_KEY, key.clone());
+        }
+        if let Some(age) = self.age {
+            headers.insert(header::AGE, HeaderValue::from(age));
+        }
+    }
+}
+
+/// A hit's answer and what to record for it.
+pub struct Hit {
+    pub response: Response<ResponseBody>,
+    pub completion: Completion,
+}
+
+pub async fn run(
+    cache: &Arc<ResponseCache>,
+    intent: CacheIntent,
+    ex: &mut Exchange,
+    api: Api,
+    parsed: &ParsedRequest,
+    body: &Bytes,
+) -> Option<Hit> {
+    let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant.name)).unwrap_or_else(|| Arc::from(""));
+    let model = Arc::clone(&ex.model);
+    let wanted = match intent {
+        CacheIntent::Bypass { reason, .. } => {
+            cache.metrics.bypassed(reason.as_str());
+            return bypass(cache, ex, &tenant, &model);
+        }
+        CacheIntent::Use(wanted) => wanted,
+    };
+    let CacheUse { namespace, store_only, ignore_fields, extra_key, ttl, .. } = wanted;
+    let Some(digest) = digest(api, body, &ignore_fields, &extra_key) else {
+        cache.metrics.bypassed("other");
+        return bypass(cache, ex, &tenant, &model);
+    };
+    let key = EntryKey {
+        namespace: Arc::from(namespace.as_str()),
+        tenant: Arc::clone(&tenant),
+        model: Arc::clone(&model),
+        digest,
+    };
+    let hex = HeaderValue::from_str(&key.hex()).ok();
+    let found = if store_only { Lookup::Miss } else { cache.lookup(&key).await };
+    let answer = match found {
+        Lookup::Hit(answer) => answer,
+        Lookup::Miss => {
+            cache.metrics.request(&tenant, &model, CacheStatus::Miss.as_str());
+            let store = PendingStore { cache: Arc::clone(cache), key, ttl, kind: AnswerKind::of(api) };
+            ex.cache = Some(CacheState { status: CacheStatus::Miss, key: hex, age: None, store: Some(store) });
+            return None;
+        }
+        Lookup::Unavailable => {
+            cache.metrics.bypassed("unavailable");
+            return bypass(cache, ex, &tenant, &model);
+        }
+    };
+    cache.metrics.request(&tenant, &model, CacheStatus::Hit.as_str());
+    let usage = answer.usage;
+    cache.metrics.saved(&tenant, &model, usage.prompt, usage.completion, answer.worker_ms as f64 / 1e3);
+    let age = now_ms().saturating_sub(answer.stored_at_ms) / 1000;
+    ex.cache = Some(CacheState { status: CacheStatus::Hit, key: hex, age: Some(age), store: None });
+    Some(hit(&answer, ex, parsed, usage))
+}
+
+fn bypass(cache: &ResponseCache, ex: &mut Exchange, tenant: &str, model: &str) -> Option<Hit> {
+    cache.metrics.request(tenant, model, CacheStatus::Bypass.as_str());
+    ex.cache = Some(CacheState { status: CacheStatus::Bypass, key: None, age: None, store: None });
+    None
+}
+
+fn hit(
+    answer: &CachedAnswer,
+    ex: &Exchange,
+    parsed: &ParsedRequest,
+    usage: crate::response_cache::answer::TokenUsage,
+) -> Hit {
+    let id = ex.request_id.to_str().unwrap_or("cached");
+    let (stream, include_usage) = match parsed {
+        ParsedRequest::Chat(r) => (r.is_stream(), r.wants_usage_chunk()),
+        ParsedRequest::Completion(r) => (r.is_stream(), r.wants_usage_chunk()),
+        ParsedRequest::Embedding(_) => (false, false),
+    };
+    let mut response = if stream && answer.kind != AnswerKind::Embedding {
+        let mut r = Response::new(ResponseBody::full(answer.event_stream(id, include_usage)));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
+    } else {
+        let mut r = Response::new(ResponseBody::full(answer.whole_body(id)));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    };
+    response.headers_mut().insert(X_REQUEST_ID, ex.request_id.clone());
+    let completion = Completion {
+        status: 200,
+        outcome: Some(sluice_metrics::Outcome::Ok),
+        // The whole prompt was served from the cache, and no worker produced the output.
+        usage: Some(Usage::new(usage.prompt, usage.prompt, usage.completion)),
+        token_events: usage.completion,
+        first_token_at: stream.then(Instant::now),
+    };
+    Hit { response, completion }
+}
