@@ -55,6 +55,12 @@ scope = {{ model = "broken-model" }}
 failure = "open"
 max_memory_bytes = 1048576
 
+# The response cache for one model, so that its series exist.
+[[plugins]]
+name = "cache"
+source = "builtin:cache"
+scope = {{ model = "qwen3-8b" }}
+
 [[tenants]]
 name = "limited"
 api_keys = ["{limited_key}"]
@@ -271,6 +277,13 @@ def _traffic(report, replicas):
             report.check(status == 200 and "error" not in body[:200], f"{api} llama-3-8b: {status} {body[:300]}")
         status, body = chat(api, "qwen3-8b")
         report.check(status == 200, f"{api} qwen3-8b: {status} {body[:300]}")
+    # A deterministic request twice: a miss, stored (in Redis, after the answer), then a hit.
+    cached = {"model": "qwen3-8b", "temperature": 0, "max_tokens": 8,
+              "messages": [{"role": "user", "content": "Say hello to the cache."}]}
+    first = http("POST", f"{api_1}/v1/chat/completions", cached, key=ACME_KEY)[0]
+    time.sleep(0.5)
+    second = http("POST", f"{api_2}/v1/chat/completions", cached, key=ACME_KEY)[0]
+    report.check((first, second) == (200, 200), f"cached requests: expected 200, 200, got {first}, {second}")
     # Two requests a minute (a burst of one) for `limited`, counted in Redis: the second, sent to
     # the other replica, is refused there.
     codes = [chat(api, "llama-3-8b", key=LIMITED_KEY)[0] for api in (api_1, api_2)]
@@ -292,7 +305,7 @@ def _traffic(report, replicas):
         t.join()
     report.check(sorted(results) == [200, 200, 503], f"saturated pool: expected 200, 200, 503, got {sorted(results)}")
     report.note("live: traffic through both replicas (streams, whole answers, two models, a shared rate limit, "
-                "a failing pool, a saturated pool)")
+                "the response cache, a failing pool, a saturated pool)")
 
 
 def _compare(report, used, recorded, gateway, worker):

@@ -207,6 +207,31 @@ timeseries("Plugin counters and instances",
                        "limit); plugin instances created.")
 y += 8
 
+# --- Response cache (the `cache` plugin's policy, the host's entries) ---------------------------
+row("Response cache", y)
+y += 1
+timeseries("Cache results/s",
+           [(f"sum by (result) (rate(sluice_cache_requests_total{{{SEL}}}[{RATE}]))", "{{result}}"),
+            (f"sum by (reason) (rate(sluice_cache_bypasses_total[{RATE}]))", "bypass: {{reason}}")],
+           0, y, w=6, unit="reqps", stack=True,
+           description="hit / semantic-hit / miss / bypass for requests the cache plugin ran for; why bypassed.")
+timeseries("Saved by the cache",
+           [(f"sum by (kind) (rate(sluice_cache_saved_tokens_total{{{SEL}}}[{RATE}]))", "{{kind}} tokens/s"),
+            (f"sum(rate(sluice_cache_saved_gpu_seconds_total{{{SEL}}}[{RATE}]))", "worker seconds/s")],
+           6, y, w=6, unit="short", description="Tokens answered from the cache, and the worker time the hits' "
+                                                "original requests took.")
+timeseries("Stores and evictions/s",
+           [(f"sum by (result) (rate(sluice_cache_stores_total[{RATE}]))", "store: {{result}}"),
+            (f"sum by (cause) (rate(sluice_cache_evictions_total[{RATE}]))", "evicted: {{cause}}")],
+           12, y, w=6, unit="short", description="Answers offered after a miss; entries the in-process backend "
+                                                 "removed (Redis expires its own).")
+timeseries("In-process entries, bytes and lookup p99",
+           [("sum(sluice_cache_entries)", "entries"), ("sum(sluice_cache_bytes)", "bytes"),
+            (f"histogram_quantile(0.99, sum by (le) (rate(sluice_cache_lookup_seconds_bucket[{RATE}])))",
+             "lookup p99 (s)")],
+           18, y, w=6, unit="short")
+y += 8
+
 # --- Workers (engine metrics, vLLM dialect; sluice-sim speaks it too) -------------------------
 row("Workers (vLLM metrics, scraped from the workers)", y)
 y += 1

@@ -31,6 +31,15 @@ pub enum BypassReason {
 }
 
 impl BypassReason {
+    pub const ALL: [BypassReason; 6] = [
+        BypassReason::NotDeterministic,
+        BypassReason::Tools,
+        BypassReason::Choices,
+        BypassReason::OptedOut,
+        BypassReason::Unavailable,
+        BypassReason::Other,
+    ];
+
     pub fn parse(reason: &str) -> Self {
         match reason {
             "not-deterministic" => BypassReason::NotDeterministic,

@@ -59,6 +59,16 @@ impl CacheMetrics {
             entries: IntGauge::new("sluice_cache_entries", "Entries in the in-process cache")?,
             bytes: IntGauge::new("sluice_cache_bytes", "Bytes the in-process cache holds")?,
         };
+        // Fixed vocabularies start at zero, so that their series exist before the first event.
+        for reason in sluice_plugin_host::BypassReason::ALL {
+            m.bypasses.with_label_values(&[reason.as_str()]);
+        }
+        for result in ["stored", "not_cacheable", "too_large", "error"] {
+            m.stores.with_label_values(&[result]);
+        }
+        for cause in ["expired", "size", "purged"] {
+            m.evictions.with_label_values(&[cause]);
+        }
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.bypasses.clone()))?;
         registry.register(Box::new(m.stores.clone()))?;

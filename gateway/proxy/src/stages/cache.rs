@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use sluice_metrics::Api;
 use sluice_openai::Usage;
-use sluice_plugin_host::{CacheIntent, CacheUse};
+use sluice_plugin_host::{BypassReason, CacheIntent, CacheUse};
 
 use crate::body::ResponseBody;
 use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
@@ -84,7 +84,7 @@ pub async fn run(
     };
     let CacheUse { namespace, store_only, ignore_fields, extra_key, ttl, .. } = wanted;
     let Some(digest) = digest(api, body, &ignore_fields, &extra_key) else {
-        cache.metrics.bypassed("other");
+        cache.metrics.bypassed(BypassReason::Other.as_str());
         return bypass(cache, ex, &tenant, &model);
     };
     let key = EntryKey {
@@ -104,7 +104,7 @@ pub async fn run(
             return None;
         }
         Lookup::Unavailable => {
-            cache.metrics.bypassed("unavailable");
+            cache.metrics.bypassed(BypassReason::Unavailable.as_str());
             return bypass(cache, ex, &tenant, &model);
         }
     };
