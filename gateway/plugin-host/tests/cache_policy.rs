@@ -25,7 +25,12 @@ fn host(config: &str) -> PluginHost {
     host
 }
 
-async fn intent(host: &PluginHost, temperature: Option<f32>, headers: &[(&str, &str)], body: &str) -> Option<CacheIntent> {
+async fn intent(
+    host: &PluginHost,
+    temperature: Option<f32>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<CacheIntent> {
     let mut view = common::view("acme");
     view.info.summary.temperature = temperature;
     let mut map = HeaderMap::new();
