@@ -1,8 +1,10 @@
-//! What the simulated model "says": output lengths, output tokens and embedding vectors, all
-//! pure functions of the worker seed and the prompt so repeated requests get repeated answers.
+//! What the simulated model "says": output lengths and output tokens, pure functions of the
+//! worker seed and the prompt so repeated requests get repeated answers, and embedding vectors,
+//! functions of the input alone.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use sluice_semantic::ngram;
 
 use crate::hash;
 use crate::tokenizer::{Tokenizer, VOCAB_SIZE};
@@ -79,15 +81,23 @@ pub fn output_tokens(tokenizer: &Tokenizer, seed: u64, prompt: &[u32], len: u32)
         .collect()
 }
 
-/// A unit-length embedding of `dim` dimensions determined by the input tokens.
-pub fn embedding(seed: u64, input: &[u32], dim: u32) -> Vec<f32> {
-    let mut rng = SmallRng::seed_from_u64(hash::combine(hash::tokens(seed, input), 3));
-    let mut v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
+/// What `/v1/embeddings` embeds: the text when the client sent text, else the token ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingInput<'a> {
+    Text(&'a str),
+    Tokens(&'a [u32]),
+}
+
+/// A unit-length embedding of `dim` dimensions in which similar inputs are close, so a semantic
+/// cache in front of the simulator can be tested: for text, hashed words and character 3-grams
+/// (`sluice_semantic::ngram::embed`, the function the cache's own tests use); for token ids,
+/// hashed ids and id pairs. Not seeded: like a real embedding model, every worker of a pool gives
+/// the same vector for the same input, whatever its seed.
+pub fn embedding(input: EmbeddingInput<'_>, dim: u32) -> Vec<f32> {
+    match input {
+        EmbeddingInput::Text(text) => ngram::embed(text, dim as usize),
+        EmbeddingInput::Tokens(ids) => ngram::embed_tokens(ids, dim as usize),
     }
-    v
 }
 
 #[cfg(test)]
@@ -120,11 +130,37 @@ mod tests {
 
     #[test]
     fn embeddings_are_unit_and_deterministic() {
-        let e = embedding(1, &[1, 2, 3], 384);
-        assert_eq!(e.len(), 384);
-        let norm: f32 = e.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4);
-        assert_eq!(e, embedding(1, &[1, 2, 3], 384));
-        assert_ne!(e, embedding(1, &[1, 2, 4], 384));
+        let inputs = [EmbeddingInput::Text("What is the capital of France?"), EmbeddingInput::Tokens(&[1, 2, 3])];
+        for input in inputs {
+            for dim in [3, 64, 384] {
+                let e = embedding(input, dim);
+                assert_eq!(e.len(), dim as usize);
+                let norm: f32 = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-4);
+                assert_eq!(e, embedding(input, dim));
+            }
+        }
+        let tokens = embedding(EmbeddingInput::Tokens(&[1, 2, 3]), 384);
+        assert_ne!(tokens, embedding(EmbeddingInput::Tokens(&[1, 2, 4]), 384));
+        let text = embedding(EmbeddingInput::Text("alpha beta"), 384);
+        assert_ne!(text, embedding(EmbeddingInput::Text("alpha gamma"), 384));
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn a_paraphrase_is_closer_than_an_unrelated_text() {
+        let text = |t| embedding(EmbeddingInput::Text(t), 384);
+        let asked = text("How do I reverse a list in Python?");
+        let paraphrase = text("how can i reverse a python list");
+        let unrelated = text("Recommend a hiking trail near Denver");
+        let (near, far) = (cosine(&asked, &paraphrase), cosine(&asked, &unrelated));
+        assert!(near > 0.8, "paraphrase {near}");
+        assert!(far < 0.3, "unrelated {far}");
+        let tokens = |t: &[u32]| embedding(EmbeddingInput::Tokens(t), 384);
+        let ids = tokens(&[10, 11, 12, 13, 14, 15]);
+        assert!(cosine(&ids, &tokens(&[10, 11, 12, 13, 14, 16])) > cosine(&ids, &tokens(&[90, 91, 92, 93, 94, 95])));
     }
 }

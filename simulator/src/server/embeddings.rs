@@ -1,5 +1,6 @@
-//! `POST /v1/embeddings`: deterministic unit vectors, no engine time (pooling requests are
-//! short next to generation; modelling them in the batch is left for later).
+//! `POST /v1/embeddings`: deterministic unit vectors in which similar texts are close (hashed
+//! n-grams, see `sampling::embedding`), no engine time (pooling requests are short next to
+//! generation; modelling them in the batch is left for later).
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use sluice_openai::{EmbeddingRequest, Prompt, Usage};
 
 use super::App;
 use super::http::{ApiError, Body, json_response, read_json};
-use crate::sampling;
+use crate::sampling::{self, EmbeddingInput};
 use crate::stats::bump;
 
 const MAX_DIMENSIONS: u32 = 16_384;
@@ -20,13 +21,14 @@ pub(crate) async fn embeddings_handler(app: Arc<App>, body: Incoming) -> Result<
     let req: EmbeddingRequest = read_json(body).await?;
     app.check_model(&req.model)?;
     let faults = app.roll_faults()?;
-    let inputs: Vec<Vec<u32>> = match &req.input {
-        Prompt::Text(t) => vec![app.tokenizer.encode(t)],
-        Prompt::Texts(ts) => ts.iter().map(|t| app.tokenizer.encode(t)).collect(),
-        Prompt::Tokens(ids) => vec![ids.clone()],
-        Prompt::TokenBatches(b) => b.clone(),
+    // Each input's tokens (for usage) and, when it came as text, the text (for the vector).
+    let inputs: Vec<(Vec<u32>, Option<&str>)> = match &req.input {
+        Prompt::Text(t) => vec![(app.tokenizer.encode(t), Some(t.as_str()))],
+        Prompt::Texts(ts) => ts.iter().map(|t| (app.tokenizer.encode(t), Some(t.as_str()))).collect(),
+        Prompt::Tokens(ids) => vec![(ids.clone(), None)],
+        Prompt::TokenBatches(b) => b.iter().map(|ids| (ids.clone(), None)).collect(),
     };
-    if inputs.is_empty() || inputs.iter().any(Vec::is_empty) {
+    if inputs.is_empty() || inputs.iter().any(|(ids, _)| ids.is_empty()) {
         return Err(ApiError::bad_request("input must not be empty", Some("input")));
     }
     let dim = req.dimensions.unwrap_or(app.config.embedding_dim);
@@ -49,8 +51,17 @@ pub(crate) async fn embeddings_handler(app: Arc<App>, body: Incoming) -> Result<
     if !faults.stall_first_token.is_zero() {
         tokio::time::sleep(faults.stall_first_token).await;
     }
-    let prompt_tokens: usize = inputs.iter().map(Vec::len).sum();
-    let vectors: Vec<Vec<f32>> = inputs.iter().map(|ids| sampling::embedding(app.config.seed, ids, dim)).collect();
+    let prompt_tokens: usize = inputs.iter().map(|(ids, _)| ids.len()).sum();
+    let vectors: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|(ids, text)| {
+            let input = match text {
+                Some(text) => EmbeddingInput::Text(text),
+                None => EmbeddingInput::Tokens(ids),
+            };
+            sampling::embedding(input, dim)
+        })
+        .collect();
     let usage = Usage::new(prompt_tokens as u64, 0, 0);
     let model = app.model_name(&req.model);
     app.metrics.instant(&model, prompt_tokens as u32, 0, "stop");
