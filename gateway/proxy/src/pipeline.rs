@@ -132,7 +132,8 @@ where
     }
     ex.pool = Some(pool.name.clone());
     if let Some(intent) = cache_intent
-        && let Some(hit) = cache::run(&gateway.response_cache, *intent, ex, api, &parsed, &body).await
+        && let Some(hit) =
+            cache::run(&gateway.response_cache, gateway.plugins.services().io(), *intent, ex, api, &parsed, &body).await
     {
         return Ok(Step::Cached(hit));
     }

@@ -241,7 +241,7 @@ impl Relay {
         {
             let worker = self.exchange.as_ref().map_or(Duration::ZERO, |ex| ex.start.elapsed());
             match capture.finish(self.done.usage.as_ref(), worker) {
-                Some(answer) => store.cache.store(store.key, answer, store.ttl),
+                Some(answer) => store.keep(answer),
                 None => store.cache.metrics.stored("not_cacheable"),
             }
         }

@@ -241,3 +241,38 @@ fn rand_suffix() -> u64 {
     h.write_u64(0);
     h.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paraphrase_is_a_semantic_hit_and_a_near_miss_is_not() {
+    // The simulator embeds with hashed character n-grams, so paraphrases are close.
+    let semantic = format!(
+        "[plugins.config]\nsemantic = {{ embedding_model = \"{}\", threshold = 0.88 }}\n",
+        sluice_test_support::MODEL
+    );
+    let gw = TestGateway::start(1, options(&semantic)).await;
+    let first = gw.chat(&deterministic("What is the capital of France?")).await;
+    assert_eq!(cache_header(&first.headers), "miss", "{}", first.text());
+    assert!(
+        wait_until_async(Duration::from_secs(5), || async {
+            gw.metric("sluice_cache_stores_total", &[("result", "stored")]).await >= 1.0
+        })
+        .await
+    );
+    let text = first.json()["choices"][0]["message"]["content"].clone();
+
+    let paraphrase = gw.chat(&deterministic("what is the capital of france")).await;
+    assert_eq!(cache_header(&paraphrase.headers), "semantic-hit", "{}", paraphrase.text());
+    let similarity: f32 =
+        paraphrase.headers.get("x-sluice-cache-similarity").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((0.88..=1.0).contains(&similarity), "{similarity}");
+    assert_eq!(paraphrase.json()["choices"][0]["message"]["content"], text);
+
+    // Close in n-grams, but another name: the guard refuses it.
+    let near_miss = gw.chat(&deterministic("What is the capital of Germany?")).await;
+    assert_eq!(cache_header(&near_miss.headers), "miss");
+    // Another tenant's paraphrase never reaches the first tenant's entry.
+    let other = send(&gw, OTHER_KEY, &deterministic("what is the capital of france"), &[]).await;
+    assert_eq!(cache_header(&other.headers), "miss");
+    assert_eq!(gw.metric("sluice_cache_requests_total", &[("result", "semantic-hit")]).await, 1.0);
+    gw.shutdown().await;
+}

@@ -28,6 +28,29 @@ impl EntryKey {
         hex::encode(self.digest)
     }
 
+    /// The semantic index's namespace of the entry: its tenant, model and plugin namespace,
+    /// length-prefixed so that no names can run into each other.
+    pub fn space(&self) -> String {
+        format!("t{}:{}|m{}:{}|{}", self.tenant.len(), self.tenant, self.model.len(), self.model, self.namespace)
+    }
+
+    /// Whether a semantic namespace made by [`Self::space`] is wholly inside `scope` (a purge by
+    /// key prefix leaves the index alone: its stale entries are dropped when next found).
+    pub fn space_in_scope(space: &str, scope: &PurgeScope) -> bool {
+        if scope.key_prefix.is_some() {
+            return false;
+        }
+        let parse = |s: &str, tag: char| -> Option<(String, String)> {
+            let s = s.strip_prefix(tag)?;
+            let (len, rest) = s.split_once(':')?;
+            let len: usize = len.parse().ok()?;
+            Some((rest.get(..len)?.to_owned(), rest.get(len..)?.strip_prefix('|')?.to_owned()))
+        };
+        let Some((tenant, rest)) = parse(space, 't') else { return false };
+        let Some((model, _)) = parse(&rest, 'm') else { return false };
+        scope.tenant.as_deref().is_none_or(|t| t == tenant) && scope.model.as_deref().is_none_or(|m| m == model)
+    }
+
     /// Whether a purge of `scope` removes it.
     pub fn in_scope(&self, scope: &PurgeScope) -> bool {
         scope.tenant.as_deref().is_none_or(|t| *self.tenant == *t)

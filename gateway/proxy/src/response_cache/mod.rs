@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use sluice_config::{Config, ResponseCacheBackend};
+use sluice_semantic::{IndexConfig, Lookup as SemanticLookup, SemanticIndex};
 
 use self::answer::CachedAnswer;
 use self::key::{EntryKey, PurgeScope};
@@ -26,6 +27,8 @@ use self::redis_store::{RedisError, RedisStore};
 
 /// The `x-sluice-cache` header's name.
 pub const X_SLUICE_CACHE: http::HeaderName = http::HeaderName::from_static("x-sluice-cache");
+/// A semantic hit's cosine similarity to the request it answered first.
+pub const X_SLUICE_CACHE_SIMILARITY: http::HeaderName = http::HeaderName::from_static("x-sluice-cache-similarity");
 /// The digest of the entry that answered or will answer the request (for purges by key).
 pub const X_SLUICE_CACHE_KEY: http::HeaderName = http::HeaderName::from_static("x-sluice-cache-key");
 
@@ -75,8 +78,23 @@ pub enum PurgeError {
 pub struct ResponseCache {
     backend: Backend,
     max_entry_bytes: usize,
+    /// The prompts of stored entries whose plugin asked for near matches, per tenant × model ×
+    /// namespace. This replica's own: with Redis, a replica finds near matches among the
+    /// entries it stored itself (exact hits are shared).
+    semantic: Option<SemanticIndex>,
     pub metrics: CacheMetrics,
 }
+
+/// What a near-match lookup found.
+pub struct NearMatch {
+    pub answer: Arc<CachedAnswer>,
+    pub digest: [u8; 32],
+    pub similarity: f32,
+}
+
+/// An index entry takes about 2 KiB at 384 dimensions (vector, graph links, text): the index is
+/// bounded to a share of the cache's bytes.
+const SEMANTIC_ENTRY_BYTES: usize = 4096;
 
 impl ResponseCache {
     pub fn new(config: &Config, metrics: CacheMetrics) -> Self {
@@ -88,7 +106,49 @@ impl ResponseCache {
             // Validation admits `redis` only with `[redis]`.
             _ => Backend::Memory(MemoryStore::new(settings.max_bytes, metrics.clone())),
         };
-        ResponseCache { backend, max_entry_bytes: settings.max_entry_bytes, metrics }
+        let entries = (settings.max_bytes / SEMANTIC_ENTRY_BYTES).max(1);
+        let index = IndexConfig { max_entries: entries, max_entries_per_namespace: entries, ..IndexConfig::default() };
+        let semantic = SemanticIndex::new(index)
+            .inspect_err(|error| tracing::error!(%error, "the semantic cache's index is unavailable"))
+            .ok();
+        ResponseCache { backend, max_entry_bytes: settings.max_entry_bytes, semantic, metrics }
+    }
+
+    /// The nearest stored request of `key`'s tenant, model and namespace above `threshold` that
+    /// the guard lets through, and its answer.
+    pub async fn near_match(&self, key: &EntryKey, vector: &[f32], text: &str, threshold: f32) -> Option<NearMatch> {
+        let index = self.semantic.as_ref()?;
+        let space = key.space();
+        let candidate = match index.lookup(&space, vector, text, threshold) {
+            Ok(SemanticLookup::Hit(candidate)) => candidate,
+            Ok(SemanticLookup::Rejected { mismatch, .. }) => {
+                tracing::debug!(mismatch = mismatch.as_str(), "near match rejected by the guard");
+                return None;
+            }
+            Ok(SemanticLookup::Miss) => return None,
+            Err(error) => {
+                tracing::debug!(%error, "semantic lookup failed; a miss");
+                return None;
+            }
+        };
+        let exact = EntryKey { digest: candidate.id, ..key.clone() };
+        match self.lookup(&exact).await {
+            Lookup::Hit(answer) => Some(NearMatch { answer, digest: candidate.id, similarity: candidate.similarity }),
+            // Its entry expired or was evicted: the index follows.
+            Lookup::Miss | Lookup::Unavailable => {
+                index.remove(&space, &candidate.id);
+                None
+            }
+        }
+    }
+
+    /// Remembers `key`'s prompt for near matches (HNSW insertion costs about a millisecond, so
+    /// callers run it off the request's path).
+    pub fn remember(&self, key: &EntryKey, vector: &[f32], text: &str) {
+        let Some(index) = &self.semantic else { return };
+        if let Err(error) = index.insert(&key.space(), key.digest, vector, text) {
+            tracing::debug!(%error, "semantic insert failed");
+        }
     }
 
     pub fn max_entry_bytes(&self) -> usize {
@@ -147,6 +207,9 @@ impl ResponseCache {
 
     /// Removes the entries in `scope`; returns how many.
     pub async fn purge(&self, scope: &PurgeScope) -> Result<u64, PurgeError> {
+        if let Some(index) = &self.semantic {
+            index.purge(|space| EntryKey::space_in_scope(space, scope));
+        }
         let removed = match &self.backend {
             Backend::Memory(m) => m.purge(scope),
             Backend::Redis(r) => r.purge(scope).await?,

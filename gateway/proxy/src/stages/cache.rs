@@ -9,7 +9,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use sluice_metrics::Api;
 use sluice_openai::Usage;
-use sluice_plugin_host::{BypassReason, CacheIntent, CacheUse};
+use sluice_plugin_host::resources::prompt_text;
+use sluice_plugin_host::{BypassReason, CacheIntent, CacheUse, PluginIo, SemanticAsk};
 
 use crate::body::ResponseBody;
 use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
@@ -18,21 +19,42 @@ use crate::response_cache::key::{EntryKey, digest};
 use crate::response_cache::{CacheStatus, Lookup, ResponseCache};
 use crate::stages::parse::ParsedRequest;
 
+/// How long a near-match lookup waits for the request's embedding.
+const EMBED_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Where a miss's answer goes once it completed.
 pub struct PendingStore {
     pub cache: Arc<ResponseCache>,
     pub key: EntryKey,
     pub ttl: Duration,
     pub kind: AnswerKind,
+    /// The prompt and its embedding, when the plugin asked for near matches.
+    pub semantic: Option<(Vec<f32>, String)>,
 }
 
 impl PendingStore {
     /// Stores a whole answer's body, if the cache can tell it again.
     pub fn whole(self, body: &[u8], worker: Duration) {
         match CachedAnswer::from_whole(self.kind, body, worker) {
-            Some(answer) => self.cache.store(self.key, answer, self.ttl),
+            Some(answer) => self.keep(answer),
             None => self.cache.metrics.stored("not_cacheable"),
         }
+    }
+
+    /// Stores `answer`. A prompt for near matches is indexed first, off the request's path
+    /// (an insertion costs about a millisecond), so that a near match never finds an entry
+    /// that is not there yet for long.
+    pub fn keep(self, answer: CachedAnswer) {
+        let PendingStore { cache, key, ttl, semantic, .. } = self;
+        let Some((vector, text)) = semantic else {
+            cache.store(key, answer, ttl);
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn_blocking(move || {
+            cache.remember(&key, &vector, &text);
+            cache.store(key, answer, ttl);
+        });
     }
 }
 
@@ -43,6 +65,8 @@ pub struct CacheState {
     pub key: Option<HeaderValue>,
     /// Seconds since a hit's entry was stored.
     pub age: Option<u64>,
+    /// A semantic hit's cosine similarity to the request it answered first.
+    pub similarity: Option<f32>,
     pub store: Option<PendingStore>,
 }
 
@@ -56,6 +80,11 @@ impl CacheState {
         if let Some(age) = self.age {
             headers.insert(header::AGE, HeaderValue::from(age));
         }
+        if let Some(similarity) = self.similarity
+            && let Ok(value) = HeaderValue::from_str(&format!("{similarity:.4}"))
+        {
+            headers.insert(crate::response_cache::X_SLUICE_CACHE_SIMILARITY, value);
+        }
     }
 }
 
@@ -67,6 +96,7 @@ pub struct Hit {
 
 pub async fn run(
     cache: &Arc<ResponseCache>,
+    io: Option<Arc<dyn PluginIo>>,
     intent: CacheIntent,
     ex: &mut Exchange,
     api: Api,
@@ -82,7 +112,7 @@ pub async fn run(
         }
         CacheIntent::Use(wanted) => wanted,
     };
-    let CacheUse { namespace, store_only, ignore_fields, extra_key, ttl, .. } = wanted;
+    let CacheUse { namespace, store_only, ignore_fields, extra_key, ttl, semantic, .. } = wanted;
     let Some(digest) = digest(api, body, &ignore_fields, &extra_key) else {
         cache.metrics.bypassed(BypassReason::Other.as_str());
         return bypass(cache, ex, &tenant, &model);
@@ -98,9 +128,42 @@ pub async fn run(
     let answer = match found {
         Lookup::Hit(answer) => answer,
         Lookup::Miss => {
+            let near = match (semantic, io) {
+                (Some(ask), Some(io)) => embed(&*io, &ask, body).await.map(|e| (ask.threshold, e)),
+                _ => None,
+            };
+            if let Some((threshold, (vector, text))) = &near
+                && !store_only
+                && let Some(found) = cache.near_match(&key, vector, text, *threshold).await
+            {
+                cache.metrics.request(&tenant, &model, CacheStatus::SemanticHit.as_str());
+                let usage = found.answer.usage;
+                cache.metrics.saved(
+                    &tenant,
+                    &model,
+                    usage.prompt,
+                    usage.completion,
+                    found.answer.worker_ms as f64 / 1e3,
+                );
+                ex.cache = Some(CacheState {
+                    status: CacheStatus::SemanticHit,
+                    key: HeaderValue::from_str(&hex::encode(found.digest)).ok(),
+                    age: Some(now_ms().saturating_sub(found.answer.stored_at_ms) / 1000),
+                    similarity: Some(found.similarity),
+                    store: None,
+                });
+                return Some(hit(&found.answer, ex, parsed, usage));
+            }
             cache.metrics.request(&tenant, &model, CacheStatus::Miss.as_str());
-            let store = PendingStore { cache: Arc::clone(cache), key, ttl, kind: AnswerKind::of(api) };
-            ex.cache = Some(CacheState { status: CacheStatus::Miss, key: hex, age: None, store: Some(store) });
+            let semantic = near.map(|(_, embedded)| embedded);
+            let store = PendingStore { cache: Arc::clone(cache), key, ttl, kind: AnswerKind::of(api), semantic };
+            ex.cache = Some(CacheState {
+                status: CacheStatus::Miss,
+                key: hex,
+                age: None,
+                similarity: None,
+                store: Some(store),
+            });
             return None;
         }
         Lookup::Unavailable => {
@@ -112,13 +175,29 @@ pub async fn run(
     let usage = answer.usage;
     cache.metrics.saved(&tenant, &model, usage.prompt, usage.completion, answer.worker_ms as f64 / 1e3);
     let age = now_ms().saturating_sub(answer.stored_at_ms) / 1000;
-    ex.cache = Some(CacheState { status: CacheStatus::Hit, key: hex, age: Some(age), store: None });
+    ex.cache = Some(CacheState { status: CacheStatus::Hit, key: hex, age: Some(age), similarity: None, store: None });
     Some(hit(&answer, ex, parsed, usage))
+}
+
+/// The request's prompt text and its embedding by the plugin's embedding model; `None` (an exact
+/// lookup only) when there is no text or the embedding fails.
+async fn embed(io: &dyn PluginIo, ask: &SemanticAsk, body: &Bytes) -> Option<(Vec<f32>, String)> {
+    let text = prompt_text(body);
+    if text.is_empty() {
+        return None;
+    }
+    match io.embed(ask.embedding_model.clone(), text.clone(), EMBED_TIMEOUT).await {
+        Ok(vector) => Some((vector, text)),
+        Err(error) => {
+            tracing::debug!(%error, model = %ask.embedding_model, "embedding for a near-match lookup failed");
+            None
+        }
+    }
 }
 
 fn bypass(cache: &ResponseCache, ex: &mut Exchange, tenant: &str, model: &str) -> Option<Hit> {
     cache.metrics.request(tenant, model, CacheStatus::Bypass.as_str());
-    ex.cache = Some(CacheState { status: CacheStatus::Bypass, key: None, age: None, store: None });
+    ex.cache = Some(CacheState { status: CacheStatus::Bypass, key: None, age: None, similarity: None, store: None });
     None
 }
 
