@@ -10,6 +10,7 @@ mod browser;
 mod check_config;
 mod demo;
 mod ratelimit;
+mod reload;
 mod sandbox;
 mod shapes;
 mod shutdown;

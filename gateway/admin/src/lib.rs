@@ -1,6 +1,7 @@
 //! Sluice's admin API: JSON over HTTP at `/admin/api/…` for tenants, keys, limits, SLOs,
-//! pools and endpoints, plugins and their bindings, usage and the audit log (see
-//! `docs/admin-api.md`; the OpenAPI document is `docs/admin-api.openapi.json`).
+//! pools and endpoints, plugins and their bindings, usage and the audit log, and reloading the
+//! gateway's config file (see `docs/admin-api.md`; the OpenAPI document is
+//! `docs/admin-api.openapi.json`).
 //!
 //! Handlers are thin: HTTP → validation ([`sluice_store_model::validate`]) → one [`Backend`]
 //! call → JSON. Every mutation is audited by the store (actor `admin`) and then signalled on
@@ -13,15 +14,19 @@ mod extract;
 mod openapi;
 mod routes;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::OriginalUri;
 use axum::response::IntoResponse;
+use axum::{Extension, Router};
 use http::{Method, StatusCode, header};
+use serde::{Deserialize, Serialize};
 use sluice_store_model::Backend;
 use sluice_store_model::validate::BindingMaxima;
 use tokio::sync::Notify;
+use utoipa::ToSchema;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use routes::MAX_PLUGIN_BYTES;
@@ -42,6 +47,29 @@ pub trait PluginInspector: Send + Sync {
     fn binding_maxima(&self) -> BindingMaxima {
         BindingMaxima::default()
     }
+}
+
+/// Re-reads the gateway's config file and applies what can change at runtime
+/// (`POST /admin/api/reload`). The gateway implements it; see [`router_with_reload`].
+pub trait Reload: Send + Sync {
+    /// Applies the file, or refuses it and keeps the running configuration (an [`ApiError`]
+    /// saying why: `400 invalid_config` naming the field for a file that does not load).
+    fn reload(&self) -> Pin<Box<dyn Future<Output = Result<ReloadReport, ApiError>> + Send + '_>>;
+}
+
+/// How the reload handler finds the gateway.
+pub(crate) type SharedReload = Arc<dyn Reload>;
+
+/// The answer to a successful reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadReport {
+    /// What this reload changed, one line each (tenants and keys written to the store, TLS
+    /// certificate replaced, plugin bindings loaded, …); empty when the file matched what was
+    /// running.
+    pub applied: Vec<String>,
+    /// Settings that differ from the running ones but take effect only after a restart
+    /// (`server.listen`, `database`, …), each with what stays in force meanwhile.
+    pub restart_required: Vec<String>,
 }
 
 /// What the handlers share.
@@ -72,6 +100,12 @@ pub fn router(state: AdminState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// [`router`], with `POST /admin/api/reload` answered by `reload` (without it, that route
+/// answers 503 `reload_unavailable`).
+pub fn router_with_reload(state: AdminState, reload: Arc<dyn Reload>) -> Router {
+    router(state).layer(Extension(reload))
 }
 
 /// The OpenAPI 3 document, generated from the handlers' annotations.

@@ -17,7 +17,7 @@ const SCHEME: &str = "admin_token";
     info(
         title = "Sluice admin API",
         description = "Tenants, API keys, limits, SLOs, pools and endpoints, plugins and bindings, usage and the \
-                       audit log of a Sluice gateway. Every route but this document needs \
+                       audit log of a Sluice gateway, and reloading its config file. Every route but this document needs \
                        `Authorization: Bearer <admin token>`; errors are `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
@@ -29,6 +29,7 @@ const SCHEME: &str = "admin_token";
         (name = "plugins", description = "Policy plugins (WebAssembly components), their versions and bindings"),
         (name = "usage", description = "Usage aggregated per minute, tenant and model"),
         (name = "audit", description = "Every admin change: who, what, when"),
+        (name = "operations", description = "Running the gateway: reloading its config file"),
         (name = "meta", description = "This document"),
     )
 )]

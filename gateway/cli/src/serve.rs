@@ -1,11 +1,12 @@
-//! `sluice serve`.
+//! `sluice serve`: build from the config file, serve until SIGTERM or ctrl-c, reload the file
+//! on SIGHUP.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use sluice_config::Config;
-use sluice_server::Sluice;
+use sluice_server::{Running, Sluice};
 use sluice_store::Backend;
 
 use crate::{ServeArgs, private_files};
@@ -22,11 +23,62 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if config.tenants.is_empty() {
         tracing::warn!("no tenants configured: every request will get 401");
     }
+    // Before anything listens: SIGHUP's default action ends the process.
+    let hangups = Hangups::install();
     let store = open_store(&config, &args.data_dir).await?;
-    let running = Sluice::build_with_store(config, store, Vec::new(), None).await?.start().await?;
-    crate::signal::shutdown().await;
+    let running =
+        Sluice::build_with_store(config, store, Vec::new(), None).await?.with_config_file(args.config).start().await?;
+    serve_until_shutdown(&running, hangups).await;
     running.shutdown().await;
     Ok(())
+}
+
+/// Reloads the config on every SIGHUP until a shutdown signal. The reload logs what it applied,
+/// or why the file was refused (the running configuration then stays in force).
+async fn serve_until_shutdown(running: &Running, mut hangups: Hangups) {
+    let shutdown = crate::signal::shutdown();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = hangups.recv() => {
+                tracing::info!("SIGHUP received; reloading the configuration");
+                let _ = running.reload().await;
+            }
+        }
+    }
+}
+
+/// SIGHUP, where there is such a thing.
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/api/reload"),
+                )
+                .ok();
+            Hangups { signal }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Opens the configured store (PostgreSQL, or the SQLite file in `data_dir`), migrating it

@@ -4,16 +4,21 @@
 //! [`Sluice::start`] binds the data and admin listeners and returns a [`Running`] handle whose
 //! [`Running::shutdown`] stops accepting and drains in-flight streams up to the grace period.
 //! `main.rs`, `sluice demo` and the tests all start Sluice through this one path.
+//! [`Running::reload`] (and `POST /admin/api/reload`) re-reads the config file named with
+//! [`Sluice::with_config_file`]; see [`reload`].
 
 mod admin;
 mod health;
 mod listener;
 mod live;
 mod plugin_sync;
+pub mod reload;
+mod reload_plugins;
 mod store;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,8 +33,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, Console};
 use crate::listener::Listener;
+use crate::reload::{ConfigSource, Reloader, TlsSource};
 use crate::store::StoreRuntime;
+use crate::tls::ReloadingCert;
+pub use reload::ReloadError;
 use sluice_admin::AdminState;
+pub use sluice_admin::ReloadReport;
 use sluice_live::LiveHub;
 use sluice_store::Backend;
 use sluice_store::model::BackendKind;
@@ -55,6 +64,10 @@ pub struct Sluice {
     config: Arc<Config>,
     gateway: Arc<Gateway>,
     tls: Option<TlsAcceptor>,
+    tls_source: TlsSource,
+    /// How often `[server.tls]` files are checked for a new certificate; zero: only on reload.
+    tls_watch: Duration,
+    reloader: Arc<Reloader>,
     /// With a store: the snapshot watcher, usage writer, admin API, live view and dashboard.
     stateful: Option<Stateful>,
 }
@@ -78,14 +91,50 @@ impl Sluice {
         sinks: Vec<Arc<dyn RecordSink>>,
         tls: Option<TlsAcceptor>,
     ) -> Result<Self, ServerError> {
-        let tls = match (tls, &config.server.tls) {
-            (Some(tls), _) => Some(tls),
-            (None, Some(files)) => Some(tls::acceptor(files)?),
-            (None, None) => None,
+        let (tls, tls_source) = match (tls, &config.server.tls) {
+            (Some(tls), _) => (Some(tls), TlsSource::Given),
+            (None, Some(files)) => {
+                let cert = ReloadingCert::open(files)?;
+                (Some(cert.acceptor()?), TlsSource::Files(cert))
+            }
+            (None, None) => (None, TlsSource::None),
         };
         let metrics = Metrics::new()?;
         let gateway = Arc::new(Gateway::new(&config, metrics, sinks)?);
-        Ok(Sluice { config: Arc::new(config), gateway, tls, stateful: None })
+        let config = Arc::new(config);
+        let reloader = Arc::new(Reloader::new(Arc::clone(&config), Arc::clone(&gateway), None, tls_source.clone()));
+        Ok(Sluice {
+            config,
+            gateway,
+            tls,
+            tls_source,
+            tls_watch: tls::DEFAULT_WATCH_INTERVAL,
+            reloader,
+            stateful: None,
+        })
+    }
+
+    /// Reloads (`SIGHUP`, `POST /admin/api/reload`, [`Running::reload`]) read the config from
+    /// `path` as `sluice serve` does at start ([`Config::load`]: the file, then `SLUICE__*`
+    /// variables). Without it a reload is refused.
+    #[must_use]
+    pub fn with_config_file(self, path: Option<PathBuf>) -> Self {
+        self.with_config_source(Arc::new(move || Config::load(path.as_deref())))
+    }
+
+    /// Reloads read the config from `source`.
+    #[must_use]
+    pub fn with_config_source(self, source: ConfigSource) -> Self {
+        self.reloader.set_source(source);
+        self
+    }
+
+    /// How often `[server.tls]` certificate files are read for changes
+    /// ([`tls::DEFAULT_WATCH_INTERVAL`] by default); zero reads them only on reload.
+    #[must_use]
+    pub fn with_tls_watch_interval(mut self, interval: Duration) -> Self {
+        self.tls_watch = interval;
+        self
     }
 
     /// Sluice with its store: the config's tenants and pools are imported into `store`, the
@@ -105,12 +154,20 @@ impl Sluice {
         sinks.push(Arc::clone(&live) as Arc<dyn RecordSink>);
         let mut sluice = Self::build_with(config, sinks, tls)?;
         runtime.attach(&sluice.gateway, &sluice.config).await?;
-        let api = sluice_admin::router(AdminState {
+        sluice.reloader = Arc::new(Reloader::new(
+            Arc::clone(&sluice.config),
+            Arc::clone(&sluice.gateway),
+            runtime.reload_handle(),
+            sluice.tls_source.clone(),
+        ));
+        let state = AdminState {
             store: Arc::clone(&store),
             token: sluice.config.admin.token.as_ref().map(|t| Arc::from(t.expose())),
             plugins: Arc::new(live::HostInspector(Arc::clone(&sluice.gateway))),
             changed: Arc::clone(&runtime.poke),
-        });
+        };
+        let api =
+            sluice_admin::router_with_reload(state, Arc::clone(&sluice.reloader) as Arc<dyn sluice_admin::Reload>);
         let backend = store.kind();
         sluice.stateful = Some(Stateful { store: runtime, live, api, backend });
         Ok(sluice)
@@ -136,6 +193,11 @@ impl Sluice {
         let grace = self.config.server.shutdown_grace;
 
         self.gateway.spawn_health_checks(&tasks, &cancel);
+        if let TlsSource::Files(cert) = &self.tls_source
+            && !self.tls_watch.is_zero()
+        {
+            tasks.spawn(Arc::clone(cert).watch(self.tls_watch, cancel.clone()));
+        }
         // The watcher, usage writer and live ticker run on the admin plane's tracker: they must
         // outlive the data plane's drain so that the last requests are counted and written.
         let admin_cancel = CancellationToken::new();
@@ -198,6 +260,7 @@ impl Sluice {
             admin_tasks,
             admin: admin_state,
             gateway: self.gateway,
+            reloader: self.reloader,
             grace,
         })
     }
@@ -219,12 +282,19 @@ pub struct Running {
     admin_tasks: TaskTracker,
     admin: Arc<Admin>,
     gateway: Arc<Gateway>,
+    reloader: Arc<Reloader>,
     grace: Duration,
 }
 
 impl Running {
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// Re-reads the config file and applies what can change without a restart (what
+    /// `SIGHUP` and `POST /admin/api/reload` do); see [`reload`].
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload().await
     }
 
     /// `http://127.0.0.1:PORT` or `https://…` for the data plane.

@@ -1,13 +1,15 @@
 //! The store as the running server uses it: the bootstrap import, the snapshot the gateway
 //! serves from (kept current by the watcher), the usage writer, each tenant's tokens this
-//! month (read back from the usage the writer stored), and the store's health.
+//! month (read back from the usage the writer stored), the store's health, and what a config
+//! reload does with the store ([`StoreReload`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use sluice_config::Config;
 use sluice_proxy::Gateway;
+use sluice_store::bootstrap::Imported;
 use sluice_store::model::{StoreSnapshot, Timestamp};
 use sluice_store::slo::{SloTable, Slos};
 use sluice_store::usage::{DEFAULT_MAX_ROWS, UsageWriter};
@@ -33,6 +35,8 @@ pub struct StoreRuntime {
     pub usage: Arc<UsageWriter>,
     flush_interval: Duration,
     watcher: Option<(Watcher, i64)>,
+    /// The watcher's sink, which a reload also applies a snapshot to.
+    sink: Option<Arc<GatewaySink>>,
     plugins: Option<(PluginSync, watch::Receiver<PluginState>)>,
     month_usage: Option<MonthUsage>,
 }
@@ -40,7 +44,8 @@ pub struct StoreRuntime {
 /// Applies each snapshot to the data plane.
 struct GatewaySink {
     gateway: Arc<Gateway>,
-    config: Arc<Config>,
+    /// Pools are built with its `[upstream]` settings; a reload replaces it.
+    config: RwLock<Arc<Config>>,
     slos: Arc<Slos>,
     /// Plugins and bindings go to the [`PluginSync`] task: loading them compiles, which must
     /// not hold up the rest of the snapshot.
@@ -58,7 +63,8 @@ impl SnapshotSink for GatewaySink {
             }
             changed
         });
-        for problem in self.gateway.apply_store_snapshot(snapshot, &self.config) {
+        let config = Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner));
+        for problem in self.gateway.apply_store_snapshot(snapshot, &config) {
             tracing::warn!(%problem, version = snapshot.version, "part of the stored configuration was not applied");
         }
     }
@@ -81,6 +87,7 @@ impl StoreRuntime {
             slos,
             flush_interval: config.database.usage_flush_interval,
             watcher: None,
+            sink: None,
             plugins: None,
             month_usage: None,
         })
@@ -90,15 +97,16 @@ impl StoreRuntime {
     /// the gateway serves the store's tenants, pools and plugins.
     pub async fn attach(&mut self, gateway: &Arc<Gateway>, config: &Arc<Config>) -> Result<(), StoreError> {
         let (plugins_tx, mut plugins_rx) = watch::channel(PluginState::default());
-        let sink = GatewaySink {
+        let sink = Arc::new(GatewaySink {
             gateway: Arc::clone(gateway),
-            config: Arc::clone(config),
+            config: RwLock::new(Arc::clone(config)),
             slos: Arc::clone(&self.slos),
             plugins: plugins_tx,
-        };
+        });
+        self.sink = Some(Arc::clone(&sink));
         let watcher = Watcher {
             store: Arc::clone(&self.store),
-            sink: Arc::new(sink),
+            sink,
             health: Arc::clone(&self.health),
             poke: Arc::clone(&self.poke),
             heartbeat: HEARTBEAT,
@@ -116,6 +124,12 @@ impl StoreRuntime {
         month_usage.refresh().await;
         self.month_usage = Some(month_usage);
         Ok(())
+    }
+
+    /// What a config reload needs of the store; `None` before [`StoreRuntime::attach`].
+    pub fn reload_handle(&self) -> Option<StoreReload> {
+        let sink = Arc::clone(self.sink.as_ref()?);
+        Some(StoreReload { store: Arc::clone(&self.store), sink, poke: Arc::clone(&self.poke) })
     }
 
     /// Starts the watcher and the month's usage refresh (until `cancel`) and the usage writer
@@ -143,6 +157,36 @@ impl StoreRuntime {
             grace.max(Duration::from_secs(5)),
             usage_cancel.clone(),
         ));
+    }
+}
+
+/// A reload's work on the store: the file's tenants, keys and pools imported exactly as at
+/// start ([`sluice_store::bootstrap::import`]: what the file states is written, nothing it
+/// does not mention is removed), then the new `[upstream]` settings and the store's snapshot
+/// applied before the reload answers.
+pub struct StoreReload {
+    store: Arc<dyn Backend>,
+    sink: Arc<GatewaySink>,
+    poke: Arc<Notify>,
+}
+
+impl StoreReload {
+    pub async fn apply(&self, config: &Arc<Config>) -> Result<Imported, StoreError> {
+        let imported = sluice_store::bootstrap::import(&*self.store, config).await?;
+        *self.sink.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(config);
+        match self.store.snapshot().await {
+            Ok(snapshot) => self.sink.apply(&snapshot),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "reload: the store's snapshot could not be read; the watcher applies it when it can"
+                );
+            }
+        }
+        // The watcher brings the replica's own version up to date (and other replicas learn of
+        // the import through the store's change notification).
+        self.poke.notify_one();
+        Ok(imported)
     }
 }
 

@@ -5,6 +5,7 @@ mod bindings;
 mod keys;
 mod plugins;
 mod pools;
+mod reload;
 mod reports;
 mod scope_limits;
 mod tenants;
@@ -54,4 +55,5 @@ pub(crate) fn api() -> OpenApiRouter<AdminState> {
         .routes(routes!(bindings::delete_binding))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::audit))
+        .routes(routes!(reload::reload))
 }
