@@ -11,6 +11,7 @@ mod check_config;
 mod demo;
 mod ratelimit;
 mod reload;
+mod replicas;
 mod sandbox;
 mod shapes;
 mod shutdown;
