@@ -266,6 +266,11 @@ async fn two_replicas_share_tenants_limits_and_usage_and_survive_each_other() {
     let counted = wait_for_usage(&database, served).await;
     assert_eq!(counted, served, "the usage table at the end");
     check_no_secrets(&[&a, &b], &beta_key);
+
+    // Passed: the database goes (a failing run leaves it to look at).
+    drop((a, b));
+    let name = database.rsplit('/').next().unwrap();
+    psql("test", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }
 
 /// Polls the usage table until it holds at least `expected`'s requests for the fleet's
