@@ -103,7 +103,7 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// [`router`], with `POST /admin/api/reload` answered by `reload` (without it, that route
-/// answers 503 `reload_unavailable`).
+/// answers 409 `reload_unavailable`).
 pub fn router_with_reload(state: AdminState, reload: Arc<dyn Reload>) -> Router {
     router(state).layer(Extension(reload))
 }

@@ -48,6 +48,14 @@ async fn without_a_configured_token_every_data_route_is_closed() {
 }
 
 #[tokio::test]
+async fn reload_without_a_gateway_behind_it_is_a_conflict_not_a_server_error() {
+    let admin = common::sqlite(Some(TOKEN)).await;
+    let reply = admin.call(Method::POST, "/admin/api/reload", None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], "reload_unavailable");
+}
+
+#[tokio::test]
 async fn unknown_paths_and_wrong_methods_answer_json() {
     let admin = common::sqlite(Some(TOKEN)).await;
     let missing = admin.get("/admin/api/nothing-here").await;

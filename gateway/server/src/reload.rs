@@ -75,9 +75,7 @@ impl ReloadError {
             }
         };
         match self {
-            ReloadError::NoSource => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "reload_unavailable", self.to_string())
-            }
+            ReloadError::NoSource => ApiError::new(StatusCode::CONFLICT, "reload_unavailable", self.to_string()),
             ReloadError::Config(ConfigError::Invalid { field, .. }) | ReloadError::Invalid { field, .. } => {
                 invalid(Some(field.as_str()))
             }

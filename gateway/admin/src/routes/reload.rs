@@ -14,15 +14,17 @@ use crate::{ReloadReport, SharedReload};
         (status = 400, description = "The file does not load (`code`: `invalid_config`; `param` names the field \
                                       when one is to blame); nothing was applied and the running configuration \
                                       stays in force", body = ErrorBody),
-        (status = 503, description = "No admin token is configured, the database is unavailable (the file's \
-                                      tenants and pools could not be written; nothing was applied), or this \
-                                      admin API does not run inside a gateway started from a config file",
+        (status = 409, description = "There is no config file to re-read: the gateway was started without one \
+                                      (the embedded default), or this admin API does not run inside a gateway \
+                                      (`code`: `reload_unavailable`)", body = ErrorBody),
+        (status = 503, description = "No admin token is configured, or the database is unavailable (the file's \
+                                      tenants and pools could not be written; nothing was applied)",
          body = ErrorBody),
     ))]
 pub(crate) async fn reload(reload: Option<Extension<SharedReload>>) -> Result<Json<ReloadReport>, ApiError> {
     let Some(Extension(reload)) = reload else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::CONFLICT,
             "reload_unavailable",
             "this admin API is not attached to a gateway that can reload its configuration",
         ));
