@@ -257,6 +257,27 @@ test('the dashboard, page by page', async (t) => {
     await page.waitForSelector(`.worker.drained[data-worker="${name}"]`);
   });
 
+  await t.test("shows the response cache's hits by tenant, live and on the tenant's page", async () => {
+    // The demo binds the built-in cache plugin, and a quarter of its clients' requests are
+    // deterministic: twelve questions, asked again and again, answered from the cache.
+    await page.click('nav >> text=Live');
+    const headers = await page.$$eval('table thead th', (ths) => ths.map((th) => th.textContent.trim()));
+    assert.ok(headers.includes('cache hits'), `a cache hits column, got ${headers.join(' | ')}`);
+    await eventually('a hit ratio for the demo tenant in the live view', async () =>
+      /^\d+(\.\d+)?%$/.test((await page.textContent('td[data-cache-hits="demo"]'))?.trim()), 90_000, 500);
+    await page.click('nav >> text=Tenants');
+    await page.click('tr[data-tenant="demo"] a');
+    const cache = 'section[data-section=cache]';
+    await page.waitForSelector(`${cache} [data-cache-state=active]`, { timeout: 30_000 });
+    const count = async (row) =>
+      Number((await page.textContent(`${cache} tr[data-cache=${row}] [data-window]`)).trim().replaceAll(',', ''));
+    await eventually('cache hits in the last minute on the tenant page', async () => (await count('hits')) > 0, 60_000, 500);
+    assert.ok(await count('misses') > 0, 'misses in the last minute');
+    assert.ok(await count('saved-tokens') > 0, 'tokens saved in the last minute');
+    assert.match((await page.textContent(`${cache} [data-hit-ratio]`)).trim(), /^\d+(\.\d+)?%$/);
+    await shot('tenant-cache');
+  });
+
   await t.test('usage and audit pages', async () => {
     await page.click('nav >> text=Usage');
     await page.waitForSelector('text=Download CSV', { timeout: 30_000 });

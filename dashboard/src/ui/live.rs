@@ -172,6 +172,8 @@ fn traffic_row(
             <td class="num">{t.tpot_ms.map_or_else(|| "–".into(), |p| format::duration_ms(p.p95))}</td>
             <td class="num">{attainment.map_or_else(|| "–".into(), format::percent)}</td>
             <td class="num" data-queued=name.to_owned()>{queued.map_or_else(|| "–".into(), |n| n.to_string())}</td>
+            <td class="num" data-cache-hits=name.to_owned()>
+                {t.cache.and_then(|c| c.window.hit_ratio()).map_or_else(|| "–".into(), format::percent)}</td>
         </tr>
     }
 }
@@ -181,7 +183,8 @@ fn breakdown(frame: &LiveFrame) -> impl IntoView + use<> {
         view! {
             <tr><th></th><th>"req/s"</th><th>"tokens in/s"</th><th>"tokens out/s"</th><th>"errors/s"</th>
             <th title="requests refused by rate limits">"429/s"</th><th>"TTFT p95"</th><th>"TPOT p95"</th><th title="streamed requests meeting their TTFT and TPOT targets over the last minute; whole (non-streamed) responses are not judged">"SLO attainment"</th>
-            <th title="requests waiting for a slot in saturated pools">"queued"</th></tr>
+            <th title="requests waiting for a slot in saturated pools">"queued"</th>
+            <th title="response cache: exact and semantic hits of the requests looked up, over the last minute">"cache hits"</th></tr>
         }
     };
     let tenants = frame

@@ -1,12 +1,13 @@
 //! Tenants: the list with live usage and 429s, creating one, and a tenant's page (priority,
-//! suspension, use against limits, limits, limits per model, SLOs, API keys with their own
-//! limits).
+//! suspension, use against limits, the response cache, limits, limits per model, SLOs, API keys
+//! with their own limits).
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 use serde::Deserialize;
+use sluice_live::{CacheCounts, CacheLive};
 use sluice_store_model::{
     ApiKey, CreatedKey, Limits, NewTenant, Priority, Slo, Tenant, TenantDetail, TenantPatch, TenantStatus, UsageCounts,
 };
@@ -138,6 +139,7 @@ pub fn TenantPage() -> impl IntoView {
         {show(detail, move |d: &TenantDetail| view! {
             <Settings detail=d.clone() reload=reload />
             <UseAgainstLimits tenant=d.tenant.name.clone() limits=d.limits.clone() />
+            <ResponseCache tenant=d.tenant.name.clone() />
             <LimitsForm tenant=d.tenant.name.clone() limits=d.limits.clone() reload=reload />
             <ModelLimitsList limits=d.model_limits.clone() />
             <SlosForm tenant=d.tenant.name.clone() slos=d.slos.clone() reload=reload />
@@ -320,6 +322,53 @@ fn UseAgainstLimits(tenant: String, limits: Limits) -> impl IntoView {
                         <td></td>
                         <td></td>
                     </tr>
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+/// What the response cache did for the tenant over the last minute, from the live frames.
+#[component]
+fn ResponseCache(tenant: String) -> impl IntoView {
+    let live = expect_context::<Live>();
+    // `None` before the first frame; `Some(None)` when no request of the tenant's last minute
+    // went through a cache policy.
+    let cache = Memo::new(move |_| {
+        live.history.with(|h| h.latest.as_ref().map(|f| f.tenants.get(&tenant).and_then(|t| t.traffic.cache)))
+    });
+    let row = |label: &'static str, key: &'static str, count: fn(&CacheCounts) -> u64, rate: fn(&CacheLive) -> f64| {
+        view! {
+            <tr data-cache=key>
+                <td>{label}</td>
+                <td class="num" data-window="">{move || cache.get().flatten().map_or_else(|| "0".into(), |c| format::count(count(&c.window)))}</td>
+                <td class="num" data-now="">{move || cache.get().flatten().map_or_else(|| "0/s".into(), |c| format::rate(rate(&c)))}</td>
+            </tr>
+        }
+    };
+    let ratio = move || {
+        cache.get().flatten().and_then(|c| c.window.hit_ratio()).map_or_else(|| "–".into(), format::percent)
+    };
+    view! {
+        <section class="box" data-section="cache">
+            <h2>"Response cache"</h2>
+            {move || match cache.get() {
+                None => view! { <p class="muted">"Waiting for the first frame…"</p> }.into_any(),
+                Some(None) => view! { <p class="muted" data-cache-state="idle">
+                    "No request of this tenant went through a cache policy in the last minute "
+                    "(bind the built-in cache plugin to use one)."</p> }.into_any(),
+                Some(Some(_)) => view! { <p class="muted" data-cache-state="active">
+                    "Hit ratio over the last minute (exact and semantic hits of the requests looked up): "
+                    <b data-hit-ratio="">{ratio}</b></p> }.into_any(),
+            }}
+            <table class="use">
+                <thead><tr><th></th><th class="num">"last minute"</th><th class="num">"now"</th></tr></thead>
+                <tbody>
+                    {row("Hits", "hits", |c| c.hits, |c| c.hits_per_s)}
+                    {row("Semantic hits", "semantic-hits", |c| c.semantic_hits, |c| c.semantic_hits_per_s)}
+                    {row("Misses", "misses", |c| c.misses, |c| c.misses_per_s)}
+                    {row("Bypassed", "bypasses", |c| c.bypasses, |c| c.bypasses_per_s)}
+                    {row("Tokens saved", "saved-tokens", |c| c.saved_tokens, |c| c.saved_tokens_per_s)}
                 </tbody>
             </table>
         </section>

@@ -1,6 +1,6 @@
 //! Sluice's admin API: JSON over HTTP at `/admin/api/…` for tenants, keys, limits, SLOs,
-//! pools and endpoints, plugins and their bindings, usage and the audit log, and reloading the
-//! gateway's config file (see `docs/admin-api.md`; the OpenAPI document is
+//! pools and endpoints, plugins and their bindings, usage and the audit log, reloading the
+//! gateway's config file and purging its response cache (see `docs/admin-api.md`; the OpenAPI document is
 //! `docs/admin-api.openapi.json`).
 //!
 //! Handlers are thin: HTTP → validation ([`sluice_store_model::validate`]) → one [`Backend`]
@@ -47,18 +47,73 @@ pub trait PluginInspector: Send + Sync {
     fn binding_maxima(&self) -> BindingMaxima {
         BindingMaxima::default()
     }
+
+    /// Whether `name` is a built-in plugin's, which the gateway publishes itself: uploads to it
+    /// are refused. None by default (an admin API without a gateway has no built-ins).
+    fn is_builtin(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// Re-reads the gateway's config file and applies what can change at runtime
-/// (`POST /admin/api/reload`). The gateway implements it; see [`router_with_reload`].
+/// (`POST /admin/api/reload`). The gateway implements it; see [`GatewayHooks`].
 pub trait Reload: Send + Sync {
     /// Applies the file, or refuses it and keeps the running configuration (an [`ApiError`]
     /// saying why: `400 invalid_config` naming the field for a file that does not load).
     fn reload(&self) -> Pin<Box<dyn Future<Output = Result<ReloadReport, ApiError>> + Send + '_>>;
 }
 
-/// How the reload handler finds the gateway.
-pub(crate) type SharedReload = Arc<dyn Reload>;
+/// Removes entries from the gateway's response cache (`POST /admin/api/cache/purge`). The
+/// gateway implements it; see [`GatewayHooks`].
+pub trait CachePurge: Send + Sync {
+    /// Removes the entries matching every field of a checked request (at least one field, or
+    /// `all`) and says how many went.
+    fn purge(
+        &self,
+        request: CachePurgeRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<CachePurgeReport, ApiError>> + Send + '_>>;
+}
+
+/// What the admin API asks of the gateway it runs in. Without them (an admin API over a store
+/// alone, as in tests) `POST /admin/api/reload` and `POST /admin/api/cache/purge` answer `409`.
+#[derive(Clone)]
+pub struct GatewayHooks {
+    pub reload: Arc<dyn Reload>,
+    pub cache: Arc<dyn CachePurge>,
+}
+
+/// Which response-cache entries to remove: those matching every field given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CachePurgeRequest {
+    /// Only this tenant's entries.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Only entries for this model (the name requests give).
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,256}$")]
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Only entries whose key starts with these hex digits (a response's `x-sluice-cache-key`,
+    /// or its start).
+    #[schema(pattern = "^[0-9a-fA-F]{1,64}$")]
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Every entry. Required when no other field is given (an empty request never empties the
+    /// cache), refused with one.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// The answer to a purge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CachePurgeReport {
+    /// Entries removed.
+    pub purged: u64,
+    /// `memory`: this replica's own entries (purge each replica); `redis`: the entries every
+    /// replica shares.
+    pub backend: String,
+}
 
 /// The answer to a successful reload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -102,10 +157,9 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// [`router`], with `POST /admin/api/reload` answered by `reload` (without it, that route
-/// answers 409 `reload_unavailable`).
-pub fn router_with_reload(state: AdminState, reload: Arc<dyn Reload>) -> Router {
-    router(state).layer(Extension(reload))
+/// [`router`] inside a gateway: reloads and cache purges reach it through `hooks`.
+pub fn gateway_router(state: AdminState, hooks: GatewayHooks) -> Router {
+    router(state).layer(Extension(hooks))
 }
 
 /// The OpenAPI 3 document, generated from the handlers' annotations.

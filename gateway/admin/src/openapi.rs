@@ -29,7 +29,7 @@ const SCHEME: &str = "admin_token";
         (name = "plugins", description = "Policy plugins (WebAssembly components), their versions and bindings"),
         (name = "usage", description = "Usage aggregated per minute, tenant and model"),
         (name = "audit", description = "Every admin change: who, what, when"),
-        (name = "operations", description = "Running the gateway: reloading its config file"),
+        (name = "operations", description = "Running the gateway: reloading its config file, purging its response cache"),
         (name = "meta", description = "This document"),
     )
 )]

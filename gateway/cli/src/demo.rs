@@ -88,7 +88,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "[server]\nlisten = \"{}\"\nadmin_listen = \"{}\"\nshutdown_grace = \"5s\"\n\
          [admin]\ntoken = \"{admin_token}\"\n\
          [upstream.health]\ninterval = \"2s\"\n\
-         [[pools]]\nname = \"sim\"\nmodels = [\"{MODEL}\"]\nendpoints = [{}]\n{tenants}",
+         [[pools]]\nname = \"sim\"\nmodels = [\"{MODEL}\"]\nendpoints = [{}]\n{tenants}\
+         [[plugins]]\nname = \"cache\"\nsource = \"builtin:cache\"\n",
         args.listen,
         args.admin_listen,
         endpoints.join(", "),
@@ -200,7 +201,7 @@ async fn traffic(addr: std::net::SocketAddr, key: String, lane: usize, cancel: C
     while !cancel.is_cancelled() {
         n += 1;
         let stream = !n.is_multiple_of(3);
-        let body = json!({
+        let mut body = json!({
             "model": MODEL,
             "stream": stream,
             "max_tokens": 32 + (n * 37) % 160,
@@ -209,6 +210,12 @@ async fn traffic(addr: std::net::SocketAddr, key: String, lane: usize, cancel: C
                 {"role": "user", "content": QUESTIONS[(n / 3) % QUESTIONS.len()]},
             ],
         });
+        // One request in four is deterministic, which the response cache answers once it has
+        // seen the same question before (twelve of them): the live view shows hits and misses.
+        if n.is_multiple_of(4) {
+            body["temperature"] = json!(0);
+            body["max_tokens"] = json!(64);
+        }
         let target = Target {
             addr,
             path: "/v1/chat/completions",

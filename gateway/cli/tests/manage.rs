@@ -335,3 +335,41 @@ async fn errors_print_the_message_and_exit_1() {
         stderr(&unreachable)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_and_cache_purge_ask_the_gateway() {
+    // A bare admin API has no gateway behind it: both say so, and a purge naming nothing is
+    // refused before anything is sent.
+    let admin = start().await;
+    let unattached = sluice(&admin, &["reload"]).await;
+    assert_eq!(unattached.status.code(), Some(1));
+    assert!(stderr(&unattached).contains("reload"), "{}", stderr(&unattached));
+    let unattached = sluice(&admin, &["cache", "purge", "--tenant", "acme"]).await;
+    assert_eq!(unattached.status.code(), Some(1));
+    assert!(stderr(&unattached).contains("response cache"), "{}", stderr(&unattached));
+    let nothing = sluice(&admin, &["cache", "purge"]).await;
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(stderr(&nothing).contains("--all"), "{}", stderr(&nothing));
+
+    // A real gateway (embedded store, no config file): the purge reaches its cache; a reload
+    // has no file to read.
+    let dir = tempfile::tempdir().unwrap();
+    let store = sluice_store_sqlite::SqliteStore::open(&dir.path().join("sluice.db")).await.unwrap();
+    store.migrate().await.unwrap();
+    let config = sluice_config::Config::from_toml(&format!("[admin]\ntoken = \"{TOKEN}\"\n"), &[], &|_| None).unwrap();
+    let sluice_server =
+        sluice_server::Sluice::build_with_store(config, Arc::new(store), Vec::new(), None).await.unwrap();
+    let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = sluice_server.start_on(data, admin_listener).unwrap();
+    let env = || vec![("SLUICE_ADMIN_URL", running.admin_url()), ("SLUICE_ADMIN_TOKEN", TOKEN.to_owned())];
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let purged = run(args(&["cache", "purge", "--tenant", "acme", "--model", "m"]), env()).await;
+    assert_eq!(stdout(&purged), "purged 0 entries (memory backend)\n");
+    let report = json(&run(args(&["cache", "purge", "--all", "--json"]), env()).await);
+    assert_eq!(report, serde_json::json!({"purged": 0, "backend": "memory"}));
+    let reload = run(args(&["reload"]), env()).await;
+    assert_eq!(reload.status.code(), Some(1));
+    assert!(stderr(&reload).contains("config file"), "{}", stderr(&reload));
+    running.shutdown().await;
+}

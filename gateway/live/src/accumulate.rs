@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
-use sluice_metrics::{Outcome, RequestRecord};
+use sluice_metrics::{CacheStatus, Outcome, RequestRecord};
 
-use crate::frame::SloTarget;
+use crate::frame::{CacheCounts, SloTarget};
 
 /// Two significant digits: percentiles within 1 %, and a histogram that starts at a few hundred
 /// bytes and grows only as far as the values recorded.
@@ -34,6 +34,8 @@ pub(crate) struct Sample {
     pub tpot_us: Option<u64>,
     /// `Some((target, verdict))` when the request counts towards its tenant's SLO.
     pub slo: Option<(SloTarget, Verdict)>,
+    /// One count for what the response cache did, if anything.
+    pub cache: CacheCounts,
 }
 
 /// What one request says about its tenant's SLO.
@@ -74,6 +76,17 @@ impl Sample {
             };
             (t, verdict)
         });
+        let mut cache = CacheCounts::default();
+        match record.cache {
+            Some(CacheStatus::Hit) => cache.hits = 1,
+            Some(CacheStatus::SemanticHit) => cache.semantic_hits = 1,
+            Some(CacheStatus::Miss) => cache.misses = 1,
+            Some(CacheStatus::Bypass) => cache.bypasses = 1,
+            None => {}
+        }
+        if record.cache.is_some_and(CacheStatus::is_hit) {
+            cache.saved_tokens = record.prompt_tokens + record.completion_tokens;
+        }
         Sample {
             // A limit's refusal is shown as rejected, not as an error of the service.
             error: !matches!(record.outcome, Outcome::Ok | Outcome::Cancelled | Outcome::RateLimited),
@@ -84,6 +97,7 @@ impl Sample {
             ttft_us,
             tpot_us,
             slo,
+            cache,
         }
     }
 }
@@ -105,6 +119,7 @@ pub(crate) struct Slice {
     pub unjudged: u64,
     /// The SLO target of the latest request that counts (judged or not).
     pub target: Option<SloTarget>,
+    pub cache: CacheCounts,
 }
 
 fn observe(hist: &mut Option<Histogram<u32>>, value: u64) {
@@ -137,6 +152,7 @@ impl Slice {
         self.tokens_in += s.tokens_in;
         self.tokens_out += s.tokens_out;
         self.cached += s.cached;
+        self.cache.add(&s.cache);
         if let Some(v) = s.ttft_us {
             observe(&mut self.ttft, v);
         }
@@ -163,6 +179,7 @@ impl Slice {
         self.tokens_in += other.tokens_in;
         self.tokens_out += other.tokens_out;
         self.cached += other.cached;
+        self.cache.add(&other.cache);
         merge_hist(&mut self.ttft, other.ttft);
         merge_hist(&mut self.tpot, other.tpot);
         self.eligible += other.eligible;
@@ -236,6 +253,7 @@ mod tests {
             prompt_tokens: 10,
             cached_tokens: 0,
             completion_tokens: 50,
+            cache: None,
         }
     }
 

@@ -76,6 +76,54 @@ pub struct Traffic {
     /// Time per output token over the last [`PERCENTILE_WINDOW_SECS`] seconds.
     #[serde(default)]
     pub tpot_ms: Option<Percentiles>,
+    /// What the response cache did for this slice; absent when no request of the last
+    /// [`ATTAINMENT_WINDOW_SECS`] seconds went through a cache policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheLive>,
+}
+
+/// The response cache's part of a slice: this interval's rates and the window's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct CacheLive {
+    pub hits_per_s: f64,
+    pub semantic_hits_per_s: f64,
+    pub misses_per_s: f64,
+    pub bypasses_per_s: f64,
+    /// Prompt and completion tokens of the answers served from the cache (work no worker did).
+    pub saved_tokens_per_s: f64,
+    /// The same, counted over the last [`ATTAINMENT_WINDOW_SECS`] seconds.
+    pub window: CacheCounts,
+}
+
+/// Requests by what the cache did, and the tokens its answers saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CacheCounts {
+    pub hits: u64,
+    pub semantic_hits: u64,
+    pub misses: u64,
+    pub bypasses: u64,
+    pub saved_tokens: u64,
+}
+
+impl CacheCounts {
+    pub fn is_empty(&self) -> bool {
+        self.hits + self.semantic_hits + self.misses + self.bypasses == 0
+    }
+
+    /// Hits (exact and semantic) of the requests looked up; `None` when none were.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let hits = self.hits + self.semantic_hits;
+        let looked_up = hits + self.misses;
+        (looked_up > 0).then(|| hits as f64 / looked_up as f64)
+    }
+
+    pub fn add(&mut self, other: &CacheCounts) {
+        self.hits += other.hits;
+        self.semantic_hits += other.semantic_hits;
+        self.misses += other.misses;
+        self.bypasses += other.bypasses;
+        self.saved_tokens += other.saved_tokens;
+    }
 }
 
 /// Percentiles in milliseconds, with the number of samples they summarise.

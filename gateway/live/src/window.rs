@@ -8,7 +8,8 @@ use hdrhistogram::Histogram;
 
 use crate::accumulate::{NameMap, Second, Slice};
 use crate::frame::{
-    ATTAINMENT_WINDOW_SECS, PERCENTILE_WINDOW_SECS, Percentiles, SloLive, SloTarget, TenantLive, Traffic,
+    ATTAINMENT_WINDOW_SECS, CacheCounts, CacheLive, PERCENTILE_WINDOW_SECS, Percentiles, SloLive, SloTarget,
+    TenantLive, Traffic,
 };
 
 /// One slice's past seconds, newest last.
@@ -27,6 +28,7 @@ struct Past {
     ttft: Option<Histogram<u32>>,
     tpot: Option<Histogram<u32>>,
     target: Option<SloTarget>,
+    cache: CacheCounts,
 }
 
 impl History {
@@ -39,6 +41,7 @@ impl History {
             ttft: slice.ttft.take(),
             tpot: slice.tpot.take(),
             target: slice.target,
+            cache: slice.cache,
         });
         while self.seconds.len() > ATTAINMENT_WINDOW_SECS as usize {
             self.seconds.pop_front();
@@ -48,6 +51,27 @@ impl History {
             old.ttft = None;
             old.tpot = None;
         }
+    }
+
+    /// The cache's rates for this interval and counts over the window (pushed already), or
+    /// `None` when nothing in the window went through a cache policy.
+    fn cache(&self, now: &CacheCounts, secs: f64) -> Option<CacheLive> {
+        let mut window = CacheCounts::default();
+        for past in &self.seconds {
+            window.add(&past.cache);
+        }
+        if window.is_empty() {
+            return None;
+        }
+        let per_s = |n: u64| n as f64 / secs;
+        Some(CacheLive {
+            hits_per_s: per_s(now.hits),
+            semantic_hits_per_s: per_s(now.semantic_hits),
+            misses_per_s: per_s(now.misses),
+            bypasses_per_s: per_s(now.bypasses),
+            saved_tokens_per_s: per_s(now.saved_tokens),
+            window,
+        })
     }
 
     fn idle(&self) -> bool {
@@ -104,6 +128,7 @@ fn rates(slice: &Slice, secs: f64) -> Traffic {
         in_flight: None,
         ttft_ms: None,
         tpot_ms: None,
+        cache: None,
     }
 }
 
@@ -129,6 +154,7 @@ impl Windows {
         let secs = if secs > 0.0 { secs } else { 1.0 };
         let mut out = TrafficFrame { total: rates(&second.total, secs), ..TrafficFrame::default() };
         self.total.push(&mut second.total);
+        out.total.cache = self.total.cache(&second.total.cache, secs);
         out.total.ttft_ms = self.total.percentiles(|p| p.ttft.as_ref());
         out.total.tpot_ms = self.total.percentiles(|p| p.tpot.as_ref());
 
@@ -169,6 +195,7 @@ fn advance_map(
         let mut traffic = rates(&slice, secs);
         traffic.ttft_ms = history.percentiles(|p| p.ttft.as_ref());
         traffic.tpot_ms = history.percentiles(|p| p.tpot.as_ref());
+        traffic.cache = history.cache(&slice.cache, secs);
         out.push((key.to_string(), traffic, history, slice));
     }
     out
@@ -193,6 +220,7 @@ mod tests {
             ttft_us: Some(ttft_ms * 1000),
             tpot_us: Some(5_000),
             slo,
+            cache: CacheCounts::default(),
         }
     }
 
@@ -232,6 +260,37 @@ mod tests {
         assert_eq!(f.tenants["beta"].traffic.errors_per_s, 0.5);
         assert_eq!(f.models["llama"].requests_per_s, 2.0);
         assert_eq!(f.models["llama"].ttft_ms.unwrap().count, 4);
+    }
+
+    #[test]
+    fn cache_counts_are_rates_now_and_totals_over_the_minute() {
+        let tenant: Arc<str> = Arc::from("acme");
+        let other: Arc<str> = Arc::from("beta");
+        let model: Arc<str> = Arc::from("llama");
+        let cached = |hits, misses, saved| Sample {
+            cache: CacheCounts { hits, misses, saved_tokens: saved, ..CacheCounts::default() },
+            ..sample(1, None)
+        };
+        let mut w = Windows::default();
+        let mut second = Second::default();
+        second.add(&tenant, &model, &cached(1, 0, 30));
+        second.add(&tenant, &model, &cached(1, 0, 30));
+        second.add(&tenant, &model, &cached(0, 1, 0));
+        second.add(&other, &model, &sample(1, None));
+        let f = w.advance(second, 1.0);
+        let acme = f.tenants["acme"].traffic.cache.unwrap();
+        assert_eq!((acme.hits_per_s, acme.misses_per_s, acme.saved_tokens_per_s), (2.0, 1.0, 60.0));
+        assert_eq!(acme.window.hit_ratio(), Some(2.0 / 3.0));
+        assert!(f.tenants["beta"].traffic.cache.is_none(), "no cache policy ran for beta");
+        assert_eq!(f.total.cache.unwrap().window.hits, 2);
+        // A quiet second: no rate now, the minute still counts; past the minute, gone.
+        let f = w.advance(Second::default(), 1.0);
+        let acme = f.tenants["acme"].traffic.cache.unwrap();
+        assert_eq!((acme.hits_per_s, acme.window.hits, acme.window.saved_tokens), (0.0, 2, 60));
+        for _ in 1..ATTAINMENT_WINDOW_SECS {
+            w.advance(Second::default(), 1.0);
+        }
+        assert!(w.advance(Second::default(), 1.0).total.cache.is_none());
     }
 
     #[test]

@@ -351,6 +351,7 @@ mod tests {
             prompt_tokens: 100,
             cached_tokens: 64,
             completion_tokens: 10,
+            cache: None,
         });
         let ep = m.endpoint("p", "w1");
         ep.in_flight.inc();
@@ -397,6 +398,7 @@ mod tests {
             prompt_tokens: 10,
             cached_tokens: 0,
             completion_tokens,
+            cache: None,
         };
         for _ in 0..3 {
             m.record(&record("acme", Outcome::Ok, 2));

@@ -75,6 +75,36 @@ impl Outcome {
     }
 }
 
+/// What the response cache did for a request (a request no cache policy looked at has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheStatus {
+    /// Answered from an exact entry.
+    Hit,
+    /// Answered from the entry of a similar earlier request.
+    SemanticHit,
+    /// Looked up, not found; sent to a worker (and stored if it qualifies).
+    Miss,
+    /// Not looked up: the policy, the client or an unavailable backend said so.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// Also the `x-sluice-cache` header's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::SemanticHit => "semantic-hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+
+    /// Answered without a worker.
+    pub fn is_hit(self) -> bool {
+        matches!(self, CacheStatus::Hit | CacheStatus::SemanticHit)
+    }
+}
+
 /// Everything measured about one request. Produced once, when the request ends (for a stream:
 /// when the last byte was relayed or the client went away).
 #[derive(Debug, Clone)]
@@ -102,6 +132,8 @@ pub struct RequestRecord {
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
     pub completion_tokens: u64,
+    /// What the response cache did, when a cache policy is bound for the request.
+    pub cache: Option<CacheStatus>,
 }
 
 impl RequestRecord {
@@ -131,6 +163,7 @@ impl RequestRecord {
             prompt_tokens: 0,
             cached_tokens: 0,
             completion_tokens: 0,
+            cache: None,
         }
     }
 }

@@ -217,6 +217,7 @@ impl Exchange {
         record.pool = self.pool.clone();
         record.endpoint = self.endpoint.clone();
         record.attempts = self.attempts;
+        record.cache = self.cache.as_ref().map(|c| c.status);
         if self.attempts > 0 {
             record.overhead = self.overhead;
         }
@@ -271,6 +272,7 @@ impl Exchange {
             prompt_tokens: usage.prompt_tokens,
             cached_tokens: usage.cached_tokens(),
             completion_tokens,
+            cache: self.cache.as_ref().map(|c| c.status),
         };
         tracing::debug!(
             request_id = ?self.request_id,

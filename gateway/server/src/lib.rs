@@ -8,6 +8,8 @@
 //! [`Sluice::with_config_file`]; see [`reload`].
 
 mod admin;
+mod builtins;
+mod cache_purge;
 mod health;
 mod listener;
 mod live;
@@ -166,8 +168,11 @@ impl Sluice {
             plugins: Arc::new(live::HostInspector(Arc::clone(&sluice.gateway))),
             changed: Arc::clone(&runtime.poke),
         };
-        let api =
-            sluice_admin::router_with_reload(state, Arc::clone(&sluice.reloader) as Arc<dyn sluice_admin::Reload>);
+        let hooks = sluice_admin::GatewayHooks {
+            reload: Arc::clone(&sluice.reloader) as Arc<dyn sluice_admin::Reload>,
+            cache: Arc::new(cache_purge::GatewayCache(Arc::clone(&sluice.gateway))),
+        };
+        let api = sluice_admin::gateway_router(state, hooks);
         let backend = store.kind();
         sluice.stateful = Some(Stateful { store: runtime, live, api, backend });
         Ok(sluice)

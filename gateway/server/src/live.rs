@@ -100,6 +100,10 @@ impl PluginInspector for HostInspector {
             memory_bytes: u64::try_from(host.engine().settings().max_memory_bytes).unwrap_or(u64::MAX),
         }
     }
+
+    fn is_builtin(&self, name: &str) -> bool {
+        crate::builtins::PUBLISHED.contains(&name)
+    }
 }
 
 #[cfg(test)]

@@ -111,6 +111,11 @@ impl StoreRuntime {
             poke: Arc::clone(&self.poke),
             heartbeat: HEARTBEAT,
         };
+        match crate::builtins::publish(&*self.store, &gateway.plugins).await {
+            Ok(changed) if !changed.is_empty() => tracing::info!(?changed, "built-in plugins published in the store"),
+            Ok(_) => {}
+            Err(error) => return Err(error),
+        }
         let version = watcher.load_initial().await?;
         self.watcher = Some((watcher, version));
         let mut sync = PluginSync::new(Arc::clone(&gateway.plugins), Arc::clone(&self.store));

@@ -276,3 +276,91 @@ async fn a_paraphrase_is_a_semantic_hit_and_a_near_miss_is_not() {
     assert_eq!(gw.metric("sluice_cache_requests_total", &[("result", "semantic-hit")]).await, 1.0);
     gw.shutdown().await;
 }
+
+async fn purge(gw: &TestGateway, body: Value) -> Reply {
+    let mut req = request(
+        Method::POST,
+        &gw.admin_url("/admin/api/cache/purge"),
+        Some(sluice_test_support::ADMIN_TOKEN),
+        full_body(body.to_string()),
+    );
+    req.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    read_whole(gw.client.send(req).await).await
+}
+
+/// Stores the answers to `prompts` for `key`'s tenant and waits until the cache holds them.
+async fn fill(gw: &TestGateway, key: &str, prompts: &[&str], stored_before: f64) -> Vec<String> {
+    let mut keys = Vec::new();
+    for prompt in prompts {
+        let reply = send(gw, key, &deterministic(prompt), &[]).await;
+        assert_eq!(cache_header(&reply.headers), "miss", "{}", reply.text());
+        keys.push(reply.headers.get("x-sluice-cache-key").unwrap().to_str().unwrap().to_owned());
+    }
+    let want = stored_before + prompts.len() as f64;
+    assert!(
+        wait_until_async(Duration::from_secs(5), || async {
+            gw.metric("sluice_cache_stores_total", &[("result", "stored")]).await >= want
+        })
+        .await
+    );
+    keys
+}
+
+async fn purges_remove_what_they_name(backend_toml: &str) {
+    let (store, _dir) = sluice_test_support::fresh_sqlite().await;
+    let opts = GatewayOptions { store: Some(sluice_test_support::TestStore(store)), ..options(backend_toml) };
+    let gw = TestGateway::start(1, opts).await;
+    let status = |reply: &Reply| cache_header(&reply.headers).to_owned();
+    let ask = |key: &'static str, prompt: &'static str| {
+        let gw = &gw;
+        async move { status(&send(gw, key, &deterministic(prompt), &[]).await) }
+    };
+    let acme = fill(&gw, TENANT_KEY, &["purge one", "purge two"], 0.0).await;
+    fill(&gw, OTHER_KEY, &["purge one"], 2.0).await;
+
+    // A purge must name what it removes; an empty request never empties the cache.
+    for body in [json!({}), json!({"all": true, "tenant": "acme"}), json!({"key_prefix": "not-hex"})] {
+        let refused = purge(&gw, body.clone()).await;
+        assert_eq!(refused.status, 422, "{body}: {}", refused.text());
+        assert_eq!(refused.json()["error"]["code"], "invalid_value");
+    }
+    assert_eq!(ask(TENANT_KEY, "purge one").await, "hit");
+
+    // One tenant's entry by key: the other tenant's entry for the same request stays.
+    let prefix = &acme[0][..12];
+    let reply = purge(&gw, json!({"tenant": "acme", "key_prefix": prefix.to_uppercase()})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["purged"], 1);
+    assert_eq!(ask(TENANT_KEY, "purge one").await, "miss");
+    assert_eq!(ask(OTHER_KEY, "purge one").await, "hit");
+    assert_eq!(ask(TENANT_KEY, "purge two").await, "hit");
+
+    // A whole tenant.
+    let reply = purge(&gw, json!({"tenant": "globex"})).await;
+    assert_eq!(reply.json()["purged"], 1, "{}", reply.text());
+    assert_eq!(ask(OTHER_KEY, "purge one").await, "miss");
+    assert_eq!(ask(TENANT_KEY, "purge two").await, "hit");
+
+    // A model, then everything.
+    let reply = purge(&gw, json!({"model": sluice_test_support::MODEL})).await;
+    assert!(reply.json()["purged"].as_u64().unwrap() >= 1, "{}", reply.text());
+    assert_eq!(ask(TENANT_KEY, "purge two").await, "miss");
+    let reply = purge(&gw, json!({"all": true})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(gw.metric("sluice_cache_evictions_total", &[("cause", "purged")]).await >= 3.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_through_the_admin_api_remove_what_they_name_in_memory() {
+    purges_remove_what_they_name("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_through_the_admin_api_remove_what_they_name_in_redis() {
+    let prefix = format!("purge-{}-{}:", std::process::id(), rand_suffix());
+    purges_remove_what_they_name(&format!(
+        "\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\ntimeout = \"500ms\"\n"
+    ))
+    .await;
+}

@@ -156,3 +156,59 @@ async fn a_stored_binding_survives_a_restart() {
     assert_eq!(chat_status(&gw, TENANT_KEY).await, 403);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_cache_is_published_and_bound_through_the_admin_api_like_any_plugin() {
+    const OTHER_KEY: &str = "sk-globex-0123456789";
+    let (store, _dir) = fresh_sqlite().await;
+    let opts = GatewayOptions {
+        store: Some(TestStore(store.clone())),
+        extra_toml: format!("[[tenants]]\nname = \"globex\"\napi_keys = [\"{OTHER_KEY}\"]\n"),
+        ..GatewayOptions::default()
+    };
+    let gw = TestGateway::start(1, opts.clone()).await;
+
+    // The built-in cache is a plugin with an active version, granted what it needs; the router
+    // and the rate limiter, bound by default, are not published (a stored binding would run
+    // them twice).
+    let (status, plugins) = admin(&gw, Method::GET, "/admin/api/plugins", None).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = plugins.as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["cache"], "{plugins}");
+    let cache = &plugins[0];
+    assert_eq!(cache["active_version"], 1, "{cache}");
+    assert!(cache["granted"].as_array().unwrap().contains(&json!("response-cache")), "{cache}");
+    // The name is the built-in's: an upload under it is refused.
+    let (status, body) =
+        send(&gw, Method::POST, "/admin/api/plugins/cache/versions", "application/wasm", TEST_GUEST.to_vec()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["param"], "name");
+
+    // Bound for one tenant through the admin API: that tenant's deterministic requests are
+    // cached, the other tenant's never reach the cache.
+    let binding = json!({"plugin": "cache", "scope": {"kind": "tenant", "name": TENANT}});
+    let (status, body) = admin(&gw, Method::POST, "/admin/api/bindings", Some(binding)).await;
+    assert_eq!(status, 201, "{body}");
+    let deterministic = chat_body("cache me", json!({"max_tokens": 4, "temperature": 0}));
+    let header = |key: &'static str| {
+        let gw = &gw;
+        let body = deterministic.clone();
+        async move {
+            let reply = gw.client.post_json_whole(&gw.url("/v1/chat/completions"), Some(key), &body).await;
+            reply.headers.get("x-sluice-cache").map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    assert!(
+        wait_until_async(Duration::from_secs(10), || async { header(TENANT_KEY).await.as_deref() == Some("hit") })
+            .await,
+        "the bound cache answers the tenant's repeated request"
+    );
+    assert_eq!(header(OTHER_KEY).await, None, "not bound for globex");
+    gw.shutdown().await;
+
+    // A second start finds its built-ins published already: nothing new is stored.
+    let again = TestGateway::start(1, opts).await;
+    let (_, plugins) = admin(&again, Method::GET, "/admin/api/plugins/cache/versions", None).await;
+    assert_eq!(plugins.as_array().unwrap().len(), 1, "{plugins}");
+    again.shutdown().await;
+}

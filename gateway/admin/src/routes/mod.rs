@@ -2,6 +2,7 @@
 //! document.
 
 mod bindings;
+mod cache;
 mod keys;
 mod plugins;
 mod pools;
@@ -56,4 +57,5 @@ pub(crate) fn api() -> OpenApiRouter<AdminState> {
         .routes(routes!(reports::usage))
         .routes(routes!(reports::audit))
         .routes(routes!(reload::reload))
+        .routes(routes!(cache::purge))
 }

@@ -80,7 +80,9 @@ pub(crate) async fn list_plugins(State(state): State<AdminState>) -> Result<Json
             ("activate" = (operation_id = "activate_plugin", parameters(("name" = "$response.body#/plugin")))),
             ("rollback" = (operation_id = "rollback_plugin", parameters(("name" = "$response.body#/plugin")))),
         )),
-        (status = 409, description = "These exact bytes are already a version of this plugin", body = ErrorBody),
+        (status = 409, description = "These exact bytes are already a version of this plugin, or the name is a \
+                                      built-in's (`cache`: the gateway publishes its versions)",
+         body = ErrorBody),
         (status = 413, description = "Larger than 64 MiB", body = ErrorBody),
         (status = 422, description = "Not a component this gateway can run, or an invalid name", body = ErrorBody),
     ))]
@@ -100,6 +102,16 @@ pub(crate) async fn upload_plugin_version(
     }
     let bytes = body.map_err(|e| body_error(e.status(), e.body_text()))?;
     validate::name("name", &name)?;
+    if state.plugins.is_builtin(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "{name:?} is a built-in plugin's name: the gateway publishes its versions; upload under another name"
+            ),
+        )
+        .with_param("name"));
+    }
     if bytes.is_empty() {
         return Err(ApiError::invalid("body", "the component is empty"));
     }

@@ -4,7 +4,7 @@ use axum::{Extension, Json};
 use http::StatusCode;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::{ReloadReport, SharedReload};
+use crate::{GatewayHooks, ReloadReport};
 
 #[utoipa::path(post, path = "/admin/api/reload", tag = "operations",
     responses(
@@ -21,13 +21,13 @@ use crate::{ReloadReport, SharedReload};
                                       tenants and pools could not be written; nothing was applied)",
          body = ErrorBody),
     ))]
-pub(crate) async fn reload(reload: Option<Extension<SharedReload>>) -> Result<Json<ReloadReport>, ApiError> {
-    let Some(Extension(reload)) = reload else {
+pub(crate) async fn reload(hooks: Option<Extension<GatewayHooks>>) -> Result<Json<ReloadReport>, ApiError> {
+    let Some(Extension(hooks)) = hooks else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "reload_unavailable",
             "this admin API is not attached to a gateway that can reload its configuration",
         ));
     };
-    Ok(Json(reload.reload().await?))
+    Ok(Json(hooks.reload.reload().await?))
 }

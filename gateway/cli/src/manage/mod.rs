@@ -1,10 +1,11 @@
-//! `sluice tenant|key|limits|slo|pool|endpoint|plugin|binding|usage|audit`: the admin API's
+//! `sluice tenant|key|limits|slo|pool|endpoint|plugin|binding|usage|audit|reload|cache`: the admin API's
 //! operations from the command line, over HTTP (never to the database), for people and scripts.
 //!
 //! Tables by default, `--json` for the API's response as is. API errors print
 //! `error: <message>` and exit 1 (through `main`).
 
 mod client;
+mod gateway;
 mod plugins;
 mod pools;
 mod reports;
@@ -65,6 +66,10 @@ pub enum ManageCommand {
     Usage(reports::UsageArgs),
     /// The audit log of admin changes, newest first.
     Audit(reports::AuditArgs),
+    /// Re-read the gateway's config file (as SIGHUP does) and print what changed.
+    Reload(gateway::ReloadArgs),
+    /// The response cache: purge entries.
+    Cache(Manage<gateway::CacheCommand>),
 }
 
 pub async fn run(command: ManageCommand) -> anyhow::Result<()> {
@@ -83,6 +88,8 @@ pub async fn run(command: ManageCommand) -> anyhow::Result<()> {
         ManageCommand::Binding(m) => plugins::binding(&Ctx::new(&m.admin)?, m.command).await,
         ManageCommand::Usage(args) => reports::usage(&Ctx::new(&args.admin)?, args).await,
         ManageCommand::Audit(args) => reports::audit(&Ctx::new(&args.admin)?, args).await,
+        ManageCommand::Reload(args) => gateway::reload(&Ctx::new(&args.admin)?).await,
+        ManageCommand::Cache(m) => gateway::cache(&Ctx::new(&m.admin)?, m.command).await,
     }
 }
 

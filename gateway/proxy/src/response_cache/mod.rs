@@ -15,7 +15,6 @@ pub mod redis_store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
 use sluice_config::{Config, ResponseCacheBackend};
 use sluice_semantic::{IndexConfig, Lookup as SemanticLookup, SemanticIndex};
 
@@ -32,29 +31,8 @@ pub const X_SLUICE_CACHE_SIMILARITY: http::HeaderName = http::HeaderName::from_s
 /// The digest of the entry that answered or will answer the request (for purges by key).
 pub const X_SLUICE_CACHE_KEY: http::HeaderName = http::HeaderName::from_static("x-sluice-cache-key");
 
-/// What the cache did for a request, as `x-sluice-cache` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
-    Hit,
-    SemanticHit,
-    Miss,
-    Bypass,
-}
-
-impl CacheStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::SemanticHit => "semantic-hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Bypass => "bypass",
-        }
-    }
-
-    pub fn header(self) -> HeaderValue {
-        HeaderValue::from_static(self.as_str())
-    }
-}
+/// What the cache did for a request, as `x-sluice-cache` says it (and the request's record).
+pub use sluice_metrics::CacheStatus;
 
 enum Backend {
     Memory(MemoryStore),
@@ -217,6 +195,14 @@ impl ResponseCache {
         self.metrics.evicted_many("purged", removed);
         self.refresh_size();
         Ok(removed)
+    }
+
+    /// `memory` (this replica's own entries) or `redis` (shared by the replicas).
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        }
     }
 
     /// Updates the entries and bytes gauges (the in-process backend; Redis keeps its own).

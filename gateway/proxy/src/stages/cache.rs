@@ -73,7 +73,7 @@ pub struct CacheState {
 impl CacheState {
     /// `x-sluice-cache` (and `age`, `x-sluice-cache-key`) on the answer.
     pub fn apply_headers(&self, headers: &mut http::HeaderMap) {
-        headers.insert(crate::response_cache::X_SLUICE_CACHE, self.status.header());
+        headers.insert(crate::response_cache::X_SLUICE_CACHE, HeaderValue::from_static(self.status.as_str()));
         if let Some(key) = &self.key {
             headers.insert(crate::response_cache::X_SLUICE_CACHE_KEY, key.clone());
         }
