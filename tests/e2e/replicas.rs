@@ -55,14 +55,20 @@ fn stored_usage(database_url: &str, tenant: &str) -> (u64, u64, u64) {
     (n[0], n[1], n[2])
 }
 
-/// `sluice serve` with JSON logs (the proxy's per-request lines included) and its own config
+/// `sluice serve` with JSON logs (the per-request access lines included) and its own config
 /// file in `dir`.
 async fn start_replica(dir: &TempDir, name: &str, make_config: impl Fn(SocketAddr, SocketAddr) -> String) -> Gateway {
     for attempt in 1..=2 {
         let (listen, admin) = (free_addr(), free_addr());
         let config = dir.write(&format!("{name}.toml"), &make_config(listen, admin));
         let mut cmd = bins::sluice();
-        cmd.env_remove("RUST_LOG").args(["--log-json", "--log-level", "info,sluice_proxy=debug", "serve", "--config"]);
+        cmd.env_remove("RUST_LOG").args([
+            "--log-json",
+            "--log-level",
+            "info,sluice::access=debug",
+            "serve",
+            "--config",
+        ]);
         cmd.arg(&config);
         let mut proc = Proc::spawn(&format!("{name}-{attempt}"), cmd, dir.path());
         match wait_ready(&mut proc, &format!("http://{admin}/healthz"), STARTUP).await {
@@ -304,8 +310,8 @@ async fn check_request_log(gw: &Gateway, request_id: &str) {
     };
     let record: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     let fields = &record["fields"];
-    // The id is logged with Debug formatting (`"\"id\""`); its value is the client's.
-    assert_eq!(fields["request_id"].as_str().map(|s| s.trim_matches('"')), Some(request_id), "{line}");
+    assert_eq!(record["target"], "sluice::access", "{line}");
+    assert_eq!(fields["request_id"], request_id, "{line}");
     assert_eq!(fields["tenant"], TENANT, "{line}");
     assert_eq!(fields["model"], MODEL, "{line}");
     assert!(fields["endpoint"].as_str().is_some_and(|e| e.starts_with("127.0.0.1:")), "{line}");

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sluice_metrics::{Api, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
+use sluice_metrics::{Api, CacheStatus, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
 use sluice_openai::Usage;
 
 use sluice_plugin_host::limits::{self, RequestEnd};
@@ -139,8 +139,19 @@ fn unknown() -> Arc<str> {
 /// The request's id, taken from the client or made up, passed to the worker and returned.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The tracing target of the per-request log lines (`request finished`, `request refused`), at
+/// `debug`: `SLUICE_LOG=info,sluice::access=debug` logs one line per request and nothing more.
+pub const ACCESS_LOG: &str = "sluice::access";
+
+/// A client's request id is kept when it is 1-128 visible ASCII characters: it goes back in the
+/// response, to the worker and into log lines, so nothing that could break a line or a header
+/// passes.
+fn valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.iter().all(u8::is_ascii_graphic)
+}
+
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers.get(X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128).cloned().unwrap_or_else(|| {
+    headers.get(X_REQUEST_ID).filter(|v| valid_request_id(v.as_bytes())).cloned().unwrap_or_else(|| {
         // Hex digits are always a valid header value.
         let mut id = [0u8; 16];
         match hex::encode_to_slice(rand::random::<u64>().to_be_bytes(), &mut id) {
@@ -171,6 +182,11 @@ impl Exchange {
             reported: false,
             _in_flight: InFlight(in_flight.clone()),
         }
+    }
+
+    /// The request id as log lines carry it (always visible ASCII; see [`valid_request_id`]).
+    pub fn id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
     }
 
     fn tenant(&self) -> Arc<str> {
@@ -204,7 +220,7 @@ impl Exchange {
                 finish(limits);
             });
         } else {
-            tracing::warn!(request_id = ?self.request_id, "no runtime to run on-response-done hooks; skipped");
+            tracing::warn!(request_id = self.id(), "no runtime to run on-response-done hooks; skipped");
             finish(limits);
         }
     }
@@ -229,9 +245,19 @@ impl Exchange {
         let status = error.status().as_u16();
         let outcome = error.outcome();
         if let GatewayError::Internal(detail) = &error {
-            tracing::error!(request_id = ?self.request_id, %detail, "internal error");
+            tracing::error!(request_id = self.id(), tenant = %self.tenant(), model = %self.model, %detail, "internal error");
         } else {
-            tracing::debug!(request_id = ?self.request_id, %error, "request refused");
+            tracing::debug!(
+                target: ACCESS_LOG,
+                request_id = self.id(),
+                tenant = %self.tenant(),
+                model = %self.model,
+                api = self.api.map_or("-", Api::label),
+                status,
+                outcome = outcome.label(),
+                %error,
+                "request refused"
+            );
         }
         let mut response = error.into_response();
         response.headers_mut().insert(X_REQUEST_ID, self.request_id.clone());
@@ -275,9 +301,12 @@ impl Exchange {
             cache: self.cache.as_ref().map(|c| c.status),
         };
         tracing::debug!(
-            request_id = ?self.request_id,
+            target: ACCESS_LOG,
+            request_id = self.id(),
             tenant = %record.tenant,
             model = %record.model,
+            api = record.api.map_or("-", Api::label),
+            stream = record.stream,
             endpoint = record.endpoint.as_deref().unwrap_or("-"),
             status = record.status,
             outcome = outcome.label(),
@@ -285,6 +314,7 @@ impl Exchange {
             ttft_ms = ttft.map(|t| t.as_secs_f64() * 1e3),
             prompt_tokens = record.prompt_tokens,
             completion_tokens = record.completion_tokens,
+            cache = record.cache.map_or("-", CacheStatus::as_str),
             "request finished"
         );
         self.emit(&record);
@@ -300,7 +330,7 @@ impl Drop for Exchange {
         if self.reported || self.api.is_none() {
             return;
         }
-        tracing::debug!(request_id = ?self.request_id, attempts = self.attempts, "client went away before the response");
+        tracing::debug!(request_id = self.id(), attempts = self.attempts, "client went away before the response");
         let record = self.unanswered_record(CLIENT_CLOSED_REQUEST, Outcome::Cancelled);
         self.emit(&record);
     }
@@ -324,6 +354,22 @@ mod tests {
     fn exchange(sink: &Arc<Collect>, gauge: &prometheus::IntGauge) -> Exchange {
         let sinks = Sinks::new(vec![Arc::clone(sink) as Arc<dyn RecordSink>]);
         Exchange::begin(Instant::now(), &HeaderMap::new(), sinks, gauge)
+    }
+
+    #[test]
+    fn a_clients_request_id_is_kept_only_when_it_is_visible_ascii() {
+        let with = |id: &'static [u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_REQUEST_ID, HeaderValue::from_bytes(id).unwrap());
+            request_id(&headers)
+        };
+        assert_eq!(with(b"req-42_a.b"), "req-42_a.b");
+        for bad in [&b"has space"[..], b"tab\there", b"caf\xc3\xa9"] {
+            let id = with(bad);
+            assert_ne!(id.as_bytes(), bad);
+            assert!(valid_request_id(id.as_bytes()), "a fresh id replaces {bad:?}");
+        }
+        assert_ne!(with(&[b'a'; 129]).len(), 129);
     }
 
     #[test]

@@ -170,14 +170,14 @@ pub async fn run(
                 // The request is at fault: no other endpoint would take it, and this one is
                 // neither blamed (no passive ejection) nor credited.
                 tracing::debug!(
-                    request_id = ?ex.request_id, endpoint = %endpoint.name, attempt,
+                    request_id = ex.id(), endpoint = %endpoint.name, attempt,
                     %error, "upstream refused the request for its size; not retried"
                 );
                 return Err(error);
             }
             Err(AttemptError::Failed(failure)) => {
                 tracing::debug!(
-                    request_id = ?ex.request_id, endpoint = %endpoint.name, attempt,
+                    request_id = ex.id(), endpoint = %endpoint.name, attempt,
                     reason = %failure.reason, "upstream attempt failed"
                 );
                 endpoint.record_failure(failure.kind);

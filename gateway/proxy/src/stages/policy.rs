@@ -132,7 +132,7 @@ pub async fn run(
                 reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
             reply.headers_mut().insert(X_REQUEST_ID, ex.request_id.clone());
-            tracing::debug!(request_id = ?ex.request_id, %plugin, "answered by a plugin");
+            tracing::debug!(request_id = ex.id(), %plugin, "answered by a plugin");
             Ok(PolicyOutcome::Respond(reply))
         }
         RequestVerdict::Deny { plugin, denial } => Err(GatewayError::PolicyDenied {
