@@ -38,10 +38,83 @@ pub struct CachedChoice {
     pub role: Option<String>,
     /// The text as it arrived: one piece per stream event, or one for a whole body, so that a
     /// streamed replay keeps the original's pacing in events.
-    pub content: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reasoning: Vec<String>,
+    pub content: Pieces,
+    #[serde(default, skip_serializing_if = "Pieces::is_empty")]
+    pub reasoning: Pieces,
     pub finish_reason: Option<String>,
+}
+
+/// Text in pieces, held as one string and where each piece ends: a 256-token streamed answer is
+/// two allocations rather than 256, so an entry's memory stays close to the bytes the cache
+/// counts towards `max_bytes`. Serialised as a list of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pieces {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Pieces {
+    pub fn push(&mut self, piece: &str) {
+        self.text.push_str(piece);
+        self.ends.push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The pieces put together.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let end = end as usize;
+            // Every end is where a pushed `&str` ended: always a character boundary.
+            let piece = self.text.get(start..end).unwrap_or_default();
+            start = end;
+            piece
+        })
+    }
+
+    /// How many pieces.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * size_of::<u32>()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+}
+
+impl<'a> FromIterator<&'a str> for Pieces {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Self {
+        let mut pieces = Pieces::default();
+        for piece in iter {
+            pieces.push(piece);
+        }
+        pieces
+    }
+}
+
+impl Serialize for Pieces {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pieces {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pieces = Vec::<String>::deserialize(deserializer)?;
+        Ok(pieces.iter().map(String::as_str).collect())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,13 +178,19 @@ impl CachedAnswer {
             if !is_null(choice.get("logprobs")) {
                 return None;
             }
-            let mut c = CachedChoice { index, role: None, content: Vec::new(), reasoning: Vec::new(), finish_reason };
+            let mut c = CachedChoice {
+                index,
+                role: None,
+                content: Pieces::default(),
+                reasoning: Pieces::default(),
+                finish_reason,
+            };
             match kind {
                 AnswerKind::Chat => {
                     let Some(Value::Object(message)) = choice.remove("message") else { return None };
                     take_text(&mut c, &message, true)?;
                 }
-                _ => c.content.push(choice.get("text")?.as_str()?.to_owned()),
+                _ => c.content.push(choice.get("text")?.as_str()?),
             }
             choices.push(c);
         }
@@ -127,6 +206,27 @@ impl CachedAnswer {
         })
     }
 
+    /// The bytes the answer holds on the heap (its text, its pieces' ends, its names), which is
+    /// what an entry counts towards the in-process cache's bound, besides its key.
+    pub fn heap_bytes(&self) -> usize {
+        let choices: usize = self
+            .choices
+            .iter()
+            .map(|c| {
+                size_of::<CachedChoice>()
+                    + c.content.heap_bytes()
+                    + c.reasoning.heap_bytes()
+                    + c.role.as_ref().map_or(0, String::capacity)
+                    + c.finish_reason.as_ref().map_or(0, String::capacity)
+            })
+            .sum();
+        size_of::<CachedAnswer>()
+            + choices
+            + self.model.capacity()
+            + self.system_fingerprint.as_ref().map_or(0, String::capacity)
+            + self.body.as_ref().map_or(0, String::capacity)
+    }
+
     /// The answer as a whole body, with a fresh `id` and `created`.
     pub fn whole_body(&self, id: &str) -> Vec<u8> {
         if let Some(body) = &self.body {
@@ -140,13 +240,13 @@ impl CachedAnswer {
                 AnswerKind::Chat => {
                     let mut message = Map::new();
                     message.insert("role".into(), json!(c.role.as_deref().unwrap_or("assistant")));
-                    message.insert("content".into(), json!(c.content.concat()));
+                    message.insert("content".into(), json!(c.content.text()));
                     if !c.reasoning.is_empty() {
-                        message.insert("reasoning_content".into(), json!(c.reasoning.concat()));
+                        message.insert("reasoning_content".into(), json!(c.reasoning.text()));
                     }
                     json!({"index": c.index, "message": message, "logprobs": null, "finish_reason": c.finish_reason})
                 }
-                _ => json!({"index": c.index, "text": c.content.concat(), "logprobs": null, "finish_reason": c.finish_reason}),
+                _ => json!({"index": c.index, "text": c.content.text(), "logprobs": null, "finish_reason": c.finish_reason}),
             })
             .collect();
         let mut body = Map::new();
@@ -165,46 +265,52 @@ impl CachedAnswer {
     /// The answer as server-sent events: per choice its role, its text piece by piece, its
     /// finish reason; the usage when the client asked for it; `[DONE]`.
     pub fn event_stream(&self, id: &str, include_usage: bool) -> Bytes {
-        let created = now_ms() / 1000;
-        let id = self.id(id);
-        let object = self.object(true);
-        let mut out = BytesMut::new();
-        let mut event = |choices: Value, usage: Option<Value>| {
-            let mut chunk = Map::new();
-            chunk.insert("id".into(), json!(id));
-            chunk.insert("object".into(), json!(object));
-            chunk.insert("created".into(), json!(created));
-            chunk.insert("model".into(), json!(self.model));
-            if let Some(f) = &self.system_fingerprint {
-                chunk.insert("system_fingerprint".into(), json!(f));
-            }
-            chunk.insert("choices".into(), choices);
-            if let Some(usage) = usage {
-                chunk.insert("usage".into(), usage);
-            }
-            out.put_slice(b"data: ");
-            out.put_slice(&serde_json::to_vec(&Value::Object(chunk)).unwrap_or_default());
-            out.put_slice(b"\n\n");
+        // Every event starts with the same members: they are written once and copied, and a
+        // piece's text is escaped straight into the output, so replaying a long answer costs a
+        // copy per token rather than a JSON document built and serialised per token.
+        let mut head = BytesMut::with_capacity(160);
+        head.put_slice(b"data: {\"id\":");
+        put_json(&mut head, &self.id(id));
+        head.put_slice(b",\"object\":");
+        put_json(&mut head, self.object(true));
+        head.put_slice(format!(",\"created\":{},\"model\":", now_ms() / 1000).as_bytes());
+        put_json(&mut head, &self.model);
+        if let Some(f) = &self.system_fingerprint {
+            head.put_slice(b",\"system_fingerprint\":");
+            put_json(&mut head, f);
+        }
+        head.put_slice(b",\"choices\":");
+        let pieces: usize = self.choices.iter().map(|c| c.content.text().len() + c.reasoning.text().len()).sum();
+        let events: usize = self.choices.iter().map(|c| c.content.len() + c.reasoning.len() + 2).sum();
+        let mut out = BytesMut::with_capacity(pieces + events * (head.len() + 80) + 256);
+        let event = |out: &mut BytesMut, choices: &Value| {
+            out.put_slice(&head);
+            put_json(out, choices);
+            out.put_slice(b"}\n\n");
         };
         for c in &self.choices {
-            let piece = |field: &str, text: &str| match self.kind {
-                AnswerKind::Chat => {
-                    json!([{"index": c.index, "delta": {field: text}, "logprobs": null, "finish_reason": null}])
-                }
-                _ => json!([{"index": c.index, "text": text, "logprobs": null, "finish_reason": null}]),
-            };
             if self.kind == AnswerKind::Chat {
                 let role = c.role.as_deref().unwrap_or("assistant");
-                event(
-                    json!([{"index": c.index, "delta": {"role": role, "content": ""}, "logprobs": null, "finish_reason": null}]),
-                    None,
-                );
+                let first = json!([{"index": c.index, "delta": {"role": role, "content": ""}, "logprobs": null, "finish_reason": null}]);
+                event(&mut out, &first);
             }
-            for r in &c.reasoning {
-                event(piece("reasoning_content", r), None);
-            }
-            for t in c.content.iter().filter(|t| !t.is_empty()) {
-                event(piece("content", t), None);
+            let (reasoning, content) = match self.kind {
+                AnswerKind::Chat => (
+                    format!("[{{\"index\":{},\"delta\":{{\"reasoning_content\":", c.index),
+                    format!("[{{\"index\":{},\"delta\":{{\"content\":", c.index),
+                ),
+                _ => (String::new(), format!("[{{\"index\":{},\"text\":", c.index)),
+            };
+            let close: &[u8] = match self.kind {
+                AnswerKind::Chat => b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+                _ => b",\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+            };
+            let pieces = c.reasoning.iter().map(|r| (&reasoning, r));
+            for (open, text) in pieces.chain(c.content.iter().filter(|t| !t.is_empty()).map(|t| (&content, t))) {
+                out.put_slice(&head);
+                out.put_slice(open.as_bytes());
+                put_json(&mut out, text);
+                out.put_slice(close);
             }
             let last = match self.kind {
                 AnswerKind::Chat => {
@@ -212,10 +318,13 @@ impl CachedAnswer {
                 }
                 _ => json!([{"index": c.index, "text": "", "logprobs": null, "finish_reason": c.finish_reason}]),
             };
-            event(last, None);
+            event(&mut out, &last);
         }
         if include_usage {
-            event(json!([]), Some(self.usage_json()));
+            out.put_slice(&head);
+            out.put_slice(b"[],\"usage\":");
+            put_json(&mut out, &self.usage_json());
+            out.put_slice(b"}\n\n");
         }
         out.put_slice(b"data: [DONE]\n\n");
         out.freeze()
@@ -244,6 +353,12 @@ impl CachedAnswer {
             _ => "text_completion",
         }
     }
+}
+
+/// Appends `value` as JSON (a string escaped and quoted). Serialising a string, a number or a
+/// `Value` into memory cannot fail.
+fn put_json<T: Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
+    let _ = serde_json::to_writer(out.writer(), value);
 }
 
 /// Builds a [`CachedAnswer`] from a stream's events as they pass to the client.
@@ -306,8 +421,8 @@ impl StreamCapture {
                     self.choices.push(CachedChoice {
                         index,
                         role: None,
-                        content: Vec::new(),
-                        reasoning: Vec::new(),
+                        content: Pieces::default(),
+                        reasoning: Pieces::default(),
                         finish_reason: None,
                     });
                     self.choices.len() - 1
@@ -322,7 +437,7 @@ impl StreamCapture {
                 }
                 _ => {
                     if let Some(text) = choice.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                        c.content.push(text.to_owned());
+                        c.content.push(text);
                     }
                 }
             }
@@ -341,6 +456,10 @@ impl StreamCapture {
         }
         let mut choices = self.choices;
         choices.sort_by_key(|c| c.index);
+        for c in &mut choices {
+            c.content.shrink_to_fit();
+            c.reasoning.shrink_to_fit();
+        }
         Some(CachedAnswer {
             kind: self.kind,
             model: self.model.unwrap_or_default(),
@@ -381,12 +500,12 @@ fn take_text(c: &mut CachedChoice, message: &Map<String, Value>, whole: bool) ->
         match name.as_str() {
             "role" => c.role = value.as_str().map(str::to_owned),
             "content" => match value {
-                Value::String(s) if whole || !s.is_empty() => c.content.push(s.clone()),
+                Value::String(s) if whole || !s.is_empty() => c.content.push(s),
                 Value::String(_) | Value::Null => {}
                 _ => return None,
             },
             "reasoning_content" | "reasoning" => match value {
-                Value::String(s) if !s.is_empty() => c.reasoning.push(s.clone()),
+                Value::String(s) if !s.is_empty() => c.reasoning.push(s),
                 Value::String(_) | Value::Null => {}
                 _ => return None,
             },
@@ -403,6 +522,46 @@ mod tests {
     use super::*;
     use sluice_openai::response::Usage;
     use sluice_openai::sse::SseParser;
+
+    #[test]
+    fn a_replayed_stream_is_valid_chunks_for_chat_with_reasoning_and_for_completions() {
+        let choice = |content: &[&str], reasoning: &[&str]| CachedChoice {
+            index: 0,
+            role: Some("assistant".into()),
+            content: content.iter().copied().collect(),
+            reasoning: reasoning.iter().copied().collect(),
+            finish_reason: Some("stop".into()),
+        };
+        let chat = CachedAnswer {
+            kind: AnswerKind::Chat,
+            model: "m\"q".into(),
+            system_fingerprint: Some("fp".into()),
+            choices: vec![choice(&["a \"quoted\"", "\n\u{e9}"], &["think"])],
+            usage: TokenUsage { prompt: 5, completion: 2 },
+            body: None,
+            stored_at_ms: 0,
+            worker_ms: 0,
+        };
+        let chunks = events(&chat.event_stream("r", true));
+        assert!(
+            chunks.iter().all(|c| c["id"] == "chatcmpl-r" && c["model"] == "m\"q" && c["system_fingerprint"] == "fp")
+        );
+        let field = |name: &str| -> Vec<String> {
+            chunks.iter().filter_map(|c| c["choices"][0]["delta"][name].as_str().map(str::to_owned)).collect()
+        };
+        assert_eq!(field("reasoning_content"), ["think"]);
+        assert_eq!(field("content"), ["", "a \"quoted\"", "\n\u{e9}"]);
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
+
+        let completion = CachedAnswer { kind: AnswerKind::Completion, choices: vec![choice(&["x", "y"], &[])], ..chat };
+        let chunks = events(&completion.event_stream("r", false));
+        let text: Vec<&str> = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+        assert_eq!(text, ["x", "y", ""]);
+        assert_eq!(chunks[0]["object"], "text_completion");
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    }
 
     fn events(bytes: &[u8]) -> Vec<Value> {
         let mut parser = SseParser::new(1 << 20);
@@ -450,7 +609,11 @@ mod tests {
             capture.push(data.as_bytes());
         }
         let a = capture.finish(Some(&Usage::new(3, 0, 2)), Duration::ZERO).unwrap();
-        assert_eq!(a.choices[0].content, ["Hel", "lo"]);
+        assert_eq!(a.choices[0].content.iter().collect::<Vec<_>>(), ["Hel", "lo"]);
+        // Stored as the list of pieces, and read back the same.
+        let stored = serde_json::to_value(&a.choices[0]).unwrap();
+        assert_eq!(stored["content"], json!(["Hel", "lo"]));
+        assert_eq!(serde_json::from_value::<CachedChoice>(stored).unwrap(), a.choices[0]);
         let body: Value = serde_json::from_slice(&a.whole_body("r")).unwrap();
         assert_eq!(body["choices"][0]["message"]["content"], "Hello");
         assert_eq!(body["choices"][0]["finish_reason"], "length");

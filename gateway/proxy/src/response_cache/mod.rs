@@ -156,17 +156,23 @@ impl ResponseCache {
 
     /// Stores `answer` under `key` for `ttl`, off the request's path when it waits on Redis.
     pub fn store(self: &Arc<Self>, key: EntryKey, answer: CachedAnswer, ttl: Duration) {
-        let Ok(bytes) = serde_json::to_vec(&answer) else { return };
-        if bytes.len() > self.max_entry_bytes {
-            self.metrics.stored("too_large");
-            return;
-        }
         match &self.backend {
             Backend::Memory(m) => {
-                m.put(key, Arc::new(answer), ttl, bytes.len());
+                // What the entry holds in memory, without serialising it to find out.
+                let size = answer.heap_bytes();
+                if size > self.max_entry_bytes {
+                    self.metrics.stored("too_large");
+                    return;
+                }
+                m.put(key, Arc::new(answer), ttl, size);
                 self.metrics.stored("stored");
             }
             Backend::Redis(_) => {
+                let Ok(bytes) = serde_json::to_vec(&answer) else { return };
+                if bytes.len() > self.max_entry_bytes {
+                    self.metrics.stored("too_large");
+                    return;
+                }
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
                 let cache = Arc::clone(self);
                 runtime.spawn(async move {
