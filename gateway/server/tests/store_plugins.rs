@@ -212,3 +212,22 @@ async fn the_built_in_cache_is_published_and_bound_through_the_admin_api_like_an
     assert_eq!(plugins.as_array().unwrap().len(), 1, "{plugins}");
     again.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_uploaded_as_cache_before_the_name_was_reserved_is_left_alone() {
+    let (store, _dir) = fresh_sqlite().await;
+    let own = sluice_store::model::NewPluginVersion {
+        plugin: "cache".into(),
+        bytes: TEST_GUEST.to_vec(),
+        sha256: "0".repeat(64),
+        manifest: json!({"hooks": ["on-request"], "capabilities": []}),
+    };
+    store.add_plugin_version(&sluice_store::model::Actor::admin(), &own).await.unwrap();
+    let gw = TestGateway::start(1, GatewayOptions { store: Some(TestStore(store)), ..GatewayOptions::default() }).await;
+    let (status, versions) = admin(&gw, Method::GET, "/admin/api/plugins/cache/versions", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "nothing added to the operator's own plugin: {versions}");
+    let (_, plugins) = admin(&gw, Method::GET, "/admin/api/plugins", None).await;
+    assert_eq!(plugins[0]["active_version"], Value::Null, "and nothing activated: {plugins}");
+    gw.shutdown().await;
+}
