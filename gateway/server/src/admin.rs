@@ -162,6 +162,11 @@ fn dashboard_handler<B>(request: &Request<B>) -> Response<Body> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(asset.cache_control));
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    // The dashboard acts with the admin token: no other site may frame it (clickjacking), and
+    // no URL of it leaks in a Referer.
+    headers.insert("content-security-policy", HeaderValue::from_static("frame-ancestors 'none'"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     if let Some(encoding) = encoding {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
     }

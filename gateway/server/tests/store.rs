@@ -196,3 +196,28 @@ async fn a_database_outage_fails_no_requests_and_loses_no_usage() {
     assert_eq!(rows.iter().map(|r| r.counts.requests).sum::<i64>(), sent, "every request is in the usage rows");
     assert!(rows.iter().all(|r| r.key.model == MODEL));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_cannot_be_framed_and_key_names_cannot_hide_characters() {
+    let (store, _dir) = fresh_sqlite().await;
+    let gw = TestGateway::start(1, GatewayOptions { store: Some(TestStore(store)), ..GatewayOptions::default() }).await;
+    let page = TestClient::http1().get(&gw.admin_url("/"), None).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-security-policy"], "frame-ancestors 'none'");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+
+    // A right-to-left override would show "admin\u{202E}txt.exe" as "admintxe.txt".
+    let body = json!({"name": "admin\u{202E}txt.exe"}).to_string();
+    let mut req = request(
+        Method::POST,
+        &gw.admin_url(&format!("/admin/api/tenants/{TENANT}/keys")),
+        Some(ADMIN_TOKEN),
+        full_body(body),
+    );
+    req.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    let reply = read_whole(TestClient::http1().send(req).await).await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["param"], "name");
+    gw.shutdown().await;
+}

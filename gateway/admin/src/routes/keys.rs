@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sluice_store_model::{Actor, ApiKey, CreatedKey, NewKey, keys};
+use sluice_store_model::{Actor, ApiKey, CreatedKey, NewKey, keys, validate};
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -41,10 +41,8 @@ pub(crate) async fn create_key(
     PathParams(tenant): PathParams<String>,
     OptionalJsonBody(body): OptionalJsonBody<NewKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    if let Some(name) = &body.name
-        && (name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control))
-    {
-        return Err(ApiError::invalid("name", "must be 1-128 characters without control characters"));
+    if let Some(name) = &body.name {
+        validate::key_name("name", name)?;
     }
     let generated = keys::generate();
     let new = NewKey { name: body.name, prefix: generated.prefix, digest: generated.digest };

@@ -26,6 +26,23 @@ pub fn model(field: &'static str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An API key's name: 1-128 characters a person reads in lists and logs, so no control
+/// characters and none of the invisible ones that make a name look like another (zero-width
+/// spaces and joiners, bidirectional overrides and isolates, the byte-order mark).
+pub fn key_name(field: &'static str, value: &str) -> Result<(), StoreError> {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if value.is_empty() || value.chars().count() > 128 || value.chars().any(invisible) {
+        return Err(StoreError::invalid(
+            field,
+            "must be 1-128 characters without control characters, zero-width characters or direction overrides",
+        ));
+    }
+    Ok(())
+}
+
 /// Stores keep limits as signed 64-bit integers.
 fn fits(field: &'static str, value: Option<u64>) -> Result<(), StoreError> {
     match value {
@@ -205,6 +222,19 @@ pub fn binding_limits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_names_are_what_a_reader_sees() {
+        for ok in ["ci", "prod key #2", "clé d'équipe", "研究"] {
+            assert!(key_name("name", ok).is_ok(), "{ok:?}");
+        }
+        let long = "x".repeat(129);
+        for bad in
+            ["", "tab\there", "admin\u{202E}txt.exe", "ad\u{200B}min", "\u{FEFF}bom", "\u{2066}iso", long.as_str()]
+        {
+            assert!(key_name("name", bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn grants_are_known_capabilities_in_contract_order() {
