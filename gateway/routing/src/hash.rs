@@ -2,6 +2,9 @@
 //! simulator. Block `i`'s hash folds the hash of block `i − 1` with the block's token ids, so two
 //! prompts share a block hash exactly when they share everything up to the end of that block.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 /// Chained hash of one full block of tokens and everything before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockHash(pub u64);
@@ -23,6 +26,30 @@ impl BlockHash {
         BlockHash(tokens.iter().fold(mix(start), |h, &t| mix(h ^ mix(u64::from(t)))))
     }
 }
+
+/// Block hashes are already uniformly mixed: a map keyed by them indexes them as they are,
+/// without SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// A map keyed by block hash.
+pub type BlockHashMap<V> = HashMap<BlockHash, V, BuildHasherDefault<IdentityHasher>>;
 
 /// Hashes of every full `block_size`-token block of `tokens`; a partial last block has none.
 pub fn chain_block_hashes(tokens: &[u32], block_size: u32) -> Vec<BlockHash> {

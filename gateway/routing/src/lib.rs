@@ -15,14 +15,34 @@
 //! - [`RoutingPolicy::choose`] returns a [`Decision`]: a candidate, or abstain (the host falls
 //!   back to its default choice, or to the next policy in a chain).
 //!
-//! Baselines: [`RandomPolicy`] (seeded), [`RoundRobinPolicy`], [`LeastLoadedPolicy`] (wait queue
-//! plus KV utilisation). Prefix-aware policies come with the routing issue.
+//! Policies, all by name in [`by_name`]:
+//! - baselines without prefix knowledge: [`RandomPolicy`] (seeded), [`RoundRobinPolicy`],
+//!   [`LeastLoadedPolicy`] (wait queue plus KV utilisation);
+//! - Sluice's own, [`PredictedTtft`] (`sluice`): the least prefill ahead of the first token;
+//! - the routers users compare with, reproduced: llm-d's [`LlmdScorer`] (approximate and
+//!   precise) and [`LlmdSticky`], SGLang's [`SglangCacheAware`], Dynamo's [`DynamoCost`].
+//!
+//! [`PrefixIndex`] is the host's side of prefix awareness: which worker holds which blocks, from
+//! KV events and routing guesses, bounded.
 
+mod catalog;
+mod choice;
+mod dynamo;
 mod hash;
+mod index;
+mod llmd;
 mod policies;
+mod predicted;
+mod sglang;
 
-pub use hash::{BlockHash, chain_block_hashes};
-pub use policies::{LeastLoadedPolicy, RandomPolicy, RoundRobinPolicy, baseline};
+pub use catalog::{DEFAULT_SPECULATIVE_TTL, POLICY_NAMES, PoolFacts, by_name};
+pub use dynamo::DynamoCost;
+pub use hash::{BlockHash, BlockHashMap, IdentityHasher, chain_block_hashes};
+pub use index::{IndexStats, PrefixIndex, WorkerIndex};
+pub use llmd::{LLMD_APPROX_BLOCKS_PER_WORKER, LlmdScorer, LlmdSticky};
+pub use policies::{LeastLoadedPolicy, RandomPolicy, RoundRobinPolicy};
+pub use predicted::PredictedTtft;
+pub use sglang::{SGLANG_TREE_BLOCKS_PER_WORKER, SglangCacheAware};
 
 /// Identifies a candidate within one routing call. The host chooses the values (an endpoint
 /// index, say) and maps the decision back.

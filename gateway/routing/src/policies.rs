@@ -131,16 +131,6 @@ impl RoutingPolicy for LeastLoadedPolicy {
     }
 }
 
-/// A baseline policy by name (`random`, `round-robin`, `least-loaded`); `None` for other names.
-pub fn baseline(name: &str, seed: u64) -> Option<Box<dyn RoutingPolicy>> {
-    match name {
-        "random" => Some(Box::new(RandomPolicy::new(seed))),
-        "round-robin" => Some(Box::new(RoundRobinPolicy::new())),
-        "least-loaded" => Some(Box::new(LeastLoadedPolicy::new())),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,13 +189,5 @@ mod tests {
         let a = p.choose(&request(), &idle);
         let b = p.choose(&request(), &idle);
         assert_ne!(a, b, "ties rotate");
-    }
-
-    #[test]
-    fn baselines_by_name() {
-        for name in ["random", "round-robin", "least-loaded"] {
-            assert_eq!(baseline(name, 1).map(|p| p.name().to_owned()).as_deref(), Some(name));
-        }
-        assert!(baseline("prefix", 1).is_none());
     }
 }

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use report::{PolicyReport, Slo};
 use serde::Serialize;
-use sluice_routing::RoutingPolicy;
+use sluice_routing::{PoolFacts, RoutingPolicy};
 use vtime::ClusterConfig;
 use workload::{SharedPrefix, Workload};
 
-use crate::engine::latency::LatencyProfile;
+use crate::engine::latency::{BatchShape, LatencyConfig, LatencyProfile, PolynomialLatency};
 
 /// Scenario names accepted by `--scenario`.
 pub const SCENARIOS: [&str; 4] = ["llmd-73", "multi-turn", "no-reuse", "burst"];
@@ -32,7 +32,7 @@ pub const SCENARIOS: [&str; 4] = ["llmd-73", "multi-turn", "no-reuse", "burst"];
 pub enum BenchError {
     #[error("unknown scenario {0:?} (known: llmd-73, multi-turn, no-reuse, burst)")]
     UnknownScenario(String),
-    #[error("unknown policy {0:?} (known: random, round-robin, least-loaded)")]
+    #[error("unknown policy {0:?} (known: {known})", known = sluice_routing::POLICY_NAMES.join(", "))]
     UnknownPolicy(String),
     #[error("--timeout-s must be a finite number of seconds >= 0, got {0}")]
     BadTimeout(f64),
@@ -54,8 +54,9 @@ pub struct BenchArgs {
     /// Workload: llmd-73, multi-turn, no-reuse or burst.
     #[arg(long)]
     pub scenario: String,
-    /// Comma-separated policies to compare.
-    #[arg(long, default_value = "random,round-robin,least-loaded", value_delimiter = ',')]
+    /// Comma-separated policies to compare: random, round-robin, least-loaded, llmd-approx,
+    /// llmd-precise, llmd-sticky, sglang-cache-aware, dynamo-cost, sluice.
+    #[arg(long, default_value = "random,least-loaded,llmd-precise,llmd-sticky,sluice", value_delimiter = ',')]
     pub policies: Vec<String>,
     /// Write the report as JSON (one object per policy) to this file.
     #[arg(long)]
@@ -75,6 +76,9 @@ pub struct BenchArgs {
     /// How stale the engine metrics the policies see may be, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub scrape_interval_ms: u64,
+    /// How long the engines' KV events take to reach the host's prefix index, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub event_delay_ms: u64,
     /// Client timeout per request, in seconds from sending (default 300, inference-perf's);
     /// a request still unfinished then is abandoned and its sequence aborted. 0 disables it.
     #[arg(long)]
@@ -111,6 +115,8 @@ fn cluster(profile: &str, workers: u32, seed: u64) -> Result<ClusterConfig, Benc
         seed,
         request_timeout: Some(Duration::from_secs_f64(DEFAULT_TIMEOUT_S)),
         max_in_flight: Some(MAX_IN_FLIGHT_PER_WORKER * workers),
+        event_delay: Duration::ZERO,
+        speculative_ttl: sluice_routing::DEFAULT_SPECULATIVE_TTL,
     })
 }
 
@@ -204,9 +210,27 @@ fn timeout(seconds: f64) -> Result<Option<Duration>, BenchError> {
     Duration::try_from_secs_f64(seconds).map(Some).map_err(|_| BenchError::BadTimeout(seconds))
 }
 
-/// A policy by name, seeded.
-pub fn policy(name: &str, seed: u64) -> Result<Box<dyn RoutingPolicy>, BenchError> {
-    sluice_routing::baseline(name, seed).ok_or_else(|| BenchError::UnknownPolicy(name.to_owned()))
+/// A policy by name, seeded, calibrated for the scenario's pool as its project's setup would be.
+pub fn policy(name: &str, seed: u64, cluster: &ClusterConfig) -> Result<Box<dyn RoutingPolicy>, BenchError> {
+    sluice_routing::by_name(name, seed, &pool_facts(cluster)).ok_or_else(|| BenchError::UnknownPolicy(name.to_owned()))
+}
+
+/// The calibration inputs of the comparison policies. The peak prefill throughput is measured
+/// the way llm-d's calibration script does: full prefill steps on an idle worker.
+pub fn pool_facts(cluster: &ClusterConfig) -> PoolFacts {
+    let model = PolynomialLatency::new(LatencyConfig { jitter: 0.0, ..cluster.latency });
+    let budget = cluster.engine.max_batched_tokens;
+    let step = model.mean_step_time(&BatchShape {
+        prefill_tokens: budget,
+        decode_seqs: 0,
+        num_seqs: 1,
+        decode_context_tokens: 0,
+    });
+    PoolFacts {
+        workers: cluster.workers,
+        kv_capacity_blocks: cluster.engine.kv_blocks,
+        peak_prefill_tokens_per_s: f64::from(budget) / step.as_secs_f64().max(1e-9),
+    }
 }
 
 /// Runs every policy on the scenario, two at a time (one per core), in the order given.
@@ -258,6 +282,7 @@ pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
     let started = Instant::now();
     let mut sc = scenario(&args.scenario, args.quick, args.seed)?;
     sc.cluster.scrape_interval = Duration::from_millis(args.scrape_interval_ms);
+    sc.cluster.event_delay = Duration::from_millis(args.event_delay_ms);
     if let Some(t) = args.timeout_s {
         sc.cluster.request_timeout = timeout(t)?;
     }
@@ -269,7 +294,8 @@ pub fn bench_routing(args: &BenchArgs) -> Result<BenchOutput, BenchError> {
             r.output_len = n.max(1);
         }
     }
-    let policies = args.policies.iter().map(|p| policy(p.trim(), args.seed)).collect::<Result<Vec<_>, _>>()?;
+    let policies =
+        args.policies.iter().map(|p| policy(p.trim(), args.seed, &sc.cluster)).collect::<Result<Vec<_>, _>>()?;
     let slo = Slo { ttft_s: args.slo_ttft_ms as f64 / 1000.0, itl_s: args.slo_itl_ms as f64 / 1000.0 };
     let reports = compare(&sc, &policies, slo);
     if let Some(path) = &args.json {

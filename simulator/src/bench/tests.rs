@@ -23,7 +23,8 @@ fn small_llmd() -> Scenario {
 fn small_llmd_73_runs_every_baseline_deterministically() {
     let sc = small_llmd();
     let slo = Slo { ttft_s: 2.0, itl_s: 0.1 };
-    let policies: Vec<_> = ["random", "round-robin", "least-loaded"].iter().map(|p| policy(p, 3).unwrap()).collect();
+    let policies: Vec<_> =
+        ["random", "round-robin", "least-loaded"].iter().map(|p| policy(p, 3, &sc.cluster).unwrap()).collect();
     let reports = compare(&sc, &policies, slo);
     assert_eq!(reports.len(), 3);
     let n = sc.workload.requests.len() as u64;
@@ -41,7 +42,7 @@ fn small_llmd_73_runs_every_baseline_deterministically() {
         assert!(r.stages[2].wait_queue_mean > r.stages[0].wait_queue_mean, "{}", r.policy);
     }
     // Deterministic for a seed.
-    let again = compare(&sc, &[policy("random", 3).unwrap()], slo);
+    let again = compare(&sc, &[policy("random", 3, &sc.cluster).unwrap()], slo);
     assert_eq!(again[0].overall.ttft_p90_s, reports[0].overall.ttft_p90_s);
     assert_eq!(again[0].overall.output_tokens_per_s, reports[0].overall.output_tokens_per_s);
 }
@@ -54,14 +55,17 @@ fn scenarios_build_and_unknown_names_are_errors() {
         assert!(!sc.workload.stages.is_empty(), "{name}");
     }
     assert!(matches!(scenario("nope", true, 1), Err(BenchError::UnknownScenario(_))));
-    assert!(matches!(policy("nope", 1), Err(BenchError::UnknownPolicy(_))));
+    assert!(matches!(
+        policy("nope", 1, &scenario("burst", true, 1).unwrap().cluster),
+        Err(BenchError::UnknownPolicy(_))
+    ));
 }
 
 #[test]
 fn multi_turn_later_turns_hit_their_own_history() {
     let mut sc = scenario("multi-turn", true, 2).unwrap();
     sc.workload.requests.truncate(40);
-    let reports = compare(&sc, &[policy("round-robin", 2).unwrap()], Slo { ttft_s: 2.0, itl_s: 0.1 });
+    let reports = compare(&sc, &[policy("round-robin", 2, &sc.cluster).unwrap()], Slo { ttft_s: 2.0, itl_s: 0.1 });
     assert!(reports[0].overall.best_prefix_hit_rate > 0.3, "{:?}", reports[0].overall);
 }
 
@@ -85,7 +89,7 @@ fn overloaded(timeout_s: Option<f64>) -> Scenario {
 #[test]
 fn timed_out_requests_are_abandoned_freed_and_reported() {
     let sc = overloaded(Some(5.0));
-    let run = vtime::run(&sc.cluster, &sc.workload, policy("round-robin", 5).unwrap().as_ref());
+    let run = vtime::run(&sc.cluster, &sc.workload, policy("round-robin", 5, &sc.cluster).unwrap().as_ref());
     let n = run.requests.len();
     let timed_out = run.requests.iter().filter(|o| o.timed_out).count();
     let completed = run.requests.iter().filter(|o| o.finished_s.is_some()).count();
@@ -124,7 +128,8 @@ fn timed_out_requests_are_abandoned_freed_and_reported() {
 
     // Without a timeout the same load completes everything, later.
     let patient = overloaded(None);
-    let run = vtime::run(&patient.cluster, &patient.workload, policy("round-robin", 5).unwrap().as_ref());
+    let run =
+        vtime::run(&patient.cluster, &patient.workload, policy("round-robin", 5, &patient.cluster).unwrap().as_ref());
     assert!(run.requests.iter().all(|o| o.finished_s.is_some() && !o.timed_out));
 }
 
@@ -156,7 +161,7 @@ fn llmd_73_follows_the_published_ladder() {
 fn the_client_never_has_more_than_max_in_flight_requests_out() {
     let mut sc = overloaded(None);
     sc.cluster.max_in_flight = Some(10);
-    let run = vtime::run(&sc.cluster, &sc.workload, policy("least-loaded", 5).unwrap().as_ref());
+    let run = vtime::run(&sc.cluster, &sc.workload, policy("least-loaded", 5, &sc.cluster).unwrap().as_ref());
     assert!(run.requests.iter().all(|o| o.finished_s.is_some()), "no timeout: everything completes");
     // Sweep sends (+1) and completions (-1) in time order; completions first at equal times,
     // since a finishing request's slot is what lets the next one go.
@@ -178,8 +183,65 @@ fn the_client_never_has_more_than_max_in_flight_requests_out() {
     // TTFT is counted from sending, so a capped client sees shorter TTFTs than an open one.
     let mut open = overloaded(None);
     open.cluster.max_in_flight = None;
-    let run = vtime::run(&open.cluster, &open.workload, policy("least-loaded", 5).unwrap().as_ref());
+    let run = vtime::run(&open.cluster, &open.workload, policy("least-loaded", 5, &open.cluster).unwrap().as_ref());
     let r_open = report::report("least-loaded", &run, &open.workload, Slo { ttft_s: 2.0, itl_s: 0.1 }, 0.0);
     assert!(r.overall.ttft_p90_s < r_open.overall.ttft_p90_s);
     assert_eq!(r_open.overall.schedule_delay_mean_s, 0.0);
+}
+
+#[test]
+fn prefix_aware_policies_capture_the_reuse_that_load_only_ones_miss() {
+    let sc = small_llmd();
+    let slo = Slo { ttft_s: 2.0, itl_s: 0.1 };
+    let names = ["least-loaded", "llmd-precise", "sluice"];
+    let policies: Vec<_> = names.iter().map(|p| policy(p, 3, &sc.cluster).unwrap()).collect();
+    let reports = compare(&sc, &policies, slo);
+    let by = |name: &str| &reports.iter().find(|r| r.policy == name).unwrap().overall;
+    let (load, precise, ours) = (by("least-loaded"), by("llmd-precise"), by("sluice"));
+    for r in [precise, ours] {
+        assert!(r.prefix_hit_rate > load.prefix_hit_rate + 0.15, "{r:?} vs {load:?}");
+        assert!(r.prefill_computed_tokens < load.prefill_computed_tokens, "{r:?}");
+        assert_eq!(r.completed, r.requests);
+    }
+    assert!(ours.output_tokens_per_s >= load.output_tokens_per_s, "{ours:?} vs {load:?}");
+}
+
+/// 64 siblings sharing an 8k-token prefix, sent within 50 ms to 8 idle workers.
+fn sibling_burst(speculative_ttl: Duration) -> Scenario {
+    let mut cluster = cluster("qwen3-32b-h100-tp2", 8, 7).unwrap();
+    cluster.speculative_ttl = speculative_ttl;
+    let workload = workload::burst(&[64], 1, 30.0, 0.05, 8_192, 200, 50, cluster.engine.block_size, 7);
+    Scenario { name: "burst-64".to_owned(), cluster, workload }
+}
+
+/// Workers that computed the shared prefix: those that served a request with no cached token.
+fn prefix_computed_on(run: &vtime::RunResult) -> std::collections::BTreeSet<u32> {
+    run.requests.iter().filter(|o| o.cached_tokens == 0).map(|o| o.worker).collect()
+}
+
+#[test]
+fn a_burst_of_siblings_computes_its_prefix_on_at_most_two_workers() {
+    let sc = sibling_burst(sluice_routing::DEFAULT_SPECULATIVE_TTL);
+    let run = vtime::run(&sc.cluster, &sc.workload, policy("sluice", 7, &sc.cluster).unwrap().as_ref());
+    assert!(run.requests.iter().all(|o| o.finished_s.is_some()));
+    let workers = prefix_computed_on(&run);
+    assert!((1..=2).contains(&workers.len()), "computed on {workers:?}");
+    // Without the routing guesses the index learns of the prefix only once a worker computed it:
+    // the siblings of the first 50 ms all look cold and scatter.
+    let blind = sibling_burst(Duration::ZERO);
+    let run = vtime::run(&blind.cluster, &blind.workload, policy("sluice", 7, &blind.cluster).unwrap().as_ref());
+    assert!(prefix_computed_on(&run).len() > 2, "{:?}", prefix_computed_on(&run));
+}
+
+#[test]
+fn delayed_kv_events_reach_the_index_later_and_guesses_cover_the_gap() {
+    let mut sc = small_llmd();
+    let slo = Slo { ttft_s: 2.0, itl_s: 0.1 };
+    let now = compare(&sc, &[policy("sluice", 3, &sc.cluster).unwrap()], slo);
+    sc.cluster.event_delay = Duration::from_secs(2);
+    let later = compare(&sc, &[policy("sluice", 3, &sc.cluster).unwrap()], slo);
+    let (a, b) = (&now[0].overall, &later[0].overall);
+    assert_eq!(b.completed, b.requests);
+    assert!(b.output_tokens_per_s >= 0.9 * a.output_tokens_per_s, "{b:?} vs {a:?}");
+    assert!(b.prefix_hit_rate >= a.prefix_hit_rate - 0.1, "{b:?} vs {a:?}");
 }

@@ -5,7 +5,10 @@
 //! per token: a step produces all its tokens at its end. The host side mirrors the gateway: it
 //! counts its own in-flight requests and uncached prefill tokens per worker, serves scraped-style
 //! engine metrics that are refreshed at most every `scrape_interval`, and computes each
-//! candidate's prefix overlap from the worker's actual cache (what a KV-event-fed index knows).
+//! candidate's prefix overlap from its [`PrefixIndex`], fed as the gateway's is: by the engines'
+//! KV events, delivered `event_delay` after the step that caused them, and by a guess written on
+//! each routing decision. The workers' actual caches are the ground truth the report compares
+//! with (`best_cached_tokens`).
 //!
 //! Clients behave like inference-perf's. At most `max_in_flight` requests are out at once; a
 //! request due while that many are out waits in the client's queue and is sent (and its TTFT
@@ -18,12 +21,13 @@ use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
 use sluice_routing::{
-    Candidate, CandidateId, CandidateStats, Decision, EngineMetrics, Health, PrefixOverlap, RequestSummary,
-    RoutingPolicy,
+    Candidate, CandidateId, CandidateStats, Decision, EngineMetrics, Health, PrefixIndex, PrefixOverlap,
+    RequestSummary, RoutingPolicy,
 };
 
 use super::report::Histogram;
 use super::workload::{Arrival, Workload};
+use crate::engine::kv_events::KvCacheEvent;
 use crate::engine::latency::{LatencyConfig, PolynomialLatency};
 use crate::engine::{Engine, EngineConfig, EngineEvent, EngineStats, SeqId, SeqSpec};
 use crate::sampling::FinishReason;
@@ -47,6 +51,10 @@ pub struct ClusterConfig {
     /// Most requests the client has out at once (inference-perf: `num_workers ×
     /// worker_max_concurrency`); `None`: open loop, every request is sent when due.
     pub max_in_flight: Option<u32>,
+    /// How long an engine's KV events take to reach the host's prefix index.
+    pub event_delay: Duration,
+    /// How long the host believes its routing guesses (0: no guesses, events only).
+    pub speculative_ttl: Duration,
 }
 
 /// What happened to one request.
@@ -107,6 +115,8 @@ enum Event {
     StepEnd(u32),
     Arrival(u32),
     Timeout(u32),
+    /// A batch of KV events (index into `Host::kv_batches`) reaches the host.
+    KvEvents(u32),
     Sample,
 }
 
@@ -138,6 +148,10 @@ struct Host<'a> {
     client_queue: std::collections::VecDeque<usize>,
     /// Requests sent and not yet finished, timed out or refused.
     client_in_flight: u32,
+    index: PrefixIndex,
+    /// KV event batches on their way to the index: (worker, events), taken when delivered.
+    kv_batches: Vec<Option<(u32, Vec<KvCacheEvent>)>>,
+    overlaps: Vec<u32>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -154,14 +168,9 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
                 speed: cfg.latency.speed * speed,
                 ..cfg.latency
             };
-            Worker {
-                engine: Engine::new(cfg.engine, Box::new(PolynomialLatency::new(latency))),
-                busy: false,
-                pending: Vec::new(),
-                in_flight: 0,
-                in_flight_prefill: 0,
-                scraped: None,
-            }
+            let mut engine = Engine::new(cfg.engine, Box::new(PolynomialLatency::new(latency)));
+            engine.record_kv_events();
+            Worker { engine, busy: false, pending: Vec::new(), in_flight: 0, in_flight_prefill: 0, scraped: None }
         })
         .collect();
     let n = workload.requests.len();
@@ -184,6 +193,10 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
         remaining: n,
         client_queue: std::collections::VecDeque::new(),
         client_in_flight: 0,
+        // Room for every worker's whole cache twice over: guesses and stale entries included.
+        index: PrefixIndex::new(2 * cfg.workers as usize * cfg.engine.kv_blocks as usize, cfg.speculative_ttl),
+        kv_batches: Vec::new(),
+        overlaps: vec![0; cfg.workers as usize],
     };
     for (i, r) in workload.requests.iter().enumerate() {
         match r.arrival {
@@ -199,6 +212,7 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
             Event::Arrival(i) => host.schedule(i as usize, now),
             Event::StepEnd(w) => host.step_end(w as usize, now),
             Event::Timeout(i) => host.time_out(i as usize, now),
+            Event::KvEvents(b) => host.deliver_kv_events(b as usize),
             Event::Sample => {
                 host.sample(now);
                 if host.remaining > 0 {
@@ -257,9 +271,11 @@ impl Host<'_> {
         let hashes = &req.hashes[..max_hit_blocks.min(req.hashes.len())];
         let mut candidates = Vec::with_capacity(self.workers.len());
         let mut best = 0u32;
+        self.index.overlaps(hashes, now, &mut self.overlaps);
         for w in 0..self.workers.len() {
-            let blocks = self.workers[w].engine.cached_prefix_blocks(hashes) as u32;
-            best = best.max(blocks * bs);
+            let actual = self.workers[w].engine.cached_prefix_blocks(hashes) as u32;
+            best = best.max(actual * bs);
+            let blocks = self.overlaps[w];
             let metrics = self.metrics_of(w, now);
             let worker = &self.workers[w];
             candidates.push(Candidate {
@@ -286,6 +302,9 @@ impl Host<'_> {
             _ => (0..self.workers.len()).min_by_key(|&w| (self.workers[w].in_flight, w)).unwrap_or(0),
         };
         let overlap = candidates.get(w).map_or(0, |c| c.overlap.tokens);
+        if !self.cfg.speculative_ttl.is_zero() {
+            self.index.speculate(w as u32, hashes, now);
+        }
         let spec = SeqSpec {
             prompt: req.prompt.clone(),
             prompt_hashes: Some(req.hashes.clone()),
@@ -354,7 +373,39 @@ impl Host<'_> {
         }
     }
 
+    /// The KV events of worker `w`'s last step leave for the host's index.
+    fn publish_kv_events(&mut self, w: usize, now: Duration) {
+        let events = self.workers[w].engine.take_kv_events();
+        if events.is_empty() {
+            return;
+        }
+        if self.cfg.event_delay.is_zero() {
+            self.apply_kv_events(w as u32, &events);
+        } else {
+            let b = self.kv_batches.len() as u32;
+            self.kv_batches.push(Some((w as u32, events)));
+            self.push(now + self.cfg.event_delay, Event::KvEvents(b));
+        }
+    }
+
+    fn deliver_kv_events(&mut self, b: usize) {
+        if let Some((w, events)) = self.kv_batches.get_mut(b).and_then(Option::take) {
+            self.apply_kv_events(w, &events);
+        }
+    }
+
+    fn apply_kv_events(&mut self, w: u32, events: &[KvCacheEvent]) {
+        for ev in events {
+            match ev {
+                KvCacheEvent::BlockStored { block_hashes, .. } => self.index.stored(w, block_hashes),
+                KvCacheEvent::BlockRemoved { block_hashes, .. } => self.index.removed(w, block_hashes),
+                KvCacheEvent::AllBlocksCleared => self.index.cleared(w),
+            }
+        }
+    }
+
     fn step_end(&mut self, w: usize, now: Duration) {
+        self.publish_kv_events(w, now);
         let events = std::mem::take(&mut self.workers[w].pending);
         self.workers[w].busy = false;
         let t = secs(now);

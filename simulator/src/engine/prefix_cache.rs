@@ -8,30 +8,11 @@
 //! and only then forgets its hash (eviction). So the cache is bounded by KV capacity and evicts
 //! LRU, as in vLLM's `BlockPool` + `FreeKVCacheBlockQueue`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 
 use super::kv_events::{self, KvCacheEvent};
 
-/// Block hashes are already uniformly mixed: index them as they are, without SipHash.
-#[derive(Debug, Default, Clone, Copy)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-type HashIndex = HashMap<BlockHash, BlockId, BuildHasherDefault<IdentityHasher>>;
+type HashIndex = sluice_routing::BlockHashMap<BlockId>;
 
 /// Index of a physical KV block.
 pub type BlockId = u32;
