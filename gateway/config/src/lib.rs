@@ -44,7 +44,39 @@ pub struct ServerConfig {
     pub request_body_timeout: Duration,
     pub shutdown_grace: Duration,
     pub tls: Option<TlsConfig>,
+    /// The data listener's connection limits.
+    pub connections: ConnectionLimits,
+    /// The admin listener's own connection budget.
+    pub admin_max_connections: usize,
 }
+
+/// What one client connection may hold and for how long. Enforced by the listener before the
+/// connection costs more than its socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections, all clients together; the listener may lower it to fit the process's
+    /// file-descriptor limit.
+    pub max: usize,
+    /// Open connections from one client address (IPv6 addresses grouped by /64).
+    pub max_per_ip: usize,
+    /// Longest wait for a request head (and the TLS handshake) once one is expected.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
+    /// A streamed response its client leaves unread for this long is cut, and its worker
+    /// request cancelled.
+    pub write_timeout: Duration,
+    /// Requests one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 256;
 
 #[derive(Debug, Clone)]
 pub struct TlsConfig {

@@ -46,6 +46,25 @@ pub struct RawServer {
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub shutdown_grace: Option<Duration>,
     pub tls: Option<RawTls>,
+    /// Connections the data listener holds open at once, all clients together.
+    pub max_connections: Option<usize>,
+    /// Connections the data listener holds open at once from one client address (IPv6: one /64).
+    pub max_connections_per_ip: Option<usize>,
+    /// Connections the admin listener holds open at once: its own budget, apart from the data
+    /// listener's, so `/healthz` and `/metrics` answer while the data port is saturated.
+    pub admin_max_connections: Option<usize>,
+    /// Longest a client may take to send a request head (TLS handshake included) once it is
+    /// expected: after connecting and between requests on a kept-alive connection.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request in progress for this long is closed.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub idle_timeout: Option<Duration>,
+    /// Longest a client may leave a streamed response unread before it is cut.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub write_timeout: Option<Duration>,
+    /// Requests one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,14 +7,16 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use crate::raw::{
-    RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseCache, RawUpstream,
+    RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseCache, RawServer, RawUpstream,
 };
 use crate::{
-    AdminConfig, ApiKeyConfig, Config, ConfigError, DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES,
-    DatabaseConfig, EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig,
-    PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, PoolConfig,
-    RedisConfig, RedisFallbackConfig, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig,
-    UpstreamConfig, secret,
+    AdminConfig, ApiKeyConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
+    DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_RESPONSE_CACHE_BYTES,
+    DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig, EjectionConfig, EndpointConfig,
+    HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig,
+    PluginScopeConfig, PluginSourceConfig, PoolConfig, RedisConfig, RedisFallbackConfig, ResponseCacheBackend,
+    ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig, UpstreamConfig, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -45,6 +47,11 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if raw.server.request_body_timeout.is_some_and(|d| d.is_zero()) {
         return Err(ConfigError::invalid("server.request_body_timeout", "must be greater than 0"));
     }
+    let connections = connection_limits(&raw.server)?;
+    let admin_max_connections = raw.server.admin_max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS);
+    if admin_max_connections == 0 {
+        return Err(ConfigError::invalid("server.admin_max_connections", "must be at least 1"));
+    }
     let server = ServerConfig {
         listen,
         admin_listen,
@@ -52,6 +59,8 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         request_body_timeout: raw.server.request_body_timeout.unwrap_or(Duration::from_secs(60)),
         shutdown_grace: raw.server.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         tls: raw.server.tls.map(|t| TlsConfig { cert: t.cert.into(), key: t.key.into() }),
+        connections,
+        admin_max_connections,
     };
 
     // The token and the database URL also come from conventional variables, so that a
@@ -219,6 +228,42 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         plugin_host,
         plugins,
     })
+}
+
+fn connection_limits(raw: &RawServer) -> Result<ConnectionLimits, ConfigError> {
+    let max = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max == 0 {
+        return Err(ConfigError::invalid("server.max_connections", "must be at least 1"));
+    }
+    // Unset, the per-client cap follows a small global one down rather than exceeding it.
+    let max_per_ip = raw.max_connections_per_ip.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP.min(max));
+    if max_per_ip == 0 || max_per_ip > max {
+        return Err(ConfigError::invalid(
+            "server.max_connections_per_ip",
+            format!("must be between 1 and server.max_connections ({max})"),
+        ));
+    }
+    let limits = ConnectionLimits {
+        max,
+        max_per_ip,
+        header_read_timeout: raw.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+        idle_timeout: raw.idle_timeout.unwrap_or(DEFAULT_CONNECTION_IDLE_TIMEOUT),
+        write_timeout: raw.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
+        http2_max_concurrent_streams: raw.http2_max_concurrent_streams.unwrap_or(DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS),
+    };
+    for (name, d) in [
+        ("server.header_read_timeout", limits.header_read_timeout),
+        ("server.idle_timeout", limits.idle_timeout),
+        ("server.write_timeout", limits.write_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(ConfigError::invalid(name, "must be greater than 0"));
+        }
+    }
+    if limits.http2_max_concurrent_streams == 0 {
+        return Err(ConfigError::invalid("server.http2_max_concurrent_streams", "must be at least 1"));
+    }
+    Ok(limits)
 }
 
 fn database(raw: RawDatabase, env: &dyn Fn(&str) -> Option<String>) -> Result<DatabaseConfig, ConfigError> {

@@ -322,3 +322,36 @@ max_queued = 10
         "pools[0].endpoints[0].max_in_flight"
     );
 }
+
+#[test]
+fn connection_limits_have_safe_defaults_and_name_the_field() {
+    let c = load("").unwrap();
+    let limits = &c.server.connections;
+    assert_eq!(limits.max, 10_000);
+    assert_eq!(limits.max_per_ip, 1_000);
+    assert_eq!(limits.header_read_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(limits.idle_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(limits.write_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(limits.http2_max_concurrent_streams, 256);
+    assert_eq!(c.server.admin_max_connections, 64);
+
+    // A small global cap brings the unset per-client cap down with it.
+    let c = load("[server]\nmax_connections = 8\nheader_read_timeout = \"200ms\"\n").unwrap();
+    assert_eq!((c.server.connections.max, c.server.connections.max_per_ip), (8, 8));
+    assert_eq!(c.server.connections.header_read_timeout, std::time::Duration::from_millis(200));
+
+    for (text, field) in [
+        ("[server]\nmax_connections = 0\n", "server.max_connections"),
+        ("[server]\nmax_connections = 8\nmax_connections_per_ip = 9\n", "server.max_connections_per_ip"),
+        ("[server]\nmax_connections_per_ip = 0\n", "server.max_connections_per_ip"),
+        ("[server]\nadmin_max_connections = 0\n", "server.admin_max_connections"),
+        ("[server]\nheader_read_timeout = \"0s\"\n", "server.header_read_timeout"),
+        ("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout"),
+        ("[server]\nwrite_timeout = \"0s\"\n", "server.write_timeout"),
+        ("[server]\nhttp2_max_concurrent_streams = 0\n", "server.http2_max_concurrent_streams"),
+    ] {
+        assert_eq!(invalid_field(text), field, "{text}");
+    }
+    let c = Config::from_toml("", &[("SLUICE__SERVER__MAX_CONNECTIONS".into(), "12".into())], &no_env).unwrap();
+    assert_eq!(c.server.connections.max, 12);
+}

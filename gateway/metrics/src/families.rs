@@ -56,6 +56,9 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     queue_wait: HistogramVec,
     queue_rejections: IntCounterVec,
+    connections_open: IntGaugeVec,
+    connections_refused: IntCounterVec,
+    client_write_timeouts: IntCounter,
     /// Handles of each tenant and model's series, resolved once: a label lookup hashes every
     /// label value, and a request touches up to nine series.
     series: Arc<RwLock<SeriesMap>>,
@@ -94,6 +97,22 @@ impl EndpointMetrics {
     /// Counts a failed attempt; `kind` is one of a fixed set (connect, timeout, status_5xx, …).
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors.with_label_values(&[self.pool.as_str(), self.endpoint.as_str(), kind]).inc();
+    }
+}
+
+/// Handles for one listener's connections (`data` or `admin`).
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    refused: IntCounterVec,
+    listener: &'static str,
+}
+
+impl ConnectionMetrics {
+    /// Counts a connection closed right after accept; `reason` is `max_connections` or
+    /// `max_connections_per_ip`.
+    pub fn refuse(&self, reason: &'static str) {
+        self.refused.with_label_values(&[self.listener, reason]).inc();
     }
 }
 
@@ -210,6 +229,22 @@ impl Metrics {
                 ),
                 &["pool", "tenant", "reason"],
             )?,
+            connections_open: IntGaugeVec::new(
+                Opts::new("sluice_connections_open", "Client connections open, by listener (data, admin)."),
+                &["listener"],
+            )?,
+            connections_refused: IntCounterVec::new(
+                Opts::new(
+                    "sluice_connections_refused_total",
+                    "Client connections closed right after accept, by listener and the cap they met \
+                     (max_connections, max_connections_per_ip).",
+                ),
+                &["listener", "reason"],
+            )?,
+            client_write_timeouts: IntCounter::new(
+                "sluice_client_write_timeouts_total",
+                "Streamed responses cut because their client left them unread for server.write_timeout.",
+            )?,
             series: Arc::default(),
             registry,
         };
@@ -229,6 +264,9 @@ impl Metrics {
         m.registry.register(Box::new(m.queue_depth.clone()))?;
         m.registry.register(Box::new(m.queue_wait.clone()))?;
         m.registry.register(Box::new(m.queue_rejections.clone()))?;
+        m.registry.register(Box::new(m.connections_open.clone()))?;
+        m.registry.register(Box::new(m.connections_refused.clone()))?;
+        m.registry.register(Box::new(m.client_write_timeouts.clone()))?;
         Ok(m)
     }
 
@@ -259,6 +297,23 @@ impl Metrics {
             rejections: self.queue_rejections.clone(),
             pool: pool.to_owned(),
         }
+    }
+
+    /// The connection handles of one listener; both series start at zero.
+    pub fn connections(&self, listener: &'static str) -> ConnectionMetrics {
+        for reason in ["max_connections", "max_connections_per_ip"] {
+            self.connections_refused.with_label_values(&[listener, reason]);
+        }
+        ConnectionMetrics {
+            open: self.connections_open.with_label_values(&[listener]),
+            refused: self.connections_refused.clone(),
+            listener,
+        }
+    }
+
+    /// Counts a stream cut because its client stopped reading it.
+    pub fn client_write_timeout(&self) {
+        self.client_write_timeouts.inc();
     }
 
     pub fn retry(&self, pool: &str) {

@@ -10,5 +10,5 @@
 mod families;
 mod record;
 
-pub use families::{EndpointMetrics, Metrics, MetricsError, PoolQueueMetrics};
+pub use families::{ConnectionMetrics, EndpointMetrics, Metrics, MetricsError, PoolQueueMetrics};
 pub use record::{Api, CacheStatus, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};

@@ -10,6 +10,8 @@
 mod admin;
 mod builtins;
 mod cache_purge;
+mod connections;
+mod fd_limit;
 mod health;
 mod listener;
 mod live;
@@ -34,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, Console};
-use crate::listener::Listener;
+use crate::connections::ConnectionBudget;
+use crate::listener::{Listener, ListenerLimits};
 use crate::reload::{ConfigSource, Reloader, TlsSource};
 use crate::store::StoreRuntime;
 use crate::tls::ReloadingCert;
@@ -235,7 +238,26 @@ impl Sluice {
                 Ok::<_, std::convert::Infallible>(gateway.handle(request).await)
             }
         };
-        let listener = Listener { name: "data", tcp: data, tls: self.tls.clone() };
+        let limits = &self.config.server.connections;
+        let admin_max = self.config.server.admin_max_connections;
+        let nofile = fd_limit::raise_nofile();
+        let max_connections = fd_limit::fit_connections(limits.max, admin_max, nofile);
+        if max_connections < limits.max {
+            tracing::warn!(
+                nofile,
+                configured = limits.max,
+                max_connections,
+                "server.max_connections lowered to fit the file-descriptor limit (two per connection: client and worker)"
+            );
+        }
+        tracing::info!(nofile, max_connections, max_connections_per_ip = limits.max_per_ip, "connection limits");
+        let data_limits = ListenerLimits {
+            budget: ConnectionBudget::new(max_connections, limits.max_per_ip, self.gateway.metrics.connections("data")),
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            http2_max_concurrent_streams: limits.http2_max_concurrent_streams,
+        };
+        let listener = Listener { name: "data", tcp: data, tls: self.tls.clone(), limits: data_limits };
         tasks.spawn(listener::serve(listener, data_handler, cancel.clone(), tasks.clone(), grace));
 
         let admin_state = Arc::new(Admin { gateway: Arc::clone(&self.gateway), ready, console });
@@ -244,7 +266,14 @@ impl Sluice {
             move |request| Arc::clone(&admin_state).handle(request)
         };
         // The admin plane outlives the data plane's drain so /metrics stays scrapeable.
-        let listener = Listener { name: "admin", tcp: admin, tls: None };
+        // Its own budget: a saturated data port leaves /healthz and /metrics reachable.
+        let admin_limits = ListenerLimits {
+            budget: ConnectionBudget::new(admin_max, admin_max, self.gateway.metrics.connections("admin")),
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            http2_max_concurrent_streams: limits.http2_max_concurrent_streams,
+        };
+        let listener = Listener { name: "admin", tcp: admin, tls: None, limits: admin_limits };
         admin_tasks.spawn(listener::serve(
             listener,
             admin_handler,

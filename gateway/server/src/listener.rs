@@ -1,5 +1,10 @@
 //! Accept loops: plain TCP or TLS, HTTP/1.1 and HTTP/2 on the same port (ALPN with TLS, prior
 //! knowledge without), connections tracked so shutdown can drain them.
+//!
+//! Each accepted connection is first admitted by the listener's [`ConnectionBudget`] (refused
+//! ones are closed before anything else is spent on them), then must deliver a request within
+//! the header read timeout (TLS handshake and protocol detection included), and is closed once
+//! it has gone `idle_timeout` without a request in progress.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,22 +24,33 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::connections::{Activity, ConnectionBudget, Tracked};
 
 pub struct Listener {
     pub name: &'static str,
     pub tcp: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    pub limits: ListenerLimits,
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+/// What the listener lets each connection hold; see `sluice_config::ConnectionLimits`.
+pub struct ListenerLimits {
+    pub budget: Arc<ConnectionBudget>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub http2_max_concurrent_streams: u32,
+}
+
+fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+    // Between requests on a kept-alive HTTP/1.1 connection hyper runs the same timer, so a
+    // client cannot hold one open by starting a head and never finishing it.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
-        .max_concurrent_streams(1024)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .adaptive_window(true);
     builder
 }
@@ -53,8 +69,9 @@ pub async fn serve<H, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = Arc::new(builder());
+    let builder = Arc::new(builder(&listener.limits));
     let graceful = GracefulShutdown::new();
+    let (header_timeout, idle_timeout) = (listener.limits.header_read_timeout, listener.limits.idle_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
@@ -68,18 +85,40 @@ pub async fn serve<H, F, B>(
                 }
             },
         };
+        // Before anything else is spent on the connection: dropping the stream closes it.
+        let permit = match listener.limits.budget.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                tracing::debug!(listener = listener.name, %peer, cap = refusal.label(), "connection refused");
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let (builder, graceful, handler, tls) =
             (Arc::clone(&builder), graceful.watcher(), handler.clone(), listener.tls.clone());
         let name = listener.name;
         tasks.spawn(async move {
-            match tls {
-                None => connection(&builder, graceful, TokioIo::new(stream), handler).await,
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => connection(&builder, graceful, TokioIo::new(tls_stream), handler).await,
-                    Ok(Err(e)) => tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(listener = name, %peer, "TLS handshake timed out"),
-                },
+            let _permit = permit;
+            let activity = Activity::new();
+            let serve = async {
+                match tls {
+                    None => connection(&builder, graceful, TokioIo::new(stream), handler, &activity).await,
+                    Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            connection(&builder, graceful, TokioIo::new(tls_stream), handler, &activity).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(listener = name, %peer, "TLS handshake timed out"),
+                    },
+                }
+            };
+            tokio::select! {
+                () = serve => {}
+                // Dropping the connection closes it; no request is in progress on it.
+                () = activity.idle_for(header_timeout, idle_timeout) => {
+                    tracing::debug!(listener = name, %peer, "closed an idle connection");
+                }
             }
         });
     }
@@ -89,15 +128,29 @@ pub async fn serve<H, F, B>(
     }
 }
 
-async fn connection<I, H, F, B>(builder: &auto::Builder<TokioExecutor>, watcher: Watcher, io: TokioIo<I>, handler: H)
-where
+async fn connection<I, H, F, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: TokioIo<I>,
+    handler: H,
+    activity: &Arc<Activity>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let conn = builder.serve_connection(io, service_fn(handler)).into_owned();
+    let activity = Arc::clone(activity);
+    let service = service_fn(move |request| {
+        let guard = activity.begin();
+        let response = handler(request);
+        async move {
+            let response = response.await?;
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+        }
+    });
+    let conn = builder.serve_connection(io, service).into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }

@@ -58,6 +58,8 @@ pub struct GatewayOptions {
     pub tap_upstreams: bool,
     /// Appended to the generated config (`[[plugins]]` tables, say).
     pub extra_toml: String,
+    /// Lines added to the generated `[server]` table (`max_connections = 8`, say).
+    pub server_toml: String,
     /// Run with this store (imported, watched, usage written, admin API on) instead of
     /// config-only. The admin token is [`ADMIN_TOKEN`].
     pub store: Option<TestStore>,
@@ -100,6 +102,7 @@ impl Default for GatewayOptions {
             upstream_http2: false,
             tap_upstreams: false,
             extra_toml: String::new(),
+            server_toml: String::new(),
             store: None,
         }
     }
@@ -228,6 +231,9 @@ fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
     let _ = writeln!(t, "[server]\nshutdown_grace = {}", ms(o.shutdown_grace));
     if let Some(n) = o.max_body_bytes {
         let _ = writeln!(t, "max_body_bytes = {n}");
+    }
+    if !o.server_toml.is_empty() {
+        let _ = writeln!(t, "{}", o.server_toml);
     }
     let _ = writeln!(t, "\n[upstream]");
     for (name, value) in [
