@@ -53,6 +53,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         println!("cargo:rerun-if-changed={}", plugins.join(path).display());
     }
+    // The router plugin is built from the routing library.
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("../routing").display());
     sluice_build_support::ensure_target("wasm32-wasip2", "the built-in plugins (plugins/)")?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let target_dir = out_dir.join("plugins-target");

@@ -3,7 +3,7 @@
 
 use crate::capability::{Capabilities, Capability};
 
-/// The `router` plugin: the available endpoint with the fewest requests in flight.
+/// The `router` plugin: `sluice-routing`'s `PredictedTtft` policy (`sluice`).
 pub const ROUTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/router.wasm"));
 
 /// The `ratelimit` plugin: the tenants' stored limits (requests and tokens per minute,

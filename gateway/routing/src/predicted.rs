@@ -28,8 +28,8 @@ pub struct PredictedTtft {
 }
 
 impl PredictedTtft {
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self { rotation: AtomicU64::new(0) }
     }
 
     /// Prefill tokens ahead of this request's first token on `c`, its own included.
