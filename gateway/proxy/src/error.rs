@@ -70,6 +70,10 @@ pub enum GatewayError {
     /// wait for a slot: it waited `waited` in the pool's queue, or the queue was full.
     #[error("{}", saturated_message(model, *reason, *waited))]
     PoolSaturated { model: String, reason: QueueRejection, waited: Duration },
+    /// The gateway is short of file descriptors or memory to open a connection to a worker:
+    /// its own overload, not the worker's fault.
+    #[error("the gateway is overloaded and cannot reach a worker for model '{model}' right now; retry later")]
+    LocalResources { model: String },
     #[error("{message}")]
     PolicyDenied { plugin: String, status: u16, message: String },
     #[error("the policy plugin '{plugin}' failed ({kind}); the request was not processed")]
@@ -88,9 +92,9 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyRead(_) | GatewayError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            GatewayError::NoHealthyEndpoint { .. } | GatewayError::PoolSaturated { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::PoolSaturated { .. }
+            | GatewayError::LocalResources { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamRefusedSize { size, .. } if size.head_is_large() => {
@@ -122,6 +126,7 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
             GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
             GatewayError::PoolSaturated { .. } => ("server_error", "pool_saturated"),
+            GatewayError::LocalResources { .. } => ("server_error", "gateway_overloaded"),
             GatewayError::Upstream { .. } => ("server_error", "upstream_error"),
             GatewayError::UpstreamTimeout { .. } => ("server_error", "upstream_timeout"),
             GatewayError::UpstreamRefusedSize { .. } => ("invalid_request_error", "request_too_large"),
@@ -146,6 +151,7 @@ impl GatewayError {
             | GatewayError::BodyTimeout { .. }
             | GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
+            | GatewayError::LocalResources { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamRefusedSize { .. }
@@ -173,6 +179,7 @@ impl GatewayError {
             GatewayError::PolicyDenied { .. } => Outcome::ClientError,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
+            | GatewayError::LocalResources { .. }
             | GatewayError::PluginFailed { .. } => Outcome::Unavailable,
             GatewayError::Upstream { .. } => Outcome::UpstreamError,
             GatewayError::UpstreamTimeout { .. } => Outcome::UpstreamTimeout,
@@ -200,6 +207,7 @@ impl GatewayError {
             }
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
+            | GatewayError::LocalResources { .. }
             | GatewayError::PluginFailed { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

@@ -5,6 +5,9 @@
 //! because of its own size — the worker closed the connection without an answer while taking a
 //! request larger than workers commonly accept ([`SendError::TooLarge`]) — is not retried either,
 //! and does not count against the endpoint's health: the request, not the worker, is at fault.
+//! Neither does a connection the gateway could not open for want of its own resources (file
+//! descriptors, memory: [`SendError::Local`]), which answers 503 at once: every worker would
+//! fail the same way.
 //!
 //! In a pool whose endpoints have in-flight limits, the request is first admitted by the pool's
 //! fair queue (`upstream/fair_queue.rs`), waiting there while every usable endpoint is at its
@@ -56,7 +59,8 @@ struct Failure {
 enum AttemptError {
     /// The endpoint failed: another one may do better, and this one is blamed.
     Failed(Failure),
-    /// The request itself is the problem: no other endpoint is tried, none is blamed.
+    /// The request itself is the problem (its size), or the gateway is (out of file
+    /// descriptors or memory): no other endpoint is tried, none is blamed.
     Refused(GatewayError),
 }
 
@@ -167,11 +171,11 @@ pub async fn run(
                 return Ok(Forwarded { reply, guard });
             }
             Err(AttemptError::Refused(error)) => {
-                // The request is at fault: no other endpoint would take it, and this one is
-                // neither blamed (no passive ejection) nor credited.
+                // The request or the gateway is at fault: no other endpoint would do better,
+                // and this one is neither blamed (no passive ejection) nor credited.
                 tracing::debug!(
                     request_id = ex.id(), endpoint = %endpoint.name, attempt,
-                    %error, "upstream refused the request for its size; not retried"
+                    %error, "not the worker's fault; not retried"
                 );
                 return Err(error);
             }
@@ -237,6 +241,10 @@ async fn attempt_once(
         Err(_) => return Err(Failure::timeout(first_phase).into()),
         Ok(Err(e @ SendError::Connect(_))) => return Err(Failure::new(FailureKind::Connect, e.to_string()).into()),
         Ok(Err(e @ SendError::Request(_))) => return Err(Failure::new(FailureKind::Stream, e.to_string()).into()),
+        Ok(Err(SendError::Local(reason))) => {
+            tracing::warn!(endpoint = %endpoint.name, %reason, "cannot open a connection to a worker");
+            return Err(AttemptError::Refused(GatewayError::LocalResources { model: ex.model.to_string() }));
+        }
         Ok(Err(SendError::TooLarge { size, .. })) => {
             return Err(AttemptError::Refused(GatewayError::UpstreamRefusedSize { model: ex.model.to_string(), size }));
         }

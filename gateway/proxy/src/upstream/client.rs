@@ -65,6 +65,60 @@ pub enum SendError {
     /// worker is not blamed for it.
     #[error("the connection failed while sending a large request ({} header bytes, {} body bytes): {reason}", .size.head, .size.body)]
     TooLarge { size: RequestSize, reason: String },
+    /// The gateway could not open a connection because it is itself out of a resource: file
+    /// descriptors (`EMFILE`, `ENFILE`), socket buffers (`ENOBUFS`) or memory (`ENOMEM`). Every
+    /// worker would fail the same way, and none of them is at fault.
+    #[error("out of local resources: {0}")]
+    Local(String),
+}
+
+impl SendError {
+    /// A connect failure, unless the gateway's own resources are what failed.
+    pub(super) fn connect(error: &(dyn std::error::Error + 'static)) -> Self {
+        if is_local_exhaustion(error) {
+            SendError::Local(error_chain(error))
+        } else {
+            SendError::Connect(error.to_string())
+        }
+    }
+}
+
+/// Whether `error`, or any error it wraps, is the local system refusing a resource rather than
+/// the network or the worker failing.
+pub(super) fn is_local_exhaustion(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && is_local_errno(io)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+#[cfg(unix)]
+fn is_local_errno(error: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(error), Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM))
+}
+
+#[cfg(not(unix))]
+fn is_local_errno(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::OutOfMemory
+}
+
+/// `error` and its causes, for the log: hyper-util's "tcp open error" alone does not say which.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
 }
 
 /// The clients of one pool, since connect timeouts and pool sizes are per pool.
@@ -92,7 +146,9 @@ impl UpstreamClient {
         let size = RequestSize { head: approximate_head_len(&request), body: request.body().len() };
         match self.http2.request(request.map(Full::new)).await {
             Ok(response) => Ok(WorkerResponse::detached(response)),
-            Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
+            Err(e) if e.is_connect() => Err(SendError::connect(&e)),
+            // A local shortage can surface outside the connect step too (a socket buffer).
+            Err(e) if is_local_exhaustion(&e) => Err(SendError::Local(error_chain(&e))),
             // hyper's HTTP/2 client does not say whether the stream was refused or broke, nor
             // whether it was answered in part; for a large request, its size is the likely cause.
             Err(e) if size.is_large() => Err(SendError::TooLarge { size, reason: e.to_string() }),

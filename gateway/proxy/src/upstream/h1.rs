@@ -338,8 +338,8 @@ impl H1Pool {
 
     async fn connect(&self, uri: &Uri) -> Result<Conn, SendError> {
         let mut connector = self.inner.connector.clone();
-        poll_fn(|cx| connector.poll_ready(cx)).await.map_err(|e| SendError::Connect(e.to_string()))?;
-        let io = connector.call(uri.clone()).await.map_err(|e| SendError::Connect(e.to_string()))?;
+        poll_fn(|cx| connector.poll_ready(cx)).await.map_err(|e| SendError::connect(&*e))?;
+        let io = connector.call(uri.clone()).await.map_err(|e| SendError::connect(&*e))?;
         Ok(Conn { io: Box::new(TokioIo::new(io)), buf: BytesMut::new() })
     }
 }

@@ -7,6 +7,7 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
+use super::client::SendError;
 use super::endpoint::Endpoint;
 use super::pool::Pool;
 
@@ -33,13 +34,26 @@ async fn probe(pool: &Pool, endpoint: &Endpoint) {
     let ok = match Request::builder().method(Method::GET).uri(endpoint.health_uri().clone()).body(Bytes::new()) {
         Ok(req) => {
             let call = async {
-                let resp = pool.client.send(endpoint.http2, req).await.ok()?;
+                let resp = match pool.client.send(endpoint.http2, req).await {
+                    Ok(resp) => resp,
+                    // The gateway is short of file descriptors or memory: the probe says
+                    // nothing about the worker, so it is not counted either way.
+                    Err(SendError::Local(reason)) => return Err(reason),
+                    Err(_) => return Ok(false),
+                };
                 let ok = resp.status().is_success();
                 // Drain the body so the connection goes back to the pool.
                 let _ = resp.into_body().collect().await;
-                Some(ok)
+                Ok(ok)
             };
-            matches!(tokio::time::timeout(health.timeout, call).await, Ok(Some(true)))
+            match tokio::time::timeout(health.timeout, call).await {
+                Ok(Err(reason)) => {
+                    tracing::warn!(pool = %pool.name, endpoint = %endpoint.name, %reason, "health probe not sent");
+                    return;
+                }
+                Ok(Ok(ok)) => ok,
+                Err(_) => false,
+            }
         }
         Err(_) => false,
     };
