@@ -132,11 +132,13 @@ mod tests {
         // Among holders of the longest prefix, the least prefill ahead.
         let cs = [cand(0, 6, 300, 0.1), cand(1, 6, 100, 0.1), cand(2, 3, 0, 0.1)];
         assert_eq!(pick("sluice", &cs), Decision::Route(CandidateId(1)));
-        // A new prefix goes where there is the most free memory, before the shortest queue.
+        // A new prefix avoids crowded memory before it looks at queues.
         let cs = [cand(0, 0, 0, 0.9), cand(1, 0, 128, 0.3), cand(2, 0, 64, 0.6)];
         assert_eq!(pick("sluice", &cs), Decision::Route(CandidateId(1)));
-        // About as full: the queue decides.
-        let cs = [cand(0, 0, 256, 0.301), cand(1, 0, 64, 0.305)];
+        // With memory to spare, or about as full, the queue decides.
+        let cs = [cand(0, 0, 512, 0.1), cand(1, 0, 0, 0.45)];
+        assert_eq!(pick("sluice", &cs), Decision::Route(CandidateId(1)));
+        let cs = [cand(0, 0, 256, 0.801), cand(1, 0, 64, 0.805)];
         assert_eq!(pick("sluice", &cs), Decision::Route(CandidateId(1)));
     }
 

@@ -12,10 +12,11 @@
 //!   prefill ahead. It keeps the request unless another worker's prefill ahead, plus a whole
 //!   recompute of the prompt, is still less: affinity is bounded, and a hot prefix is copied to a
 //!   second worker on purpose once its worker's queue is longer than a recompute.
-//! - **Cold** (no worker holds any of it, or the warm worker is saturated): the worker with the
-//!   most free KV cache, then the least prefill ahead. A new prefix stays where it is placed, and
-//!   every sibling that follows needs memory there; placing by queue alone piles prefixes on
-//!   whichever worker drained first and ends in preemptions.
+//! - **Cold** (no worker holds any of it, or the warm worker is saturated): the least prefill
+//!   ahead among the workers whose KV cache is least crowded (usage above half, in 2% steps). A
+//!   new prefix stays where it is placed, and every sibling that follows needs memory there;
+//!   placing by queue alone piles prefixes on whichever worker drained first and ends in
+//!   preemptions.
 
 use std::sync::atomic::AtomicU64;
 
@@ -38,8 +39,16 @@ impl PredictedTtft {
     }
 }
 
-/// KV usage is compared in steps of this size, so the queue decides between workers whose
-/// memory is about as full: a scrape is a sample, not an exact figure.
+/// Below this KV usage a worker's memory does not decide where a new prefix goes: the queue
+/// does. Above it, a new prefix and the requests that will follow it compete for the memory the
+/// worker's running sequences still need to grow into. Chosen on the routing benchmark's
+/// scenarios (prefix-heavy, multi-turn, no reuse): placing by memory from the first block on
+/// unbalanced queues when memory was plentiful (TTFT p90 4.1 s against 0.6 s without reuse),
+/// placing by queue alone piled prefixes onto whichever worker drained first.
+const KV_WATERMARK: f64 = 0.5;
+
+/// Above the watermark, KV usage is compared in steps of this size, so the queue decides between
+/// workers whose memory is about as full: a scrape is a sample, not an exact figure.
 const KV_STEP: f64 = 0.02;
 
 fn kv_usage(c: &Candidate) -> f64 {
@@ -55,8 +64,10 @@ impl RoutingPolicy for PredictedTtft {
         let pool = eligible(candidates);
         let ahead = |c: &Candidate| Self::prefill_ahead(request, c) as f64;
         let budget = f64::from(request.prompt_tokens.max(1));
-        // Memory first, in steps; the prefill ahead within a step, as a fraction of one step.
-        let cold_score = |c: &Candidate| (kv_usage(c) / KV_STEP).floor() + (ahead(c) / (ahead(c) + budget));
+        // Memory first, in steps, above the watermark; within a step the prefill ahead, as a
+        // fraction of one step.
+        let crowding = |c: &Candidate| ((kv_usage(c) - KV_WATERMARK).max(0.0) / KV_STEP).floor();
+        let cold_score = |c: &Candidate| crowding(c) + ahead(c) / (ahead(c) + budget);
         let cold = lowest(&pool, &self.rotation, cold_score);
         let longest = pool.iter().map(|c| c.overlap.blocks).max().unwrap_or(0);
         let warm = if longest == 0 {
