@@ -6,6 +6,7 @@
 //! [`upstream::Upstreams`].
 
 pub mod body;
+pub mod client_watch;
 pub mod error;
 pub mod exchange;
 pub mod pipeline;

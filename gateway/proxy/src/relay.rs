@@ -7,6 +7,14 @@
 //! drops the upstream response and with it the upstream request; the record then says
 //! `cancelled`.
 //!
+//! A client that stops reading is not polled at all, so it is watched from outside
+//! ([`crate::client_watch`]): each frame handed out starts the client's turn, each poll ends it,
+//! and a turn longer than the write timeout (or past the total deadline) gets the connection or
+//! HTTP/2 stream dropped, and this body with it. The total deadline is checked on every poll
+//! that finds data too, so a worker that never pauses cannot carry a stream past it. Neither a
+//! total timeout nor a client's stall counts against the worker's health: only its silence
+//! (idle timeout) and broken streams do.
+//!
 //! When the request's plugin chain has on-response-chunk hooks, each event with data is offered
 //! to them after it was measured (so usage and timing are the worker's) and before it is sent.
 
@@ -26,6 +34,7 @@ use sluice_plugin_host::types::RequestInfo;
 use sluice_plugin_host::{Chain, ChunkVerdict};
 use tokio::time::Sleep;
 
+use crate::client_watch::ClientWatch;
 use crate::error::{GatewayError, TimeoutPhase, sse_error_event};
 use crate::exchange::{Completion, Exchange};
 use crate::response_cache::answer::StreamCapture;
@@ -74,6 +83,8 @@ pub struct Relay {
     chunks_offered: u32,
     /// A cache miss's answer being gathered, and where it goes if the stream completes.
     capture: Option<(StreamCapture, PendingStore)>,
+    /// Told whose turn it is, when the listener watches the client.
+    watch: Option<Arc<ClientWatch>>,
 }
 
 enum Verdict {
@@ -112,6 +123,7 @@ impl Relay {
             chunk_hooks,
             chunks_offered: 0,
             capture,
+            watch: ClientWatch::current(),
         };
         let mut out = Gather::default();
         let processed = relay.process(&first, started, &mut out);
@@ -248,6 +260,9 @@ impl Relay {
         if let Some(ex) = self.exchange.take() {
             ex.finish(self.done);
         }
+        // The worker is not needed any more: a stream cut short cancels its request now, not
+        // when the client gets round to reading the error event.
+        self.upstream.close();
         self.guard.take();
     }
 
@@ -255,6 +270,9 @@ impl Relay {
     /// fail-closed chunk hook failed.
     fn fail(&mut self, error: &GatewayError) -> Bytes {
         let kind = match error {
+            // The exchange's budget, spent by the client's pace as much as the worker's: a worker
+            // that kept sending within the idle timeout did its job.
+            GatewayError::UpstreamTimeout { phase: TimeoutPhase::Total, .. } => None,
             GatewayError::UpstreamTimeout { .. } => Some(FailureKind::Timeout),
             GatewayError::PluginFailed { .. } => None,
             _ => Some(FailureKind::Stream),
@@ -341,6 +359,23 @@ impl Body for Relay {
     /// the client connection one write rather than one per token.
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         let this = &mut *self;
+        let Some(watch) = this.watch.clone() else { return this.poll_relay(cx) };
+        watch.resumed();
+        let polled = this.poll_relay(cx);
+        if matches!(polled, Poll::Ready(Some(_))) {
+            watch.waiting(tokio::time::Instant::now(), this.total_deadline);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.is_finished()
+    }
+}
+
+impl Relay {
+    fn poll_relay(&mut self, cx: &mut Context<'_>) -> PollFrame {
+        let this = self;
         if let Some(bytes) = this.pending.take() {
             return frame(Some(bytes));
         }
@@ -389,6 +424,11 @@ impl Body for Relay {
             let now = Instant::now();
             this.add_overhead(now - started);
             this.last_data = tokio::time::Instant::from_std(now);
+            // A worker that always has data ready never lets the timer below be polled.
+            if this.last_data >= this.total_deadline {
+                out.push(this.timeout(TimeoutPhase::Total));
+                return frame(out.take());
+            }
         }
         if let Some(bytes) = out.take() {
             return frame(Some(bytes));
@@ -406,14 +446,13 @@ impl Body for Relay {
         }
         Poll::Pending
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.is_finished()
-    }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        if let Some(watch) = &self.watch {
+            watch.resumed();
+        }
         if self.exchange.is_some() {
             // hyper dropped the body before the end: the client went away. Dropping
             // `upstream` right after this cancels the upstream request.

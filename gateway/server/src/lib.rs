@@ -256,6 +256,8 @@ impl Sluice {
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             http2_max_concurrent_streams: limits.http2_max_concurrent_streams,
+            write_timeout: limits.write_timeout,
+            metrics: self.gateway.metrics.clone(),
         };
         let listener = Listener { name: "data", tcp: data, tls: self.tls.clone(), limits: data_limits };
         tasks.spawn(listener::serve(listener, data_handler, cancel.clone(), tasks.clone(), grace));
@@ -272,6 +274,8 @@ impl Sluice {
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             http2_max_concurrent_streams: limits.http2_max_concurrent_streams,
+            write_timeout: limits.write_timeout,
+            metrics: self.gateway.metrics.clone(),
         };
         let listener = Listener { name: "admin", tcp: admin, tls: None, limits: admin_limits };
         admin_tasks.spawn(listener::serve(

@@ -4,7 +4,9 @@
 //! Each accepted connection is first admitted by the listener's [`ConnectionBudget`] (refused
 //! ones are closed before anything else is spent on them), then must deliver a request within
 //! the header read timeout (TLS handshake and protocol detection included), and is closed once
-//! it has gone `idle_timeout` without a request in progress.
+//! it has gone `idle_timeout` without a request in progress. Each HTTP/1.1 connection and each
+//! HTTP/2 stream runs inside `sluice_proxy::client_watch::Watched`, which drops it when its
+//! client leaves a streamed response unread past `write_timeout`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,9 +17,11 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use sluice_metrics::Metrics;
+use sluice_proxy::client_watch::Watched;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -39,10 +43,41 @@ pub struct ListenerLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub http2_max_concurrent_streams: u32,
+    /// How long a client may leave a streamed response unread.
+    pub write_timeout: Duration,
+    /// Counts the streams cut for that.
+    pub metrics: Metrics,
 }
 
-fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// Runs hyper's HTTP/2 streams as tracked tasks, each watched for a client that stops reading
+/// it (one stalled stream is cut, not its connection's other streams).
+#[derive(Clone)]
+struct StreamExecutor {
+    tasks: TaskTracker,
+    write_timeout: Duration,
+    metrics: Metrics,
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        let (watched, metrics) = (Watched::new(self.write_timeout, stream), self.metrics.clone());
+        self.tasks.spawn(async move {
+            if watched.await.is_none() {
+                metrics.client_write_timeout();
+                tracing::debug!("HTTP/2 stream cut: its client left the response unread");
+            }
+        });
+    }
+}
+
+fn builder(limits: &ListenerLimits, tasks: &TaskTracker) -> auto::Builder<StreamExecutor> {
+    let executor =
+        StreamExecutor { tasks: tasks.clone(), write_timeout: limits.write_timeout, metrics: limits.metrics.clone() };
+    let mut builder = auto::Builder::new(executor);
     // Between requests on a kept-alive HTTP/1.1 connection hyper runs the same timer, so a
     // client cannot hold one open by starting a head and never finishing it.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
@@ -69,9 +104,10 @@ pub async fn serve<H, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = Arc::new(builder(&listener.limits));
+    let builder = Arc::new(builder(&listener.limits, &tasks));
     let graceful = GracefulShutdown::new();
     let (header_timeout, idle_timeout) = (listener.limits.header_read_timeout, listener.limits.idle_timeout);
+    let (write_timeout, metrics) = (listener.limits.write_timeout, listener.limits.metrics.clone());
     loop {
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
@@ -98,6 +134,7 @@ pub async fn serve<H, F, B>(
         let (builder, graceful, handler, tls) =
             (Arc::clone(&builder), graceful.watcher(), handler.clone(), listener.tls.clone());
         let name = listener.name;
+        let metrics = metrics.clone();
         tasks.spawn(async move {
             let _permit = permit;
             let activity = Activity::new();
@@ -113,8 +150,13 @@ pub async fn serve<H, F, B>(
                     },
                 }
             };
+            // An HTTP/1.1 response is streamed by the connection's own task: the connection is
+            // what a stalled client loses.
             tokio::select! {
-                () = serve => {}
+                served = Watched::new(write_timeout, serve) => if served.is_none() {
+                    metrics.client_write_timeout();
+                    tracing::debug!(listener = name, %peer, "connection cut: its client left a response unread");
+                },
                 // Dropping the connection closes it; no request is in progress on it.
                 () = activity.idle_for(header_timeout, idle_timeout) => {
                     tracing::debug!(listener = name, %peer, "closed an idle connection");
@@ -129,7 +171,7 @@ pub async fn serve<H, F, B>(
 }
 
 async fn connection<I, H, F, B>(
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &auto::Builder<StreamExecutor>,
     watcher: Watcher,
     io: TokioIo<I>,
     handler: H,

@@ -488,6 +488,13 @@ impl WorkerBody {
     pub fn detached(incoming: Incoming) -> Self {
         WorkerBody { inner: Source::H2(incoming) }
     }
+
+    /// Stops reading: an HTTP/1.1 connection not read to the end is closed (how the worker learns
+    /// the request was cancelled), an HTTP/2 stream is reset. A body read to its end is already
+    /// closed.
+    pub fn close(&mut self) {
+        self.inner = Source::Done;
+    }
 }
 
 impl Body for WorkerBody {
