@@ -143,6 +143,26 @@ timeseries("Ejections",
            16, y, w=8, unit="short")
 y += 8
 
+# --- Client connections (the listeners' budgets) ----------------------------------------------
+row("Client connections", y)
+y += 1
+timeseries("Open connections by listener",
+           [("sum by (listener) (sluice_connections_open)", "{{listener}}")],
+           0, y, w=8, unit="short",
+           description="Client connections open on the data and admin listeners; each has its own cap "
+                       "([server] max_connections, admin_max_connections).")
+timeseries("Connections refused/s",
+           [(f"sum by (listener, reason) (rate(sluice_connections_refused_total[{RATE}]))",
+             "{{listener}} {{reason}}")],
+           8, y, w=8, unit="short",
+           description="Closed right after accept: the global or per-address cap was reached.")
+timeseries("Streams cut for unread data/s",
+           [(f"sum(rate(sluice_client_write_timeouts_total[{RATE}]))", "cut")],
+           16, y, w=8, unit="short",
+           description="Streamed responses whose client left them unread longer than [server] write_timeout; "
+                       "the worker request was cancelled and its slot released.")
+y += 8
+
 # --- Admission: rate limits and saturated pools ----------------------------------------------
 row("Admission (rate limits, saturated pools)", y)
 y += 1
