@@ -140,6 +140,10 @@ mod tests {
         assert_eq!(pick("sluice", &cs), Decision::Route(CandidateId(1)));
         let cs = [cand(0, 0, 256, 0.801), cand(1, 0, 64, 0.805)];
         assert_eq!(pick("sluice", &cs), Decision::Route(CandidateId(1)));
+        // Requests the engine could not admit yet make a worker crowded whatever its memory.
+        let mut cs = [cand(0, 0, 0, 0.1), cand(1, 0, 256, 0.2)];
+        cs[0].stats.metrics = Some(EngineMetrics { waiting: 2, kv_usage: 0.1, ..EngineMetrics::default() });
+        assert_eq!(pick("sluice", &cs), Decision::Route(CandidateId(1)));
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! What every policy does around its score: which candidates it may pick, and how ties go.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::{Candidate, Decision, Health};
 
 /// The healthy candidates, or the degraded ones when none is healthy; never an unhealthy one.
@@ -18,20 +16,12 @@ pub(crate) fn eligible(candidates: &[Candidate]) -> Vec<&Candidate> {
 const EPSILON: f64 = 1e-9;
 
 /// The candidate with the lowest `score`; ties go to fewer requests in flight, then to the first
-/// from a rotating start, so equal workers share the load without any state but a counter.
-pub(crate) fn lowest<'a>(
-    candidates: &[&'a Candidate],
-    rotation: &AtomicU64,
-    score: impl Fn(&Candidate) -> f64,
-) -> Option<&'a Candidate> {
-    let n = candidates.len();
-    if n == 0 {
-        return None;
-    }
-    let start = (rotation.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
+/// in the host's order. The host rotates that order from request to request (the gateway's pool
+/// and the simulator's harness both do), so equal workers share the load; a policy that rotated
+/// as well would cancel the host's rotation out.
+pub(crate) fn lowest<'a>(candidates: &[&'a Candidate], score: impl Fn(&Candidate) -> f64) -> Option<&'a Candidate> {
     let mut best: Option<(f64, u32, &Candidate)> = None;
-    for k in 0..n {
-        let c = candidates[(start + k) % n];
+    for &c in candidates {
         let s = score(c);
         let f = c.stats.in_flight_requests;
         let better = match best {
@@ -46,12 +36,8 @@ pub(crate) fn lowest<'a>(
 }
 
 /// [`lowest`] as a decision.
-pub(crate) fn route_lowest(
-    candidates: &[&Candidate],
-    rotation: &AtomicU64,
-    score: impl Fn(&Candidate) -> f64,
-) -> Decision {
-    lowest(candidates, rotation, score).map_or(Decision::Abstain, |c| Decision::Route(c.id))
+pub(crate) fn route_lowest(candidates: &[&Candidate], score: impl Fn(&Candidate) -> f64) -> Decision {
+    lowest(candidates, score).map_or(Decision::Abstain, |c| Decision::Route(c.id))
 }
 
 /// Tokens of the prompt the candidate would have to compute.

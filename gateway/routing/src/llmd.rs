@@ -10,7 +10,6 @@
 //!   its estimated TTFT exceeds the best cold worker's by more than a time penalty.
 
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use crate::choice::{eligible, lowest, route_lowest, uncached_tokens};
@@ -35,7 +34,6 @@ pub struct LlmdScorer {
     queue_weight: f64,
     kv_weight: f64,
     prefix: PrefixSource,
-    rotation: AtomicU64,
 }
 
 /// llm-d's approximate prefix cache remembers this many blocks per worker (its LRU capacity
@@ -57,7 +55,7 @@ impl LlmdScorer {
     }
 
     fn new(name: &'static str, (p, q, k): (f64, f64, f64), prefix: PrefixSource) -> Self {
-        Self { name, prefix_weight: p, queue_weight: q, kv_weight: k, prefix, rotation: AtomicU64::new(0) }
+        Self { name, prefix_weight: p, queue_weight: q, kv_weight: k, prefix }
     }
 }
 
@@ -93,7 +91,7 @@ impl RoutingPolicy for LlmdScorer {
         let queue_of = |c: &Candidate| if max_q > min_q { (max_q - waiting(c)) / (max_q - min_q) } else { 1.0 };
         let kv_of = |c: &Candidate| 1.0 - c.stats.metrics.map_or(0.0, |m| m.kv_usage.clamp(0.0, 1.0));
         // Highest total wins: the lowest negated total.
-        let chosen = lowest(&pool, &self.rotation, |c| {
+        let chosen = lowest(&pool, |c| {
             -(self.prefix_weight * prefix_of(c) + self.queue_weight * queue_of(c) + self.kv_weight * kv_of(c))
         });
         let Some(c) = chosen else { return Decision::Abstain };
@@ -112,14 +110,13 @@ pub struct LlmdSticky {
     /// How much longer the warm worker's estimated TTFT may be than the best cold worker's.
     /// llm-d's published default is not available offline; one second is our reading.
     penalty: Duration,
-    rotation: AtomicU64,
 }
 
 impl LlmdSticky {
     pub const DEFAULT_PENALTY: Duration = Duration::from_secs(1);
 
     pub fn new(peak_prefill_tokens_per_s: f64, penalty: Duration) -> Self {
-        Self { peak_prefill_tokens_per_s: peak_prefill_tokens_per_s.max(1.0), penalty, rotation: AtomicU64::new(0) }
+        Self { peak_prefill_tokens_per_s: peak_prefill_tokens_per_s.max(1.0), penalty }
     }
 
     fn estimated_ttft_s(&self, request: &RequestSummary<'_>, c: &Candidate) -> f64 {
@@ -138,12 +135,12 @@ impl RoutingPolicy for LlmdSticky {
         let longest = pool.iter().map(|c| c.overlap.blocks).max().unwrap_or(0);
         let inflight = |c: &Candidate| c.stats.in_flight_prefill_tokens as f64;
         if longest == 0 {
-            return route_lowest(&pool, &self.rotation, inflight);
+            return route_lowest(&pool, inflight);
         }
         let (warm, cold): (Vec<&Candidate>, Vec<&Candidate>) = pool.iter().partition(|c| c.overlap.blocks == longest);
         let estimate = |c: &Candidate| self.estimated_ttft_s(request, c);
-        let best_warm = lowest(&warm, &self.rotation, inflight);
-        let best_cold = lowest(&cold, &self.rotation, estimate);
+        let best_warm = lowest(&warm, inflight);
+        let best_cold = lowest(&cold, estimate);
         match (best_warm, best_cold) {
             (Some(w), Some(c)) if estimate(w) > estimate(c) + self.penalty.as_secs_f64() => Decision::Route(c.id),
             (Some(w), _) => Decision::Route(w.id),

@@ -2,21 +2,20 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::choice::{eligible, route_lowest};
 use crate::{Candidate, Decision, RequestSummary, RoutingPolicy};
 
-/// The routable candidates, falling back to all of them when none is routable would be wrong:
-/// policies never pick an unhealthy worker, so an all-unhealthy pool abstains.
-fn routable(candidates: &[Candidate]) -> impl Iterator<Item = &Candidate> {
-    candidates.iter().filter(|c| c.is_routable())
-}
-
+/// The `n`th routable candidate (modulo their number) in the order of their ids, not of the
+/// host's rotating list: a counter walking a list that itself rotates would skip candidates.
+/// Policies never pick an unhealthy worker, so an all-unhealthy pool abstains.
 fn nth_routable(candidates: &[Candidate], n: u64) -> Decision {
-    let count = routable(candidates).count() as u64;
-    if count == 0 {
+    let mut routable: Vec<&Candidate> = candidates.iter().filter(|c| c.is_routable()).collect();
+    if routable.is_empty() {
         return Decision::Abstain;
     }
-    let pick = (n % count) as usize;
-    routable(candidates).nth(pick).map_or(Decision::Abstain, |c| Decision::Route(c.id))
+    routable.sort_unstable_by_key(|c| c.id);
+    let pick = (n % routable.len() as u64) as usize;
+    routable.get(pick).map_or(Decision::Abstain, |c| Decision::Route(c.id))
 }
 
 /// Uniformly random among routable candidates, from a seeded SplitMix64 stream (deterministic
@@ -75,18 +74,17 @@ impl RoutingPolicy for RoundRobinPolicy {
 /// Load-only routing after llm-d's queue and KV-utilisation scorers: each candidate scores
 /// `queue_weight · waiting / max waiting + kv_weight · kv usage` from its scraped metrics, and
 /// the lowest score wins. The gateway's own in-flight count breaks ties (and stands in for the
-/// queue when a candidate has not been scraped yet); remaining ties rotate so equal workers
-/// share the load.
+/// queue when a candidate has not been scraped yet); remaining ties go to the first in the
+/// host's (rotating) order.
 #[derive(Debug)]
 pub struct LeastLoadedPolicy {
     pub queue_weight: f64,
     pub kv_weight: f64,
-    rotation: AtomicU64,
 }
 
 impl Default for LeastLoadedPolicy {
     fn default() -> Self {
-        Self { queue_weight: 1.0, kv_weight: 1.0, rotation: AtomicU64::new(0) }
+        Self { queue_weight: 1.0, kv_weight: 1.0 }
     }
 }
 
@@ -106,28 +104,13 @@ impl RoutingPolicy for LeastLoadedPolicy {
     }
 
     fn choose(&self, _request: &RequestSummary<'_>, candidates: &[Candidate]) -> Decision {
-        let max_queue = routable(candidates).map(Self::queue_of).fold(0.0_f64, f64::max);
-        let n = candidates.len().max(1);
-        let start = (self.rotation.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
-        let mut best: Option<(f64, u32, &Candidate)> = None;
-        for k in 0..candidates.len() {
-            let c = &candidates[(start + k) % n];
-            if !c.is_routable() {
-                continue;
-            }
+        let pool = eligible(candidates);
+        let max_queue = pool.iter().map(|c| Self::queue_of(c)).fold(0.0_f64, f64::max);
+        route_lowest(&pool, |c| {
             let queue = if max_queue > 0.0 { Self::queue_of(c) / max_queue } else { 0.0 };
             let kv = c.stats.metrics.map_or(0.0, |m| m.kv_usage.clamp(0.0, 1.0));
-            let score = self.queue_weight * queue + self.kv_weight * kv;
-            let in_flight = c.stats.in_flight_requests;
-            let better = match best {
-                None => true,
-                Some((s, f, _)) => score < s - 1e-12 || ((score - s).abs() <= 1e-12 && in_flight < f),
-            };
-            if better {
-                best = Some((score, in_flight, c));
-            }
-        }
-        best.map_or(Decision::Abstain, |(_, _, c)| Decision::Route(c.id))
+            self.queue_weight * queue + self.kv_weight * kv
+        })
     }
 }
 
@@ -156,7 +139,13 @@ mod tests {
         let p = RoundRobinPolicy::new();
         let mut cs = vec![cand(0, 0, 0.0), cand(1, 0, 0.0), cand(2, 0, 0.0)];
         cs[1].stats.health = Health::Unhealthy;
-        let picks: Vec<_> = (0..4).map(|_| p.choose(&request(), &cs)).collect();
+        // The host rotates its list; the cycle follows the ids regardless.
+        let picks: Vec<_> = (0..4)
+            .map(|k| {
+                cs.rotate_left(k % 3);
+                p.choose(&request(), &cs)
+            })
+            .collect();
         let ids = [0, 2, 0, 2].map(|i| Decision::Route(CandidateId(i)));
         assert_eq!(picks, ids);
         cs[0].stats.health = Health::Unhealthy;
@@ -185,9 +174,7 @@ mod tests {
         let p = LeastLoadedPolicy::new();
         let cs = [cand(0, 5, 0.2), cand(1, 0, 0.9), cand(2, 1, 0.1)];
         assert_eq!(p.choose(&request(), &cs), Decision::Route(CandidateId(2)));
-        let idle = [cand(0, 0, 0.0), cand(1, 0, 0.0)];
-        let a = p.choose(&request(), &idle);
-        let b = p.choose(&request(), &idle);
-        assert_ne!(a, b, "ties rotate");
+        let idle = [cand(1, 0, 0.0), cand(0, 0, 0.0)];
+        assert_eq!(p.choose(&request(), &idle), Decision::Route(CandidateId(1)), "ties: the first in host order");
     }
 }

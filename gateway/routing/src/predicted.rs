@@ -13,24 +13,21 @@
 //!   recompute of the prompt, is still less: affinity is bounded, and a hot prefix is copied to a
 //!   second worker on purpose once its worker's queue is longer than a recompute.
 //! - **Cold** (no worker holds any of it, or the warm worker is saturated): the least prefill
-//!   ahead among the workers whose KV cache is least crowded (usage above half, in 2% steps). A
-//!   new prefix stays where it is placed, and every sibling that follows needs memory there;
-//!   placing by queue alone piles prefixes on whichever worker drained first and ends in
-//!   preemptions.
-
-use std::sync::atomic::AtomicU64;
+//!   ahead among the least crowded workers — crowding is the requests the engine has not been
+//!   able to admit yet plus its KV usage above half, in 2% steps. A new prefix stays where it is
+//!   placed, and every sibling that follows needs memory there; placing by queue alone piles
+//!   prefixes on whichever worker drained first and ends in preemptions.
 
 use crate::choice::{eligible, lowest, uncached_tokens};
 use crate::{Candidate, Decision, RequestSummary, RoutingPolicy};
 
+/// Stateless: ties go to the first candidate in the host's order, which the host rotates.
 #[derive(Debug, Default)]
-pub struct PredictedTtft {
-    rotation: AtomicU64,
-}
+pub struct PredictedTtft;
 
 impl PredictedTtft {
     pub const fn new() -> Self {
-        Self { rotation: AtomicU64::new(0) }
+        Self
     }
 
     /// Prefill tokens ahead of this request's first token on `c`, its own included.
@@ -64,17 +61,20 @@ impl RoutingPolicy for PredictedTtft {
         let pool = eligible(candidates);
         let ahead = |c: &Candidate| Self::prefill_ahead(request, c) as f64;
         let budget = f64::from(request.prompt_tokens.max(1));
-        // Memory first, in steps, above the watermark; within a step the prefill ahead, as a
-        // fraction of one step.
-        let crowding = |c: &Candidate| ((kv_usage(c) - KV_WATERMARK).max(0.0) / KV_STEP).floor();
+        // Crowding first: requests the engine could not admit yet, and memory in steps above
+        // the watermark; within a step the prefill ahead, as a fraction of one step.
+        let crowding = |c: &Candidate| {
+            let waiting = c.stats.metrics.map_or(0.0, |m| f64::from(m.waiting));
+            waiting + ((kv_usage(c) - KV_WATERMARK).max(0.0) / KV_STEP).floor()
+        };
         let cold_score = |c: &Candidate| crowding(c) + ahead(c) / (ahead(c) + budget);
-        let cold = lowest(&pool, &self.rotation, cold_score);
+        let cold = lowest(&pool, cold_score);
         let longest = pool.iter().map(|c| c.overlap.blocks).max().unwrap_or(0);
         let warm = if longest == 0 {
             None
         } else {
             let holders: Vec<&Candidate> = pool.iter().copied().filter(|c| c.overlap.blocks == longest).collect();
-            lowest(&holders, &self.rotation, ahead)
+            lowest(&holders, ahead)
         };
         let chosen = match (warm, cold) {
             (Some(w), Some(c)) if ahead(w) > ahead(c) + budget => Some(c),

@@ -8,7 +8,6 @@
 //! - otherwise the worker whose tree is smallest, to spread new prefixes.
 
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use crate::choice::{eligible, lowest};
@@ -21,7 +20,6 @@ pub struct SglangCacheAware {
     pub balance_abs_threshold: u32,
     pub balance_rel_threshold: f64,
     tree: Mutex<PrefixIndex>,
-    rotation: AtomicU64,
 }
 
 /// Blocks the trees may hold, per worker (sglang-router bounds its trees by size and evicts
@@ -37,7 +35,6 @@ impl SglangCacheAware {
             balance_abs_threshold: 64,
             balance_rel_threshold: 1.5,
             tree: Mutex::new(PrefixIndex::new(capacity, Duration::MAX)),
-            rotation: AtomicU64::new(0),
         }
     }
 }
@@ -58,7 +55,7 @@ impl RoutingPolicy for SglangCacheAware {
         let imbalanced = hi.saturating_sub(lo) > self.balance_abs_threshold
             && f64::from(hi) > self.balance_rel_threshold * f64::from(lo);
         let chosen = if imbalanced {
-            lowest(&pool, &self.rotation, |c| f64::from(load(c)))
+            lowest(&pool, |c| f64::from(load(c)))
         } else {
             let mut matched = vec![0u32; candidates.iter().map(|c| c.id.0 as usize + 1).max().unwrap_or(0)];
             tree.overlaps(request.block_hashes, Duration::ZERO, &mut matched);
@@ -66,9 +63,9 @@ impl RoutingPolicy for SglangCacheAware {
             let best = pool.iter().map(|c| of(c)).max().unwrap_or(0);
             let rate = f64::from(best) / request.block_hashes.len().max(1) as f64;
             if best > 0 && rate > self.cache_threshold {
-                lowest(&pool, &self.rotation, |c| -f64::from(of(c)))
+                lowest(&pool, |c| -f64::from(of(c)))
             } else {
-                lowest(&pool, &self.rotation, |c| tree.exact_blocks(c.id.0) as f64)
+                lowest(&pool, |c| tree.exact_blocks(c.id.0) as f64)
             }
         };
         let Some(c) = chosen else { return Decision::Abstain };

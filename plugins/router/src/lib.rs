@@ -18,7 +18,7 @@ use sluice_sdk::Plugin;
 use sluice_sdk::export_plugin;
 use sluice_sdk::types::{Candidate, Health, RouteDecision, RouteRequest};
 
-/// Kept across calls while the host reuses the instance: only a tie-breaking counter.
+/// Stateless: ties go to the first candidate in the host's order, which the host rotates.
 static POLICY: PredictedTtft = PredictedTtft::new();
 
 pub struct Router;

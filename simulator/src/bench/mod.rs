@@ -7,9 +7,11 @@
 //! - `report`: per-stage and overall figures, the table and the JSON.
 //! - `streams`: the real-time concurrency benchmark.
 //!
-//! The policies are `sluice_routing` policies, the ones the gateway runs.
+//! The policies are `sluice_routing` policies; `sluice` is the gateway's shipped `router`
+//! component itself, run through the plugin host (`shipped`).
 
 pub mod report;
+pub mod shipped;
 pub mod streams;
 pub mod vtime;
 pub mod workload;
@@ -46,6 +48,8 @@ pub enum BenchError {
     Io(std::io::Error),
     #[error("starting the benchmark's worker: {0}")]
     Worker(#[source] crate::SimError),
+    #[error("loading the shipped router component: {0}")]
+    Plugin(String),
 }
 
 /// Command-line arguments of `sluice-sim bench-routing`.
@@ -211,7 +215,12 @@ fn timeout(seconds: f64) -> Result<Option<Duration>, BenchError> {
 }
 
 /// A policy by name, seeded, calibrated for the scenario's pool as its project's setup would be.
+/// `sluice` is the shipped `router` component through the plugin host, not the library's code
+/// compiled into this binary.
 pub fn policy(name: &str, seed: u64, cluster: &ClusterConfig) -> Result<Box<dyn RoutingPolicy>, BenchError> {
+    if name == "sluice" {
+        return Ok(Box::new(shipped::ShippedRouter::new()?));
+    }
     sluice_routing::by_name(name, seed, &pool_facts(cluster)).ok_or_else(|| BenchError::UnknownPolicy(name.to_owned()))
 }
 

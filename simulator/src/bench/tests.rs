@@ -245,3 +245,19 @@ fn delayed_kv_events_reach_the_index_later_and_guesses_cover_the_gap() {
     assert!(b.output_tokens_per_s >= 0.9 * a.output_tokens_per_s, "{b:?} vs {a:?}");
     assert!(b.prefix_hit_rate >= a.prefix_hit_rate - 0.1, "{b:?} vs {a:?}");
 }
+
+#[test]
+fn sluice_is_the_shipped_component_and_decides_as_the_library_does() {
+    let sc = small_llmd();
+    let slo = Slo { ttft_s: 2.0, itl_s: 0.1 };
+    let shipped = policy("sluice", 3, &sc.cluster).unwrap();
+    assert!(format!("{shipped:?}").contains("ShippedRouter"), "{shipped:?}");
+    let native: Box<dyn sluice_routing::RoutingPolicy> = Box::new(sluice_routing::PredictedTtft::new());
+    let reports = compare(&sc, &[shipped, native], slo);
+    let (a, b) = (&reports[0], &reports[1]);
+    assert_eq!(a.overall.completed, a.overall.requests);
+    // The same decisions, so the same run.
+    assert_eq!(a.overall.output_tokens_per_s, b.overall.output_tokens_per_s, "{a:?} vs {b:?}");
+    assert_eq!(a.overall.ttft_p90_s, b.overall.ttft_p90_s);
+    assert_eq!(a.overall.prefix_hit_rate, b.overall.prefix_hit_rate);
+}

@@ -152,6 +152,8 @@ struct Host<'a> {
     /// KV event batches on their way to the index: (worker, events), taken when delivered.
     kv_batches: Vec<Option<(u32, Vec<KvCacheEvent>)>>,
     overlaps: Vec<u32>,
+    /// Where the next request's candidate list starts.
+    rotation: usize,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -197,6 +199,7 @@ pub fn run(cfg: &ClusterConfig, workload: &Workload, policy: &dyn RoutingPolicy)
         index: PrefixIndex::new(2 * cfg.workers as usize * cfg.engine.kv_blocks as usize, cfg.speculative_ttl),
         kv_batches: Vec::new(),
         overlaps: vec![0; cfg.workers as usize],
+        rotation: 0,
     };
     for (i, r) in workload.requests.iter().enumerate() {
         match r.arrival {
@@ -272,7 +275,12 @@ impl Host<'_> {
         let mut candidates = Vec::with_capacity(self.workers.len());
         let mut best = 0u32;
         self.index.overlaps(hashes, now, &mut self.overlaps);
-        for w in 0..self.workers.len() {
+        // The candidates in an order rotated from request to request, as the gateway's pool
+        // offers them: policies give ties to the first in that order.
+        let n = self.workers.len();
+        let start = self.rotation % n.max(1);
+        self.rotation = self.rotation.wrapping_add(1);
+        for w in (0..n).map(|k| (start + k) % n) {
             let actual = self.workers[w].engine.cached_prefix_blocks(hashes) as u32;
             best = best.max(actual * bs);
             let blocks = self.overlaps[w];
@@ -301,7 +309,7 @@ impl Host<'_> {
             // Abstain: the host's default, like the gateway's pool, is the least in flight.
             _ => (0..self.workers.len()).min_by_key(|&w| (self.workers[w].in_flight, w)).unwrap_or(0),
         };
-        let overlap = candidates.get(w).map_or(0, |c| c.overlap.tokens);
+        let overlap = candidates.iter().find(|c| c.id.0 as usize == w).map_or(0, |c| c.overlap.tokens);
         if !self.cfg.speculative_ttl.is_zero() {
             self.index.speculate(w as u32, hashes, now);
         }
