@@ -129,7 +129,8 @@ async fn acquire<'p>(
 ) -> Result<Option<(&'p Arc<Endpoint>, InFlightGuard)>, GatewayError> {
     while let Some((index, endpoint)) = choose(pool, router, tried).await? {
         tried.push(index);
-        if let Some(guard) = endpoint.try_begin() {
+        if let Some(mut guard) = endpoint.try_begin() {
+            guard.charge_prefill(u64::from(router.request.prompt_tokens));
             return Ok(Some((endpoint, guard)));
         }
     }
@@ -167,6 +168,8 @@ pub async fn run(
         match attempt_once(pool, endpoint, api, body, ex, total_deadline).await {
             Ok(reply) => {
                 endpoint.record_success();
+                // The first byte is back: the worker has computed the prompt.
+                guard.prefill_done();
                 guard.hold(permit.take());
                 return Ok(Forwarded { reply, guard });
             }

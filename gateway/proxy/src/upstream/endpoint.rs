@@ -54,6 +54,9 @@ pub struct Endpoint {
     uris: [Uri; 3],
     health_uri: Uri,
     in_flight: AtomicUsize,
+    /// Prompt tokens of the requests sent here that have not had their first byte back: the
+    /// prefill work the gateway knows is queued on the worker (what routing calls prefill ahead).
+    in_flight_prefill: AtomicU64,
     /// Requests it may have in flight; `None`: unlimited.
     max_in_flight: Option<usize>,
     drained: AtomicBool,
@@ -108,6 +111,7 @@ impl Endpoint {
             uris,
             health_uri: join(&config.url, health_path)?,
             in_flight: AtomicUsize::new(0),
+            in_flight_prefill: AtomicU64::new(0),
             max_in_flight: max_in_flight.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             drained: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
@@ -135,6 +139,11 @@ impl Endpoint {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Prompt tokens sent here still waiting for their first byte.
+    pub fn in_flight_prefill(&self) -> u64 {
+        self.in_flight_prefill.load(Ordering::Relaxed)
     }
 
     pub fn max_in_flight(&self) -> Option<usize> {
@@ -177,7 +186,7 @@ impl Endpoint {
     pub fn begin(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.metrics.in_flight.inc();
-        InFlightGuard { endpoint: Arc::clone(self), permit: None }
+        InFlightGuard { endpoint: Arc::clone(self), permit: None, prefill: 0 }
     }
 
     /// Counts a request in flight if the endpoint is below its limit. Two requests racing for
@@ -189,7 +198,7 @@ impl Endpoint {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
         }
         self.metrics.in_flight.inc();
-        Some(InFlightGuard { endpoint: Arc::clone(self), permit: None })
+        Some(InFlightGuard { endpoint: Arc::clone(self), permit: None, prefill: 0 })
     }
 
     pub fn record_success(&self) {
@@ -252,6 +261,8 @@ impl Endpoint {
 pub struct InFlightGuard {
     endpoint: Arc<Endpoint>,
     permit: Option<PoolPermit>,
+    /// Prompt tokens charged to the endpoint's prefill in flight and not yet released.
+    prefill: u64,
 }
 
 impl InFlightGuard {
@@ -263,10 +274,26 @@ impl InFlightGuard {
     pub fn hold(&mut self, permit: Option<PoolPermit>) {
         self.permit = permit;
     }
+
+    /// Counts the request's prompt tokens in the endpoint's prefill in flight until
+    /// [`InFlightGuard::prefill_done`] (or the end of the request).
+    pub fn charge_prefill(&mut self, tokens: u64) {
+        self.endpoint.in_flight_prefill.fetch_add(tokens, Ordering::Relaxed);
+        self.prefill += tokens;
+    }
+
+    /// The worker answered (its first byte arrived): the prompt is computed.
+    pub fn prefill_done(&mut self) {
+        let tokens = std::mem::take(&mut self.prefill);
+        if tokens > 0 {
+            self.endpoint.in_flight_prefill.fetch_sub(tokens, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
+        self.prefill_done();
         self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.endpoint.metrics.in_flight.dec();
         // `permit` drops after this, releasing the pool slot.
@@ -308,6 +335,23 @@ mod tests {
         drop(g1);
         drop(g2);
         assert_eq!(e.in_flight(), 0);
+    }
+
+    #[test]
+    fn prefill_in_flight_is_released_at_the_first_byte_or_the_end() {
+        let e = endpoint("http://h", 1);
+        let mut first = e.begin();
+        let mut second = e.begin();
+        first.charge_prefill(700);
+        second.charge_prefill(300);
+        assert_eq!(e.in_flight_prefill(), 1_000);
+        first.prefill_done();
+        first.prefill_done();
+        assert_eq!(e.in_flight_prefill(), 300, "released once");
+        drop(second);
+        assert_eq!(e.in_flight_prefill(), 0, "a request that never answered releases its charge");
+        drop(first);
+        assert_eq!(e.in_flight_prefill(), 0);
     }
 
     #[test]

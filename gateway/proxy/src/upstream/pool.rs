@@ -110,7 +110,7 @@ impl Pool {
                     id: u32::try_from(i).ok()?,
                     stats: CandidateStats {
                         in_flight_requests: u32::try_from(e.in_flight()).unwrap_or(u32::MAX),
-                        in_flight_prefill_tokens: 0,
+                        in_flight_prefill_tokens: e.in_flight_prefill(),
                         metrics: None,
                         health: if e.is_available() { Health::Healthy } else { Health::Unhealthy },
                     },
