@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use http::HeaderMap;
 use sluice_plugin_host::types::{
-    Api, BodySummary, Candidate, CandidateStats, Health, PrefixOverlap, RequestInfo, RouteRequest,
+    Api, BodySummary, Candidate, CandidateStats, EngineMetrics, Health, PrefixOverlap, RequestInfo, RouteRequest,
 };
 use sluice_plugin_host::{
     BindingSpec, BodyResource, CallLimits, Capabilities, EngineSettings, HostSettings, Isolation, PluginHost,
@@ -223,6 +223,39 @@ fn bench(c: &mut Criterion) {
         });
         percentiles(&format!("route_8_candidates/{label}"), || {
             black_box(ready(chain.route("bench", &route, &candidates)).unwrap());
+        });
+
+        // The routing issue's case: 16 workers, an 8k-token prompt (128 blocks of 64), every
+        // signal filled in (overlaps, prefill in flight, engine metrics).
+        let wide: Vec<Candidate> = (0..16u32)
+            .map(|id| Candidate {
+                id,
+                stats: CandidateStats {
+                    in_flight_requests: 3 + id % 5,
+                    in_flight_prefill_tokens: u64::from(id) * 700,
+                    metrics: Some(EngineMetrics {
+                        running: 40 + id,
+                        waiting: id % 3,
+                        kv_usage: 0.3 + f64::from(id) * 0.03,
+                        prefix_cache_hit_rate: 0.6,
+                    }),
+                    health: Health::Healthy,
+                },
+                overlap: PrefixOverlap { blocks: (id * 9) % 128, tokens: ((id * 9) % 128) * 64 },
+            })
+            .collect();
+        let long = RouteRequest {
+            model: "qwen3-32b".into(),
+            prompt_tokens: 8_192,
+            block_size: 64,
+            block_hashes: (0..128u64).map(|h| h.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect(),
+            max_output_tokens: Some(1_000),
+        };
+        group.bench_function(format!("route_16_candidates_8k_prompt/{label}"), |b| {
+            b.iter(|| black_box(ready(chain.route("bench", &long, &wide)).unwrap()))
+        });
+        percentiles(&format!("route_16_candidates_8k_prompt/{label}"), || {
+            black_box(ready(chain.route("bench", &long, &wide)).unwrap());
         });
     }
     group.finish();

@@ -1,6 +1,6 @@
 //! Sluice's routing policy (`sluice`, the built-in `router` plugin's default): stay where the
 //! prompt's prefix is cached until that worker's queue costs more than computing the prompt
-//! again elsewhere; place new prefixes where there is the most KV memory.
+//! again elsewhere; place new prefixes on the least crowded workers.
 //!
 //! A worker's prefill is first come, first served within its token budget, so a request waits
 //! for the uncached prefill already queued there and then computes its own uncached tokens:
@@ -36,8 +36,8 @@ impl PredictedTtft {
     }
 }
 
-/// Below this KV usage a worker's memory does not decide where a new prefix goes: the queue
-/// does. Above it, a new prefix and the requests that will follow it compete for the memory the
+/// Below this KV usage a worker's memory does not decide where a new prefix goes: its engine's
+/// waiting requests and the prefill queue do. Above it, a new prefix and the requests that will follow it compete for the memory the
 /// worker's running sequences still need to grow into. Chosen on the routing benchmark's
 /// scenarios (prefix-heavy, multi-turn, no reuse): placing by memory from the first block on
 /// unbalanced queues when memory was plentiful (TTFT p90 4.1 s against 0.6 s without reuse),

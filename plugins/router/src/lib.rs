@@ -1,10 +1,10 @@
 //! The built-in `router` plugin: Sluice's routing policy, `sluice-routing`'s `PredictedTtft`
 //! (`sluice` in `sluice-sim bench-routing`), in a thin shell that converts the contract's types.
-//! What the routing benchmark measures is this policy's code.
+//! The routing benchmark runs this very component (`sluice-sim bench-routing --policies sluice`).
 //!
 //! The policy stays on the worker holding the longest cached prefix until its queue costs more
-//! than computing the prompt again elsewhere, and places new prefixes where KV memory is
-//! freest; healthy candidates first, degraded ones only when no healthy one is left, unhealthy
+//! than computing the prompt again elsewhere, and places new prefixes on the least crowded
+//! workers; healthy candidates first, degraded ones only when no healthy one is left, unhealthy
 //! ones never. With no prefix or load signal from the host it picks the fewest requests in
 //! flight, ties to the first in the host's order (which the host rotates). With no candidate
 //! left it abstains and the host decides.
