@@ -2,7 +2,7 @@
 //! sends the next request as soon as the previous response has been read in full.
 //!
 //! It writes a request encoded once and reads responses with the gateway's own HTTP/1.1 framing
-//! (`sluice_proxy::upstream::wire`), as wrk does with its pre-built request: on a two-core
+//! (`sluice_wire`), as wrk does with its pre-built request: on a two-core
 //! machine the client's CPU comes out of what the worker and the gateway can use, and a
 //! general-purpose client (hyper's, before 2026-11-29) cost about twice what wrk does per
 //! request (BENCHMARKS.md).
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use http::{HeaderMap, HeaderValue, Method, Uri, header};
-use sluice_proxy::upstream::wire::{self, ChunkedDecoder, Decoded, Framing, WireError};
+use sluice_wire::{self as wire, ChunkedDecoder, Decoded, Framing, WireError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;

@@ -7,7 +7,7 @@
 //! of its own and passed every chunk, one per token, through a one-slot channel; hyper's
 //! connection driven in place still cost a dispatch channel and a header map per response,
 //! which measured as the largest single part of the gateway's own work per request.) The wire
-//! format is in [`super::wire`].
+//! format is in [`sluice_wire`].
 //!
 //! A connection is leased for one request and goes back to its endpoint's idle list when the
 //! response body has been read to the end and the worker did not ask to close it. Idle
@@ -39,7 +39,7 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::client::{RequestSize, SendError};
-use super::wire::{self, ChunkedDecoder, Decoded, Framing, ResponseHead, WireError};
+use sluice_wire::{self as wire, ChunkedDecoder, Decoded, Framing, ResponseHead, WireError};
 
 type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 type Idle = HashMap<Key, Vec<(Conn, Instant)>, foldhash::fast::RandomState>;

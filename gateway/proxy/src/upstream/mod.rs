@@ -7,7 +7,6 @@ pub mod fair_queue;
 mod h1;
 pub mod health;
 mod pool;
-pub mod wire;
 
 pub use client::{
     HttpClient, LARGE_REQUEST_BODY, LARGE_REQUEST_HEAD, RequestSize, SendError, UpstreamClient, outbound_client,
