@@ -197,6 +197,31 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_lines_crlf_split_across_reads_ends_the_event_at_the_cr() {
+        // Found by fuzz/sse_stream. An event is not held back for an LF that may come only with
+        // the next token: it ends at the CR, and the LF travels at the head of the next event,
+        // so the bytes forwarded are the stream's, in order. At the end of the stream the LF
+        // has no event to carry it and is not forwarded (a CR alone ends a line in SSE).
+        let stream = b"data: x\r\n\r\ndata: y\r\n\r\n";
+        let mut p = SseParser::new(1 << 20);
+        p.push(&stream[..10]);
+        let mut events = all(&mut p);
+        assert_eq!(&events[0].raw[..], b"data: x\r\n\r");
+        p.push(&stream[10..]);
+        events.extend(all(&mut p));
+        assert_eq!(events.iter().map(data).collect::<Vec<_>>(), ["x", "y"]);
+        let raw: Vec<u8> = events.iter().flat_map(|e| e.raw.iter().copied()).collect();
+        assert_eq!(raw, stream);
+
+        let mut p = SseParser::new(1 << 20);
+        p.push(&stream[..10]);
+        assert_eq!(all(&mut p).len(), 1);
+        p.push(b"\n");
+        assert!(all(&mut p).is_empty());
+        assert_eq!(p.finish(), None, "a lone LF left at the end is no event");
+    }
+
+    #[test]
     fn field_without_space_and_event_name() {
         let mut p = SseParser::new(1024);
         p.push(b"event: error\ndata:{\"e\":1}\nid: 7\n\n");
