@@ -23,7 +23,7 @@ from pathlib import Path
 from . import bins
 from .report import DEPLOY, tool
 
-ADMIN_TOKEN = "deploy-check-admin-token"
+ADMIN_TOKEN = "deploy-check-admin-token-0123456789abcdef"
 ACME_KEY = "sk-acme-0123456789"
 LIMITED_KEY = "sk-limited-0123456789"
 # Series Prometheus makes itself, never on a /metrics.

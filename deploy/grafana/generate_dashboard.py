@@ -252,6 +252,17 @@ timeseries("In-process entries, bytes and lookup p99",
            18, y, w=6, unit="short")
 y += 8
 
+# --- Admin authentication (guessing the admin token) -------------------------------------------
+row("Admin authentication", y)
+y += 1
+timeseries("Admin auth refusals/s by reason",
+           [(f"sum by (reason) (rate(sluice_admin_auth_refusals_total[{RATE}]))", "{{reason}}")],
+           0, y, w=12, unit="short",
+           description="Admin API and live-stream requests refused for their credentials. wrong_token counts "
+                       "toward the sender's lockout ([admin] max_failures); locked_out is 429s to a locked-out "
+                       "address; a sustained wrong_token rate is someone guessing (addresses are in the log).")
+y += 8
+
 # --- Workers (engine metrics, vLLM dialect; sluice-sim speaks it too) -------------------------
 row("Workers (vLLM metrics, scraped from the workers)", y)
 y += 1

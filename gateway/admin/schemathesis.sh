@@ -22,7 +22,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "serve" and m.get("executable"):
         print(m["executable"])')
 
-export SLUICE_ADMIN_TOKEN=schemathesis-admin-token
+export SLUICE_ADMIN_TOKEN=schemathesis-admin-token-0123456789abcdef
 log=$(mktemp)
 "$server" >"$log" &
 pid=$!

@@ -23,7 +23,7 @@ const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
 const sluiceBin = process.env.SLUICE_BIN || path.join(targetDir, 'debug', 'sluice');
 // The README shows docs/screenshots/; `cargo test` points SCREENSHOTS_DIR at a scratch directory.
 const shots = process.env.SCREENSHOTS_DIR || path.join(root, 'docs', 'screenshots');
-const TOKEN = 'browser-test-token';
+const TOKEN = 'browser-test-token-0123456789abcdef';
 const STARTUP_MS = 120_000;
 
 let demo, browser, page, api, admin, dataDir;

@@ -46,7 +46,7 @@ async fn start_demo(dir: &TempDir, traffic: &str) -> Demo {
             .args(["--workers", "2", "--traffic", traffic])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .env("SLUICE_ADMIN_TOKEN", "test-token");
+            .env("SLUICE_ADMIN_TOKEN", "test-token-0123456789abcdef-0123456789");
         let mut proc = Proc::spawn(&format!("demo-{attempt}"), cmd, dir.path());
         match wait_ready(&mut proc, &format!("http://{admin}/healthz"), STARTUP).await {
             Ok(()) => {
@@ -69,7 +69,11 @@ async fn demo_prints_what_to_use_and_the_printed_key_works() {
     assert_eq!(api, format!("http://{}/v1", demo.listen), "{}", demo.banner);
     let key = demo.banner_value("API key");
     assert!(key.starts_with("sk-") && key.len() > 20, "API key {key:?}\n{}", demo.banner);
-    assert_eq!(demo.banner_value("Admin token"), "test-token", "SLUICE_ADMIN_TOKEN is honoured");
+    assert_eq!(
+        demo.banner_value("Admin token"),
+        "test-token-0123456789abcdef-0123456789",
+        "SLUICE_ADMIN_TOKEN is honoured"
+    );
     assert!(demo.banner.contains(&format!("http://{}/metrics", demo.admin)), "{}", demo.banner);
     assert!(dir.path().join("data").is_dir(), "--data-dir is created");
     assert_private(&dir.path().join("data"));

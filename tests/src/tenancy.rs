@@ -22,7 +22,7 @@ use crate::client::{IO_TIMEOUT, Reply};
 use crate::{API_KEY, MODEL, TENANT};
 
 /// The admin API token the sandbox configs set in `[admin]`.
-pub const ADMIN_TOKEN: &str = "sandbox-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "sandbox-admin-token-0123456789abcdef";
 
 /// The API key of `tenant`: the fleet's key for [`TENANT`], `sk-<tenant>-0123456789` otherwise.
 pub fn key(tenant: &str) -> String {

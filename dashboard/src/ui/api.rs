@@ -121,6 +121,17 @@ pub async fn upload<T: DeserializeOwned>(path: &str, file: web_sys::File) -> Res
     check_auth(raw("POST", path, Body::Wasm(file), None).await.and_then(|t| decode(&t)))
 }
 
+/// A ticket that opens the live stream once (`POST /admin/api/live/ticket`): `EventSource`
+/// cannot send the token in a header, and the gateway refuses it in the URL.
+pub async fn live_ticket() -> Result<String, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Ticket {
+        ticket: String,
+    }
+    check_auth(raw("POST", "/live/ticket", Body::Empty, None).await.and_then(|t| decode::<Ticket>(&t)))
+        .map(|t| t.ticket)
+}
+
 /// Percent-encodes a path segment (names are restricted, but model names are not).
 pub fn seg(s: &str) -> String {
     js_sys::encode_uri_component(s).as_string().unwrap_or_else(|| s.to_owned())

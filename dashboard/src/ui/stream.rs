@@ -1,15 +1,18 @@
 //! The live stream: one `EventSource` on `/admin/api/live` for the whole app while logged in,
-//! feeding a 15-minute [`History`] every page can read. `EventSource` cannot send headers, so
-//! the token travels as `?token=` on this one URL.
+//! feeding a 15-minute [`History`] every page can read. `EventSource` cannot send headers and
+//! the token must not travel in a URL, so each source opens with a fresh one-use ticket
+//! (`?ticket=`) bought with the token; a reconnect the browser makes by itself reuses the spent
+//! ticket, is refused, and the source is replaced with one holding a new ticket.
 
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use sluice_live::LiveFrame;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-use super::session;
+use super::{api, session};
 use crate::series::History;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +63,29 @@ pub fn connect() -> Live {
     live
 }
 
-/// Opens one `EventSource`; when it closes for good (the browser gives up, e.g. after a 401 or
-/// while the gateway is down), opens another after a pause.
+/// Gets a ticket, then opens one `EventSource` with it; when it closes for good (the browser
+/// gives up, e.g. after a 401 or while the gateway is down), starts over after a pause.
 fn open(live: Live, epoch_at_start: u32, generation: u32) {
+    if epoch() != epoch_at_start || session::current().is_none() {
+        return;
+    }
+    spawn_local(async move {
+        // A 401 here logs out (the token stopped working); anything else is retried.
+        match api::live_ticket().await {
+            Ok(ticket) => open_with(live, epoch_at_start, generation, &ticket),
+            Err(_) => {
+                live.status.set(Status::Reconnecting);
+                retry(live, epoch_at_start, generation);
+            }
+        }
+    });
+}
+
+fn open_with(live: Live, epoch_at_start: u32, generation: u32, ticket: &str) {
     if epoch() != epoch_at_start {
         return;
     }
-    let Some(token) = session::current() else { return };
-    let url = format!("/admin/api/live?token={}", js_sys::encode_uri_component(&token));
+    let url = format!("/admin/api/live?ticket={}", js_sys::encode_uri_component(ticket));
     let Ok(source) = web_sys::EventSource::new(&url) else {
         retry(live, epoch_at_start, generation);
         return;

@@ -18,7 +18,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub message: String,
-    /// `invalid_request_error`, `authentication_error` or `server_error`.
+    /// `invalid_request_error`, `authentication_error`, `rate_limit_exceeded` or `server_error`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The offending field, as the API spells it (`name`, `target_attainment`, `id`, …).
@@ -34,11 +34,18 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<String>,
+    /// Seconds for a `Retry-After` header (a locked-out client).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), param: None }
+        ApiError { status, code, message: message.into(), param: None, retry_after: None }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -64,6 +71,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         let kind = match self.status {
             StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
             s if s.is_server_error() => "server_error",
             _ => "invalid_request_error",
         };
@@ -107,6 +115,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

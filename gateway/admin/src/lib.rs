@@ -28,11 +28,14 @@ use sluice_store_model::validate::BindingMaxima;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
+pub use auth::{AdminAuth, AuthSettings, LiveTicket, Refusal, TICKET_TTL, client_address, query_param};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use routes::MAX_PLUGIN_BYTES;
 
 /// Where the OpenAPI document is served (without authentication: it holds no data).
 pub const OPENAPI_PATH: &str = "/admin/api/openapi.json";
+/// The live stream's path; the gateway serves it, with tickets from [`AdminAuth::issue_ticket`].
+pub const LIVE_PATH: &str = "/admin/api/live";
 
 /// Checks an uploaded plugin component before it is stored.
 pub trait PluginInspector: Send + Sync {
@@ -131,8 +134,8 @@ pub struct ReloadReport {
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<dyn Backend>,
-    /// The admin token; `None` (or empty) keeps every data route closed with 503.
-    pub token: Option<Arc<str>>,
+    /// The admin token check, shared with the live stream (which the gateway serves itself).
+    pub auth: Arc<AdminAuth>,
     pub plugins: Arc<dyn PluginInspector>,
     /// Notified after every successful mutation.
     pub changed: Arc<Notify>,

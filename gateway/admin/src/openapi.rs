@@ -29,7 +29,7 @@ const SCHEME: &str = "admin_token";
         (name = "plugins", description = "Policy plugins (WebAssembly components), their versions and bindings"),
         (name = "usage", description = "Usage aggregated per minute, tenant and model"),
         (name = "audit", description = "Every admin change: who, what, when"),
-        (name = "operations", description = "Running the gateway: reloading its config file, purging its response cache"),
+        (name = "operations", description = "Running the gateway: reloading its config file, purging its response cache, tickets for the live stream"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -57,6 +57,11 @@ pub(crate) fn document(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::Ope
                     "The request does not parse: not JSON, the wrong shape or content type, a bad path or query value",
                 ),
                 ("401", "Missing or wrong admin token"),
+                (
+                    "429",
+                    "Too many wrong admin tokens from this client address: it is locked out, whatever it presents, \
+                     for `[admin] lockout` (`Retry-After` says how long is left)",
+                ),
                 ("500", "Internal error (details in the gateway's log)"),
                 ("503", "No admin token is configured, or the database is unavailable"),
             ] {

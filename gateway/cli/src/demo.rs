@@ -94,7 +94,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.admin_listen,
         endpoints.join(", "),
     );
-    let config = Config::from_toml(&toml, &[], &|_| None)?;
+    let config = Config::from_toml(&toml, &[], &|_| None)
+        .context("invalid demo configuration (SLUICE_ADMIN_TOKEN, when set, is its admin token)")?;
     let store = crate::serve::open_store(&config, &args.data_dir).await?;
     let running = Sluice::build_with_store(config, Arc::clone(&store), Vec::new(), None).await?.start().await?;
     seed_slos(store.as_ref()).await?;

@@ -11,12 +11,15 @@ use sluice_store::Backend;
 
 use crate::{ServeArgs, private_files};
 
+pub mod admin_token;
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref()).context("invalid configuration")?;
+    let mut config = Config::load(args.config.as_deref()).context("invalid configuration")?;
     if args.check_config {
         summarize(&config);
         return Ok(());
     }
+    admin_token::fill_in(&mut config, &args.data_dir).context("invalid configuration")?;
     if config.pools.is_empty() {
         tracing::warn!("no pools configured: every inference request will get 404");
     }
@@ -26,8 +29,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything listens: SIGHUP's default action ends the process.
     let hangups = Hangups::install();
     let store = open_store(&config, &args.data_dir).await?;
+    // A reload reads the file again; the generated token must fill in there too, or every
+    // reload would see the token removed.
+    let (file, data_dir) = (args.config, args.data_dir);
+    let source = Arc::new(move || -> Result<Config, sluice_config::ConfigError> {
+        let mut config = Config::load(file.as_deref())?;
+        admin_token::fill_in(&mut config, &data_dir)?;
+        Ok(config)
+    });
     let running =
-        Sluice::build_with_store(config, store, Vec::new(), None).await?.with_config_file(args.config).start().await?;
+        Sluice::build_with_store(config, store, Vec::new(), None).await?.with_config_source(source).start().await?;
     serve_until_shutdown(&running, hangups).await;
     running.shutdown().await;
     Ok(())

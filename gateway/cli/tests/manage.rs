@@ -12,7 +12,7 @@ use sluice_plugin_host::artifacts::ArtifactCache;
 use sluice_plugin_host::{EngineSettings, PluginEngine};
 use sluice_store_model::Backend;
 
-const TOKEN: &str = "cli-test-token";
+const TOKEN: &str = "cli-test-token-0123456789abcdef-0123";
 
 struct Inspector(PluginEngine);
 
@@ -43,7 +43,7 @@ async fn start() -> Admin {
     let engine = PluginEngine::new(EngineSettings { max_instances: 4, ..EngineSettings::default() }).unwrap();
     let state = AdminState {
         store: Arc::new(store),
-        token: Some(Arc::from(TOKEN)),
+        auth: Arc::new(sluice_admin::AdminAuth::new(Some(TOKEN), sluice_admin::AuthSettings::default())),
         plugins: Arc::new(Inspector(engine)),
         changed: Arc::new(tokio::sync::Notify::new()),
     };

@@ -4,6 +4,7 @@
 //! `SLUICE__SECTION__KEY` (e.g. `SLUICE__SERVER__LISTEN=0.0.0.0:8080`). The result of
 //! [`Config::load`] is validated and immutable; every error names the field and the reason.
 
+mod admin;
 pub mod duration;
 mod layer;
 pub mod raw;
@@ -86,7 +87,36 @@ pub struct TlsConfig {
 
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
+    /// At least `min_token_length` characters when set.
     pub token: Option<Secret>,
+    pub min_token_length: usize,
+    /// Wrong or missing tokens one client address (IPv6 by /64) may present within
+    /// `failure_window` before it is locked out.
+    pub max_failures: u32,
+    pub failure_window: Duration,
+    /// How long a locked-out address is refused with 429, whatever token it presents.
+    pub lockout: Duration,
+}
+
+/// 32 characters: a random token of that length is beyond guessing at any rate the lockout
+/// lets through.
+pub const DEFAULT_ADMIN_MIN_TOKEN_LENGTH: usize = 32;
+/// The floor `min_token_length` may be lowered to.
+pub const ADMIN_MIN_TOKEN_LENGTH_FLOOR: usize = 16;
+pub const DEFAULT_ADMIN_MAX_FAILURES: u32 = 10;
+pub const DEFAULT_ADMIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_ADMIN_LOCKOUT: Duration = Duration::from_secs(300);
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            min_token_length: DEFAULT_ADMIN_MIN_TOKEN_LENGTH,
+            max_failures: DEFAULT_ADMIN_MAX_FAILURES,
+            failure_window: DEFAULT_ADMIN_FAILURE_WINDOW,
+            lockout: DEFAULT_ADMIN_LOCKOUT,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

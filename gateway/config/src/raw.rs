@@ -79,6 +79,15 @@ pub struct RawTls {
 pub struct RawAdmin {
     /// A secret reference: `env:NAME`, `file:/path` or a literal.
     pub token: Option<String>,
+    /// Shorter tokens are refused at load (default 32, at least 16).
+    pub min_token_length: Option<usize>,
+    /// Failed attempts one client address may make within `failure_window` (default 10).
+    pub max_failures: Option<u32>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub failure_window: Option<Duration>,
+    /// How long an address that went over `max_failures` is refused (default 5 min).
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub lockout: Option<Duration>,
 }
 
 /// Defaults for every pool; a pool may override any of them.

@@ -10,7 +10,7 @@ use crate::raw::{
     RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseCache, RawServer, RawUpstream,
 };
 use crate::{
-    AdminConfig, ApiKeyConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
+    ApiKeyConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
     DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_RESPONSE_CACHE_BYTES,
     DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig, EjectionConfig, EndpointConfig,
@@ -63,14 +63,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         admin_max_connections,
     };
 
-    // The token and the database URL also come from conventional variables, so that a
-    // container can be configured without a file.
-    let token_ref = raw.admin.token.or_else(|| env("SLUICE_ADMIN_TOKEN").map(|_| "env:SLUICE_ADMIN_TOKEN".to_owned()));
-    let admin = AdminConfig {
-        token: token_ref
-            .map(|r| secret::resolve(&r, env).map_err(|e| ConfigError::invalid("admin.token", e)))
-            .transpose()?,
-    };
+    let admin = crate::admin::admin(raw.admin, env)?;
     let database = database(raw.database, env)?;
     let redis = redis(raw.redis, env)?;
     let response_cache = response_cache(raw.response_cache, redis.is_some())?;

@@ -118,14 +118,14 @@ fn environment_overrides_win_and_are_validated() {
 
 #[test]
 fn secret_references_resolve() {
-    let env = |n: &str| (n == "ACME_KEY").then(|| "sk-from-env-123".to_owned());
+    let env = |n: &str| (n == "ACME_KEY").then(|| "sk-from-env-123-long-enough-for-an-admin-token".to_owned());
     let c = Config::from_toml(
         "[admin]\ntoken = \"env:ACME_KEY\"\n[[tenants]]\nname = \"a\"\napi_keys = [\"env:ACME_KEY\"]",
         &[],
         &env,
     )
     .unwrap();
-    assert_eq!(c.tenants[0].api_keys[0].key.expose(), "sk-from-env-123");
+    assert_eq!(c.tenants[0].api_keys[0].key.expose(), "sk-from-env-123-long-enough-for-an-admin-token");
     assert_eq!(format!("{:?}", c.admin.token), "Some(***)");
     let err = Config::from_toml("[admin]\ntoken = \"env:NOPE\"", &[], &no_env).unwrap_err();
     assert!(err.to_string().contains("admin.token"), "{err}");
@@ -187,12 +187,12 @@ fn bad_plugins_name_the_field() {
 fn database_and_admin_token_fall_back_to_conventional_variables() {
     let env = |n: &str| match n {
         "DATABASE_URL" => Some("postgres://sluice@db:5432/sluice".to_owned()),
-        "SLUICE_ADMIN_TOKEN" => Some("admin-token-from-env".to_owned()),
+        "SLUICE_ADMIN_TOKEN" => Some("admin-token-from-env-0123456789abcdef".to_owned()),
         _ => None,
     };
     let c = Config::from_toml("", &[], &env).unwrap();
     assert_eq!(c.database.url.as_ref().map(|u| u.expose()), Some("postgres://sluice@db:5432/sluice"));
-    assert_eq!(c.admin.token.as_ref().map(|t| t.expose()), Some("admin-token-from-env"));
+    assert_eq!(c.admin.token.as_ref().map(|t| t.expose()), Some("admin-token-from-env-0123456789abcdef"));
     assert!(c.database.migrate);
 
     // The file wins over the variables; neither means the embedded store and no admin API.

@@ -31,4 +31,4 @@ pub use sources::{
     WorkerState,
 };
 #[cfg(feature = "hub")]
-pub use sse::{query_token, sse_body, sse_response, sse_stream};
+pub use sse::{sse_body, sse_response, sse_stream};

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use sluice_admin::{AdminAuth, AuthSettings, LIVE_PATH, query_param};
 use sluice_live::LiveHub;
 use sluice_proxy::Gateway;
 use sluice_store::model::BackendKind;
 use sluice_store::watcher::StoreHealth;
-use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 
 pub struct Admin {
@@ -28,13 +29,13 @@ pub struct Admin {
 pub struct Console {
     pub api: axum::Router,
     pub live: Arc<LiveHub>,
-    pub token: Option<Arc<str>>,
+    /// The admin API's own check: one lockout table for the API and the stream.
+    pub auth: Arc<AdminAuth>,
     pub health: Arc<StoreHealth>,
     pub backend: BackendKind,
 }
 
 const API_PREFIX: &str = "/admin/api/";
-const LIVE_PATH: &str = "/admin/api/live";
 
 impl Admin {
     pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Result<Response<Body>, Infallible>
@@ -122,32 +123,44 @@ impl Admin {
 }
 
 impl Console {
-    /// The live stream. Browsers' `EventSource` cannot send headers, so the token may also
-    /// come as `?token=`; it is compared in constant time like the header.
+    /// The live stream. Browsers' `EventSource` cannot send headers, so the dashboard opens it
+    /// with a one-use ticket (`POST /admin/api/live/ticket`) in `?ticket=`; other clients may
+    /// send the bearer token. The token itself is refused in the URL.
     fn live_handler<B>(&self, request: &Request<B>) -> Response<Body> {
         if request.method() != Method::GET {
             return api_error(StatusCode::METHOD_NOT_ALLOWED, "use GET", "method_not_allowed");
         }
-        let Some(expected) = self.token.as_deref().filter(|t| !t.is_empty()) else {
-            return api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the admin API is disabled: set [admin] token or SLUICE_ADMIN_TOKEN",
-                "admin_disabled",
-            );
-        };
-        let from_header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        let from_query = request.uri().query().and_then(sluice_live::sse::query_token);
-        let presented = from_header.or(from_query).unwrap_or_default();
-        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-            return api_error(StatusCode::UNAUTHORIZED, "missing or wrong admin token", "unauthorized");
+        let query = request.uri().query();
+        if query_param(query, "token").is_some() {
+            return self.auth.refuse_token_in_url().into_response();
         }
-        sluice_live::sse_response(&self.live).map(Body::new)
+        let client = sluice_admin::client_address(request.extensions());
+        let allowed = match query_param(query, "ticket") {
+            Some(ticket) if !request.headers().contains_key(header::AUTHORIZATION) => {
+                self.auth.redeem_ticket(client, ticket)
+            }
+            _ => self.auth.authenticate(client, request.headers()),
+        };
+        match allowed {
+            Ok(()) => sluice_live::sse_response(&self.live).map(Body::new),
+            Err(error) => error.into_response(),
+        }
     }
+}
+
+/// The admin plane's credentials check from `[admin]`, its refusal counter on the gateway's
+/// `/metrics`.
+pub(crate) fn auth(config: &sluice_config::AdminConfig, metrics: &sluice_metrics::Metrics) -> AdminAuth {
+    let settings = AuthSettings {
+        max_failures: config.max_failures,
+        failure_window: config.failure_window,
+        lockout: config.lockout,
+    };
+    let auth = AdminAuth::new(config.token.as_ref().map(sluice_config::Secret::expose), settings);
+    if let Err(e) = auth.register(metrics.registry()) {
+        tracing::warn!(error = %e, "cannot register sluice_admin_auth_refusals_total");
+    }
+    auth
 }
 
 fn dashboard_handler<B>(request: &Request<B>) -> Response<Body> {

@@ -81,6 +81,7 @@ struct Stateful {
     store: StoreRuntime,
     live: Arc<LiveHub>,
     api: axum::Router,
+    auth: Arc<sluice_admin::AdminAuth>,
     backend: BackendKind,
 }
 
@@ -165,9 +166,10 @@ impl Sluice {
             runtime.reload_handle(),
             sluice.tls_source.clone(),
         ));
+        let auth = Arc::new(admin::auth(&sluice.config.admin, &sluice.gateway.metrics));
         let state = AdminState {
             store: Arc::clone(&store),
-            token: sluice.config.admin.token.as_ref().map(|t| Arc::from(t.expose())),
+            auth: Arc::clone(&auth),
             plugins: Arc::new(live::HostInspector(Arc::clone(&sluice.gateway))),
             changed: Arc::clone(&runtime.poke),
         };
@@ -177,7 +179,7 @@ impl Sluice {
         };
         let api = sluice_admin::gateway_router(state, hooks);
         let backend = store.kind();
-        sluice.stateful = Some(Stateful { store: runtime, live, api, backend });
+        sluice.stateful = Some(Stateful { store: runtime, live, api, auth, backend });
         Ok(sluice)
     }
 
@@ -217,7 +219,7 @@ impl Sluice {
             Console {
                 api: stateful.api,
                 live: stateful.live,
-                token: self.config.admin.token.as_ref().map(|t| Arc::from(t.expose())),
+                auth: stateful.auth,
                 health: Arc::clone(&stateful.store.health),
                 backend: stateful.backend,
             }

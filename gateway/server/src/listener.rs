@@ -10,9 +10,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
@@ -140,10 +142,10 @@ pub async fn serve<H, F, B>(
             let activity = Activity::new();
             let serve = async {
                 match tls {
-                    None => connection(&builder, graceful, TokioIo::new(stream), handler, &activity).await,
+                    None => connection(&builder, graceful, TokioIo::new(stream), handler, &activity, peer).await,
                     Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            connection(&builder, graceful, TokioIo::new(tls_stream), handler, &activity).await;
+                            connection(&builder, graceful, TokioIo::new(tls_stream), handler, &activity, peer).await;
                         }
                         Ok(Err(e)) => tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(listener = name, %peer, "TLS handshake timed out"),
@@ -176,6 +178,7 @@ async fn connection<I, H, F, B>(
     io: TokioIo<I>,
     handler: H,
     activity: &Arc<Activity>,
+    peer: SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
@@ -184,7 +187,9 @@ async fn connection<I, H, F, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = Arc::clone(activity);
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        // Handlers that answer per client (the admin token's lockout) read the address here.
+        request.extensions_mut().insert(ConnectInfo(peer));
         let guard = activity.begin();
         let response = handler(request);
         async move {

@@ -271,9 +271,10 @@ mod tests {
 
     #[test]
     fn listeners_and_connections_to_other_services_wait_for_a_restart() {
-        let old = config("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\ntoken = \"a\"\n");
+        let old =
+            config("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\ntoken = \"a-0123456789abcdef0123456789abcdef\"\n");
         let new = config(
-            "[server]\nlisten = \"127.0.0.1:8081\"\n[admin]\ntoken = \"b\"\n\
+            "[server]\nlisten = \"127.0.0.1:8081\"\n[admin]\ntoken = \"b-0123456789abcdef0123456789abcdef\"\n\
              [database]\nusage_flush_interval = \"1s\"\n[plugin_host]\nbuiltin_router = false\n",
         );
         assert_eq!(

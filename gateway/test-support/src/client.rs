@@ -104,6 +104,19 @@ impl TestClient {
         TestClient { inner: Client::builder(TokioExecutor::new()).build(connector) }
     }
 
+    /// HTTP/1.1 over plain TCP from the local address `from` (another loopback address such as
+    /// `127.0.0.2`: a second client as the gateway sees it).
+    pub fn http1_from(from: std::net::IpAddr) -> Self {
+        let mut http = http_connector();
+        http.set_local_address(Some(from));
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(None))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        TestClient { inner: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+
     /// HTTP/2 with prior knowledge over plain TCP (h2c).
     pub fn h2c() -> Self {
         let connector = HttpsConnectorBuilder::new()

@@ -60,6 +60,8 @@ pub struct GatewayOptions {
     pub extra_toml: String,
     /// Lines added to the generated `[server]` table (`max_connections = 8`, say).
     pub server_toml: String,
+    /// Lines added to the generated `[admin]` table (with a store): `max_failures = 3`, say.
+    pub admin_toml: String,
     /// Run with this store (imported, watched, usage written, admin API on) instead of
     /// config-only. The admin token is [`ADMIN_TOKEN`].
     pub store: Option<TestStore>,
@@ -76,7 +78,7 @@ impl std::fmt::Debug for TestStore {
 }
 
 /// The admin token of gateways started with a store.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -103,6 +105,7 @@ impl Default for GatewayOptions {
             tap_upstreams: false,
             extra_toml: String::new(),
             server_toml: String::new(),
+            admin_toml: String::new(),
             store: None,
         }
     }
@@ -226,7 +229,8 @@ pub fn chat_body(prompt: &str, extra: Value) -> Value {
 fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
     let mut t = String::new();
     if o.store.is_some() {
-        let _ = writeln!(t, "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n[database]\nusage_flush_interval = \"100ms\"\n");
+        let _ = writeln!(t, "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{}", o.admin_toml);
+        let _ = writeln!(t, "[database]\nusage_flush_interval = \"100ms\"\n");
     }
     let _ = writeln!(t, "[server]\nshutdown_grace = {}", ms(o.shutdown_grace));
     if let Some(n) = o.max_body_bytes {

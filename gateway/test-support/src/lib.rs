@@ -13,6 +13,7 @@
 //! - [`metrics`]: reading values out of the Prometheus text exposition.
 //! - [`TcpTap`]: a TCP relay that records whether each connection opened with the HTTP/2 preface.
 //! - [`Link`]: a TCP relay that can be cut and restored (a database going away).
+//! - [`LogCapture`]: the process's log lines in memory.
 //! - [`fresh_postgres`] / [`fresh_sqlite`]: a new, migrated store per test.
 
 #![allow(
@@ -25,6 +26,7 @@
 mod client;
 mod gateway;
 mod link;
+mod logs;
 pub mod metrics;
 mod sse;
 mod stores;
@@ -35,6 +37,7 @@ mod wait;
 pub use client::{Reply, TestBody, TestClient, chunked_body, full_body, read_whole, request};
 pub use gateway::{ADMIN_TOKEN, GatewayOptions, MODEL, POOL, TENANT, TENANT_KEY, TestGateway, TestStore, chat_body};
 pub use link::Link;
+pub use logs::LogCapture;
 pub use sse::{SseStream, TimedEvent, concat_content};
 pub use stores::{FreshPostgres, fresh_postgres, fresh_sqlite};
 pub use tap::TcpTap;

@@ -4,6 +4,7 @@
 mod bindings;
 mod cache;
 mod keys;
+mod live_ticket;
 mod plugins;
 mod pools;
 mod reload;
@@ -58,4 +59,5 @@ pub(crate) fn api() -> OpenApiRouter<AdminState> {
         .routes(routes!(reports::audit))
         .routes(routes!(reload::reload))
         .routes(routes!(cache::purge))
+        .routes(routes!(live_ticket::issue_live_ticket))
 }

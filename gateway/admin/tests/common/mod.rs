@@ -20,7 +20,7 @@ use sluice_plugin_host::{EngineSettings, PluginEngine};
 use sluice_store_model::Backend;
 use tokio::sync::Notify;
 
-pub const TOKEN: &str = "test-admin-token-0123456789";
+pub const TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 /// The real inspector, as the server wires it.
 pub struct WasmtimeInspector {
@@ -78,7 +78,7 @@ pub async fn serve(store: Arc<dyn Backend>, token: Option<&str>, dir: Option<tem
     let changed = Arc::new(Notify::new());
     let state = AdminState {
         store: Arc::clone(&store),
-        token: token.map(Arc::from),
+        auth: Arc::new(sluice_admin::AdminAuth::new(token, sluice_admin::AuthSettings::default())),
         plugins: Arc::new(WasmtimeInspector::new()),
         changed: Arc::clone(&changed),
     };
