@@ -27,7 +27,10 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-/var/tmp/sluice-target}-fuzz}"
 triple=$(rustc -vV | sed -n 's/^host: //p')
-cargo build --locked --release --target "$triple" --bins
+# The workspace's lockfile pins every crate the targets share with the gateway; cargo adds the
+# fuzzer's own (libfuzzer-sys, arbitrary) to the copy. No lockfile of its own to fall behind.
+cp ../Cargo.lock Cargo.lock
+cargo build --release --target "$triple" --bins
 
 mkdir -p artifacts
 status=0
