@@ -4,11 +4,12 @@
 //! certificate files, the `[[plugins]]` components that changed — before it applies anything,
 //! so a file that does not load leaves the running configuration whole. Then, in order:
 //!
-//! - with a store, the file's tenants, keys, limits and pools are imported exactly as at start
-//!   (`sluice_store::bootstrap::import`: what the file states is written; tenants, keys and
-//!   endpoints it does not mention are left alone), the pools take the new `[upstream]`
-//!   settings, and the store's snapshot is applied before the reload answers (other replicas
-//!   follow through the store's change notification);
+//! - with a store, the file's tenants, keys, limits and pools are reconciled exactly as at
+//!   start (`sluice_store::bootstrap::reconcile`: what the file declares is written, what it
+//!   owned and no longer declares is removed — a key revoked, an endpoint taken out — and what
+//!   the admin API made is left alone), the pools take the new `[upstream]` settings, and the
+//!   store's snapshot is applied before the reload answers (other replicas follow through the
+//!   store's change notification);
 //! - the TLS certificate is re-read from `[server.tls]` (new connections get it);
 //! - changed `[[plugins]]` bindings are activated in their slots.
 //!
@@ -169,13 +170,9 @@ impl Reloader {
         let plugins = in_force.plugins.plan(&new, &self.gateway.plugins).await?;
 
         if let Some(store) = &self.store {
-            let imported = store.apply(&new).await.map_err(ReloadError::Store)?;
-            if imported != sluice_store::bootstrap::Imported::default() {
-                report.applied.push(format!(
-                    "store: {} tenant(s), {} key(s), {} limit(s), {} pool(s), {} endpoint(s) written from the file",
-                    imported.tenants, imported.keys, imported.limits, imported.pools, imported.endpoints
-                ));
-            }
+            let reconciled = store.apply(&new).await.map_err(ReloadError::Store)?;
+            report.applied.extend(reconciled.changes.iter().map(|change| format!("store: {change}")));
+            report.applied.extend(reconciled.notices.iter().map(|notice| format!("store: not applied: {notice}")));
             if upstream_changed(&in_force.config, &new) {
                 report.applied.push(
                     "upstream: the pools' timeouts, retries, queue and health-check settings replaced".to_owned(),

@@ -1,4 +1,4 @@
-//! The store as the running server uses it: the bootstrap import, the snapshot the gateway
+//! The store as the running server uses it: the config file's reconciliation, the snapshot the gateway
 //! serves from (kept current by the watcher), the usage writer, each tenant's tokens this
 //! month (read back from the usage the writer stored), the store's health, and what a config
 //! reload does with the store ([`StoreReload`]).
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sluice_config::Config;
 use sluice_proxy::Gateway;
-use sluice_store::bootstrap::Imported;
+use sluice_store::bootstrap::Reconciled;
 use sluice_store::model::{StoreSnapshot, Timestamp};
 use sluice_store::slo::{SloTable, Slos};
 use sluice_store::usage::{DEFAULT_MAX_ROWS, UsageWriter};
@@ -71,13 +71,11 @@ impl SnapshotSink for GatewaySink {
 }
 
 impl StoreRuntime {
-    /// Imports the config's bootstrap tenants and pools. Before the gateway exists, so that
-    /// the usage writer can be one of its sinks.
+    /// Reconciles the config file's tenants and pools into the store (logging each change).
+    /// Before the gateway exists, so that the usage writer can be one of its sinks.
     pub async fn prepare(store: Arc<dyn Backend>, config: &Config) -> Result<Self, StoreError> {
-        let imported = sluice_store::bootstrap::import(&*store, config).await?;
-        if imported != sluice_store::bootstrap::Imported::default() {
-            tracing::info!(?imported, "bootstrap tenants and pools imported from the config file");
-        }
+        let reconciled = sluice_store::bootstrap::reconcile(&*store, config).await?;
+        log_reconciled(&reconciled);
         let slos = Arc::new(Slos::default());
         Ok(StoreRuntime {
             usage: Arc::new(UsageWriter::new(Arc::clone(&slos), DEFAULT_MAX_ROWS)),
@@ -165,10 +163,11 @@ impl StoreRuntime {
     }
 }
 
-/// A reload's work on the store: the file's tenants, keys and pools imported exactly as at
-/// start ([`sluice_store::bootstrap::import`]: what the file states is written, nothing it
-/// does not mention is removed), then the new `[upstream]` settings and the store's snapshot
-/// applied before the reload answers.
+/// A reload's work on the store: the file's tenants, keys and pools reconciled exactly as at
+/// start ([`sluice_store::bootstrap::reconcile`]: what the file declares is written, what it
+/// owned and no longer declares is removed, what the admin API made is left alone), then the
+/// new `[upstream]` settings and the store's snapshot applied before the reload answers, so a
+/// key removed from the file is refused by this replica once the reload has answered.
 pub struct StoreReload {
     store: Arc<dyn Backend>,
     sink: Arc<GatewaySink>,
@@ -176,8 +175,9 @@ pub struct StoreReload {
 }
 
 impl StoreReload {
-    pub async fn apply(&self, config: &Arc<Config>) -> Result<Imported, StoreError> {
-        let imported = sluice_store::bootstrap::import(&*self.store, config).await?;
+    pub async fn apply(&self, config: &Arc<Config>) -> Result<Reconciled, StoreError> {
+        let reconciled = sluice_store::bootstrap::reconcile(&*self.store, config).await?;
+        log_reconciled(&reconciled);
         *self.sink.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(config);
         match self.store.snapshot().await {
             Ok(snapshot) => self.sink.apply(&snapshot),
@@ -189,9 +189,19 @@ impl StoreReload {
             }
         }
         // The watcher brings the replica's own version up to date (and other replicas learn of
-        // the import through the store's change notification).
+        // the changes through the store's change notification).
         self.poke.notify_one();
-        Ok(imported)
+        Ok(reconciled)
+    }
+}
+
+/// One line per change, so an operator can see what the file did to the store.
+fn log_reconciled(reconciled: &Reconciled) {
+    for change in &reconciled.changes {
+        tracing::info!("config file: {change}");
+    }
+    for notice in &reconciled.notices {
+        tracing::warn!("config file: {notice}");
     }
 }
 

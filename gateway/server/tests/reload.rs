@@ -108,7 +108,9 @@ async fn a_reload_through_the_admin_api_serves_the_file_and_refuses_an_invalid_o
     let (status, report) = reload_via_api(&running, Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 200, "{report}");
     let applied = report["applied"].as_array().unwrap();
-    assert!(applied.iter().any(|a| a.as_str().unwrap().contains("1 tenant(s), 1 key(s)")), "{report}");
+    assert!(applied.contains(&json!("store: tenant \"beta\" created")), "{report}");
+    let added = format!("store: key {} of tenant \"beta\" added", sluice_store::model::keys::display_prefix(BETA_KEY));
+    assert!(applied.contains(&json!(added)), "{report}");
     assert_eq!(report["restart_required"], json!([]), "{report}");
     sim.set_faults(Faults::default());
     assert_eq!(chat_status(&client, &running, BETA_KEY).await, 200);

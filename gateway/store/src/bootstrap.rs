@@ -1,188 +1,327 @@
-//! The config file's `[[tenants]]` and `[[pools]]` imported into the store at start.
+//! The config file's `[[tenants]]` and `[[pools]]` reconciled into the store, at start and on
+//! every reload: the file owns what it declares.
 //!
-//! Idempotent, and safe when several replicas start at once: only what is missing or differs
-//! is written (so a restart writes nothing and adds no audit rows), and a conflict with a
-//! replica that got there first counts as done. What the file states wins: a `[tenants.limits]`
-//! table, a `[tenants.model_limits]` table (every model's entry: models it does not name lose
-//! theirs), a key's `limits` or a `priority` replaces the stored value at each start. Nothing
-//! the file does not mention is touched: tenants, keys and endpoints created through the admin
-//! API stay, and so do the limits of keys written without a `limits` table.
+//! - What the file names is created, or adopted when it already exists (made through the admin
+//!   API, or imported before ownership was recorded and no longer known as the file's from the
+//!   audit log); what it states — a tenant's `priority`, `[tenants.limits]`,
+//!   `[tenants.model_limits]` (models it does not name lose theirs), a key's `limits`, a pool's
+//!   `models`, an endpoint's URL and protocol — replaces the stored value.
+//! - What the file owned and no longer names is removed: a tenant is deleted (keys, limits and
+//!   SLOs with it), a key revoked, a pool deleted (endpoints with it), an endpoint removed.
+//!   Removals come after additions, so a renamed endpoint is serving before the old one goes.
+//! - What the admin API made and the file does not name is never touched.
+//! - A revoked key stays revoked even while the file still lists it (a [`Notice`] says so).
+//!
+//! Idempotent, and safe when several replicas start at once: only what differs is written (a
+//! restart writes nothing and adds no audit rows), and a conflict or a missing row left by a
+//! replica that got there first counts as done. Every replica must run the same file: one with
+//! an older file removes what a newer one added.
 
-use std::collections::HashMap;
+mod change;
 
+use std::collections::{HashMap, HashSet};
+
+pub use change::{Change, Notice};
 use sluice_config::{Config, PoolConfig, TenantConfig};
 use sluice_store_model::keys::{KeyDigest, display_prefix};
 use sluice_store_model::{
-    Actor, Backend, EngineFlavor, Limits, ModelLimits, NewEndpoint, NewKey, NewPool, NewTenant, Priority, ScopeLimits,
-    StoreError, TenantPatch,
+    Actor, Adopt, Backend, ConfigOwned, EngineFlavor, Limits, ModelLimits, NewEndpoint, NewKey, NewPool, NewTenant,
+    Priority, ScopeLimits, StoreError, TenantPatch,
 };
 
-/// What an import changed, for the start-up log.
+/// What a reconciliation did, in the order it did it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Imported {
-    pub tenants: usize,
-    pub keys: usize,
-    pub limits: usize,
-    pub pools: usize,
-    pub endpoints: usize,
+pub struct Reconciled {
+    pub changes: Vec<Change>,
+    pub notices: Vec<Notice>,
 }
 
-pub async fn import(store: &dyn Backend, config: &Config) -> Result<Imported, StoreError> {
-    let actor = Actor::bootstrap();
-    let mut imported = Imported::default();
-    for tenant in &config.tenants {
-        import_tenant(store, &actor, tenant, &mut imported).await?;
+impl Reconciled {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.notices.is_empty()
     }
-    for pool in &config.pools {
-        import_pool(store, &actor, pool, &mut imported).await?;
-    }
-    Ok(imported)
 }
 
-async fn import_tenant(
-    store: &dyn Backend,
-    actor: &Actor,
-    config: &TenantConfig,
-    imported: &mut Imported,
-) -> Result<(), StoreError> {
-    let priority = config.priority.as_deref().map(parse_priority);
-    let new =
-        NewTenant { name: config.name.clone(), priority: priority.unwrap_or_default(), status: Default::default() };
-    match store.create_tenant(actor, &new).await {
-        Ok(_) => imported.tenants += 1,
-        Err(StoreError::Conflict(_)) => {}
-        Err(e) => return Err(e),
+pub async fn reconcile(store: &dyn Backend, config: &Config) -> Result<Reconciled, StoreError> {
+    let run = Run { store, actor: Actor::bootstrap(), owned: store.config_owned().await?, out: Reconciled::default() };
+    run.go(config).await
+}
+
+struct Run<'a> {
+    store: &'a dyn Backend,
+    actor: Actor,
+    /// What the file owned before this run: what it may remove.
+    owned: ConfigOwned,
+    out: Reconciled,
+}
+
+/// A missing row or a duplicate left by a replica doing the same work counts as done.
+fn done_by_another_replica<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::Conflict(_) | StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
-    let detail = store.get_tenant(&config.name).await?;
-    if let Some(priority) = priority
-        && detail.tenant.priority != priority
-    {
-        let patch = TenantPatch { priority: Some(priority), status: None };
-        store.update_tenant(actor, &config.name, &patch).await?;
-    }
-    if let Some(raw) = &config.limits {
-        let limits = Limits {
-            requests_per_minute: raw.requests_per_minute,
-            tokens_per_minute: raw.tokens_per_minute,
-            max_concurrency: raw.max_concurrency,
-            monthly_token_budget: raw.monthly_token_budget,
-            allowed_models: raw.allowed_models.clone(),
-        };
-        if detail.limits != limits {
-            store.set_limits(actor, &config.name, &limits).await?;
-            imported.limits += 1;
+}
+
+impl Run<'_> {
+    async fn go(mut self, config: &Config) -> Result<Reconciled, StoreError> {
+        // Keys are matched by digest: the store never saw the secrets.
+        let snapshot = self.store.snapshot().await?;
+        let active: HashMap<KeyDigest, (String, i64, ScopeLimits)> = snapshot
+            .tenants
+            .iter()
+            .flat_map(|t| t.keys.iter().map(|k| (k.hash, (t.tenant.name.clone(), k.id, k.limits))))
+            .collect();
+        for tenant in &config.tenants {
+            self.tenant(tenant, &active).await?;
         }
+        for pool in &config.pools {
+            self.pool(pool).await?;
+        }
+        self.remove_undeclared(config).await?;
+        Ok(self.out)
     }
-    if let Some(models) = &config.model_limits {
-        import_model_limits(store, actor, &config.name, &detail.model_limits, models, imported).await?;
+
+    async fn tenant(
+        &mut self,
+        config: &TenantConfig,
+        active: &HashMap<KeyDigest, (String, i64, ScopeLimits)>,
+    ) -> Result<(), StoreError> {
+        let name = &config.name;
+        let priority = config.priority.as_deref().map(parse_priority);
+        let new = NewTenant { name: name.clone(), priority: priority.unwrap_or_default(), status: Default::default() };
+        match self.store.create_tenant(&self.actor, &new).await {
+            Ok(_) => self.out.changes.push(Change::TenantCreated { tenant: name.clone() }),
+            Err(StoreError::Conflict(_)) => {
+                if !self.owned.tenants.contains(name)
+                    && self.store.adopt(&self.actor, &Adopt::Tenant(name.clone())).await?
+                {
+                    self.out.changes.push(Change::TenantAdopted { tenant: name.clone() });
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let detail = self.store.get_tenant(name).await?;
+        if let Some(priority) = priority
+            && detail.tenant.priority != priority
+        {
+            let patch = TenantPatch { priority: Some(priority), status: None };
+            self.store.update_tenant(&self.actor, name, &patch).await?;
+            self.updated(name, "priority".to_owned());
+        }
+        if let Some(raw) = &config.limits {
+            let limits = Limits {
+                requests_per_minute: raw.requests_per_minute,
+                tokens_per_minute: raw.tokens_per_minute,
+                max_concurrency: raw.max_concurrency,
+                monthly_token_budget: raw.monthly_token_budget,
+                allowed_models: raw.allowed_models.clone(),
+            };
+            if detail.limits != limits {
+                self.store.set_limits(&self.actor, name, &limits).await?;
+                self.updated(name, "limits".to_owned());
+            }
+        }
+        if let Some(models) = &config.model_limits {
+            self.model_limits(name, &detail.model_limits, models).await?;
+        }
+        for key in &config.api_keys {
+            self.key(name, key.key.expose(), key.limits, active).await?;
+        }
+        Ok(())
     }
-    // Keys are matched by digest: the store never saw the secrets. Revoked keys are not in the
-    // snapshot; their limits are left alone.
-    let snapshot_keys = store.snapshot().await?;
-    let known: HashMap<KeyDigest, (&str, i64, ScopeLimits)> = snapshot_keys
-        .tenants
-        .iter()
-        .flat_map(|t| t.keys.iter().map(|k| (k.hash, (t.tenant.name.as_str(), k.id, k.limits))))
-        .collect();
-    for key in &config.api_keys {
-        let digest = KeyDigest::of(key.key.expose());
-        let stored = match known.get(&digest) {
-            Some(&(tenant, id, limits)) => (tenant == config.name).then_some((id, limits)),
-            None => {
-                let new = NewKey { name: Some("bootstrap".into()), prefix: display_prefix(key.key.expose()), digest };
-                match store.create_key(actor, &config.name, &new).await {
+
+    fn updated(&mut self, tenant: &str, what: String) {
+        self.out.changes.push(Change::TenantUpdated { tenant: tenant.to_owned(), what });
+    }
+
+    async fn key(
+        &mut self,
+        tenant: &str,
+        secret: &str,
+        limits: Option<ScopeLimits>,
+        active: &HashMap<KeyDigest, (String, i64, ScopeLimits)>,
+    ) -> Result<(), StoreError> {
+        let digest = KeyDigest::of(secret);
+        let prefix = display_prefix(secret);
+        let owned = self.owned.keys.iter().find(|k| k.digest == digest);
+        let stored = match (owned, active.get(&digest)) {
+            (Some(owned), _) if owned.revoked => {
+                self.out.notices.push(Notice::KeyRevoked { tenant: owned.tenant.clone(), prefix });
+                return Ok(());
+            }
+            (_, Some((holder, _, _))) if holder != tenant => {
+                // Still the other tenant's (the removal pass revokes it there if the file owned
+                // it): a secret cannot move, since a revoked digest stays taken.
+                self.out.notices.push(Notice::KeyTaken { tenant: tenant.to_owned(), prefix });
+                return Ok(());
+            }
+            (Some(_), Some(&(_, id, current))) => (id, current),
+            (None, Some(&(_, id, current))) => {
+                let adopt = Adopt::Key { tenant: tenant.to_owned(), id };
+                if done_by_another_replica(self.store.adopt(&self.actor, &adopt).await)? == Some(true) {
+                    self.out.changes.push(Change::KeyAdopted { tenant: tenant.to_owned(), prefix: prefix.clone() });
+                }
+                (id, current)
+            }
+            (_, None) => {
+                let new = NewKey { name: Some("bootstrap".into()), prefix: prefix.clone(), digest };
+                match self.store.create_key(&self.actor, tenant, &new).await {
                     Ok(created) => {
-                        imported.keys += 1;
-                        Some((created.id, created.limits))
+                        self.out.changes.push(Change::KeyCreated { tenant: tenant.to_owned(), prefix: prefix.clone() });
+                        (created.id, created.limits)
                     }
-                    // Either another replica imported it a moment ago, or the key exists but
-                    // was revoked through the admin API: a revocation must survive restarts.
-                    Err(StoreError::Conflict(_)) => None,
+                    // Another replica created it a moment ago, or a revoked key the file does
+                    // not own holds the digest (revoked through the admin API before ownership
+                    // was recorded): a revocation survives restarts either way.
+                    Err(StoreError::Conflict(_)) => {
+                        let now = self.store.config_owned().await?;
+                        let ours = now.keys.iter().any(|k| k.digest == digest && k.tenant == tenant && !k.revoked);
+                        if !ours {
+                            self.out.notices.push(Notice::KeyTaken { tenant: tenant.to_owned(), prefix });
+                        }
+                        return Ok(());
+                    }
                     Err(e) => return Err(e),
                 }
             }
         };
-        if let (Some((id, current)), Some(wanted)) = (stored, key.limits)
+        let (id, current) = stored;
+        if let Some(wanted) = limits
             && current != wanted
+            && done_by_another_replica(self.store.set_key_limits(&self.actor, tenant, id, &wanted).await)?.is_some()
         {
-            match store.set_key_limits(actor, &config.name, id, &wanted).await {
-                Ok(_) => imported.limits += 1,
-                // Revoked or moved by the admin API between the snapshot and now.
-                Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            self.out.changes.push(Change::KeyLimitsSet { tenant: tenant.to_owned(), prefix });
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Makes the tenant's stored per-model limits exactly `wanted`, writing only what differs.
-async fn import_model_limits(
-    store: &dyn Backend,
-    actor: &Actor,
-    tenant: &str,
-    stored: &[ModelLimits],
-    wanted: &[ModelLimits],
-    imported: &mut Imported,
-) -> Result<(), StoreError> {
-    for entry in wanted {
-        if !stored.contains(entry) {
-            store.set_model_limits(actor, tenant, &entry.model, &entry.limits).await?;
-            imported.limits += 1;
-        }
-    }
-    for entry in stored {
-        if !wanted.iter().any(|w| w.model == entry.model) {
-            match store.delete_model_limits(actor, tenant, &entry.model).await {
-                Ok(()) => imported.limits += 1,
-                // Another replica removed it a moment ago.
-                Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+    /// Makes the tenant's stored per-model limits exactly `wanted`, writing only what differs.
+    async fn model_limits(
+        &mut self,
+        tenant: &str,
+        stored: &[ModelLimits],
+        wanted: &[ModelLimits],
+    ) -> Result<(), StoreError> {
+        for entry in wanted {
+            if !stored.contains(entry) {
+                self.store.set_model_limits(&self.actor, tenant, &entry.model, &entry.limits).await?;
+                self.updated(tenant, format!("model_limits[{}]", entry.model));
             }
         }
+        for entry in stored {
+            if !wanted.iter().any(|w| w.model == entry.model)
+                && done_by_another_replica(self.store.delete_model_limits(&self.actor, tenant, &entry.model).await)?
+                    .is_some()
+            {
+                self.updated(tenant, format!("model_limits[{}] removed", entry.model));
+            }
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-async fn import_pool(
-    store: &dyn Backend,
-    actor: &Actor,
-    config: &PoolConfig,
-    imported: &mut Imported,
-) -> Result<(), StoreError> {
-    let new = NewPool { name: config.name.clone(), models: config.models.clone() };
-    match store.create_pool(actor, &new).await {
-        Ok(_) => imported.pools += 1,
-        Err(StoreError::Conflict(_)) => {}
-        Err(e) => return Err(e),
-    }
-    let stored = store.get_pool(&config.name).await?;
-    for endpoint in &config.endpoints {
-        let url = endpoint.url.to_string().trim_end_matches('/').to_owned();
-        if let Some(existing) = stored.endpoints.iter().find(|e| e.name == endpoint.name) {
-            if existing.url == url && existing.http2 == endpoint.http2 {
-                continue;
+    async fn pool(&mut self, config: &PoolConfig) -> Result<(), StoreError> {
+        let name = &config.name;
+        let new = NewPool { name: name.clone(), models: config.models.clone() };
+        match self.store.create_pool(&self.actor, &new).await {
+            Ok(_) => self.out.changes.push(Change::PoolCreated { pool: name.clone() }),
+            Err(StoreError::Conflict(_)) => {
+                if !self.owned.pools.contains(name) && self.store.adopt(&self.actor, &Adopt::Pool(name.clone())).await?
+                {
+                    self.out.changes.push(Change::PoolAdopted { pool: name.clone() });
+                }
             }
-            // The file says where this endpoint is now: replace the stored one.
-            match store.remove_endpoint(actor, &config.name, &endpoint.name).await {
-                Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let new = NewEndpoint {
-            name: endpoint.name.clone(),
-            url,
-            flavor: EngineFlavor::default(),
-            weight: 1,
-            http2: endpoint.http2,
-        };
-        match store.add_endpoint(actor, &config.name, &new).await {
-            Ok(_) => imported.endpoints += 1,
-            Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
+        let stored = self.store.get_pool(name).await?;
+        if stored.models != config.models {
+            self.store.set_pool_models(&self.actor, name, &config.models).await?;
+            self.out.changes.push(Change::PoolModelsChanged { pool: name.clone(), models: config.models.clone() });
+        }
+        for endpoint in &config.endpoints {
+            let url = endpoint.url.to_string().trim_end_matches('/').to_owned();
+            let existing = stored.endpoints.iter().find(|e| e.name == endpoint.name);
+            let owned = self.owned.endpoints.iter().any(|(p, e)| p == name && *e == endpoint.name);
+            let replaced = match existing {
+                Some(existing) if existing.url == url && existing.http2 == endpoint.http2 => {
+                    let adopt = Adopt::Endpoint { pool: name.clone(), name: endpoint.name.clone() };
+                    if !owned && done_by_another_replica(self.store.adopt(&self.actor, &adopt).await)? == Some(true) {
+                        self.out
+                            .changes
+                            .push(Change::EndpointAdopted { pool: name.clone(), endpoint: endpoint.name.clone() });
+                    }
+                    continue;
+                }
+                // The file says where this endpoint is now: replace the stored one.
+                Some(_) => {
+                    done_by_another_replica(self.store.remove_endpoint(&self.actor, name, &endpoint.name).await)?;
+                    true
+                }
+                None => false,
+            };
+            let new = NewEndpoint {
+                name: endpoint.name.clone(),
+                url: url.clone(),
+                flavor: EngineFlavor::default(),
+                weight: 1,
+                http2: endpoint.http2,
+            };
+            if done_by_another_replica(self.store.add_endpoint(&self.actor, name, &new).await)?.is_some() {
+                let (pool, endpoint) = (name.clone(), endpoint.name.clone());
+                self.out.changes.push(if replaced {
+                    Change::EndpointReplaced { pool, endpoint, url }
+                } else {
+                    Change::EndpointAdded { pool, endpoint, url }
+                });
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Removes what the file owned and no longer names.
+    async fn remove_undeclared(&mut self, config: &Config) -> Result<(), StoreError> {
+        let owned = std::mem::take(&mut self.owned);
+        let tenants: HashMap<&str, HashSet<KeyDigest>> = config
+            .tenants
+            .iter()
+            .map(|t| (t.name.as_str(), t.api_keys.iter().map(|k| KeyDigest::of(k.key.expose())).collect()))
+            .collect();
+        let pools: HashMap<&str, &PoolConfig> = config.pools.iter().map(|p| (p.name.as_str(), p)).collect();
+        let deleted_tenant = |tenant: &str| !tenants.contains_key(tenant) && owned.tenants.iter().any(|t| t == tenant);
+        let deleted_pool = |pool: &str| !pools.contains_key(pool) && owned.pools.iter().any(|p| p == pool);
+
+        for (pool, endpoint) in &owned.endpoints {
+            let declared = pools.get(pool.as_str()).is_some_and(|p| p.endpoints.iter().any(|e| e.name == *endpoint));
+            if !declared
+                && !deleted_pool(pool.as_str())
+                && done_by_another_replica(self.store.remove_endpoint(&self.actor, pool, endpoint).await)?.is_some()
+            {
+                self.out.changes.push(Change::EndpointRemoved { pool: pool.clone(), endpoint: endpoint.clone() });
+            }
+        }
+        for pool in owned.pools.iter().filter(|p| deleted_pool(p.as_str())) {
+            if done_by_another_replica(self.store.delete_pool(&self.actor, pool).await)?.is_some() {
+                self.out.changes.push(Change::PoolRemoved { pool: pool.clone() });
+            }
+        }
+        for key in owned.keys.iter().filter(|k| !k.revoked && !deleted_tenant(k.tenant.as_str())) {
+            let declared = tenants.get(key.tenant.as_str()).is_some_and(|digests| digests.contains(&key.digest));
+            if declared {
+                continue;
+            }
+            // `revoke_key` returns a key revoked a moment ago by another replica unchanged.
+            if done_by_another_replica(self.store.revoke_key(&self.actor, &key.tenant, key.id).await)?.is_some() {
+                self.out.changes.push(Change::KeyRevoked { tenant: key.tenant.clone(), prefix: key.prefix.clone() });
+            }
+        }
+        for tenant in owned.tenants.iter().filter(|t| deleted_tenant(t.as_str())) {
+            if done_by_another_replica(self.store.delete_tenant(&self.actor, tenant).await)?.is_some() {
+                self.out.changes.push(Change::TenantRemoved { tenant: tenant.clone() });
+            }
+        }
+        Ok(())
+    }
 }
 
 fn parse_priority(text: &str) -> Priority {

@@ -1,4 +1,6 @@
-//! The config file's tenants and pools, imported into a real (SQLite) store.
+//! The config file's tenants and pools, reconciled into a real (SQLite) store: what the file
+//! states is written, what it owned and dropped is removed, what the admin API made stays, and
+//! a store written before ownership was recorded is adopted from its audit log.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
@@ -6,8 +8,10 @@ use std::sync::Arc;
 
 use sluice_config::Config;
 use sluice_store::Backend;
-use sluice_store::bootstrap::{Imported, import};
-use sluice_store::model::{Actor, AuditQuery, NewTenant};
+use sluice_store::StoreError;
+use sluice_store::bootstrap::{Change, Notice, Reconciled, reconcile as import};
+use sluice_store::model::keys::display_prefix;
+use sluice_store::model::{Actor, AuditQuery, NewEndpoint, NewKey, NewTenant};
 use sluice_store_sqlite::SqliteStore;
 
 const CONFIG: &str = r#"
@@ -24,6 +28,33 @@ priority = "high"
 max_concurrency = 4
 "#;
 
+/// Each change as a short mark (`+` created, `~` changed, `-` removed, `@` adopted), so the
+/// tests read as what happened in order.
+fn kinds(reconciled: &Reconciled) -> Vec<&'static str> {
+    reconciled
+        .changes
+        .iter()
+        .map(|change| match change {
+            Change::TenantCreated { .. } => "tenant+",
+            Change::TenantAdopted { .. } => "tenant@",
+            Change::TenantUpdated { .. } => "tenant~",
+            Change::TenantRemoved { .. } => "tenant-",
+            Change::KeyCreated { .. } => "key+",
+            Change::KeyAdopted { .. } => "key@",
+            Change::KeyLimitsSet { .. } => "key~",
+            Change::KeyRevoked { .. } => "key-",
+            Change::PoolCreated { .. } => "pool+",
+            Change::PoolAdopted { .. } => "pool@",
+            Change::PoolModelsChanged { .. } => "pool~",
+            Change::PoolRemoved { .. } => "pool-",
+            Change::EndpointAdded { .. } => "endpoint+",
+            Change::EndpointReplaced { .. } => "endpoint~",
+            Change::EndpointAdopted { .. } => "endpoint@",
+            Change::EndpointRemoved { .. } => "endpoint-",
+        })
+        .collect()
+}
+
 async fn sqlite() -> (Arc<dyn Backend>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("sluice.db")).await.unwrap();
@@ -32,15 +63,15 @@ async fn sqlite() -> (Arc<dyn Backend>, tempfile::TempDir) {
 }
 
 #[tokio::test]
-async fn import_is_idempotent_and_the_file_wins_only_for_what_it_states() {
+async fn import_is_idempotent_and_the_file_wins_for_what_it_states() {
     let (store, _dir) = sqlite().await;
     let config = Config::from_toml(CONFIG, &[], &|_| None).unwrap();
     let first = import(&*store, &config).await.unwrap();
-    assert_eq!(first, Imported { tenants: 1, keys: 1, limits: 1, pools: 1, endpoints: 1 });
+    assert_eq!(kinds(&first), ["tenant+", "tenant~", "key+", "pool+", "endpoint+"]);
     let audit = store.audit_log(&AuditQuery { limit: 1000, before: None }).await.unwrap().len();
 
     // A restart changes nothing and writes no audit rows.
-    assert_eq!(import(&*store, &config).await.unwrap(), Imported::default());
+    assert_eq!(import(&*store, &config).await.unwrap(), Reconciled::default());
     assert_eq!(store.audit_log(&AuditQuery { limit: 1000, before: None }).await.unwrap().len(), audit);
 
     // Admin-made state is left alone; a moved endpoint is replaced.
@@ -52,7 +83,7 @@ async fn import_is_idempotent_and_the_file_wins_only_for_what_it_states() {
         .await
         .unwrap();
     let moved = Config::from_toml(&CONFIG.replace("10.0.0.1", "10.0.0.2"), &[], &|_| None).unwrap();
-    assert_eq!(import(&*store, &moved).await.unwrap(), Imported { endpoints: 1, ..Imported::default() });
+    assert_eq!(kinds(&import(&*store, &moved).await.unwrap()), ["endpoint~"]);
     let pool = store.get_pool("gpu").await.unwrap();
     assert_eq!(pool.endpoints.len(), 1);
     assert_eq!(pool.endpoints[0].url, "http://10.0.0.2:8000");
@@ -81,8 +112,8 @@ async fn key_and_model_limits_are_imported_and_the_file_replaces_them() {
     let (store, _dir) = sqlite().await;
     let config = Config::from_toml(SCOPED, &[], &|_| None).unwrap();
     let first = import(&*store, &config).await.unwrap();
-    assert_eq!(first, Imported { tenants: 1, keys: 2, limits: 3, ..Imported::default() });
-    assert_eq!(import(&*store, &config).await.unwrap(), Imported::default(), "a restart writes nothing");
+    assert_eq!(kinds(&first), ["tenant+", "tenant~", "tenant~", "key+", "key+", "key~"]);
+    assert_eq!(import(&*store, &config).await.unwrap(), Reconciled::default(), "a restart writes nothing");
 
     let detail = store.get_tenant("acme").await.unwrap();
     let rpm60 = ScopeLimits { requests_per_minute: Some(60), ..ScopeLimits::default() };
@@ -104,10 +135,181 @@ async fn key_and_model_limits_are_imported_and_the_file_replaces_them() {
         .replace("[tenants.model_limits.qwen]\nmax_concurrency = 2\n", "")
         .replace("requests_per_minute = 60", "requests_per_minute = 30");
     let config = Config::from_toml(&changed, &[], &|_| None).unwrap();
-    assert_eq!(import(&*store, &config).await.unwrap(), Imported { limits: 2, ..Imported::default() });
+    assert_eq!(kinds(&import(&*store, &config).await.unwrap()), ["tenant~", "key~"]);
     let detail = store.get_tenant("acme").await.unwrap();
     assert_eq!(detail.model_limits, [llama]);
     let mut rpms: Vec<Option<u64>> = detail.keys.iter().map(|k| k.limits.requests_per_minute).collect();
     rpms.sort();
     assert_eq!(rpms, [Some(30), Some(60)]);
+}
+
+const OWNED: &str = r#"
+[[pools]]
+name = "gpu"
+models = ["llama"]
+endpoints = [{ url = "http://10.0.0.1:8000", name = "w1" }, { url = "http://10.0.0.2:8000", name = "w2" }]
+
+[[tenants]]
+name = "acme"
+api_keys = ["sk-acme-0123456789", "sk-acme-9876543210"]
+
+[[tenants]]
+name = "beta"
+api_keys = ["sk-beta-0123456789"]
+"#;
+
+fn config(text: &str) -> Config {
+    Config::from_toml(text, &[], &|_| None).unwrap()
+}
+
+#[tokio::test]
+async fn the_file_removes_what_it_dropped_and_nothing_the_admin_api_made() {
+    let (store, _dir) = sqlite().await;
+    import(&*store, &config(OWNED)).await.unwrap();
+    // Made through the admin API: a tenant, a key of the file's tenant, an endpoint of its pool.
+    let admin = Actor::admin();
+    store.create_tenant(&admin, &NewTenant { name: "gamma".into(), ..tenant() }).await.unwrap();
+    let key = NewKey {
+        name: None,
+        prefix: "sk-admin".into(),
+        digest: sluice_store::model::keys::KeyDigest::of("sk-admin-0123456789"),
+    };
+    let admin_key = store.create_key(&admin, "acme", &key).await.unwrap();
+    let endpoint = NewEndpoint {
+        name: "w9".into(),
+        url: "http://10.0.0.9:8000".into(),
+        flavor: Default::default(),
+        weight: 1,
+        http2: false,
+    };
+    store.add_endpoint(&admin, "gpu", &endpoint).await.unwrap();
+
+    let smaller = OWNED
+        .replace(", { url = \"http://10.0.0.2:8000\", name = \"w2\" }", "")
+        .replace(", \"sk-acme-9876543210\"", "")
+        .replace("models = [\"llama\"]", "models = [\"llama\", \"qwen\"]")
+        .replace("[[tenants]]\nname = \"beta\"\napi_keys = [\"sk-beta-0123456789\"]\n", "");
+    let done = import(&*store, &config(&smaller)).await.unwrap();
+    assert_eq!(kinds(&done), ["pool~", "endpoint-", "key-", "tenant-"]);
+    let lines: Vec<String> = done.changes.iter().map(ToString::to_string).collect();
+    let revoked = format!(
+        "key {} of tenant \"acme\" revoked: no longer in the config file",
+        display_prefix("sk-acme-9876543210")
+    );
+    assert!(lines.contains(&revoked), "{lines:?}");
+    assert!(done.notices.is_empty());
+
+    let acme = store.get_tenant("acme").await.unwrap();
+    let live: Vec<i64> = acme.keys.iter().filter(|k| k.revoked_at.is_none()).map(|k| k.id).collect();
+    assert_eq!(live.len(), 2, "the file's remaining key and the admin API's");
+    assert!(live.contains(&admin_key.id));
+    assert!(matches!(store.get_tenant("beta").await, Err(StoreError::NotFound { .. })));
+    assert!(store.get_tenant("gamma").await.is_ok());
+    let pool = store.get_pool("gpu").await.unwrap();
+    assert_eq!(pool.models, ["llama", "qwen"]);
+    let names: Vec<&str> = pool.endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["w1", "w9"]);
+    assert_eq!(import(&*store, &config(&smaller)).await.unwrap(), Reconciled::default(), "nothing left to do");
+
+    // A file with nothing in it owns nothing: everything it made goes, the admin API's stays.
+    let done = import(&*store, &config("")).await.unwrap();
+    assert_eq!(kinds(&done), ["pool-", "tenant-"]);
+    let snapshot = store.snapshot().await.unwrap();
+    let tenants: Vec<&str> = snapshot.tenants.iter().map(|t| t.tenant.name.as_str()).collect();
+    assert_eq!(tenants, ["gamma"]);
+    assert!(snapshot.pools.is_empty(), "the pool went with the file, and the admin API's endpoint in it");
+}
+
+#[tokio::test]
+async fn a_revoked_key_stays_revoked_and_what_the_file_names_is_adopted() {
+    let (store, _dir) = sqlite().await;
+    let admin = Actor::admin();
+    // The admin API made `acme` before the file named it.
+    store.create_tenant(&admin, &NewTenant { name: "acme".into(), ..tenant() }).await.unwrap();
+    let done = import(&*store, &config(OWNED)).await.unwrap();
+    assert_eq!(kinds(&done), ["tenant@", "key+", "key+", "tenant+", "key+", "pool+", "endpoint+", "endpoint+"]);
+
+    // Revoked out of band (admin API, `sluice revoke-key`): the file listing it does not bring it back.
+    let acme = store.get_tenant("acme").await.unwrap();
+    let prefix = display_prefix("sk-acme-0123456789");
+    let key = acme.keys.iter().find(|k| k.prefix == prefix).unwrap();
+    store.revoke_key(&Actor::cli(), "acme", key.id).await.unwrap();
+    let again = import(&*store, &config(OWNED)).await.unwrap();
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(again.notices, [Notice::KeyRevoked { tenant: "acme".into(), prefix }]);
+    let snapshot = store.snapshot().await.unwrap();
+    let acme = snapshot.tenants.iter().find(|t| t.tenant.name == "acme").unwrap();
+    assert!(acme.keys.iter().all(|k| k.id != key.id), "the revoked key does not serve");
+
+    // Now the file owns `acme`: dropping it from the file deletes it.
+    let done = import(&*store, &config("")).await.unwrap();
+    assert!(done.changes.contains(&Change::TenantRemoved { tenant: "acme".into() }), "{:?}", done.changes);
+}
+
+#[tokio::test]
+async fn replicas_reconciling_one_file_at_once_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = SqliteStore::open(&path).await.unwrap();
+    import(&first, &config(OWNED)).await.unwrap();
+    let smaller = config(&OWNED.replace(", \"sk-acme-9876543210\"", "").replace("name = \"w2\"", "name = \"w3\""));
+    let (a, b) = tokio::join!(import(&first, &smaller), import(&second, &smaller));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut all: Vec<&str> = kinds(&a).into_iter().chain(kinds(&b)).collect();
+    all.sort_unstable();
+    // Both may report the revocation (revoking a revoked key answers as if it had revoked it);
+    // everything else is done, and reported, by one of them.
+    all.dedup_by(|x, y| *x == "key-" && *y == "key-");
+    assert_eq!(all, ["endpoint+", "endpoint-", "key-"], "each change made once: {a:?} {b:?}");
+    assert_eq!(import(&first, &smaller).await.unwrap(), Reconciled::default());
+}
+
+/// A store the import wrote before ownership was recorded: the migration hands the file what
+/// the audit log says it created, and nothing else.
+#[tokio::test]
+async fn the_migration_adopts_what_the_audit_log_says_the_file_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    let older = dir.path().join("older");
+    std::fs::create_dir(&older).unwrap();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().as_ref() < "20261206000002" {
+            std::fs::copy(entry.path(), older.join(entry.file_name())).unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    sqlx::migrate::Migrator::new(older.as_path()).await.unwrap().run(store.pool()).await.unwrap();
+    // What the import and the admin API wrote then: rows and their audit entries.
+    sqlx::raw_sql(
+        "INSERT INTO tenants (name, created_ms, updated_ms) VALUES ('acme', 1, 1), ('gamma', 1, 1), ('again', 1, 1);
+         INSERT INTO api_keys (tenant_id, name, prefix, sha256, created_ms)
+             VALUES (1, 'bootstrap', 'sk-acme-012', randomblob(32), 1), (1, NULL, 'sk-admin', randomblob(32), 1);
+         INSERT INTO pools (name, models, created_ms) VALUES ('gpu', '[\"llama\"]', 1);
+         INSERT INTO endpoints (pool_id, name, url, created_ms) VALUES (1, 'w1', 'http://10.0.0.1:8000', 1),
+             (1, 'w9', 'http://10.0.0.9:8000', 1);
+         INSERT INTO audit_log (at_ms, actor, action, target) VALUES
+             (1, 'bootstrap', 'tenant.create', 'acme'), (1, 'admin', 'tenant.create', 'gamma'),
+             (1, 'bootstrap', 'tenant.create', 'again'), (1, 'admin', 'tenant.delete', 'again'),
+             (2, 'admin', 'tenant.create', 'again'),
+             (1, 'bootstrap', 'key.create', 'acme/key/1'), (1, 'admin', 'key.create', 'acme/key/2'),
+             (1, 'bootstrap', 'pool.create', 'pool/gpu'), (1, 'bootstrap', 'endpoint.add', 'pool/gpu/endpoint/w1'),
+             (1, 'admin', 'endpoint.add', 'pool/gpu/endpoint/w9');",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let owned = store.config_owned().await.unwrap();
+    assert_eq!(owned.tenants, ["acme"], "a name the admin API re-created last is the admin API's");
+    assert_eq!(owned.keys.iter().map(|k| k.id).collect::<Vec<_>>(), [1]);
+    assert_eq!(owned.pools, ["gpu"]);
+    assert_eq!(owned.endpoints, [("gpu".to_owned(), "w1".to_owned())]);
+}
+
+fn tenant() -> NewTenant {
+    NewTenant { name: String::new(), priority: Default::default(), status: Default::default() }
 }

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::KeyDigest;
 use crate::{
-    ApiKey, AuditEntry, AuditQuery, Binding, EngineFlavor, FailurePolicy, Limits, ModelLimits, Plugin, PluginVersion,
-    Pool, Priority, Scope, ScopeLimits, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantStatus,
-    TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
+    Adopt, ApiKey, AuditEntry, AuditQuery, Binding, ConfigOwned, EngineFlavor, FailurePolicy, Limits, ModelLimits,
+    Plugin, PluginVersion, Pool, Priority, Scope, ScopeLimits, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail,
+    TenantStatus, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +36,15 @@ impl Actor {
         Actor("admin".into())
     }
 
+    /// The config file's reconciliation: what it creates is owned by the file
+    /// ([`crate::Owner`]).
     pub fn bootstrap() -> Self {
         Actor("bootstrap".into())
+    }
+
+    /// `sluice revoke-key`, which opens the store directly.
+    pub fn cli() -> Self {
+        Actor("cli".into())
     }
 }
 
@@ -161,6 +168,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn get_tenant(&self, name: &str) -> Result<TenantDetail, StoreError>;
     async fn update_tenant(&self, actor: &Actor, name: &str, patch: &TenantPatch) -> Result<Tenant, StoreError>;
     /// Deletes the tenant with its keys, limits, SLOs and tenant-scoped bindings; usage rows stay.
+    /// Conflict if the config file owns it and `actor` is not [`Actor::bootstrap`].
     async fn delete_tenant(&self, actor: &Actor, name: &str) -> Result<(), StoreError>;
     async fn set_limits(&self, actor: &Actor, tenant: &str, limits: &Limits) -> Result<Limits, StoreError>;
     /// Replaces the tenant's SLOs with this list.
@@ -199,7 +207,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn create_pool(&self, actor: &Actor, pool: &NewPool) -> Result<Pool, StoreError>;
     async fn list_pools(&self) -> Result<Vec<Pool>, StoreError>;
     async fn get_pool(&self, name: &str) -> Result<Pool, StoreError>;
+    /// Conflict if the config file owns it and `actor` is not [`Actor::bootstrap`].
     async fn delete_pool(&self, actor: &Actor, name: &str) -> Result<(), StoreError>;
+    /// Replaces the pool's model list (validated by the caller).
+    async fn set_pool_models(&self, actor: &Actor, pool: &str, models: &[String]) -> Result<Pool, StoreError>;
     async fn add_endpoint(&self, actor: &Actor, pool: &str, endpoint: &NewEndpoint) -> Result<Pool, StoreError>;
     async fn set_endpoint_drained(
         &self,
@@ -208,7 +219,16 @@ pub trait Backend: Send + Sync + 'static {
         endpoint: &str,
         drained: bool,
     ) -> Result<Pool, StoreError>;
+    /// Conflict if the config file owns it and `actor` is not [`Actor::bootstrap`].
     async fn remove_endpoint(&self, actor: &Actor, pool: &str, endpoint: &str) -> Result<Pool, StoreError>;
+
+    // ---- ownership (see [`crate::Owner`]); what `actor` creates above is owned as
+    // `Owner::of(actor)` says
+    /// Everything the config file owns.
+    async fn config_owned(&self) -> Result<ConfigOwned, StoreError>;
+    /// Hands `item` to the config file; `Ok(false)` if the file owned it already (nothing is
+    /// written then), NotFound if it does not exist.
+    async fn adopt(&self, actor: &Actor, item: &Adopt) -> Result<bool, StoreError>;
 
     // ---- plugins
     /// Creates the plugin on its first upload. Versions count up from 1. Uploading bytes

@@ -17,6 +17,8 @@
 //! | set / delete a model's limits | `model_limits.set` / `model_limits.delete` | `acme/model/meta-llama/Llama-3.1-8B` |
 //! | create / delete pool | `pool.create` / `pool.delete` | `pool/gpu-a` |
 //! | add / drain / undrain / remove endpoint | `endpoint.add` / `endpoint.drain` / `endpoint.undrain` / `endpoint.remove` | `pool/gpu-a/endpoint/w1` |
+//! | replace a pool's models | `pool.set_models` | `pool/gpu-a` |
+//! | hand a tenant / key / pool / endpoint to the config file | `tenant.adopt` / `key.adopt` / `pool.adopt` / `endpoint.adopt` | as above |
 //! | upload / activate plugin version | `plugin.upload` / `plugin.activate` | `plugin/quota` |
 //! | bind / unbind plugin | `plugin.bind` / `plugin.unbind` | `binding/7` |
 //!
@@ -40,6 +42,7 @@
 
 mod changes;
 mod keys;
+mod ownership;
 mod plugins;
 mod pools;
 mod scope_limits;
@@ -53,6 +56,7 @@ use crate::{Actor, AuditQuery, Backend, StoreError, Timestamp};
 
 pub use changes::{audit, change_version};
 pub use keys::keys;
+pub use ownership::ownership;
 pub use plugins::{bindings, plugins};
 pub use pools::pools;
 pub use scope_limits::key_and_model_limits;
@@ -69,6 +73,7 @@ pub async fn run_all(store: &dyn Backend) {
     keys(store).await;
     key_and_model_limits(store).await;
     pools(store).await;
+    ownership(store).await;
     plugins(store).await;
     bindings(store).await;
     usage(store).await;

@@ -10,6 +10,8 @@ mod backend;
 pub mod conformance;
 mod error;
 pub mod keys;
+mod ownership;
+pub mod revoke;
 mod timestamp;
 mod types;
 pub mod validate;
@@ -18,4 +20,5 @@ pub use backend::{
     Actor, Backend, BackendKind, NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, TenantPatch,
 };
 pub use error::StoreError;
+pub use ownership::{Adopt, ConfigOwned, OwnedKey, Owner};
 pub use types::*;

@@ -1,7 +1,7 @@
 //! API keys: a display prefix and the SHA-256 digest, never the secret.
 
 use serde_json::json;
-use sluice_store_model::{Actor, ApiKey, NewKey, ScopeLimits, StoreError};
+use sluice_store_model::{Actor, ApiKey, NewKey, Owner, ScopeLimits, StoreError};
 use sqlx::PgConnection;
 
 use crate::audit::record;
@@ -49,7 +49,7 @@ pub(crate) async fn create(
     let row = sqlx::query_as!(
         KeyRow,
         r#"
-        INSERT INTO api_keys (tenant_id, name, prefix, sha256, created_ms) VALUES ($1, $2, $3, $4, $5)
+        INSERT INTO api_keys (tenant_id, name, prefix, sha256, created_ms, managed_by) VALUES ($1, $2, $3, $4, $5, $6)
         ON CONFLICT (sha256) DO NOTHING
         RETURNING id, name, prefix, created_ms, revoked_ms,
             requests_per_minute, tokens_per_minute, max_concurrency, monthly_token_budget
@@ -59,6 +59,7 @@ pub(crate) async fn create(
         key.prefix,
         &key.digest.0[..],
         now_ms(),
+        Owner::of(actor).as_str(),
     )
     .fetch_optional(&mut *conn)
     .await

@@ -11,6 +11,7 @@ mod codec;
 mod error;
 mod keys;
 mod model_limits;
+mod ownership;
 mod plugins;
 mod pools;
 mod snapshot;
@@ -23,9 +24,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_store_model::{
-    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, ModelLimits, NewBinding, NewEndpoint,
-    NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits, Slo, StoreError,
-    StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
+    Actor, Adopt, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, ConfigOwned, Limits, ModelLimits,
+    NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits,
+    Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery,
+    UsageRow,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolConnection;
@@ -249,6 +251,18 @@ impl Backend for PostgresStore {
 
     async fn remove_endpoint(&self, actor: &Actor, pool: &str, endpoint: &str) -> Result<Pool, StoreError> {
         in_write!(self, pools::remove_endpoint, actor, pool, endpoint)
+    }
+
+    async fn set_pool_models(&self, actor: &Actor, pool: &str, models: &[String]) -> Result<Pool, StoreError> {
+        in_write!(self, pools::set_models, actor, pool, models)
+    }
+
+    async fn config_owned(&self) -> Result<ConfigOwned, StoreError> {
+        in_read!(self, ownership::config_owned)
+    }
+
+    async fn adopt(&self, actor: &Actor, item: &Adopt) -> Result<bool, StoreError> {
+        in_write!(self, ownership::adopt, actor, item)
     }
 
     async fn add_plugin_version(&self, actor: &Actor, version: &NewPluginVersion) -> Result<PluginVersion, StoreError> {

@@ -1,7 +1,7 @@
 //! Pools of upstream endpoints.
 
 use serde_json::json;
-use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Pool, StoreError};
+use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Owner, Pool, StoreError};
 use sqlx::PgConnection;
 
 use crate::audit::record;
@@ -76,13 +76,14 @@ pub(crate) async fn get(conn: &mut PgConnection, name: &str) -> Result<Pool, Sto
 pub(crate) async fn create(conn: &mut PgConnection, actor: &Actor, new: &NewPool) -> Result<Pool, StoreError> {
     let row = sqlx::query!(
         r#"
-        INSERT INTO pools (name, models, created_ms) VALUES ($1, $2, $3)
+        INSERT INTO pools (name, models, created_ms, managed_by) VALUES ($1, $2, $3, $4)
         ON CONFLICT (name) DO NOTHING
         RETURNING id, created_ms
         "#,
         new.name,
         codec::json_list(&new.models),
         now_ms(),
+        Owner::of(actor).as_str(),
     )
     .fetch_optional(&mut *conn)
     .await
@@ -100,6 +101,12 @@ pub(crate) async fn create(conn: &mut PgConnection, actor: &Actor, new: &NewPool
 
 /// Endpoints go with the pool (`ON DELETE CASCADE`).
 pub(crate) async fn delete(conn: &mut PgConnection, actor: &Actor, name: &str) -> Result<(), StoreError> {
+    let owner = sqlx::query_scalar!("SELECT managed_by FROM pools WHERE name = $1 FOR UPDATE", name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::not_found("pool", name))?;
+    Owner::refuse_delete(&owner, actor, &format!("pool {name:?}"))?;
     let models = sqlx::query_scalar!("DELETE FROM pools WHERE name = $1 RETURNING models", name)
         .fetch_optional(&mut *conn)
         .await
@@ -128,8 +135,8 @@ pub(crate) async fn add_endpoint(
     let pool_id = lock_id(conn, pool).await?;
     sqlx::query_scalar!(
         r#"
-        INSERT INTO endpoints (pool_id, name, url, flavor, weight, http2, created_ms)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO endpoints (pool_id, name, url, flavor, weight, http2, created_ms, managed_by)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ON CONFLICT (pool_id, name) DO NOTHING
         RETURNING id
         "#,
@@ -140,6 +147,7 @@ pub(crate) async fn add_endpoint(
         weight,
         endpoint.http2,
         now_ms(),
+        Owner::of(actor).as_str(),
     )
     .fetch_optional(&mut *conn)
     .await
@@ -180,6 +188,16 @@ pub(crate) async fn remove_endpoint(
     endpoint: &str,
 ) -> Result<Pool, StoreError> {
     let pool_id = lock_id(conn, pool).await?;
+    let owner = sqlx::query_scalar!(
+        "SELECT managed_by FROM endpoints WHERE pool_id = $1 AND name = $2 FOR UPDATE",
+        pool_id,
+        endpoint
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?
+    .ok_or_else(|| StoreError::not_found("endpoint", endpoint_target(pool, endpoint)))?;
+    Owner::refuse_delete(&owner, actor, &format!("endpoint {endpoint:?} of pool {pool:?}"))?;
     let url =
         sqlx::query_scalar!("DELETE FROM endpoints WHERE pool_id = $1 AND name = $2 RETURNING url", pool_id, endpoint)
             .fetch_optional(&mut *conn)
@@ -187,5 +205,24 @@ pub(crate) async fn remove_endpoint(
             .map_err(db)?
             .ok_or_else(|| StoreError::not_found("endpoint", endpoint_target(pool, endpoint)))?;
     record(conn, actor, "endpoint.remove", &endpoint_target(pool, endpoint), json!({ "url": url })).await?;
+    get(conn, pool).await
+}
+
+pub(crate) async fn set_models(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    pool: &str,
+    models: &[String],
+) -> Result<Pool, StoreError> {
+    let before = sqlx::query_scalar!("SELECT models FROM pools WHERE name = $1 FOR UPDATE", pool)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::not_found("pool", pool))?;
+    sqlx::query!("UPDATE pools SET models = $2 WHERE name = $1", pool, codec::json_list(models))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    record(conn, actor, "pool.set_models", &target(pool), json!({ "models": models, "before": before })).await?;
     get(conn, pool).await
 }

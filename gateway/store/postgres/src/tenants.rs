@@ -1,7 +1,7 @@
 //! Tenants with their limits and SLOs.
 
 use serde_json::json;
-use sluice_store_model::{Actor, Limits, NewTenant, Slo, StoreError, Tenant, TenantDetail, TenantPatch};
+use sluice_store_model::{Actor, Limits, NewTenant, Owner, Slo, StoreError, Tenant, TenantDetail, TenantPatch};
 use sqlx::PgConnection;
 
 use crate::audit::record;
@@ -44,7 +44,8 @@ pub(crate) async fn create(conn: &mut PgConnection, actor: &Actor, new: &NewTena
     let row = sqlx::query_as!(
         TenantRow,
         r#"
-        INSERT INTO tenants (name, status, priority, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $4)
+        INSERT INTO tenants (name, status, priority, created_ms, updated_ms, managed_by)
+        VALUES ($1, $2, $3, $4, $4, $5)
         ON CONFLICT (name) DO NOTHING
         RETURNING id, name, status, priority, created_ms, updated_ms
         "#,
@@ -52,6 +53,7 @@ pub(crate) async fn create(conn: &mut PgConnection, actor: &Actor, new: &NewTena
         codec::status_str(new.status),
         codec::priority_str(new.priority),
         now_ms(),
+        Owner::of(actor).as_str(),
     )
     .fetch_optional(&mut *conn)
     .await
@@ -127,11 +129,13 @@ pub(crate) async fn update(
 /// Keys, limits (the model limits too) and SLOs go by `ON DELETE CASCADE`; tenant-scoped bindings name the tenant
 /// rather than reference it, so they are deleted here. Usage rows are kept on purpose.
 pub(crate) async fn delete(conn: &mut PgConnection, actor: &Actor, name: &str) -> Result<(), StoreError> {
-    sqlx::query_scalar!("DELETE FROM tenants WHERE name = $1 RETURNING id", name)
+    let owner = sqlx::query_scalar!("SELECT managed_by FROM tenants WHERE name = $1 FOR UPDATE", name)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?
         .ok_or_else(|| StoreError::not_found("tenant", name))?;
+    Owner::refuse_delete(&owner, actor, &format!("tenant {name:?}"))?;
+    sqlx::query!("DELETE FROM tenants WHERE name = $1", name).execute(&mut *conn).await.map_err(db)?;
     let bindings = sqlx::query!("DELETE FROM plugin_bindings WHERE scope_kind = 'tenant' AND scope_name = $1", name)
         .execute(&mut *conn)
         .await

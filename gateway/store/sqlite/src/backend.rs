@@ -4,13 +4,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_store_model::{
-    Actor, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, Limits, ModelLimits, NewBinding, NewEndpoint,
-    NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits, Slo, StoreError,
-    StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
+    Actor, Adopt, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, ConfigOwned, Limits, ModelLimits,
+    NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits,
+    Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery,
+    UsageRow,
 };
 
 use crate::error::{self, db};
-use crate::{MIGRATOR, SqliteStore, audit, keys, model_limits, plugins, pools, snapshot, tenants, usage, write};
+use crate::{
+    MIGRATOR, SqliteStore, audit, keys, model_limits, ownership, plugins, pools, snapshot, tenants, usage, write,
+};
 
 #[async_trait]
 impl Backend for SqliteStore {
@@ -134,6 +137,18 @@ impl Backend for SqliteStore {
 
     async fn remove_endpoint(&self, actor: &Actor, pool: &str, endpoint: &str) -> Result<Pool, StoreError> {
         pools::remove_endpoint(&self.pool, actor, pool, endpoint).await
+    }
+
+    async fn set_pool_models(&self, actor: &Actor, pool: &str, models: &[String]) -> Result<Pool, StoreError> {
+        pools::set_models(&self.pool, actor, pool, models).await
+    }
+
+    async fn config_owned(&self) -> Result<ConfigOwned, StoreError> {
+        ownership::config_owned(&self.pool).await
+    }
+
+    async fn adopt(&self, actor: &Actor, item: &Adopt) -> Result<bool, StoreError> {
+        ownership::adopt(&self.pool, actor, item).await
     }
 
     async fn add_plugin_version(&self, actor: &Actor, version: &NewPluginVersion) -> Result<PluginVersion, StoreError> {

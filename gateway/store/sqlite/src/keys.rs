@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use sluice_store_model::keys::KeyDigest;
-use sluice_store_model::{Actor, ApiKey, NewKey, ScopeLimits, SnapshotKey, StoreError};
+use sluice_store_model::{Actor, ApiKey, NewKey, Owner, ScopeLimits, SnapshotKey, StoreError};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::codec::{self, now_ms, ts};
@@ -77,13 +77,15 @@ pub(crate) async fn create(pool: &SqlitePool, actor: &Actor, tenant: &str, key: 
     let tenant_id = tenants::id_of(&mut tx, tenant).await?;
     let now = now_ms();
     let digest = key.digest.0.as_slice();
+    let owner = Owner::of(actor).as_str();
     let id = sqlx::query!(
-        "INSERT INTO api_keys (tenant_id, name, prefix, sha256, created_ms) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (tenant_id, name, prefix, sha256, created_ms, managed_by) VALUES (?, ?, ?, ?, ?, ?)",
         tenant_id,
         key.name,
         key.prefix,
         digest,
         now,
+        owner,
     )
     .execute(&mut *tx)
     .await

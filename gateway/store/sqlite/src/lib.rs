@@ -10,6 +10,7 @@ mod codec;
 mod error;
 mod keys;
 mod model_limits;
+mod ownership;
 mod plugins;
 mod pools;
 mod snapshot;

@@ -1,7 +1,7 @@
 //! Pools of serving endpoints.
 
 use serde_json::json;
-use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Pool, StoreError};
+use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Owner, Pool, StoreError};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::codec::{self, now_ms, ts};
@@ -108,10 +108,17 @@ pub(crate) async fn create(pool: &SqlitePool, actor: &Actor, new: &NewPool) -> R
     let models = serde_json::Value::from(new.models.clone()).to_string();
     let mut tx = write::begin(pool).await?;
     let now = now_ms();
-    sqlx::query!("INSERT INTO pools (name, models, created_ms) VALUES (?, ?, ?)", new.name, models, now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_as(e, || format!("pool {:?} already exists", new.name)))?;
+    let owner = Owner::of(actor).as_str();
+    sqlx::query!(
+        "INSERT INTO pools (name, models, created_ms, managed_by) VALUES (?, ?, ?, ?)",
+        new.name,
+        models,
+        now,
+        owner
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| unique_as(e, || format!("pool {:?} already exists", new.name)))?;
     let created = read(&mut tx, &new.name).await?;
     let audit = Audit {
         actor,
@@ -139,6 +146,12 @@ pub(crate) async fn get(pool: &SqlitePool, name: &str) -> Result<Pool, StoreErro
 
 pub(crate) async fn delete(pool: &SqlitePool, actor: &Actor, name: &str) -> Result<(), StoreError> {
     let mut tx = write::begin(pool).await?;
+    let owner = sqlx::query_scalar!("SELECT managed_by FROM pools WHERE name = ?", name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::not_found("pool", name))?;
+    Owner::refuse_delete(&owner, actor, &format!("pool {name:?}"))?;
     let deleted = sqlx::query!("DELETE FROM pools WHERE name = ?", name).execute(&mut *tx).await.map_err(db)?;
     if deleted.rows_affected() == 0 {
         return Err(StoreError::not_found("pool", name));
@@ -164,13 +177,14 @@ pub(crate) async fn add_endpoint(
     let id = pool_id(&mut tx, pool_name).await?;
     let now = now_ms();
     let flavor = codec::flavor_str(endpoint.flavor);
+    let owner = Owner::of(actor).as_str();
     // PostgreSQL keeps weights as INTEGER; both stores refuse what it could not hold.
     let weight = i32::try_from(endpoint.weight).map_err(|_| {
         StoreError::invalid("weight", format!("{} is above the largest weight, {}", endpoint.weight, i32::MAX))
     })?;
     sqlx::query!(
-        "INSERT INTO endpoints (pool_id, name, url, flavor, weight, http2, drained, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+        "INSERT INTO endpoints (pool_id, name, url, flavor, weight, http2, drained, created_ms, managed_by)
+         VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
         id,
         endpoint.name,
         endpoint.url,
@@ -178,6 +192,7 @@ pub(crate) async fn add_endpoint(
         weight,
         endpoint.http2,
         now,
+        owner,
     )
     .execute(&mut *tx)
     .await
@@ -229,6 +244,12 @@ pub(crate) async fn remove_endpoint(
 ) -> Result<Pool, StoreError> {
     let mut tx = write::begin(pool).await?;
     let id = pool_id(&mut tx, pool_name).await?;
+    let owner = sqlx::query_scalar!("SELECT managed_by FROM endpoints WHERE pool_id = ? AND name = ?", id, endpoint)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::not_found("endpoint", endpoint))?;
+    Owner::refuse_delete(&owner, actor, &format!("endpoint {endpoint:?} of pool {pool_name:?}"))?;
     let removed = sqlx::query!("DELETE FROM endpoints WHERE pool_id = ? AND name = ?", id, endpoint)
         .execute(&mut *tx)
         .await
@@ -242,6 +263,27 @@ pub(crate) async fn remove_endpoint(
         action: "endpoint.remove",
         target: format!("pool/{pool_name}/endpoint/{endpoint}"),
         detail: json!({}),
+    };
+    write::commit(tx, audit).await?;
+    Ok(updated)
+}
+
+pub(crate) async fn set_models(
+    pool: &SqlitePool,
+    actor: &Actor,
+    pool_name: &str,
+    models: &[String],
+) -> Result<Pool, StoreError> {
+    let text = serde_json::Value::from(models.to_vec()).to_string();
+    let mut tx = write::begin(pool).await?;
+    let before = read(&mut tx, pool_name).await?.models;
+    sqlx::query!("UPDATE pools SET models = ? WHERE name = ?", text, pool_name).execute(&mut *tx).await.map_err(db)?;
+    let updated = read(&mut tx, pool_name).await?;
+    let audit = Audit {
+        actor,
+        action: "pool.set_models",
+        target: format!("pool/{pool_name}"),
+        detail: json!({ "models": models, "before": before }),
     };
     write::commit(tx, audit).await?;
     Ok(updated)

@@ -1,7 +1,7 @@
 //! Tenants with their limits and SLOs.
 
 use serde_json::json;
-use sluice_store_model::{Actor, Limits, NewTenant, Slo, StoreError, Tenant, TenantDetail, TenantPatch};
+use sluice_store_model::{Actor, Limits, NewTenant, Owner, Slo, StoreError, Tenant, TenantDetail, TenantPatch};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::codec::{self, now_ms, ts};
@@ -68,13 +68,15 @@ pub(crate) async fn create(pool: &SqlitePool, actor: &Actor, new: &NewTenant) ->
     let mut tx = write::begin(pool).await?;
     let now = now_ms();
     let (status, priority) = (codec::status_str(new.status), codec::priority_str(new.priority));
+    let owner = Owner::of(actor).as_str();
     sqlx::query!(
-        "INSERT INTO tenants (name, status, priority, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO tenants (name, status, priority, created_ms, updated_ms, managed_by) VALUES (?, ?, ?, ?, ?, ?)",
         new.name,
         status,
         priority,
         now,
         now,
+        owner,
     )
     .execute(&mut *tx)
     .await
@@ -139,6 +141,9 @@ pub(crate) async fn update(
 pub(crate) async fn delete(pool: &SqlitePool, actor: &Actor, name: &str) -> Result<(), StoreError> {
     let mut tx = write::begin(pool).await?;
     let id = id_of(&mut tx, name).await?;
+    let owner =
+        sqlx::query_scalar!("SELECT managed_by FROM tenants WHERE id = ?", id).fetch_one(&mut *tx).await.map_err(db)?;
+    Owner::refuse_delete(&owner, actor, &format!("tenant {name:?}"))?;
     // Keys, limits (per model too) and SLOs go with the tenant by ON DELETE CASCADE; bindings name their
     // tenant rather than reference it, so they are removed here.
     sqlx::query!("DELETE FROM plugin_bindings WHERE scope_kind = 'tenant' AND scope_name = ?", name)
