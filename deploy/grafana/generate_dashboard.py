@@ -95,6 +95,12 @@ timeseries("Requests/s by model",
            [(f"sum by (model) (rate(sluice_requests_total{{{SEL}}}[{RATE}]))", "{{model}}")],
            12, y, unit="reqps")
 y += 8
+timeseries("Requests/s billed on estimated usage",
+           [(f"sum by (outcome) (rate(sluice_usage_estimated_requests_total[{RATE}]))", "{{outcome}}")],
+           0, y, unit="reqps",
+           description="Requests whose worker reported no usage (streams cut short by the client, a worker failure, "
+                       "a timeout or shutdown): billed the gateway's prompt estimate and the token events relayed.")
+y += 8
 
 # --- Latency --------------------------------------------------------------------------------
 row("Latency (by model)", y)

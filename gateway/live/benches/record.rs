@@ -27,6 +27,7 @@ fn record(tenant: &Arc<str>, model: &Arc<str>, i: u64) -> RequestRecord {
         prompt_tokens: 512,
         cached_tokens: 256,
         completion_tokens: 128,
+        estimated: Default::default(),
         cache: None,
     }
 }

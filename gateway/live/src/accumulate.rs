@@ -253,6 +253,7 @@ mod tests {
             prompt_tokens: 10,
             cached_tokens: 0,
             completion_tokens: 50,
+            estimated: Default::default(),
             cache: None,
         }
     }

@@ -30,6 +30,7 @@ fn record(tenant: &str, ttft_ms: u64, outcome: Outcome) -> RequestRecord {
         prompt_tokens: 100,
         cached_tokens: 60,
         completion_tokens: 21,
+        estimated: Default::default(),
         cache: None,
     }
 }

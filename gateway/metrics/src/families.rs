@@ -47,6 +47,7 @@ pub struct Metrics {
     overhead: Histogram,
     token_usage: HistogramVec,
     tokens: IntCounterVec,
+    usage_estimated: IntCounterVec,
     in_flight: IntGauge,
     endpoint_in_flight: IntGaugeVec,
     endpoint_healthy: IntGaugeVec,
@@ -185,6 +186,13 @@ impl Metrics {
                 Opts::new("sluice_tokens_total", "Tokens by tenant, model and type (prompt, cached, completion)."),
                 &["tenant", "model", "type"],
             )?,
+            usage_estimated: IntCounterVec::new(
+                Opts::new(
+                    "sluice_usage_estimated_requests_total",
+                    "Requests whose recorded tokens are partly the gateway's estimate (the worker reported no usage), by outcome.",
+                ),
+                &["outcome"],
+            )?,
             in_flight: IntGauge::new("sluice_requests_in_flight", "Requests being handled right now.")?,
             endpoint_in_flight: IntGaugeVec::new(
                 Opts::new("sluice_endpoint_in_flight", "Requests in flight to each upstream endpoint."),
@@ -255,6 +263,7 @@ impl Metrics {
         m.registry.register(Box::new(m.overhead.clone()))?;
         m.registry.register(Box::new(m.token_usage.clone()))?;
         m.registry.register(Box::new(m.tokens.clone()))?;
+        m.registry.register(Box::new(m.usage_estimated.clone()))?;
         m.registry.register(Box::new(m.in_flight.clone()))?;
         m.registry.register(Box::new(m.endpoint_in_flight.clone()))?;
         m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
@@ -374,6 +383,10 @@ impl RecordSink for Metrics {
                     cell.get_or_init(|| self.tokens.with_label_values(&[tenant, model, kind])).inc_by(n);
                 }
             }
+            // Rare (streams cut short, answers without usage): a label lookup is fine here.
+            if r.estimated.any() {
+                self.usage_estimated.with_label_values(&[r.outcome.label()]).inc();
+            }
         }
     }
 }
@@ -406,6 +419,7 @@ mod tests {
             prompt_tokens: 100,
             cached_tokens: 64,
             completion_tokens: 10,
+            estimated: crate::Estimated::default(),
             cache: None,
         });
         let ep = m.endpoint("p", "w1");
@@ -453,6 +467,10 @@ mod tests {
             prompt_tokens: 10,
             cached_tokens: 0,
             completion_tokens,
+            estimated: crate::Estimated {
+                prompt: outcome == Outcome::Cancelled,
+                completion: outcome == Outcome::Cancelled,
+            },
             cache: None,
         };
         for _ in 0..3 {
@@ -468,10 +486,12 @@ mod tests {
             r#"gen_ai_server_request_duration_seconds_count{model="llama",tenant="acme"} 4"#,
             r#"sluice_tokens_total{model="llama",tenant="acme",type="completion"} 7"#,
             r#"gen_ai_client_token_usage_count{gen_ai_token_type="output",model="llama"} 5"#,
+            r#"sluice_usage_estimated_requests_total{outcome="cancelled"} 1"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         assert!(!text.contains(r#"type="cached""#), "no sample, no series:\n{text}");
+        assert!(!text.contains(r#"sluice_usage_estimated_requests_total{outcome="ok"}"#), "measured usage:\n{text}");
         assert!(!text.contains("time_to_first_token_seconds_count"), "no sample, no series:\n{text}");
     }
 }

@@ -11,4 +11,4 @@ mod families;
 mod record;
 
 pub use families::{ConnectionMetrics, EndpointMetrics, Metrics, MetricsError, PoolQueueMetrics};
-pub use record::{Api, CacheStatus, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
+pub use record::{Api, CacheStatus, Estimated, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};

@@ -105,6 +105,28 @@ impl CacheStatus {
     }
 }
 
+/// Which of a record's token figures the gateway worked out itself because the worker reported
+/// no usage (the stream ended before its usage chunk, or the answer carried none). A request
+/// whose worker reported usage has neither set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Estimated {
+    /// `prompt_tokens` is the gateway's estimate of the prompt (request body bytes / 4, the
+    /// figure routing and rate limits reserve with), not the worker's tokenizer count.
+    pub prompt: bool,
+    /// `completion_tokens` counts the token-bearing events relayed to the client (one per
+    /// event; a worker that packs several tokens into an event is undercounted).
+    pub completion: bool,
+}
+
+impl Estimated {
+    /// Both figures came from the gateway, not the worker.
+    pub const BOTH: Estimated = Estimated { prompt: true, completion: true };
+
+    pub fn any(self) -> bool {
+        self.prompt || self.completion
+    }
+}
+
 /// Everything measured about one request. Produced once, when the request ends (for a stream:
 /// when the last byte was relayed or the client went away).
 #[derive(Debug, Clone)]
@@ -132,6 +154,8 @@ pub struct RequestRecord {
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
     pub completion_tokens: u64,
+    /// Which token figures are the gateway's own count rather than the worker's usage.
+    pub estimated: Estimated,
     /// What the response cache did, when a cache policy is bound for the request.
     pub cache: Option<CacheStatus>,
 }
@@ -163,6 +187,7 @@ impl RequestRecord {
             prompt_tokens: 0,
             cached_tokens: 0,
             completion_tokens: 0,
+            estimated: Estimated::default(),
             cache: None,
         }
     }

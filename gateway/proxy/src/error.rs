@@ -78,6 +78,9 @@ pub enum GatewayError {
     PolicyDenied { plugin: String, status: u16, message: String },
     #[error("the policy plugin '{plugin}' failed ({kind}); the request was not processed")]
     PluginFailed { plugin: String, kind: &'static str },
+    /// The gateway is shutting down and its grace period ran out with the stream still open.
+    #[error("the gateway is shutting down; the response was cut short, retry the request")]
+    ShuttingDown,
     #[error("internal error")]
     Internal(String),
 }
@@ -94,7 +97,8 @@ impl GatewayError {
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
-            | GatewayError::LocalResources { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | GatewayError::LocalResources { .. }
+            | GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamRefusedSize { size, .. } if size.head_is_large() => {
@@ -133,6 +137,7 @@ impl GatewayError {
             GatewayError::PolicyDenied { .. } if self.status().is_server_error() => ("server_error", "policy_denied"),
             GatewayError::PolicyDenied { .. } => ("invalid_request_error", "policy_denied"),
             GatewayError::PluginFailed { .. } => ("server_error", "plugin_failed"),
+            GatewayError::ShuttingDown => ("server_error", "shutting_down"),
             GatewayError::Internal(_) => ("server_error", "internal_error"),
         }
     }
@@ -157,6 +162,7 @@ impl GatewayError {
             | GatewayError::UpstreamRefusedSize { .. }
             | GatewayError::PolicyDenied { .. }
             | GatewayError::PluginFailed { .. }
+            | GatewayError::ShuttingDown
             | GatewayError::Internal(_) => None,
         }
     }
@@ -180,7 +186,8 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
-            | GatewayError::PluginFailed { .. } => Outcome::Unavailable,
+            | GatewayError::PluginFailed { .. }
+            | GatewayError::ShuttingDown => Outcome::Unavailable,
             GatewayError::Upstream { .. } => Outcome::UpstreamError,
             GatewayError::UpstreamTimeout { .. } => Outcome::UpstreamTimeout,
             // The worker refused it, as it would with a 413 of its own.
@@ -208,7 +215,8 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
-            | GatewayError::PluginFailed { .. } => {
+            | GatewayError::PluginFailed { .. }
+            | GatewayError::ShuttingDown => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::MethodNotAllowed { .. } => {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sluice_metrics::{Api, CacheStatus, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
+use sluice_metrics::{Api, CacheStatus, Estimated, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};
 use sluice_openai::Usage;
 
 use sluice_plugin_host::limits::{self, RequestEnd};
@@ -59,6 +59,10 @@ pub struct Exchange {
     pub pool: Option<Arc<str>>,
     pub endpoint: Option<Arc<str>>,
     pub attempts: u32,
+    /// The gateway's estimate of the prompt's tokens (what routing and rate limits reserve
+    /// with), set when the request is sent to a worker: what the request is billed for its
+    /// prompt when the worker's usage never arrives.
+    pub prompt_estimate: u64,
     /// Gateway time so far (waits on the client and the upstream excluded).
     pub overhead: Duration,
     /// The request's plugin chain and what its hooks are told, once the policy stage ran:
@@ -174,6 +178,7 @@ impl Exchange {
             pool: None,
             endpoint: None,
             attempts: 0,
+            prompt_estimate: 0,
             overhead: Duration::ZERO,
             plugins: None,
             limits: None,
@@ -227,6 +232,13 @@ impl Exchange {
 
     /// The record of a request that ended without a response from an upstream.
     fn unanswered_record(&self, status: u16, outcome: Outcome) -> RequestRecord {
+        self.record_without_answer(status, outcome, false)
+    }
+
+    /// Like [`Exchange::unanswered_record`]; `billed` charges the prompt estimate when the
+    /// request reached a worker, which then spent its prefill on it whether or not anyone reads
+    /// the answer.
+    fn record_without_answer(&self, status: u16, outcome: Outcome, billed: bool) -> RequestRecord {
         let e2e = self.start.elapsed();
         let mut record = RequestRecord::refused(self.tenant(), Arc::clone(&self.model), self.api, status, outcome, e2e);
         record.stream = self.stream;
@@ -236,6 +248,10 @@ impl Exchange {
         record.cache = self.cache.as_ref().map(|c| c.status);
         if self.attempts > 0 {
             record.overhead = self.overhead;
+            if billed {
+                record.prompt_tokens = self.prompt_estimate;
+                record.estimated = Estimated::BOTH;
+            }
         }
         record
     }
@@ -271,7 +287,16 @@ impl Exchange {
         let end = Instant::now();
         let e2e = end.duration_since(self.start);
         let usage = done.usage.unwrap_or_default();
+        // A worker that answered without usage (a stream cut before its usage chunk, a worker
+        // that never reports it) still did the work: the request is billed on the gateway's
+        // own figures, flagged as such. Answers from the cache or a plugin had no worker.
+        let estimated = if done.usage.is_none() && self.attempts > 0 && (200..300).contains(&done.status) {
+            Estimated::BOTH
+        } else {
+            Estimated::default()
+        };
         let completion_tokens = if done.usage.is_some() { usage.completion_tokens } else { done.token_events };
+        let prompt_tokens = if estimated.prompt { self.prompt_estimate } else { usage.prompt_tokens };
         let ttft = done.first_token_at.map(|t| t.duration_since(self.start));
         let tpot = match (ttft, completion_tokens) {
             (Some(ttft), n) if n >= 2 => {
@@ -295,9 +320,10 @@ impl Exchange {
             tpot,
             e2e,
             overhead: self.overhead,
-            prompt_tokens: usage.prompt_tokens,
+            prompt_tokens,
             cached_tokens: usage.cached_tokens(),
             completion_tokens,
+            estimated,
             cache: self.cache.as_ref().map(|c| c.status),
         };
         tracing::debug!(
@@ -314,6 +340,7 @@ impl Exchange {
             ttft_ms = ttft.map(|t| t.as_secs_f64() * 1e3),
             prompt_tokens = record.prompt_tokens,
             completion_tokens = record.completion_tokens,
+            usage_estimated = estimated.any(),
             cache = record.cache.map_or("-", CacheStatus::as_str),
             "request finished"
         );
@@ -324,14 +351,15 @@ impl Exchange {
 impl Drop for Exchange {
     /// hyper drops the handler future when the client goes away, so an exchange dropped before
     /// it was reported is a request abandoned mid-pipeline: while its body was read or while
-    /// the upstream had not answered yet. Streams abandoned later are reported by the relay.
-    /// The model list is never recorded; it has no `api`.
+    /// the upstream had not answered yet (billed its prompt estimate if a worker had it).
+    /// Streams abandoned later are reported by the relay. The model list is never recorded; it
+    /// has no `api`.
     fn drop(&mut self) {
         if self.reported || self.api.is_none() {
             return;
         }
         tracing::debug!(request_id = self.id(), attempts = self.attempts, "client went away before the response");
-        let record = self.unanswered_record(CLIENT_CLOSED_REQUEST, Outcome::Cancelled);
+        let record = self.record_without_answer(CLIENT_CLOSED_REQUEST, Outcome::Cancelled, true);
         self.emit(&record);
     }
 }
@@ -402,5 +430,43 @@ mod tests {
         drop(exchange(&sink, &gauge));
         let outcomes: Vec<Outcome> = sink.0.lock().unwrap().iter().map(|r| r.outcome).collect();
         assert_eq!(outcomes, [Outcome::ClientError, Outcome::Ok]);
+    }
+
+    #[test]
+    fn work_a_worker_did_without_reporting_usage_is_billed_on_the_gateways_figures() {
+        let sink = Arc::new(Collect::default());
+        let gauge = prometheus::IntGauge::new("g", "g").unwrap();
+        let sent = |attempts: u32| {
+            let mut ex = exchange(&sink, &gauge);
+            ex.api = Some(Api::ChatCompletions);
+            ex.attempts = attempts;
+            ex.prompt_estimate = 250;
+            ex
+        };
+        let cut =
+            Completion { status: 200, outcome: Some(Outcome::Cancelled), token_events: 7, ..Completion::default() };
+        sent(1).finish(cut);
+        let usage: Usage =
+            serde_json::from_str(r#"{"prompt_tokens":240,"completion_tokens":9,"total_tokens":249}"#).unwrap();
+        sent(1).finish(Completion { usage: Some(usage), ..cut });
+        sent(1).finish(Completion { status: 400, outcome: Some(Outcome::UpstreamRejected), ..Completion::default() });
+        // Answered by the cache or a plugin: no worker, nothing estimated.
+        sent(0).finish(Completion { status: 200, ..Completion::default() });
+        drop(sent(1));
+        drop(sent(0));
+        let figures: Vec<(u64, u64, Estimated)> =
+            sink.0.lock().unwrap().iter().map(|r| (r.prompt_tokens, r.completion_tokens, r.estimated)).collect();
+        let none = Estimated::default();
+        assert_eq!(
+            figures,
+            [
+                (250, 7, Estimated::BOTH),
+                (240, 9, none),
+                (0, 0, none),
+                (0, 0, none),
+                (250, 0, Estimated::BOTH),
+                (0, 0, none),
+            ]
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod plugins;
 pub mod relay;
 pub mod response_cache;
 pub mod stages;
+pub mod stream_cut;
 pub mod tenants;
 pub mod upstream;
 

@@ -15,6 +15,13 @@
 //! total timeout nor a client's stall counts against the worker's health: only its silence
 //! (idle timeout) and broken streams do.
 //!
+//! A stream still open when shutdown's grace period runs out is cut ([`crate::stream_cut`]):
+//! the relay sends an SSE error event, records what the stream used and ends the body cleanly.
+//!
+//! A stream that ends without the worker's usage chunk (cut, cancelled, broken, timed out) is
+//! billed on the gateway's own figures: the prompt estimate and the token events relayed
+//! ([`Exchange::finish`]).
+//!
 //! When the request's plugin chain has on-response-chunk hooks, each event with data is offered
 //! to them after it was measured (so usage and timing are the worker's) and before it is sent.
 
@@ -39,6 +46,7 @@ use crate::error::{GatewayError, TimeoutPhase, sse_error_event};
 use crate::exchange::{Completion, Exchange};
 use crate::response_cache::answer::StreamCapture;
 use crate::stages::cache::PendingStore;
+use crate::stream_cut::{StreamCut, StreamCuts};
 use crate::upstream::{FailureKind, InFlightGuard, WorkerBody};
 
 /// Upper bound on one SSE event; larger means a broken upstream, not a big answer.
@@ -85,6 +93,8 @@ pub struct Relay {
     capture: Option<(StreamCapture, PendingStore)>,
     /// Told whose turn it is, when the listener watches the client.
     watch: Option<Arc<ClientWatch>>,
+    /// Tells the relay when shutdown's grace period is over, when the listener installed it.
+    cut: Option<StreamCut>,
 }
 
 enum Verdict {
@@ -124,6 +134,7 @@ impl Relay {
             chunks_offered: 0,
             capture,
             watch: ClientWatch::current(),
+            cut: StreamCuts::register(),
         };
         let mut out = Gather::default();
         let processed = relay.process(&first, started, &mut out);
@@ -274,13 +285,18 @@ impl Relay {
             // that kept sending within the idle timeout did its job.
             GatewayError::UpstreamTimeout { phase: TimeoutPhase::Total, .. } => None,
             GatewayError::UpstreamTimeout { .. } => Some(FailureKind::Timeout),
-            GatewayError::PluginFailed { .. } => None,
+            GatewayError::PluginFailed { .. } | GatewayError::ShuttingDown => None,
             _ => Some(FailureKind::Stream),
         };
         if let (Some(guard), Some(kind)) = (&self.guard, kind) {
             guard.endpoint().record_failure(kind);
         }
-        tracing::warn!(error = %error, "stream failed after it started");
+        if matches!(error, GatewayError::ShuttingDown) {
+            // The listener logs the cut once for all its streams.
+            tracing::debug!("stream cut at the end of the shutdown grace period");
+        } else {
+            tracing::warn!(error = %error, "stream failed after it started");
+        }
         self.done.outcome = Some(error.outcome());
         self.finish(None);
         sse_error_event(error)
@@ -382,6 +398,9 @@ impl Relay {
         if this.finished {
             return Poll::Ready(None);
         }
+        if this.cut.as_ref().is_some_and(StreamCut::is_cut) {
+            return frame(Some(this.fail(&GatewayError::ShuttingDown)));
+        }
         let mut out = Gather::default();
         // One clock reading for everything one poll finds ready: the worker's chunked encoding
         // makes each event a frame of its own, and events that arrived together were received
@@ -443,6 +462,9 @@ impl Relay {
                 return frame(Some(this.timeout(TimeoutPhase::Idle)));
             }
             this.timer.as_mut().reset(idle_deadline.min(this.total_deadline));
+        }
+        if this.cut.as_ref().is_some_and(|cut| cut.poll_cut(cx)) {
+            return frame(Some(this.fail(&GatewayError::ShuttingDown)));
         }
         Poll::Pending
     }

@@ -347,13 +347,18 @@ impl Running {
     }
 
     /// Stops accepting, lets in-flight requests and streams finish for up to the configured
-    /// grace period, then closes what is left.
+    /// grace period, then cuts what is left: open streams end with an SSE error event, and
+    /// every request still running is recorded (its usage estimated where the worker's never
+    /// came) before the usage writer's final flush.
     pub async fn shutdown(self) {
         self.admin.ready.store(false, Ordering::Relaxed);
         self.cancel.cancel();
         self.tasks.close();
-        // The data listener bounds its own drain by `grace`; the margin covers task wake-ups.
-        if tokio::time::timeout(self.grace + Duration::from_secs(1), self.tasks.wait()).await.is_err() {
+        // The data listener bounds its own drain by `grace` and the cut streams' drain; the
+        // margin covers task wake-ups. The admin plane (and with it the usage writer) is only
+        // stopped after this, so the records of cut streams make its final flush.
+        let drain = self.grace + listener::CUT_DRAIN + Duration::from_secs(1);
+        if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("in-flight requests still running at the end of the grace period");
         }
         self.admin_cancel.cancel();

@@ -7,6 +7,13 @@
 //! it has gone `idle_timeout` without a request in progress. Each HTTP/1.1 connection and each
 //! HTTP/2 stream runs inside `sluice_proxy::client_watch::Watched`, which drops it when its
 //! client leaves a streamed response unread past `write_timeout`.
+//!
+//! Shutdown stops accepting and lets open connections finish for the grace period. When it
+//! runs out, the listener cuts its open streams (`sluice_proxy::stream_cut`: each sends an SSE
+//! error event, records its usage and ends) and gives their clients [`CUT_DRAIN`] to read that;
+//! whatever is still running then (a client not reading, a request still waiting on its
+//! worker) is dropped, which records it as cancelled. Every request is thus recorded before
+//! [`serve`] returns, so before the usage writer's last flush.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +31,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use sluice_metrics::Metrics;
 use sluice_proxy::client_watch::Watched;
+use sluice_proxy::stream_cut::StreamCuts;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -31,6 +39,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connections::{Activity, ConnectionBudget, Tracked};
+
+/// How long the clients of streams cut at the end of the grace period get to read their error
+/// event before their connections are dropped.
+pub const CUT_DRAIN: Duration = Duration::from_secs(1);
 
 pub struct Listener {
     pub name: &'static str,
@@ -58,6 +70,9 @@ struct StreamExecutor {
     tasks: TaskTracker,
     write_timeout: Duration,
     metrics: Metrics,
+    cuts: Arc<StreamCuts>,
+    /// Fired after [`CUT_DRAIN`]: streams still running are dropped.
+    abort: CancellationToken,
 }
 
 impl<F> hyper::rt::Executor<F> for StreamExecutor
@@ -66,19 +81,33 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, stream: F) {
-        let (watched, metrics) = (Watched::new(self.write_timeout, stream), self.metrics.clone());
+        let watched = Watched::new(self.write_timeout, self.cuts.scope(stream));
+        let (metrics, abort) = (self.metrics.clone(), self.abort.clone());
         self.tasks.spawn(async move {
-            if watched.await.is_none() {
-                metrics.client_write_timeout();
-                tracing::debug!("HTTP/2 stream cut: its client left the response unread");
+            tokio::select! {
+                watched = watched => if watched.is_none() {
+                    metrics.client_write_timeout();
+                    tracing::debug!("HTTP/2 stream cut: its client left the response unread");
+                },
+                () = abort.cancelled() => tracing::debug!("HTTP/2 stream dropped at the end of shutdown"),
             }
         });
     }
 }
 
-fn builder(limits: &ListenerLimits, tasks: &TaskTracker) -> auto::Builder<StreamExecutor> {
-    let executor =
-        StreamExecutor { tasks: tasks.clone(), write_timeout: limits.write_timeout, metrics: limits.metrics.clone() };
+fn builder(
+    limits: &ListenerLimits,
+    tasks: &TaskTracker,
+    cuts: &Arc<StreamCuts>,
+    abort: &CancellationToken,
+) -> auto::Builder<StreamExecutor> {
+    let executor = StreamExecutor {
+        tasks: tasks.clone(),
+        write_timeout: limits.write_timeout,
+        metrics: limits.metrics.clone(),
+        cuts: Arc::clone(cuts),
+        abort: abort.clone(),
+    };
     let mut builder = auto::Builder::new(executor);
     // Between requests on a kept-alive HTTP/1.1 connection hyper runs the same timer, so a
     // client cannot hold one open by starting a head and never finishing it.
@@ -93,7 +122,8 @@ fn builder(limits: &ListenerLimits, tasks: &TaskTracker) -> auto::Builder<Stream
 }
 
 /// Serves `handler` on `listener` until `cancel` fires, then lets open connections finish
-/// (HTTP/2 gets GOAWAY, HTTP/1 closes after its current response) for up to `grace`.
+/// (HTTP/2 gets GOAWAY, HTTP/1 closes after its current response) for up to `grace`; then cuts
+/// open streams and, [`CUT_DRAIN`] later, drops what is left.
 pub async fn serve<H, F, B>(
     listener: Listener,
     handler: H,
@@ -106,10 +136,13 @@ pub async fn serve<H, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = Arc::new(builder(&listener.limits, &tasks));
+    let cuts = StreamCuts::new();
+    let abort = CancellationToken::new();
+    let builder = Arc::new(builder(&listener.limits, &tasks, &cuts, &abort));
     let graceful = GracefulShutdown::new();
     let (header_timeout, idle_timeout) = (listener.limits.header_read_timeout, listener.limits.idle_timeout);
     let (write_timeout, metrics) = (listener.limits.write_timeout, listener.limits.metrics.clone());
+    let listener_name = listener.name;
     loop {
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
@@ -136,7 +169,7 @@ pub async fn serve<H, F, B>(
         let (builder, graceful, handler, tls) =
             (Arc::clone(&builder), graceful.watcher(), handler.clone(), listener.tls.clone());
         let name = listener.name;
-        let metrics = metrics.clone();
+        let (metrics, cuts, abort) = (metrics.clone(), Arc::clone(&cuts), abort.clone());
         tasks.spawn(async move {
             let _permit = permit;
             let activity = Activity::new();
@@ -155,7 +188,7 @@ pub async fn serve<H, F, B>(
             // An HTTP/1.1 response is streamed by the connection's own task: the connection is
             // what a stalled client loses.
             tokio::select! {
-                served = Watched::new(write_timeout, serve) => if served.is_none() {
+                served = Watched::new(write_timeout, cuts.scope(serve)) => if served.is_none() {
                     metrics.client_write_timeout();
                     tracing::debug!(listener = name, %peer, "connection cut: its client left a response unread");
                 },
@@ -163,12 +196,22 @@ pub async fn serve<H, F, B>(
                 () = activity.idle_for(header_timeout, idle_timeout) => {
                     tracing::debug!(listener = name, %peer, "closed an idle connection");
                 }
+                () = abort.cancelled() => {
+                    tracing::debug!(listener = name, %peer, "connection dropped at the end of shutdown");
+                }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "connections still open after the grace period; closing them");
+    let mut drained = std::pin::pin!(graceful.shutdown());
+    if tokio::time::timeout(grace, drained.as_mut()).await.is_ok() {
+        return;
+    }
+    let streams = cuts.cut();
+    tracing::warn!(listener = listener_name, ?grace, streams, "grace period over: cutting open streams");
+    if tokio::time::timeout(CUT_DRAIN, drained).await.is_err() {
+        tracing::warn!(listener = listener_name, "connections still open after the streams were cut; dropping them");
+        abort.cancel();
     }
 }
 

@@ -159,6 +159,7 @@ fn record_cost() -> f64 {
             prompt_tokens: 512,
             cached_tokens: 256,
             completion_tokens: 128,
+            estimated: Default::default(),
             cache: None,
         };
         writer.record(&record);

@@ -7,6 +7,11 @@
 //! are dropped and counted, rather than letting a long outage eat the gateway's memory. On
 //! shutdown the writer flushes once more, retrying until its deadline.
 //!
+//! A request whose worker reported no usage is billed on the gateway's figures
+//! ([`sluice_metrics::Estimated`]); its row counts it in `estimated_requests` and its tokens in
+//! `estimated_prompt_tokens` / `estimated_completion_tokens` as well as in the totals, so the
+//! measured part of a row is its total minus its estimated part.
+//!
 //! A batch whose commit succeeded but whose reply was lost would be counted twice on retry;
 //! that needs a connection to die between COMMIT and its acknowledgement.
 
@@ -191,6 +196,9 @@ fn counts_of(record: &RequestRecord, slo_met: bool) -> UsageCounts {
         tpot_count: i64::from(record.tpot.is_some()),
         tpot_sum_us: record.tpot.map_or(0, us),
         tpot_max_us: record.tpot.map_or(0, us),
+        estimated_requests: i64::from(record.estimated.any()),
+        estimated_prompt_tokens: if record.estimated.prompt { tokens(record.prompt_tokens) } else { 0 },
+        estimated_completion_tokens: if record.estimated.completion { tokens(record.completion_tokens) } else { 0 },
     }
 }
 

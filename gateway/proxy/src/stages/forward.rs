@@ -147,6 +147,8 @@ pub async fn run(
 ) -> Result<Forwarded, GatewayError> {
     let config = &pool.config;
     let total_deadline = Instant::from_std(ex.start) + config.total_timeout;
+    // What the request is billed for its prompt if the worker's usage never comes.
+    ex.prompt_estimate = u64::from(router.request.prompt_tokens);
     // Dropped on every early return (the client gone included): the slot goes to the next.
     let mut permit = match &pool.queue {
         None => None,

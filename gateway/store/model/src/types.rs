@@ -324,6 +324,18 @@ pub struct UsageCounts {
     /// Sum of per-request TPOT in microseconds, so that the mean keeps sub-millisecond detail.
     pub tpot_sum_us: i64,
     pub tpot_max_us: i64,
+    /// Requests billed on the gateway's own figures because the worker reported no usage (a
+    /// stream cut short, an answer without usage).
+    #[serde(default)]
+    pub estimated_requests: i64,
+    /// The part of `prompt_tokens` that is the gateway's estimate (request bytes / 4), not the
+    /// worker's count.
+    #[serde(default)]
+    pub estimated_prompt_tokens: i64,
+    /// The part of `completion_tokens` counted from the token events relayed, not reported by
+    /// the worker.
+    #[serde(default)]
+    pub estimated_completion_tokens: i64,
 }
 
 impl UsageCounts {
@@ -340,6 +352,9 @@ impl UsageCounts {
         self.tpot_count += other.tpot_count;
         self.tpot_sum_us += other.tpot_sum_us;
         self.tpot_max_us = self.tpot_max_us.max(other.tpot_max_us);
+        self.estimated_requests += other.estimated_requests;
+        self.estimated_prompt_tokens += other.estimated_prompt_tokens;
+        self.estimated_completion_tokens += other.estimated_completion_tokens;
     }
 }
 

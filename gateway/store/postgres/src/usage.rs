@@ -13,7 +13,7 @@ struct Columns {
     tenant: Vec<String>,
     model: Vec<String>,
     minute: Vec<i64>,
-    counters: [Vec<i64>; 12],
+    counters: [Vec<i64>; 15],
 }
 
 impl Columns {
@@ -34,6 +34,9 @@ impl Columns {
             c.tpot_count,
             c.tpot_sum_us,
             c.tpot_max_us,
+            c.estimated_requests,
+            c.estimated_prompt_tokens,
+            c.estimated_completion_tokens,
         ];
         for (column, value) in self.counters.iter_mut().zip(values) {
             column.push(value);
@@ -41,7 +44,7 @@ impl Columns {
     }
 }
 
-/// One statement whatever the batch size (fifteen array parameters), so the batch is applied
+/// One statement whatever the batch size (eighteen array parameters), so the batch is applied
 /// all or nothing. Deltas for the same row are merged first: ON CONFLICT DO UPDATE may not
 /// touch a row twice in one statement.
 pub(crate) async fn add(conn: &mut PgConnection, deltas: &[(UsageKey, UsageCounts)]) -> Result<(), StoreError> {
@@ -69,17 +72,21 @@ pub(crate) async fn add(conn: &mut PgConnection, deltas: &[(UsageKey, UsageCount
         tpot_count,
         tpot_sum,
         tpot_max,
+        estimated,
+        estimated_prompt,
+        estimated_completion,
     ] = &cols.counters;
     sqlx::query!(
         r#"
         INSERT INTO usage_minutely AS u (
             tenant, model, minute, requests, errors, prompt_tokens, cached_tokens, completion_tokens, slo_met,
-            ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us
+            ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us,
+            estimated_requests, estimated_prompt_tokens, estimated_completion_tokens
         )
         SELECT * FROM UNNEST(
             $1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
             $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],
-            $15::bigint[]
+            $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[]
         )
         ON CONFLICT (minute, tenant, model) DO UPDATE SET
             requests = u.requests + EXCLUDED.requests,
@@ -93,7 +100,10 @@ pub(crate) async fn add(conn: &mut PgConnection, deltas: &[(UsageKey, UsageCount
             ttft_max_ms = GREATEST(u.ttft_max_ms, EXCLUDED.ttft_max_ms),
             tpot_count = u.tpot_count + EXCLUDED.tpot_count,
             tpot_sum_us = u.tpot_sum_us + EXCLUDED.tpot_sum_us,
-            tpot_max_us = GREATEST(u.tpot_max_us, EXCLUDED.tpot_max_us)
+            tpot_max_us = GREATEST(u.tpot_max_us, EXCLUDED.tpot_max_us),
+            estimated_requests = u.estimated_requests + EXCLUDED.estimated_requests,
+            estimated_prompt_tokens = u.estimated_prompt_tokens + EXCLUDED.estimated_prompt_tokens,
+            estimated_completion_tokens = u.estimated_completion_tokens + EXCLUDED.estimated_completion_tokens
         "#,
         &cols.tenant,
         &cols.model,
@@ -110,6 +120,9 @@ pub(crate) async fn add(conn: &mut PgConnection, deltas: &[(UsageKey, UsageCount
         tpot_count,
         tpot_sum,
         tpot_max,
+        estimated,
+        estimated_prompt,
+        estimated_completion,
     )
     .execute(conn)
     .await
@@ -122,7 +135,8 @@ pub(crate) async fn query(conn: &mut PgConnection, q: &UsageQuery) -> Result<Vec
     let rows = sqlx::query!(
         r#"
         SELECT tenant, model, minute, requests, errors, prompt_tokens, cached_tokens, completion_tokens, slo_met,
-               ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us
+               ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us,
+               estimated_requests, estimated_prompt_tokens, estimated_completion_tokens
         FROM usage_minutely
         WHERE minute >= $1 AND minute < $2
           AND ($3::text IS NULL OR tenant = $3)
@@ -154,6 +168,9 @@ pub(crate) async fn query(conn: &mut PgConnection, q: &UsageQuery) -> Result<Vec
                 tpot_count: r.tpot_count,
                 tpot_sum_us: r.tpot_sum_us,
                 tpot_max_us: r.tpot_max_us,
+                estimated_requests: r.estimated_requests,
+                estimated_prompt_tokens: r.estimated_prompt_tokens,
+                estimated_completion_tokens: r.estimated_completion_tokens,
             },
         })
         .collect())

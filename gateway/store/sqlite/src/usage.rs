@@ -36,6 +36,9 @@ pub(crate) async fn add(pool: &SqlitePool, deltas: &[(UsageKey, UsageCounts)]) -
                 c.tpot_count,
                 c.tpot_sum_us,
                 c.tpot_max_us,
+                c.estimated_requests,
+                c.estimated_prompt_tokens,
+                c.estimated_completion_tokens,
             ])
         })
         .collect();
@@ -44,10 +47,11 @@ pub(crate) async fn add(pool: &SqlitePool, deltas: &[(UsageKey, UsageCounts)]) -
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
     sqlx::query!(
         "INSERT INTO usage_minutely (tenant, model, minute, requests, errors, prompt_tokens, cached_tokens,
-             completion_tokens, slo_met, ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us)
+             completion_tokens, slo_met, ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us,
+             estimated_requests, estimated_prompt_tokens, estimated_completion_tokens)
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
                 value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13,
-                value ->> 14
+                value ->> 14, value ->> 15, value ->> 16, value ->> 17
          FROM json_each(?) WHERE true
          ON CONFLICT (minute, tenant, model) DO UPDATE SET
              requests = requests + excluded.requests,
@@ -61,7 +65,10 @@ pub(crate) async fn add(pool: &SqlitePool, deltas: &[(UsageKey, UsageCounts)]) -
              ttft_max_ms = max(ttft_max_ms, excluded.ttft_max_ms),
              tpot_count = tpot_count + excluded.tpot_count,
              tpot_sum_us = tpot_sum_us + excluded.tpot_sum_us,
-             tpot_max_us = max(tpot_max_us, excluded.tpot_max_us)",
+             tpot_max_us = max(tpot_max_us, excluded.tpot_max_us),
+             estimated_requests = estimated_requests + excluded.estimated_requests,
+             estimated_prompt_tokens = estimated_prompt_tokens + excluded.estimated_prompt_tokens,
+             estimated_completion_tokens = estimated_completion_tokens + excluded.estimated_completion_tokens",
         batch,
     )
     .execute(&mut *tx)
@@ -87,6 +94,9 @@ struct Row {
     tpot_count: i64,
     tpot_sum_us: i64,
     tpot_max_us: i64,
+    estimated_requests: i64,
+    estimated_prompt_tokens: i64,
+    estimated_completion_tokens: i64,
 }
 
 impl From<Row> for UsageRow {
@@ -106,6 +116,9 @@ impl From<Row> for UsageRow {
                 tpot_count: r.tpot_count,
                 tpot_sum_us: r.tpot_sum_us,
                 tpot_max_us: r.tpot_max_us,
+                estimated_requests: r.estimated_requests,
+                estimated_prompt_tokens: r.estimated_prompt_tokens,
+                estimated_completion_tokens: r.estimated_completion_tokens,
             },
         }
     }
@@ -116,7 +129,8 @@ impl From<Row> for UsageRow {
 pub(crate) async fn query(pool: &SqlitePool, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
     let mut sql = QueryBuilder::<Sqlite>::new(
         "SELECT tenant, model, minute, requests, errors, prompt_tokens, cached_tokens, completion_tokens, slo_met,
-                ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us
+                ttft_count, ttft_sum_ms, ttft_max_ms, tpot_count, tpot_sum_us, tpot_max_us,
+                estimated_requests, estimated_prompt_tokens, estimated_completion_tokens
          FROM usage_minutely WHERE minute >= ",
     );
     sql.push_bind(q.from).push(" AND minute < ").push_bind(q.to);

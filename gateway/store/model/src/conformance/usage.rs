@@ -18,6 +18,9 @@ fn counts(seed: i64) -> UsageCounts {
         tpot_count: seed,
         tpot_sum_us: seed * 20_000,
         tpot_max_us: 30_000 - seed * 11 % 17,
+        estimated_requests: seed / 3,
+        estimated_prompt_tokens: seed * 40,
+        estimated_completion_tokens: seed * 5,
     }
 }
 
