@@ -16,7 +16,7 @@ pub mod admin_token;
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref()).context("invalid configuration")?;
     if args.check_config {
-        summarize(&config);
+        summarize(&config, &args.data_dir);
         return Ok(());
     }
     admin_token::fill_in(&mut config, &args.data_dir).context("invalid configuration")?;
@@ -108,10 +108,15 @@ pub async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<
 }
 
 #[expect(clippy::print_stdout, reason = "--check-config prints its summary for the operator")]
-fn summarize(config: &Config) {
+fn summarize(config: &Config, data_dir: &Path) {
     println!("config OK");
     println!("  listen        {}{}", config.server.listen, if config.server.tls.is_some() { " (TLS)" } else { "" });
     println!("  admin_listen  {}", config.server.admin_listen);
+    if config.admin.token.is_some() {
+        println!("  admin token   configured");
+    } else {
+        println!("  admin token   none configured: generated into {}", data_dir.join(admin_token::FILE).display());
+    }
     for pool in &config.pools {
         println!("  pool {:<12} models {:?}, {} endpoint(s)", pool.name, pool.models, pool.endpoints.len());
     }
