@@ -106,7 +106,8 @@ fn deploy_configs_pass_check_config() {
     let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
     for file in ["sluice.compose.toml", "k8s/sluice.toml"] {
         let path = deploy.join(file);
-        let env = [("SLUICE_ADMIN_TOKEN", "test-admin-token-0123456789abcdef"), ("ACME_API_KEY", "sk-acme-test-0123456789")];
+        let env =
+            [("SLUICE_ADMIN_TOKEN", "test-admin-token-0123456789abcdef"), ("ACME_API_KEY", "sk-acme-test-0123456789")];
         let out = check(&path, &env);
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "{file}: exit {}\nstdout: {stdout}\nstderr: {stderr}", out.status);
