@@ -1,6 +1,7 @@
-//! The `sluice` command line: `serve`, `demo`, `bench`, and the admin API's operations
-//! (`tenant`, `key`, `limits`, `slo`, `pool`, `endpoint`, `plugin`, `binding`, `usage`, `audit`),
-//! and plugin authoring (`plugin new|build|test`).
+//! The `sluice` command line: `serve`, `demo`, `bench`, the store's own `migrate` and
+//! `revoke-key`, the admin API's operations (`tenant`, `key`, `limits`, `slo`, `pool`,
+//! `endpoint`, `plugin`, `binding`, `usage`, `audit`), and plugin authoring
+//! (`plugin new|build|test`).
 
 pub mod authoring;
 pub mod bench;
@@ -10,6 +11,7 @@ pub mod logging;
 pub mod manage;
 pub mod migrate;
 pub mod private_files;
+pub mod revoke_key;
 pub mod serve;
 mod signal;
 
@@ -39,6 +41,8 @@ pub enum Command {
     BenchRole(BenchRole),
     /// Apply pending store migrations and exit.
     Migrate(MigrateArgs),
+    /// Revoke an API key in the store directly (no admin API needed), whoever created it.
+    RevokeKey(RevokeKeyArgs),
     #[command(flatten)]
     Manage(manage::ManageCommand),
 }
@@ -58,6 +62,21 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    /// TOML config file (for `[database]`); without one, `DATABASE_URL` or the embedded store.
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the embedded SQLite store lives when no database URL is configured.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeKeyArgs {
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// The key's id, its display prefix or its name, as `sluice key list` shows them (a
+    /// prefix's closing `…` may be left out); one live key must match.
+    pub key: String,
     /// TOML config file (for `[database]`); without one, `DATABASE_URL` or the embedded store.
     #[arg(long, short, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_cli::{Cli, Command, bench, demo, manage, migrate, serve};
+use sluice_cli::{Cli, Command, bench, demo, manage, migrate, revoke_key, serve};
 
 /// A gateway allocates and frees small buffers on every request from every worker thread;
 /// mimalloc's thread-local free lists do that without the contention glibc's arenas show under
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args, &cli.log).await,
             Command::BenchRole(role) => bench::serve_role(role).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::RevokeKey(args) => revoke_key::run(args).await,
             Command::Manage(command) => manage::run(command).await,
         }
     });
