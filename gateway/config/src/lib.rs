@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Request-body bytes held at once, all requests together: past it, requests are refused
+    /// with a 503 before their bodies are read (the gateway's memory budget for bodies).
+    pub max_inflight_body_bytes: usize,
     /// Longest time a client may take to send its request body.
     pub request_body_timeout: Duration,
     pub shutdown_grace: Duration,

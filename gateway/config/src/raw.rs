@@ -41,6 +41,8 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Request-body bytes held at once, all requests together.
+    pub max_inflight_body_bytes: Option<usize>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub request_body_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]

@@ -23,6 +23,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Large enough for long-context prompts and a few inline images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Sixteen bodies of the largest size at once; a parsed body costs several times its size (see
+/// docs/reliability.md), so this keeps bodies to a few GiB at worst.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 256 * 1024 * 1024;
 
 /// A store rule's refusal, placed under `prefix` (`tenants[0].limits` + `.requests_per_minute`).
 fn store_error(prefix: &str, error: sluice_store_model::StoreError) -> ConfigError {
@@ -44,6 +47,13 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if max_body_bytes == 0 {
         return Err(ConfigError::invalid("server.max_body_bytes", "must be greater than 0"));
     }
+    let max_inflight_body_bytes = raw.server.max_inflight_body_bytes.unwrap_or(DEFAULT_MAX_INFLIGHT_BODY_BYTES);
+    if max_inflight_body_bytes < max_body_bytes {
+        return Err(ConfigError::invalid(
+            "server.max_inflight_body_bytes",
+            format!("must be at least server.max_body_bytes ({max_body_bytes}): a body of the largest size must fit"),
+        ));
+    }
     if raw.server.request_body_timeout.is_some_and(|d| d.is_zero()) {
         return Err(ConfigError::invalid("server.request_body_timeout", "must be greater than 0"));
     }
@@ -56,6 +66,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         listen,
         admin_listen,
         max_body_bytes,
+        max_inflight_body_bytes,
         request_body_timeout: raw.server.request_body_timeout.unwrap_or(Duration::from_secs(60)),
         shutdown_grace: raw.server.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         tls: raw.server.tls.map(|t| TlsConfig { cert: t.cert.into(), key: t.key.into() }),

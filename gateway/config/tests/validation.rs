@@ -355,3 +355,16 @@ fn connection_limits_have_safe_defaults_and_name_the_field() {
     let c = Config::from_toml("", &[("SLUICE__SERVER__MAX_CONNECTIONS".into(), "12".into())], &no_env).unwrap();
     assert_eq!(c.server.connections.max, 12);
 }
+
+#[test]
+fn the_body_budget_defaults_and_must_hold_a_body_of_the_largest_size() {
+    let c = Config::from_toml("", &[], &no_env).unwrap();
+    assert_eq!(c.server.max_inflight_body_bytes, 256 * 1024 * 1024);
+    let c =
+        Config::from_toml("[server]\nmax_body_bytes = 1024\nmax_inflight_body_bytes = 4096\n", &[], &no_env).unwrap();
+    assert_eq!(c.server.max_inflight_body_bytes, 4096);
+    let e = Config::from_toml("[server]\nmax_body_bytes = 4096\nmax_inflight_body_bytes = 1024\n", &[], &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("server.max_inflight_body_bytes") && e.contains("max_body_bytes"), "{e}");
+}

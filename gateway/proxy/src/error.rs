@@ -74,6 +74,11 @@ pub enum GatewayError {
     /// its own overload, not the worker's fault.
     #[error("the gateway is overloaded and cannot reach a worker for model '{model}' right now; retry later")]
     LocalResources { model: String },
+    /// The request bodies in flight already fill `server.max_inflight_body_bytes`.
+    #[error(
+        "the gateway is holding as many request bodies as its memory budget allows ({budget_bytes} bytes); retry shortly"
+    )]
+    BodyBudgetExhausted { budget_bytes: usize },
     #[error("{message}")]
     PolicyDenied { plugin: String, status: u16, message: String },
     #[error("the policy plugin '{plugin}' failed ({kind}); the request was not processed")]
@@ -98,6 +103,7 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
+            | GatewayError::BodyBudgetExhausted { .. }
             | GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -130,7 +136,9 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
             GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
             GatewayError::PoolSaturated { .. } => ("server_error", "pool_saturated"),
-            GatewayError::LocalResources { .. } => ("server_error", "gateway_overloaded"),
+            GatewayError::LocalResources { .. } | GatewayError::BodyBudgetExhausted { .. } => {
+                ("server_error", "gateway_overloaded")
+            }
             GatewayError::Upstream { .. } => ("server_error", "upstream_error"),
             GatewayError::UpstreamTimeout { .. } => ("server_error", "upstream_timeout"),
             GatewayError::UpstreamRefusedSize { .. } => ("invalid_request_error", "request_too_large"),
@@ -157,6 +165,7 @@ impl GatewayError {
             | GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
+            | GatewayError::BodyBudgetExhausted { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamRefusedSize { .. }
@@ -186,6 +195,7 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
+            | GatewayError::BodyBudgetExhausted { .. }
             | GatewayError::PluginFailed { .. }
             | GatewayError::ShuttingDown => Outcome::Unavailable,
             GatewayError::Upstream { .. } => Outcome::UpstreamError,
@@ -215,6 +225,7 @@ impl GatewayError {
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
+            | GatewayError::BodyBudgetExhausted { .. }
             | GatewayError::PluginFailed { .. }
             | GatewayError::ShuttingDown => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -6,6 +6,7 @@
 //! [`upstream::Upstreams`].
 
 pub mod body;
+pub mod body_budget;
 pub mod client_watch;
 pub mod error;
 pub mod exchange;
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     sinks: Sinks,
     max_body_bytes: usize,
+    /// Request-body bytes all requests together may hold (`server.max_inflight_body_bytes`).
+    body_budget: body_budget::BodyBudget,
     body_timeout: std::time::Duration,
     /// Tokens each tenant used this calendar month, as the store last counted them (for the
     /// monthly budgets, which must survive restarts).
@@ -117,6 +120,7 @@ impl Gateway {
             metrics,
             sinks: Sinks::new(all),
             max_body_bytes: config.server.max_body_bytes,
+            body_budget: body_budget::BodyBudget::new(config.server.max_inflight_body_bytes),
             body_timeout: config.server.request_body_timeout,
             month_usage: ArcSwap::from_pointee(HashMap::new()),
         })

@@ -105,7 +105,13 @@ where
     let before_read = Instant::now();
     ex.overhead += before_read - ex.start;
     let (parts, body) = request.into_parts();
-    let body = read_body::run(&parts.headers, body, gateway.max_body_bytes, gateway.body_timeout).await?;
+    let limits = read_body::BodyLimits {
+        max_bytes: gateway.max_body_bytes,
+        budget: &gateway.body_budget,
+        timeout: gateway.body_timeout,
+    };
+    // Held until the request's body and what was made of it are dropped, at the end of `run`.
+    let (body, _body_reservation) = read_body::run(&parts.headers, body, limits).await?;
     let after_read = Instant::now();
 
     let parsed = parse::run(api, &body)?;

@@ -34,9 +34,6 @@ use crate::exchange::{Exchange, X_REQUEST_ID};
 use crate::stages::prepare::UpstreamBody;
 use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool, QueueRejection, SendError, WorkerBody};
 
-/// Larger whole responses (huge embedding batches) are refused rather than buffered.
-const MAX_BUFFERED_RESPONSE: usize = 256 * 1024 * 1024;
-
 pub enum UpstreamReply {
     /// A whole response: any non-streamed answer, or an upstream 4xx.
     Full { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes },
@@ -265,7 +262,7 @@ async fn attempt_once(
     }
     let mut incoming = response.into_body();
     if !status.is_success() || !ex.stream {
-        let body = collect(&mut incoming, config.idle_timeout, total_deadline).await?;
+        let body = collect(&mut incoming, config.idle_timeout, total_deadline, body.answer_limit).await?;
         return Ok(UpstreamReply::Full { status, content_type, body });
     }
     loop {
@@ -324,7 +321,14 @@ async fn within<F: Future>(
     timeout_at(at, future).await.map_err(|_| phase)
 }
 
-async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Instant) -> Result<Bytes, Failure> {
+/// Reads a whole answer, refusing one larger than `limit` (see `prepare::answer_limit`) rather
+/// than buffering it.
+async fn collect(
+    incoming: &mut WorkerBody,
+    idle: Duration,
+    total_deadline: Instant,
+    limit: usize,
+) -> Result<Bytes, Failure> {
     // A whole response usually arrives as one piece, which is kept as it is; more are copied
     // together.
     let mut first: Option<Bytes> = None;
@@ -338,8 +342,11 @@ async fn collect(incoming: &mut WorkerBody, idle: Duration, total_deadline: Inst
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
-                    if held + data.len() > MAX_BUFFERED_RESPONSE {
-                        return Err(Failure::new(FailureKind::Stream, "response larger than 256 MiB"));
+                    if held + data.len() > limit {
+                        return Err(Failure::new(
+                            FailureKind::Stream,
+                            format!("answer larger than the {limit} bytes the request could need"),
+                        ));
                     }
                     match first.take() {
                         None if buf.is_empty() => first = Some(data),

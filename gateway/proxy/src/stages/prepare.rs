@@ -14,9 +14,51 @@ pub struct UpstreamBody {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The gateway asked for the usage chunk the client did not: strip it from the stream.
     pub strip_usage: bool,
+    /// The most a whole (non-streamed) answer may hold in the gateway's memory: in proportion
+    /// to what the client asked for, so a worker cannot make the gateway buffer more.
+    pub answer_limit: usize,
+}
+
+/// Whole answers above this are refused whatever was asked for.
+pub const MAX_ANSWER_BYTES: usize = 256 << 20;
+/// Room for an answer's envelope (ids, usage, an error's text).
+const ANSWER_BASE_BYTES: usize = 1 << 20;
+/// A generated token's share of a JSON answer is a few bytes of text and escaping; with
+/// log-probabilities (up to 20 alternatives each) it is a few kilobytes.
+const BYTES_PER_TOKEN: usize = 64;
+const BYTES_PER_TOKEN_WITH_LOGPROBS: usize = 4096;
+/// When the client sets no output limit, the worker's own (its context) applies: assume a long one.
+const ASSUMED_MAX_TOKENS: usize = 128 * 1024;
+/// An embedding as JSON floats: 8,192 dimensions at up to ~24 bytes each.
+const BYTES_PER_EMBEDDING: usize = 200 * 1024;
+
+/// The answer limit for `parsed` (see [`UpstreamBody::answer_limit`]).
+pub fn answer_limit(parsed: &ParsedRequest) -> usize {
+    let choices = |extra: &serde_json::Map<String, serde_json::Value>| {
+        extra.get("n").and_then(serde_json::Value::as_u64).map_or(1, |n| usize::try_from(n.clamp(1, 128)).unwrap_or(1))
+    };
+    let logprobs = |extra: &serde_json::Map<String, serde_json::Value>| {
+        extra.get("logprobs").is_some_and(|v| v.as_bool() == Some(true) || v.as_u64().is_some_and(|n| n > 0))
+    };
+    let generated = |max_tokens: Option<u32>, n: usize, logprobs: bool| {
+        let tokens = max_tokens.map_or(ASSUMED_MAX_TOKENS, |t| usize::try_from(t).unwrap_or(ASSUMED_MAX_TOKENS));
+        let per_token = if logprobs { BYTES_PER_TOKEN_WITH_LOGPROBS } else { BYTES_PER_TOKEN };
+        tokens.saturating_mul(n).saturating_mul(per_token)
+    };
+    let variable = match parsed {
+        ParsedRequest::Chat(r) => {
+            generated(r.max_completion_tokens.or(r.max_tokens), choices(&r.extra), logprobs(&r.extra))
+        }
+        ParsedRequest::Completion(r) => {
+            generated(r.max_tokens, choices(&r.extra).saturating_mul(r.prompt.len().max(1)), logprobs(&r.extra))
+        }
+        ParsedRequest::Embedding(r) => r.input.len().saturating_mul(BYTES_PER_EMBEDDING),
+    };
+    ANSWER_BASE_BYTES.saturating_add(variable).min(MAX_ANSWER_BYTES)
 }
 
 pub fn run(parsed: ParsedRequest, original: Bytes) -> Result<UpstreamBody, GatewayError> {
+    let answer_limit = answer_limit(&parsed);
     // Every streamed request must be accounted, so usage is requested even if the client did not.
     let rewritten = match parsed {
         ParsedRequest::Chat(mut r) if r.is_stream() && !r.wants_usage_chunk() => {
@@ -30,8 +72,10 @@ pub fn run(parsed: ParsedRequest, original: Bytes) -> Result<UpstreamBody, Gatew
         ParsedRequest::Chat(_) | ParsedRequest::Completion(_) | ParsedRequest::Embedding(_) => None,
     };
     match rewritten {
-        None => Ok(UpstreamBody { bytes: original, headers: Vec::new(), strip_usage: false }),
-        Some(Ok(bytes)) => Ok(UpstreamBody { bytes: Bytes::from(bytes), headers: Vec::new(), strip_usage: true }),
+        None => Ok(UpstreamBody { bytes: original, headers: Vec::new(), strip_usage: false, answer_limit }),
+        Some(Ok(bytes)) => {
+            Ok(UpstreamBody { bytes: Bytes::from(bytes), headers: Vec::new(), strip_usage: true, answer_limit })
+        }
         Some(Err(e)) => Err(GatewayError::Internal(format!("re-serialising request: {e}"))),
     }
 }
@@ -63,5 +107,27 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out.bytes).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["top_k"], 3);
+    }
+
+    #[test]
+    fn a_whole_answer_may_hold_what_the_client_asked_for_and_little_more() {
+        let limit = |body: &'static str| prepare(body).answer_limit;
+        assert_eq!(limit(r#"{"model":"m","messages":[],"max_tokens":16}"#), ANSWER_BASE_BYTES + 16 * BYTES_PER_TOKEN);
+        assert_eq!(
+            limit(r#"{"model":"m","messages":[],"max_completion_tokens":16,"n":2,"logprobs":true}"#),
+            ANSWER_BASE_BYTES + 2 * 16 * BYTES_PER_TOKEN_WITH_LOGPROBS
+        );
+        assert_eq!(
+            limit(r#"{"model":"m","messages":[]}"#),
+            ANSWER_BASE_BYTES + ASSUMED_MAX_TOKENS * BYTES_PER_TOKEN,
+            "no output limit: the worker's own applies"
+        );
+        assert_eq!(
+            limit(r#"{"model":"m","messages":[],"max_tokens":4000000000,"n":100,"logprobs":true}"#),
+            MAX_ANSWER_BYTES
+        );
+        let embeddings = Bytes::from_static(br#"{"model":"m","input":["a","b","c"]}"#);
+        let parsed = parse::run(Api::Embeddings, &embeddings).unwrap();
+        assert_eq!(answer_limit(&parsed), ANSWER_BASE_BYTES + 3 * BYTES_PER_EMBEDDING);
     }
 }

@@ -1,15 +1,17 @@
-//! Reads the request body, refusing bodies over the configured limit before buffering them and
+//! Reads the request body, refusing bodies over the configured limit before buffering them,
+//! bodies the gateway-wide body budget has no room for (see [`crate::body_budget`]), and
 //! clients that take longer than the body timeout to send it.
 
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
+use crate::body_budget::{BodyBudget, BodyReservation};
 use crate::error::GatewayError;
 
 /// After refusing a body as too large, up to this much more of it is read and discarded, for at
@@ -20,12 +22,30 @@ use crate::error::GatewayError;
 const DRAIN_MAX_BYTES: u64 = 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-pub async fn run<B>(headers: &HeaderMap, body: B, limit: usize, timeout: Duration) -> Result<Bytes, GatewayError>
+/// What a body may take: its own limit, the shared budget it is reserved against, and how
+/// long its client may take to send it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits<'a> {
+    pub max_bytes: usize,
+    pub budget: &'a BodyBudget,
+    pub timeout: Duration,
+}
+
+/// The body, with the budget reservation that holds its bytes until the request ends.
+pub async fn run<B>(
+    headers: &HeaderMap,
+    body: B,
+    limits: BodyLimits<'_>,
+) -> Result<(Bytes, BodyReservation), GatewayError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let limit = limits.max_bytes;
     let mut body = pin!(body);
+    let mut reservation = limits.budget.reservation();
+    let exhausted =
+        |e: crate::body_budget::BudgetExhausted| GatewayError::BodyBudgetExhausted { budget_bytes: e.budget_bytes };
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(declared) = declared.filter(|&n| n > limit as u64) {
         if declared <= DRAIN_MAX_BYTES {
@@ -33,17 +53,59 @@ where
         }
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(body.as_mut(), limit).collect())
-        .await
-        .map_err(|_| GatewayError::BodyTimeout { after: timeout })?;
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    // A declared length is reserved before a byte is read; `declared <= limit` here.
+    if let Some(declared) = declared
+        && let Err(e) = reservation.grow(usize::try_from(declared).unwrap_or(usize::MAX), limits.budget.bytes())
+    {
+        // Read past, within the drain's bounds, so the client reads the 503 (see DRAIN_MAX_BYTES).
+        if declared <= DRAIN_MAX_BYTES {
             drain(body.as_mut()).await;
-            Err(GatewayError::BodyTooLarge { limit })
         }
-        Err(e) => Err(GatewayError::BodyRead(e.to_string())),
+        return Err(exhausted(e));
     }
+    let read = async {
+        let mut frames: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+                GatewayError::BodyRead(e.to_string())
+            })?;
+            let Ok(data) = frame.into_data() else { continue };
+            total += data.len();
+            if total > limit {
+                return Err(GatewayError::BodyTooLarge { limit });
+            }
+            // A body without a declared length (or longer than declared) is reserved as it
+            // arrives, before it is kept.
+            if total > reservation.bytes() {
+                reservation.grow(total - reservation.bytes(), limits.budget.bytes()).map_err(exhausted)?;
+            }
+            frames.push(data);
+        }
+        Ok(frames_to_bytes(frames, total))
+    };
+    match tokio::time::timeout(limits.timeout, read).await {
+        Err(_) => Err(GatewayError::BodyTimeout { after: limits.timeout }),
+        Ok(Ok(bytes)) => Ok((bytes, reservation)),
+        Ok(Err(e @ (GatewayError::BodyTooLarge { .. } | GatewayError::BodyBudgetExhausted { .. }))) => {
+            drain(body.as_mut()).await;
+            Err(e)
+        }
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// One frame is the body as it is (no copy); several are joined once.
+fn frames_to_bytes(frames: Vec<Bytes>, total: usize) -> Bytes {
+    if frames.len() == 1 {
+        return frames.into_iter().next().unwrap_or_default();
+    }
+    let mut joined = BytesMut::with_capacity(total);
+    for frame in frames {
+        joined.extend_from_slice(&frame);
+    }
+    joined.freeze()
 }
 
 /// Reads and discards the rest of a refused body, within [`DRAIN_MAX_BYTES`] and [`DRAIN_TIME`].
