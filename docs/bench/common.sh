@@ -25,3 +25,12 @@ bench_config() {
   printf '[[pools]]\nname = "bench"\nmodels = ["bench-model"]\nendpoints = ["http://127.0.0.1:%s"]\n' "$3"
   printf '[[tenants]]\nname = "bench"\napi_keys = ["sk-bench-0123456789"]\n'
 }
+
+# Starts `sluice serve` with config file $1 and data directory $2 in the background, its pid in
+# $gw_pid and its log in $1.log, and waits until its admin port $3 answers /readyz.
+serve_and_wait() {
+  "$bin/sluice" serve --config "$1" --data-dir "$2" >"$1.log" 2>&1 &
+  gw_pid=$!
+  for _ in $(seq 120); do curl -sf -o /dev/null "http://127.0.0.1:$3/readyz" && break; sleep 0.5; done
+  curl -sf -o /dev/null "http://127.0.0.1:$3/readyz" || { cat "$1.log" >&2; exit 1; }
+}

@@ -24,10 +24,7 @@ source docs/bench/common.sh
 sim=$(port) data=$(port) admin=$(port)
 start_sim "$sim"
 bench_config "$data" "$admin" "$sim" >"$work/gw.toml"
-"$bin/sluice" serve --config "$work/gw.toml" --data-dir "$work/data" >"$work/gw.log" 2>&1 &
-gw_pid=$!
-for _ in $(seq 120); do curl -sf -o /dev/null "http://127.0.0.1:$admin/readyz" && break; sleep 0.5; done
-curl -sf -o /dev/null "http://127.0.0.1:$admin/readyz" || { cat "$work/gw.log" >&2; exit 1; }
+serve_and_wait "$work/gw.toml" "$work/data" "$admin"
 
 python3 - "$data" "$gw_pid" "$body_mib" "$concurrency" "$rounds" <<'PY'
 import http.client, json, sys, threading, time
