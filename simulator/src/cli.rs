@@ -111,6 +111,7 @@ impl ServeArgs {
                 stall_first_token: Duration::from_millis(self.stall_first_token_ms),
                 drop_after_tokens: self.drop_after_tokens,
                 slow_token: Duration::from_millis(self.slow_token_ms),
+                ..Faults::default()
             },
             max_model_len: self.max_model_len,
             embedding_dim: self.embedding_dim,

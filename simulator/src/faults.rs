@@ -19,6 +19,12 @@ pub struct Faults {
     pub drop_after_tokens: Option<u32>,
     /// Extra delay between consecutive output tokens.
     pub slow_token: Duration,
+    /// Answer a whole (non-streamed) chat or completion request `200` with bytes that are not
+    /// JSON, the way a worker behind a broken proxy or mid-crash might.
+    pub garbage_body: bool,
+    /// In a stream, after this many output tokens send an event whose data is not JSON, then
+    /// end the stream. `Some(0)` makes the very first event garbage.
+    pub garbage_after_tokens: Option<u32>,
 }
 
 impl Faults {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 use sluice_metrics::Api;
-use sluice_proxy::stages::{authenticate, parse, prepare};
+use sluice_proxy::stages::{authenticate, forward, parse, prepare};
 use sluice_proxy::tenants::{Directory, KeyHash, Tenant, TenantSnapshot};
 
 fn directory(tenants: usize) -> Directory {
@@ -42,6 +42,23 @@ fn stages(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+
+    // Every whole answer is checked to be JSON before it is relayed; a typical chat answer of
+    // 128 tokens (~700 B of text) and a long one of 4096 tokens.
+    for (label, words) in [("validate answer (128 tokens)", 128), ("validate answer (4096 tokens)", 4096)] {
+        let answer = chat_answer(words);
+        c.bench_function(label, |b| b.iter(|| forward::is_json(std::hint::black_box(&answer))));
+    }
+}
+
+/// A chat completion answer the way vLLM writes it, with `words` words of content.
+fn chat_answer(words: usize) -> Vec<u8> {
+    let content = vec!["river"; words].join(" ");
+    format!(
+        r#"{{"id":"chatcmpl-0123456789abcdef","object":"chat.completion","created":1765000000,"model":"llama-3-8b","choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}"}},"finish_reason":"length"}}],"usage":{{"prompt_tokens":24,"completion_tokens":{words},"total_tokens":{}}}}}"#,
+        words + 24
+    )
+    .into_bytes()
 }
 
 criterion_group!(benches, stages);

@@ -22,6 +22,13 @@
 //! billed on the gateway's own figures: the prompt estimate and the token events relayed
 //! ([`Exchange::finish`]).
 //!
+//! A worker whose events carry data that is neither JSON nor `[DONE]`, or whose stream ends
+//! without a single event with data (bytes that are not SSE at all), broke the stream: the
+//! relay ends it with an SSE error event (`upstream_error`) instead of passing the bytes on, and
+//! the worker is blamed like for a broken connection. Each event's data is only checked to start
+//! with `{` ([`plausible_data`]): a full parse per chunk would cost more than the rest of the
+//! relay. A bad first event never gets here: `stages/forward.rs` retries it elsewhere.
+//!
 //! When the request's plugin chain has on-response-chunk hooks, each event with data is offered
 //! to them after it was measured (so usage and timing are the worker's) and before it is sent.
 
@@ -95,6 +102,8 @@ pub struct Relay {
     watch: Option<Arc<ClientWatch>>,
     /// Tells the relay when shutdown's grace period is over, when the listener installed it.
     cut: Option<StreamCut>,
+    /// Whether an event with data has arrived: a stream without one was not an event stream.
+    saw_data: bool,
 }
 
 enum Verdict {
@@ -135,6 +144,7 @@ impl Relay {
             capture,
             watch: ClientWatch::current(),
             cut: StreamCuts::register(),
+            saw_data: false,
         };
         let mut out = Gather::default();
         let processed = relay.process(&first, started, &mut out);
@@ -168,7 +178,7 @@ impl Relay {
 
     /// Measures one event, runs the chunk hooks on it, and adds what is left of it to `out`.
     fn relay_event(&mut self, event: SseEvent, now: Instant, out: &mut Gather) -> Result<(), GatewayError> {
-        let verdict = self.inspect(&event, now);
+        let verdict = self.inspect(&event, now)?;
         let verdict = self.chunk_hooks(&event, verdict)?;
         // The cache keeps what the client saw (after the chunk hooks), the usage aside.
         if let Some((capture, _)) = &mut self.capture {
@@ -209,11 +219,19 @@ impl Relay {
         }
     }
 
-    fn inspect(&mut self, event: &SseEvent, now: Instant) -> Verdict {
-        let Some(data) = &event.data else { return Verdict::Forward };
+    fn inspect(&mut self, event: &SseEvent, now: Instant) -> Result<Verdict, GatewayError> {
+        let Some(data) = &event.data else { return Ok(Verdict::Forward) };
+        self.saw_data = true;
         if event.is_done() {
-            return Verdict::Forward;
+            return Ok(Verdict::Forward);
         }
+        if !plausible_data(data) {
+            return Err(self.invalid_output("an event's data is not JSON"));
+        }
+        Ok(self.measure(data, now))
+    }
+
+    fn measure(&mut self, data: &[u8], now: Instant) -> Verdict {
         // Parsing every chunk would cost more than everything else the relay does. Once the
         // first token has been seen, only chunks that mention usage or an error need a look;
         // the rest are counted as token chunks (the fallback count when usage never comes).
@@ -240,6 +258,14 @@ impl Relay {
         match strip_usage(data) {
             Some(json) => Verdict::Replace(Bytes::from(json)),
             None => Verdict::Forward,
+        }
+    }
+
+    fn invalid_output(&self, what: &str) -> GatewayError {
+        GatewayError::Upstream {
+            model: self.model(),
+            attempts: 1,
+            reason: format!("invalid stream from the worker: {what}"),
         }
     }
 
@@ -319,6 +345,12 @@ fn data_event(data: &[u8]) -> Bytes {
     buf.extend_from_slice(data);
     buf.extend_from_slice(b"\n\n");
     buf.freeze()
+}
+
+/// Whether an event's data (not `[DONE]`) can be an OpenAI chunk: it starts with `{` after
+/// whitespace. Only the first byte or so is looked at, so every event can afford it.
+pub fn plausible_data(data: &[u8]) -> bool {
+    data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn mentions_usage_or_error(data: &[u8]) -> bool {
@@ -428,7 +460,17 @@ impl Relay {
                 }
                 Poll::Ready(None) => {
                     let started = received.unwrap_or_else(Instant::now);
-                    let last = this.parser.finish().map_or(Ok(()), |event| this.relay_event(event, started, &mut out));
+                    let last = this
+                        .parser
+                        .finish()
+                        .map_or(Ok(()), |event| this.relay_event(event, started, &mut out))
+                        .and_then(|()| {
+                            if this.saw_data {
+                                Ok(())
+                            } else {
+                                Err(this.invalid_output("it ended without any event with data"))
+                            }
+                        });
                     this.add_overhead(started.elapsed());
                     match last {
                         Ok(()) => this.finish(Some(Outcome::Ok)),
@@ -480,5 +522,20 @@ impl Drop for Relay {
             // `upstream` right after this cancels the upstream request.
             self.finish(Some(Outcome::Cancelled));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plausible_data;
+
+    #[test]
+    fn event_data_must_open_a_json_object() {
+        assert!(plausible_data(br#"{"choices":[]}"#));
+        assert!(plausible_data(b" \t{}"));
+        assert!(!plausible_data(b"<html>"));
+        assert!(!plausible_data(b"[1]"));
+        assert!(!plausible_data(b""));
+        assert!(!plausible_data(&[0xff]));
     }
 }

@@ -11,7 +11,7 @@ use sluice_openai::response::{
 };
 
 use super::generate::{Collected, collect};
-use super::http::{ApiError, Body, dropped_response, json_response, read_json};
+use super::http::{ApiError, Body, dropped_response, garbage_response, json_response, read_json};
 use super::stream::{ChunkFormat, SseOptions, sse_response, to_json};
 use super::{App, ResponseMeta};
 use crate::sampling::FinishReason;
@@ -27,6 +27,9 @@ pub(crate) async fn chat_handler(app: Arc<App>, body: Incoming) -> Result<Respon
     let source = app.start(plan)?;
     if req.is_stream() {
         return Ok(sse_response(source, ChatFormat(meta), app.tokenizer, options));
+    }
+    if faults.garbage_body {
+        return Ok(garbage_response());
     }
     match collect(source, faults.drop_after_tokens).await {
         Collected::Done(tokens, finish) => Ok(json_response(&ChatCompletionResponse {

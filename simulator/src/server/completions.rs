@@ -8,7 +8,7 @@ use sluice_openai::response::{CompletionChoice, CompletionResponse};
 use sluice_openai::{CompletionRequest, Prompt, Usage};
 
 use super::generate::{Collected, collect};
-use super::http::{ApiError, Body, dropped_response, json_response, read_json};
+use super::http::{ApiError, Body, dropped_response, garbage_response, json_response, read_json};
 use super::stream::{ChunkFormat, SseOptions, sse_response, to_json};
 use super::{App, ResponseMeta};
 use crate::sampling::FinishReason;
@@ -32,6 +32,9 @@ pub(crate) async fn completions_handler(app: Arc<App>, body: Incoming) -> Result
     let source = app.start(plan)?;
     if req.is_stream() {
         return Ok(sse_response(source, CompletionFormat(meta), app.tokenizer, options));
+    }
+    if faults.garbage_body {
+        return Ok(garbage_response());
     }
     match collect(source, faults.drop_after_tokens).await {
         Collected::Done(tokens, finish) => Ok(json_response(&CompletionResponse {

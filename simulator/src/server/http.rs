@@ -108,6 +108,14 @@ pub(crate) fn bytes_response(
     resp
 }
 
+/// What `Faults::garbage_body` answers: a proxy's error page, not JSON.
+pub(crate) const GARBAGE: &[u8] = b"<html><body>502 Bad Gateway \xff\xfe</body></html>";
+
+/// A `200` whose body is not JSON (fault injection).
+pub(crate) fn garbage_response() -> Response<Body> {
+    bytes_response(StatusCode::OK, "application/json", Bytes::from_static(GARBAGE))
+}
+
 pub(crate) fn json_response<T: Serialize>(value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(bytes) => bytes_response(StatusCode::OK, "application/json", bytes),

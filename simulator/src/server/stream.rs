@@ -39,6 +39,7 @@ struct SseState<F> {
     finish_reason: FinishReason,
     include_usage: bool,
     drop_after: Option<u32>,
+    garbage_after: Option<u32>,
     sent: u32,
     phase: Phase,
 }
@@ -54,6 +55,13 @@ impl<F: ChunkFormat> SseState<F> {
             // it flush the tokens already sent, so the client sees exactly `n` of them.
             tokio::task::yield_now().await;
             return Some(Err(BodyError::InjectedDrop(self.sent)));
+        }
+        if !matches!(self.phase, Phase::End)
+            && let Some(n) = self.garbage_after
+            && self.sent >= n
+        {
+            self.phase = Phase::End;
+            return Some(Ok(Frame::data(Bytes::from_static(GARBAGE_EVENT))));
         }
         loop {
             match std::mem::replace(&mut self.phase, Phase::End) {
@@ -84,6 +92,9 @@ impl<F: ChunkFormat> SseState<F> {
     }
 }
 
+/// What `Faults::garbage_after_tokens` sends: an SSE event whose data is not JSON.
+const GARBAGE_EVENT: &[u8] = b"data: <html>upstream connect error \xff</html>\n\n";
+
 fn event(json: &[u8]) -> Frame<Bytes> {
     let mut buf = Vec::with_capacity(json.len() + 8);
     buf.extend_from_slice(b"data: ");
@@ -97,6 +108,7 @@ pub(crate) struct SseOptions {
     pub finish_reason: FinishReason,
     pub include_usage: bool,
     pub drop_after: Option<u32>,
+    pub garbage_after: Option<u32>,
 }
 
 impl SseOptions {
@@ -107,6 +119,7 @@ impl SseOptions {
             finish_reason: plan.finish_reason,
             include_usage,
             drop_after: plan.faults.drop_after_tokens,
+            garbage_after: plan.faults.garbage_after_tokens,
         }
     }
 }
@@ -126,6 +139,7 @@ pub(crate) fn sse_response<F: ChunkFormat>(
         finish_reason: options.finish_reason,
         include_usage: options.include_usage,
         drop_after: options.drop_after,
+        garbage_after: options.garbage_after,
         sent: 0,
         phase: Phase::Tokens,
     };

@@ -9,6 +9,13 @@
 //! descriptors, memory: [`SendError::Local`]), which answers 503 at once: every worker would
 //! fail the same way.
 //!
+//! A worker's `2xx` must be what it claims: a whole answer that is not a JSON document (garbage,
+//! a truncated body, a proxy's HTML page) or a stream whose first event carries data that is
+//! neither JSON nor `[DONE]` is the worker's failure like a 5xx — blamed, retried elsewhere, and
+//! a `502 upstream_error` when no worker does better — never relayed as a `200`. Nothing has
+//! reached the client yet, so nothing is lost by refusing it. Later events are checked by the
+//! relay (`relay.rs`).
+//!
 //! In a pool whose endpoints have in-flight limits, the request is first admitted by the pool's
 //! fair queue (`upstream/fair_queue.rs`), waiting there while every usable endpoint is at its
 //! limit, and every attempt then takes a slot on an endpoint below its limit. The admission is
@@ -24,6 +31,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use sluice_metrics::{Api, Metrics};
+use sluice_openai::sse::{SseEvent, SseParser};
 use sluice_plugin_host::types::RouteRequest;
 use sluice_plugin_host::{Chain, Hook};
 use sluice_store_model::Priority;
@@ -31,6 +39,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::exchange::{Exchange, X_REQUEST_ID};
+use crate::relay::{MAX_EVENT_BYTES, plausible_data};
 use crate::stages::prepare::UpstreamBody;
 use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool, QueueRejection, SendError, WorkerBody};
 
@@ -263,6 +272,9 @@ async fn attempt_once(
     let mut incoming = response.into_body();
     if !status.is_success() || !ex.stream {
         let body = collect(&mut incoming, config.idle_timeout, total_deadline, body.answer_limit).await?;
+        if status.is_success() && !is_json(&body) {
+            return Err(Failure::new(FailureKind::Stream, "the answer is not a JSON document").into());
+        }
         return Ok(UpstreamReply::Full { status, content_type, body });
     }
     loop {
@@ -276,9 +288,38 @@ async fn attempt_once(
                 if let Ok(data) = frame.into_data()
                     && !data.is_empty()
                 {
+                    if !first_event_plausible(&data) {
+                        return Err(
+                            Failure::new(FailureKind::Stream, "the stream's first event carries no JSON").into()
+                        );
+                    }
                     return Ok(UpstreamReply::Stream { content_type, incoming, first: data });
                 }
             }
+        }
+    }
+}
+
+/// Whether a whole `2xx` answer is one JSON document. Every answer passes here, so nothing is
+/// built: `IgnoredAny` only walks the bytes (see the `validate answer` bench).
+pub fn is_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
+/// Whether the first frame of a stream can start a valid event stream: its first complete event
+/// carries JSON data or `[DONE]` (checked by `relay::plausible_data`), or the frame holds no
+/// complete event yet (the relay judges the rest). An event without data (a comment, a
+/// keep-alive) is skipped.
+fn first_event_plausible(first: &[u8]) -> bool {
+    let mut parser = SseParser::new(MAX_EVENT_BYTES);
+    parser.push(first);
+    loop {
+        match parser.next_event() {
+            Ok(Some(event)) if event.is_done() => return true,
+            Ok(Some(SseEvent { data: Some(data), .. })) => return plausible_data(&data),
+            Ok(Some(_)) => {}
+            Ok(None) => return true,
+            Err(_) => return false,
         }
     }
 }
@@ -369,7 +410,7 @@ mod tests {
     use tokio::sync::oneshot;
     use tokio::time::Instant;
 
-    use super::within;
+    use super::{first_event_plausible, is_json, within};
     use crate::error::TimeoutPhase;
 
     #[tokio::test]
@@ -396,5 +437,27 @@ mod tests {
         let deadline = || (Instant::now() + Duration::from_secs(60), TimeoutPhase::Idle);
         assert_eq!(within(deadline, rx).await.map(Result::ok), Ok(Some(3)));
         assert!(matches!(send.await, Ok(Ok(()))));
+    }
+
+    #[test]
+    fn only_a_whole_json_document_is_an_answer() {
+        assert!(is_json(br#"{"choices":[{"message":{"content":"hi"}}]}"#));
+        assert!(is_json(b" {} \n"));
+        assert!(!is_json(b"<html>502 Bad Gateway</html>"));
+        assert!(!is_json(br#"{"choices":[{"message":{"#));
+        assert!(!is_json(b"{} trailing"));
+        assert!(!is_json(b""));
+        assert!(!is_json(&[0xff, 0xfe, 0x00]));
+    }
+
+    #[test]
+    fn a_first_frame_is_judged_by_its_first_event_with_data() {
+        assert!(first_event_plausible(b"data: {\"choices\":[]}\n\n"));
+        assert!(first_event_plausible(b": keep-alive\n\ndata: {}\n\n"));
+        assert!(first_event_plausible(b"data: [DONE]\n\n"));
+        // Not a complete event yet: the relay judges the rest.
+        assert!(first_event_plausible(b"data: {\"choi"));
+        assert!(!first_event_plausible(b"data: <html>\n\n"));
+        assert!(!first_event_plausible(b": keep-alive\n\ndata: oops\n\n"));
     }
 }
