@@ -264,6 +264,13 @@ impl Metrics {
         m.registry.register(Box::new(m.token_usage.clone()))?;
         m.registry.register(Box::new(m.tokens.clone()))?;
         m.registry.register(Box::new(m.usage_estimated.clone()))?;
+        // The outcomes a worker's work can end in, at 0 from the start: estimates are rare, and
+        // a family with no series is missing from /metrics (and from dashboards' queries).
+        for outcome in
+            [Outcome::Ok, Outcome::UpstreamError, Outcome::UpstreamTimeout, Outcome::Unavailable, Outcome::Cancelled]
+        {
+            m.usage_estimated.with_label_values(&[outcome.label()]);
+        }
         m.registry.register(Box::new(m.in_flight.clone()))?;
         m.registry.register(Box::new(m.endpoint_in_flight.clone()))?;
         m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
@@ -491,7 +498,7 @@ mod tests {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         assert!(!text.contains(r#"type="cached""#), "no sample, no series:\n{text}");
-        assert!(!text.contains(r#"sluice_usage_estimated_requests_total{outcome="ok"}"#), "measured usage:\n{text}");
+        assert!(text.contains(r#"sluice_usage_estimated_requests_total{outcome="ok"} 0"#), "measured usage:\n{text}");
         assert!(!text.contains("time_to_first_token_seconds_count"), "no sample, no series:\n{text}");
     }
 }
