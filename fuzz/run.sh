@@ -32,15 +32,23 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 cp ../Cargo.lock Cargo.lock
 cargo build --release --target "$triple" --bins
 
+# With FUZZ_RUNS set, each target runs that many inputs from a fixed seed instead of for
+# SECONDS: the same commit explores the same inputs on every run (what CI does, so that its
+# result does not depend on the machine's speed).
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  budget=(-runs="$FUZZ_RUNS" -seed=1)
+else
+  budget=(-max_total_time="$seconds")
+fi
 mkdir -p artifacts
 status=0
 for target in "${targets[@]}"; do
   corpus="corpus/$target"
   scratch=$(mktemp -d)
   mkdir -p "$corpus" "artifacts/$target"
-  echo "== fuzz $target for ${seconds}s ($(find "$corpus" -type f | wc -l) corpus inputs)"
+  echo "== fuzz $target (${budget[*]}, $(find "$corpus" -type f | wc -l) corpus inputs)"
   if ! "$CARGO_TARGET_DIR/$triple/release/$target" "$scratch" "$corpus" \
-      -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+      "${budget[@]}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="artifacts/$target/" -print_final_stats=1 2>"$scratch.log"; then
     status=1
     tail -40 "$scratch.log"

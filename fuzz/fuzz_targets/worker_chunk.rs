@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let fast = body_usage(data);
-    if let Ok(full) = serde_json::from_slice::<UsageProbe>(data) {
+    // Answers are JSON objects. (serde also reads a struct from an array, by position: `[[0]]`
+    // fully parsed has a usage of zeros; the shortcut, finding no "usage" key, has none.)
+    let object = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if object && let Ok(full) = serde_json::from_slice::<UsageProbe>(data) {
         assert_eq!(fast, full.usage, "the shortcut differs from the full parse");
     }
 });

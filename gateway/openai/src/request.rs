@@ -195,6 +195,17 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_unknown_fields_are_forwarded_exactly() {
+        // Found by fuzz/request_body: without serde_json's exact float parsing, a number too large
+        // for an integer came back one unit in the last place off when a streamed request was
+        // re-serialised to ask for usage.
+        let body = r#"{"model":"m","messages":[],"x":[15555555555555555555555,0.1,1e-7]}"#;
+        let req: ChatCompletionRequest = serde_json::from_str(body).unwrap();
+        let again: ChatCompletionRequest = serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+        assert_eq!(req, again);
+    }
+
+    #[test]
     fn force_include_usage_keeps_other_options() {
         let mut req: ChatCompletionRequest = serde_json::from_value(json!({
             "model": "m", "messages": [],
