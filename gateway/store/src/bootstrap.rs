@@ -79,7 +79,21 @@ impl Run<'_> {
         for pool in &config.pools {
             self.pool(pool).await?;
         }
-        self.remove_undeclared(config).await?;
+        if config.tenants.is_empty() && config.pools.is_empty() {
+            // A file that declares nothing is far more often a replica started without its
+            // file (or with the wrong one) than an operator removing every tenant and pool:
+            // removing what the file owned would revoke every key it gave out.
+            if !(self.owned.tenants.is_empty() && self.owned.pools.is_empty()) {
+                tracing::warn!(
+                    tenants = self.owned.tenants.len(),
+                    pools = self.owned.pools.len(),
+                    "the config file declares no tenants and no pools; what an earlier file declared is kept \
+                     (declare at least one tenant or pool for the file's removals to apply)"
+                );
+            }
+        } else {
+            self.remove_undeclared(config).await?;
+        }
         Ok(self.out)
     }
 

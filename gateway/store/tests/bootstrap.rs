@@ -158,6 +158,9 @@ name = "beta"
 api_keys = ["sk-beta-0123456789"]
 "#;
 
+/// A file that names only a tenant of its own (a file that names nothing removes nothing).
+const ANOTHER: &str = "[[tenants]]\nname = \"delta\"\napi_keys = [\"sk-delta-0123456789\"]\n";
+
 fn config(text: &str) -> Config {
     Config::from_toml(text, &[], &|_| None).unwrap()
 }
@@ -211,13 +214,26 @@ async fn the_file_removes_what_it_dropped_and_nothing_the_admin_api_made() {
     assert_eq!(names, ["w1", "w9"]);
     assert_eq!(import(&*store, &config(&smaller)).await.unwrap(), Reconciled::default(), "nothing left to do");
 
-    // A file with nothing in it owns nothing: everything it made goes, the admin API's stays.
-    let done = import(&*store, &config("")).await.unwrap();
-    assert_eq!(kinds(&done), ["pool-", "tenant-"]);
+    // A file that declares only another tenant: everything the earlier file made goes, the
+    // admin API's stays.
+    let done = import(&*store, &config(ANOTHER)).await.unwrap();
+    assert!(kinds(&done).ends_with(&["pool-", "tenant-"]), "{:?}", kinds(&done));
     let snapshot = store.snapshot().await.unwrap();
     let tenants: Vec<&str> = snapshot.tenants.iter().map(|t| t.tenant.name.as_str()).collect();
-    assert_eq!(tenants, ["gamma"]);
+    assert!(tenants.contains(&"gamma") && tenants.contains(&"delta") && tenants.len() == 2, "{tenants:?}");
     assert!(snapshot.pools.is_empty(), "the pool went with the file, and the admin API's endpoint in it");
+}
+
+#[tokio::test]
+async fn a_file_that_declares_nothing_removes_nothing() {
+    // A replica started without its file must not revoke every key the file gave out.
+    let (store, _dir) = sqlite().await;
+    import(&*store, &config(OWNED)).await.unwrap();
+    let done = import(&*store, &config("")).await.unwrap();
+    assert!(done.changes.is_empty(), "{:?}", kinds(&done));
+    let acme = store.get_tenant("acme").await.unwrap();
+    assert!(acme.keys.iter().all(|k| k.revoked_at.is_none()));
+    assert!(store.get_tenant("beta").await.is_ok());
 }
 
 #[tokio::test]
@@ -242,7 +258,7 @@ async fn a_revoked_key_stays_revoked_and_what_the_file_names_is_adopted() {
     assert!(acme.keys.iter().all(|k| k.id != key.id), "the revoked key does not serve");
 
     // Now the file owns `acme`: dropping it from the file deletes it.
-    let done = import(&*store, &config("")).await.unwrap();
+    let done = import(&*store, &config(ANOTHER)).await.unwrap();
     assert!(done.changes.contains(&Change::TenantRemoved { tenant: "acme".into() }), "{:?}", done.changes);
 }
 
