@@ -168,6 +168,13 @@ timeseries("Streams cut for unread data/s",
            description="Streamed responses whose client left them unread longer than [server] write_timeout; "
                        "the worker request was cancelled and its slot released.")
 y += 8
+timeseries("Unparseable requests/s",
+           [(f"sum by (listener, status) (rate(sluice_http_protocol_errors_total[{RATE}]))",
+             "{{listener}} {{status}}")],
+           0, y, w=8, unit="short",
+           description="Requests that could not be parsed as HTTP/1.1 (431 header section too large, 414 URI "
+                       "too long, 400 malformed or conflicting framing), answered before any handler ran.")
+y += 8
 
 # --- Admission: rate limits and saturated pools ----------------------------------------------
 row("Admission (rate limits, saturated pools)", y)

@@ -59,6 +59,7 @@ pub struct Metrics {
     queue_rejections: IntCounterVec,
     connections_open: IntGaugeVec,
     connections_refused: IntCounterVec,
+    protocol_errors: IntCounterVec,
     client_write_timeouts: IntCounter,
     /// Handles of each tenant and model's series, resolved once: a label lookup hashes every
     /// label value, and a request touches up to nine series.
@@ -106,6 +107,7 @@ impl EndpointMetrics {
 pub struct ConnectionMetrics {
     pub open: IntGauge,
     refused: IntCounterVec,
+    protocol_errors: IntCounterVec,
     listener: &'static str,
 }
 
@@ -115,7 +117,16 @@ impl ConnectionMetrics {
     pub fn refuse(&self, reason: &'static str) {
         self.refused.with_label_values(&[self.listener, reason]).inc();
     }
+
+    /// Counts a request answered before any handler ran because it could not be parsed as
+    /// HTTP/1.1; `status` is 400, 414 or 431.
+    pub fn protocol_error(&self, status: u16) {
+        self.protocol_errors.with_label_values(&[self.listener, status.to_string().as_str()]).inc();
+    }
 }
+
+/// The statuses hyper answers unparseable requests with, as label values.
+const PROTOCOL_ERROR_STATUSES: [u16; 3] = [400, 414, 431];
 
 /// Handles for one pool's admission queue.
 #[derive(Clone)]
@@ -249,6 +260,15 @@ impl Metrics {
                 ),
                 &["listener", "reason"],
             )?,
+            protocol_errors: IntCounterVec::new(
+                Opts::new(
+                    "sluice_http_protocol_errors_total",
+                    "Requests that could not be parsed as HTTP/1.1 (a head too large, a malformed request \
+                     line or header, conflicting framing), answered before any handler ran, by listener \
+                     and status (400, 414, 431).",
+                ),
+                &["listener", "status"],
+            )?,
             client_write_timeouts: IntCounter::new(
                 "sluice_client_write_timeouts_total",
                 "Streamed responses cut because their client left them unread for server.write_timeout.",
@@ -282,6 +302,7 @@ impl Metrics {
         m.registry.register(Box::new(m.queue_rejections.clone()))?;
         m.registry.register(Box::new(m.connections_open.clone()))?;
         m.registry.register(Box::new(m.connections_refused.clone()))?;
+        m.registry.register(Box::new(m.protocol_errors.clone()))?;
         m.registry.register(Box::new(m.client_write_timeouts.clone()))?;
         Ok(m)
     }
@@ -320,9 +341,13 @@ impl Metrics {
         for reason in ["max_connections", "max_connections_per_ip"] {
             self.connections_refused.with_label_values(&[listener, reason]);
         }
+        for status in PROTOCOL_ERROR_STATUSES {
+            self.protocol_errors.with_label_values(&[listener, status.to_string().as_str()]);
+        }
         ConnectionMetrics {
             open: self.connections_open.with_label_values(&[listener]),
             refused: self.connections_refused.clone(),
+            protocol_errors: self.protocol_errors.clone(),
             listener,
         }
     }

@@ -59,6 +59,11 @@ impl ConnectionBudget {
         })
     }
 
+    /// The listener's connection metrics.
+    pub fn metrics(&self) -> &ConnectionMetrics {
+        &self.metrics
+    }
+
     /// A place for one more connection from `ip`, held until the permit drops.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
         let refused = |reason: Refusal| {

@@ -16,6 +16,7 @@ mod health;
 mod listener;
 mod live;
 mod plugin_sync;
+mod protocol_errors;
 pub mod reload;
 mod reload_plugins;
 mod store;

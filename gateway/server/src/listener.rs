@@ -4,9 +4,10 @@
 //! Each accepted connection is first admitted by the listener's [`ConnectionBudget`] (refused
 //! ones are closed before anything else is spent on them), then must deliver a request within
 //! the header read timeout (TLS handshake and protocol detection included), and is closed once
-//! it has gone `idle_timeout` without a request in progress. Each HTTP/1.1 connection and each
-//! HTTP/2 stream runs inside `sluice_proxy::client_watch::Watched`, which drops it when its
-//! client leaves a streamed response unread past `write_timeout`.
+//! it has gone `idle_timeout` without a request in progress. Its writes pass through
+//! [`ErrorBodies`], so a request hyper cannot parse gets an OpenAI error body. Each HTTP/1.1
+//! connection and each HTTP/2 stream runs inside `sluice_proxy::client_watch::Watched`, which
+//! drops it when its client leaves a streamed response unread past `write_timeout`.
 //!
 //! Shutdown stops accepting and lets open connections finish for the grace period. When it
 //! runs out, the listener cuts its open streams (`sluice_proxy::stream_cut`: each sends an SSE
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connections::{Activity, ConnectionBudget, Tracked};
+use crate::protocol_errors::{ErrorBodies, MAX_HEAD_BYTES, MAX_HEADER_FIELDS};
 
 /// How long the clients of streams cut at the end of the grace period get to read their error
 /// event before their connections are dropped.
@@ -111,7 +113,13 @@ fn builder(
     let mut builder = auto::Builder::new(executor);
     // Between requests on a kept-alive HTTP/1.1 connection hyper runs the same timer, so a
     // client cannot hold one open by starting a head and never finishing it.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .max_headers(MAX_HEADER_FIELDS)
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -170,15 +178,20 @@ pub async fn serve<H, F, B>(
             (Arc::clone(&builder), graceful.watcher(), handler.clone(), listener.tls.clone());
         let name = listener.name;
         let (metrics, cuts, abort) = (metrics.clone(), Arc::clone(&cuts), abort.clone());
+        let connection_metrics = listener.limits.budget.metrics().clone();
         tasks.spawn(async move {
             let _permit = permit;
             let activity = Activity::new();
             let serve = async {
                 match tls {
-                    None => connection(&builder, graceful, TokioIo::new(stream), handler, &activity, peer).await,
+                    None => {
+                        let io = TokioIo::new(ErrorBodies::new(stream, connection_metrics));
+                        connection(&builder, graceful, io, handler, &activity, peer).await;
+                    }
                     Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            connection(&builder, graceful, TokioIo::new(tls_stream), handler, &activity, peer).await;
+                            let io = TokioIo::new(ErrorBodies::new(tls_stream, connection_metrics));
+                            connection(&builder, graceful, io, handler, &activity, peer).await;
                         }
                         Ok(Err(e)) => tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(listener = name, %peer, "TLS handshake timed out"),
