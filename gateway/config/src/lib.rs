@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// Request-body bytes held at once, all requests together: past it, requests are refused
     /// with a 503 before their bodies are read (the gateway's memory budget for bodies).
     pub max_inflight_body_bytes: usize,
+    /// The most of that one tenant's requests may hold at once: past it, the tenant's requests
+    /// are refused with a 429 while other tenants' still fit.
+    pub max_inflight_body_bytes_per_tenant: usize,
     /// Longest time a client may take to send its request body.
     pub request_body_timeout: Duration,
     pub shutdown_grace: Duration,

@@ -43,6 +43,8 @@ pub struct RawServer {
     pub max_body_bytes: Option<usize>,
     /// Request-body bytes held at once, all requests together.
     pub max_inflight_body_bytes: Option<usize>,
+    /// The most of that one tenant's requests may hold at once.
+    pub max_inflight_body_bytes_per_tenant: Option<usize>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub request_body_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]

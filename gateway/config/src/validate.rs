@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Sixteen bodies of the largest size at once; a parsed body costs several times its size (see
 /// docs/reliability.md), so this keeps bodies to a few GiB at worst.
 pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// By default one tenant may hold a quarter of the body budget (at least one body of the
+/// largest size): a flood from one tenant leaves three quarters to the others.
+const DEFAULT_TENANT_BODY_SHARE_DIVISOR: usize = 4;
 
 /// A store rule's refusal, placed under `prefix` (`tenants[0].limits` + `.requests_per_minute`).
 fn store_error(prefix: &str, error: sluice_store_model::StoreError) -> ConfigError {
@@ -54,6 +57,19 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             format!("must be at least server.max_body_bytes ({max_body_bytes}): a body of the largest size must fit"),
         ));
     }
+    let max_inflight_body_bytes_per_tenant = raw
+        .server
+        .max_inflight_body_bytes_per_tenant
+        .unwrap_or((max_inflight_body_bytes / DEFAULT_TENANT_BODY_SHARE_DIVISOR).max(max_body_bytes));
+    if !(max_body_bytes..=max_inflight_body_bytes).contains(&max_inflight_body_bytes_per_tenant) {
+        return Err(ConfigError::invalid(
+            "server.max_inflight_body_bytes_per_tenant",
+            format!(
+                "must be between server.max_body_bytes ({max_body_bytes}) and server.max_inflight_body_bytes \
+                 ({max_inflight_body_bytes})"
+            ),
+        ));
+    }
     if raw.server.request_body_timeout.is_some_and(|d| d.is_zero()) {
         return Err(ConfigError::invalid("server.request_body_timeout", "must be greater than 0"));
     }
@@ -67,6 +83,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         admin_listen,
         max_body_bytes,
         max_inflight_body_bytes,
+        max_inflight_body_bytes_per_tenant,
         request_body_timeout: raw.server.request_body_timeout.unwrap_or(Duration::from_secs(60)),
         shutdown_grace: raw.server.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         tls: raw.server.tls.map(|t| TlsConfig { cert: t.cert.into(), key: t.key.into() }),

@@ -368,3 +368,22 @@ fn the_body_budget_defaults_and_must_hold_a_body_of_the_largest_size() {
         .to_string();
     assert!(e.contains("server.max_inflight_body_bytes") && e.contains("max_body_bytes"), "{e}");
 }
+
+#[test]
+fn a_tenants_share_of_the_body_budget_defaults_to_a_quarter_and_holds_a_largest_body() {
+    let c = Config::from_toml("", &[], &no_env).unwrap();
+    assert_eq!(c.server.max_inflight_body_bytes_per_tenant, 64 * 1024 * 1024);
+    let c =
+        Config::from_toml("[server]\nmax_body_bytes = 2048\nmax_inflight_body_bytes = 4096\n", &[], &no_env).unwrap();
+    assert_eq!(c.server.max_inflight_body_bytes_per_tenant, 2048, "a quarter would not hold a largest body");
+    let toml =
+        "[server]\nmax_body_bytes = 1024\nmax_inflight_body_bytes = 8192\nmax_inflight_body_bytes_per_tenant = 3000\n";
+    assert_eq!(Config::from_toml(toml, &[], &no_env).unwrap().server.max_inflight_body_bytes_per_tenant, 3000);
+    for share in [512, 9000] {
+        let toml = format!(
+            "[server]\nmax_body_bytes = 1024\nmax_inflight_body_bytes = 8192\nmax_inflight_body_bytes_per_tenant = {share}\n"
+        );
+        let e = Config::from_toml(&toml, &[], &no_env).unwrap_err().to_string();
+        assert!(e.contains("server.max_inflight_body_bytes_per_tenant"), "{e}");
+    }
+}

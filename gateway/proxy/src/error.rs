@@ -79,6 +79,13 @@ pub enum GatewayError {
         "the gateway is holding as many request bodies as its memory budget allows ({budget_bytes} bytes); retry shortly"
     )]
     BodyBudgetExhausted { budget_bytes: usize },
+    /// This tenant's request bodies in flight already fill its share of the body budget
+    /// (`server.max_inflight_body_bytes_per_tenant`).
+    #[error(
+        "this tenant's requests in flight already hold its share of the gateway's memory for request bodies \
+         ({share_bytes} bytes); retry when some of them have finished"
+    )]
+    TenantBodyShareExhausted { share_bytes: usize },
     #[error("{message}")]
     PolicyDenied { plugin: String, status: u16, message: String },
     #[error("the policy plugin '{plugin}' failed ({kind}); the request was not processed")]
@@ -100,6 +107,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyRead(_) | GatewayError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::TenantBodyShareExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
@@ -139,6 +147,7 @@ impl GatewayError {
             GatewayError::LocalResources { .. } | GatewayError::BodyBudgetExhausted { .. } => {
                 ("server_error", "gateway_overloaded")
             }
+            GatewayError::TenantBodyShareExhausted { .. } => ("rate_limit_exceeded", "too_many_body_bytes_in_flight"),
             GatewayError::Upstream { .. } => ("server_error", "upstream_error"),
             GatewayError::UpstreamTimeout { .. } => ("server_error", "upstream_timeout"),
             GatewayError::UpstreamRefusedSize { .. } => ("invalid_request_error", "request_too_large"),
@@ -166,6 +175,7 @@ impl GatewayError {
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
             | GatewayError::BodyBudgetExhausted { .. }
+            | GatewayError::TenantBodyShareExhausted { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamRefusedSize { .. }
@@ -192,6 +202,7 @@ impl GatewayError {
             GatewayError::PolicyDenied { .. } if self.status().is_server_error() => Outcome::Unavailable,
             GatewayError::PolicyDenied { .. } if self.status() == StatusCode::TOO_MANY_REQUESTS => Outcome::RateLimited,
             GatewayError::PolicyDenied { .. } => Outcome::ClientError,
+            GatewayError::TenantBodyShareExhausted { .. } => Outcome::RateLimited,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
@@ -226,6 +237,7 @@ impl GatewayError {
             | GatewayError::PoolSaturated { .. }
             | GatewayError::LocalResources { .. }
             | GatewayError::BodyBudgetExhausted { .. }
+            | GatewayError::TenantBodyShareExhausted { .. }
             | GatewayError::PluginFailed { .. }
             | GatewayError::ShuttingDown => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -120,7 +120,10 @@ impl Gateway {
             metrics,
             sinks: Sinks::new(all),
             max_body_bytes: config.server.max_body_bytes,
-            body_budget: body_budget::BodyBudget::new(config.server.max_inflight_body_bytes),
+            body_budget: body_budget::BodyBudget::new(
+                config.server.max_inflight_body_bytes,
+                config.server.max_inflight_body_bytes_per_tenant,
+            ),
             body_timeout: config.server.request_body_timeout,
             month_usage: ArcSwap::from_pointee(HashMap::new()),
         })

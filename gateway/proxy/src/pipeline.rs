@@ -91,13 +91,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let route = classify::run(request.method(), request.uri().path())?;
-    ex.key = Some(authenticate::run(&gateway.directory, request.headers())?);
+    let key = authenticate::run(&gateway.directory, request.headers())?;
+    let tenant = Arc::clone(&key.tenant);
+    ex.key = Some(key);
     let api = match route {
-        Route::Models => {
-            let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant));
-            let tenant = tenant.ok_or_else(|| GatewayError::Internal("no tenant after authentication".into()))?;
-            return Ok(Step::Models(gateway.models_response(&ex.request_id, &tenant)));
-        }
+        Route::Models => return Ok(Step::Models(gateway.models_response(&ex.request_id, &tenant))),
         Route::Inference(api) => api,
     };
     ex.api = Some(api);
@@ -108,6 +106,7 @@ where
     let limits = read_body::BodyLimits {
         max_bytes: gateway.max_body_bytes,
         budget: &gateway.body_budget,
+        tenant: &tenant.name,
         timeout: gateway.body_timeout,
     };
     // Held until the request's body and what was made of it are dropped, at the end of `run`.

@@ -225,6 +225,10 @@ fn restart_required(old: &Config, new: &Config, has_store: bool, tls: &TlsSource
     check(o.admin_listen != n.admin_listen, "server.admin_listen");
     check(o.max_body_bytes != n.max_body_bytes, "server.max_body_bytes");
     check(o.max_inflight_body_bytes != n.max_inflight_body_bytes, "server.max_inflight_body_bytes");
+    check(
+        o.max_inflight_body_bytes_per_tenant != n.max_inflight_body_bytes_per_tenant,
+        "server.max_inflight_body_bytes_per_tenant",
+    );
     check(o.request_body_timeout != n.request_body_timeout, "server.request_body_timeout");
     check(o.shutdown_grace != n.shutdown_grace, "server.shutdown_grace");
     // Files can be re-read; turning TLS on or off changes the listener.

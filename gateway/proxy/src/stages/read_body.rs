@@ -1,8 +1,9 @@
 //! Reads the request body, refusing bodies over the configured limit before buffering them,
-//! bodies the gateway-wide body budget has no room for (see [`crate::body_budget`]), and
-//! clients that take longer than the body timeout to send it.
+//! bodies the tenant's share of the body budget or the budget itself has no room for (see
+//! [`crate::body_budget`]), and clients that take longer than the body timeout to send it.
 
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -11,7 +12,7 @@ use http::header::CONTENT_LENGTH;
 use http_body::Body;
 use http_body_util::BodyExt;
 
-use crate::body_budget::{BodyBudget, BodyReservation};
+use crate::body_budget::{BodyBudget, BodyReservation, Refusal};
 use crate::error::GatewayError;
 
 /// After refusing a body as too large, up to this much more of it is read and discarded, for at
@@ -22,13 +23,21 @@ use crate::error::GatewayError;
 const DRAIN_MAX_BYTES: u64 = 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-/// What a body may take: its own limit, the shared budget it is reserved against, and how
-/// long its client may take to send it.
+/// What a body may take: its own limit, the shared budget it is reserved against (under its
+/// tenant's share), and how long its client may take to send it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimits<'a> {
     pub max_bytes: usize,
     pub budget: &'a BodyBudget,
+    pub tenant: &'a Arc<str>,
     pub timeout: Duration,
+}
+
+fn refused(refusal: Refusal) -> GatewayError {
+    match refusal {
+        Refusal::TenantShare { share_bytes } => GatewayError::TenantBodyShareExhausted { share_bytes },
+        Refusal::Budget { budget_bytes } => GatewayError::BodyBudgetExhausted { budget_bytes },
+    }
 }
 
 /// The body, with the budget reservation that holds its bytes until the request ends.
@@ -43,9 +52,7 @@ where
 {
     let limit = limits.max_bytes;
     let mut body = pin!(body);
-    let mut reservation = limits.budget.reservation();
-    let exhausted =
-        |e: crate::body_budget::BudgetExhausted| GatewayError::BodyBudgetExhausted { budget_bytes: e.budget_bytes };
+    let mut reservation = limits.budget.reservation(limits.tenant);
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(declared) = declared.filter(|&n| n > limit as u64) {
         if declared <= DRAIN_MAX_BYTES {
@@ -55,13 +62,13 @@ where
     }
     // A declared length is reserved before a byte is read; `declared <= limit` here.
     if let Some(declared) = declared
-        && let Err(e) = reservation.grow(usize::try_from(declared).unwrap_or(usize::MAX), limits.budget.bytes())
+        && let Err(refusal) = reservation.grow(usize::try_from(declared).unwrap_or(usize::MAX))
     {
         // Read past, within the drain's bounds, so the client reads the 503 (see DRAIN_MAX_BYTES).
         if declared <= DRAIN_MAX_BYTES {
             drain(body.as_mut()).await;
         }
-        return Err(exhausted(e));
+        return Err(refused(refusal));
     }
     let read = async {
         let mut frames: Vec<Bytes> = Vec::new();
@@ -79,7 +86,7 @@ where
             // A body without a declared length (or longer than declared) is reserved as it
             // arrives, before it is kept.
             if total > reservation.bytes() {
-                reservation.grow(total - reservation.bytes(), limits.budget.bytes()).map_err(exhausted)?;
+                reservation.grow(total - reservation.bytes()).map_err(refused)?;
             }
             frames.push(data);
         }
@@ -88,7 +95,11 @@ where
     match tokio::time::timeout(limits.timeout, read).await {
         Err(_) => Err(GatewayError::BodyTimeout { after: limits.timeout }),
         Ok(Ok(bytes)) => Ok((bytes, reservation)),
-        Ok(Err(e @ (GatewayError::BodyTooLarge { .. } | GatewayError::BodyBudgetExhausted { .. }))) => {
+        Ok(Err(
+            e @ (GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyBudgetExhausted { .. }
+            | GatewayError::TenantBodyShareExhausted { .. }),
+        )) => {
             drain(body.as_mut()).await;
             Err(e)
         }
