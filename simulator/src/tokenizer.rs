@@ -7,6 +7,7 @@
 //! any text tokenizes the same way on every run. Decoding vocabulary ids and re-encoding the text
 //! gives back the same ids, which is what the simulator relies on for its own output.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -129,10 +130,12 @@ impl Tokenizer {
     }
 
     /// Renders chat messages with a ChatML-style template and tokenizes the result, ending with
-    /// the assistant header the model continues from.
-    pub fn encode_chat(&self, messages: &[ChatMessage]) -> Vec<u32> {
+    /// the assistant header the model continues from. Takes a request's `&Messages` (read one
+    /// at a time) or any list of messages.
+    pub fn encode_chat(&self, messages: impl IntoIterator<Item = impl Borrow<ChatMessage>>) -> Vec<u32> {
         let mut out = Vec::new();
         for m in messages {
+            let m = m.borrow();
             out.push(1); // <|im_start|>
             self.encode_into(&m.role, &mut out);
             if let Some(content) = &m.content {

@@ -1,11 +1,15 @@
 //! The OpenAI-compatible wire format as Sluice speaks it.
 //!
 //! Requests are parsed into typed structs that keep every field they do not name in an `extra`
-//! map, so a request passes through the gateway untouched apart from what the gateway means to
-//! change. Responses are typed for the simulator, which must produce them; the gateway itself
+//! map (and a chat's messages as their text), so a request passes through the gateway untouched
+//! apart from what the gateway means to change. Responses are typed for the simulator, which must produce them; the gateway itself
 //! only probes responses for usage and token events (see [`probe`]).
 
+#![forbid(unsafe_code)]
+
 pub mod error;
+mod from_body;
+pub mod messages;
 pub mod probe;
 pub mod request;
 mod request_parse;
@@ -13,6 +17,8 @@ pub mod response;
 pub mod sse;
 
 pub use error::{ErrorBody, ErrorDetail};
+pub use from_body::BodyError;
+pub use messages::Messages;
 pub use request::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, ContentPart, EmbeddingInput, EmbeddingRequest,
     MessageContent, Prompt, StreamOptions,

@@ -1,10 +1,16 @@
 //! Request bodies. Each struct names the fields Sluice reads or rewrites and keeps the rest in
 //! `extra`, so unknown and vendor-specific fields (`top_k`, `guided_json`, …) reach the upstream
-//! exactly as the client sent them. Serialisation is derived; parsing is written out, in
-//! [`crate::request_parse`], because every request pays for it.
+//! exactly as the client sent them; a chat's messages are kept as their text ([`Messages`]).
+//! Serialisation is derived; parsing is written out, in [`crate::request_parse`], because every
+//! request pays for it. A body held as `Bytes` is read with `from_body`, which keeps the
+//! messages as a slice of it; `Deserialize` reads the same from any other input.
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use crate::from_body::{self, BodyError};
+use crate::messages::Messages;
 
 /// `stream_options` on chat and completion requests.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -19,7 +25,7 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatCompletionRequest {
     pub model: String,
-    pub messages: Vec<ChatMessage>,
+    pub messages: Messages,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,6 +42,7 @@ pub struct ChatCompletionRequest {
     pub extra: Map<String, Value>,
 }
 
+/// One chat message, as [`Messages::iter`] reads it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatMessage {
     pub role: String,
@@ -121,6 +128,13 @@ pub struct EmbeddingRequest {
 /// Embedding input has the same four shapes as a completion prompt.
 pub type EmbeddingInput = Prompt;
 
+impl EmbeddingRequest {
+    /// Reads an embeddings request from its body.
+    pub fn from_body(body: &Bytes) -> Result<Self, BodyError> {
+        from_body::read(body)
+    }
+}
+
 impl Prompt {
     /// Number of prompts in the request (a batch counts each member).
     pub fn len(&self) -> usize {
@@ -142,6 +156,11 @@ impl Prompt {
 }
 
 impl ChatCompletionRequest {
+    /// Reads a chat request from its body; the messages stay a slice of it.
+    pub fn from_body(body: &Bytes) -> Result<Self, BodyError> {
+        from_body::read(body)
+    }
+
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
     }
@@ -158,6 +177,11 @@ impl ChatCompletionRequest {
 }
 
 impl CompletionRequest {
+    /// Reads a completion request from its body.
+    pub fn from_body(body: &Bytes) -> Result<Self, BodyError> {
+        from_body::read(body)
+    }
+
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
     }

@@ -6,34 +6,52 @@
 //! each field or variant in turn; these impls match member names and value shapes as the parser
 //! streams past them. Accepted input and error messages stay those of the derived impls (serde's
 //! `missing field`, `duplicate field`, `invalid type` wording), except that a value matching no
-//! shape says which shapes were expected instead of "did not match any variant".
+//! shape says which shapes were expected instead of "did not match any variant", and an error
+//! within a chat's messages names the message (`in messages[3]`).
+//!
+//! Each request type is read through a `DeserializeSeed` ([`In`]) that knows the input it reads
+//! from, so that its kept members ([`crate::Messages`]) can be slices of the body; `Deserialize`
+//! is that seed over any other input.
 
 use std::fmt;
 
 use serde::de::value::SeqAccessDeserializer;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::from_body::{In, Source};
+use crate::messages::Messages;
 use crate::request::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, ContentPart, EmbeddingRequest, MessageContent, Prompt,
     StreamOptions,
 };
 
-/// Implements `Deserialize` for a struct with named members and an `extra` map for the rest.
-/// `required` members missing from the object are an error; `optional` ones are `Option`s that
-/// default to `None` (and `null` reads as `None`). A named member given twice is an error, as
-/// it would be with a derived impl: a body that says two things about its model is ambiguous.
+/// Implements `Deserialize` (and the `In` seed) for a struct with named members and an `extra`
+/// map for the rest. `required` members missing from the object are an error; `kept` ones too,
+/// read through their own `In` seed; `optional` ones are `Option`s that default to `None` (and
+/// `null` reads as `None`). A named member given twice is an error, as it would be with a
+/// derived impl: a body that says two things about its model is ambiguous.
 macro_rules! deserialize_keeping_unknown {
     (
         $ty:ident, $expecting:literal,
         required { $($req:ident: $req_ty:ty = $req_key:literal),* $(,)? }
+        kept { $($kept:ident: $kept_ty:ty = $kept_key:literal),* $(,)? }
         optional { $($opt:ident: $opt_ty:ty = $opt_key:literal),* $(,)? }
     ) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                In::<$ty>::new(Source::Other).deserialize(deserializer)
+            }
+        }
+
+        impl<'de> DeserializeSeed<'de> for In<'_, $ty> {
+            type Value = $ty;
+
+            fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<$ty, D::Error> {
                 #[allow(non_camel_case_types)]
                 enum Member {
                     $($req,)*
+                    $($kept,)*
                     $($opt,)*
                     Unknown(String),
                 }
@@ -49,6 +67,7 @@ macro_rules! deserialize_keeping_unknown {
                             fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
                                 Ok(match name {
                                     $($req_key => Member::$req,)*
+                                    $($kept_key => Member::$kept,)*
                                     $($opt_key => Member::$opt,)*
                                     other => Member::Unknown(other.to_owned()),
                                 })
@@ -58,14 +77,18 @@ macro_rules! deserialize_keeping_unknown {
                     }
                 }
 
-                struct Members;
-                impl<'de> Visitor<'de> for Members {
+                struct Members<'b>(Source<'b>);
+                impl<'de> Visitor<'de> for Members<'_> {
                     type Value = $ty;
                     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                         f.write_str($expecting)
                     }
                     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
+                        // Types without kept members have no use for it.
+                        let Members(source) = self;
+                        let _ = source;
                         $(let mut $req: Option<$req_ty> = None;)*
+                        $(let mut $kept: Option<$kept_ty> = None;)*
                         $(let mut $opt: Option<$opt_ty> = None;)*
                         let mut extra = Map::new();
                         while let Some(member) = map.next_key::<Member>()? {
@@ -75,6 +98,12 @@ macro_rules! deserialize_keeping_unknown {
                                         return Err(de::Error::duplicate_field($req_key));
                                     }
                                     $req = Some(map.next_value()?);
+                                })*
+                                $(Member::$kept => {
+                                    if $kept.is_some() {
+                                        return Err(de::Error::duplicate_field($kept_key));
+                                    }
+                                    $kept = Some(map.next_value_seed(In::<$kept_ty>::new(source))?);
                                 })*
                                 $(Member::$opt => {
                                     if $opt.is_some() {
@@ -89,13 +118,14 @@ macro_rules! deserialize_keeping_unknown {
                         }
                         Ok($ty {
                             $($req: $req.ok_or_else(|| de::Error::missing_field($req_key))?,)*
+                            $($kept: $kept.ok_or_else(|| de::Error::missing_field($kept_key))?,)*
                             $($opt: $opt.unwrap_or_default(),)*
                             extra,
                         })
                     }
                 }
 
-                deserializer.deserialize_map(Members)
+                deserializer.deserialize_map(Members(self.source))
             }
         }
     };
@@ -103,11 +133,13 @@ macro_rules! deserialize_keeping_unknown {
 
 deserialize_keeping_unknown!(StreamOptions, "stream options (a JSON object)",
     required {}
+    kept {}
     optional { include_usage: Option<bool> = "include_usage" }
 );
 
 deserialize_keeping_unknown!(ChatCompletionRequest, "a chat completion request (a JSON object)",
-    required { model: String = "model", messages: Vec<ChatMessage> = "messages" }
+    required { model: String = "model" }
+    kept { messages: Messages = "messages" }
     optional {
         stream: Option<bool> = "stream",
         stream_options: Option<StreamOptions> = "stream_options",
@@ -120,16 +152,19 @@ deserialize_keeping_unknown!(ChatCompletionRequest, "a chat completion request (
 
 deserialize_keeping_unknown!(ChatMessage, "a chat message (a JSON object)",
     required { role: String = "role" }
+    kept {}
     optional { content: Option<MessageContent> = "content" }
 );
 
 deserialize_keeping_unknown!(ContentPart, "a content part (a JSON object)",
     required { kind: String = "type" }
+    kept {}
     optional { text: Option<String> = "text" }
 );
 
 deserialize_keeping_unknown!(CompletionRequest, "a completion request (a JSON object)",
     required { model: String = "model", prompt: Prompt = "prompt" }
+    kept {}
     optional {
         stream: Option<bool> = "stream",
         stream_options: Option<StreamOptions> = "stream_options",
@@ -141,6 +176,7 @@ deserialize_keeping_unknown!(CompletionRequest, "a completion request (a JSON ob
 
 deserialize_keeping_unknown!(EmbeddingRequest, "an embeddings request (a JSON object)",
     required { model: String = "model", input: Prompt = "input" }
+    kept {}
     optional {
         encoding_format: Option<String> = "encoding_format",
         dimensions: Option<u32> = "dimensions",
@@ -255,11 +291,15 @@ mod tests {
 
     use super::*;
 
+    /// The request `body` is, as each way of reading it reads it (they must agree).
     fn chat(body: Value) -> Result<ChatCompletionRequest, String> {
         let from_value = serde_json::from_value::<ChatCompletionRequest>(body.clone()).map_err(|e| e.to_string());
         let from_bytes = serde_json::from_slice(body.to_string().as_bytes()).map_err(|e| e.to_string());
-        assert_eq!(from_value.is_ok(), from_bytes.is_ok(), "both parsers agree on {body}");
-        from_bytes
+        let from_body =
+            ChatCompletionRequest::from_body(&bytes::Bytes::from(body.to_string())).map_err(|e| e.to_string());
+        assert_eq!(from_value.is_ok(), from_bytes.is_ok(), "all parsers agree on {body}");
+        assert_eq!(from_bytes, from_body, "all parsers agree on {body}");
+        from_body
     }
 
     #[test]
@@ -291,7 +331,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!((parsed.stream, parsed.max_tokens, &parsed.user), (None, None, &None));
-        assert!(parsed.stream_options.is_none() && parsed.messages[0].content.is_none());
+        assert!(parsed.stream_options.is_none() && parsed.messages.iter().all(|m| m.content.is_none()));
         assert!(parsed.extra.is_empty());
     }
 
@@ -316,6 +356,35 @@ mod tests {
         }
         let twice = serde_json::from_str::<ChatCompletionRequest>(r#"{"model":"a","messages":[],"model":"b"}"#);
         assert!(twice.unwrap_err().to_string().contains("duplicate field `model`"));
+    }
+
+    #[test]
+    fn an_error_in_the_messages_names_the_message() {
+        let body = r#"{"model":"m","messages":[{"role":"system","content":"x"},{"content":"no role"}]}"#;
+        let err = ChatCompletionRequest::from_body(&bytes::Bytes::from_static(body.as_bytes())).unwrap_err();
+        assert!(err.to_string().starts_with("missing field `role` in messages[1] at line 1 column "), "{err}");
+        let err = serde_json::from_str::<ChatCompletionRequest>(r#"{"model":"m","messages":[{"role":5}]}"#);
+        assert!(
+            err.unwrap_err().to_string().starts_with("invalid type: integer `5`, expected a string in messages[0]")
+        );
+    }
+
+    /// serde_json refuses the 128th bracket open at once; the messages, checked apart from the
+    /// body, are held to the same count as the rest of it.
+    #[test]
+    fn nesting_in_messages_is_limited_as_in_the_rest_of_the_body() {
+        for depth in 120..130 {
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let body = format!(r#"{{"model":"m","messages":[{{"role":"user","x":{nested}}}]}}"#);
+            let ours = ChatCompletionRequest::from_body(&bytes::Bytes::from(body.clone()));
+            let theirs = serde_json::from_str::<derived::Chat>(&body);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{depth}: {:?}", ours.err());
+            let parts =
+                format!(r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"t","x":{nested}}}]}}]}}"#);
+            let ours = ChatCompletionRequest::from_body(&bytes::Bytes::from(parts.clone()));
+            let theirs = serde_json::from_str::<derived::Chat>(&parts);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{depth} in a part: {:?}", ours.err());
+        }
     }
 
     #[test]
@@ -416,14 +485,16 @@ mod tests {
         }
     }
 
-    /// What both impls make of a body, in a form that can be compared.
+    /// What both impls make of a body, in a form that can be compared (the messages as they
+    /// are read one by one).
     fn summary_of_ours(r: &ChatCompletionRequest) -> String {
-        format!("{}", serde_json::to_value(r).unwrap())
+        let mut v = serde_json::to_value(r).unwrap();
+        v["messages"] = Value::Array(r.messages.iter().map(|m| serde_json::to_value(m).unwrap()).collect());
+        format!("{v}")
     }
 
-    fn summary_of_derived(r: &derived::Chat) -> String {
-        let messages: Vec<Value> = r
-            .messages
+    fn messages_of_derived(r: &derived::Chat) -> Vec<Value> {
+        r.messages
             .iter()
             .map(|m| {
                 let mut v = m.extra.clone();
@@ -450,10 +521,13 @@ mod tests {
                 }
                 Value::Object(v)
             })
-            .collect();
+            .collect()
+    }
+
+    fn summary_of_derived(r: &derived::Chat) -> String {
         let mut v = r.extra.clone();
         v.insert("model".into(), json!(r.model));
-        v.insert("messages".into(), Value::Array(messages));
+        v.insert("messages".into(), Value::Array(messages_of_derived(r)));
         let optional = [
             ("stream", r.stream.map(|b| json!(b))),
             ("max_tokens", r.max_tokens.map(|n| json!(n))),
@@ -495,6 +569,23 @@ mod tests {
             r#""messages":[{"role":"user","content":5}]"#,
             r#""messages":[{"role":"user","content":[{"text":"no type"}]}]"#,
             r#""messages":{}"#,
+            r#""messages":null"#,
+            r#""messages":["hi"]"#,
+            r#""messages":[{"role":"user","role":"system"}]"#,
+            r#""messages":[{"role":"user","content":null,"content":"x"}]"#,
+            r#""messages":[{"role":null}]"#,
+            r#""messages":[{"role":7,"content":"x"}]"#,
+            r#""messages":[{"role":"user","content":[{"type":"text","text":null,"x":[1,{"y":2}]}]}]"#,
+            r#""messages":[{"role":"user","content":[{"type":"text","type":"image"}]}]"#,
+            r#""messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]"#,
+            r#""messages":[{"role":"user","content":["x"]}]"#,
+            r#""messages":[{"role":"user","content":{}}]"#,
+            r#""messages":[{"role":"user","content":[]},{"role":"tool","content":true}]"#,
+            r#""messages":[{"role":"assistant","tool_calls":[{"id":"t","function":{"arguments":"{}"}}],"w":1e400}]"#,
+            r#""messages":[{"role":"assistant","w":[1e300,-0.0,18446744073709551616,-9223372036854775809]}]"#,
+            r#""messages":[ {"role" : "user\u00e9" , "content":"\ud83d\ude00"} ,{"role":"a","n":-0.0} ]"#,
+            r#""messages":[{"role":"user","content":"\ud800"}]"#,
+            r#""messages":[{"role":"user","\u0063ontent":"escaped name"}]"#,
             r#""stream":true"#,
             r#""stream":null"#,
             r#""stream":"yes""#,
@@ -523,11 +614,17 @@ mod tests {
                 picked.insert(next(picked.len() + 1), members[3 + next(3)]);
             }
             let body = format!("{{{}}}", picked.join(","));
-            let ours = serde_json::from_str::<ChatCompletionRequest>(&body);
+            let ours = ChatCompletionRequest::from_body(&bytes::Bytes::from(body.clone()));
+            let from_str = serde_json::from_str::<ChatCompletionRequest>(&body);
+            assert_eq!(ours.as_ref().ok(), from_str.as_ref().ok(), "{body}");
             let theirs = serde_json::from_str::<derived::Chat>(&body);
             match (&ours, &theirs) {
                 (Ok(ours), Ok(theirs)) => {
                     assert_eq!(summary_of_ours(ours), summary_of_derived(theirs), "{body}");
+                    // The messages read one by one are the ones kept, as the derived impls read them.
+                    let read: Vec<Value> = ours.messages.iter().map(|m| serde_json::to_value(m).unwrap()).collect();
+                    assert_eq!(read.len(), ours.messages.len(), "{body}");
+                    assert_eq!(read, messages_of_derived(theirs), "{body}");
                     accepted += 1;
                 }
                 (Err(_), Err(_)) => {}

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use sluice_metrics::Api;
-use sluice_openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest};
+use sluice_openai::{BodyError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest};
 
 use crate::error::GatewayError;
 
@@ -38,20 +38,19 @@ pub fn run(api: Api, body: &Bytes) -> Result<ParsedRequest, GatewayError> {
             param: None,
         });
     }
-    // JSON is UTF-8 (RFC 8259). Checking the whole body at once lets the parser skip checking
-    // each string it meets, which it would otherwise do string by string.
-    let text = std::str::from_utf8(body).map_err(|e| GatewayError::InvalidBody {
-        message: format!("the request body is not valid UTF-8 (at byte {})", e.valid_up_to()),
-        param: None,
-    })?;
+    // Read from the body itself: what the request keeps of it in bulk (a chat's messages) stays
+    // a slice of it, so the parsed request costs little beyond the body the request holds anyway.
     let parsed = match api {
-        Api::ChatCompletions => serde_json::from_str(text).map(ParsedRequest::Chat),
-        Api::Completions => serde_json::from_str(text).map(ParsedRequest::Completion),
-        Api::Embeddings => serde_json::from_str(text).map(ParsedRequest::Embedding),
+        Api::ChatCompletions => ChatCompletionRequest::from_body(body).map(ParsedRequest::Chat),
+        Api::Completions => CompletionRequest::from_body(body).map(ParsedRequest::Completion),
+        Api::Embeddings => EmbeddingRequest::from_body(body).map(ParsedRequest::Embedding),
     }
-    .map_err(|e| {
-        let message = e.to_string();
-        GatewayError::InvalidBody { param: param_of(&message), message }
+    .map_err(|e| match e {
+        BodyError::NotUtf8 { .. } => GatewayError::InvalidBody { message: e.to_string(), param: None },
+        BodyError::Invalid(e) => {
+            let message = e.to_string();
+            GatewayError::InvalidBody { param: param_of(&message), message }
+        }
     })?;
     if parsed.model().trim().is_empty() {
         return Err(GatewayError::InvalidBody {
@@ -62,10 +61,17 @@ pub fn run(api: Api, body: &Bytes) -> Result<ParsedRequest, GatewayError> {
     Ok(parsed)
 }
 
-/// serde names the culprit in backticks ("missing field `model`"); OpenAI's `param` wants it.
+/// serde names the culprit in backticks ("missing field `model`"), and the message it is in if
+/// it is in one ("missing field `role` in messages[2]"); OpenAI's `param` wants it
+/// (`messages[2].role`).
 fn param_of(message: &str) -> Option<String> {
     let rest = message.strip_prefix("missing field `")?;
-    Some(rest[..rest.find('`')?].to_owned())
+    let (field, rest) = rest.split_once('`')?;
+    let message_index = rest.strip_prefix(" in messages[").and_then(|r| r.split_once(']')).map(|(i, _)| i);
+    Some(match message_index {
+        Some(i) => format!("messages[{i}].{field}"),
+        None => field.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -83,6 +89,13 @@ mod tests {
             GatewayError::InvalidBody { param, message } => {
                 assert_eq!(param.as_deref(), Some("messages"));
                 assert!(message.contains("messages"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match err(Api::ChatCompletions, r#"{"model":"m","messages":[{"role":"user"},{"content":"x"}]}"#) {
+            GatewayError::InvalidBody { param, message } => {
+                assert_eq!(param.as_deref(), Some("messages[1].role"), "{message}");
+                assert!(message.starts_with("missing field `role` in messages[1]"), "{message}");
             }
             other => panic!("{other:?}"),
         }
