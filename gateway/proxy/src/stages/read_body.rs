@@ -70,8 +70,10 @@ where
         }
         return Err(refused(refusal));
     }
+    // `declared <= limit` when set: a buffer sized for it is within the body limit.
+    let expected = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
     let read = async {
-        let mut frames: Vec<Bytes> = Vec::new();
+        let mut gathered = Gathered::Empty;
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
@@ -88,9 +90,9 @@ where
             if total > reservation.bytes() {
                 reservation.grow(total - reservation.bytes()).map_err(refused)?;
             }
-            frames.push(data);
+            gathered.push(data, expected);
         }
-        Ok(frames_to_bytes(frames, total))
+        Ok(gathered.into_bytes())
     };
     match tokio::time::timeout(limits.timeout, read).await {
         Err(_) => Err(GatewayError::BodyTimeout { after: limits.timeout }),
@@ -107,16 +109,40 @@ where
     }
 }
 
-/// One frame is the body as it is (no copy); several are joined once.
-fn frames_to_bytes(frames: Vec<Bytes>, total: usize) -> Bytes {
-    if frames.len() == 1 {
-        return frames.into_iter().next().unwrap_or_default();
+/// A body's bytes as they arrive. A body in one frame is kept as it is (no copy); from the
+/// second frame on, frames are copied into one buffer as they arrive and dropped, so a body is
+/// held once, not once in frames and again joined.
+enum Gathered {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Gathered {
+    /// Adds a frame; `expected` is the declared length (0 when unknown), to size the buffer once.
+    fn push(&mut self, data: Bytes, expected: usize) {
+        *self = match std::mem::replace(self, Gathered::Empty) {
+            Gathered::Empty => Gathered::One(data),
+            Gathered::One(first) => {
+                let mut joined = BytesMut::with_capacity(expected.max(first.len() + data.len()));
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+                Gathered::Many(joined)
+            }
+            Gathered::Many(mut joined) => {
+                joined.extend_from_slice(&data);
+                Gathered::Many(joined)
+            }
+        };
     }
-    let mut joined = BytesMut::with_capacity(total);
-    for frame in frames {
-        joined.extend_from_slice(&frame);
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Gathered::Empty => Bytes::new(),
+            Gathered::One(body) => body,
+            Gathered::Many(joined) => joined.freeze(),
+        }
     }
-    joined.freeze()
 }
 
 /// Reads and discards the rest of a refused body, within [`DRAIN_MAX_BYTES`] and [`DRAIN_TIME`].
@@ -132,4 +158,27 @@ async fn drain<B: Body>(mut body: Pin<&mut B>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_frame_is_kept_as_it_is_and_several_are_joined_in_order() {
+        let single = Bytes::from_static(b"{\"model\":\"m\"}");
+        let mut gathered = Gathered::Empty;
+        gathered.push(single.clone(), single.len());
+        let body = gathered.into_bytes();
+        assert_eq!(body.as_ptr(), single.as_ptr(), "no copy of a body in one frame");
+
+        let mut gathered = Gathered::Empty;
+        for part in ["{\"mo", "del\":", "\"m\"}"] {
+            gathered.push(Bytes::from_static(part.as_bytes()), 13);
+        }
+        let Gathered::Many(ref joined) = gathered else { panic!("several frames are joined") };
+        assert_eq!(joined.capacity(), 13, "sized once for the declared length");
+        assert_eq!(gathered.into_bytes(), single);
+        assert!(Gathered::Empty.into_bytes().is_empty());
+    }
 }
