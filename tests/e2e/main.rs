@@ -9,6 +9,7 @@ mod acceptance;
 mod browser;
 mod check_config;
 mod demo;
+mod hardening;
 mod ratelimit;
 mod reload;
 mod replicas;

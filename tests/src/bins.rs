@@ -92,16 +92,25 @@ fn build() -> Binaries {
 /// A `Command` for `sluice` whose environment carries no `SLUICE*` variables from the test's
 /// own environment, so that a developer's shell cannot change what a test sees.
 pub fn sluice() -> Command {
-    hermetic(&binaries().sluice)
+    hermetic(Command::new(&binaries().sluice))
+}
+
+/// Like [`sluice`], run by `wrapper`: a program and its leading arguments, followed by the path
+/// of `sluice` (`["prlimit", "--nofile=256:256", "--"]` runs it under a descriptor limit). An
+/// empty wrapper is [`sluice`] itself.
+pub fn sluice_wrapped(wrapper: &[String]) -> Command {
+    let Some((program, args)) = wrapper.split_first() else { return sluice() };
+    let mut cmd = Command::new(program);
+    cmd.args(args).arg(&binaries().sluice);
+    hermetic(cmd)
 }
 
 /// Like [`sluice`], for `sluice-sim`.
 pub fn sluice_sim() -> Command {
-    hermetic(&binaries().sim)
+    hermetic(Command::new(&binaries().sim))
 }
 
-fn hermetic(program: &Path) -> Command {
-    let mut cmd = Command::new(program);
+fn hermetic(mut cmd: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("SLUICE") {
             cmd.env_remove(name);

@@ -1,6 +1,7 @@
 //! Just enough HTTP/1.1 for the tests: one connection per request (hyper's low-level client),
 //! a deadline on everything, and an incremental SSE reader.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -9,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Deadline for connecting plus receiving response headers, and for each body read.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -48,11 +49,23 @@ pub async fn send(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> Result<Response<Incoming>, String> {
+    send_from(None, method, url, bearer, body).await
+}
+
+/// [`send`] from the local address `from` (any of 127/8 on Linux), so that a server sees
+/// another client address; `None` lets the system choose.
+pub async fn send_from(
+    from: Option<IpAddr>,
+    method: Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> Result<Response<Incoming>, String> {
     let uri: Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     let authority = uri.authority().ok_or_else(|| format!("no host in {url}"))?.clone();
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let exchange = async {
-        let tcp = TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect {authority}: {e}"))?;
+        let tcp = connect(from, authority.as_str()).await.map_err(|e| format!("connect {authority}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
             .await
             .map_err(|e| format!("handshake with {authority}: {e}"))?;
@@ -74,6 +87,18 @@ pub async fn send(
     tokio::time::timeout(IO_TIMEOUT, exchange).await.map_err(|_| format!("no response from {url} in {IO_TIMEOUT:?}"))?
 }
 
+/// A TCP connection to `authority` (`host:port`), from the local address `from` if given.
+pub async fn connect(from: Option<IpAddr>, authority: &str) -> std::io::Result<TcpStream> {
+    let Some(from) = from else { return TcpStream::connect(authority).await };
+    let to = tokio::net::lookup_host(authority)
+        .await?
+        .find(|a| a.is_ipv4() == from.is_ipv4())
+        .ok_or_else(|| std::io::Error::other(format!("no {from:?}-family address for {authority}")))?;
+    let socket = if from.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
 async fn read(response: Response<Incoming>, url: &str) -> Result<Reply, String> {
     let (parts, body) = response.into_parts();
     let body = tokio::time::timeout(IO_TIMEOUT, body.collect())
@@ -91,6 +116,13 @@ pub async fn try_get(url: &str) -> Result<Reply, String> {
 
 pub async fn get(url: &str, bearer: Option<&str>) -> Reply {
     let response = send(Method::GET, url, bearer, None).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    read(response, url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// [`get`] from the local address `from` (see [`send_from`]).
+pub async fn get_from(from: IpAddr, url: &str, bearer: Option<&str>) -> Reply {
+    let response =
+        send_from(Some(from), Method::GET, url, bearer, None).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     read(response, url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 

@@ -79,18 +79,49 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, endpoints: &[String], serve
     )
 }
 
+/// How `sluice serve` is run, beyond its config file.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Names the gateway's config file, log and default data directory in the test's directory
+    /// (`<name>-<attempt>.toml`, `<name>-<attempt>.log`, `data-<name>-<attempt>`), so that a
+    /// gateway restarted in the same directory keeps its predecessor's log.
+    pub name: String,
+    /// The data directory (the embedded store, a generated admin token); set it to restart a
+    /// gateway on its predecessor's store.
+    pub data_dir: Option<PathBuf>,
+    /// A program and its leading arguments that run `sluice` (see [`bins::sluice_wrapped`]).
+    pub wrapper: Vec<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch { name: "sluice".to_owned(), data_dir: None, wrapper: Vec::new() }
+    }
+}
+
 /// Writes the config that `make_config(listen, admin)` returns, starts `sluice serve` on it
 /// and waits for the admin `/healthz`. Free ports are picked, and picked again once if the
 /// gateway lost one of them before binding.
 pub async fn start_gateway(dir: &TempDir, make_config: impl Fn(SocketAddr, SocketAddr) -> String) -> Gateway {
+    start_gateway_with(dir, &Launch::default(), make_config).await
+}
+
+/// [`start_gateway`], run as `launch` says.
+pub async fn start_gateway_with(
+    dir: &TempDir,
+    launch: &Launch,
+    make_config: impl Fn(SocketAddr, SocketAddr) -> String,
+) -> Gateway {
+    let name = &launch.name;
     for attempt in 1..=2 {
         let (listen, admin) = (free_addr(), free_addr());
-        let config = dir.write(&format!("sluice-{attempt}.toml"), &make_config(listen, admin));
-        let mut cmd = bins::sluice();
+        let config = dir.write(&format!("{name}-{attempt}.toml"), &make_config(listen, admin));
+        let mut cmd = bins::sluice_wrapped(&launch.wrapper);
         // Each gateway keeps its embedded store in the test's own directory: gateways sharing a
         // store file would see each other's pools.
-        cmd.arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(dir.path().join(format!("data-{attempt}")));
-        let mut proc = Proc::spawn(&format!("sluice-{attempt}"), cmd, dir.path());
+        let data_dir = launch.data_dir.clone().unwrap_or_else(|| dir.path().join(format!("data-{name}-{attempt}")));
+        cmd.arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(data_dir);
+        let mut proc = Proc::spawn(&format!("{name}-{attempt}"), cmd, dir.path());
         match wait_ready(&mut proc, &format!("http://{admin}/healthz"), STARTUP).await {
             Ok(()) => return Gateway { proc, listen, admin, config },
             Err(NotReady::Exited(_)) if attempt == 1 && proc.bind_failed() => continue,

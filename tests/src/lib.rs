@@ -10,6 +10,7 @@
 pub mod bins;
 pub mod chromium;
 pub mod client;
+pub mod faulty_worker;
 pub mod fleet;
 pub mod metrics;
 pub mod net;

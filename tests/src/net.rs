@@ -3,6 +3,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
 use crate::client;
 use crate::process::Proc;
 
@@ -47,4 +50,19 @@ pub async fn wait_ready(proc: &mut Proc, url: &str, timeout: Duration) -> Result
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Reads, discarding what arrives, until the peer closes `stream` (or resets it); `false` if it
+/// is still open after `timeout`.
+pub async fn closed_by_peer(stream: &mut TcpStream, timeout: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read_to_end).await.is_ok()
 }

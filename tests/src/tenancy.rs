@@ -1,5 +1,5 @@
-//! For the plugin sandbox tests: more tenants than the fleet's one, a well-behaved tenant's
-//! load running beside an attack, bounded polling, the gateway's resident memory, raw uploads
+//! For the plugin sandbox and hardening tests: more tenants than the fleet's one, a
+//! well-behaved tenant's load running beside an attack, bounded polling, the gateway's resident memory, raw uploads
 //! for the admin API, and a worker that records the requests that reach it.
 
 use std::convert::Infallible;
@@ -66,6 +66,27 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in {path}:\n{status}"))
 }
 
+/// What a [`GoodTenant`] sends, and how.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Clients sending at once, each one request after another.
+    pub workers: usize,
+    /// The requests each client sends in turn. A streamed one (`"stream": true`) is served only
+    /// if its events end with `[DONE]` and none of them is an error.
+    pub requests: Vec<Value>,
+    /// Each client sends every request on one kept-alive HTTP/1.1 connection (a broken one is
+    /// a failure, and replaced), instead of a fresh connection per request: the client is
+    /// already connected when an attack starts, as a busy client would be.
+    pub kept_alive: bool,
+}
+
+impl Load {
+    /// `workers` clients sending [`chat`], each on a fresh connection per request.
+    pub fn new(workers: usize) -> Load {
+        Load { workers, requests: vec![chat()], kept_alive: false }
+    }
+}
+
 /// A well-behaved tenant sending chat completions on `workers` connections at once, one after
 /// another, until stopped. Every answer that is not a 200 is a failure.
 pub struct GoodTenant {
@@ -82,28 +103,34 @@ pub struct LoadReport {
     pub failures: Vec<String>,
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
 impl GoodTenant {
     pub fn start(api: &str, tenant: &str, workers: usize) -> GoodTenant {
+        GoodTenant::start_with(api, tenant, Load::new(workers))
+    }
+
+    pub fn start_with(api: &str, tenant: &str, load: Load) -> GoodTenant {
+        assert!(!load.requests.is_empty(), "a load needs requests to send");
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = JoinSet::new();
         let url = format!("{api}/v1/chat/completions");
-        for _ in 0..workers {
+        let load = Arc::new(load);
+        for _ in 0..load.workers {
             let (stop, ok, failures, url, key) = (stop.clone(), ok.clone(), failures.clone(), url.clone(), key(tenant));
+            let load = load.clone();
             tasks.spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let outcome = match crate::client::send(Method::POST, &url, Some(&key), Some(&chat())).await {
-                        Ok(response) => {
-                            let status = response.status();
-                            let body = response.into_body().collect().await.map(|b| b.to_bytes());
-                            match body {
-                                Ok(_) if status == 200 => Ok(()),
-                                Ok(body) => Err(format!("{status}: {}", String::from_utf8_lossy(&body))),
-                                Err(e) => Err(format!("{status}, body broke: {e}")),
-                            }
-                        }
-                        Err(e) => Err(e),
+                let mut connection: Option<Sender> = None;
+                for body in load.requests.iter().cycle() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let outcome = if load.kept_alive {
+                        exchange_kept_alive(&mut connection, &url, &key, body).await
+                    } else {
+                        exchange(&url, &key, body).await
                     };
                     match outcome {
                         Ok(()) => {
@@ -131,6 +158,77 @@ impl GoodTenant {
         let failures = std::mem::take(&mut *self.failures.lock().unwrap());
         LoadReport { ok: self.ok(), failures }
     }
+}
+
+/// One request on a fresh connection.
+async fn exchange(url: &str, key: &str, body: &Value) -> Result<(), String> {
+    let response = crate::client::send(Method::POST, url, Some(key), Some(body)).await?;
+    verdict(response, body).await
+}
+
+/// One request on the client's kept-alive connection, opened first if there is none.
+async fn exchange_kept_alive(
+    connection: &mut Option<Sender>,
+    url: &str,
+    key: &str,
+    body: &Value,
+) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+    let authority = uri.authority().ok_or_else(|| format!("no host in {url}"))?.clone();
+    let sent = async {
+        if connection.as_ref().is_none_or(|c| c.is_closed()) {
+            let tcp = TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect {authority}: {e}"))?;
+            let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("handshake with {authority}: {e}"))?;
+            tokio::spawn(conn);
+            *connection = Some(sender);
+        }
+        let sender = connection.as_mut().ok_or("no connection")?;
+        sender.ready().await.map_err(|e| format!("kept-alive connection to {authority} closed: {e}"))?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri.path())
+            .header(header::HOST, authority.as_str())
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| format!("building request: {e}"))?;
+        sender.send_request(request).await.map_err(|e| format!("request on the kept-alive connection: {e}"))
+    };
+    let outcome = match tokio::time::timeout(IO_TIMEOUT, sent).await {
+        Ok(Ok(response)) => verdict(response, body).await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no response from {url} in {IO_TIMEOUT:?}")),
+    };
+    if outcome.is_err() {
+        *connection = None;
+    }
+    outcome
+}
+
+/// Whether a response serves `body`: a 200, read to its end, and for a stream, events that end
+/// with `[DONE]` and carry no error.
+async fn verdict(response: Response<Incoming>, body: &Value) -> Result<(), String> {
+    let status = response.status();
+    let read = tokio::time::timeout(IO_TIMEOUT, response.into_body().collect()).await;
+    let bytes = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => return Err(format!("{status}, body broke: {e}")),
+        Err(_) => return Err(format!("{status}, body not complete in {IO_TIMEOUT:?}")),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    if status != 200 {
+        return Err(format!("{status}: {text}"));
+    }
+    if body["stream"] == json!(true) {
+        let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
+        let error = events.iter().any(|e| serde_json::from_str::<Value>(e).is_ok_and(|v| v.get("error").is_some()));
+        if error || events.last() != Some(&"[DONE]") {
+            return Err(format!("stream did not end well: {text}"));
+        }
+    }
+    Ok(())
 }
 
 /// POSTs raw `body` with `content_type` on a fresh connection (component uploads).
