@@ -33,10 +33,12 @@ fn fresh_database(test: &str) -> String {
 async fn gateway(dir: &TempDir, endpoint: &str, limits: &str, shared: Option<(&str, &str)>) -> Gateway {
     let shared = shared.map_or_else(String::new, |(prefix, database)| {
         format!(
-            "[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\nreplicas = 2\n\n\
-             [database]\nurl = \"{database}\"\n\n"
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\nreplicas = 2\n\
+             timeout = \"5s\"\n\n[database]\nurl = \"{database}\"\n\n"
         )
     });
+    // Redis's decisions get the longest wait there is: a busy test machine must not make a
+    // replica fall back to its local share, which would count a different limit.
     // `extra` follows the fleet tenant's table, so `[tenants.limits]` is that tenant's.
     let extra = format!("[tenants.limits]\n{limits}\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{shared}");
     start_gateway(dir, |listen, admin| config(listen, admin, &[endpoint.to_owned()], "", &extra)).await

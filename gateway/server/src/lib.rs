@@ -253,7 +253,12 @@ impl Sluice {
                 "server.max_connections lowered to fit the file-descriptor limit (two per connection: client and worker)"
             );
         }
-        tracing::info!(nofile, max_connections, max_connections_per_ip = limits.max_per_ip, "connection limits");
+        tracing::info!(
+            nofile,
+            max_connections,
+            max_connections_per_ip = limits.max_per_ip.min(max_connections),
+            "connection limits"
+        );
         let data_limits = ListenerLimits {
             budget: ConnectionBudget::new(max_connections, limits.max_per_ip, self.gateway.metrics.connections("data")),
             header_read_timeout: limits.header_read_timeout,
