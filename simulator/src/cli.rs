@@ -90,6 +90,13 @@ pub struct ServeArgs {
     /// Extra delay per output token, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub slow_token_ms: u64,
+    /// Answer whole (non-streamed) requests `200` with bytes that are not JSON.
+    #[arg(long)]
+    pub garbage_body: bool,
+    /// In a stream, send an event whose data is not JSON after this many tokens, then end it
+    /// (0: the first event).
+    #[arg(long)]
+    pub garbage_after_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,7 +118,8 @@ impl ServeArgs {
                 stall_first_token: Duration::from_millis(self.stall_first_token_ms),
                 drop_after_tokens: self.drop_after_tokens,
                 slow_token: Duration::from_millis(self.slow_token_ms),
-                ..Faults::default()
+                garbage_body: self.garbage_body,
+                garbage_after_tokens: self.garbage_after_tokens,
             },
             max_model_len: self.max_model_len,
             embedding_dim: self.embedding_dim,

@@ -10,7 +10,6 @@
 pub mod bins;
 pub mod chromium;
 pub mod client;
-pub mod faulty_worker;
 pub mod fleet;
 pub mod metrics;
 pub mod net;

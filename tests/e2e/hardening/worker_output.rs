@@ -5,13 +5,12 @@
 //! worker beside it, every request is retried onto the good one, so the good tenant sees no
 //! failure.
 //!
-//! The misbehaving workers are stand-ins ([`GarbageWorker`]): the simulator's garbage faults
-//! are not on its command line.
+//! The misbehaving workers are `sluice-sim` processes with its garbage faults
+//! (`--garbage-body`, `--garbage-after-tokens`).
 
 use http::StatusCode;
 use serde_json::{Value, json};
 use sluice_e2e::client::post;
-use sluice_e2e::faulty_worker::{GARBAGE, GarbageWorker};
 use sluice_e2e::fleet::{start_gateway, start_sim};
 use sluice_e2e::tenancy::{Load, chat};
 use sluice_e2e::{API_KEY, SseStream, TENANT, TempDir};
@@ -20,6 +19,9 @@ use super::{GOOD, Pool, assert_good_unharmed, chat_stream, gateway_toml, good_al
 
 /// Never ejected, so that the garbage workers are tried on every request that picks them.
 const NO_EJECTION: &str = "[pools.upstream.ejection]\nconsecutive_failures = 1000";
+
+/// What the simulator's garbage looks like (an HTML error page): never relayed.
+const GARBAGE: &str = "<html>";
 
 fn request(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})
@@ -34,9 +36,12 @@ fn assert_upstream_error(error: &Value) {
 async fn worker_output_that_is_not_valid_is_never_relayed_as_a_200() {
     let dir = TempDir::new("hardening-worker-output");
     let sim = start_sim(&dir, "sim", None, &[]).await;
-    let mixed = GarbageWorker::start(0).await; // beside the good worker
-    let garbage_first = GarbageWorker::start(0).await;
-    let garbage_late = GarbageWorker::start(3).await;
+    let garbage = ["--garbage-body", "--garbage-after-tokens", "0"];
+    let mixed = start_sim(&dir, "garbage", None, &garbage).await; // beside the good worker
+    let garbage_first =
+        start_sim(&dir, "garbage-first", None, &[&garbage[..], &["--model", "garbage-first"]].concat()).await;
+    let garbage_late =
+        start_sim(&dir, "garbage-late", None, &["--garbage-after-tokens", "3", "--model", "garbage-late"]).await;
     let named = |name: &str, url: String| format!("{{ url = \"{url}\", name = \"{name}\" }}");
     let pools = [
         Pool {
@@ -81,10 +86,11 @@ async fn worker_output_that_is_not_valid_is_never_relayed_as_a_200() {
     assert_good_unharmed(good).await;
     let text = gw.metrics().await;
     let value = |name, labels: &[(&str, &str)]| sluice_e2e::metrics::sum(&text, name, labels).unwrap_or(0.0);
-    let tried = mixed.chats() as f64;
-    assert!(tried >= 1.0, "the good tenant's requests never met the garbage worker");
+    // Every answer of the garbage worker beside the good one was blamed on it and retried.
+    let tried = value("sluice_upstream_errors_total", &[("endpoint", "garbage"), ("kind", "stream")]);
+    assert!(tried >= 1.0, "the good tenant's requests never met the garbage worker:\n{text}");
     assert_eq!(value("sluice_upstream_retries_total", &[("pool", "llama")]), tried, "{text}");
-    assert_eq!(value("sluice_upstream_errors_total", &[("endpoint", "garbage"), ("kind", "stream")]), tried, "{text}");
+    assert_eq!(value("sluice_upstream_errors_total", &[("endpoint", "garbage")]), tried, "only its own faults: {text}");
     for (endpoint, requests) in [("garbage-first", 2.0), ("garbage-late", 1.0)] {
         let blamed = value("sluice_upstream_errors_total", &[("endpoint", endpoint), ("kind", "stream")]);
         assert_eq!(blamed, requests, "{endpoint} is blamed for each of its answers:\n{text}");
