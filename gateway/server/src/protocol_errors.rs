@@ -101,8 +101,11 @@ impl<I: AsyncWrite> AsyncWrite for ErrorBodies<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         ready!(self.as_mut().poll_pending(cx))?;
+        // hyper's answer is a head alone: it starts like one and ends the write with its blank
+        // line. Anything else (the gateway's own 400 with its body) passes without a copy.
         let first = bufs.iter().find(|b| !b.is_empty());
-        if first.is_some_and(|b| might_be_error_head(b)) {
+        let last = bufs.iter().rev().find(|b| !b.is_empty());
+        if first.is_some_and(|b| might_be_error_head(b)) && last.is_some_and(|b| b.ends_with(b"\r\n\r\n")) {
             let written: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
             if self.as_mut().intercept(&written) {
                 return Poll::Ready(Ok(written.len()));
