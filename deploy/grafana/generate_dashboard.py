@@ -148,6 +148,17 @@ timeseries("Ejections",
              "{{pool}} / {{endpoint}}")],
            16, y, w=8, unit="short")
 y += 8
+timeseries("Prompt blocks routed to an endpoint holding them",
+           [(f"sum by (pool) (rate(sluice_prefix_routed_blocks_total{{held=\"yes\"}}[{RATE}])) / "
+             f"sum by (pool) (rate(sluice_prefix_routed_blocks_total[{RATE}]))", "{{pool}}")],
+           0, y, unit="percentunit",
+           description="Of the prompt blocks routed by plugins, the share the chosen endpoint was believed to "
+                       "hold (the host's prefix index): the prefix reuse routing achieved.")
+timeseries("Prefix index blocks",
+           [("max by (pool) (sluice_prefix_index_blocks)", "{{pool}}")],
+           12, y, unit="short",
+           description="Prompt blocks each pool's prefix index remembers (bounded by prefix_index.max_blocks).")
+y += 8
 
 # --- Client connections (the listeners' budgets) ----------------------------------------------
 row("Client connections", y)

@@ -147,6 +147,22 @@ pub struct UpstreamConfig {
     pub max_queued: usize,
     pub health: HealthConfig,
     pub ejection: EjectionConfig,
+    pub prefix_index: PrefixIndexConfig,
+}
+
+/// Without the engine's KV events a routed prompt is all the host knows, so a guess lives about
+/// as long as a busy worker keeps an unused prefix cached.
+pub const DEFAULT_PREFIX_GUESS_TTL: Duration = Duration::from_secs(300);
+/// 262,144 blocks of 16 tokens: 4M prompt tokens per pool.
+pub const DEFAULT_PREFIX_INDEX_BLOCKS: usize = 262_144;
+
+/// The host's prefix index of a pool (`sluice_proxy`'s `upstream::prefixes`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixIndexConfig {
+    /// How long a worker is believed to hold the blocks of a prompt routed to it.
+    pub guess_ttl: Duration,
+    /// Blocks remembered per pool; past it the least recently written are forgotten.
+    pub max_blocks: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

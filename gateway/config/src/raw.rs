@@ -119,6 +119,20 @@ pub struct RawUpstream {
     pub health: RawHealth,
     #[serde(default)]
     pub ejection: RawEjection,
+    #[serde(default)]
+    pub prefix_index: RawPrefixIndex,
+}
+
+/// `prefix_index`: what the host remembers of which worker holds which prompt prefix, for the
+/// route plugins' candidates.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrefixIndex {
+    /// How long the host believes a worker holds a prompt it routed there.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub guess_ttl: Option<Duration>,
+    /// Prompt blocks remembered per pool, all workers together.
+    pub max_blocks: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

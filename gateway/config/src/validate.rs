@@ -12,11 +12,12 @@ use crate::raw::{
 use crate::{
     ApiKeyConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
     DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_RESPONSE_CACHE_BYTES,
-    DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig, EjectionConfig, EndpointConfig,
-    HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig,
-    PluginScopeConfig, PluginSourceConfig, PoolConfig, RedisConfig, RedisFallbackConfig, ResponseCacheBackend,
-    ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig, UpstreamConfig, secret,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_PREFIX_GUESS_TTL, DEFAULT_PREFIX_INDEX_BLOCKS,
+    DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig,
+    EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig,
+    PluginHostConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, PoolConfig, PrefixIndexConfig,
+    RedisConfig, RedisFallbackConfig, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig,
+    UpstreamConfig, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -594,6 +595,14 @@ pub fn upstream(raw: &RawUpstream, global: Option<&RawUpstream>) -> UpstreamConf
             base: pick(|u| u.ejection.base, Duration::from_secs(5)),
             max: pick(|u| u.ejection.max, Duration::from_secs(120)),
         },
+        prefix_index: PrefixIndexConfig {
+            guess_ttl: pick(|u| u.prefix_index.guess_ttl, DEFAULT_PREFIX_GUESS_TTL),
+            max_blocks: raw
+                .prefix_index
+                .max_blocks
+                .or_else(|| global.and_then(|g| g.prefix_index.max_blocks))
+                .unwrap_or(DEFAULT_PREFIX_INDEX_BLOCKS),
+        },
     }
 }
 
@@ -607,6 +616,7 @@ fn check_upstream(field: &str, u: &UpstreamConfig) -> Result<(), ConfigError> {
         ("health.timeout", u.health.timeout),
         ("ejection.base", u.ejection.base),
         ("queue_timeout", u.queue_timeout),
+        ("prefix_index.guess_ttl", u.prefix_index.guess_ttl),
     ];
     for (name, d) in non_zero {
         if d.is_zero() {
@@ -618,6 +628,9 @@ fn check_upstream(field: &str, u: &UpstreamConfig) -> Result<(), ConfigError> {
     }
     if u.max_queued == 0 {
         return Err(ConfigError::invalid(format!("{field}.max_queued"), "must be at least 1"));
+    }
+    if u.prefix_index.max_blocks == 0 {
+        return Err(ConfigError::invalid(format!("{field}.prefix_index.max_blocks"), "must be at least 1"));
     }
     if u.ejection.max < u.ejection.base {
         return Err(ConfigError::invalid(format!("{field}.ejection.max"), "must be at least ejection.base"));

@@ -57,6 +57,8 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     queue_wait: HistogramVec,
     queue_rejections: IntCounterVec,
+    prefix_blocks: IntGaugeVec,
+    prefix_routed_blocks: IntCounterVec,
     connections_open: IntGaugeVec,
     connections_refused: IntCounterVec,
     protocol_errors: IntCounterVec,
@@ -127,6 +129,16 @@ impl ConnectionMetrics {
 
 /// The statuses hyper answers unparseable requests with, as label values.
 const PROTOCOL_ERROR_STATUSES: [u16; 3] = [400, 414, 431];
+
+/// Handles for one pool's prefix index.
+#[derive(Clone)]
+pub struct PrefixIndexMetrics {
+    /// Prompt blocks the index remembers.
+    pub blocks: IntGauge,
+    /// Blocks of the prompts routed: those the chosen endpoint was believed to hold, and the rest.
+    pub held: IntCounter,
+    pub not_held: IntCounter,
+}
 
 /// Handles for one pool's admission queue.
 #[derive(Clone)]
@@ -235,6 +247,20 @@ impl Metrics {
                 ),
                 &["pool", "tenant"],
             )?,
+            prefix_blocks: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_prefix_index_blocks",
+                    "Prompt blocks a pool's prefix index remembers (what the host routed, all endpoints together).",
+                ),
+                &["pool"],
+            )?,
+            prefix_routed_blocks: IntCounterVec::new(
+                Opts::new(
+                    "sluice_prefix_routed_blocks_total",
+                    "Blocks of the prompts routed by plugins, by whether the chosen endpoint was believed to hold them.",
+                ),
+                &["pool", "held"],
+            )?,
             queue_wait: histogram(
                 "sluice_pool_queue_wait_seconds",
                 "Time requests waited in a saturated pool's admission queue before being admitted.",
@@ -299,6 +325,8 @@ impl Metrics {
         m.registry.register(Box::new(m.retries.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
         m.registry.register(Box::new(m.queue_wait.clone()))?;
+        m.registry.register(Box::new(m.prefix_blocks.clone()))?;
+        m.registry.register(Box::new(m.prefix_routed_blocks.clone()))?;
         m.registry.register(Box::new(m.queue_rejections.clone()))?;
         m.registry.register(Box::new(m.connections_open.clone()))?;
         m.registry.register(Box::new(m.connections_refused.clone()))?;
@@ -333,6 +361,15 @@ impl Metrics {
             depth: self.queue_depth.clone(),
             rejections: self.queue_rejections.clone(),
             pool: pool.to_owned(),
+        }
+    }
+
+    /// The prefix index handles of one pool; every series starts at zero.
+    pub fn prefix_index(&self, pool: &str) -> PrefixIndexMetrics {
+        PrefixIndexMetrics {
+            blocks: self.prefix_blocks.with_label_values(&[pool]),
+            held: self.prefix_routed_blocks.with_label_values(&[pool, "yes"]),
+            not_held: self.prefix_routed_blocks.with_label_values(&[pool, "no"]),
         }
     }
 

@@ -10,5 +10,5 @@
 mod families;
 mod record;
 
-pub use families::{ConnectionMetrics, EndpointMetrics, Metrics, MetricsError, PoolQueueMetrics};
+pub use families::{ConnectionMetrics, EndpointMetrics, Metrics, MetricsError, PoolQueueMetrics, PrefixIndexMetrics};
 pub use record::{Api, CacheStatus, Estimated, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod pipeline;
 pub mod plugin_io;
 pub mod plugins;
+pub mod prompt_blocks;
 pub mod relay;
 pub mod response_cache;
 pub mod stages;

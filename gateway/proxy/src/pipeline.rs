@@ -19,6 +19,7 @@ use crate::Gateway;
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::exchange::{Completion, Exchange};
+use crate::prompt_blocks;
 use crate::relay::RelayLimits;
 use crate::stages::classify::Route;
 use crate::stages::policy::{self, PolicyOutcome};
@@ -142,14 +143,16 @@ where
     {
         return Ok(Step::Cached(hit));
     }
-    let route_request = policy::route_request(&parsed, body.len());
+    // Hashed only for route plugins: the host's own choice does not look at prefixes.
+    let blocks = if chain.has(Hook::Route) { prompt_blocks::hashes(&parsed) } else { Vec::new() };
+    let route_request = policy::route_request(&parsed, body.len(), &blocks);
     let mut upstream_body = prepare::run(parsed, body)?;
     upstream_body.headers = plugin_headers;
     ex.overhead += after_read.elapsed();
 
     let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant.name)).unwrap_or_else(|| Arc::from(""));
     let priority = ex.key.as_ref().map(|k| k.tenant.priority).unwrap_or_default();
-    let router = forward::Router { chain: &chain, tenant: &tenant, priority, request: &route_request };
+    let router = forward::Router { chain: &chain, tenant: &tenant, priority, request: &route_request, blocks: &blocks };
     let forwarded = forward::run(pool, &router, &gateway.metrics, ex, api, &upstream_body).await?;
     let limits = RelayLimits {
         idle: pool.config.idle_timeout,

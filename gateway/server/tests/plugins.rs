@@ -52,6 +52,40 @@ async fn the_builtin_router_routes_every_request() {
     gw.shutdown().await;
 }
 
+/// What each worker has received so far.
+fn received(gw: &TestGateway) -> Vec<u64> {
+    gw.sims.iter().map(|s| s.stats().requests_received).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_router_keeps_a_conversation_where_its_prefix_is_cached() {
+    let gw = TestGateway::start(2, GatewayOptions::default()).await;
+    for topic in ["alpha", "bravo", "charlie"] {
+        let before = received(&gw);
+        let cached_before: u64 = gw.sims.iter().map(|s| s.stats().cached_tokens).sum();
+        // About 2 KB of system prompt: 30 blocks the next turns share.
+        let system = format!("You answer questions about the {topic} fleet, briefly and exactly. ").repeat(30);
+        let mut messages = vec![json!({"role": "system", "content": system})];
+        for turn in 0..6 {
+            messages.push(json!({"role": "user", "content": format!("question {turn} about {topic}")}));
+            let reply = gw.chat(&json!({"model": MODEL, "max_tokens": 3, "messages": messages})).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            messages.push(json!({"role": "assistant", "content": reply.json()["choices"][0]["message"]["content"]}));
+        }
+        let served: Vec<u64> = received(&gw).iter().zip(&before).map(|(after, before)| after - before).collect();
+        // Sequential requests with nothing in common alternate between the two idle workers
+        // (the_builtin_router_routes_every_request); these share a prefix and stay together.
+        assert!(served.contains(&6), "one worker served every turn about {topic}: {served:?}");
+        let cached: u64 = gw.sims.iter().map(|s| s.stats().cached_tokens).sum();
+        assert!(cached > cached_before, "the worker reused the conversation's cached prefix");
+    }
+    let held = gw.metric("sluice_prefix_routed_blocks_total", &[("held", "yes")]).await;
+    let not_held = gw.metric("sluice_prefix_routed_blocks_total", &[("held", "no")]).await;
+    assert!(held > 10.0 * 30.0 && not_held > 0.0, "held {held}, not held {not_held}");
+    assert!(gw.metric("sluice_prefix_index_blocks", &[]).await > 0.0);
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_denies_with_its_status_and_message() {
     let gw = with_plugin("deny", "deny", "").await;

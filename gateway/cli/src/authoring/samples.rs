@@ -209,7 +209,8 @@ fn prepare(n: usize, raw: RawSample) -> anyhow::Result<Sample> {
     info.tenant = raw.tenant;
     info.key_id = raw.key_id;
     info.request_id = raw.request_id.unwrap_or_else(|| format!("sample-{n}"));
-    let route = policy::route_request(&parsed, body.len());
+    // As the gateway tells a router: the prompt's block hashes included.
+    let route = policy::route_request(&parsed, body.len(), &sluice_proxy::prompt_blocks::hashes(&parsed));
     let candidates = match raw.candidates {
         Some(list) => list.iter().enumerate().map(|(i, c)| candidate(i, c)).collect(),
         None => default_candidates(),

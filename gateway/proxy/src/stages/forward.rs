@@ -34,11 +34,13 @@ use sluice_metrics::{Api, Metrics};
 use sluice_openai::sse::{SseEvent, SseParser};
 use sluice_plugin_host::types::RouteRequest;
 use sluice_plugin_host::{Chain, Hook};
+use sluice_routing::BlockHash;
 use sluice_store_model::Priority;
 use tokio::time::{Instant, timeout_at};
 
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::exchange::{Exchange, X_REQUEST_ID};
+use crate::prompt_blocks;
 use crate::relay::{MAX_EVENT_BYTES, plausible_data};
 use crate::stages::prepare::UpstreamBody;
 use crate::upstream::{Endpoint, FailureKind, InFlightGuard, Pool, QueueRejection, SendError, WorkerBody};
@@ -95,22 +97,29 @@ pub struct Router<'a> {
     /// The tenant's weight in the admission queue.
     pub priority: Priority,
     pub request: &'a RouteRequest,
+    /// The prompt's block hashes (`prompt_blocks`); empty without route plugins.
+    pub blocks: &'a [BlockHash],
+}
+
+/// An endpoint chosen for the next attempt, with the prompt blocks it was believed to hold.
+struct Choice<'p> {
+    index: usize,
+    endpoint: &'p Arc<Endpoint>,
+    held: u32,
 }
 
 /// The endpoint for the next attempt: the route plugins' choice when they make one that is
 /// available and untried, otherwise the host's least-in-flight choice. A failing router bound
 /// fail-closed refuses the request.
-async fn choose<'p>(
-    pool: &'p Pool,
-    router: &Router<'_>,
-    tried: &[usize],
-) -> Result<Option<(usize, &'p Arc<Endpoint>)>, GatewayError> {
+async fn choose<'p>(pool: &'p Pool, router: &Router<'_>, tried: &[usize]) -> Result<Option<Choice<'p>>, GatewayError> {
+    let overlaps = if router.blocks.is_empty() { Vec::new() } else { pool.overlaps(router.blocks) };
+    let held = |index: usize| overlaps.get(index).copied().unwrap_or(0);
     if router.chain.has(Hook::Route) {
-        let candidates = pool.candidates(tried);
+        let candidates = pool.candidates(tried, &overlaps, prompt_blocks::BLOCK_TOKENS);
         match router.chain.route(router.tenant, router.request, &candidates).await {
             Ok(Some(id)) => {
-                if let Some(picked) = pool.available(id as usize, tried) {
-                    return Ok(Some(picked));
+                if let Some((index, endpoint)) = pool.available(id as usize, tried) {
+                    return Ok(Some(Choice { index, endpoint, held: held(index) }));
                 }
             }
             Ok(None) => {}
@@ -122,21 +131,24 @@ async fn choose<'p>(
             }
         }
     }
-    Ok(pool.pick_with_room(tried))
+    Ok(pool.pick_with_room(tried).map(|(index, endpoint)| Choice { index, endpoint, held: held(index) }))
 }
 
 /// The endpoint for the next attempt and its in-flight slot; every endpoint considered joins
 /// `tried`. One that filled up between the choice and the slot (another request took its last
-/// one) is passed over for the next choice.
+/// one) is passed over for the next choice. The one taken is charged the prompt's uncached
+/// tokens and is from then on believed to hold its blocks.
 async fn acquire<'p>(
     pool: &'p Pool,
     router: &Router<'_>,
     tried: &mut Vec<usize>,
 ) -> Result<Option<(&'p Arc<Endpoint>, InFlightGuard)>, GatewayError> {
-    while let Some((index, endpoint)) = choose(pool, router, tried).await? {
+    while let Some(Choice { index, endpoint, held }) = choose(pool, router, tried).await? {
         tried.push(index);
         if let Some(mut guard) = endpoint.try_begin() {
-            guard.charge_prefill(u64::from(router.request.prompt_tokens));
+            let cached = held.saturating_mul(prompt_blocks::BLOCK_TOKENS);
+            guard.charge_prefill(u64::from(router.request.prompt_tokens.saturating_sub(cached)));
+            pool.routed(index, router.blocks, held);
             return Ok(Some((endpoint, guard)));
         }
     }

@@ -10,10 +10,12 @@ use sluice_metrics::Api;
 use sluice_openai::request::Prompt;
 use sluice_plugin_host::types::{self, BodySummary, RequestInfo, RouteRequest};
 use sluice_plugin_host::{BodyResource, CacheIntent, CacheSlot, Chain, Hook, RequestVerdict, RequestView};
+use sluice_routing::BlockHash;
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::exchange::{Exchange, X_REQUEST_ID};
+use crate::prompt_blocks;
 use crate::stages::parse::{self, ParsedRequest};
 
 pub enum PolicyOutcome {
@@ -156,9 +158,9 @@ fn with_model(body: &Bytes, model: &str) -> Result<Bytes, GatewayError> {
 }
 
 /// What the route plugins are told about the request (the fields of `sluice-routing`'s
-/// `RequestSummary`). The gateway does not tokenize yet: the prompt size is the bytes / 4
-/// estimate and there are no block hashes, so every candidate's prefix overlap is 0.
-pub fn route_request(parsed: &ParsedRequest, body_len: usize) -> RouteRequest {
+/// `RequestSummary`), with its prompt's block hashes (`prompt_blocks`, empty when `blocks` is
+/// empty). The gateway does not tokenize yet: the prompt size is the bytes / 4 estimate.
+pub fn route_request(parsed: &ParsedRequest, body_len: usize, blocks: &[BlockHash]) -> RouteRequest {
     let max_output_tokens = match parsed {
         ParsedRequest::Chat(r) => r.max_completion_tokens.or(r.max_tokens),
         ParsedRequest::Completion(r) => r.max_tokens,
@@ -167,8 +169,8 @@ pub fn route_request(parsed: &ParsedRequest, body_len: usize) -> RouteRequest {
     RouteRequest {
         model: parsed.model().to_owned(),
         prompt_tokens: u32::try_from(body_len / 4).unwrap_or(u32::MAX),
-        block_size: 0,
-        block_hashes: Vec::new(),
+        block_size: prompt_blocks::BLOCK_TOKENS,
+        block_hashes: blocks.iter().map(|b| b.0).collect(),
         max_output_tokens,
     }
 }

@@ -7,6 +7,7 @@ pub mod fair_queue;
 mod h1;
 pub mod health;
 mod pool;
+pub mod prefixes;
 
 pub use client::{
     HttpClient, LARGE_REQUEST_BODY, LARGE_REQUEST_HEAD, RequestSize, SendError, UpstreamClient, outbound_client,

@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sluice_config::{Config, EndpointConfig, PoolConfig, UpstreamConfig};
 use sluice_metrics::Metrics;
 use sluice_plugin_host::types::{Candidate, CandidateStats, Health, PrefixOverlap};
+use sluice_routing::{BlockHash, WorkerIndex};
 use sluice_store_model::Pool as StoredPool;
 
 use super::client::UpstreamClient;
 use super::endpoint::Endpoint;
 use super::fair_queue::{Capacity, CapacityFn, FairQueue};
+use super::prefixes::Prefixes;
 
 #[derive(Debug)]
 pub struct Pool {
@@ -23,6 +25,10 @@ pub struct Pool {
     /// The admission queue, when some endpoint has an in-flight limit; shared by the pools
     /// that replace this one (same name), so the permits held carry over.
     pub queue: Option<Arc<FairQueue>>,
+    /// Which endpoint is believed to hold which prompt blocks; carried over like the queue.
+    pub prefixes: Arc<Prefixes>,
+    /// Each endpoint's worker index in `prefixes`, in the order of `endpoints`.
+    worker_ids: Vec<WorkerIndex>,
     /// Rotates the starting point of the least-in-flight scan so ties spread evenly.
     next: AtomicUsize,
 }
@@ -45,9 +51,12 @@ impl Pool {
                 .map(Arc::new)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let prefixes = Arc::new(Prefixes::new(&config.upstream.prefix_index, metrics.prefix_index(&config.name)));
         Ok(Pool {
             models: config.models.iter().map(|m| Arc::from(m.as_str())).collect(),
             queue: admission_queue(&name, &endpoints, &config.upstream, None, metrics),
+            worker_ids: prefixes.assign(&endpoints),
+            prefixes,
             endpoints,
             client: UpstreamClient::new(&config.upstream),
             config: config.upstream.clone(),
@@ -93,8 +102,9 @@ impl Pool {
 impl Pool {
     /// The endpoints not in `exclude` and below their in-flight limit, as routing candidates
     /// (`id` is the endpoint's index), starting at a rotating offset so a router that takes the
-    /// first of equals spreads ties.
-    pub fn candidates(&self, exclude: &[usize]) -> Vec<Candidate> {
+    /// first of equals spreads ties. `overlaps` holds each endpoint's prefix overlap in blocks
+    /// ([`Pool::overlaps`]), of `block_tokens` tokens each.
+    pub fn candidates(&self, exclude: &[usize], overlaps: &[u32], block_tokens: u32) -> Vec<Candidate> {
         let n = self.endpoints.len();
         if n == 0 {
             return Vec::new();
@@ -114,10 +124,25 @@ impl Pool {
                         metrics: None,
                         health: if e.is_available() { Health::Healthy } else { Health::Unhealthy },
                     },
-                    overlap: PrefixOverlap { blocks: 0, tokens: 0 },
+                    overlap: {
+                        let blocks = overlaps.get(i).copied().unwrap_or(0);
+                        PrefixOverlap { blocks, tokens: blocks.saturating_mul(block_tokens) }
+                    },
                 })
             })
             .collect()
+    }
+
+    /// Each endpoint's prefix overlap with a prompt of `hashes`, in blocks, in endpoint order.
+    pub fn overlaps(&self, hashes: &[BlockHash]) -> Vec<u32> {
+        self.prefixes.overlaps(hashes, &self.worker_ids)
+    }
+
+    /// A prompt of `hashes` went to endpoint `index`, believed to hold `held` of its blocks.
+    pub fn routed(&self, index: usize, hashes: &[BlockHash], held: u32) {
+        if let Some(&id) = self.worker_ids.get(index) {
+            self.prefixes.routed(id, hashes, held);
+        }
     }
 
     /// Endpoint `index` if it is available, below its in-flight limit and not in `exclude`.
@@ -216,8 +241,13 @@ impl Pool {
             _ => UpstreamClient::new(upstream),
         };
         let queue = admission_queue(&name, &endpoints, upstream, previous.and_then(|p| p.queue.as_ref()), metrics);
+        let prefixes = Prefixes::carried(previous.map(|p| &p.prefixes), &upstream.prefix_index, || {
+            metrics.prefix_index(&stored.name)
+        });
         Ok(Pool {
             models: stored.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+            worker_ids: prefixes.assign(&endpoints),
+            prefixes,
             endpoints,
             queue,
             client,
@@ -325,7 +355,7 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(p.pick_with_room(&[]).unwrap().0, 1);
         }
-        assert_eq!(p.candidates(&[]).iter().map(|c| c.id).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(p.candidates(&[], &[], 16).iter().map(|c| c.id).collect::<Vec<_>>(), vec![1]);
         assert!(p.available(0, &[]).is_none(), "a router's choice of a full endpoint is not taken");
         assert!(p.pick(&[]).is_some(), "side traffic (plugin embeddings) ignores the limit");
         let _also = p.endpoints[1].try_begin().unwrap();
@@ -392,13 +422,13 @@ mod tests {
         let p = pool(3);
         let _a = p.endpoints[1].begin();
         p.endpoints[2].record_failure(crate::upstream::FailureKind::Connect);
-        let c = p.candidates(&[0]);
+        let c = p.candidates(&[0], &[], 16);
         assert_eq!(c.len(), 2);
         let one = c.iter().find(|c| c.id == 1).unwrap();
         assert_eq!(one.stats.in_flight_requests, 1);
         assert_eq!(one.stats.health, Health::Healthy);
         assert_eq!(c.iter().find(|c| c.id == 2).unwrap().stats.health, Health::Unhealthy);
-        let firsts: std::collections::HashSet<u32> = (0..3).map(|_| p.candidates(&[])[0].id).collect();
+        let firsts: std::collections::HashSet<u32> = (0..3).map(|_| p.candidates(&[], &[], 16)[0].id).collect();
         assert_eq!(firsts.len(), 3, "the order rotates");
         assert!(p.available(2, &[]).is_none());
         assert!(p.available(1, &[1]).is_none());
