@@ -7,12 +7,10 @@ use std::sync::Arc;
 use prometheus::Registry;
 use sluice_config::{
     Config, PluginConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, RedisFallbackConfig,
-    RedisLimitsMode,
 };
 use sluice_plugin_host::{
     BindingSpec, BreakerSettings, Builtins, CallLimits, Capability, EngineSettings, FailurePolicy, Fallback, Hook,
-    HostError, HostSettings, Isolation, LeaseSettings, Origin, OutputLimits, PluginHost, PluginSource, Scope,
-    SharedMode, SharedSettings,
+    HostError, HostSettings, Isolation, Origin, OutputLimits, PluginHost, PluginSource, Scope, SharedSettings,
 };
 
 pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostError> {
@@ -34,10 +32,6 @@ pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostErro
                 RedisFallbackConfig::Closed => Fallback::Closed,
             },
             key_prefix: r.key_prefix.clone(),
-            mode: match r.limits {
-                RedisLimitsMode::Leased => SharedMode::Leased(LeaseSettings::default()),
-                RedisLimitsMode::Exact => SharedMode::Exact,
-            },
         }),
     };
     let specs = config.plugins.iter().map(spec).collect();

@@ -239,7 +239,6 @@ impl Local {
                 period_ms: ask.period_ms,
                 on_settle: ask.on_settle,
                 hold,
-                leased: false,
             })
             .collect();
         for (key, write) in writes {
