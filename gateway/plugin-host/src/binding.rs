@@ -21,8 +21,9 @@ use crate::breaker::{Admission, Breaker, BreakerState};
 use crate::capability::{Capabilities, Capability};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
-use crate::limits::standing::{RequestShape, plan_key};
-use crate::limits::{MAX_LIMITS_WAIT, RequestLimits};
+use crate::limits::local::Planned;
+use crate::limits::standing::{RequestShape, Sizes};
+use crate::limits::{MAX_LIMITS_WAIT, RequestLimits, now_us};
 use crate::loader::{Export, Hook, PluginVersion};
 use crate::metrics::CallMetrics;
 use crate::output::OutputLimits;
@@ -585,16 +586,29 @@ impl Binding {
     /// in its place; `false` when there is no such promise under the current tenant settings,
     /// or the limits refuse, or their backend is away: then the plugin is called as usual.
     async fn took_standing(&self, info: &RequestInfo, generation: u64, request: &Arc<RequestLimits>) -> bool {
-        let Some(plan) = self.ctx.standing.get(&plan_key(info), generation) else { return false };
-        let shape = RequestShape::of(info, generation);
-        let asks = plan.asks_for(&shape);
+        let Some(plan) = self.ctx.standing.get_for(info, generation) else { return false };
+        let sizes = Sizes::of(info);
+        let namespace = &self.ctx.namespace;
+        if let Some(local) = request.limits().local_only() {
+            match plan.take_local(local, &sizes, now_us()) {
+                Planned::Granted { states, taken } => {
+                    let remaining = request.record_planned(namespace, &plan, states, taken);
+                    let shown = [plan.header_requests.is_some(), plan.header_tokens.is_some()];
+                    plan.series(|| self.ctx.metrics.limit_series(&self.name, &info.tenant, shown)).granted(remaining);
+                    return true;
+                }
+                Planned::Refused => return false,
+                // A limit without state yet: the keyed path below creates it.
+                Planned::Unresolved => {}
+            }
+        }
+        let asks = plan.asks_for(&sizes);
         let Ok(grant) = request.limits().acquire(&asks, self.limits.timeout.min(MAX_LIMITS_WAIT)).await else {
             return false;
         };
         if !grant.decision.granted {
             return false;
         }
-        let namespace = &self.ctx.namespace;
         self.ctx.metrics.limit_decision(&self.name, &info.tenant, "granted");
         request.record(namespace, grant, plan.cached_percent);
         // Indexes were checked when the plan was made.

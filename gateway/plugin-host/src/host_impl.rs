@@ -357,8 +357,8 @@ impl limits::Host for HostState {
                 (ask(&prefix, l.key, l.kind, 0, l.limit, l.period_ms, l.burst, l.on_settle), amount)
             })
             .collect();
-        let plan = Plan { generation: shape.generation, asks: planned, cached_percent, header_requests, header_tokens };
-        let asks = plan.asks_for(&shape);
+        let plan = Plan::new(shape.generation, planned, cached_percent, header_requests, header_tokens);
+        let asks = plan.asks_for(&shape.sizes);
         let outcome = self.take_limits(&asks, cached_percent).await;
         let (decision, request) = match outcome {
             Ok(taken) => taken,

@@ -234,6 +234,17 @@ impl PluginMetrics {
         CallMetrics { hooks: Hook::ALL.map(per_hook), instantiations: self.instantiations.with_label_values(&[plugin]) }
     }
 
+    /// The series a standing plan's grants update, resolved once per plan: `granted` decisions
+    /// of `plugin` for `tenant`, and the remaining gauges of the kinds its headers show.
+    pub fn limit_series(&self, plugin: &str, tenant: &str, kinds: [bool; 2]) -> LimitSeries {
+        let gauge =
+            |kind: &str, shown: bool| shown.then(|| self.limit_remaining.with_label_values(&[plugin, tenant, kind]));
+        LimitSeries {
+            granted: self.limit_decisions.with_label_values(&[plugin, tenant, "granted"]),
+            remaining: [gauge("requests", kinds[0]), gauge("tokens", kinds[1])],
+        }
+    }
+
     pub fn limit_decision(&self, plugin: &str, tenant: &str, outcome: &str) {
         self.limit_decisions.with_label_values(&[plugin, tenant, outcome]).inc();
     }
@@ -307,5 +318,24 @@ impl PluginMetrics {
             self.custom_value.with_label_values(&[plugin, name, label]).observe(value);
         }
         ok
+    }
+}
+/// One tenant's `granted` decisions and remaining gauges, as [`PluginMetrics::limit_decision`]
+/// and [`PluginMetrics::limit_remaining`] update them, without a label lookup per request.
+#[derive(Debug, Clone)]
+pub struct LimitSeries {
+    granted: IntCounter,
+    remaining: [Option<IntGauge>; 2],
+}
+
+impl LimitSeries {
+    /// A grant whose headers said `remaining` (requests, tokens).
+    pub fn granted(&self, remaining: [Option<u64>; 2]) {
+        self.granted.inc();
+        for (gauge, left) in self.remaining.iter().zip(remaining) {
+            if let (Some(gauge), Some(left)) = (gauge, left) {
+                gauge.set(i64::try_from(left).unwrap_or(i64::MAX));
+            }
+        }
     }
 }

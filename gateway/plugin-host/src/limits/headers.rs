@@ -2,8 +2,12 @@
 //! plugin names which of its limits stand for requests and for tokens and formats nothing.
 
 use http::header::{HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use super::LimitState;
+
+/// Headers one plugin asked for; six at most for the `x-ratelimit-*` ones, kept inline.
+pub type HeaderSet = SmallVec<[(HeaderName, HeaderValue); 6]>;
 
 const REQUESTS: [HeaderName; 3] = [
     HeaderName::from_static("x-ratelimit-limit-requests"),
@@ -17,15 +21,26 @@ const TOKENS: [HeaderName; 3] = [
 ];
 
 /// The `x-ratelimit-*` headers for the limits standing for requests and for tokens.
-pub fn render(requests: Option<&LimitState>, tokens: Option<&LimitState>) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::with_capacity(6);
-    for (names, state) in [(&REQUESTS, requests), (&TOKENS, tokens)] {
+pub fn render(requests: Option<&LimitState>, tokens: Option<&LimitState>) -> HeaderSet {
+    render_with(&[None, None], requests, tokens)
+}
+
+/// [`render`], with the `x-ratelimit-limit-*` values already rendered where given (a standing
+/// plan's limits do not change from one request to the next).
+pub fn render_with(
+    limits: &[Option<HeaderValue>; 2],
+    requests: Option<&LimitState>,
+    tokens: Option<&LimitState>,
+) -> HeaderSet {
+    let mut out = HeaderSet::new();
+    for ((names, state), limit_value) in [(&REQUESTS, requests), (&TOKENS, tokens)].into_iter().zip(limits) {
         let Some(state) = state else { continue };
         let [limit, remaining, reset] = names.clone();
-        out.push((limit, HeaderValue::from(state.limit)));
+        let limit_value = limit_value.clone().unwrap_or_else(|| HeaderValue::from(state.limit));
+        out.push((limit, limit_value));
         out.push((remaining, HeaderValue::from(state.remaining)));
         // Digits, letters and a dot: always a valid header value.
-        if let Ok(value) = HeaderValue::try_from(duration(state.reset_ms)) {
+        if let Ok(value) = HeaderValue::from_bytes(&duration_bytes(state.reset_ms)) {
             out.push((reset, value));
         }
     }
@@ -34,32 +49,37 @@ pub fn render(requests: Option<&LimitState>, tokens: Option<&LimitState>) -> Vec
 
 /// A duration as OpenAI writes `x-ratelimit-reset-*`: `20ms`, `1.5s`, `6m0s`, `1h2m3s`.
 pub fn duration(ms: u64) -> String {
-    // Pieced together with `itoa`: this runs twice for every limited answer.
-    let mut out = String::with_capacity(16);
+    String::from_utf8_lossy(&duration_bytes(ms)).into_owned()
+}
+
+/// [`duration`] on the stack: this runs twice for every limited answer, and the header value
+/// copies it once.
+fn duration_bytes(ms: u64) -> SmallVec<[u8; 32]> {
+    let mut out = SmallVec::new();
     let mut number = itoa::Buffer::new();
-    let mut push = |out: &mut String, n: u64, unit: &str| {
-        out.push_str(number.format(n));
-        out.push_str(unit);
+    let mut push = |out: &mut SmallVec<[u8; 32]>, n: u64, unit: &[u8]| {
+        out.extend_from_slice(number.format(n).as_bytes());
+        out.extend_from_slice(unit);
     };
     if ms < 1000 {
-        push(&mut out, ms, "ms");
+        push(&mut out, ms, b"ms");
         return out;
     }
     let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     if h > 0 {
-        push(&mut out, h, "h");
+        push(&mut out, h, b"h");
     }
     if h > 0 || m > 0 {
-        push(&mut out, m, "m");
+        push(&mut out, m, b"m");
     }
-    push(&mut out, s, "");
+    push(&mut out, s, b"");
     if frac > 0 {
         let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
-        let digits = std::str::from_utf8(&digits).unwrap_or("");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+        let kept = digits.iter().rposition(|d| *d != b'0').map_or(0, |i| i + 1);
+        out.push(b'.');
+        out.extend_from_slice(digits.get(..kept).unwrap_or(&[]));
     }
-    out.push('s');
+    out.push(b's');
     out
 }
 

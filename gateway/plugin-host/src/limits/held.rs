@@ -10,23 +10,87 @@ use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
-use super::{Decision, Ending, Grant, Limits};
+use super::headers::HeaderSet;
+use super::local::{States, TakenCells};
+use super::standing::Plan;
+use super::{Decision, Ending, Grant, LimitState, Limits, now_us};
 use crate::namespace::Namespace;
+
+/// What a hold took.
+#[derive(Debug)]
+enum Taking {
+    /// Through `acquire`: the limits by key, here or in Redis.
+    Grant(Grant),
+    /// Through a standing plan, from this process's state.
+    Planned { plan: Arc<Plan>, taken: TakenCells },
+}
 
 #[derive(Debug)]
 struct Hold {
     namespace: Namespace,
-    grant: Grant,
+    taking: Taking,
     /// What a cached prompt token counts for, in percent, when `tokens` limits settle.
     cached_percent: u32,
 }
 
+impl Hold {
+    /// Ends the hold at once when it needs no network (see [`Limits::end_now`]).
+    fn end_now(&self, limits: &Limits, ending: Ending) -> bool {
+        match &self.taking {
+            Taking::Grant(grant) => limits.end_now(&grant.taken, grant.shared, ending),
+            Taking::Planned { plan, taken } => {
+                if let Some(local) = limits.local_only() {
+                    local.end_planned(&plan.asks, taken, ending, now_us());
+                }
+                true
+            }
+        }
+    }
+
+    async fn end(&self, limits: &Limits, ending: Ending) {
+        match &self.taking {
+            Taking::Grant(grant) => limits.end(&grant.taken, grant.shared, ending).await,
+            Taking::Planned { .. } => {
+                self.end_now(limits, ending);
+            }
+        }
+    }
+}
+
+/// A plugin's last decision.
+#[derive(Debug)]
+enum Last {
+    Decision(Decision),
+    /// A standing plan's grant: only its states are kept.
+    Granted(States),
+}
+
+impl Last {
+    fn states(&self) -> &[LimitState] {
+        match self {
+            Last::Decision(d) => &d.states,
+            Last::Granted(states) => states,
+        }
+    }
+
+    fn decision(&self) -> Decision {
+        match self {
+            Last::Decision(d) => d.clone(),
+            Last::Granted(states) => {
+                Decision { granted: true, refused_by: None, retry_after_ms: None, states: states.to_vec() }
+            }
+        }
+    }
+}
+
+/// Inline for the one plugin that usually takes limits.
 #[derive(Debug, Default)]
 struct Holds {
-    open: Vec<Hold>,
-    last: Vec<(Namespace, Decision)>,
-    headers: Vec<(Namespace, Vec<(HeaderName, HeaderValue)>)>,
+    open: SmallVec<[Hold; 1]>,
+    last: SmallVec<[(Namespace, Last); 1]>,
+    headers: SmallVec<[(Namespace, HeaderSet); 1]>,
 }
 
 /// Tokens a request was measured to use.
@@ -75,22 +139,42 @@ impl RequestLimits {
     pub fn record(&self, namespace: &Namespace, grant: Grant, cached_percent: u32) {
         let Ok(mut holds) = self.holds.lock() else { return };
         holds.last.retain(|(ns, _)| ns != namespace);
-        holds.last.push((namespace.clone(), grant.decision.clone()));
+        holds.last.push((namespace.clone(), Last::Decision(grant.decision.clone())));
         if grant.decision.granted && !grant.taken.is_empty() {
-            holds.open.push(Hold { namespace: namespace.clone(), grant, cached_percent });
+            holds.open.push(Hold { namespace: namespace.clone(), taking: Taking::Grant(grant), cached_percent });
         }
+    }
+
+    /// Records what `namespace`'s standing `plan` granted, with the `x-ratelimit-*` headers the
+    /// plan names; returns what they say is remaining (requests, tokens).
+    pub fn record_planned(
+        &self,
+        namespace: &Namespace,
+        plan: &Arc<Plan>,
+        states: States,
+        taken: TakenCells,
+    ) -> [Option<u64>; 2] {
+        let (headers, remaining) = plan.headers(&states);
+        let Ok(mut holds) = self.holds.lock() else { return remaining };
+        holds.last.retain(|(ns, _)| ns != namespace);
+        holds.last.push((namespace.clone(), Last::Granted(states)));
+        let taking = Taking::Planned { plan: Arc::clone(plan), taken };
+        holds.open.push(Hold { namespace: namespace.clone(), taking, cached_percent: plan.cached_percent });
+        holds.headers.retain(|(ns, _)| ns != namespace);
+        holds.headers.push((namespace.clone(), headers));
+        remaining
     }
 
     pub fn last_decision(&self, namespace: &Namespace) -> Option<Decision> {
         let holds = self.holds.lock().ok()?;
-        holds.last.iter().find(|(ns, _)| ns == namespace).map(|(_, d)| d.clone())
+        holds.last.iter().find(|(ns, _)| ns == namespace).map(|(_, d)| d.decision())
     }
 
     /// Replaces the response headers `namespace` asked for.
     pub fn set_response_headers(&self, namespace: &Namespace, headers: Vec<(HeaderName, HeaderValue)>) {
         let Ok(mut holds) = self.holds.lock() else { return };
         holds.headers.retain(|(ns, _)| ns != namespace);
-        holds.headers.push((namespace.clone(), headers));
+        holds.headers.push((namespace.clone(), headers.into_iter().collect()));
     }
 
     /// Sets `namespace`'s response headers to OpenAI's `x-ratelimit-*`, rendered from its last
@@ -103,14 +187,13 @@ impl RequestLimits {
         tokens: Option<u32>,
     ) -> Result<[Option<u64>; 2], String> {
         let Ok(mut holds) = self.holds.lock() else { return Err("the request's limits are unusable".into()) };
-        let Some((_, decision)) = holds.last.iter().find(|(ns, _)| ns == namespace) else {
+        let Some((_, last)) = holds.last.iter().find(|(ns, _)| ns == namespace) else {
             return Err("no decision to take the headers from: call acquire first".into());
         };
-        let state = |index: Option<u32>| -> Result<Option<&super::LimitState>, String> {
+        let states = last.states();
+        let state = |index: Option<u32>| -> Result<Option<&LimitState>, String> {
             index
-                .map(|i| {
-                    decision.states.get(i as usize).ok_or_else(|| format!("no limit at index {i} of the last decision"))
-                })
+                .map(|i| states.get(i as usize).ok_or_else(|| format!("no limit at index {i} of the last decision")))
                 .transpose()
         };
         let (requests, tokens) = (state(requests)?, state(tokens)?);
@@ -132,11 +215,12 @@ impl RequestLimits {
         }
     }
 
-    /// Takes `namespace`'s open holds, to end them.
-    fn take(&self, namespace: Option<&Namespace>) -> Vec<Hold> {
-        let Ok(mut holds) = self.holds.lock() else { return Vec::new() };
-        let (mine, others) =
-            std::mem::take(&mut holds.open).into_iter().partition(|h| namespace.is_none_or(|ns| h.namespace == *ns));
+    /// Takes `namespace`'s open holds (every one with `None`), to end them.
+    fn take(&self, namespace: Option<&Namespace>) -> SmallVec<[Hold; 1]> {
+        let Ok(mut holds) = self.holds.lock() else { return SmallVec::new() };
+        let all = std::mem::take(&mut holds.open);
+        let Some(namespace) = namespace else { return all };
+        let (mine, others) = all.into_iter().partition(|h| h.namespace == *namespace);
         holds.open = others;
         mine
     }
@@ -144,7 +228,7 @@ impl RequestLimits {
     /// Ends `namespace`'s open holds as `ending` says.
     pub async fn end(&self, namespace: &Namespace, ending: Ending) {
         for hold in self.take(Some(namespace)) {
-            self.limits.end(&hold.grant.taken, hold.grant.shared, ending).await;
+            hold.end(&self.limits, ending).await;
         }
     }
 
@@ -159,7 +243,7 @@ impl RequestLimits {
                 let ending = ending(end, estimate, hold.cached_percent);
                 (hold, ending)
             })
-            .filter(|(hold, ending)| !self.limits.end_now(&hold.grant.taken, hold.grant.shared, *ending))
+            .filter(|(hold, ending)| !hold.end_now(&self.limits, *ending))
             .collect();
         spawn_remote(&self.limits, remote);
     }
@@ -189,7 +273,7 @@ fn spawn_remote(limits: &Arc<Limits>, remote: Vec<(Hold, Ending)>) {
         Ok(runtime) => {
             runtime.spawn(async move {
                 for (hold, ending) in remote {
-                    limits.end(&hold.grant.taken, hold.grant.shared, ending).await;
+                    hold.end(&limits, ending).await;
                 }
             });
         }
@@ -208,7 +292,7 @@ impl Drop for RequestLimits {
         let remote: Vec<(Hold, Ending)> = open
             .into_iter()
             .map(|hold| (hold, Ending::Lapse))
-            .filter(|(hold, ending)| !self.limits.end_now(&hold.grant.taken, hold.grant.shared, *ending))
+            .filter(|(hold, ending)| !hold.end_now(&self.limits, *ending))
             .collect();
         spawn_remote(&self.limits, remote);
     }

@@ -132,17 +132,22 @@ pub struct Taken {
 impl Taken {
     /// The change to apply to the limit when the hold ends as `ending` says.
     pub fn delta(&self, ending: Ending) -> i128 {
-        let amount = i128::from(self.amount);
-        match (ending, self.on_settle) {
-            (Ending::Release, _) | (_, OnSettle::GiveBack) => -amount,
-            (Ending::Settle(actual), OnSettle::Tokens) => i128::from(actual) - amount,
-            (Ending::Settle(_) | Ending::Lapse, OnSettle::Keep) | (Ending::Lapse, OnSettle::Tokens) => 0,
-        }
+        delta(self.amount, self.on_settle, ending)
     }
 
     /// GCRA's emission interval in microseconds: the time one unit occupies.
     pub fn emission_us(&self) -> f64 {
         emission_us(self.period_ms, self.limit)
+    }
+}
+
+/// The change to apply to a limit `amount` was taken from when the hold ends as `ending` says.
+fn delta(amount: u64, on_settle: OnSettle, ending: Ending) -> i128 {
+    let amount = i128::from(amount);
+    match (ending, on_settle) {
+        (Ending::Release, _) | (_, OnSettle::GiveBack) => -amount,
+        (Ending::Settle(actual), OnSettle::Tokens) => i128::from(actual) - amount,
+        (Ending::Settle(_) | Ending::Lapse, OnSettle::Keep) | (Ending::Lapse, OnSettle::Tokens) => 0,
     }
 }
 
@@ -223,6 +228,12 @@ impl Limits {
 
     pub fn shared(&self) -> Option<&Shared> {
         self.shared.as_ref()
+    }
+
+    /// This process's state when it is the only one (no shared backend): then a standing plan
+    /// may decide through [`Local::acquire_planned`].
+    pub fn local_only(&self) -> Option<&Local> {
+        self.shared.is_none().then_some(&self.local)
     }
 
     /// Takes every ask's amount, all or none.
