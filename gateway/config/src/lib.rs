@@ -243,6 +243,18 @@ pub struct RedisConfig {
     pub on_unavailable: RedisFallbackConfig,
     pub replicas: u64,
     pub key_prefix: String,
+    pub limits: RedisLimitsMode,
+}
+
+/// How rate limits use Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisLimitsMode {
+    /// Each replica decides from small slices of quota leased from Redis: no round trip for
+    /// most decisions; never over the limit, under it by at most replicas × slice while leases
+    /// are held.
+    Leased,
+    /// One script per decision: exact, a round trip per request.
+    Exact,
 }
 
 /// `[response_cache]`, validated.

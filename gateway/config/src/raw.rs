@@ -302,6 +302,9 @@ pub struct RawRedis {
     pub replicas: Option<u64>,
     /// Prefix of every key Sluice writes (several gateways may share one Redis).
     pub key_prefix: Option<String>,
+    /// `leased` (default: replicas decide from slices of quota leased from Redis) or `exact`
+    /// (a Redis round trip per decision).
+    pub limits: Option<String>,
 }
 
 /// `[response_cache]`: where the response cache keeps its entries (what is cached is the

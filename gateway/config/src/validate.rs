@@ -16,7 +16,7 @@ use crate::{
     DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig,
     EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig,
     PluginHostConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, PoolConfig, PrefixIndexConfig,
-    RedisConfig, RedisFallbackConfig, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig,
+    RedisConfig, RedisFallbackConfig, RedisLimitsMode, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig,
     UpstreamConfig, secret,
 };
 
@@ -340,7 +340,14 @@ fn redis(raw: RawRedis, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<R
     if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(ConfigError::invalid("redis.key_prefix", "at most 64 characters, no spaces or control characters"));
     }
-    Ok(Some(RedisConfig { url, timeout, on_unavailable, replicas, key_prefix }))
+    let limits = match raw.limits.as_deref() {
+        None | Some("leased") => RedisLimitsMode::Leased,
+        Some("exact") => RedisLimitsMode::Exact,
+        Some(other) => {
+            return Err(ConfigError::invalid("redis.limits", format!("{other:?}: expected \"leased\" or \"exact\"")));
+        }
+    };
+    Ok(Some(RedisConfig { url, timeout, on_unavailable, replicas, key_prefix, limits }))
 }
 
 fn response_cache(raw: RawResponseCache, has_redis: bool) -> Result<ResponseCacheConfig, ConfigError> {

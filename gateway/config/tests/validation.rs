@@ -387,3 +387,14 @@ fn a_tenants_share_of_the_body_budget_defaults_to_a_quarter_and_holds_a_largest_
         assert!(e.contains("server.max_inflight_body_bytes_per_tenant"), "{e}");
     }
 }
+
+#[test]
+fn redis_limits_are_leased_unless_exact_is_asked_for() {
+    use sluice_config::RedisLimitsMode;
+    let with = |extra: &str| format!("[redis]\nurl = \"redis://127.0.0.1:6379\"\n{extra}");
+    let mode = |extra: &str| load(&with(extra)).unwrap().redis.map(|r| r.limits);
+    assert_eq!(mode(""), Some(RedisLimitsMode::Leased));
+    assert_eq!(mode("limits = \"leased\""), Some(RedisLimitsMode::Leased));
+    assert_eq!(mode("limits = \"exact\""), Some(RedisLimitsMode::Exact));
+    assert_eq!(invalid_field(&with("limits = \"sometimes\"")), "redis.limits");
+}

@@ -1,7 +1,7 @@
 //! Rate-limit decision latency: the built-in `ratelimit` plugin's on-request (one `acquire` of
 //! four limits: requests, tokens, concurrency, monthly budget), the request's end (the host
 //! settles the holds with the usage; for Redis, from a task), and the `limits` backend alone, with the in-process backend and with Redis at
-//! 127.0.0.1:6379. Prints a table (p50 / p99 in µs); `cargo bench -p sluice-plugin-host --bench
+//! 127.0.0.1:6379, exact (a script per decision) and leased (slices of quota held by the replica). Prints a table (p50 / p99 in µs); `cargo bench -p sluice-plugin-host --bench
 //! limits`.
 #![allow(
     clippy::unwrap_used,
@@ -22,7 +22,7 @@ use sluice_plugin_host::limits::{RequestEnd, Usage};
 use sluice_plugin_host::types::{Api, BodySummary, RequestInfo};
 use sluice_plugin_host::{
     BindingSpec, BodyResource, EngineSettings, Fallback, HostSettings, PluginHost, RequestLimits, RequestVerdict,
-    RequestView, SharedSettings,
+    RequestView, SharedMode, SharedSettings,
 };
 
 const ITERATIONS: usize = 20_000;
@@ -149,12 +149,13 @@ async fn backend_row(backend: &str, shared: Option<SharedSettings>) -> Row {
     row(&format!("limits backend acquire (4 limits), {backend}"), &h)
 }
 
-fn redis() -> SharedSettings {
+fn redis(mode: SharedMode) -> SharedSettings {
     SharedSettings {
         url: "redis://127.0.0.1:6379".to_owned(),
         timeout: Duration::from_millis(200),
         fallback: Fallback::Closed,
-        key_prefix: format!("sluice-bench:{}:", std::process::id()),
+        key_prefix: format!("sluice-bench:{}:{mode:?}:", std::process::id()),
+        mode,
     }
 }
 
@@ -167,9 +168,11 @@ fn main() {
     let rows = runtime.block_on(async {
         let mut rows = Vec::new();
         rows.push(backend_row("in-process", None).await);
-        rows.push(backend_row("Redis", Some(redis())).await);
+        rows.push(backend_row("Redis, exact", Some(redis(SharedMode::Exact))).await);
+        rows.push(backend_row("Redis, leased", Some(redis(SharedMode::default()))).await);
         rows.extend(plugin_rows("in-process", None).await);
-        rows.extend(plugin_rows("Redis", Some(redis())).await);
+        rows.extend(plugin_rows("Redis, exact", Some(redis(SharedMode::Exact))).await);
+        rows.extend(plugin_rows("Redis, leased", Some(redis(SharedMode::default()))).await);
         rows
     });
     println!("| decision ({ITERATIONS} each) | p50 µs | p99 µs |");

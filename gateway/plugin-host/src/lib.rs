@@ -52,7 +52,7 @@ pub use host::{
     BindingSpec, Builtins, DEFAULT_ISOLATION, HostError, HostSettings, PluginHost, PluginSource, RATELIMIT_ORDER,
 };
 pub use io::{AllowList, IoFuture, PluginIo};
-pub use limits::{Fallback, Limits, RequestLimits, SharedSettings};
+pub use limits::{Fallback, LeaseSettings, Limits, RequestLimits, SharedMode, SharedSettings};
 pub use loader::{CONTRACT, Hook, PluginVersion};
 pub use output::OutputLimits;
 pub use resources::BodyResource;

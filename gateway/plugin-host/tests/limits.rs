@@ -12,7 +12,8 @@ use common::*;
 use http::HeaderMap;
 use sluice_plugin_host::limits::{RequestEnd, Usage};
 use sluice_plugin_host::{
-    BindingSpec, Fallback, HostSettings, PluginHost, RequestLimits, RequestVerdict, RequestView, SharedSettings,
+    BindingSpec, Fallback, HostSettings, PluginHost, RequestLimits, RequestVerdict, RequestView, SharedMode,
+    SharedSettings,
 };
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -42,6 +43,8 @@ fn shared(prefix: &str, fallback: Fallback) -> SharedSettings {
         fallback,
         // A fresh prefix per test run: the counters of an earlier run do not count.
         key_prefix: format!("sluice-test:{prefix}:{}:", std::process::id() ^ rand_suffix()),
+        // Leased, the default: the limits here are small enough to be decided exactly anyway.
+        mode: SharedMode::default(),
     }
 }
 

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use prometheus::Registry;
 use sluice_config::{
     Config, PluginConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, RedisFallbackConfig,
+    RedisLimitsMode,
 };
 use sluice_plugin_host::{
     BindingSpec, BreakerSettings, Builtins, CallLimits, Capability, EngineSettings, FailurePolicy, Fallback, Hook,
-    HostError, HostSettings, Isolation, Origin, OutputLimits, PluginHost, PluginSource, Scope, SharedSettings,
+    HostError, HostSettings, Isolation, LeaseSettings, Origin, OutputLimits, PluginHost, PluginSource, Scope,
+    SharedMode, SharedSettings,
 };
 
 pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostError> {
@@ -32,6 +34,10 @@ pub fn host(config: &Config, registry: &Registry) -> Result<PluginHost, HostErro
                 RedisFallbackConfig::Closed => Fallback::Closed,
             },
             key_prefix: r.key_prefix.clone(),
+            mode: match r.limits {
+                RedisLimitsMode::Leased => SharedMode::Leased(LeaseSettings::default()),
+                RedisLimitsMode::Exact => SharedMode::Exact,
+            },
         }),
     };
     let specs = config.plugins.iter().map(spec).collect();

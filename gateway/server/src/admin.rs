@@ -105,7 +105,11 @@ impl Admin {
                 sluice_plugin_host::Fallback::Local { .. } => "local",
                 sluice_plugin_host::Fallback::Closed => "closed",
             };
-            serde_json::json!({"backend": "redis", "degraded": s.degraded(), "fallback": fallback})
+            let mode = match s.mode() {
+                sluice_plugin_host::SharedMode::Leased(_) => "leased",
+                sluice_plugin_host::SharedMode::Exact => "exact",
+            };
+            serde_json::json!({"backend": "redis", "mode": mode, "degraded": s.degraded(), "fallback": fallback})
         });
         let degraded =
             self.console.as_ref().is_some_and(|c| c.health.is_degraded()) || shared.is_some_and(|s| s.degraded());

@@ -367,6 +367,10 @@ impl Running {
         if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("in-flight requests still running at the end of the grace period");
         }
+        // Quota this replica leased and did not use goes back to Redis for the others.
+        if let Some(shared) = self.gateway.plugins.services().limits.shared() {
+            shared.return_leases().await;
+        }
         self.admin_cancel.cancel();
         self.admin_tasks.close();
         // Long enough for the usage writer's final flush (it retries for up to the grace period).

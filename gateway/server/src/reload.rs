@@ -248,7 +248,9 @@ fn restart_required(old: &Config, new: &Config, has_store: bool, tls: &TlsSource
         "database",
     );
     let redis = |r: &Option<sluice_config::RedisConfig>| {
-        r.as_ref().map(|r| (r.url.expose().to_owned(), r.timeout, r.on_unavailable, r.replicas, r.key_prefix.clone()))
+        r.as_ref().map(|r| {
+            (r.url.expose().to_owned(), r.timeout, r.on_unavailable, r.replicas, r.key_prefix.clone(), r.limits)
+        })
     };
     check(redis(&old.redis) != redis(&new.redis), "redis");
     check(old.plugin_host != new.plugin_host, "plugin_host");

@@ -2,23 +2,27 @@
 //! and concurrency slots, checked all or none and held by the request that took them.
 //!
 //! One algorithm, two places to keep its state: [`local`] in this process (one replica), and
-//! [`shared`] in Redis through one atomic script per decision, so that every replica enforces
-//! one global limit; when Redis is unreachable it falls back to local state with the limits
-//! divided by the configured replica count, or fails closed. [`held`] is a request's holds,
+//! [`shared`] in Redis, so that every replica enforces one global limit: from slices of quota
+//! each replica leases ([`lease`]; never over the limit, under it by a stated bound) or through
+//! one atomic script per decision (exact); when Redis is unreachable it falls back to local
+//! state with the limits divided by the configured replica count, or fails closed. [`held`] is a request's holds,
 //! ended by the plugin (`settle`, `release`) or, at the latest, when the request ends.
 
 pub mod calendar;
 pub mod headers;
 pub mod held;
+pub mod lease;
 pub mod local;
+mod scripts;
 pub mod shared;
 pub mod standing;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use held::{RequestEnd, RequestLimits, Usage};
+pub use lease::LeaseSettings;
 pub use local::Local;
-pub use shared::{Fallback, Shared, SharedSettings};
+pub use shared::{Fallback, Shared, SharedMode, SharedSettings};
 
 /// Limits one `acquire` may check at once.
 pub const MAX_LIMITS_PER_CALL: usize = 16;
@@ -127,6 +131,9 @@ pub struct Taken {
     pub on_settle: OnSettle,
     /// The hold's id among a `slots` limit's holders.
     pub hold: u64,
+    /// Taken from this replica's lease of the limit (ended against the lease), not from Redis
+    /// directly.
+    pub leased: bool,
 }
 
 impl Taken {
@@ -254,11 +261,11 @@ impl Limits {
         }
     }
 
-    /// Ends a hold that needs no network at once; `false`, doing nothing, for one taken from
-    /// the shared state (end it with [`Limits::end`]).
+    /// Ends a hold that needs no network at once; `false`, doing nothing, for one that must
+    /// reach Redis (end it with [`Limits::end`]).
     pub fn end_now(&self, taken: &[Taken], shared: bool, ending: Ending) -> bool {
         match (&self.shared, shared) {
-            (Some(_), true) => false,
+            (Some(s), true) => s.end_now(taken, ending),
             (Some(s), false) => {
                 s.end_fallback(taken, ending, now_us());
                 true
@@ -284,6 +291,7 @@ mod tests {
             period_ms: 1000,
             on_settle,
             hold: 0,
+            leased: false,
         }
     }
 

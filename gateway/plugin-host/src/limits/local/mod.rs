@@ -132,6 +132,7 @@ impl Local {
                 period_ms: ask.period_ms,
                 on_settle: ask.on_settle,
                 hold,
+                leased: false,
             })
             .collect();
         for (ask, (key, write)) in asks.iter().zip(writes) {
