@@ -16,8 +16,8 @@ use crate::{
     DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig,
     EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig,
     PluginHostConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, PoolConfig, PrefixIndexConfig,
-    RedisConfig, RedisFallbackConfig, RedisLimitsMode, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig,
-    UpstreamConfig, secret,
+    RedisConfig, RedisFallbackConfig, RedisLimitsMode, ResponseCacheBackend, ResponseCacheConfig, ServerConfig,
+    TenantConfig, TlsConfig, UpstreamConfig, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

@@ -49,6 +49,9 @@ use sluice_live::LiveHub;
 use sluice_store::Backend;
 use sluice_store::model::BackendKind;
 
+/// The longest `start` waits for Redis (shared rate limits) before serving without it.
+const REDIS_CONNECT_AT_START: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {error}")]
@@ -190,6 +193,11 @@ impl Sluice {
 
     /// Binds the configured addresses and starts serving.
     pub async fn start(self) -> Result<Running, ServerError> {
+        // Shared rate limits connect before the first request, so that a first connection
+        // slower than a decision's timeout does not send the first decisions to the fallback.
+        if let Some(shared) = self.gateway.plugins.services().limits.shared() {
+            shared.connect(REDIS_CONNECT_AT_START).await;
+        }
         let data = bind(self.config.server.listen).await?;
         let admin = bind(self.config.server.admin_listen).await?;
         self.start_on(data, admin)

@@ -190,6 +190,28 @@ impl Shared {
         self.core.fallback.end(taken, ending, now_us);
     }
 
+    /// Connects to Redis and loads the scripts now, waiting at most `within`, so that the first
+    /// decisions neither pay for a connection nor, when making one takes longer than a
+    /// decision's timeout (a busy machine), fall back and admit on local state. `false` when
+    /// Redis did not answer: that is logged and counted as a decision's failure would be, and
+    /// decisions use the fallback until Redis answers.
+    pub async fn connect(&self, within: Duration) -> bool {
+        match tokio::time::timeout(within, self.core.load_scripts()).await {
+            Ok(Ok(())) => {
+                self.core.recovered();
+                true
+            }
+            Ok(Err(e)) => {
+                self.core.failed(&e);
+                false
+            }
+            Err(_) => {
+                self.core.failed("timed out");
+                false
+            }
+        }
+    }
+
     /// Units this replica's lease of `storage_key` holds unused (for tests and inspection).
     pub fn leased_free(&self, storage_key: &str) -> u64 {
         self.core.leases.free(storage_key)
@@ -282,7 +304,9 @@ impl Core {
         self.connection
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
+                    // Longer than a decision waits: a decision gives up on its own timeout,
+                    // and the warm-up at start ([`Shared::connect`]) may wait this long.
+                    .set_connection_timeout(Some(timeout.max(super::MAX_LIMITS_WAIT)))
                     .set_response_timeout(Some(timeout))
                     .set_number_of_retries(1);
                 client.get_connection_manager_with_config(config).await
@@ -290,6 +314,14 @@ impl Core {
             .await
             .cloned()
             .map_err(|e| e.to_string())
+    }
+
+    async fn load_scripts(&self) -> Result<(), String> {
+        let mut connection = self.connection().await?;
+        for script in [&self.acquire, &self.change] {
+            script.prepare_invoke().load_async(&mut connection).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Redis failed: decide without it for a while, saying so once.
