@@ -320,6 +320,7 @@ impl PluginMetrics {
         ok
     }
 }
+
 /// One tenant's `granted` decisions and remaining gauges, as [`PluginMetrics::limit_decision`]
 /// and [`PluginMetrics::limit_remaining`] update them, without a label lookup per request.
 #[derive(Debug, Clone)]

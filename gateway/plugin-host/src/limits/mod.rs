@@ -5,8 +5,9 @@
 //! [`shared`] in Redis, so that every replica enforces one global limit: from slices of quota
 //! each replica leases ([`lease`]; never over the limit, under it by a stated bound) or through
 //! one atomic script per decision (exact); when Redis is unreachable it falls back to local
-//! state with the limits divided by the configured replica count, or fails closed. [`held`] is a request's holds,
-//! ended by the plugin (`settle`, `release`) or, at the latest, when the request ends.
+//! state with the limits divided by the configured replica count, or fails closed. [`held`] is
+//! a request's holds, ended by the plugin (`settle`, `release`) or, at the latest, when the
+//! request ends.
 
 pub mod calendar;
 pub mod headers;
