@@ -10,6 +10,7 @@ mod layer;
 pub mod raw;
 pub mod secret;
 mod validate;
+mod worker_apis;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use raw::RawConfig;
 pub use secret::Secret;
+pub use worker_apis::WorkerApis;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -190,6 +192,8 @@ pub struct PoolConfig {
     pub name: String,
     pub models: Vec<String>,
     pub endpoints: Vec<EndpointConfig>,
+    /// The APIs the pool's workers speak; a request for another is refused.
+    pub apis: WorkerApis,
     pub upstream: UpstreamConfig,
 }
 

@@ -163,6 +163,10 @@ pub struct RawPool {
     pub name: String,
     pub models: Vec<String>,
     pub endpoints: Vec<RawEndpoint>,
+    /// The APIs the pool's workers speak (`chat`, `completions`, `embeddings`, `responses`,
+    /// `messages`); unset: the first three.
+    #[serde(default)]
+    pub apis: Option<Vec<String>>,
     #[serde(default)]
     pub upstream: RawUpstream,
 }

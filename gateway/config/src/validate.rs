@@ -17,7 +17,7 @@ use crate::{
     EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig,
     PluginHostConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, PoolConfig, PrefixIndexConfig,
     RedisConfig, RedisFallbackConfig, RedisLimitsMode, ResponseCacheBackend, ResponseCacheConfig, ServerConfig,
-    TenantConfig, TlsConfig, UpstreamConfig, secret,
+    TenantConfig, TlsConfig, UpstreamConfig, WorkerApis, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -142,7 +142,13 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         }
         let upstream = upstream(&p.upstream, Some(&raw.upstream));
         check_upstream(&format!("{field}.upstream"), &upstream)?;
-        pools.push(PoolConfig { name: p.name, models: p.models, endpoints, upstream });
+        let apis = match &p.apis {
+            Some(names) => {
+                WorkerApis::parse(names).map_err(|reason| ConfigError::invalid(format!("{field}.apis"), reason))?
+            }
+            None => WorkerApis::default(),
+        };
+        pools.push(PoolConfig { name: p.name, models: p.models, endpoints, apis, upstream });
     }
 
     let mut tenants = Vec::with_capacity(raw.tenants.len());

@@ -9,7 +9,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::record::{Outcome, RecordSink, RequestRecord};
+use crate::record::{Api, Outcome, RecordSink, RequestRecord};
 
 /// OpenTelemetry's advice for TTFT, extended to two minutes for long prompts under load.
 const TTFT_BUCKETS: &[f64] = &[
@@ -41,6 +41,11 @@ pub enum MetricsError {
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    /// Requests by API and outcome: the one family with the API as a label, pre-initialised
+    /// for every API and outcome so each series exists from the start.
+    api_requests: IntCounterVec,
+    /// `api_requests`' series, at `api × Outcome::COUNT + outcome`: no label lookup per request.
+    api_cells: Vec<IntCounter>,
     ttft: HistogramVec,
     tpot: HistogramVec,
     e2e: HistogramVec,
@@ -174,6 +179,14 @@ impl Metrics {
                 Opts::new("sluice_requests_total", "Requests handled, by tenant, model and outcome."),
                 &["tenant", "model", "outcome"],
             )?,
+            api_requests: IntCounterVec::new(
+                Opts::new(
+                    "sluice_api_requests_total",
+                    "Requests handled, by API (chat, completions, embeddings, responses, messages) and outcome.",
+                ),
+                &["api", "outcome"],
+            )?,
+            api_cells: Vec::new(),
             ttft: histogram(
                 "gen_ai_server_time_to_first_token_seconds",
                 "Time from receiving a streamed request to relaying its first generated token.",
@@ -303,6 +316,15 @@ impl Metrics {
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
+        m.registry.register(Box::new(m.api_requests.clone()))?;
+        let m = Metrics {
+            api_cells: Api::ALL
+                .iter()
+                .flat_map(|api| Outcome::ALL.iter().map(move |o| (api.label(), o.label())))
+                .map(|(api, outcome)| m.api_requests.with_label_values(&[api, outcome]))
+                .collect(),
+            ..m
+        };
         m.registry.register(Box::new(m.ttft.clone()))?;
         m.registry.register(Box::new(m.tpot.clone()))?;
         m.registry.register(Box::new(m.e2e.clone()))?;
@@ -430,6 +452,10 @@ impl RecordSink for Metrics {
         match s.requests.get(r.outcome as usize) {
             Some(cell) => cell.get_or_init(requests).inc(),
             None => requests().inc(),
+        }
+        if let Some(cell) = r.api.and_then(|api| self.api_cells.get(api as usize * Outcome::COUNT + r.outcome as usize))
+        {
+            cell.inc();
         }
         s.e2e.get_or_init(|| self.e2e.with_label_values(&pair)).observe(r.e2e.as_secs_f64());
         self.overhead.observe(r.overhead.as_secs_f64());

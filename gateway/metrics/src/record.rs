@@ -7,12 +7,17 @@ use std::time::Duration;
 /// of a request for a model nobody serves: client strings never become labels.
 pub const UNKNOWN_LABEL: &str = "unknown";
 
-/// Which OpenAI endpoint the request used.
+/// Which inference endpoint the request used: OpenAI's three, OpenAI's Responses API, or
+/// Anthropic's Messages API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Api {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// `POST /v1/responses` (OpenAI's Responses API).
+    Responses,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
 }
 
 impl Api {
@@ -21,6 +26,8 @@ impl Api {
             Api::ChatCompletions => "chat",
             Api::Completions => "completions",
             Api::Embeddings => "embeddings",
+            Api::Responses => "responses",
+            Api::Messages => "messages",
         }
     }
 
@@ -29,8 +36,13 @@ impl Api {
             Api::ChatCompletions => "/v1/chat/completions",
             Api::Completions => "/v1/completions",
             Api::Embeddings => "/v1/embeddings",
+            Api::Responses => "/v1/responses",
+            Api::Messages => "/v1/messages",
         }
     }
+
+    /// Every API, in a fixed order (metric label values are pre-initialised from it).
+    pub const ALL: [Api; 5] = [Api::ChatCompletions, Api::Completions, Api::Embeddings, Api::Responses, Api::Messages];
 }
 
 /// How a request ended, as a low-cardinality label.
@@ -59,6 +71,19 @@ pub enum Outcome {
 impl Outcome {
     /// How many outcomes there are (the last variant's index plus one).
     pub const COUNT: usize = Outcome::RateLimited as usize + 1;
+
+    /// Every outcome, in the order of their indices.
+    pub const ALL: [Outcome; Outcome::COUNT] = [
+        Outcome::Ok,
+        Outcome::ClientError,
+        Outcome::UpstreamRejected,
+        Outcome::UpstreamError,
+        Outcome::UpstreamTimeout,
+        Outcome::Unavailable,
+        Outcome::Cancelled,
+        Outcome::InternalError,
+        Outcome::RateLimited,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod error;
 mod from_body;
 pub mod messages;
@@ -16,6 +17,7 @@ mod request_parse;
 pub mod response;
 pub mod sse;
 
+pub use agents::{AgentRequest, Dialect};
 pub use error::{ErrorBody, ErrorDetail};
 pub use from_body::BodyError;
 pub use messages::Messages;

@@ -1,0 +1,26 @@
+//! The two APIs agents speak beside chat completions: OpenAI's Responses API
+//! (`POST /v1/responses`) and Anthropic's Messages API (`POST /v1/messages`).
+//!
+//! The gateway forwards their bodies untouched, so it reads only what it needs from them
+//! ([`AgentRequest`]): the model, whether the answer is streamed, the output-token limit, how
+//! many input items or messages there are, whether tools are declared, and whether the request
+//! leans on state a worker keeps (`previous_response_id`, `store`). Everything else is skipped
+//! by the parser without being built. Their answers are measured by [`events`] (a stream's
+//! events) and [`usage`] (a whole body's usage); [`anthropic_error`] is the Messages API's error
+//! shape.
+
+pub mod anthropic_error;
+pub mod events;
+mod request;
+pub mod usage;
+
+pub use request::AgentRequest;
+
+/// Which of the two APIs a request or an answer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// OpenAI's Responses API.
+    Responses,
+    /// Anthropic's Messages API.
+    Messages,
+}
