@@ -39,7 +39,9 @@ impl BodyResource {
 }
 
 /// The text of a chat's messages joined by newlines, or a completion's prompt, or an
-/// embedding's input; empty when the body is not JSON of a known shape.
+/// embedding's input; for the Messages API its `system` prompt then its messages, for the
+/// Responses API its `instructions` then its input (a string, or items whose `content` is text
+/// or parts); empty when the body is not JSON of a known shape.
 pub fn prompt_text(body: &[u8]) -> String {
     // Only the fields that hold text are deserialized (borrowed where unescaped); everything
     // else is skipped, which is several times cheaper than building a `serde_json::Value`.
@@ -47,24 +49,41 @@ pub fn prompt_text(body: &[u8]) -> String {
         return String::new();
     };
     let mut parts: Vec<&str> = Vec::new();
+    for field in [&shape.system, &shape.instructions] {
+        push_content(&mut parts, field.as_ref());
+    }
     if let Some(messages) = &shape.messages {
         for message in messages {
-            match &message.content {
-                Some(Content::Text(s)) => parts.push(s),
-                Some(Content::Parts(items)) => parts.extend(items.iter().filter_map(|p| p.text.as_deref())),
-                _ => {}
-            }
+            push_content(&mut parts, message.content.as_ref());
         }
     } else {
         for field in [&shape.prompt, &shape.input] {
-            match field {
-                Some(Content::Text(s)) => parts.push(s),
-                Some(Content::Strings(items)) => parts.extend(items.iter().filter_map(|p| p.as_deref())),
-                _ => {}
-            }
+            push_content(&mut parts, field.as_ref());
         }
     }
     parts.join("\n")
+}
+
+/// A string; parts with text (chat, Messages' blocks), or items holding content of their own
+/// (Responses' input items, Messages' tool results), one level down; a list of strings.
+fn push_content<'s>(parts: &mut Vec<&'s str>, content: Option<&'s Content<'_>>) {
+    match content {
+        Some(Content::Text(s)) => parts.push(s),
+        Some(Content::Parts(items)) => {
+            for item in items {
+                if let Some(text) = item.text.as_deref() {
+                    parts.push(text);
+                }
+                match item.content.as_deref() {
+                    Some(Content::Text(s)) => parts.push(s),
+                    Some(Content::Parts(inner)) => parts.extend(inner.iter().filter_map(|p| p.text.as_deref())),
+                    _ => {}
+                }
+            }
+        }
+        Some(Content::Strings(items)) => parts.extend(items.iter().filter_map(|p| p.as_deref())),
+        Some(Content::Other(_)) | None => {}
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -75,6 +94,12 @@ struct Shape<'a> {
     prompt: Option<Content<'a>>,
     #[serde(borrow)]
     input: Option<Content<'a>>,
+    /// The Messages API's system prompt (a string or text blocks).
+    #[serde(borrow)]
+    system: Option<Content<'a>>,
+    /// The Responses API's system prompt.
+    #[serde(borrow)]
+    instructions: Option<Content<'a>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -101,6 +126,8 @@ enum Content<'a> {
 struct Part<'a> {
     #[serde(borrow)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<Box<Content<'a>>>,
 }
 
 #[cfg(test)]
@@ -114,6 +141,11 @@ mod tests {
         assert_eq!(prompt_text(br#"{"prompt":["a","b"]}"#), "a\nb");
         assert_eq!(prompt_text(br#"{"input":"x"}"#), "x");
         assert_eq!(prompt_text(b"not json"), "");
+        let messages = br#"{"model":"m","max_tokens":9,"system":[{"type":"text","text":"sys"}],"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"tool_result","tool_use_id":"t","content":"b"}]}]}"#;
+        assert_eq!(prompt_text(messages), "sys\na\nb");
+        let responses = br#"{"model":"m","instructions":"be brief","input":[{"role":"user","content":[{"type":"input_text","text":"x"}]},{"role":"user","content":"y"}]}"#;
+        assert_eq!(prompt_text(responses), "be brief\nx\ny");
+        assert_eq!(prompt_text(br#"{"model":"m","input":"z"}"#), "z");
         assert_eq!(prompt_text(br#"{"prompt":[1,2,3]}"#), "", "token ids hold no text");
         assert_eq!(
             prompt_text(br#"{"messages":[{"role":"user","content":"line\nbreak \u00e9"}],"n":1}"#),

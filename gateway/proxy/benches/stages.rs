@@ -19,7 +19,7 @@ fn stages(c: &mut Criterion) {
     let dir = directory(10_000);
     let mut headers = HeaderMap::new();
     headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer sk-tenant-4242-0123456789"));
-    c.bench_function("authenticate (10k tenants)", |b| b.iter(|| authenticate::run(&dir, &headers)));
+    c.bench_function("authenticate (10k tenants)", |b| b.iter(|| authenticate::run(&dir, &headers, false)));
 
     let body = Bytes::from_static(
         br#"{"model":"llama-3-8b","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about rivers and GPUs."}],"max_tokens":128,"temperature":0.7,"top_k":40}"#,

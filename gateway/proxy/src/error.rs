@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use sluice_metrics::Outcome;
+use sluice_metrics::{Api, Outcome};
 use sluice_openai::ErrorBody;
+use sluice_openai::agents::anthropic_error;
 
 use crate::body::ResponseBody;
 use crate::upstream::{QueueRejection, RequestSize};
@@ -52,6 +53,13 @@ pub enum GatewayError {
     InvalidBody { message: String, param: Option<String> },
     #[error("the model '{0}' does not exist or is not served here")]
     ModelNotFound(String),
+    /// The model's pool does not declare that its workers speak the request's API (the pool's
+    /// `apis` setting). Translation between APIs is not done: the request is refused.
+    #[error(
+        "the model '{model}' is not served on {path} here: its workers are not declared to speak that API \
+         (the pool's `apis` setting); use an API they speak"
+    )]
+    ApiNotServed { model: String, path: &'static str },
     #[error("no healthy worker is available for model '{model}'")]
     NoHealthyEndpoint { model: String },
     #[error("could not reach a worker for model '{model}' after {attempts} attempt(s): {reason}")]
@@ -105,7 +113,9 @@ impl GatewayError {
             GatewayError::UnknownPath(_) | GatewayError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::BodyRead(_) | GatewayError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::BodyRead(_) | GatewayError::InvalidBody { .. } | GatewayError::ApiNotServed { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::TenantBodyShareExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::NoHealthyEndpoint { .. }
@@ -142,6 +152,7 @@ impl GatewayError {
             GatewayError::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             GatewayError::InvalidBody { .. } => ("invalid_request_error", "invalid_body"),
             GatewayError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
+            GatewayError::ApiNotServed { .. } => ("invalid_request_error", "api_not_served"),
             GatewayError::NoHealthyEndpoint { .. } => ("server_error", "no_healthy_upstream"),
             GatewayError::PoolSaturated { .. } => ("server_error", "pool_saturated"),
             GatewayError::LocalResources { .. } | GatewayError::BodyBudgetExhausted { .. } => {
@@ -162,7 +173,9 @@ impl GatewayError {
     fn param(&self) -> Option<&str> {
         match self {
             GatewayError::InvalidBody { param, .. } => param.as_deref(),
-            GatewayError::ModelNotFound(_) | GatewayError::ModelNotAllowed(_) => Some("model"),
+            GatewayError::ModelNotFound(_) | GatewayError::ModelNotAllowed(_) | GatewayError::ApiNotServed { .. } => {
+                Some("model")
+            }
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::TenantSuspended
@@ -197,6 +210,7 @@ impl GatewayError {
             | GatewayError::BodyTimeout { .. }
             | GatewayError::InvalidBody { .. }
             | GatewayError::ModelNotFound(_)
+            | GatewayError::ApiNotServed { .. }
             | GatewayError::TenantSuspended
             | GatewayError::ModelNotAllowed(_) => Outcome::ClientError,
             GatewayError::PolicyDenied { .. } if self.status().is_server_error() => Outcome::Unavailable,
@@ -253,6 +267,7 @@ impl GatewayError {
             | GatewayError::BodyTimeout { .. }
             | GatewayError::InvalidBody { .. }
             | GatewayError::ModelNotFound(_)
+            | GatewayError::ApiNotServed { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamRefusedSize { .. }
@@ -283,9 +298,39 @@ pub fn sse_error_event(error: &GatewayError) -> Bytes {
     Bytes::from(out)
 }
 
+/// The stream's error event in the request's API. OpenAI's SDKs (chat completions and the
+/// Responses API alike) raise on a data-only event whose data has an `error` member;
+/// Anthropic's raise on `event: error` with an Anthropic error body.
+pub fn sse_error_event_in(api: Option<Api>, error: &GatewayError) -> Bytes {
+    match api {
+        Some(Api::Messages) => {
+            let mut out = b"event: error\ndata: ".to_vec();
+            out.extend_from_slice(&anthropic_error::error_body(error.status().as_u16(), &error.to_string()));
+            out.extend_from_slice(b"\n\n");
+            Bytes::from(out)
+        }
+        Some(Api::ChatCompletions | Api::Completions | Api::Embeddings | Api::Responses) | None => {
+            sse_error_event(error)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_streams_end_with_anthropic_error_events() {
+        let event = sse_error_event_in(Some(Api::Messages), &GatewayError::ShuttingDown);
+        let text = std::str::from_utf8(&event).unwrap();
+        let data = text.strip_prefix("event: error\ndata: ").unwrap().trim_end();
+        let body: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(body["error"]["type"], "overloaded_error");
+        assert_eq!(
+            sse_error_event_in(Some(Api::Responses), &GatewayError::ShuttingDown),
+            sse_error_event(&GatewayError::ShuttingDown)
+        );
+    }
 
     fn body_of(e: &GatewayError) -> serde_json::Value {
         serde_json::from_slice(&e.body().to_json()).unwrap()

@@ -5,6 +5,7 @@
 //! tenants come from a [`tenants::Directory`] snapshot, endpoints and their live load from
 //! [`upstream::Upstreams`].
 
+pub mod anthropic_errors;
 pub mod body;
 pub mod body_budget;
 pub mod client_watch;

@@ -1,7 +1,8 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
-//! admit (the tenant's model allow-list) → response cache (a hit answers here) → prepare
+//! serves API (the pool's `apis`) → admit (the tenant's model allow-list) → response cache (a
+//! hit answers here) → prepare
 //! upstream body → forward (the
 //! pool's fair admission queue when it is saturated, route plugins pick the endpoint, retry before first byte) →
 //! respond (buffered, or the streaming relay).
@@ -12,10 +13,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use sluice_metrics::Outcome;
+use sluice_metrics::{Api, Outcome};
 use sluice_plugin_host::{Hook, RequestLimits};
 
 use crate::Gateway;
+use crate::anthropic_errors;
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::exchange::{Completion, Exchange};
@@ -23,7 +25,9 @@ use crate::prompt_blocks;
 use crate::relay::RelayLimits;
 use crate::stages::classify::Route;
 use crate::stages::policy::{self, PolicyOutcome};
-use crate::stages::{admit, authenticate, cache, classify, forward, parse, prepare, read_body, resolve, respond};
+use crate::stages::{
+    admit, authenticate, cache, classify, forward, parse, prepare, read_body, resolve, respond, serves_api,
+};
 
 pub async fn handle<B>(gateway: &Gateway, request: Request<B>) -> Response<ResponseBody>
 where
@@ -32,6 +36,8 @@ where
 {
     let start = Instant::now();
     let mut ex = Exchange::begin(start, request.headers(), gateway.sinks.clone(), gateway.metrics.in_flight());
+    // Anthropic's clients read errors in Anthropic's shape, whoever refused the request.
+    let anthropic = request.uri().path() == Api::Messages.path();
     let step = run(gateway, &mut ex, request).await;
     // The headers the rate limiter asked for (`x-ratelimit-*`), on whatever the answer is.
     let limits = ex.limits.clone();
@@ -63,6 +69,9 @@ where
         limits.apply_response_headers(response.headers_mut());
     }
     response.headers_mut().extend(cache_headers);
+    if anthropic {
+        anthropic_errors::reshape(&mut response);
+    }
     response
 }
 
@@ -92,7 +101,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let route = classify::run(request.method(), request.uri().path())?;
-    let key = authenticate::run(&gateway.directory, request.headers())?;
+    let accept_x_api_key = route == Route::Inference(Api::Messages);
+    let key = authenticate::run(&gateway.directory, request.headers(), accept_x_api_key)?;
     let tenant = Arc::clone(&key.tenant);
     ex.key = Some(key);
     let api = match route {
@@ -131,6 +141,7 @@ where
     }
     let upstreams = gateway.upstreams();
     let pool = resolve::run(&upstreams, parsed.model())?;
+    serves_api::run(pool, api, parsed.model())?;
     admit::run(ex.key.as_ref(), parsed.model())?;
     // The label is the configured name, so only served models ever become metric labels.
     if let Some(model) = pool.models.iter().find(|m| ***m == *parsed.model()) {
@@ -148,6 +159,7 @@ where
     let route_request = policy::route_request(&parsed, body.len(), &blocks);
     let mut upstream_body = prepare::run(parsed, body)?;
     upstream_body.headers = plugin_headers;
+    upstream_body.headers.extend(prepare::passthrough_headers(api, &parts.headers));
     ex.overhead += after_read.elapsed();
 
     let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant.name)).unwrap_or_else(|| Arc::from(""));

@@ -36,6 +36,9 @@ pub fn hashes(parsed: &ParsedRequest) -> Vec<BlockHash> {
             Prompt::TokenBatches(batches) => batches.first().map_or_else(Vec::new, |ids| token_blocks(&r.model, ids)),
         },
         ParsedRequest::Embedding(_) => Vec::new(),
+        // The body stands for the prompt: its input or messages are most of it, and the members
+        // before them (model, instructions or system prompt) are as stable as the prompt's start.
+        ParsedRequest::Agent(r) => text_blocks(&r.model, &r.body),
     }
 }
 

@@ -29,6 +29,12 @@
 //! with `{` ([`plausible_data`]): a full parse per chunk would cost more than the rest of the
 //! relay. A bad first event never gets here: `stages/forward.rs` retries it elsewhere.
 //!
+//! Responses and Messages streams are measured by their events' names
+//! ([`sluice_openai::agents::events`]): their delta events are the tokens, and their usage comes
+//! in one event (Responses' `response.completed`) or two (Messages' `message_start` with the
+//! input, `message_delta` with the output). A stream the relay itself ends gets an error event
+//! in the request's API (`event: error` with Anthropic's body, for Messages).
+//!
 //! When the request's plugin chain has on-response-chunk hooks, each event with data is offered
 //! to them after it was measured (so usage and timing are the worker's) and before it is sent.
 
@@ -41,15 +47,17 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use memchr::memmem::Finder;
-use sluice_metrics::Outcome;
+use sluice_metrics::{Api, Outcome};
+use sluice_openai::agents::events::{AgentEvent, agent_event};
 use sluice_openai::probe::{chunk_facts, strip_usage};
 use sluice_openai::sse::{SseEvent, SseParser};
+use sluice_openai::{Dialect, Usage};
 use sluice_plugin_host::types::RequestInfo;
 use sluice_plugin_host::{Chain, ChunkVerdict};
 use tokio::time::Sleep;
 
 use crate::client_watch::ClientWatch;
-use crate::error::{GatewayError, TimeoutPhase, sse_error_event};
+use crate::error::{GatewayError, TimeoutPhase, sse_error_event_in};
 use crate::exchange::{Completion, Exchange};
 use crate::response_cache::answer::StreamCapture;
 use crate::stages::cache::PendingStore;
@@ -104,6 +112,11 @@ pub struct Relay {
     cut: Option<StreamCut>,
     /// Whether an event with data has arrived: a stream without one was not an event stream.
     saw_data: bool,
+    /// The API of a Responses or Messages stream; `None` for OpenAI's chunk streams.
+    dialect: Option<Dialect>,
+    /// A Messages stream's input usage (prompt, cached), from `message_start`, until
+    /// `message_delta` brings the output's.
+    agent_input: Option<(u64, u64)>,
 }
 
 enum Verdict {
@@ -124,6 +137,11 @@ impl Relay {
         taps: RelayTaps,
     ) -> Self {
         let RelayTaps { chunk_hooks, capture } = taps;
+        let dialect = match exchange.api {
+            Some(Api::Responses) => Some(Dialect::Responses),
+            Some(Api::Messages) => Some(Dialect::Messages),
+            Some(Api::ChatCompletions | Api::Completions | Api::Embeddings) | None => None,
+        };
         let started = Instant::now();
         let now = tokio::time::Instant::from_std(started);
         let mut relay = Relay {
@@ -145,6 +163,8 @@ impl Relay {
             watch: ClientWatch::current(),
             cut: StreamCuts::register(),
             saw_data: false,
+            dialect,
+            agent_input: None,
         };
         let mut out = Gather::default();
         let processed = relay.process(&first, started, &mut out);
@@ -228,7 +248,40 @@ impl Relay {
         if !plausible_data(data) {
             return Err(self.invalid_output("an event's data is not JSON"));
         }
+        if let Some(dialect) = self.dialect {
+            self.measure_agent(dialect, event.event.as_deref(), data, now);
+            return Ok(Verdict::Forward);
+        }
         Ok(self.measure(data, now))
+    }
+
+    /// Measures a Responses or Messages event. Their usage is always in the stream and always
+    /// the client's to read: nothing is stripped.
+    fn measure_agent(&mut self, dialect: Dialect, name: Option<&str>, data: &[u8], now: Instant) {
+        match agent_event(dialect, name, data) {
+            AgentEvent::Token => {
+                self.done.token_events += 1;
+                self.done.first_token_at.get_or_insert(now);
+            }
+            AgentEvent::Usage(usage) => self.done.usage = Some(usage),
+            AgentEvent::Input { prompt, cached } => self.agent_input = Some((prompt, cached)),
+            AgentEvent::Output { completion, input } => {
+                if input.is_some() {
+                    self.agent_input = input;
+                }
+                // Without the input's figures the stream is billed on the gateway's estimates.
+                if let Some((prompt, cached)) = self.agent_input {
+                    self.done.usage = Some(Usage::new(prompt, cached, completion));
+                }
+            }
+            AgentEvent::Error(usage) => {
+                self.done.outcome = Some(Outcome::UpstreamError);
+                if usage.is_some() {
+                    self.done.usage = usage;
+                }
+            }
+            AgentEvent::Other => {}
+        }
     }
 
     fn measure(&mut self, data: &[u8], now: Instant) -> Verdict {
@@ -324,8 +377,9 @@ impl Relay {
             tracing::warn!(error = %error, "stream failed after it started");
         }
         self.done.outcome = Some(error.outcome());
+        let api = self.exchange.as_ref().and_then(|ex| ex.api);
         self.finish(None);
-        sse_error_event(error)
+        sse_error_event_in(api, error)
     }
 
     fn timeout(&mut self, phase: TimeoutPhase) -> Bytes {

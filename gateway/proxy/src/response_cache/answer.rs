@@ -22,11 +22,13 @@ pub enum AnswerKind {
 }
 
 impl AnswerKind {
-    pub fn of(api: Api) -> Self {
+    /// `None` for the APIs whose answers the cache cannot tell again (Responses, Messages).
+    pub fn of(api: Api) -> Option<Self> {
         match api {
-            Api::ChatCompletions => AnswerKind::Chat,
-            Api::Completions => AnswerKind::Completion,
-            Api::Embeddings => AnswerKind::Embedding,
+            Api::ChatCompletions => Some(AnswerKind::Chat),
+            Api::Completions => Some(AnswerKind::Completion),
+            Api::Embeddings => Some(AnswerKind::Embedding),
+            Api::Responses | Api::Messages => None,
         }
     }
 }

@@ -112,6 +112,11 @@ pub async fn run(
         }
         CacheIntent::Use(wanted) => wanted,
     };
+    // An answer the cache could not tell again in the request's own API is never looked up.
+    let Some(kind) = AnswerKind::of(api) else {
+        cache.metrics.bypassed(BypassReason::Other.as_str());
+        return bypass(cache, ex, &tenant, &model);
+    };
     let CacheUse { namespace, store_only, ignore_fields, extra_key, ttl, semantic, .. } = wanted;
     let Some(digest) = digest(api, body, &ignore_fields, &extra_key) else {
         cache.metrics.bypassed(BypassReason::Other.as_str());
@@ -156,7 +161,7 @@ pub async fn run(
             }
             cache.metrics.request(&tenant, &model, CacheStatus::Miss.as_str());
             let semantic = near.map(|(_, embedded)| embedded);
-            let store = PendingStore { cache: Arc::clone(cache), key, ttl, kind: AnswerKind::of(api), semantic };
+            let store = PendingStore { cache: Arc::clone(cache), key, ttl, kind, semantic };
             ex.cache = Some(CacheState {
                 status: CacheStatus::Miss,
                 key: hex,
@@ -212,6 +217,8 @@ fn hit(
         ParsedRequest::Chat(r) => (r.is_stream(), r.wants_usage_chunk()),
         ParsedRequest::Completion(r) => (r.is_stream(), r.wants_usage_chunk()),
         ParsedRequest::Embedding(_) => (false, false),
+        // Never cached (`run` bypasses them); their streams carry usage anyway.
+        ParsedRequest::Agent(r) => (r.stream, true),
     };
     let mut response = if stream && answer.kind != AnswerKind::Embedding {
         let mut r = Response::new(ResponseBody::full(answer.event_stream(id, include_usage)));

@@ -1,4 +1,5 @@
-//! Which endpoint of the OpenAI API a request is for.
+//! Which inference API a request is for: OpenAI's (chat, completions, embeddings, responses) or
+//! Anthropic's Messages API.
 
 use http::Method;
 use sluice_metrics::Api;
@@ -16,6 +17,8 @@ pub fn run(method: &Method, path: &str) -> Result<Route, GatewayError> {
         "/v1/chat/completions" => (Route::Inference(Api::ChatCompletions), Method::POST),
         "/v1/completions" => (Route::Inference(Api::Completions), Method::POST),
         "/v1/embeddings" => (Route::Inference(Api::Embeddings), Method::POST),
+        "/v1/responses" => (Route::Inference(Api::Responses), Method::POST),
+        "/v1/messages" => (Route::Inference(Api::Messages), Method::POST),
         "/v1/models" => (Route::Models, Method::GET),
         _ => return Err(GatewayError::UnknownPath(path.chars().take(200).collect())),
     };
@@ -33,6 +36,8 @@ mod tests {
     fn routes() {
         assert_eq!(run(&Method::POST, "/v1/chat/completions").unwrap(), Route::Inference(Api::ChatCompletions));
         assert_eq!(run(&Method::GET, "/v1/models").unwrap(), Route::Models);
+        assert_eq!(run(&Method::POST, "/v1/responses").unwrap(), Route::Inference(Api::Responses));
+        assert_eq!(run(&Method::POST, "/v1/messages").unwrap(), Route::Inference(Api::Messages));
         assert!(matches!(run(&Method::GET, "/v1/chat/completions"), Err(GatewayError::MethodNotAllowed { .. })));
         assert!(matches!(run(&Method::POST, "/v2/x"), Err(GatewayError::UnknownPath(_))));
     }

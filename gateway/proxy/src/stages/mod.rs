@@ -11,3 +11,4 @@ pub mod prepare;
 pub mod read_body;
 pub mod resolve;
 pub mod respond;
+pub mod serves_api;

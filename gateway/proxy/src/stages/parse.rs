@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use sluice_metrics::Api;
-use sluice_openai::{BodyError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest};
+use sluice_openai::{AgentRequest, BodyError, ChatCompletionRequest, CompletionRequest, Dialect, EmbeddingRequest};
 
 use crate::error::GatewayError;
 
@@ -11,6 +11,8 @@ pub enum ParsedRequest {
     Chat(ChatCompletionRequest),
     Completion(CompletionRequest),
     Embedding(EmbeddingRequest),
+    /// A Responses or Messages request: only what the gateway reads of it.
+    Agent(AgentRequest),
 }
 
 impl ParsedRequest {
@@ -19,6 +21,7 @@ impl ParsedRequest {
             ParsedRequest::Chat(r) => &r.model,
             ParsedRequest::Completion(r) => &r.model,
             ParsedRequest::Embedding(r) => &r.model,
+            ParsedRequest::Agent(r) => &r.model,
         }
     }
 
@@ -27,6 +30,7 @@ impl ParsedRequest {
             ParsedRequest::Chat(r) => r.is_stream(),
             ParsedRequest::Completion(r) => r.is_stream(),
             ParsedRequest::Embedding(_) => false,
+            ParsedRequest::Agent(r) => r.stream,
         }
     }
 }
@@ -44,6 +48,8 @@ pub fn run(api: Api, body: &Bytes) -> Result<ParsedRequest, GatewayError> {
         Api::ChatCompletions => ChatCompletionRequest::from_body(body).map(ParsedRequest::Chat),
         Api::Completions => CompletionRequest::from_body(body).map(ParsedRequest::Completion),
         Api::Embeddings => EmbeddingRequest::from_body(body).map(ParsedRequest::Embedding),
+        Api::Responses => AgentRequest::from_body(Dialect::Responses, body).map(ParsedRequest::Agent),
+        Api::Messages => AgentRequest::from_body(Dialect::Messages, body).map(ParsedRequest::Agent),
     }
     .map_err(|e| match e {
         BodyError::NotUtf8 { .. } => GatewayError::InvalidBody { message: e.to_string(), param: None },
@@ -118,5 +124,13 @@ mod tests {
         let emb = run(Api::Embeddings, &Bytes::from_static(br#"{"model":"e","input":["a","b"]}"#)).unwrap();
         assert_eq!(emb.model(), "e");
         assert!(!emb.is_stream());
+        let responses =
+            run(Api::Responses, &Bytes::from_static(br#"{"model":"r","input":"hi","stream":true}"#)).unwrap();
+        assert!(responses.is_stream());
+        assert_eq!(responses.model(), "r");
+        match err(Api::Messages, r#"{"model":"m","max_tokens":5}"#) {
+            GatewayError::InvalidBody { param, .. } => assert_eq!(param.as_deref(), Some("messages")),
+            other => panic!("{other:?}"),
+        }
     }
 }

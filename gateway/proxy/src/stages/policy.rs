@@ -63,6 +63,15 @@ pub fn request_info(ex: &Exchange, api: Api, parsed: &ParsedRequest, body_len: u
             temperature: None,
             user: r.user.clone(),
         },
+        // Input items (Responses) or messages (Messages) stand for a chat's messages.
+        ParsedRequest::Agent(r) => BodySummary {
+            message_count: u32::try_from(r.items).unwrap_or(u32::MAX),
+            token_estimate: 0,
+            stream: r.stream,
+            max_tokens: r.output_limit,
+            temperature: r.temperature.map(|t| t as f32),
+            user: r.user.clone(),
+        },
     };
     RequestInfo {
         request_id: ex.request_id.to_str().unwrap_or_default().to_owned(),
@@ -73,6 +82,10 @@ pub fn request_info(ex: &Exchange, api: Api, parsed: &ParsedRequest, body_len: u
             Api::ChatCompletions => types::Api::ChatCompletions,
             Api::Completions => types::Api::Completions,
             Api::Embeddings => types::Api::Embeddings,
+            // The WIT's `api` enum (sluice:policy@0.1.0) has no variants for these yet: plugins
+            // see them as chat completions, which is what they are to a limit or a router (a
+            // conversation in, generated text out). docs/plugins.md says so.
+            Api::Responses | Api::Messages => types::Api::ChatCompletions,
         },
         // Bytes / 4 until the host tokenizes.
         summary: BodySummary { token_estimate: u32::try_from(body_len / 4).unwrap_or(u32::MAX), ..summary },
@@ -90,9 +103,10 @@ pub async fn run(
     if !chain.has(Hook::OnRequest) {
         return Ok(PolicyOutcome::Continue { parsed, body, headers: Vec::new(), cache: None });
     }
-    // Plugins see the key's id, never the key itself.
+    // Plugins see the key's id, never the key itself (in either header it may come in).
     let mut visible = headers.clone();
     visible.remove(header::AUTHORIZATION);
+    visible.remove(crate::stages::authenticate::X_API_KEY);
     let mut view = RequestView {
         info: request_info(ex, api, &parsed, body.len()),
         headers: Arc::new(visible),
@@ -165,6 +179,7 @@ pub fn route_request(parsed: &ParsedRequest, body_len: usize, blocks: &[BlockHas
         ParsedRequest::Chat(r) => r.max_completion_tokens.or(r.max_tokens),
         ParsedRequest::Completion(r) => r.max_tokens,
         ParsedRequest::Embedding(_) => None,
+        ParsedRequest::Agent(r) => r.output_limit,
     };
     RouteRequest {
         model: parsed.model().to_owned(),

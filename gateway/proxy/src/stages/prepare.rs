@@ -2,7 +2,8 @@
 //! the typed request (which keeps every unknown field).
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sluice_metrics::Api;
 use sluice_openai::request::force_include_usage;
 
 use crate::error::GatewayError;
@@ -53,8 +54,24 @@ pub fn answer_limit(parsed: &ParsedRequest) -> usize {
             generated(r.max_tokens, choices(&r.extra).saturating_mul(r.prompt.len().max(1)), logprobs(&r.extra))
         }
         ParsedRequest::Embedding(r) => r.input.len().saturating_mul(BYTES_PER_EMBEDDING),
+        ParsedRequest::Agent(r) => generated(r.output_limit, 1, false),
     };
     ANSWER_BASE_BYTES.saturating_add(variable).min(MAX_ANSWER_BYTES)
+}
+
+/// The client's headers the worker must see: Anthropic's API version and beta features, on
+/// Messages requests (vLLM and Anthropic-compatible servers read them). Nothing else of the
+/// client's headers is forwarded; its key never is.
+pub fn passthrough_headers(api: Api, headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    const ANTHROPIC: [HeaderName; 2] =
+        [HeaderName::from_static("anthropic-version"), HeaderName::from_static("anthropic-beta")];
+    if api != Api::Messages {
+        return Vec::new();
+    }
+    ANTHROPIC
+        .iter()
+        .flat_map(|name| headers.get_all(name).iter().map(move |value| (name.clone(), value.clone())))
+        .collect()
 }
 
 pub fn run(parsed: ParsedRequest, original: Bytes) -> Result<UpstreamBody, GatewayError> {
@@ -69,7 +86,11 @@ pub fn run(parsed: ParsedRequest, original: Bytes) -> Result<UpstreamBody, Gatew
             force_include_usage(&mut r.stream_options);
             Some(serde_json::to_vec(&r))
         }
-        ParsedRequest::Chat(_) | ParsedRequest::Completion(_) | ParsedRequest::Embedding(_) => None,
+        // Responses and Messages streams always report usage: they are forwarded untouched.
+        ParsedRequest::Chat(_)
+        | ParsedRequest::Completion(_)
+        | ParsedRequest::Embedding(_)
+        | ParsedRequest::Agent(_) => None,
     };
     match rewritten {
         None => Ok(UpstreamBody { bytes: original, headers: Vec::new(), strip_usage: false, answer_limit }),
@@ -82,8 +103,6 @@ pub fn run(parsed: ParsedRequest, original: Bytes) -> Result<UpstreamBody, Gatew
 
 #[cfg(test)]
 mod tests {
-    use sluice_metrics::Api;
-
     use super::*;
     use crate::stages::parse;
 
@@ -129,5 +148,20 @@ mod tests {
         let embeddings = Bytes::from_static(br#"{"model":"m","input":["a","b","c"]}"#);
         let parsed = parse::run(Api::Embeddings, &embeddings).unwrap();
         assert_eq!(answer_limit(&parsed), ANSWER_BASE_BYTES + 3 * BYTES_PER_EMBEDDING);
+    }
+
+    #[test]
+    fn anthropic_headers_reach_messages_workers_and_nothing_else_does() {
+        let mut headers = HeaderMap::new();
+        headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        headers.append("anthropic-beta", HeaderValue::from_static("a"));
+        headers.append("anthropic-beta", HeaderValue::from_static("b"));
+        headers.insert("x-api-key", HeaderValue::from_static("sk-secret"));
+        headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer sk-secret"));
+        let passed = passthrough_headers(Api::Messages, &headers);
+        let names: Vec<(&str, &str)> = passed.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+        assert_eq!(names, [("anthropic-version", "2023-06-01"), ("anthropic-beta", "a"), ("anthropic-beta", "b")]);
+        assert!(passthrough_headers(Api::Responses, &headers).is_empty());
+        assert!(passthrough_headers(Api::ChatCompletions, &headers).is_empty());
     }
 }

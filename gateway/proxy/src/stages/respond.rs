@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
-use sluice_metrics::Outcome;
+use sluice_metrics::{Api, Outcome};
+use sluice_openai::Dialect;
+use sluice_openai::agents::usage::body_usage as agent_body_usage;
 use sluice_openai::probe::body_usage;
 use sluice_plugin_host::types::RequestInfo;
 use sluice_plugin_host::{Chain, ChunkVerdict, Hook, RequestLimits};
@@ -70,7 +72,12 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
     match reply {
         UpstreamReply::Full { status, content_type, body } => {
             let outcome = if status.is_success() { Outcome::Ok } else { Outcome::UpstreamRejected };
-            let usage = if status.is_success() { body_usage(&body) } else { None };
+            let usage = match ex.api {
+                _ if !status.is_success() => None,
+                Some(Api::Responses) => agent_body_usage(Dialect::Responses, &body),
+                Some(Api::Messages) => agent_body_usage(Dialect::Messages, &body),
+                _ => body_usage(&body),
+            };
             let (body, content_type) = if status.is_success() {
                 (whole_body_hooks(&ex, body), content_type)
             } else {

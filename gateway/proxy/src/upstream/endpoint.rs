@@ -51,7 +51,7 @@ pub struct Endpoint {
     /// The base URL as configured; with the pool, name and protocol it identifies the endpoint
     /// across pool rebuilds.
     pub base_url: Uri,
-    uris: [Uri; 3],
+    uris: [Uri; 5],
     health_uri: Uri,
     in_flight: AtomicUsize,
     /// Prompt tokens of the requests sent here that have not had their first byte back: the
@@ -101,6 +101,8 @@ impl Endpoint {
             join(&config.url, Api::ChatCompletions.path())?,
             join(&config.url, Api::Completions.path())?,
             join(&config.url, Api::Embeddings.path())?,
+            join(&config.url, Api::Responses.path())?,
+            join(&config.url, Api::Messages.path())?,
         ];
         metrics.healthy.set(1);
         Ok(Endpoint {
@@ -130,6 +132,8 @@ impl Endpoint {
             Api::ChatCompletions => &self.uris[0],
             Api::Completions => &self.uris[1],
             Api::Embeddings => &self.uris[2],
+            Api::Responses => &self.uris[3],
+            Api::Messages => &self.uris[4],
         }
     }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sluice_config::{Config, EndpointConfig, PoolConfig, UpstreamConfig};
+use sluice_config::{Config, EndpointConfig, PoolConfig, UpstreamConfig, WorkerApis};
 use sluice_metrics::Metrics;
 use sluice_plugin_host::types::{Candidate, CandidateStats, Health, PrefixOverlap};
 use sluice_routing::{BlockHash, WorkerIndex};
@@ -20,6 +20,8 @@ pub struct Pool {
     pub name: Arc<str>,
     pub models: Vec<Arc<str>>,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// The APIs the workers speak (`[[pools]] apis`); requests for others are refused.
+    pub apis: WorkerApis,
     pub config: UpstreamConfig,
     pub client: UpstreamClient,
     /// The admission queue, when some endpoint has an in-flight limit; shared by the pools
@@ -59,6 +61,7 @@ impl Pool {
             prefixes,
             endpoints,
             client: UpstreamClient::new(&config.upstream),
+            apis: config.apis,
             config: config.upstream.clone(),
             next: AtomicUsize::new(0),
             name,
@@ -200,6 +203,7 @@ impl Pool {
     /// Drained endpoints stay listed (for the live view) but are never picked.
     fn from_store(
         stored: &StoredPool,
+        apis: WorkerApis,
         upstream: &UpstreamConfig,
         configured: &[EndpointConfig],
         previous: Option<&Pool>,
@@ -251,6 +255,7 @@ impl Pool {
             endpoints,
             queue,
             client,
+            apis,
             config: upstream.clone(),
             next: AtomicUsize::new(0),
             name,
@@ -293,8 +298,10 @@ impl Upstreams {
             let configured = config.pools.iter().find(|p| p.name == stored.name);
             let upstream = configured.map_or(&config.upstream, |p| &p.upstream);
             let endpoints = configured.map_or(&[][..], |p| &p.endpoints);
+            // The store keeps no API list: a pool only the admin API knows speaks the default.
+            let apis = configured.map_or_else(WorkerApis::default, |p| p.apis);
             let old = previous.pools.iter().find(|p| *p.name == *stored.name).map(|p| &**p);
-            match Pool::from_store(stored, upstream, endpoints, old, metrics) {
+            match Pool::from_store(stored, apis, upstream, endpoints, old, metrics) {
                 Ok(pool) => {
                     let pool = Arc::new(pool);
                     for m in &pool.models {
