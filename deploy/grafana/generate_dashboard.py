@@ -100,6 +100,11 @@ timeseries("Requests/s billed on estimated usage",
            0, y, unit="reqps",
            description="Requests whose worker reported no usage (streams cut short by the client, a worker failure, "
                        "a timeout or shutdown): billed the gateway's prompt estimate and the token events relayed.")
+timeseries("Requests/s by API",
+           [(f"sum by (api) (rate(sluice_api_requests_total[{RATE}]))", "{{api}}")],
+           12, y, unit="reqps", stack=True,
+           description="chat, completions, embeddings, responses (OpenAI's Responses API), messages (Anthropic's "
+                       "Messages API). Not filtered by tenant or model: the API is a label of its own family.")
 y += 8
 
 # --- Latency --------------------------------------------------------------------------------
