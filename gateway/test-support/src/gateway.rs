@@ -60,6 +60,8 @@ pub struct GatewayOptions {
     pub extra_toml: String,
     /// Lines added to the generated `[server]` table (`max_connections = 8`, say).
     pub server_toml: String,
+    /// Lines added to the generated `[[pools]]` table (`apis = ["chat", "messages"]`, say).
+    pub pool_toml: String,
     /// Lines added to the generated `[admin]` table (with a store): `max_failures = 3`, say.
     pub admin_toml: String,
     /// Run with this store (imported, watched, usage written, admin API on) instead of
@@ -105,6 +107,7 @@ impl Default for GatewayOptions {
             tap_upstreams: false,
             extra_toml: String::new(),
             server_toml: String::new(),
+            pool_toml: String::new(),
             admin_toml: String::new(),
             store: None,
         }
@@ -282,9 +285,10 @@ fn config_toml(urls: &[String], o: &GatewayOptions) -> String {
         .collect();
     let _ = writeln!(
         t,
-        "\n[[pools]]\nname = \"{POOL}\"\nmodels = [\"{MODEL}\"]\nendpoints = [{}]\n\n\
+        "\n[[pools]]\nname = \"{POOL}\"\nmodels = [\"{MODEL}\"]\nendpoints = [{}]\n{}\n\
          [[tenants]]\nname = \"{TENANT}\"\napi_keys = [\"{TENANT_KEY}\"]",
-        endpoints.join(", ")
+        endpoints.join(", "),
+        o.pool_toml
     );
     let _ = writeln!(t, "\n{}", o.extra_toml);
     t

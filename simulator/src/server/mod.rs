@@ -1,5 +1,7 @@
-//! The OpenAI-compatible HTTP front: routes, thin handlers, the accept loop.
+//! The OpenAI-compatible HTTP front (and Anthropic's Messages API): routes, thin handlers, the
+//! accept loop.
 
+mod agents;
 mod chat;
 mod completions;
 mod embeddings;
@@ -109,7 +111,8 @@ impl App {
     }
 }
 
-const INFERENCE_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+const INFERENCE_PATHS: [&str; 5] =
+    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"];
 
 /// The route table.
 pub(crate) async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
@@ -123,6 +126,8 @@ pub(crate) async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Bod
         (&Method::POST, "/v1/chat/completions") => chat::chat_handler(app.clone(), body).await,
         (&Method::POST, "/v1/completions") => completions::completions_handler(app.clone(), body).await,
         (&Method::POST, "/v1/embeddings") => embeddings::embeddings_handler(app.clone(), body).await,
+        (&Method::POST, "/v1/responses") => agents::responses_handler(app.clone(), body).await,
+        (&Method::POST, "/v1/messages") => agents::messages_handler(app.clone(), body).await,
         (&Method::GET, "/v1/models") => {
             Ok(json_response(&ModelList::new(app.config.models.iter().cloned(), "sluice-sim")))
         }

@@ -1,0 +1,280 @@
+//! The APIs agents speak, through the whole gateway against simulated workers: OpenAI's
+//! Responses API (`POST /v1/responses`) and Anthropic's Messages API (`POST /v1/messages`),
+//! whole and streamed, with the usage the worker reported recorded exactly, each API's errors
+//! in its own shape (401, 404, 400, 429 with its headers), Anthropic's `x-api-key`, and a pool
+//! that does not declare an API refusing it clearly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+use http::{Method, header};
+use serde_json::{Value, json};
+use sluice_sim::{OutputLength, SimConfig};
+use sluice_test_support::{GatewayOptions, MODEL, Reply, TENANT, TestGateway, TimedEvent, full_body, request};
+
+const ALL_APIS: &str = r#"apis = ["chat", "completions", "embeddings", "responses", "messages"]"#;
+const LIMITED: &str = "limited";
+const LIMITED_KEY: &str = "sk-limited-0123456789";
+
+/// Workers that always plan 20 output tokens (a client limit below that cuts the answer).
+fn options(pool_toml: &str) -> GatewayOptions {
+    GatewayOptions {
+        sim: SimConfig { output: OutputLength { min: 20, max: 20, fixed: Some(20) }, ..SimConfig::default() },
+        pool_toml: pool_toml.to_owned(),
+        extra_toml: format!(
+            "[[tenants]]\nname = \"{LIMITED}\"\napi_keys = [\"{LIMITED_KEY}\"]\n\n[tenants.limits]\nrequests_per_minute = 1\n"
+        ),
+        ..GatewayOptions::default()
+    }
+}
+
+fn responses_body(extra: Value) -> Value {
+    let mut body = json!({"model": MODEL, "instructions": "be brief", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "what is a gateway?"}]}
+    ]});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body
+}
+
+fn messages_body(extra: Value) -> Value {
+    let mut body = json!({"model": MODEL, "max_tokens": 64, "system": "be brief", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "what is a gateway?"}]}
+    ]});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body
+}
+
+/// `POST /v1/messages` as Anthropic's SDKs send it: the key in `x-api-key`, the API version.
+async fn anthropic_post(gw: &TestGateway, key: Option<&str>, body: &Value) -> Reply {
+    let mut req = request(Method::POST, &gw.url("/v1/messages"), None, full_body(body.to_string()));
+    req.headers_mut().insert("anthropic-version", "2023-06-01".parse().unwrap());
+    if let Some(key) = key {
+        req.headers_mut().insert("x-api-key", key.parse().unwrap());
+    }
+    gw.client.send_whole(req).await
+}
+
+async fn tokens(gw: &TestGateway, kind: &str) -> f64 {
+    gw.metric("sluice_tokens_total", &[("tenant", TENANT), ("model", MODEL), ("type", kind)]).await
+}
+
+fn event_type(e: &TimedEvent) -> String {
+    e.json().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Asserts Anthropic's error shape and returns the error's type.
+fn anthropic_error(reply: &Reply) -> String {
+    let v = reply.json();
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    v["error"]["type"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_whole_and_streamed_record_the_workers_usage() {
+    let gw = TestGateway::start(1, options(ALL_APIS)).await;
+    let url = gw.url("/v1/responses");
+
+    let whole = gw.client.post_json_whole(&url, Some(gw.key), &responses_body(json!({"max_output_tokens": 6}))).await;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let v = whole.json();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "incomplete", "the limit cut the answer: {v}");
+    assert!(v["output"][0]["content"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    let (whole_in, whole_out) =
+        (v["usage"]["input_tokens"].as_f64().unwrap(), v["usage"]["output_tokens"].as_f64().unwrap());
+    assert_eq!(whole_out, 6.0);
+
+    let mut stream = gw.client.post_stream(&url, Some(gw.key), &responses_body(json!({"stream": true}))).await;
+    let events = stream.rest().await;
+    assert!(!stream.broke, "the stream ended cleanly");
+    let types: Vec<String> = events.iter().map(event_type).collect();
+    assert_eq!(types.first().map(String::as_str), Some("response.created"), "{types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("response.completed"), "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "response.output_text.delta").count(), 20, "{types:?}");
+    let done = events.last().unwrap().json().unwrap();
+    let usage = &done["response"]["usage"];
+    let (stream_in, stream_out) = (usage["input_tokens"].as_f64().unwrap(), usage["output_tokens"].as_f64().unwrap());
+    assert_eq!(stream_out, 20.0);
+
+    // Exactly what the worker reported, none of it estimated.
+    assert_eq!(tokens(&gw, "prompt").await, whole_in + stream_in);
+    assert_eq!(tokens(&gw, "completion").await, whole_out + stream_out);
+    let text = gw.metrics_text().await;
+    let estimated = sluice_test_support::metrics::value(&text, "sluice_usage_estimated_requests_total", &[]);
+    assert_eq!(estimated, 0.0, "nothing estimated");
+    let ttft = sluice_test_support::metrics::value(
+        &text,
+        "gen_ai_server_time_to_first_token_seconds_count",
+        &[("tenant", TENANT), ("model", MODEL)],
+    );
+    assert_eq!(ttft, 1.0, "the stream's first delta was timed");
+    let tpot = sluice_test_support::metrics::value(
+        &text,
+        "gen_ai_server_time_per_output_token_seconds_count",
+        &[("tenant", TENANT), ("model", MODEL)],
+    );
+    assert_eq!(tpot, 1.0);
+    let ok = sluice_test_support::metrics::value(
+        &text,
+        "sluice_api_requests_total",
+        &[("api", "responses"), ("outcome", "ok")],
+    );
+    assert_eq!(ok, 2.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_whole_and_streamed_with_an_anthropic_key_record_the_workers_usage() {
+    let gw = TestGateway::start(1, options(ALL_APIS)).await;
+
+    let whole = anthropic_post(&gw, Some(gw.key), &messages_body(json!({"max_tokens": 5}))).await;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let v = whole.json();
+    assert_eq!((v["type"].as_str(), v["role"].as_str()), (Some("message"), Some("assistant")), "{v}");
+    assert_eq!(v["stop_reason"], "max_tokens");
+    assert!(v["content"][0]["text"].as_str().is_some_and(|t| !t.is_empty()));
+    let whole_in =
+        v["usage"]["input_tokens"].as_f64().unwrap() + v["usage"]["cache_read_input_tokens"].as_f64().unwrap();
+    let whole_out = v["usage"]["output_tokens"].as_f64().unwrap();
+    assert_eq!(whole_out, 5.0);
+
+    // Streamed, with the key as a bearer token this time.
+    let url = gw.url("/v1/messages");
+    // The simulator generates exactly the `max_tokens` a request asks for (Messages requires one).
+    let body = messages_body(json!({"stream": true, "max_tokens": 12}));
+    let mut stream = gw.client.post_stream(&url, Some(gw.key), &body).await;
+    let events = stream.rest().await;
+    assert!(!stream.broke);
+    let types: Vec<String> = events.iter().map(event_type).collect();
+    assert_eq!(types.first().map(String::as_str), Some("message_start"), "{types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("message_stop"), "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "content_block_delta").count(), 12, "{types:?}");
+    let start = events[0].json().unwrap();
+    let stream_in = start["message"]["usage"]["input_tokens"].as_f64().unwrap();
+    let delta = events.iter().find(|e| event_type(e) == "message_delta").unwrap().json().unwrap();
+    let stream_out = delta["usage"]["output_tokens"].as_f64().unwrap();
+    assert_eq!(stream_out, 12.0);
+
+    assert_eq!(tokens(&gw, "prompt").await, whole_in + stream_in);
+    assert_eq!(tokens(&gw, "completion").await, whole_out + stream_out);
+    let text = gw.metrics_text().await;
+    let estimated = sluice_test_support::metrics::value(&text, "sluice_usage_estimated_requests_total", &[]);
+    assert_eq!(estimated, 0.0, "nothing estimated");
+    let ok = sluice_test_support::metrics::value(
+        &text,
+        "sluice_api_requests_total",
+        &[("api", "messages"), ("outcome", "ok")],
+    );
+    assert_eq!(ok, 2.0);
+    let ttft = sluice_test_support::metrics::value(
+        &text,
+        "gen_ai_server_time_to_first_token_seconds_count",
+        &[("tenant", TENANT), ("model", MODEL)],
+    );
+    assert_eq!(ttft, 1.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_errors_are_in_anthropics_shape() {
+    let gw = TestGateway::start(1, options(ALL_APIS)).await;
+    let body = messages_body(json!({}));
+
+    let missing = anthropic_post(&gw, None, &body).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(anthropic_error(&missing), "authentication_error");
+    let wrong = anthropic_post(&gw, Some("sk-wrong-0123456789"), &body).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(anthropic_error(&wrong), "authentication_error");
+
+    let unknown = anthropic_post(&gw, Some(gw.key), &messages_body(json!({"model": "no-such-model"}))).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(anthropic_error(&unknown), "not_found_error");
+    assert!(unknown.json()["error"]["message"].as_str().unwrap().contains("no-such-model"));
+
+    let bad = anthropic_post(&gw, Some(gw.key), &json!({"model": MODEL, "max_tokens": 5})).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(anthropic_error(&bad), "invalid_request_error");
+    assert!(bad.json()["error"]["message"].as_str().unwrap().contains("messages"), "{}", bad.text());
+
+    // The rate limiter's refusal, with the headers clients back off by.
+    let first = anthropic_post(&gw, Some(LIMITED_KEY), &body).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let limited = anthropic_post(&gw, Some(LIMITED_KEY), &body).await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert_eq!(anthropic_error(&limited), "rate_limit_error");
+    assert!(limited.headers.get(header::RETRY_AFTER).is_some_and(|v| v.to_str().unwrap().parse::<u64>().is_ok()));
+    assert_eq!(limited.headers["x-ratelimit-limit-requests"], "1");
+    assert_eq!(limited.headers["x-ratelimit-remaining-requests"], "0");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_errors_are_in_openais_shape() {
+    let gw = TestGateway::start(1, options(ALL_APIS)).await;
+    let url = gw.url("/v1/responses");
+    let body = responses_body(json!({}));
+
+    let missing = gw.client.post_json_whole(&url, None, &body).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.openai_error()["code"], "missing_api_key");
+    // `x-api-key` is Anthropic's header: OpenAI's API does not take it.
+    let mut req = request(Method::POST, &url, None, full_body(body.to_string()));
+    req.headers_mut().insert("x-api-key", gw.key.parse().unwrap());
+    assert_eq!(gw.client.send_whole(req).await.status, 401);
+
+    let unknown = gw.client.post_json_whole(&url, Some(gw.key), &responses_body(json!({"model": "nope"}))).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.openai_error()["code"], "model_not_found");
+
+    let bad = gw.client.post_json_whole(&url, Some(gw.key), &json!({"input": "x"})).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.openai_error()["param"], "model");
+
+    let first = gw.client.post_json_whole(&url, Some(LIMITED_KEY), &body).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let limited = gw.client.post_json_whole(&url, Some(LIMITED_KEY), &body).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.openai_error()["type"], "rate_limit_exceeded");
+    assert!(limited.headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(limited.headers["x-ratelimit-remaining-requests"], "0");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_does_not_declare_an_api_refuses_it_clearly() {
+    // The default: chat, completions and embeddings only.
+    let gw = TestGateway::start(1, options("")).await;
+    let messages = anthropic_post(&gw, Some(gw.key), &messages_body(json!({}))).await;
+    assert_eq!(messages.status, 400, "{}", messages.text());
+    assert_eq!(anthropic_error(&messages), "invalid_request_error");
+    let message = messages.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("/v1/messages") && message.contains("apis"), "{message}");
+
+    let responses = gw.client.post_json_whole(&gw.url("/v1/responses"), Some(gw.key), &responses_body(json!({}))).await;
+    assert_eq!(responses.status, 400);
+    assert_eq!(responses.openai_error()["code"], "api_not_served");
+    // Chat completions still work, and no worker saw the refused requests.
+    let chat = gw.chat(&sluice_test_support::chat_body("hi", json!({"max_tokens": 2}))).await;
+    assert_eq!(chat.status, 200);
+    assert_eq!(gw.sims[0].stats().requests_received, 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messages_stream_cut_by_the_worker_ends_with_an_anthropic_error_and_is_billed_like_a_chat() {
+    let gw = TestGateway::start(1, options(ALL_APIS)).await;
+    gw.sims[0].set_faults(sluice_sim::Faults { drop_after_tokens: Some(3), ..sluice_sim::Faults::default() });
+    let body = messages_body(json!({"stream": true, "max_tokens": 12}));
+    let mut stream = gw.client.post_stream(&gw.url("/v1/messages"), Some(gw.key), &body).await;
+    let events = stream.rest().await;
+    let types: Vec<String> = events.iter().map(event_type).collect();
+    assert_eq!(types.iter().filter(|t| *t == "content_block_delta").count(), 3, "{types:?}");
+    let last = events.last().unwrap().json().unwrap();
+    assert_eq!(last["type"], "error", "Anthropic's SDKs raise on `event: error`: {last}");
+    assert_eq!(last["error"]["type"], "api_error");
+    // No usage from the worker: billed the token events relayed, flagged as estimated.
+    assert_eq!(tokens(&gw, "completion").await, 3.0);
+    assert_eq!(gw.metric("sluice_usage_estimated_requests_total", &[("outcome", "upstream_error")]).await, 1.0);
+    gw.shutdown().await;
+}
