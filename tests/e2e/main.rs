@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 mod acceptance;
+mod agents_sdk;
 mod browser;
 mod check_config;
 mod demo;

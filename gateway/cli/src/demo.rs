@@ -88,7 +88,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "[server]\nlisten = \"{}\"\nadmin_listen = \"{}\"\nshutdown_grace = \"5s\"\n\
          [admin]\ntoken = \"{admin_token}\"\n\
          [upstream.health]\ninterval = \"2s\"\n\
-         [[pools]]\nname = \"sim\"\nmodels = [\"{MODEL}\"]\nendpoints = [{}]\n{tenants}\
+         [[pools]]\nname = \"sim\"\nmodels = [\"{MODEL}\"]\nendpoints = [{}]\n\
+         apis = [\"chat\", \"completions\", \"embeddings\", \"responses\", \"messages\"]\n{tenants}\
          [[plugins]]\nname = \"cache\"\nsource = \"builtin:cache\"\n",
         args.listen,
         args.admin_listen,
@@ -196,6 +197,21 @@ const QUESTIONS: [&str; 4] = [
     "Give me one thing to check first.",
 ];
 
+/// A chat `body` told again in the Messages API (`messages_member = "messages"`, its system
+/// prompt apart) or the Responses API (`"input"`, the system prompt as `instructions`).
+fn agent_body(chat: &serde_json::Value, messages_member: &str, limit_member: &str) -> serde_json::Value {
+    let system = chat["messages"][0]["content"].clone();
+    let user = chat["messages"][1].clone();
+    let system_member = if messages_member == "messages" { "system" } else { "instructions" };
+    json!({
+        "model": MODEL,
+        "stream": chat["stream"],
+        limit_member: chat["max_tokens"],
+        system_member: system,
+        messages_member: [user],
+    })
+}
+
 async fn traffic(addr: std::net::SocketAddr, key: String, lane: usize, cancel: CancellationToken) {
     let mut connection = None;
     let mut n = lane;
@@ -217,12 +233,14 @@ async fn traffic(addr: std::net::SocketAddr, key: String, lane: usize, cancel: C
             body["temperature"] = json!(0);
             body["max_tokens"] = json!(64);
         }
-        let target = Target {
-            addr,
-            path: "/v1/chat/completions",
-            bearer: Some(key.clone()),
-            body: Bytes::from(body.to_string()),
+        // Some agents' traffic too: a request in ten speaks Anthropic's Messages API, one OpenAI's
+        // Responses API (the simulated workers serve both), so the dashboard shows each API.
+        let (path, body) = match n % 10 {
+            3 => ("/v1/messages", agent_body(&body, "messages", "max_tokens")),
+            7 => ("/v1/responses", agent_body(&body, "input", "max_output_tokens")),
+            _ => ("/v1/chat/completions", body),
         };
+        let target = Target { addr, path, bearer: Some(key.clone()), body: Bytes::from(body.to_string()) };
         if connection.is_none() {
             connection = Connection::open(addr).await.ok();
         }
