@@ -1,6 +1,8 @@
 //! The APIs agents speak, as the simulator serves them: OpenAI's Responses API and Anthropic's
 //! Messages API, whole and streamed, with their events in order and usage that adds up.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
 mod support;
 
 use serde_json::{Value, json};
