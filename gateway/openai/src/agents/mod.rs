@@ -7,11 +7,12 @@
 //! leans on state a worker keeps (`previous_response_id`, `store`). Everything else is skipped
 //! by the parser without being built. Their answers are measured by [`events`] (a stream's
 //! events) and [`usage`] (a whole body's usage); [`anthropic_error`] is the Messages API's error
-//! shape.
+//! shape. [`translate`] carries the Messages API to workers that speak only chat completions.
 
 pub mod anthropic_error;
 pub mod events;
 mod request;
+pub mod translate;
 pub mod usage;
 
 pub use request::AgentRequest;
