@@ -52,6 +52,9 @@ pub struct Exchange {
     pub start: Instant,
     pub request_id: HeaderValue,
     pub api: Option<Api>,
+    /// A Messages request sent to a chat-completions worker: the worker's answer is measured
+    /// as a chat completion and translated before the client sees it.
+    pub through_chat: bool,
     pub key: Option<KeyEntry>,
     /// A configured model name once resolved; client strings never reach metrics.
     pub model: Arc<str>,
@@ -172,6 +175,7 @@ impl Exchange {
             start,
             request_id: request_id(headers),
             api: None,
+            through_chat: false,
             key: None,
             model: unknown(),
             stream: false,

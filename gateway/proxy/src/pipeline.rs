@@ -1,7 +1,7 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
-//! serves API (the pool's `apis`) → admit (the tenant's model allow-list) → response cache (a
+//! serves API (the pool's `apis`; a Messages request may go through chat) → admit (the tenant's model allow-list) → response cache (a
 //! hit answers here) → prepare
 //! upstream body → forward (the
 //! pool's fair admission queue when it is saturated, route plugins pick the endpoint, retry before first byte) →
@@ -25,6 +25,7 @@ use crate::prompt_blocks;
 use crate::relay::RelayLimits;
 use crate::stages::classify::Route;
 use crate::stages::policy::{self, PolicyOutcome};
+use crate::stages::serves_api::Served;
 use crate::stages::{
     admit, authenticate, cache, classify, forward, parse, prepare, read_body, resolve, respond, serves_api,
 };
@@ -141,7 +142,7 @@ where
     }
     let upstreams = gateway.upstreams();
     let pool = resolve::run(&upstreams, parsed.model())?;
-    serves_api::run(pool, api, parsed.model())?;
+    let served = serves_api::run(pool, api, parsed.model())?;
     admit::run(ex.key.as_ref(), parsed.model())?;
     // The label is the configured name, so only served models ever become metric labels.
     if let Some(model) = pool.models.iter().find(|m| ***m == *parsed.model()) {
@@ -159,13 +160,24 @@ where
     let route_request = policy::route_request(&parsed, body.len(), &blocks);
     let mut upstream_body = prepare::run(parsed, body)?;
     upstream_body.headers = plugin_headers;
-    upstream_body.headers.extend(prepare::passthrough_headers(api, &parts.headers));
+    // The API the worker is asked in.
+    let worker_api = match served {
+        Served::Natively => {
+            upstream_body.headers.extend(prepare::passthrough_headers(api, &parts.headers));
+            api
+        }
+        Served::ThroughChat => {
+            upstream_body.bytes = prepare::messages_to_chat(&upstream_body.bytes)?;
+            ex.through_chat = true;
+            Api::ChatCompletions
+        }
+    };
     ex.overhead += after_read.elapsed();
 
     let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant.name)).unwrap_or_else(|| Arc::from(""));
     let priority = ex.key.as_ref().map(|k| k.tenant.priority).unwrap_or_default();
     let router = forward::Router { chain: &chain, tenant: &tenant, priority, request: &route_request, blocks: &blocks };
-    let forwarded = forward::run(pool, &router, &gateway.metrics, ex, api, &upstream_body).await?;
+    let forwarded = forward::run(pool, &router, &gateway.metrics, ex, worker_api, &upstream_body).await?;
     let limits = RelayLimits {
         idle: pool.config.idle_timeout,
         total_deadline: tokio::time::Instant::from_std(ex.start) + pool.config.total_timeout,

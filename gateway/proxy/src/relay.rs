@@ -35,6 +35,11 @@
 //! input, `message_delta` with the output). A stream the relay itself ends gets an error event
 //! in the request's API (`event: error` with Anthropic's body, for Messages).
 //!
+//! A Messages request sent to a chat-completions worker (`Exchange::through_chat`) is measured
+//! as the chat stream it is, and each of its events is then translated into the Messages
+//! events the client reads ([`MessagesStream`]); the worker's `[DONE]`, or the stream's clean
+//! end, closes the message.
+//!
 //! When the request's plugin chain has on-response-chunk hooks, each event with data is offered
 //! to them after it was measured (so usage and timing are the worker's) and before it is sent.
 
@@ -49,6 +54,7 @@ use http_body::{Body, Frame};
 use memchr::memmem::Finder;
 use sluice_metrics::{Api, Outcome};
 use sluice_openai::agents::events::{AgentEvent, agent_event};
+use sluice_openai::agents::translate::MessagesStream;
 use sluice_openai::probe::{chunk_facts, strip_usage};
 use sluice_openai::sse::{SseEvent, SseParser};
 use sluice_openai::{Dialect, Usage};
@@ -117,6 +123,8 @@ pub struct Relay {
     /// A Messages stream's input usage (prompt, cached), from `message_start`, until
     /// `message_delta` brings the output's.
     agent_input: Option<(u64, u64)>,
+    /// Turns a translated Messages request's chat stream into Messages events.
+    translator: Option<MessagesStream>,
 }
 
 enum Verdict {
@@ -137,7 +145,9 @@ impl Relay {
         taps: RelayTaps,
     ) -> Self {
         let RelayTaps { chunk_hooks, capture } = taps;
+        let translator = exchange.through_chat.then(|| MessagesStream::new(&exchange.model));
         let dialect = match exchange.api {
+            _ if exchange.through_chat => None,
             Some(Api::Responses) => Some(Dialect::Responses),
             Some(Api::Messages) => Some(Dialect::Messages),
             Some(Api::ChatCompletions | Api::Completions | Api::Embeddings) | None => None,
@@ -165,6 +175,7 @@ impl Relay {
             saw_data: false,
             dialect,
             agent_input: None,
+            translator,
         };
         let mut out = Gather::default();
         let processed = relay.process(&first, started, &mut out);
@@ -208,12 +219,34 @@ impl Relay {
                 _ => {}
             }
         }
+        if let Some(translator) = &mut self.translator {
+            let mut events = Vec::new();
+            match (verdict, &event.data) {
+                (Verdict::Drop, _) => {}
+                // Comments and keep-alives mean the same in both dialects.
+                (Verdict::Forward, None) => out.push(event.raw),
+                (Verdict::Forward, Some(_)) if event.is_done() => translator.finish(&mut events),
+                (Verdict::Forward, Some(data)) => translator.chunk(data, &mut events),
+                (Verdict::Replace(data), _) => translator.chunk(&data, &mut events),
+            }
+            out.push(Bytes::from(events));
+            return Ok(());
+        }
         match verdict {
             Verdict::Forward => out.push(event.raw),
             Verdict::Drop => {}
             Verdict::Replace(data) => out.push(data_event(&data)),
         }
         Ok(())
+    }
+
+    /// Closes a translated message whose worker ended the stream without `[DONE]`.
+    fn end_translation(&mut self, out: &mut Gather) {
+        if let Some(translator) = &mut self.translator {
+            let mut events = Vec::new();
+            translator.finish(&mut events);
+            out.push(Bytes::from(events));
+        }
     }
 
     /// Offers an event the client is about to receive to the on-response-chunk hooks. A
@@ -527,7 +560,10 @@ impl Relay {
                         });
                     this.add_overhead(started.elapsed());
                     match last {
-                        Ok(()) => this.finish(Some(Outcome::Ok)),
+                        Ok(()) => {
+                            this.end_translation(&mut out);
+                            this.finish(Some(Outcome::Ok));
+                        }
                         Err(error) => out.push(this.fail(&error)),
                     }
                     return frame(out.take());

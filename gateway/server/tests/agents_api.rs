@@ -1,8 +1,9 @@
 //! The APIs agents speak, through the whole gateway against simulated workers: OpenAI's
 //! Responses API (`POST /v1/responses`) and Anthropic's Messages API (`POST /v1/messages`),
 //! whole and streamed, with the usage the worker reported recorded exactly, each API's errors
-//! in its own shape (401, 404, 400, 429 with its headers), Anthropic's `x-api-key`, and a pool
-//! that does not declare an API refusing it clearly.
+//! in its own shape (401, 404, 400, 429 with its headers), Anthropic's `x-api-key`, Messages
+//! translated to chat completions for a pool whose workers speak only those, and a pool that
+//! cannot serve an API refusing it clearly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
@@ -69,6 +70,19 @@ fn anthropic_error(reply: &Reply) -> String {
     v["error"]["type"].as_str().unwrap().to_owned()
 }
 
+/// The gateway recorded exactly the worker's usage (`prompt`, `completion` tokens), estimated
+/// nothing, counted `ok` successful requests of `api` and timed one stream's first token.
+async fn assert_recorded(gw: &TestGateway, prompt: f64, completion: f64, api: &str, ok: f64) {
+    assert_eq!(tokens(gw, "prompt").await, prompt);
+    assert_eq!(tokens(gw, "completion").await, completion);
+    let text = gw.metrics_text().await;
+    let value = |name: &str, labels: &[(&str, &str)]| sluice_test_support::metrics::value(&text, name, labels);
+    assert_eq!(value("sluice_usage_estimated_requests_total", &[]), 0.0, "nothing estimated");
+    assert_eq!(value("sluice_api_requests_total", &[("api", api), ("outcome", "ok")]), ok);
+    let ttft = value("gen_ai_server_time_to_first_token_seconds_count", &[("tenant", TENANT), ("model", MODEL)]);
+    assert_eq!(ttft, 1.0, "the stream's first token was timed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_whole_and_streamed_record_the_workers_usage() {
     let gw = TestGateway::start(1, options(ALL_APIS)).await;
@@ -97,29 +111,9 @@ async fn responses_whole_and_streamed_record_the_workers_usage() {
     assert_eq!(stream_out, 20.0);
 
     // Exactly what the worker reported, none of it estimated.
-    assert_eq!(tokens(&gw, "prompt").await, whole_in + stream_in);
-    assert_eq!(tokens(&gw, "completion").await, whole_out + stream_out);
-    let text = gw.metrics_text().await;
-    let estimated = sluice_test_support::metrics::value(&text, "sluice_usage_estimated_requests_total", &[]);
-    assert_eq!(estimated, 0.0, "nothing estimated");
-    let ttft = sluice_test_support::metrics::value(
-        &text,
-        "gen_ai_server_time_to_first_token_seconds_count",
-        &[("tenant", TENANT), ("model", MODEL)],
-    );
-    assert_eq!(ttft, 1.0, "the stream's first delta was timed");
-    let tpot = sluice_test_support::metrics::value(
-        &text,
-        "gen_ai_server_time_per_output_token_seconds_count",
-        &[("tenant", TENANT), ("model", MODEL)],
-    );
-    assert_eq!(tpot, 1.0);
-    let ok = sluice_test_support::metrics::value(
-        &text,
-        "sluice_api_requests_total",
-        &[("api", "responses"), ("outcome", "ok")],
-    );
-    assert_eq!(ok, 2.0);
+    assert_recorded(&gw, whole_in + stream_in, whole_out + stream_out, "responses", 2.0).await;
+    let tpot = gw.metric("gen_ai_server_time_per_output_token_seconds_count", &[("tenant", TENANT), ("model", MODEL)]);
+    assert_eq!(tpot.await, 1.0);
     gw.shutdown().await;
 }
 
@@ -155,23 +149,7 @@ async fn messages_whole_and_streamed_with_an_anthropic_key_record_the_workers_us
     let stream_out = delta["usage"]["output_tokens"].as_f64().unwrap();
     assert_eq!(stream_out, 12.0);
 
-    assert_eq!(tokens(&gw, "prompt").await, whole_in + stream_in);
-    assert_eq!(tokens(&gw, "completion").await, whole_out + stream_out);
-    let text = gw.metrics_text().await;
-    let estimated = sluice_test_support::metrics::value(&text, "sluice_usage_estimated_requests_total", &[]);
-    assert_eq!(estimated, 0.0, "nothing estimated");
-    let ok = sluice_test_support::metrics::value(
-        &text,
-        "sluice_api_requests_total",
-        &[("api", "messages"), ("outcome", "ok")],
-    );
-    assert_eq!(ok, 2.0);
-    let ttft = sluice_test_support::metrics::value(
-        &text,
-        "gen_ai_server_time_to_first_token_seconds_count",
-        &[("tenant", TENANT), ("model", MODEL)],
-    );
-    assert_eq!(ttft, 1.0);
+    assert_recorded(&gw, whole_in + stream_in, whole_out + stream_out, "messages", 2.0).await;
     gw.shutdown().await;
 }
 
@@ -243,8 +221,8 @@ async fn responses_errors_are_in_openais_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_that_does_not_declare_an_api_refuses_it_clearly() {
-    // The default: chat, completions and embeddings only.
-    let gw = TestGateway::start(1, options("")).await;
+    // No chat either, so Messages cannot go through chat completions.
+    let gw = TestGateway::start(1, options(r#"apis = ["completions", "embeddings"]"#)).await;
     let messages = anthropic_post(&gw, Some(gw.key), &messages_body(json!({}))).await;
     assert_eq!(messages.status, 400, "{}", messages.text());
     assert_eq!(anthropic_error(&messages), "invalid_request_error");
@@ -254,10 +232,135 @@ async fn a_pool_that_does_not_declare_an_api_refuses_it_clearly() {
     let responses = gw.client.post_json_whole(&gw.url("/v1/responses"), Some(gw.key), &responses_body(json!({}))).await;
     assert_eq!(responses.status, 400);
     assert_eq!(responses.openai_error()["code"], "api_not_served");
-    // Chat completions still work, and no worker saw the refused requests.
     let chat = gw.chat(&sluice_test_support::chat_body("hi", json!({"max_tokens": 2}))).await;
-    assert_eq!(chat.status, 200);
-    assert_eq!(gw.sims[0].stats().requests_received, 1);
+    assert_eq!(chat.status, 400);
+    assert_eq!(chat.openai_error()["code"], "api_not_served");
+    assert_eq!(gw.sims[0].stats().requests_received, 0, "no worker saw the refused requests");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_never_translated_for_a_chat_only_pool() {
+    // Its stored state (`previous_response_id`, `store`) would be lost on a chat worker.
+    let gw = TestGateway::start(1, options("")).await;
+    let responses = gw.client.post_json_whole(&gw.url("/v1/responses"), Some(gw.key), &responses_body(json!({}))).await;
+    assert_eq!(responses.status, 400);
+    assert_eq!(responses.openai_error()["code"], "api_not_served");
+    assert_eq!(gw.sims[0].stats().requests_received, 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_a_chat_only_pool_translated_whole_and_streamed() {
+    // The default `apis`: chat, completions and embeddings.
+    let gw = TestGateway::start(1, options("")).await;
+
+    let whole = anthropic_post(&gw, Some(gw.key), &messages_body(json!({"max_tokens": 5}))).await;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let v = whole.json();
+    assert_eq!((v["type"].as_str(), v["role"].as_str()), (Some("message"), Some("assistant")), "{v}");
+    assert_eq!(v["model"], MODEL);
+    assert_eq!(v["stop_reason"], "max_tokens", "the chat answer's `length`: {v}");
+    assert_eq!(v["content"][0]["type"], "text");
+    assert!(v["content"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    let whole_in =
+        v["usage"]["input_tokens"].as_f64().unwrap() + v["usage"]["cache_read_input_tokens"].as_f64().unwrap();
+    let whole_out = v["usage"]["output_tokens"].as_f64().unwrap();
+    assert_eq!(whole_out, 5.0);
+
+    let body = messages_body(json!({"stream": true, "max_tokens": 12}));
+    let mut stream = gw.client.post_stream(&gw.url("/v1/messages"), Some(gw.key), &body).await;
+    let events = stream.rest().await;
+    assert!(!stream.broke, "the stream ended cleanly");
+    let types: Vec<String> = events.iter().map(event_type).collect();
+    assert_eq!(types.first().map(String::as_str), Some("message_start"), "{types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("message_stop"), "{types:?}");
+    let count = |name: &str| types.iter().filter(|t| *t == name).count();
+    assert_eq!((count("content_block_start"), count("content_block_stop")), (1, 1), "{types:?}");
+    assert_eq!(count("content_block_delta"), 12, "{types:?}");
+    // Each event is named as Anthropic names it, for SDKs that dispatch on `event:`.
+    assert!(events.iter().all(|e| e.event.as_deref() == Some(event_type(e).as_str())), "{events:?}");
+    let delta = events.iter().find(|e| event_type(e) == "message_delta").unwrap().json().unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "max_tokens");
+    assert_eq!(delta["usage"]["output_tokens"], 12);
+    let stream_in = delta["usage"]["input_tokens"].as_f64().unwrap()
+        + delta["usage"]["cache_read_input_tokens"].as_f64().unwrap_or(0.0);
+
+    // The worker's own figures, from its chat usage.
+    assert_recorded(&gw, whole_in + stream_in, whole_out + 12.0, "messages", 2.0).await;
+    assert_eq!(gw.sims[0].stats().requests_completed, 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_use_conversation_reaches_a_chat_only_pool_and_what_cannot_be_carried_is_refused() {
+    let gw = TestGateway::start(1, options("")).await;
+    let tools = json!([{"name": "get_weather", "description": "the weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let conversation = json!([
+        {"role": "user", "content": "what is the weather in Oslo?"},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "4°C, rain"}]},
+            {"type": "text", "text": "and tomorrow?"}
+        ]}
+    ]);
+    let body = json!({"model": MODEL, "max_tokens": 4, "tools": tools, "tool_choice": {"type": "auto"},
+        "messages": conversation});
+    let reply = anthropic_post(&gw, Some(gw.key), &body).await;
+    assert_eq!(reply.status, 200, "the worker took the translated tool messages: {}", reply.text());
+    assert_eq!(reply.json()["content"][0]["type"], "text");
+
+    // A forced call comes back as a tool_use block, whole and streamed.
+    let forced = json!({"model": MODEL, "max_tokens": 6, "tools": tools,
+        "tool_choice": {"type": "tool", "name": "get_weather"},
+        "messages": [{"role": "user", "content": "what is the weather in Oslo?"}]});
+    let reply = anthropic_post(&gw, Some(gw.key), &forced).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v = reply.json();
+    let call = &v["content"][0];
+    assert_eq!((call["type"].as_str(), call["name"].as_str()), (Some("tool_use"), Some("get_weather")), "{v}");
+    assert!(call["input"]["city"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+    let mut streamed = forced.clone();
+    streamed["stream"] = json!(true);
+    let mut stream = gw.client.post_stream(&gw.url("/v1/messages"), Some(gw.key), &streamed).await;
+    let events = stream.rest().await;
+    let start = events.iter().find(|e| event_type(e) == "content_block_start").unwrap().json().unwrap();
+    assert_eq!(start["content_block"]["type"], "tool_use", "{start}");
+    assert_eq!(start["content_block"]["name"], "get_weather");
+    let json: String = events
+        .iter()
+        .filter_map(|e| e.json())
+        .filter(|v| v["type"] == "content_block_delta")
+        .map(|v| v["delta"]["partial_json"].as_str().unwrap().to_owned())
+        .collect();
+    let input: Value = serde_json::from_str(&json).unwrap();
+    assert!(input["city"].as_str().is_some_and(|c| !c.is_empty()), "{json}");
+    // And its result goes back to the worker as a tool message.
+    let id = call["id"].as_str().unwrap();
+    let follow_up = json!({"model": MODEL, "max_tokens": 4, "tools": tools, "messages": [
+        {"role": "user", "content": "what is the weather in Oslo?"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "4°C, rain"}]}
+    ]});
+    let reply = anthropic_post(&gw, Some(gw.key), &follow_up).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Refused by name, before any worker sees them.
+    let before = gw.sims[0].stats().requests_received;
+    let thinking = messages_body(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}}));
+    let refused = anthropic_post(&gw, Some(gw.key), &thinking).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(anthropic_error(&refused), "invalid_request_error");
+    assert!(refused.json()["error"]["message"].as_str().unwrap().contains("thinking"), "{}", refused.text());
+    let server_tool = messages_body(json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}));
+    let refused = anthropic_post(&gw, Some(gw.key), &server_tool).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(refused.json()["error"]["message"].as_str().unwrap().contains("web_search_20250305"), "{}", refused.text());
+    assert_eq!(gw.sims[0].stats().requests_received, before);
     gw.shutdown().await;
 }
 

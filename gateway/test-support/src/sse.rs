@@ -11,9 +11,10 @@ use sluice_openai::sse::SseParser;
 /// Generous: the gateway's own limit is 8 MiB, a chunk from the simulator is a few hundred bytes.
 const MAX_EVENT_BYTES: usize = 1 << 20;
 
-/// One event's `data`, and when its last byte arrived.
+/// One event's `data` (and `event:` name, when it has one), and when its last byte arrived.
 #[derive(Debug, Clone)]
 pub struct TimedEvent {
+    pub event: Option<String>,
     pub data: String,
     /// Since the response head arrived.
     pub at: Duration,
@@ -50,6 +51,12 @@ impl TimedEvent {
             .and_then(Value::as_str)
             .map(str::to_owned)
     }
+}
+
+/// An event with data, as read at `at`.
+fn timed(event: sluice_openai::sse::SseEvent, at: Duration) -> Option<TimedEvent> {
+    let data = String::from_utf8_lossy(&event.data?).into_owned();
+    Some(TimedEvent { event: event.event, data, at })
 }
 
 /// A streamed response being read.
@@ -95,9 +102,7 @@ impl SseStream {
                         self.parser.push(data);
                     }
                     while let Some(event) = self.parser.next_event().expect("event within the size limit") {
-                        if let Some(data) = event.data {
-                            self.ready.push_back(TimedEvent { data: String::from_utf8_lossy(&data).into_owned(), at });
-                        }
+                        self.ready.extend(timed(event, at));
                     }
                 }
                 Some(Err(_)) => {
@@ -106,10 +111,8 @@ impl SseStream {
                 }
                 None => {
                     self.ended = true;
-                    if let Some(data) = self.parser.finish().and_then(|e| e.data) {
-                        let at = self.start.elapsed();
-                        self.ready.push_back(TimedEvent { data: String::from_utf8_lossy(&data).into_owned(), at });
-                    }
+                    let at = self.start.elapsed();
+                    self.ready.extend(self.parser.finish().and_then(|event| timed(event, at)));
                 }
             }
         }

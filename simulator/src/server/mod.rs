@@ -10,6 +10,7 @@ mod http;
 mod kv_events;
 mod listener;
 mod stream;
+mod tool_call;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

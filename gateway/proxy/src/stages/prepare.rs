@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sluice_metrics::Api;
+use sluice_openai::agents::translate;
 use sluice_openai::request::force_include_usage;
 
 use crate::error::GatewayError;
@@ -72,6 +73,14 @@ pub fn passthrough_headers(api: Api, headers: &HeaderMap) -> Vec<(HeaderName, He
         .iter()
         .flat_map(|name| headers.get_all(name).iter().map(move |value| (name.clone(), value.clone())))
         .collect()
+}
+
+/// A Messages request's body as a chat completion request, for a pool whose workers speak only
+/// chat completions. What the translation cannot carry is refused with a `400` naming it.
+pub fn messages_to_chat(body: &[u8]) -> Result<Bytes, GatewayError> {
+    translate::messages_to_chat(body)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::InvalidBody { message: e.to_string(), param: None })
 }
 
 pub fn run(parsed: ParsedRequest, original: Bytes) -> Result<UpstreamBody, GatewayError> {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use sluice_metrics::{Api, Outcome};
 use sluice_openai::Dialect;
+use sluice_openai::agents::translate;
 use sluice_openai::agents::usage::body_usage as agent_body_usage;
 use sluice_openai::probe::body_usage;
 use sluice_plugin_host::types::RequestInfo;
@@ -60,6 +61,16 @@ fn whole_body_hooks(ex: &Exchange, body: Bytes) -> Result<Bytes, GatewayError> {
     }
 }
 
+/// A translated Messages request's whole answer, from the worker's chat completion. An answer
+/// that cannot be translated is the worker's fault (`502`), like any other broken answer.
+fn chat_to_messages(ex: &Exchange, body: &[u8]) -> Result<Bytes, GatewayError> {
+    translate::chat_to_messages(body, &ex.model).map(Bytes::from).map_err(|e| GatewayError::Upstream {
+        model: ex.model.to_string(),
+        attempts: ex.attempts,
+        reason: format!("its chat completion could not be translated to a message: {e}"),
+    })
+}
+
 pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limits: RelayLimits) -> Reply {
     let started = Instant::now();
     let hooks = ex
@@ -74,12 +85,18 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
             let outcome = if status.is_success() { Outcome::Ok } else { Outcome::UpstreamRejected };
             let usage = match ex.api {
                 _ if !status.is_success() => None,
+                _ if ex.through_chat => body_usage(&body),
                 Some(Api::Responses) => agent_body_usage(Dialect::Responses, &body),
                 Some(Api::Messages) => agent_body_usage(Dialect::Messages, &body),
                 _ => body_usage(&body),
             };
             let (body, content_type) = if status.is_success() {
-                (whole_body_hooks(&ex, body), content_type)
+                // Plugins see the chat completion the worker gave; the client gets its answer.
+                let body = whole_body_hooks(&ex, body).and_then(|body| match ex.through_chat {
+                    true => chat_to_messages(&ex, &body),
+                    false => Ok(body),
+                });
+                (body, content_type)
             } else {
                 // The client gets an OpenAI error whatever the worker's error looked like.
                 match wrap_error_body(status, content_type.as_ref(), &body) {
