@@ -4,7 +4,7 @@
 //! sends it); Anthropic's SDK raises its own error classes for the gateway's 401 and 404; and the
 //! gateway records exactly the usage the SDKs were told. The same Anthropic calls, and a
 //! tool-use conversation, also run against a pool whose workers speak only chat completions,
-//! through the gateway's translation.
+//! through the gateway's translation. Then both again against two real vLLM workers.
 
 use std::net::SocketAddr;
 
@@ -211,4 +211,50 @@ async fn anthropics_sdk_reaches_a_chat_only_pool_through_the_translation() {
 
     let calls = ["messages_whole", "messages_stream", "call", "streamed_call", "tools"];
     assert_recorded(&gw.metrics().await, &out, &calls, &[("messages", 5.0)]);
+}
+
+/// A real engine's answer: at least one token, at most the limit (a random model may stop early).
+fn within(out: &Value, call: &str, limit: f64) {
+    let n = count(&out[call]["output"]);
+    assert!((1.0..=limit).contains(&n), "{call}: {n} output tokens for a limit of {limit}: {out}");
+}
+
+/// Against two real vLLM workers: Responses and Messages as vLLM serves them itself, and
+/// Messages through the translation to vLLM's chat completions. vLLM's model is random, so the
+/// text is noise and may end early; what must hold is the protocol and the accounting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdks_reach_two_real_vllm_workers_natively_and_through_the_translation() {
+    if !sluice_e2e::vllm::wanted("agents_sdk real vLLM") {
+        return;
+    }
+    let env = sluice_e2e::vllm::env();
+    let dir = TempDir::new("agents-sdk-vllm");
+    let workers = sluice_e2e::vllm::start_vllms(&env, &dir, 2).await;
+    let endpoints: Vec<String> = workers.iter().map(sluice_e2e::vllm::Vllm::url).collect();
+
+    let apis = r#"["chat", "responses", "messages"]"#;
+    let native = start_gateway(&dir, |listen, admin| gateway_toml(listen, admin, &endpoints, Some(apis))).await;
+    let out = run_sdks(&dir, &native.api(), "responses,messages,errors");
+    within(&out, "responses_whole", 8.0);
+    within(&out, "messages_whole", 16.0);
+    within(&out, "messages_stream", 12.0);
+    let stream = &out["responses_stream"];
+    assert_eq!(
+        (stream["first"].as_str(), stream["last"].as_str()),
+        (Some("response.created"), Some("response.completed")),
+        "{out}"
+    );
+    assert_eq!(out["messages_stream"]["text"], out["messages_stream"]["final_text"], "{out}");
+    assert_eq!(out["errors"]["401"]["type"], "authentication_error", "{out}");
+    assert_eq!(out["errors"]["404"]["type"], "not_found_error", "{out}");
+    let calls = ["responses_whole", "responses_stream", "messages_whole", "messages_stream"];
+    assert_recorded(&native.metrics().await, &out, &calls, &[("responses", 2.0), ("messages", 2.0)]);
+
+    // The same workers, declared as speaking chat completions only.
+    let translated = start_gateway(&dir, |listen, admin| gateway_toml(listen, admin, &endpoints, None)).await;
+    let out = run_sdks(&dir, &translated.api(), "messages");
+    within(&out, "messages_whole", 16.0);
+    within(&out, "messages_stream", 12.0);
+    assert_eq!(out["messages_stream"]["text"], out["messages_stream"]["final_text"], "{out}");
+    assert_recorded(&translated.metrics().await, &out, &["messages_whole", "messages_stream"], &[("messages", 2.0)]);
 }

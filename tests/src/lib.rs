@@ -16,6 +16,7 @@ pub mod net;
 pub mod process;
 pub mod temp;
 pub mod tenancy;
+pub mod vllm;
 
 pub use bins::{Binaries, binaries};
 pub use client::{Reply, SseStream};
