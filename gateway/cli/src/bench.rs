@@ -34,7 +34,7 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::loadgen::{LoadResult, Target, closed_loop};
 use crate::logging::LogArgs;
-use crate::{BenchArgs, BenchRole, Roles};
+use crate::{BenchApi, BenchArgs, BenchRole, Roles};
 
 const KEY: &str = "sk-bench-0123456789";
 const MODEL: &str = "bench-model";
@@ -61,7 +61,7 @@ pub async fn run(args: BenchArgs, log: &LogArgs) -> anyhow::Result<()> {
     let sim = spawner.sim(args.stream_tokens).await.context("starting the simulated worker")?;
     let sim_url = format!("http://{}", sim.addr);
     let gateway_config = |appended: &str, file: Option<&Path>| -> anyhow::Result<String> {
-        let text = gateway_toml(&sim_url, args.upstream_http2, appended);
+        let text = gateway_toml(&sim_url, args.upstream_http2, args.api, appended);
         Config::from_toml(&text, &[], &|_| None).with_context(|| match file {
             Some(path) => format!("the bench config with {} appended is invalid", path.display()),
             None => "the bench config is invalid".to_owned(),
@@ -77,24 +77,9 @@ pub async fn run(args: BenchArgs, log: &LogArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let chat = |stream: bool| {
-        Bytes::from(
-            json!({
-                "model": MODEL,
-                "messages": [{"role": "user", "content": "Say something short about rivers."}],
-                "max_tokens": args.stream_tokens,
-                "stream": stream,
-            })
-            .to_string(),
-        )
-    };
-    let direct = |body: Bytes| Target { addr: sim.addr, path: "/v1/chat/completions", bearer: None, body };
-    let via = |addr: SocketAddr, body: Bytes| Target {
-        addr,
-        path: "/v1/chat/completions",
-        bearer: Some(KEY.to_owned()),
-        body,
-    };
+    let path = api_path(args.api);
+    let direct = |body: Bytes| Target { addr: sim.addr, path, bearer: None, body };
+    let via = |addr: SocketAddr, body: Bytes| Target { addr, path, bearer: Some(KEY.to_owned()), body };
 
     let phase = Duration::from_secs_f64(args.seconds);
     let warmup = Duration::from_millis(500);
@@ -108,7 +93,7 @@ pub async fn run(args: BenchArgs, log: &LogArgs) -> anyhow::Result<()> {
         if args.only.as_deref().is_some_and(|only| !scenario.contains(only)) {
             continue;
         }
-        let body = chat(stream);
+        let body = request_body(args.api, args.stream_tokens, stream);
         let mut targets = vec![direct(body.clone()), via(gateway.addr, body.clone())];
         if let Some(b) = &baseline {
             targets.push(via(b.addr, body));
@@ -130,7 +115,7 @@ pub async fn run(args: BenchArgs, log: &LogArgs) -> anyhow::Result<()> {
         rows.push(Row { scenario, direct, gateway, baseline: results.next() });
     }
 
-    print_table(&rows, args.concurrency, args.slices, args.roles);
+    print_table(&rows, args.concurrency, args.slices, args.roles, args.api);
     if let Some(path) = &args.json {
         write_json(path, &rows)?;
     }
@@ -143,12 +128,43 @@ pub async fn run(args: BenchArgs, log: &LogArgs) -> anyhow::Result<()> {
 
 /// The config of a gateway in front of the worker at `sim_url` with the bench tenant, and
 /// `appended` (TOML) after it.
-fn gateway_toml(sim_url: &str, upstream_http2: bool, appended: &str) -> String {
+fn gateway_toml(sim_url: &str, upstream_http2: bool, api: BenchApi, appended: &str) -> String {
+    // The worker speaks every API; the pool says so unless the gateway is to translate.
+    let apis = match api {
+        BenchApi::Chat | BenchApi::MessagesViaChat => "",
+        BenchApi::Responses | BenchApi::Messages => "apis = [\"chat\", \"responses\", \"messages\"]\n",
+    };
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [{{ url = \"{sim_url}\", http2 = {upstream_http2} }}]\n\
+         [[pools]]\nname = \"bench\"\nmodels = [\"{MODEL}\"]\nendpoints = [{{ url = \"{sim_url}\", http2 = {upstream_http2} }}]\n{apis}\
          [[tenants]]\nname = \"bench\"\napi_keys = [\"{KEY}\"]\n{appended}\n"
     )
+}
+
+fn api_path(api: BenchApi) -> &'static str {
+    match api {
+        BenchApi::Chat => "/v1/chat/completions",
+        BenchApi::Responses => "/v1/responses",
+        BenchApi::Messages | BenchApi::MessagesViaChat => "/v1/messages",
+    }
+}
+
+/// The same short question in each API, asking for `tokens` output tokens.
+fn request_body(api: BenchApi, tokens: u32, stream: bool) -> Bytes {
+    const QUESTION: &str = "Say something short about rivers.";
+    let body = match api {
+        BenchApi::Responses => {
+            json!({"model": MODEL, "input": QUESTION, "max_output_tokens": tokens, "stream": stream})
+        }
+        // A minimal Messages request reads as a chat request.
+        BenchApi::Chat | BenchApi::Messages | BenchApi::MessagesViaChat => json!({
+            "model": MODEL,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "max_tokens": tokens,
+            "stream": stream,
+        }),
+    };
+    Bytes::from(body.to_string())
 }
 
 fn sim_config(stream_tokens: u32) -> SimConfig {
@@ -338,15 +354,21 @@ fn us(h: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
 }
 
 #[expect(clippy::print_stdout, reason = "the bench command's output is its table")]
-fn print_table(rows: &[Row], concurrency: usize, slices: u32, roles: Roles) {
+fn print_table(rows: &[Row], concurrency: usize, slices: u32, roles: Roles, api: BenchApi) {
+    let api = match api {
+        BenchApi::Chat => "chat completions",
+        BenchApi::Responses => "Responses API",
+        BenchApi::Messages => "Messages API",
+        BenchApi::MessagesViaChat => "Messages API translated to chat completions",
+    };
     let roles = match roles {
         Roles::Processes => "worker and gateways in processes of their own",
         Roles::Runtimes => "worker and gateways on runtimes of their own in this process",
         Roles::Shared => "worker, gateways and client on one runtime",
     };
     println!(
-        "sluice bench: zero-delay simulated worker, {concurrency} connections in throughput phases, \
-         targets alternating in {slices} slices per phase; {roles}"
+        "sluice bench: {api}; zero-delay simulated worker, {concurrency} connections in throughput \
+         phases, targets alternating in {slices} slices per phase; {roles}"
     );
     println!(
         "{:<34} {:>8} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7} {:>12}",

@@ -148,6 +148,23 @@ pub struct BenchArgs {
     /// measured before 2026-11-29). See BENCHMARKS.md.
     #[arg(long, value_enum, default_value = "processes")]
     pub roles: Roles,
+    /// The API the requests speak. `messages-via-chat` sends Messages requests to a pool whose
+    /// workers are declared to speak chat completions only, so the gateway translates them; the
+    /// direct target is the worker's own Messages endpoint.
+    #[arg(long, value_enum, default_value = "chat")]
+    pub api: BenchApi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchApi {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// OpenAI's Responses API, `POST /v1/responses`.
+    Responses,
+    /// Anthropic's Messages API, `POST /v1/messages`, served by the worker itself.
+    Messages,
+    /// Anthropic's Messages API, translated by the gateway to chat completions.
+    MessagesViaChat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
