@@ -101,13 +101,15 @@ impl TrafficSeries {
     }
 }
 
-/// Fifteen minutes of frames: the overall, per-tenant and per-model series, plus the latest
-/// frame for the tables.
+/// Fifteen minutes of frames: the overall, per-tenant, per-model and per-API series, plus the
+/// latest frame for the tables.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     pub total: TrafficSeries,
     pub tenants: BTreeMap<String, TrafficSeries>,
     pub models: BTreeMap<String, TrafficSeries>,
+    /// By API label (`chat`, `messages`, …).
+    pub apis: BTreeMap<String, TrafficSeries>,
     pub latest: Option<LiveFrame>,
     /// Plugins' calls/s by name.
     pub plugin_calls: BTreeMap<String, Series>,
@@ -128,11 +130,8 @@ impl History {
             let series = self.tenants.entry(name).or_default();
             series.push(at, live.map(|t| &t.traffic), live.and_then(|t| t.slo).and_then(|s| s.attainment));
         }
-        let names: BTreeSet<String> = self.models.keys().chain(frame.models.keys()).cloned().collect();
-        for name in names {
-            let live = frame.models.get(&name);
-            self.models.entry(name).or_default().push(at, live, None);
-        }
+        push_slices(&mut self.models, &frame.models, at);
+        push_slices(&mut self.apis, &frame.apis, at);
         let names: BTreeSet<String> = self.plugin_calls.keys().chain(frame.plugins.keys()).cloned().collect();
         for name in names {
             let calls = frame.plugins.get(&name).map(|p| p.calls_per_s);
@@ -141,12 +140,13 @@ impl History {
 
         let oldest = at - KEEP_MS;
         self.total.trim(oldest);
-        for s in self.tenants.values_mut().chain(self.models.values_mut()) {
+        for s in self.tenants.values_mut().chain(self.models.values_mut()).chain(self.apis.values_mut()) {
             s.trim(oldest);
         }
         // A slice with no traffic left in the window stops being drawn.
         self.tenants.retain(|_, s| !s.is_empty() && s.requests.max() > 0.0);
         self.models.retain(|_, s| !s.is_empty() && s.requests.max() > 0.0);
+        self.apis.retain(|_, s| !s.is_empty() && s.requests.max() > 0.0);
         for s in self.plugin_calls.values_mut() {
             s.trim(oldest);
         }
@@ -161,6 +161,16 @@ impl History {
         let end = self.latest.as_ref().map_or(0, |f| f.at_ms);
         let first = self.total.requests.points.front().map_or(end, |(t, _)| *t);
         (first.min(end - 60_000).max(end - KEEP_MS), end)
+    }
+}
+
+/// One frame's slices by name (models, APIs): every name known or new gets a point, zero for one
+/// absent from the frame.
+fn push_slices(series: &mut BTreeMap<String, TrafficSeries>, live: &BTreeMap<String, Traffic>, at: i64) {
+    let names: BTreeSet<String> = series.keys().chain(live.keys()).cloned().collect();
+    for name in names {
+        let traffic = live.get(&name);
+        series.entry(name).or_default().push(at, traffic, None);
     }
 }
 
@@ -221,6 +231,28 @@ mod tests {
         // Its last request leaves the window: it is no longer drawn.
         h.ingest(frame(KEEP_MS + 1001, 1.0, None));
         assert!(!h.tenants.contains_key("acme"));
+    }
+
+    #[test]
+    fn apis_are_kept_like_models() {
+        let mut h = History::default();
+        let mut f = frame(1000, 3.0, None);
+        f.apis.insert("chat".into(), Traffic { requests_per_s: 2.0, ..Traffic::default() });
+        f.apis.insert("messages".into(), Traffic { requests_per_s: 1.0, ..Traffic::default() });
+        h.ingest(f);
+        let mut f = frame(2000, 1.0, None);
+        f.apis.insert("chat".into(), Traffic { requests_per_s: 1.0, ..Traffic::default() });
+        h.ingest(f);
+        assert_eq!(h.apis.keys().collect::<Vec<_>>(), ["chat", "messages"]);
+        assert_eq!(h.apis["chat"].requests.at(1000), Some(2.0));
+        assert_eq!(h.apis["chat"].requests.last(), Some(1.0));
+        assert_eq!(h.apis["messages"].requests.last(), Some(0.0), "quiet reads zero");
+        // Its last request leaves the window: it is no longer drawn.
+        h.ingest(frame(KEEP_MS + 1001, 1.0, None));
+        assert!(!h.apis.contains_key("messages"));
+        assert!(h.apis.contains_key("chat"));
+        h.ingest(frame(KEEP_MS + 2001, 1.0, None));
+        assert!(h.apis.is_empty());
     }
 
     #[test]

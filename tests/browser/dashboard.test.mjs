@@ -127,6 +127,9 @@ test('the dashboard, page by page', async (t) => {
     }, 30_000);
     const [judged, of] = coverage.match(/[\d,]+/g).map((n) => Number(n.replaceAll(',', '')));
     assert.ok(judged < of, coverage);
+    // Traffic by API beside tenants and models: the demo's clients use chat completions.
+    await page.waitForSelector('[data-breakdown=api] h2:text-is("By API")');
+    await page.waitForSelector('[data-breakdown=api] tr[data-slice=chat]', { timeout: 30_000 });
     // A few seconds of history, so the charts have lines in the screenshot.
     await eventually('a worker grid', async () => (await page.$$('.worker')).length >= 3);
     await page.waitForTimeout(4000);

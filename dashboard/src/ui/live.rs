@@ -153,7 +153,7 @@ fn Headline(frame: LiveFrame) -> impl IntoView {
 }
 
 /// `queued`: the tenant's requests waiting in saturated pools' admission queues (`None` for
-/// models, which are not queued by).
+/// models and APIs, which are not queued by).
 fn traffic_row(
     name: &str,
     t: &sluice_live::Traffic,
@@ -161,7 +161,7 @@ fn traffic_row(
     queued: Option<u64>,
 ) -> impl IntoView + use<> {
     view! {
-        <tr>
+        <tr data-slice=name.to_owned()>
             <td>{name.to_owned()}</td>
             <td class="num">{format::rate(t.requests_per_s)}</td>
             <td class="num">{format::rate(t.tokens_in_per_s)}</td>
@@ -193,10 +193,12 @@ fn breakdown(frame: &LiveFrame) -> impl IntoView + use<> {
         .map(|(n, t)| traffic_row(n, &t.traffic, t.slo.and_then(|s| s.attainment), Some(frame.queued(n))))
         .collect_view();
     let models = frame.models.iter().map(|(n, t)| traffic_row(n, t, None, None)).collect_view();
+    let apis = frame.apis.iter().map(|(n, t)| traffic_row(n, t, None, None)).collect_view();
     view! {
         <section class="split">
-            <div><h2>"By tenant"</h2><table><thead>{head()}</thead><tbody>{tenants}</tbody></table></div>
-            <div><h2>"By model"</h2><table><thead>{head()}</thead><tbody>{models}</tbody></table></div>
+            <div data-breakdown="tenant"><h2>"By tenant"</h2><table><thead>{head()}</thead><tbody>{tenants}</tbody></table></div>
+            <div data-breakdown="model"><h2>"By model"</h2><table><thead>{head()}</thead><tbody>{models}</tbody></table></div>
+            <div data-breakdown="api"><h2>"By API"</h2><table><thead>{head()}</thead><tbody>{apis}</tbody></table></div>
         </section>
     }
 }

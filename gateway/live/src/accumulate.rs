@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
-use sluice_metrics::{CacheStatus, Outcome, RequestRecord};
+use sluice_metrics::{Api, CacheStatus, Outcome, RequestRecord};
 
 use crate::frame::{CacheCounts, SloTarget};
 
@@ -197,6 +197,21 @@ pub(crate) struct Second {
     pub total: Slice,
     pub tenants: NameMap<Slice>,
     pub models: NameMap<Slice>,
+    /// By API, in [`Api::ALL`]'s order: five fixed slots, so no key to hash or clone.
+    pub apis: [Slice; API_COUNT],
+}
+
+pub(crate) const API_COUNT: usize = Api::ALL.len();
+
+/// `api`'s slot in [`Second::apis`]: its position in [`Api::ALL`].
+fn api_slot(api: Api) -> usize {
+    match api {
+        Api::ChatCompletions => 0,
+        Api::Completions => 1,
+        Api::Embeddings => 2,
+        Api::Responses => 3,
+        Api::Messages => 4,
+    }
 }
 
 /// Per-name state, looked up on every request: hashed with foldhash, not SipHash.
@@ -208,10 +223,15 @@ fn slot<'a>(map: &'a mut NameMap<Slice>, key: &Arc<str>) -> &'a mut Slice {
 }
 
 impl Second {
-    pub fn add(&mut self, tenant: &Arc<str>, model: &Arc<str>, sample: &Sample) {
+    /// `api` is `None` for a request refused before its API was known: it counts in `total`,
+    /// its tenant and its model only.
+    pub fn add(&mut self, tenant: &Arc<str>, model: &Arc<str>, api: Option<Api>, sample: &Sample) {
         self.total.add(sample);
         slot(&mut self.tenants, tenant).add(sample);
         slot(&mut self.models, model).add(sample);
+        if let Some(slice) = api.and_then(|api| self.apis.get_mut(api_slot(api))) {
+            slice.add(sample);
+        }
     }
 
     pub fn merge(&mut self, other: Second) {
@@ -221,6 +241,9 @@ impl Second {
         }
         for (k, v) in other.models {
             self.models.entry(k).or_default().merge(v);
+        }
+        for (slice, other) in self.apis.iter_mut().zip(other.apis) {
+            slice.merge(other);
         }
     }
 }
@@ -294,6 +317,21 @@ mod tests {
             assert_eq!(verdict(&record(false, outcome, None, 20)), None, "{outcome:?}");
         }
         assert!(Sample::of(&record(true, Outcome::Ok, Some(10), 20), None).slo.is_none());
+    }
+
+    #[test]
+    fn each_api_has_its_slot_in_the_order_of_all() {
+        for (i, api) in Api::ALL.into_iter().enumerate() {
+            assert_eq!(api_slot(api), i, "{api:?}");
+        }
+        let (tenant, model) = (Arc::from("acme"), Arc::from("llama"));
+        let sample = Sample::of(&record(true, Outcome::Ok, Some(100), 500), None);
+        let mut second = Second::default();
+        second.add(&tenant, &model, Some(Api::Messages), &sample);
+        second.add(&tenant, &model, None, &sample);
+        let requests: Vec<u64> = second.apis.iter().map(|s| s.requests).collect();
+        assert_eq!(requests, [0, 0, 0, 0, 1]);
+        assert_eq!(second.total.requests, 2, "a request without an API still counts overall");
     }
 
     #[test]

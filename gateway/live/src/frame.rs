@@ -33,6 +33,11 @@ pub struct LiveFrame {
     pub tenants: BTreeMap<String, TenantLive>,
     /// By model name (`unknown` for models nobody serves), same retention as `tenants`.
     pub models: BTreeMap<String, Traffic>,
+    /// By API (`chat`, `completions`, `embeddings`, `responses`, `messages`), same retention as
+    /// `models`. Requests refused before their API was known (an unknown path) count in `total`
+    /// only.
+    #[serde(default)]
+    pub apis: BTreeMap<String, Traffic>,
     /// Every configured upstream endpoint, in pool order.
     pub workers: Vec<WorkerLive>,
     /// By plugin name: plugins called since the gateway started.
@@ -300,6 +305,7 @@ mod tests {
         frame.workers.push(WorkerLive { pool: "p".into(), name: "w".into(), ..Default::default() });
         frame.panels.insert("cache".into(), serde_json::json!({"hit_ratio": 0.5}));
         frame.queues.entry("p".into()).or_default().insert("acme".into(), 3);
+        frame.apis.insert("messages".into(), Traffic { requests_per_s: 2.0, ..Traffic::default() });
         let json = serde_json::to_string(&frame).unwrap();
         let back: LiveFrame = serde_json::from_str(&json).unwrap();
         assert_eq!(back, frame);
@@ -310,6 +316,7 @@ mod tests {
         let f: LiveFrame = serde_json::from_str(old).unwrap();
         assert!(f.panels.is_empty());
         assert!(f.queues.is_empty());
+        assert!(f.apis.is_empty(), "a frame from before the API dimension has none");
         // An SLO from a gateway that predates the window counts: no coverage to show.
         let old_slo =
             r#"{"target":{"ttft_ms":500,"tpot_ms":null,"attainment":0.9},"eligible":3,"met":2,"attainment":0.5}"#;

@@ -135,6 +135,7 @@ impl LiveHub {
             total: traffic.total,
             tenants: traffic.tenants,
             models: traffic.models,
+            apis: traffic.apis,
             ..LiveFrame::default()
         };
         frame.total.in_flight = sources.in_flight.as_ref().map(|f| f());
@@ -176,7 +177,7 @@ impl RecordSink for LiveHub {
         let sample = Sample::of(record, target);
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % SHARDS;
         if let Some(shard) = self.shards.get(shard) {
-            lock(shard).add(&record.tenant, &record.model, &sample);
+            lock(shard).add(&record.tenant, &record.model, record.api, &sample);
         }
     }
 }

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
+use sluice_metrics::Api;
 
-use crate::accumulate::{NameMap, Second, Slice};
+use crate::accumulate::{API_COUNT, NameMap, Second, Slice};
 use crate::frame::{
     ATTAINMENT_WINDOW_SECS, CacheCounts, CacheLive, PERCENTILE_WINDOW_SECS, Percentiles, SloLive, SloTarget,
     TenantLive, Traffic,
@@ -78,6 +79,16 @@ impl History {
         self.seconds.iter().all(|p| p.requests == 0)
     }
 
+    /// The slice's rates over this interval (`slice`, pushed already) and its window's
+    /// percentiles and cache counts.
+    fn traffic(&self, slice: &Slice, secs: f64) -> Traffic {
+        let mut traffic = rates(slice, secs);
+        traffic.ttft_ms = self.percentiles(|p| p.ttft.as_ref());
+        traffic.tpot_ms = self.percentiles(|p| p.tpot.as_ref());
+        traffic.cache = self.cache(&slice.cache, secs);
+        traffic
+    }
+
     fn percentiles(&self, pick: impl Fn(&Past) -> Option<&Histogram<u32>>) -> Option<Percentiles> {
         let mut merged: Option<Histogram<u32>> = None;
         for h in self.seconds.iter().rev().take(PERCENTILE_WINDOW_SECS as usize).filter_map(&pick) {
@@ -138,6 +149,8 @@ pub(crate) struct Windows {
     total: History,
     tenants: NameMap<History>,
     models: NameMap<History>,
+    /// In [`Api::ALL`]'s order, like [`Second::apis`]; empty while the API is idle.
+    apis: [History; API_COUNT],
 }
 
 /// The traffic part of a frame.
@@ -146,6 +159,7 @@ pub(crate) struct TrafficFrame {
     pub total: Traffic,
     pub tenants: BTreeMap<String, TenantLive>,
     pub models: BTreeMap<String, Traffic>,
+    pub apis: BTreeMap<String, Traffic>,
 }
 
 impl Windows {
@@ -164,6 +178,18 @@ impl Windows {
         }
         for (name, traffic, _, _) in advance_map(&mut self.models, second.models, secs) {
             out.models.insert(name, traffic);
+        }
+        for ((api, history), mut slice) in Api::ALL.into_iter().zip(&mut self.apis).zip(second.apis) {
+            if history.seconds.is_empty() && slice.requests == 0 {
+                continue;
+            }
+            history.push(&mut slice);
+            // Idle for the whole attainment window: forgotten, like a quiet model.
+            if history.idle() {
+                *history = History::default();
+                continue;
+            }
+            out.apis.insert(api.label().to_owned(), history.traffic(&slice, secs));
         }
         out
     }
@@ -192,11 +218,7 @@ fn advance_map(
     let mut out = Vec::with_capacity(histories.len());
     for (key, history) in histories.iter() {
         let slice = seconds.remove(&**key).unwrap_or_default();
-        let mut traffic = rates(&slice, secs);
-        traffic.ttft_ms = history.percentiles(|p| p.ttft.as_ref());
-        traffic.tpot_ms = history.percentiles(|p| p.tpot.as_ref());
-        traffic.cache = history.cache(&slice.cache, secs);
-        out.push((key.to_string(), traffic, history, slice));
+        out.push((key.to_string(), history.traffic(&slice, secs), history, slice));
     }
     out
 }
@@ -246,9 +268,9 @@ mod tests {
         let model: Arc<str> = Arc::from("llama");
         let mut second = Second::default();
         for _ in 0..3 {
-            second.add(&tenant, &model, &sample(100, None));
+            second.add(&tenant, &model, Some(Api::ChatCompletions), &sample(100, None));
         }
-        second.add(&other, &model, &Sample { error: true, ..sample(100, None) });
+        second.add(&other, &model, None, &Sample { error: true, ..sample(100, None) });
         let mut w = Windows::default();
         let f = w.advance(second, 2.0);
         assert_eq!(f.total.requests_per_s, 2.0);
@@ -260,6 +282,10 @@ mod tests {
         assert_eq!(f.tenants["beta"].traffic.errors_per_s, 0.5);
         assert_eq!(f.models["llama"].requests_per_s, 2.0);
         assert_eq!(f.models["llama"].ttft_ms.unwrap().count, 4);
+        // The request without an API is in every slice but the APIs'.
+        assert_eq!(f.apis.keys().collect::<Vec<_>>(), ["chat"]);
+        assert_eq!((f.apis["chat"].requests_per_s, f.apis["chat"].errors_per_s), (1.5, 0.0));
+        assert_eq!(f.apis["chat"].ttft_ms.unwrap().count, 3);
     }
 
     #[test]
@@ -273,10 +299,10 @@ mod tests {
         };
         let mut w = Windows::default();
         let mut second = Second::default();
-        second.add(&tenant, &model, &cached(1, 0, 30));
-        second.add(&tenant, &model, &cached(1, 0, 30));
-        second.add(&tenant, &model, &cached(0, 1, 0));
-        second.add(&other, &model, &sample(1, None));
+        second.add(&tenant, &model, None, &cached(1, 0, 30));
+        second.add(&tenant, &model, None, &cached(1, 0, 30));
+        second.add(&tenant, &model, None, &cached(0, 1, 0));
+        second.add(&other, &model, None, &sample(1, None));
         let f = w.advance(second, 1.0);
         let acme = f.tenants["acme"].traffic.cache.unwrap();
         assert_eq!((acme.hits_per_s, acme.misses_per_s, acme.saved_tokens_per_s), (2.0, 1.0, 60.0));
@@ -301,13 +327,13 @@ mod tests {
         // One slow second, then fast ones: the slow samples leave p99 after ten seconds.
         let mut second = Second::default();
         for _ in 0..10 {
-            second.add(&tenant, &model, &sample(2000, None));
+            second.add(&tenant, &model, Some(Api::Embeddings), &sample(2000, None));
         }
         let f = w.advance(second, 1.0);
         assert!(f.total.ttft_ms.unwrap().p50 > 1900.0);
         for i in 1..=PERCENTILE_WINDOW_SECS {
             let mut second = Second::default();
-            second.add(&tenant, &model, &sample(100, None));
+            second.add(&tenant, &model, Some(Api::Embeddings), &sample(100, None));
             let f = w.advance(second, 1.0);
             let p99 = f.total.ttft_ms.unwrap().p99;
             if i < PERCENTILE_WINDOW_SECS {
@@ -319,11 +345,12 @@ mod tests {
         // Quiet for the attainment window: the tenant drops out of frames.
         for i in 1..ATTAINMENT_WINDOW_SECS {
             let f = w.advance(Second::default(), 1.0);
-            assert!(f.tenants.contains_key("acme"));
+            assert!(f.tenants.contains_key("acme") && f.apis.contains_key("embeddings"));
+            assert_eq!(f.apis["embeddings"].ttft_ms.is_none(), i >= PERCENTILE_WINDOW_SECS, "idle second {i}");
             assert_eq!(f.total.ttft_ms.is_none(), i >= PERCENTILE_WINDOW_SECS, "idle second {i}");
         }
         let f = w.advance(Second::default(), 1.0);
-        assert!(f.tenants.is_empty() && f.models.is_empty());
+        assert!(f.tenants.is_empty() && f.models.is_empty() && f.apis.is_empty());
     }
 
     #[test]
@@ -334,7 +361,7 @@ mod tests {
         let mut w = Windows::default();
         let mut second = Second::default();
         for i in 0..10 {
-            second.add(&tenant, &model, &sample(100, judged(target, i < 9)));
+            second.add(&tenant, &model, None, &sample(100, judged(target, i < 9)));
         }
         let f = w.advance(second, 1.0);
         let slo = f.tenants["acme"].slo.unwrap();
@@ -344,7 +371,7 @@ mod tests {
         // A second with only misses lowers the minute's attainment but not to its own 0 %.
         let mut second = Second::default();
         for _ in 0..10 {
-            second.add(&tenant, &model, &sample(900, judged(target, false)));
+            second.add(&tenant, &model, None, &sample(900, judged(target, false)));
         }
         let slo = w.advance(second, 1.0).tenants["acme"].slo.unwrap();
         assert_eq!((slo.eligible, slo.met), (10, 0));
@@ -352,7 +379,7 @@ mod tests {
         assert_eq!(slo.coverage(), Some((20, 20)), "every request of the minute judged");
         // A tenant without an SLO has none.
         let mut second = Second::default();
-        second.add(&Arc::from("free"), &model, &sample(100, None));
+        second.add(&Arc::from("free"), &model, None, &sample(100, None));
         assert!(w.advance(second, 1.0).tenants["free"].slo.is_none());
     }
 
@@ -364,10 +391,10 @@ mod tests {
         let mut w = Windows::default();
         let mut second = Second::default();
         for i in 0..4 {
-            second.add(&tenant, &model, &sample(100, judged(target, i < 3)));
+            second.add(&tenant, &model, None, &sample(100, judged(target, i < 3)));
         }
         for _ in 0..6 {
-            second.add(&tenant, &model, &sample(100, Some((target, Verdict::NotJudged))));
+            second.add(&tenant, &model, None, &sample(100, Some((target, Verdict::NotJudged))));
         }
         let slo = w.advance(second, 1.0).tenants["acme"].slo.unwrap();
         assert_eq!((slo.eligible, slo.met), (4, 3));
@@ -377,7 +404,7 @@ mod tests {
         // Only whole responses for a minute: the SLO is still shown, with no attainment.
         let mut w = Windows::default();
         let mut second = Second::default();
-        second.add(&tenant, &model, &sample(100, Some((target, Verdict::NotJudged))));
+        second.add(&tenant, &model, None, &sample(100, Some((target, Verdict::NotJudged))));
         let slo = w.advance(second, 1.0).tenants["acme"].slo.unwrap();
         assert_eq!(slo.target, target);
         assert_eq!((slo.attainment, slo.coverage()), (None, Some((0, 1))));

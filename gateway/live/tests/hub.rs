@@ -138,6 +138,36 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
 }
 
 #[tokio::test]
+async fn frames_break_traffic_down_by_api() {
+    let hub = LiveHub::new(slo);
+    let sources = LiveSources::default();
+    hub.tick(&sources).await;
+    let with_api = |api| RequestRecord { api: Some(api), ..record("acme", 100, Outcome::Ok) };
+    for _ in 0..3 {
+        hub.record(&with_api(sluice_metrics::Api::ChatCompletions));
+    }
+    hub.record(&with_api(sluice_metrics::Api::Messages));
+    hub.record(&RequestRecord { outcome: Outcome::UpstreamError, ..with_api(sluice_metrics::Api::Messages) });
+    // Refused before its API was known (an unknown path): counted overall, in no API.
+    hub.record(&RequestRecord { api: None, ..record("acme", 100, Outcome::ClientError) });
+    let frame = hub.tick(&sources).await;
+
+    assert_eq!(frame.apis.keys().collect::<Vec<_>>(), ["chat", "messages"]);
+    let (chat, messages) = (&frame.apis["chat"], &frame.apis["messages"]);
+    // Rates divide by the real interval: compare counts through the percentiles' sample counts.
+    assert_eq!(chat.ttft_ms.unwrap().count, 3);
+    assert_eq!(messages.ttft_ms.unwrap().count, 2);
+    assert_eq!(frame.total.ttft_ms.unwrap().count, 6);
+    assert!((chat.requests_per_s / messages.requests_per_s - 1.5).abs() < 1e-9);
+    assert_eq!(chat.errors_per_s, 0.0);
+    assert!((messages.errors_per_s / messages.requests_per_s - 0.5).abs() < 1e-9);
+    assert!(chat.tokens_out_per_s > 0.0 && chat.tpot_ms.is_some());
+    // The frame's JSON carries them under `apis`.
+    let json = serde_json::to_value(&*frame).unwrap();
+    assert!(json["apis"]["chat"]["requests_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
 async fn the_sse_stream_starts_with_the_latest_frame_and_follows() {
     let hub = LiveHub::new(slo);
     let sources = LiveSources::default();
