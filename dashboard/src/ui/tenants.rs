@@ -346,9 +346,8 @@ fn ResponseCache(tenant: String) -> impl IntoView {
             </tr>
         }
     };
-    let ratio = move || {
-        cache.get().flatten().and_then(|c| c.window.hit_ratio()).map_or_else(|| "–".into(), format::percent)
-    };
+    let ratio =
+        move || cache.get().flatten().and_then(|c| c.window.hit_ratio()).map_or_else(|| "–".into(), format::percent);
     view! {
         <section class="box" data-section="cache">
             <h2>"Response cache"</h2>

@@ -1,11 +1,10 @@
 //! The order of the stages, and nothing else. Each stage lives in `crate::stages`.
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
-//! serves API (the pool's `apis`; a Messages request may go through chat) → admit (the tenant's model allow-list) → response cache (a
-//! hit answers here) → prepare
-//! upstream body → forward (the
-//! pool's fair admission queue when it is saturated, route plugins pick the endpoint, retry before first byte) →
-//! respond (buffered, or the streaming relay).
+//! serves API (the pool's `apis`; a Messages request may go through chat) → admit (the
+//! tenant's model allow-list) → response cache (a hit answers here) → prepare upstream body →
+//! forward (the pool's fair admission queue when it is saturated, route plugins pick the
+//! endpoint, retry before first byte) → respond (buffered, or the streaming relay).
 
 use std::sync::Arc;
 use std::time::Instant;

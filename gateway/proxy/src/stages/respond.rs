@@ -92,10 +92,8 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
             };
             let (body, content_type) = if status.is_success() {
                 // Plugins see the chat completion the worker gave; the client gets its answer.
-                let body = whole_body_hooks(&ex, body).and_then(|body| match ex.through_chat {
-                    true => chat_to_messages(&ex, &body),
-                    false => Ok(body),
-                });
+                let body = whole_body_hooks(&ex, body)
+                    .and_then(|body| if ex.through_chat { chat_to_messages(&ex, &body) } else { Ok(body) });
                 (body, content_type)
             } else {
                 // The client gets an OpenAI error whatever the worker's error looked like.
