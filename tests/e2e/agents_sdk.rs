@@ -12,27 +12,6 @@ use serde_json::Value;
 use sluice_e2e::fleet::{start_gateway, start_sim};
 use sluice_e2e::{API_KEY, MODEL, TempDir};
 
-/// A virtualenv of the test's own with the official SDKs (pip from PyPI).
-fn sdk_python(dir: &TempDir) -> std::path::PathBuf {
-    let venv = dir.path().join("venv");
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    let python = venv.join("bin/python");
-    run(std::process::Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "openai>=1.66",
-        "anthropic>=0.40",
-    ]));
-    python
-}
-
 /// Runs the SDK calls of the parts named in its fourth argument (`responses`, `messages`,
 /// `errors`, `tools`) and prints what the SDKs returned, as JSON.
 const SCRIPT: &str = r#"
@@ -129,7 +108,7 @@ fn gateway_toml(listen: SocketAddr, admin: SocketAddr, endpoints: &[String], api
 
 /// Runs the SDK script's `parts` against the gateway at `base` and returns what the SDKs said.
 fn run_sdks(dir: &TempDir, base: &str, parts: &str) -> Value {
-    let python = sdk_python(dir);
+    let python = sluice_e2e::python::venv_with(dir, &["openai>=1.66", "anthropic>=0.40"]);
     let output = std::process::Command::new(python).args(["-c", SCRIPT, base, API_KEY, MODEL, parts]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()

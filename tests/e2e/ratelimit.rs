@@ -197,32 +197,12 @@ fn redis_ping(url: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
 }
 
-/// The official OpenAI Python SDK, in a virtualenv of the test's own (pip from PyPI).
-fn openai_python(dir: &TempDir) -> std::path::PathBuf {
-    let venv = dir.path().join("venv");
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    let python = venv.join("bin/python");
-    run(std::process::Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "openai>=1.40",
-    ]));
-    python
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_sees_rate_limit_error_with_the_headers() {
     let dir = TempDir::new("ratelimit-openai-sdk");
     let sim = start_sim(&dir, "sim", None, &[]).await;
     let gw = gateway(&dir, &sim.url(), "requests_per_minute = 1\nmonthly_token_budget = 1000000", None).await;
-    let python = openai_python(&dir);
+    let python = sluice_e2e::python::venv_with(&dir, &["openai>=1.40"]);
     let script = r#"
 import json, sys, openai
 client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2], max_retries=0)

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod net;
 pub mod process;
+pub mod python;
 pub mod temp;
 pub mod tenancy;
 pub mod vllm;
