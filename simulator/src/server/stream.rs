@@ -143,11 +143,18 @@ pub(crate) fn sse_response<F: ChunkFormat>(
         sent: 0,
         phase: Phase::Tokens,
     };
-    let stream = futures_util::stream::unfold(state, |mut st| async move {
+    event_stream(futures_util::stream::unfold(state, |mut st| async move {
         let frame = st.next_frame().await?;
         Some((frame, st))
-    });
-    let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
+    }))
+}
+
+/// A `text/event-stream` response whose body is `frames`, for every streaming endpoint.
+pub(crate) fn event_stream<S>(frames: S) -> Response<Body>
+where
+    S: futures_util::Stream<Item = Result<Frame<Bytes>, BodyError>> + Send + 'static,
+{
+    let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -4,15 +4,15 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, header};
+use http::Response;
 use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
 use serde_json::{Value, json};
 use sluice_openai::{Dialect, Usage};
 
 use super::super::ResponseMeta;
 use super::super::generate::{SourceEvent, TokenSource};
 use super::super::http::{Body, BodyError};
+use super::super::stream::event_stream;
 use super::{message_item, messages_usage, response_object, stop_reason};
 use crate::sampling::FinishReason;
 use crate::tokenizer::Tokenizer;
@@ -192,13 +192,8 @@ pub(crate) fn agent_stream(
         ended: false,
     };
     state.start();
-    let stream = futures_util::stream::unfold(state, |mut st| async move {
+    event_stream(futures_util::stream::unfold(state, |mut st| async move {
         let frame = st.next_frame().await?;
         Some((frame, st))
-    });
-    let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    resp
+    }))
 }
