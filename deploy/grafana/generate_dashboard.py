@@ -164,6 +164,14 @@ timeseries("Prefix index blocks",
            12, y, unit="short",
            description="Prompt blocks each pool's prefix index remembers (bounded by prefix_index.max_blocks).")
 y += 8
+timeseries("Responses follow-ups/s",
+           [(f"sum by (result) (rate(sluice_response_followups_total[{RATE}]))", "{{result}}"),
+            (f"sum(rate(sluice_response_affinity_backend_errors_total[{RATE}]))", "Redis errors")],
+           0, y, unit="short",
+           description="Responses API requests with a previous_response_id: pinned to the worker holding it, "
+                       "not_found (no replica recorded it for the tenant) or unavailable (its worker left the pool "
+                       "or is unhealthy); both route as usual. Redis errors: failed reads and writes of the records.")
+y += 8
 
 # --- Client connections (the listeners' budgets) ----------------------------------------------
 row("Client connections", y)

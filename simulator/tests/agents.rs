@@ -81,3 +81,50 @@ async fn messages_whole_and_streamed() {
     assert_eq!(status, 400);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn stored_responses_are_continued_on_their_own_worker_only() {
+    let (one, two) = (start(SimConfig::default()).await, start(SimConfig::default()).await);
+    let url = |sim: &sluice_sim::SimHandle| format!("{}/v1/responses", sim.base_url());
+    let body = json!({"model": "llama-3-8b", "input": "hello there", "max_output_tokens": 4});
+    let (status, whole) = post(&client(), url(&one), &body).await;
+    assert_eq!(status, 200);
+    let first: Value = serde_json::from_slice(&whole).unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("resp_") && id.len() == 37, "vLLM's shape: {id}");
+
+    // The worker that stored it continues it; another worker (same seed) does not know it.
+    let follow =
+        json!({"model": "llama-3-8b", "input": "and then?", "previous_response_id": id, "max_output_tokens": 4});
+    let (status, whole) = post(&client(), url(&one), &follow).await;
+    assert_eq!(status, 200);
+    let second: Value = serde_json::from_slice(&whole).unwrap();
+    assert_ne!(second["id"], first["id"]);
+    let (status, error) = post(&client(), url(&two), &follow).await;
+    assert_eq!(status, 404);
+    let error: Value = serde_json::from_slice(&error).unwrap();
+    assert_eq!(
+        error,
+        json!({"error": {"message": format!("Response with id '{id}' not found."), "type": "invalid_request_error",
+                         "param": "response_id", "code": 404}})
+    );
+
+    // A streamed answer is stored when it completes; `store: false` is not stored at all.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (events, failed) = read_events(send(&client(), url(&two), &streamed.to_string()).await).await;
+    assert!(!failed);
+    let created: Value = serde_json::from_str(&events[0]).unwrap();
+    let streamed_id = created["response"]["id"].as_str().unwrap();
+    let follow = json!({"model": "llama-3-8b", "input": "more", "previous_response_id": streamed_id, "stream": true});
+    let (events, failed) = read_events(send(&client(), url(&two), &follow.to_string()).await).await;
+    assert!(!failed && types(&events).last().is_some_and(|t| t == "response.completed"), "{events:?}");
+    let mut unstored = body.clone();
+    unstored["store"] = json!(false);
+    let (_, whole) = post(&client(), url(&one), &unstored).await;
+    let unstored_id = serde_json::from_slice::<Value>(&whole).unwrap()["id"].as_str().unwrap().to_owned();
+    let follow = json!({"model": "llama-3-8b", "input": "x", "previous_response_id": unstored_id});
+    assert_eq!(post(&client(), url(&one), &follow).await.0, 404);
+    one.shutdown().await;
+    two.shutdown().await;
+}

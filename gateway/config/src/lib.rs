@@ -29,6 +29,7 @@ pub struct Config {
     /// `[redis]`, when a URL is set (or `REDIS_URL`).
     pub redis: Option<RedisConfig>,
     pub response_cache: ResponseCacheConfig,
+    pub response_affinity: ResponseAffinityConfig,
     /// `[upstream]`: the defaults for pools that do not set their own (including pools
     /// created through the admin API).
     pub upstream: UpstreamConfig,
@@ -277,6 +278,21 @@ pub enum ResponseCacheBackend {
 
 pub const DEFAULT_RESPONSE_CACHE_BYTES: usize = 256 << 20;
 pub const DEFAULT_RESPONSE_CACHE_ENTRY_BYTES: usize = 1 << 20;
+
+/// `[response_affinity]`, validated: how long and how many stored Responses answers' workers
+/// are remembered (shared through `[redis]` when it is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseAffinityConfig {
+    pub ttl: Duration,
+    pub max_entries: u64,
+}
+
+/// vLLM never drops a stored response (it lives as long as the worker process), so no expiry
+/// matches it; a day covers a conversation continued within a working day and bounds what
+/// Redis holds.
+pub const DEFAULT_RESPONSE_AFFINITY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// About 25 MiB of memory per replica.
+pub const DEFAULT_RESPONSE_AFFINITY_ENTRIES: u64 = 100_000;
 
 /// What limits decisions do while Redis is unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

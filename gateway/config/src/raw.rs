@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub response_cache: RawResponseCache,
     #[serde(default)]
+    pub response_affinity: RawResponseAffinity,
+    #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
     pub pools: Vec<RawPool>,
@@ -323,6 +325,18 @@ pub struct RawResponseCache {
     pub max_bytes: Option<usize>,
     /// The largest answer stored; larger ones are served but not kept.
     pub max_entry_bytes: Option<usize>,
+}
+
+/// `[response_affinity]`: which worker made each stored Responses answer, so that a request
+/// continuing it (`previous_response_id`) goes to that worker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponseAffinity {
+    /// How long a response's worker is remembered.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub ttl: Option<Duration>,
+    /// Responses this replica remembers in its own memory (the least used go first).
+    pub max_entries: Option<u64>,
 }
 
 /// `[plugin_host]`: the WebAssembly engine shared by every plugin.

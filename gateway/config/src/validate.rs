@@ -7,17 +7,19 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use crate::raw::{
-    RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseCache, RawServer, RawUpstream,
+    RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseAffinity, RawResponseCache,
+    RawServer, RawUpstream,
 };
 use crate::{
     ApiKeyConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
     DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_PREFIX_GUESS_TTL, DEFAULT_PREFIX_INDEX_BLOCKS,
-    DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig,
-    EjectionConfig, EndpointConfig, HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig,
-    PluginHostConfig, PluginIsolationConfig, PluginScopeConfig, PluginSourceConfig, PoolConfig, PrefixIndexConfig,
-    RedisConfig, RedisFallbackConfig, RedisLimitsMode, ResponseCacheBackend, ResponseCacheConfig, ServerConfig,
-    TenantConfig, TlsConfig, UpstreamConfig, WorkerApis, secret,
+    DEFAULT_RESPONSE_AFFINITY_ENTRIES, DEFAULT_RESPONSE_AFFINITY_TTL, DEFAULT_RESPONSE_CACHE_BYTES,
+    DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig, EjectionConfig, EndpointConfig,
+    HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig,
+    PluginScopeConfig, PluginSourceConfig, PoolConfig, PrefixIndexConfig, RedisConfig, RedisFallbackConfig,
+    RedisLimitsMode, ResponseAffinityConfig, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig,
+    TlsConfig, UpstreamConfig, WorkerApis, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -96,6 +98,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let database = database(raw.database, env)?;
     let redis = redis(raw.redis, env)?;
     let response_cache = response_cache(raw.response_cache, redis.is_some())?;
+    let response_affinity = response_affinity(&raw.response_affinity)?;
 
     let defaults = upstream(&raw.upstream, None);
     check_upstream("upstream", &defaults)?;
@@ -250,6 +253,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         database,
         redis,
         response_cache,
+        response_affinity,
         upstream: defaults,
         pools,
         tenants,
@@ -383,6 +387,18 @@ fn response_cache(raw: RawResponseCache, has_redis: bool) -> Result<ResponseCach
         ));
     }
     Ok(ResponseCacheConfig { backend, max_bytes, max_entry_bytes })
+}
+
+fn response_affinity(raw: &RawResponseAffinity) -> Result<ResponseAffinityConfig, ConfigError> {
+    let ttl = raw.ttl.unwrap_or(DEFAULT_RESPONSE_AFFINITY_TTL);
+    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(30 * 24 * 3600) {
+        return Err(ConfigError::invalid("response_affinity.ttl", "must be between 1s and 720h (30 days)"));
+    }
+    let max_entries = raw.max_entries.unwrap_or(DEFAULT_RESPONSE_AFFINITY_ENTRIES);
+    if max_entries == 0 {
+        return Err(ConfigError::invalid("response_affinity.max_entries", "must be at least 1"));
+    }
+    Ok(ResponseAffinityConfig { ttl, max_entries })
 }
 
 pub const DEFAULT_PLUGIN_INSTANCES: u32 = 1000;

@@ -398,3 +398,19 @@ fn redis_limits_are_leased_unless_exact_is_asked_for() {
     assert_eq!(mode("limits = \"exact\""), Some(RedisLimitsMode::Exact));
     assert_eq!(invalid_field(&with("limits = \"sometimes\"")), "redis.limits");
 }
+
+#[test]
+fn response_affinity_defaults_to_a_day_and_names_the_field() {
+    use std::time::Duration;
+
+    use sluice_config::{DEFAULT_RESPONSE_AFFINITY_ENTRIES, DEFAULT_RESPONSE_AFFINITY_TTL};
+    let affinity = load("").unwrap().response_affinity;
+    assert_eq!(affinity.ttl, DEFAULT_RESPONSE_AFFINITY_TTL);
+    assert_eq!(affinity.ttl, Duration::from_secs(86_400));
+    assert_eq!(affinity.max_entries, DEFAULT_RESPONSE_AFFINITY_ENTRIES);
+    let set = load("[response_affinity]\nttl = \"2h\"\nmax_entries = 10").unwrap().response_affinity;
+    assert_eq!((set.ttl, set.max_entries), (Duration::from_secs(7200), 10));
+    assert_eq!(invalid_field("[response_affinity]\nttl = \"500ms\""), "response_affinity.ttl");
+    assert_eq!(invalid_field("[response_affinity]\nttl = \"721h\""), "response_affinity.ttl");
+    assert_eq!(invalid_field("[response_affinity]\nmax_entries = 0"), "response_affinity.max_entries");
+}

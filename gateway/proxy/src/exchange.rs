@@ -14,6 +14,7 @@ use sluice_plugin_host::{Chain, Hook, RequestLimits};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
+use crate::response_affinity::PendingRecord;
 use crate::stages::cache::CacheState;
 use crate::tenants::KeyEntry;
 
@@ -76,6 +77,8 @@ pub struct Exchange {
     pub limits: Option<Arc<RequestLimits>>,
     /// What the response cache did for the request, when a plugin asked for it.
     pub cache: Option<CacheState>,
+    /// A Responses answer to be stored: which endpoint made it is recorded once it succeeded.
+    pub affinity: Option<PendingRecord>,
     sinks: Sinks,
     /// The record has been emitted.
     reported: bool,
@@ -187,6 +190,7 @@ impl Exchange {
             plugins: None,
             limits: None,
             cache: None,
+            affinity: None,
             sinks,
             reported: false,
             _in_flight: InFlight(in_flight.clone()),

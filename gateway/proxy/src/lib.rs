@@ -15,7 +15,9 @@ pub mod pipeline;
 pub mod plugin_io;
 pub mod plugins;
 pub mod prompt_blocks;
+pub mod redis_link;
 pub mod relay;
+pub mod response_affinity;
 pub mod response_cache;
 pub mod stages;
 pub mod stream_cut;
@@ -52,6 +54,8 @@ pub struct Gateway {
     pub plugins: Arc<sluice_plugin_host::PluginHost>,
     /// Answers the `cache` plugin (or any plugin granted `response-cache`) lets be reused.
     pub response_cache: Arc<response_cache::ResponseCache>,
+    /// Which endpoint made each stored Responses answer, for the requests continuing them.
+    pub response_affinity: Arc<response_affinity::ResponseAffinity>,
     pub metrics: Metrics,
     sinks: Sinks,
     max_body_bytes: usize,
@@ -71,7 +75,7 @@ pub enum BuildError {
     /// printed with `{:#}` would otherwise repeat.
     #[error("plugins: {0}")]
     Plugins(sluice_plugin_host::HostError),
-    #[error("registering the response cache's metrics: {0}")]
+    #[error("registering the response cache's or the response affinity's metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
 
@@ -113,12 +117,15 @@ impl Gateway {
         publish_tenants(&plugins, &directory, &HashMap::new());
         let cache_metrics = response_cache::metrics::CacheMetrics::new(metrics.registry())?;
         let response_cache = Arc::new(response_cache::ResponseCache::new(config, cache_metrics));
+        let affinity_metrics = response_affinity::AffinityMetrics::new(metrics.registry())?;
+        let response_affinity = Arc::new(response_affinity::ResponseAffinity::new(config, affinity_metrics));
         Ok(Gateway {
             directory: Arc::new(tenants::Directory::new(directory)),
             upstreams,
             health: Mutex::new(HealthTasks::default()),
             plugins,
             response_cache,
+            response_affinity,
             metrics,
             sinks: Sinks::new(all),
             max_body_bytes: config.server.max_body_bytes,

@@ -2,9 +2,11 @@
 //!
 //! classify → authenticate → read body → parse → policy (on-request plugins) → resolve model →
 //! serves API (the pool's `apis`; a Messages request may go through chat) → admit (the
-//! tenant's model allow-list) → response cache (a hit answers here) → prepare upstream body →
+//! tenant's model allow-list) → response cache (a hit answers here) → affinity (a Responses
+//! follow-up is pinned to the worker holding its predecessor) → prepare upstream body →
 //! forward (the pool's fair admission queue when it is saturated, route plugins pick the
-//! endpoint, retry before first byte) → respond (buffered, or the streaming relay).
+//! endpoint unless it is pinned, retry before first byte) → respond (buffered, or the streaming
+//! relay).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,7 +28,7 @@ use crate::stages::classify::Route;
 use crate::stages::policy::{self, PolicyOutcome};
 use crate::stages::serves_api::Served;
 use crate::stages::{
-    admit, authenticate, cache, classify, forward, parse, prepare, read_body, resolve, respond, serves_api,
+    admit, affinity, authenticate, cache, classify, forward, parse, prepare, read_body, resolve, respond, serves_api,
 };
 
 pub async fn handle<B>(gateway: &Gateway, request: Request<B>) -> Response<ResponseBody>
@@ -154,6 +156,8 @@ where
     {
         return Ok(Step::Cached(hit));
     }
+    // A Responses follow-up goes to the worker holding its previous response.
+    let pinned = affinity::run(&gateway.response_affinity, ex, pool, &parsed).await;
     // Hashed only for route plugins: the host's own choice does not look at prefixes.
     let blocks = if chain.has(Hook::Route) { prompt_blocks::hashes(&parsed) } else { Vec::new() };
     let route_request = policy::route_request(&parsed, body.len(), &blocks);
@@ -175,7 +179,8 @@ where
 
     let tenant = ex.key.as_ref().map(|k| Arc::clone(&k.tenant.name)).unwrap_or_else(|| Arc::from(""));
     let priority = ex.key.as_ref().map(|k| k.tenant.priority).unwrap_or_default();
-    let router = forward::Router { chain: &chain, tenant: &tenant, priority, request: &route_request, blocks: &blocks };
+    let router =
+        forward::Router { chain: &chain, tenant: &tenant, priority, request: &route_request, blocks: &blocks, pinned };
     let forwarded = forward::run(pool, &router, &gateway.metrics, ex, worker_api, &upstream_body).await?;
     let limits = RelayLimits {
         idle: pool.config.idle_timeout,

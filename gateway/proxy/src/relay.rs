@@ -35,6 +35,12 @@
 //! input, `message_delta` with the output). A stream the relay itself ends gets an error event
 //! in the request's API (`event: error` with Anthropic's body, for Messages).
 //!
+//! A Responses stream whose answer the worker stores has its id (from `response.created`) and
+//! its endpoint recorded when `response.completed` (or `response.incomplete`) arrives
+//! ([`crate::response_affinity`]), so that a request continuing it goes to that worker. With
+//! Redis, that event and what follows it are held back until the record is written (at most
+//! `[redis] timeout`): a client that read it can continue the response through any replica.
+//!
 //! A Messages request sent to a chat-completions worker (`Exchange::through_chat`) is measured
 //! as the chat stream it is, and each of its events is then translated into the Messages
 //! events the client reads ([`MessagesStream`]); the worker's `[DONE]`, or the stream's clean
@@ -54,17 +60,20 @@ use http_body::{Body, Frame};
 use memchr::memmem::Finder;
 use sluice_metrics::{Api, Outcome};
 use sluice_openai::agents::events::{AgentEvent, agent_event};
+use sluice_openai::agents::response_id;
 use sluice_openai::agents::translate::MessagesStream;
 use sluice_openai::probe::{chunk_facts, strip_usage};
 use sluice_openai::sse::{SseEvent, SseParser};
 use sluice_openai::{Dialect, Usage};
 use sluice_plugin_host::types::RequestInfo;
 use sluice_plugin_host::{Chain, ChunkVerdict};
+use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
 use crate::client_watch::ClientWatch;
 use crate::error::{GatewayError, TimeoutPhase, sse_error_event_in};
 use crate::exchange::{Completion, Exchange};
+use crate::response_affinity::PendingRecord;
 use crate::response_cache::answer::StreamCapture;
 use crate::stages::cache::PendingStore;
 use crate::stream_cut::{StreamCut, StreamCuts};
@@ -125,6 +134,13 @@ pub struct Relay {
     agent_input: Option<(u64, u64)>,
     /// Turns a translated Messages request's chat stream into Messages events.
     translator: Option<MessagesStream>,
+    /// A stored Responses answer's endpoint, recorded when the stream completes, and its id
+    /// from the `response.created` event.
+    affinity: Option<(PendingRecord, Option<String>)>,
+    /// The write of that record to Redis, and what the relay holds back until it is done (the
+    /// completion event, and anything after it): a client that read the end of the answer can
+    /// continue it through any replica.
+    recording: Option<(JoinHandle<()>, Option<Bytes>)>,
 }
 
 enum Verdict {
@@ -136,7 +152,7 @@ enum Verdict {
 
 impl Relay {
     pub fn new(
-        exchange: Exchange,
+        mut exchange: Exchange,
         guard: InFlightGuard,
         upstream: WorkerBody,
         first: Bytes,
@@ -146,6 +162,7 @@ impl Relay {
     ) -> Self {
         let RelayTaps { chunk_hooks, capture } = taps;
         let translator = exchange.through_chat.then(|| MessagesStream::new(&exchange.model));
+        let affinity = exchange.affinity.take().map(|pending| (pending, None));
         let dialect = match exchange.api {
             _ if exchange.through_chat => None,
             Some(Api::Responses) => Some(Dialect::Responses),
@@ -176,6 +193,8 @@ impl Relay {
             dialect,
             agent_input: None,
             translator,
+            affinity,
+            recording: None,
         };
         let mut out = Gather::default();
         let processed = relay.process(&first, started, &mut out);
@@ -188,7 +207,7 @@ impl Relay {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.finished && self.pending.is_none()
+        self.finished && self.pending.is_none() && self.recording.is_none()
     }
 
     /// Parses `chunk`, received at `now`, and adds the bytes to forward (complete events only)
@@ -296,7 +315,12 @@ impl Relay {
                 self.done.token_events += 1;
                 self.done.first_token_at.get_or_insert(now);
             }
-            AgentEvent::Usage(usage) => self.done.usage = Some(usage),
+            AgentEvent::Completed(usage) => {
+                if usage.is_some() {
+                    self.done.usage = usage;
+                }
+                self.record_response();
+            }
             AgentEvent::Input { prompt, cached } => self.agent_input = Some((prompt, cached)),
             AgentEvent::Output { completion, input } => {
                 if input.is_some() {
@@ -313,7 +337,27 @@ impl Relay {
                     self.done.usage = usage;
                 }
             }
+            AgentEvent::Created => {
+                if let Some((_, id @ None)) = &mut self.affinity {
+                    *id = response_id::of_created_event(data);
+                }
+            }
             AgentEvent::Other => {}
+        }
+    }
+
+    /// The worker completed a response it was asked to store (the events before said nothing
+    /// of a failure): from now on a follow-up may continue it on this endpoint. The Redis write,
+    /// if any, holds back what follows until it is done.
+    fn record_response(&mut self) {
+        if self.done.outcome.is_some() {
+            return;
+        }
+        if let Some((pending, Some(id))) = self.affinity.take()
+            && let Some(guard) = &self.guard
+            && let Some(written) = pending.stream(&id, guard.endpoint())
+        {
+            self.recording = Some((written, None));
         }
     }
 
@@ -509,7 +553,38 @@ impl Body for Relay {
 }
 
 impl Relay {
+    /// What the relay has for the client, held back while a completed response's record is on
+    /// its way to Redis (see [`Relay::record_response`]).
     fn poll_relay(&mut self, cx: &mut Context<'_>) -> PollFrame {
+        if let Some((written, held)) = &mut self.recording {
+            if Pin::new(written).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let held = held.take();
+            self.recording = None;
+            if held.is_some() {
+                return frame(held);
+            }
+        }
+        let polled = self.poll_upstream(cx);
+        let Some((written, held)) = &mut self.recording else { return polled };
+        let polled = match polled {
+            Poll::Ready(Some(Ok(data))) => {
+                *held = data.into_data().ok();
+                None
+            }
+            other => Some(other),
+        };
+        // Registers the waker; ready at once when Redis answered at once.
+        if Pin::new(written).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let held = held.take();
+        self.recording = None;
+        polled.unwrap_or_else(|| frame(held))
+    }
+
+    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> PollFrame {
         let this = self;
         if let Some(bytes) = this.pending.take() {
             return frame(Some(bytes));

@@ -67,6 +67,9 @@ pub struct GatewayOptions {
     /// Run with this store (imported, watched, usage written, admin API on) instead of
     /// config-only. The admin token is [`ADMIN_TOKEN`].
     pub store: Option<TestStore>,
+    /// Front these workers (another gateway's simulators, for a second replica) instead of
+    /// starting simulators of its own: the gateway's `sims` is then empty.
+    pub upstream_urls: Vec<String>,
 }
 
 /// A store handed to [`TestGateway::start`]; `Debug` so that options stay printable.
@@ -110,6 +113,7 @@ impl Default for GatewayOptions {
             pool_toml: String::new(),
             admin_toml: String::new(),
             store: None,
+            upstream_urls: Vec::new(),
         }
     }
 }
@@ -134,9 +138,10 @@ fn ms(d: Duration) -> String {
 
 impl TestGateway {
     pub async fn start(workers: usize, opts: GatewayOptions) -> Self {
-        assert!(workers >= 1, "a pool needs at least one worker");
-        let mut sims = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        assert!(workers >= 1 || !opts.upstream_urls.is_empty(), "a pool needs at least one worker");
+        let own_workers = if opts.upstream_urls.is_empty() { workers } else { 0 };
+        let mut sims = Vec::with_capacity(own_workers);
+        for _ in 0..own_workers {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
             sims.push(SimWorker::start(opts.sim.clone(), listener).await.expect("start worker"));
         }
@@ -146,7 +151,9 @@ impl TestGateway {
                 taps.push(TcpTap::start(sim.addr()).await);
             }
         }
-        let urls: Vec<String> = if opts.tap_upstreams {
+        let urls: Vec<String> = if !opts.upstream_urls.is_empty() {
+            opts.upstream_urls.clone()
+        } else if opts.tap_upstreams {
             taps.iter().map(TcpTap::base_url).collect()
         } else {
             sims.iter().map(SimHandle::base_url).collect()

@@ -41,6 +41,9 @@ pub(crate) enum ApiError {
     InjectedFault,
     #[error("the engine is not running")]
     EngineUnavailable,
+    /// A Responses request continues a response this worker did not store (vLLM's words).
+    #[error("Response with id '{0}' not found.")]
+    ResponseNotFound(String),
 }
 
 impl ApiError {
@@ -51,7 +54,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::ModelNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::ModelNotFound(_) | ApiError::RouteNotFound | ApiError::ResponseNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InjectedFault => StatusCode::INTERNAL_SERVER_ERROR,
@@ -69,6 +74,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::InjectedFault => "injected_fault",
             ApiError::EngineUnavailable => "engine_unavailable",
+            ApiError::ResponseNotFound(_) => "response_not_found",
         }
     }
 
@@ -85,10 +91,20 @@ impl ApiError {
             ApiError::InjectedFault | ApiError::EngineUnavailable => {
                 ErrorBody::new(message, "server_error", None, Some(self.label()))
             }
+            ApiError::ResponseNotFound(_) => {
+                ErrorBody::new(message, "invalid_request_error", Some("response_id"), None)
+            }
         }
     }
 
     pub fn into_response(self) -> Response<Body> {
+        if let ApiError::ResponseNotFound(_) = &self {
+            // vLLM's body exactly: its `code` is the status, a number.
+            let body = serde_json::json!({"error": {
+                "message": self.to_string(), "type": "invalid_request_error", "param": "response_id", "code": 404,
+            }});
+            return bytes_response(self.status(), "application/json", body.to_string());
+        }
         bytes_response(self.status(), "application/json", self.body().to_json())
     }
 }

@@ -44,8 +44,13 @@ pub(crate) struct App {
     pub metrics: Arc<Metrics>,
     /// `None` when KV events are off (or in zero-delay mode).
     pub kv_events: Option<Arc<KvEventLog>>,
+    /// The Responses answers this worker stored, which only it can continue.
+    pub responses: Arc<agents::StoredResponses>,
     models: Vec<Arc<str>>,
     next_id: AtomicU64,
+    /// Makes this worker's response ids its own: workers that share a seed (the tests') must
+    /// still never name two responses alike.
+    instance: u64,
 }
 
 /// Fields every response object repeats.
@@ -73,7 +78,9 @@ impl App {
             stats,
             metrics,
             kv_events,
+            responses: Arc::default(),
             next_id: AtomicU64::new(0),
+            instance: rand::random(),
         }
     }
 
@@ -106,6 +113,17 @@ impl App {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         ResponseMeta {
             id: format!("{prefix}-{:016x}", hash::combine(self.config.seed, n)),
+            created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            model: model.to_owned(),
+        }
+    }
+
+    /// A Responses answer's fields: its id is `resp_` and 32 hex digits, like vLLM's
+    /// (`resp_<uuid hex>`), unique to this worker.
+    fn response_meta(&self, model: &str) -> ResponseMeta {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        ResponseMeta {
+            id: format!("resp_{:016x}{:016x}", self.instance, hash::combine(self.config.seed, n)),
             created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             model: model.to_owned(),
         }

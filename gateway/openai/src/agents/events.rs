@@ -5,7 +5,8 @@
 //!
 //! - Responses: every `*.delta` event is output (`response.output_text.delta`, reasoning,
 //!   refusal, function-call arguments, …); `response.completed` and `response.incomplete`
-//!   carry `response.usage`; `response.failed` and `error` are failures.
+//!   carry `response.usage`; `response.failed` and `error` are failures; `response.created`
+//!   names the response (its id).
 //! - Messages: `content_block_delta` is output; `message_start` carries the input usage,
 //!   `message_delta` the output usage (a running total); `error` is a failure.
 
@@ -20,8 +21,9 @@ use crate::response::Usage;
 pub enum AgentEvent {
     /// Generated output.
     Token,
-    /// The whole request's usage (Responses' last event).
-    Usage(Usage),
+    /// Responses' last event, `response.completed` or `response.incomplete`: the response is
+    /// done (and stored, when it was to be), with the whole request's usage when it carries it.
+    Completed(Option<Usage>),
     /// Messages' `message_start`: the prompt's tokens, and how many of them were cached.
     Input { prompt: u64, cached: u64 },
     /// Messages' `message_delta`: output tokens so far, and the input figures when the worker
@@ -29,7 +31,10 @@ pub enum AgentEvent {
     Output { completion: u64, input: Option<(u64, u64)> },
     /// The worker reported a failure in the stream (its usage, when it gave one).
     Error(Option<Usage>),
-    /// Anything else (`response.created`, `content_block_start`, `ping`, …).
+    /// Responses' `response.created`: the response's id is in it
+    /// ([`super::response_id::of_created_event`]).
+    Created,
+    /// Anything else (`response.in_progress`, `content_block_start`, `ping`, …).
     Other,
 }
 
@@ -91,7 +96,8 @@ fn responses_event(name: &str, data: &[u8]) -> AgentEvent {
     let usage =
         || serde_json::from_slice::<ResponseEnvelope>(data).ok()?.response?.usage.map(ResponsesUsage::into_usage);
     match name {
-        "response.completed" | "response.incomplete" => usage().map_or(AgentEvent::Other, AgentEvent::Usage),
+        "response.completed" | "response.incomplete" => AgentEvent::Completed(usage()),
+        "response.created" => AgentEvent::Created,
         "response.failed" => AgentEvent::Error(usage()),
         "error" => AgentEvent::Error(None),
         _ if name.ends_with(".delta") => AgentEvent::Token,
@@ -128,12 +134,15 @@ mod tests {
     #[test]
     fn responses_events() {
         let ev = |name: Option<&str>, data: &str| agent_event(Dialect::Responses, name, data.as_bytes());
-        assert_eq!(ev(Some("response.created"), r#"{"type":"response.created","response":{}}"#), AgentEvent::Other);
+        assert_eq!(ev(Some("response.created"), r#"{"type":"response.created","response":{}}"#), AgentEvent::Created);
+        assert_eq!(ev(None, r#"{"type":"response.created","response":{"id":"r"}}"#), AgentEvent::Created);
+        assert_eq!(ev(Some("response.in_progress"), r#"{"response":{}}"#), AgentEvent::Other);
         assert_eq!(ev(Some("response.output_text.delta"), r#"{"delta":"hi"}"#), AgentEvent::Token);
         assert_eq!(ev(None, r#"{"type":"response.reasoning_text.delta","delta":"hm"}"#), AgentEvent::Token);
         let completed = r#"{"type":"response.completed","response":{"id":"r","output":[],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":4},"output_tokens":7,"total_tokens":19}}}"#;
-        assert_eq!(ev(None, completed), AgentEvent::Usage(Usage::new(12, 4, 7)));
-        assert_eq!(ev(Some("response.completed"), completed), AgentEvent::Usage(Usage::new(12, 4, 7)));
+        assert_eq!(ev(None, completed), AgentEvent::Completed(Some(Usage::new(12, 4, 7))));
+        assert_eq!(ev(Some("response.completed"), completed), AgentEvent::Completed(Some(Usage::new(12, 4, 7))));
+        assert_eq!(ev(Some("response.incomplete"), r#"{"response":{"id":"r"}}"#), AgentEvent::Completed(None));
         assert_eq!(ev(Some("response.failed"), r#"{"response":{"error":{}}}"#), AgentEvent::Error(None));
         assert_eq!(ev(Some("error"), r#"{"type":"error","message":"x"}"#), AgentEvent::Error(None));
         assert_eq!(ev(None, "not json"), AgentEvent::Other);

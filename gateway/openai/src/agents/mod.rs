@@ -6,12 +6,14 @@
 //! many input items or messages there are, whether tools are declared, and whether the request
 //! leans on state a worker keeps (`previous_response_id`, `store`). Everything else is skipped
 //! by the parser without being built. Their answers are measured by [`events`] (a stream's
-//! events) and [`usage`] (a whole body's usage); [`anthropic_error`] is the Messages API's error
-//! shape. [`translate`] carries the Messages API to workers that speak only chat completions.
+//! events) and [`usage`] (a whole body's usage); [`response_id`] reads a Responses answer's id
+//! (which worker holds it is the gateway's business); [`anthropic_error`] is the Messages API's
+//! error shape. [`translate`] carries the Messages API to workers that speak only chat completions.
 
 pub mod anthropic_error;
 pub mod events;
 mod request;
+pub mod response_id;
 pub mod translate;
 pub mod usage;
 

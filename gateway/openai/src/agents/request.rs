@@ -27,10 +27,12 @@ pub struct AgentRequest {
     pub items: usize,
     /// Whether the request declares tools.
     pub has_tools: bool,
-    /// Responses only: the request continues a stored response (`previous_response_id`) or
-    /// asks the worker to store this one (`store` unset or `true`, OpenAI's default). The
-    /// gateway forwards both; the worker keeps the state.
-    pub uses_stored_state: bool,
+    /// Responses only: the stored response this request continues (`previous_response_id`).
+    /// The gateway forwards it, and sends the request to the worker that holds that response.
+    pub previous_response_id: Option<String>,
+    /// Responses only: the worker is asked to store this response (`store` unset or `true`,
+    /// OpenAI's default), so a later request may continue it.
+    pub store: bool,
     pub body: Bytes,
 }
 
@@ -55,8 +57,8 @@ struct Probe<'a> {
     messages: Option<ItemCount>,
     #[serde(default)]
     tools: Option<ItemCount>,
-    #[serde(default)]
-    previous_response_id: Option<IgnoredAny>,
+    #[serde(default, borrow)]
+    previous_response_id: Option<Cow<'a, str>>,
     #[serde(default)]
     store: Option<bool>,
 }
@@ -103,8 +105,7 @@ impl AgentRequest {
                 (probe.max_tokens, messages.0)
             }
         };
-        let uses_stored_state =
-            dialect == Dialect::Responses && (probe.previous_response_id.is_some() || probe.store.unwrap_or(true));
+        let responses = dialect == Dialect::Responses;
         Ok(AgentRequest {
             dialect,
             model: probe.model.into_owned(),
@@ -114,9 +115,16 @@ impl AgentRequest {
             user: probe.user,
             items,
             has_tools: probe.tools.is_some_and(|t| t.0 > 0),
-            uses_stored_state,
+            previous_response_id: probe.previous_response_id.filter(|_| responses).map(Cow::into_owned),
+            store: responses && probe.store.unwrap_or(true),
             body: body.clone(),
         })
+    }
+
+    /// Whether the request leans on state the worker keeps: it continues a stored response or
+    /// asks for this one to be stored (Responses only).
+    pub fn uses_stored_state(&self) -> bool {
+        self.previous_response_id.is_some() || self.store
     }
 }
 
@@ -136,14 +144,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.model.as_str(), r.stream, r.output_limit, r.items, r.has_tools), ("m", true, Some(20), 1, true));
-        assert!(!r.uses_stored_state);
+        assert!(!r.uses_stored_state());
+        assert_eq!((r.previous_response_id.as_deref(), r.store), (None, false));
         let r = read(
             Dialect::Responses,
             r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"a"}]},{"role":"user","content":"b"}],"previous_response_id":"resp_1","max_tokens":5}"#,
         )
         .unwrap();
         assert_eq!((r.items, r.output_limit, r.stream, r.has_tools), (2, None, false, false));
-        assert!(r.uses_stored_state);
+        assert!(r.uses_stored_state());
+        assert_eq!((r.previous_response_id.as_deref(), r.store), (Some("resp_1"), true));
+        // An id with escapes is read whole; `null` is no id.
+        let r = read(Dialect::Responses, r#"{"model":"m","previous_response_id":"resp_\u0031","store":true}"#).unwrap();
+        assert_eq!(r.previous_response_id.as_deref(), Some("resp_1"));
+        let r = read(Dialect::Responses, r#"{"model":"m","previous_response_id":null}"#).unwrap();
+        assert_eq!((r.previous_response_id, r.store), (None, true));
+        assert!(read(Dialect::Responses, r#"{"model":"m","previous_response_id":7}"#).is_err());
     }
 
     #[test]
@@ -153,7 +169,7 @@ mod tests {
             r#"{"model":"m","max_tokens":64,"system":"be brief","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
         )
         .unwrap();
-        assert_eq!((r.output_limit, r.items, r.stream, r.uses_stored_state), (Some(64), 1, true, false));
+        assert_eq!((r.output_limit, r.items, r.stream, r.uses_stored_state()), (Some(64), 1, true, false));
         let missing = read(Dialect::Messages, r#"{"model":"m","max_tokens":1}"#).unwrap_err();
         assert!(missing.to_string().contains("missing field `messages`"), "{missing}");
     }

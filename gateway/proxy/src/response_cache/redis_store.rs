@@ -5,26 +5,14 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
 
 use super::key::{EntryKey, PurgeScope};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RedisError {
-    #[error("the [redis] url is not a valid Redis URL")]
-    Url,
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
-}
+pub use crate::redis_link::RedisError;
+use crate::redis_link::RedisLink;
 
 pub struct RedisStore {
-    client: Option<redis::Client>,
-    connection: OnceCell<ConnectionManager>,
+    link: RedisLink,
     prefix: String,
-    timeout: Duration,
 }
 
 /// Escapes the glob characters of `SCAN MATCH` in `text`.
@@ -42,27 +30,11 @@ fn glob_escape(text: &str) -> String {
 impl RedisStore {
     /// Nothing connects until the first lookup.
     pub fn new(url: &str, key_prefix: &str, timeout: Duration) -> Self {
-        let client = redis::Client::open(url).ok();
-        if client.is_none() {
+        let link = RedisLink::new(url, timeout);
+        if !link.is_usable() {
             tracing::error!("the [redis] url is not a valid Redis URL; the response cache is bypassed");
         }
-        RedisStore { client, connection: OnceCell::new(), prefix: format!("{key_prefix}cache:"), timeout }
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
-        let client = self.client.as_ref().ok_or(RedisError::Url)?;
-        let timeout = self.timeout;
-        let connect = self.connection.get_or_try_init(|| async {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1);
-            client.get_connection_manager_with_config(config).await
-        });
-        match tokio::time::timeout(timeout, connect).await {
-            Ok(connection) => Ok(connection?.clone()),
-            Err(_) => Err(RedisError::Timeout(timeout)),
-        }
+        RedisStore { link, prefix: format!("{key_prefix}cache:") }
     }
 
     /// `<prefix>cache:t<len>:<tenant>|m<len>:<model>|<namespace>|<hex digest>`: the lengths make
@@ -78,28 +50,20 @@ impl RedisStore {
     }
 
     pub async fn get(&self, key: &EntryKey) -> Result<Option<Vec<u8>>, RedisError> {
-        let mut conn = self.connection().await?;
-        let get = conn.get::<_, Option<Vec<u8>>>(self.key(key));
-        match tokio::time::timeout(self.timeout, get).await {
-            Ok(value) => Ok(value?),
-            Err(_) => Err(RedisError::Timeout(self.timeout)),
-        }
+        let mut conn = self.link.connection().await?;
+        self.link.within(conn.get::<_, Option<Vec<u8>>>(self.key(key))).await
     }
 
     pub async fn put(&self, key: &EntryKey, value: Vec<u8>, ttl: Duration) -> Result<(), RedisError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.link.connection().await?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let set = conn.pset_ex::<_, _, ()>(self.key(key), value, ttl_ms);
-        match tokio::time::timeout(self.timeout, set).await {
-            Ok(done) => Ok(done?),
-            Err(_) => Err(RedisError::Timeout(self.timeout)),
-        }
+        self.link.within(conn.pset_ex::<_, _, ()>(self.key(key), value, ttl_ms)).await
     }
 
     /// Removes the entries in `scope` with `SCAN` and `UNLINK` (never `KEYS`, which would stop
     /// Redis for everyone while it walks the keyspace). Returns how many were removed.
     pub async fn purge(&self, scope: &PurgeScope) -> Result<u64, RedisError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.link.connection().await?;
         let mut pattern = match &scope.tenant {
             Some(t) => glob_escape(&self.tenant_prefix(t)),
             None => format!("{}t*|", glob_escape(&self.prefix)),

@@ -99,6 +99,11 @@ pub struct Router<'a> {
     pub request: &'a RouteRequest,
     /// The prompt's block hashes (`prompt_blocks`); empty without route plugins.
     pub blocks: &'a [BlockHash],
+    /// The endpoint (its index in the pool) the request must go to, bypassing the route
+    /// plugins: the one holding the stored response a Responses request continues
+    /// (`stages/affinity.rs`). Every attempt goes there, since no other worker can serve it;
+    /// while it is unavailable or full, none is made.
+    pub pinned: Option<usize>,
 }
 
 /// An endpoint chosen for the next attempt, with the prompt blocks it was believed to hold.
@@ -108,12 +113,15 @@ struct Choice<'p> {
     held: u32,
 }
 
-/// The endpoint for the next attempt: the route plugins' choice when they make one that is
-/// available and untried, otherwise the host's least-in-flight choice. A failing router bound
-/// fail-closed refuses the request.
+/// The endpoint for the next attempt: the pinned one if it is available (tried or not), else
+/// the route plugins' choice when they make one that is available and untried, otherwise the
+/// host's least-in-flight choice. A failing router bound fail-closed refuses the request.
 async fn choose<'p>(pool: &'p Pool, router: &Router<'_>, tried: &[usize]) -> Result<Option<Choice<'p>>, GatewayError> {
     let overlaps = if router.blocks.is_empty() { Vec::new() } else { pool.overlaps(router.blocks) };
     let held = |index: usize| overlaps.get(index).copied().unwrap_or(0);
+    if let Some(index) = router.pinned {
+        return Ok(pool.available(index, &[]).map(|(index, endpoint)| Choice { index, endpoint, held: held(index) }));
+    }
     if router.chain.has(Hook::Route) {
         let candidates = pool.candidates(tried, &overlaps, prompt_blocks::BLOCK_TOKENS);
         match router.chain.route(router.tenant, router.request, &candidates).await {
@@ -150,6 +158,10 @@ async fn acquire<'p>(
             guard.charge_prefill(u64::from(router.request.prompt_tokens.saturating_sub(cached)));
             pool.routed(index, router.blocks, held);
             return Ok(Some((endpoint, guard)));
+        }
+        if router.pinned.is_some() {
+            // The one endpoint that can serve the request is full.
+            break;
         }
     }
     Ok(None)

@@ -1,6 +1,7 @@
 //! One module per pipeline stage. `crate::pipeline` is the only place that knows their order.
 
 pub mod admit;
+pub mod affinity;
 pub mod authenticate;
 pub mod cache;
 pub mod classify;

@@ -90,6 +90,14 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
                 Some(Api::Messages) => agent_body_usage(Dialect::Messages, &body),
                 _ => body_usage(&body),
             };
+            // A stored Responses answer: its endpoint is recorded (in Redis too, before the
+            // client can read the id and continue it through another replica).
+            if let Some(pending) = ex.affinity.take()
+                && status.is_success()
+                && let Some(written) = pending.whole(&body, guard.endpoint())
+            {
+                let _ = written.await;
+            }
             let (body, content_type) = if status.is_success() {
                 // Plugins see the chat completion the worker gave; the client gets its answer.
                 let body = whole_body_hooks(&ex, body)

@@ -2,6 +2,7 @@
 //! as OpenAI and Anthropic send them.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
@@ -13,7 +14,7 @@ use super::super::ResponseMeta;
 use super::super::generate::{SourceEvent, TokenSource};
 use super::super::http::{Body, BodyError};
 use super::super::stream::event_stream;
-use super::{message_item, messages_usage, response_object, stop_reason};
+use super::{StoredResponses, message_item, messages_usage, response_object, stop_reason};
 use crate::sampling::FinishReason;
 use crate::tokenizer::Tokenizer;
 
@@ -30,6 +31,8 @@ struct StreamState {
     sequence: u64,
     queue: VecDeque<Bytes>,
     ended: bool,
+    /// Where a Responses answer is stored once complete (`store` unset or `true`).
+    store: Option<Arc<StoredResponses>>,
 }
 
 impl StreamState {
@@ -115,6 +118,10 @@ impl StreamState {
                     "response.output_item.done",
                     json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
                 );
+                // Stored before the last event goes out, as vLLM does.
+                if let Some(store) = &self.store {
+                    store.remember(&self.meta.id);
+                }
                 let response = response_object(&self.meta, Some(&text), reason, Some(usage));
                 let name = match reason {
                     FinishReason::Stop => "response.completed",
@@ -169,7 +176,7 @@ impl StreamState {
 }
 
 /// A streamed answer: the opening events at once, one delta event per token, then the
-/// closing events with the usage.
+/// closing events with the usage. A Responses answer is stored in `store` when it completes.
 pub(crate) fn agent_stream(
     dialect: Dialect,
     source: TokenSource,
@@ -177,6 +184,7 @@ pub(crate) fn agent_stream(
     tokenizer: Tokenizer,
     prompt_tokens: u64,
     drop_after: Option<u32>,
+    store: Option<Arc<StoredResponses>>,
 ) -> Response<Body> {
     let mut state = StreamState {
         dialect,
@@ -190,6 +198,7 @@ pub(crate) fn agent_stream(
         sequence: 0,
         queue: VecDeque::new(),
         ended: false,
+        store,
     };
     state.start();
     event_stream(futures_util::stream::unfold(state, |mut st| async move {

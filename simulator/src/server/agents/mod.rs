@@ -1,9 +1,12 @@
 //! `POST /v1/responses` (OpenAI's Responses API) and `POST /v1/messages` (Anthropic's Messages
 //! API), as vLLM serves them: the same engine and tokenizer as chat completions, with each
 //! API's own answer, stream events and usage. Enough of each for the gateway's tests and the
-//! demo's traffic: text in, text out; tools and images are accepted and ignored.
+//! demo's traffic: text in, text out; tools and images are accepted and ignored. Responses are
+//! stored as vLLM stores them ([`stored`]): a request continuing one this worker did not store
+//! (`previous_response_id`) gets vLLM's 404.
 
 mod events;
+mod stored;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use super::{App, ResponseMeta};
 use crate::sampling::FinishReason;
 
 pub(crate) use events::agent_stream;
+pub(crate) use stored::StoredResponses;
 
 /// What the handlers read from a request.
 struct AgentAsk {
@@ -25,6 +29,10 @@ struct AgentAsk {
     stream: bool,
     limit: Option<u32>,
     prompt: String,
+    /// Responses: the stored response this request continues.
+    previous: Option<String>,
+    /// Responses: store this one (`store` unset or `true`).
+    store: bool,
 }
 
 fn ask(dialect: Dialect, body: &Value) -> Result<AgentAsk, ApiError> {
@@ -56,11 +64,14 @@ fn ask(dialect: Dialect, body: &Value) -> Result<AgentAsk, ApiError> {
             (limit, text.join("\n"))
         }
     };
+    let responses = dialect == Dialect::Responses;
     Ok(AgentAsk {
         model: model.to_owned(),
         stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
         limit: limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX)),
         prompt,
+        previous: body.get("previous_response_id").and_then(Value::as_str).filter(|_| responses).map(str::to_owned),
+        store: responses && body.get("store").and_then(Value::as_bool).unwrap_or(true),
     })
 }
 
@@ -100,22 +111,31 @@ async fn agent_handler(app: Arc<App>, body: Incoming, dialect: Dialect) -> Resul
     let body: Value = read_json(body).await?;
     let ask = ask(dialect, &body)?;
     app.check_model(&ask.model)?;
+    if let Some(previous) = &ask.previous
+        && !app.responses.holds(previous)
+    {
+        return Err(ApiError::ResponseNotFound(previous.clone()));
+    }
     let faults = app.roll_faults()?;
     let prompt = app.tokenizer.encode(&ask.prompt);
     let plan = app.plan(&ask.model, prompt, ask.limit, faults)?;
-    let prefix = match dialect {
-        Dialect::Responses => "resp",
-        Dialect::Messages => "msg",
+    let meta = match dialect {
+        Dialect::Responses => app.response_meta(&ask.model),
+        Dialect::Messages => app.meta("msg", &ask.model),
     };
-    let meta = app.meta(prefix, &ask.model);
     let drop_after = plan.faults.drop_after_tokens;
     let prompt_tokens = plan.prompt.len() as u64;
     let source = app.start(plan)?;
+    // Where the response is stored once it is complete.
+    let store = ask.store.then(|| Arc::clone(&app.responses));
     if ask.stream {
-        return Ok(agent_stream(dialect, source, meta, app.tokenizer, prompt_tokens, drop_after));
+        return Ok(agent_stream(dialect, source, meta, app.tokenizer, prompt_tokens, drop_after, store));
     }
     match collect(source, drop_after).await {
         Collected::Done(tokens, finish) => {
+            if let Some(store) = store {
+                store.remember(&meta.id);
+            }
             let text = app.tokenizer.decode(&tokens);
             Ok(json_response(&whole(dialect, &meta, &text, finish.reason, finish.usage)))
         }
