@@ -587,6 +587,9 @@ impl Binding {
     /// or the limits refuse, or their backend is away: then the plugin is called as usual.
     async fn took_standing(&self, info: &RequestInfo, generation: u64, request: &Arc<RequestLimits>) -> bool {
         let Some(plan) = self.ctx.standing.get_for(info, generation) else { return false };
+        if plan.asks.is_empty() {
+            return true;
+        }
         let sizes = Sizes::of(info);
         let namespace = &self.ctx.namespace;
         if let Some(local) = request.limits().local_only() {

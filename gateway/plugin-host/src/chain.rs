@@ -108,6 +108,13 @@ impl Chain {
         self.has[hook.index()]
     }
 
+    /// Whether some plugin exporting `hook` runs for a request of `tenant` for `model` (a
+    /// tenant a limiter bound only for limited tenants skips, say): when none does, callers skip
+    /// building its inputs.
+    pub fn runs(&self, hook: Hook, tenant: &str, model: &str) -> bool {
+        self.has(hook) && self.with(hook, tenant, model).next().is_some()
+    }
+
     /// Whether some on-request plugin may use the response cache: only then does a request
     /// need a [`CacheSlot`].
     pub fn caches(&self) -> bool {

@@ -31,17 +31,17 @@ impl types::Host for HostState {}
 impl types::HostHeaders for HostState {
     fn get(&mut self, headers: Resource<HeadersResource>, name: String) -> wasmtime::Result<Option<String>> {
         let h = self.table.get(&headers)?;
-        Ok(h.0.get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned))
+        Ok(h.get_all(&name).next().and_then(|v| v.to_str().ok()).map(str::to_owned))
     }
 
     fn get_all(&mut self, headers: Resource<HeadersResource>, name: String) -> wasmtime::Result<Vec<String>> {
         let h = self.table.get(&headers)?;
-        Ok(h.0.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect())
+        Ok(h.get_all(&name).filter_map(|v| v.to_str().ok()).map(str::to_owned).collect())
     }
 
     fn names(&mut self, headers: Resource<HeadersResource>) -> wasmtime::Result<Vec<String>> {
         let h = self.table.get(&headers)?;
-        Ok(h.0.keys().map(|k| k.as_str().to_owned()).collect())
+        Ok(h.names().map(|k| k.as_str().to_owned()).collect())
     }
 
     fn drop(&mut self, headers: Resource<HeadersResource>) -> wasmtime::Result<()> {
@@ -358,6 +358,16 @@ impl limits::Host for HostState {
             })
             .collect();
         let plan = Plan::new(shape.generation, planned, cached_percent, header_requests, header_tokens);
+        if plan.asks.is_empty() {
+            // Nothing to take: the promise spares this tenant's requests the plugin call.
+            self.binding.standing.remember(shape.plan_key, plan);
+            return Ok(Ok(limits::Decision {
+                granted: true,
+                refused_by: None,
+                retry_after_ms: None,
+                states: Vec::new(),
+            }));
+        }
         let asks = plan.asks_for(&shape.sizes);
         let outcome = self.take_limits(&asks, cached_percent).await;
         let (decision, request) = match outcome {

@@ -5,36 +5,59 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde_json::{Map, Value};
 
-/// Headers a hook may read.
+/// The headers that carry a client's credentials: never shown to a plugin, which sees the key's
+/// id instead (`request-info.key-id`).
+const CREDENTIALS: [HeaderName; 2] = [header::AUTHORIZATION, HeaderName::from_static("x-api-key")];
+
+/// Headers a hook may read. The host lends the request's own map, shared rather than copied,
+/// and withholds the credentials on every read, so no embedder has to remember to strip them.
 #[derive(Debug, Clone)]
 pub struct HeadersResource(pub Arc<HeaderMap>);
+
+impl HeadersResource {
+    /// The values of `name` a plugin may see.
+    pub fn get_all(&self, name: &str) -> impl Iterator<Item = &HeaderValue> {
+        let shown = !CREDENTIALS.iter().any(|c| c.as_str().eq_ignore_ascii_case(name));
+        self.0.get_all(name).iter().filter(move |_| shown)
+    }
+
+    /// The names a plugin may see, once each.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.0.keys().filter(|k| !CREDENTIALS.contains(k))
+    }
+}
 
 /// A request body a hook may read.
 #[derive(Debug, Clone)]
 pub struct BodyResource {
     pub bytes: Bytes,
-    prompt: Arc<OnceLock<String>>,
-    members: Arc<OnceLock<Option<Map<String, Value>>>>,
+    /// What the hooks of one request worked out from the body, shared by them.
+    derived: Arc<Derived>,
+}
+
+#[derive(Debug, Default)]
+struct Derived {
+    prompt: OnceLock<String>,
+    members: OnceLock<Option<Map<String, Value>>>,
 }
 
 impl BodyResource {
     pub fn new(bytes: Bytes) -> Self {
-        BodyResource { bytes, prompt: Arc::new(OnceLock::new()), members: Arc::new(OnceLock::new()) }
+        BodyResource { bytes, derived: Arc::default() }
     }
 
-    /// The JSON text of the top-level member `name`; the body is parsed on first use (and
-    /// shared by the hooks of one request).
+    /// The JSON text of the top-level member `name`; the body is parsed on first use.
     pub fn field(&self, name: &str) -> Option<String> {
-        let members = self.members.get_or_init(|| serde_json::from_slice(&self.bytes).ok());
+        let members = self.derived.members.get_or_init(|| serde_json::from_slice(&self.bytes).ok());
         members.as_ref()?.get(name).map(Value::to_string)
     }
 
-    /// The prompt text, extracted on first use (and shared by the hooks of one request).
+    /// The prompt text, extracted on first use.
     pub fn prompt_text(&self) -> &str {
-        self.prompt.get_or_init(|| prompt_text(&self.bytes))
+        self.derived.prompt.get_or_init(|| prompt_text(&self.bytes))
     }
 }
 

@@ -26,7 +26,9 @@ pub struct HostServices {
     /// Bumped whenever `tenants` is replaced: standing limits hold for one generation.
     tenants_generation: AtomicU64,
     /// Tenants with limits, for bindings that run only for them.
-    limited: ArcSwap<HashSet<String>>,
+    /// Looked up for every request a limiter is bound for: a fast hash, since tenant names are
+    /// the operator's, not the client's.
+    limited: ArcSwap<HashSet<String, foldhash::fast::RandomState>>,
     /// The zero of `clock.monotonic-now`.
     pub epoch: Instant,
     /// The transport of `http` and `embeddings`, once the embedder provides one.
@@ -41,7 +43,7 @@ impl Default for HostServices {
             limits: Arc::new(Limits::local()),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             tenants_generation: AtomicU64::new(0),
-            limited: ArcSwap::from_pointee(HashSet::new()),
+            limited: ArcSwap::from_pointee(HashSet::default()),
             epoch: Instant::now(),
             io: OnceLock::new(),
         }
@@ -67,7 +69,7 @@ impl HostServices {
 
     /// Replaces the tenants that bindings marked `only_limited_tenants` run for.
     pub fn set_limited_tenants(&self, tenants: HashSet<String>) {
-        self.limited.store(Arc::new(tenants));
+        self.limited.store(Arc::new(tenants.into_iter().collect()));
     }
 
     pub fn is_limited(&self, tenant: &str) -> bool {

@@ -209,10 +209,16 @@ async fn an_exhausted_monthly_budget_is_insufficient_quota() {
 
 #[tokio::test]
 async fn a_tenant_without_limits_is_not_limited() {
-    let host = ratelimit_host(None, serde_json::json!({}));
+    let registry = prometheus::Registry::new();
+    let host = ratelimit_host_in(&registry, None, serde_json::json!({}));
     for _ in 0..100 {
-        ask(&host, 5).await.unwrap();
+        let admitted = ask(&host, 5).await.unwrap();
+        let mut headers = HeaderMap::new();
+        admitted.limits.as_ref().unwrap().apply_response_headers(&mut headers);
+        assert!(headers.is_empty(), "no limit, no x-ratelimit headers");
     }
+    // The plugin promised nothing for this tenant, key and model: the host stopped calling it.
+    assert_eq!(plugin_calls(&registry), 1.0);
 }
 
 #[tokio::test]

@@ -115,7 +115,7 @@ where
 
     let before_read = Instant::now();
     ex.overhead += before_read - ex.start;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let limits = read_body::BodyLimits {
         max_bytes: gateway.max_body_bytes,
         budget: &gateway.body_budget,
@@ -129,11 +129,11 @@ where
     let parsed = parse::run(api, &body)?;
     // One chain for the whole request: a hot swap never mixes plugin versions within it.
     let chain = gateway.plugins.chain();
-    if chain.has(Hook::OnRequest) {
+    if policy::runs(&chain, ex, &parsed) {
         ex.limits = Some(RequestLimits::new(Arc::clone(&gateway.plugins.services().limits)));
     }
     let (parsed, body, plugin_headers, cache_intent) =
-        match policy::run(&chain, ex, api, parsed, &parts.headers, body).await? {
+        match policy::run(&chain, ex, api, parsed, &mut parts.headers, body).await? {
             PolicyOutcome::Continue { parsed, body, headers, cache } => (parsed, body, headers, cache),
             PolicyOutcome::Respond(response) => return Ok(Step::Local(response)),
         };

@@ -76,6 +76,10 @@ mod component {
             }
             let plan = policy::plan(settings, &tenant, &request);
             if plan.limits.is_empty() {
+                // A promise of nothing, so the host stops calling for this tenant, key and
+                // model until their settings change. Whatever the host answers, nothing limits
+                // this request.
+                let _ = limits::acquire_standing(StateScope::Tenant, &[], settings.cached_percent(), None, None);
                 return RequestDecision::Continue;
             }
             // A promise the host keeps for this tenant, key and model until the tenant's settings

@@ -1,7 +1,9 @@
 //! OpenAI's rate-limit headers, rendered by the host from a decision's states, so that a limiter
 //! plugin names which of its limits stand for requests and for tokens and formats nothing.
 
-use http::header::{HeaderName, HeaderValue};
+use bytes::BytesMut;
+use http::HeaderMap;
+use http::header::{Entry, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
 use super::LimitState;
@@ -22,29 +24,64 @@ const TOKENS: [HeaderName; 3] = [
 
 /// The `x-ratelimit-*` headers for the limits standing for requests and for tokens.
 pub fn render(requests: Option<&LimitState>, tokens: Option<&LimitState>) -> HeaderSet {
-    render_with(&[None, None], requests, tokens)
+    let mut out = HeaderSet::new();
+    each(&[None, None], requests, tokens, |name, value| out.push((name, value)));
+    out
 }
 
-/// [`render`], with the `x-ratelimit-limit-*` values already rendered where given (a standing
-/// plan's limits do not change from one request to the next).
-pub fn render_with(
+/// [`render`], straight into an answer's `headers` where it does not have them yet, with the
+/// `x-ratelimit-limit-*` values already rendered where given (a standing plan's limits do not
+/// change from one request to the next).
+pub fn write(
     limits: &[Option<HeaderValue>; 2],
     requests: Option<&LimitState>,
     tokens: Option<&LimitState>,
-) -> HeaderSet {
-    let mut out = HeaderSet::new();
-    for ((names, state), limit_value) in [(&REQUESTS, requests), (&TOKENS, tokens)].into_iter().zip(limits) {
+    headers: &mut HeaderMap,
+) {
+    headers.reserve(6);
+    each(limits, requests, tokens, |name, value| {
+        if let Entry::Vacant(slot) = headers.entry(name) {
+            slot.insert(value);
+        }
+    });
+}
+
+/// Emits the headers in order. This runs for every limited answer: the values that change
+/// with each one (remaining, reset) are written into one buffer whose parts the header values
+/// share, one allocation rather than one each.
+fn each(
+    limits: &[Option<HeaderValue>; 2],
+    requests: Option<&LimitState>,
+    tokens: Option<&LimitState>,
+    mut emit: impl FnMut(HeaderName, HeaderValue),
+) {
+    let states = [requests, tokens];
+    let mut text = BytesMut::with_capacity(64);
+    let mut lengths = [[0usize; 2]; 2];
+    let mut number = itoa::Buffer::new();
+    for (state, length) in states.iter().zip(&mut lengths) {
+        let Some(state) = state else { continue };
+        let start = text.len();
+        text.extend_from_slice(number.format(state.remaining).as_bytes());
+        length[0] = text.len() - start;
+        text.extend_from_slice(&duration_bytes(state.reset_ms));
+        length[1] = text.len() - start - length[0];
+    }
+    let mut text = text.freeze();
+    for (((names, state), limit_value), [remaining_len, reset_len]) in
+        [&REQUESTS, &TOKENS].into_iter().zip(states).zip(limits).zip(lengths)
+    {
         let Some(state) = state else { continue };
         let [limit, remaining, reset] = names.clone();
-        let limit_value = limit_value.clone().unwrap_or_else(|| HeaderValue::from(state.limit));
-        out.push((limit, limit_value));
-        out.push((remaining, HeaderValue::from(state.remaining)));
-        // Digits, letters and a dot: always a valid header value.
-        if let Ok(value) = HeaderValue::from_bytes(&duration_bytes(state.reset_ms)) {
-            out.push((reset, value));
+        emit(limit, limit_value.clone().unwrap_or_else(|| HeaderValue::from(state.limit)));
+        // Digits, letters and a dot: always valid header values.
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.split_to(remaining_len)) {
+            emit(remaining, value);
+        }
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.split_to(reset_len)) {
+            emit(reset, value);
         }
     }
-    out
 }
 
 /// A duration as OpenAI writes `x-ratelimit-reset-*`: `20ms`, `1.5s`, `6m0s`, `1h2m3s`.

@@ -85,12 +85,21 @@ impl Last {
     }
 }
 
+/// The headers a plugin asked for on the request's answer.
+#[derive(Debug)]
+enum Asked {
+    /// Given, or rendered from a decision (`set-response-headers`, `set-ratelimit-headers`).
+    Given(Box<HeaderSet>),
+    /// OpenAI's from a standing plan's grant, rendered straight into the answer.
+    Planned(Arc<Plan>, States),
+}
+
 /// Inline for the one plugin that usually takes limits.
 #[derive(Debug, Default)]
 struct Holds {
     open: SmallVec<[Hold; 1]>,
     last: SmallVec<[(Namespace, Last); 1]>,
-    headers: SmallVec<[(Namespace, HeaderSet); 1]>,
+    headers: SmallVec<[(Namespace, Asked); 1]>,
 }
 
 /// Tokens a request was measured to use.
@@ -154,14 +163,14 @@ impl RequestLimits {
         states: States,
         taken: TakenCells,
     ) -> [Option<u64>; 2] {
-        let (headers, remaining) = plan.headers(&states);
+        let remaining = plan.remaining(&states);
         let Ok(mut holds) = self.holds.lock() else { return remaining };
         holds.last.retain(|(ns, _)| ns != namespace);
-        holds.last.push((namespace.clone(), Last::Granted(states)));
+        holds.last.push((namespace.clone(), Last::Granted(states.clone())));
         let taking = Taking::Planned { plan: Arc::clone(plan), taken };
         holds.open.push(Hold { namespace: namespace.clone(), taking, cached_percent: plan.cached_percent });
         holds.headers.retain(|(ns, _)| ns != namespace);
-        holds.headers.push((namespace.clone(), headers));
+        holds.headers.push((namespace.clone(), Asked::Planned(Arc::clone(plan), states)));
         remaining
     }
 
@@ -174,7 +183,7 @@ impl RequestLimits {
     pub fn set_response_headers(&self, namespace: &Namespace, headers: Vec<(HeaderName, HeaderValue)>) {
         let Ok(mut holds) = self.holds.lock() else { return };
         holds.headers.retain(|(ns, _)| ns != namespace);
-        holds.headers.push((namespace.clone(), headers.into_iter().collect()));
+        holds.headers.push((namespace.clone(), Asked::Given(Box::new(headers.into_iter().collect()))));
     }
 
     /// Sets `namespace`'s response headers to OpenAI's `x-ratelimit-*`, rendered from its last
@@ -200,17 +209,28 @@ impl RequestLimits {
         let remaining = [requests.map(|s| s.remaining), tokens.map(|s| s.remaining)];
         let rendered = super::headers::render(requests, tokens);
         holds.headers.retain(|(ns, _)| ns != namespace);
-        holds.headers.push((namespace.clone(), rendered));
+        holds.headers.push((namespace.clone(), Asked::Given(Box::new(rendered))));
         Ok(remaining)
     }
 
-    /// Adds the headers the plugins asked for to an answer, where it does not have them yet.
+    /// Moves the headers the plugins asked for into the request's answer, where it does not
+    /// have them yet. Called once, on the answer: later calls add nothing.
     pub fn apply_response_headers(&self, headers: &mut HeaderMap) {
-        let Ok(holds) = self.holds.lock() else { return };
-        headers.reserve(holds.headers.iter().map(|(_, h)| h.len()).sum());
-        for (name, value) in holds.headers.iter().flat_map(|(_, h)| h) {
-            if let http::header::Entry::Vacant(slot) = headers.entry(name) {
-                slot.insert(value.clone());
+        let asked = match self.holds.lock() {
+            Ok(mut holds) => std::mem::take(&mut holds.headers),
+            Err(_) => return,
+        };
+        for (_, asked) in asked {
+            match asked {
+                Asked::Given(given) => {
+                    headers.reserve(given.len());
+                    for (name, value) in *given {
+                        if let http::header::Entry::Vacant(slot) = headers.entry(name) {
+                            slot.insert(value);
+                        }
+                    }
+                }
+                Asked::Planned(plan, states) => plan.write_headers(&states, headers),
             }
         }
     }

@@ -8,10 +8,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use smallvec::SmallVec;
 
-use super::headers::{self, HeaderSet};
+use super::headers;
 use super::local::{Cells, Planned};
 use super::{Ask, LimitState, Local};
 use crate::bindings::types::{Api, RequestInfo};
@@ -135,13 +135,21 @@ impl Plan {
         local.acquire_planned(&self.asks, &amounts, &self.cells, now_us)
     }
 
-    /// The `x-ratelimit-*` headers from a decision's `states`, and what they say is remaining
-    /// (requests, tokens).
-    pub fn headers(&self, states: &[LimitState]) -> (HeaderSet, [Option<u64>; 2]) {
-        let state = |i: Option<u32>| i.and_then(|i| states.get(i as usize));
-        let (requests, tokens) = (state(self.header_requests), state(self.header_tokens));
-        let remaining = [requests.map(|s| s.remaining), tokens.map(|s| s.remaining)];
-        (headers::render_with(&self.header_limits, requests, tokens), remaining)
+    /// The states of a decision's that its `x-ratelimit-*` headers show (requests, tokens).
+    fn shown<'a>(&self, states: &'a [LimitState]) -> [Option<&'a LimitState>; 2] {
+        [self.header_requests, self.header_tokens].map(|i| i.and_then(|i| states.get(i as usize)))
+    }
+
+    /// What a decision's `x-ratelimit-*` headers say is remaining (requests, tokens).
+    pub fn remaining(&self, states: &[LimitState]) -> [Option<u64>; 2] {
+        self.shown(states).map(|s| s.map(|s| s.remaining))
+    }
+
+    /// Writes a decision's `x-ratelimit-*` headers into an answer's `headers`, where it does not
+    /// have them yet.
+    pub fn write_headers(&self, states: &[LimitState], headers: &mut HeaderMap) {
+        let [requests, tokens] = self.shown(states);
+        headers::write(&self.header_limits, requests, tokens, headers);
     }
 
     /// The metric series of this plan's grants, resolved by `resolve` the first time.

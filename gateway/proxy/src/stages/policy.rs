@@ -92,24 +92,30 @@ pub fn request_info(ex: &Exchange, api: Api, parsed: &ParsedRequest, body_len: u
     }
 }
 
+/// Whether some on-request plugin runs for this request: when none does, the request costs
+/// nothing here and holds no limits.
+pub fn runs(chain: &Chain, ex: &Exchange, parsed: &ParsedRequest) -> bool {
+    let tenant = ex.key.as_ref().map_or("", |k| &k.tenant.name);
+    chain.runs(Hook::OnRequest, tenant, parsed.model())
+}
+
 pub async fn run(
     chain: &Chain,
     ex: &Exchange,
     api: Api,
     parsed: ParsedRequest,
-    headers: &HeaderMap,
+    headers: &mut HeaderMap,
     body: Bytes,
 ) -> Result<PolicyOutcome, GatewayError> {
-    if !chain.has(Hook::OnRequest) {
+    if !runs(chain, ex, &parsed) {
         return Ok(PolicyOutcome::Continue { parsed, body, headers: Vec::new(), cache: None });
     }
-    // Plugins see the key's id, never the key itself (in either header it may come in).
-    let mut visible = headers.clone();
-    visible.remove(header::AUTHORIZATION);
-    visible.remove(crate::stages::authenticate::X_API_KEY);
+    // Lent to the plugins, not copied: the host withholds the credentials from them, and the
+    // map comes back as they left it.
+    let shared = Arc::new(std::mem::take(headers));
     let mut view = RequestView {
         info: request_info(ex, api, &parsed, body.len()),
-        headers: Arc::new(visible),
+        headers: shared,
         body: BodyResource::new(body.clone()),
         limits: ex.limits.clone(),
         cache: chain.caches().then(CacheSlot::new),
@@ -117,7 +123,9 @@ pub async fn run(
     if let Some(limits) = &view.limits {
         limits.set_prompt_estimate(u64::from(view.info.summary.token_estimate));
     }
-    let verdict = chain.on_request(&mut view).await.map_err(|failure| GatewayError::PluginFailed {
+    let verdict = chain.on_request(&mut view).await;
+    *headers = Arc::try_unwrap(view.headers).unwrap_or_else(|shared| (*shared).clone());
+    let verdict = verdict.map_err(|failure| GatewayError::PluginFailed {
         plugin: failure.0.plugin().to_owned(),
         kind: failure.0.kind(),
     })?;
@@ -223,12 +231,17 @@ mod tests {
         let parsed = parse::run(Api::ChatCompletions, &body).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer sk-secret-123"));
+        headers.insert("x-api-key", HeaderValue::from_static("sk-secret-456"));
         headers.insert("x-echo", HeaderValue::from_static("seen"));
-        let outcome = run(&host.chain(), &ex, Api::ChatCompletions, parsed, &headers, body).await.unwrap();
+        let outcome = run(&host.chain(), &ex, Api::ChatCompletions, parsed, &mut headers, body).await.unwrap();
         let PolicyOutcome::Continue { headers: sent, .. } = outcome else { panic!("expected continue") };
         let get = |name: &str| sent.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap().to_owned());
         assert_eq!(get("x-echoed").as_deref(), Some("seen"));
-        assert_eq!(get("x-header-count").as_deref(), Some("1"), "authorization was withheld");
+        assert_eq!(get("x-header-count").as_deref(), Some("1"), "authorization and x-api-key were withheld");
+        assert!(
+            headers.contains_key(header::AUTHORIZATION) && headers.contains_key("x-api-key"),
+            "the request's headers come back from the plugins"
+        );
         assert_eq!(get("x-prompt").as_deref(), Some("hi"));
     }
 }

@@ -21,6 +21,9 @@ use crate::response_cache::answer::StreamCapture;
 use crate::stages::forward::{Forwarded, UpstreamReply};
 use crate::upstream::wrap_error_body;
 
+/// Headers an answer is made with room for: its own four and the rate limiter's six.
+const ANSWER_HEADERS: usize = 12;
+
 pub struct Reply {
     pub response: Response<ResponseBody>,
     /// For whole responses: what to record now. Streams record themselves when they end.
@@ -134,6 +137,9 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
             let mut response = Response::new(ResponseBody::full(body));
             *response.status_mut() = status;
             let headers = response.headers_mut();
+            // One allocation with room for what comes later (the rate limiter's six
+            // `x-ratelimit-*`, the cache's), rather than a map grown and rehashed on the way.
+            headers.reserve(ANSWER_HEADERS);
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
             headers.insert(X_REQUEST_ID, request_id);
             response_hooks(hooks, &mut response).await;
@@ -153,6 +159,7 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
             let relay = Relay::new(ex, guard, incoming, first, strip_usage, limits, RelayTaps { chunk_hooks, capture });
             let mut response = Response::new(ResponseBody::Stream(Box::new(relay)));
             let headers = response.headers_mut();
+            headers.reserve(ANSWER_HEADERS);
             headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("text/event-stream")));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert(X_REQUEST_ID, request_id);

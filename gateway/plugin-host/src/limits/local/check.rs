@@ -32,14 +32,14 @@ impl Write {
             },
             Write::Hold { amount, lapses_ms, owner_len } => match entry {
                 Some(Entry { state: State::Slots { held }, expires_ms, .. }) if *expires_ms > now_ms => {
-                    held.retain(|_, (_, lapses)| *lapses > now_ms);
-                    held.insert(hold, (amount, lapses_ms));
+                    held.sweep(now_ms);
+                    held.insert(hold, amount, lapses_ms);
                     *expires_ms = (*expires_ms).max(lapses_ms);
                     None
                 }
                 other => {
                     let mut held = Held::default();
-                    held.insert(hold, (amount, lapses_ms));
+                    held.insert(hold, amount, lapses_ms);
                     let new = Entry { state: State::Slots { held }, expires_ms: lapses_ms, owner_len };
                     match other {
                         Some(e) => {
@@ -88,7 +88,7 @@ pub(super) fn end(entry: &mut Entry, delta: i128, emission_us: f64, hold: u64) {
         }
         State::Slots { held } => {
             if delta < 0 {
-                held.remove(&hold);
+                held.remove(hold);
             }
         }
     }
@@ -152,8 +152,7 @@ fn check_count(ask: &Ask, amount: u64, value: u64, now_ms: u64) -> Checked {
 /// Slots: live holds plus this amount within the limit. A refusal suggests a second, since a
 /// slot frees when some request ends, which nothing here can predict.
 fn check_slots(ask: &Ask, amount: u64, held: Option<&Held>, now_ms: u64) -> Checked {
-    let in_use: u64 =
-        held.into_iter().flatten().filter(|(_, (_, lapses))| *lapses > now_ms).map(|(_, (n, _))| *n).sum();
+    let in_use = held.map_or(0, |h| h.in_use(now_ms));
     let after = in_use.saturating_add(amount);
     if after > ask.limit {
         let retry = (amount <= ask.limit).then_some(1000);

@@ -231,7 +231,7 @@ impl Local {
         let Some(table) = self.table() else { return 0.0 };
         match table.live(storage_key, now_ms).map(|e| &e.state) {
             Some(State::Count { value }) => *value as f64,
-            Some(State::Slots { held }) => held.values().filter(|(_, l)| *l > now_ms).map(|(n, _)| *n as f64).sum(),
+            Some(State::Slots { held }) => held.in_use(now_ms) as f64,
             Some(State::Rate { tat_us }) => (*tat_us - now_us as f64).max(0.0),
             None => 0.0,
         }

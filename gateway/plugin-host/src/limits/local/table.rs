@@ -33,8 +33,62 @@ pub(super) struct Entry {
 }
 
 pub(super) type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
-/// A slots limit's holders: hold id → (amount, lapses at Unix ms).
-pub(super) type Held = HashMap<u64, (u64, u64), foldhash::fast::RandomState>;
+/// A slots limit's holders, hold id → (amount, lapses at Unix ms), with their sum and a bound on
+/// the earliest lapse kept alongside: until some hold lapses, what is in use is known without
+/// visiting them (a check runs under the table's lock, once per request, with up to the limit's
+/// concurrency of holders).
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    holds: HashMap<u64, (u64, u64), foldhash::fast::RandomState>,
+    /// The sum of the amounts in `holds`.
+    total: u64,
+    /// No hold lapses before this (Unix ms); `u64::MAX` when there is none.
+    first_lapse: u64,
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Held { holds: HashMap::default(), total: 0, first_lapse: u64::MAX }
+    }
+}
+
+impl Held {
+    /// The units held at `now_ms`, lapsed holds not counted.
+    pub fn in_use(&self, now_ms: u64) -> u64 {
+        if self.first_lapse > now_ms {
+            return self.total;
+        }
+        self.holds.values().filter(|(_, lapses)| *lapses > now_ms).map(|(n, _)| *n).sum()
+    }
+
+    /// Forgets the holds that lapsed by `now_ms`.
+    pub fn sweep(&mut self, now_ms: u64) {
+        if self.first_lapse > now_ms {
+            return;
+        }
+        self.holds.retain(|_, (_, lapses)| *lapses > now_ms);
+        self.total = self.holds.values().map(|(n, _)| *n).sum();
+        self.first_lapse = self.holds.values().map(|(_, lapses)| *lapses).min().unwrap_or(u64::MAX);
+    }
+
+    pub fn insert(&mut self, hold: u64, amount: u64, lapses_ms: u64) {
+        if let Some((old, _)) = self.holds.insert(hold, (amount, lapses_ms)) {
+            self.total = self.total.saturating_sub(old);
+        }
+        self.total = self.total.saturating_add(amount);
+        // A replaced hold's lapse may stay the bound: early, which only costs a sweep.
+        self.first_lapse = self.first_lapse.min(lapses_ms);
+    }
+
+    pub fn remove(&mut self, hold: u64) {
+        if let Some((amount, _)) = self.holds.remove(&hold) {
+            self.total = self.total.saturating_sub(amount);
+        }
+        if self.holds.is_empty() {
+            self.first_lapse = u64::MAX;
+        }
+    }
+}
 
 /// Where one limit's state lives: a slot and the generation of the entry in it, packed as
 /// `generation << 32 | index`. Generations start at 1, so 0 names nothing.
@@ -157,5 +211,28 @@ impl Table {
         self.index.insert(key, index);
         *self.keys_per_owner.entry(owner).or_default() += 1;
         Cell::new(index, self.slots.get(index as usize).map_or(1, |s| s.generation))
+    }
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::Held;
+
+    #[test]
+    fn what_is_held_counts_only_live_holds() {
+        let mut held = Held::default();
+        held.insert(1, 2, 100);
+        held.insert(2, 3, 200);
+        assert_eq!(held.in_use(50), 5);
+        assert_eq!(held.in_use(100), 3, "the first hold lapsed");
+        held.sweep(150);
+        assert_eq!(held.in_use(150), 3);
+        held.insert(2, 1, 300);
+        assert_eq!(held.in_use(150), 1, "a hold taken again counts once");
+        held.remove(2);
+        held.remove(9);
+        assert_eq!(held.in_use(0), 0);
+        held.insert(3, 4, 400);
+        assert_eq!(held.in_use(350), 4, "emptied, the bound starts again");
     }
 }
