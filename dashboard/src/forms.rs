@@ -1,7 +1,7 @@
 //! Form input → the admin API's request types, with the same validation the API applies
 //! (`sluice_store_model::validate`), so mistakes show before anything is sent.
 
-use sluice_store_model::{Limits, Slo, validate};
+use sluice_store_model::{Limits, PoolApi, Slo, validate};
 
 /// A form error: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +97,27 @@ pub fn endpoint(name: &str, url: &str, weight: &str) -> Result<(String, String, 
     Ok((name.to_owned(), url.to_owned(), weight))
 }
 
+/// A pool's APIs, comma-separated; an empty box means the default (chat, completions,
+/// embeddings), sent as no list at all.
+pub fn pool_apis(text: &str) -> Result<Option<Vec<PoolApi>>, FieldError> {
+    let names: Vec<&str> = text.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let apis = names
+        .iter()
+        .map(|name| {
+            PoolApi::from_name(name).ok_or_else(|| {
+                FieldError::new(
+                    "apis",
+                    format!("{name:?} is not an API; expected some of {}", PoolApi::NAMES.join(", ")),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(validate::pool_apis(&apis)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +151,15 @@ mod tests {
         assert_eq!(slo("*", "", "", "95").unwrap_err().field, "ttft_p95_ms");
         assert_eq!(slo("*", "500", "", "150").unwrap_err().field, "target_attainment");
         assert_eq!(slo("*", "500", "", "abc").unwrap_err().field, "target_attainment");
+    }
+
+    #[test]
+    fn pool_apis_are_names_or_the_default() {
+        assert_eq!(pool_apis(" "), Ok(None));
+        assert_eq!(pool_apis("messages, chat,"), Ok(Some(vec![PoolApi::Chat, PoolApi::Messages])));
+        let e = pool_apis("chat, anthropic").unwrap_err();
+        assert_eq!(e.field, "apis");
+        assert!(e.message.contains("\"anthropic\"") && e.message.contains("messages"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Pools and workers: add a pool, add endpoints, drain, undrain and remove them, with each
-//! worker's live state from the stream.
+//! Pools and workers: add a pool (its models and the APIs its workers speak), add endpoints,
+//! drain, undrain and remove them, with each worker's live state from the stream.
 
 use leptos::prelude::*;
 use sluice_store_model::{EngineFlavor, NewEndpoint, NewPool, Pool, validate};
@@ -17,6 +17,7 @@ pub fn PoolsPage() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let name = RwSignal::new(String::new());
     let models = RwSignal::new(String::new());
+    let apis = RwSignal::new(String::new());
     let create = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let pool = name.get_untracked().trim().to_owned();
@@ -31,7 +32,11 @@ pub fn PoolsPage() -> impl IntoView {
         if let Err(e) = checked {
             return error.set(Some(forms::FieldError::from(e).to_string()));
         }
-        let body = NewPool { name: pool, models };
+        let apis = match forms::pool_apis(&apis.get_untracked()) {
+            Ok(apis) => apis,
+            Err(e) => return error.set(Some(e.to_string())),
+        };
+        let body = NewPool { name: pool, models, apis };
         act(error, reload, async move { api::send::<Pool>("POST", "/pools", &body).await }, move |_| {
             name.set(String::new())
         });
@@ -47,6 +52,8 @@ pub fn PoolsPage() -> impl IntoView {
                 on:input=move |ev| name.set(event_target_value(&ev)) /></label>
             <label>"Models (comma-separated)"<input name="pool-models" placeholder="llama-3-8b" prop:value=move || models.get()
                 on:input=move |ev| models.set(event_target_value(&ev)) /></label>
+            <label>"APIs (empty: chat, completions, embeddings)"<input name="pool-apis" placeholder="chat,responses,messages"
+                prop:value=move || apis.get() on:input=move |ev| apis.set(event_target_value(&ev)) /></label>
             <button type="submit">"Create pool"</button>
         </form>
         <ErrorNote error=error />
@@ -58,6 +65,7 @@ fn PoolBox(pool: Pool, reload: RwSignal<u32>) -> impl IntoView {
     let live = expect_context::<Live>();
     let error = RwSignal::new(None::<String>);
     let pool_name = pool.name.clone();
+    let apis = pool.apis.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ");
     let rows = pool
         .endpoints
         .iter()
@@ -130,6 +138,7 @@ fn PoolBox(pool: Pool, reload: RwSignal<u32>) -> impl IntoView {
     view! {
         <section class="box" data-pool=pool.name.clone()>
             <h2>{pool.name.clone()}<span class="muted">{format!(" serves {}", pool.models.join(", "))}</span></h2>
+            <p class="muted" data-apis=apis.clone()>{format!("speaks {apis}")}</p>
             <table>
                 <thead><tr><th>"endpoint"</th><th>"url"</th><th>"weight"</th><th>"rotation"</th><th>"live"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>

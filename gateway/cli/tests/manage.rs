@@ -213,6 +213,25 @@ async fn pools_endpoints_plugins_and_bindings() {
     );
     assert!(stdout(&sluice(&admin, &["pool", "delete", "gpu-a"]).await).contains("deleted pool gpu-a"));
 
+    // A pool's APIs: the default unless named, changed with `pool update`, shown in listings.
+    let vllm = stdout(&sluice(&admin, &["pool", "create", "vllm", "--model", "qwen", "--apis", "messages,chat"]).await);
+    assert!(vllm.contains("APIS") && vllm.contains("chat,messages"), "{vllm}");
+    let plain = json(&sluice(&admin, &["pool", "create", "plain", "--model", "m", "--json"]).await);
+    assert_eq!(plain["apis"], serde_json::json!(["chat", "completions", "embeddings"]));
+    let updated =
+        json(&sluice(&admin, &["pool", "update", "vllm", "--apis", "chat,responses,messages", "--json"]).await);
+    assert_eq!(updated["apis"], serde_json::json!(["chat", "responses", "messages"]));
+    let listed = stdout(&sluice(&admin, &["pool", "list"]).await);
+    assert!(listed.contains("chat,responses,messages") && listed.contains("chat,completions,embeddings"), "{listed}");
+    let unknown = sluice(&admin, &["pool", "update", "vllm", "--apis", "chat,anthropic"]).await;
+    assert_eq!(unknown.status.code(), Some(2), "refused before anything is sent");
+    assert!(stderr(&unknown).contains("anthropic"), "{}", stderr(&unknown));
+    let missing = sluice(&admin, &["pool", "update", "nope", "--apis", "chat"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    for name in ["vllm", "plain"] {
+        stdout(&sluice(&admin, &["pool", "delete", name]).await);
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let v1 = dir.path().join("guard.wasm");
     let v2 = dir.path().join("guard-2.wasm");

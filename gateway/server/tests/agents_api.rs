@@ -2,15 +2,21 @@
 //! Responses API (`POST /v1/responses`) and Anthropic's Messages API (`POST /v1/messages`),
 //! whole and streamed, with the usage the worker reported recorded exactly, each API's errors
 //! in its own shape (401, 404, 400, 429 with its headers), Anthropic's `x-api-key`, Messages
-//! translated to chat completions for a pool whose workers speak only those, and a pool that
-//! cannot serve an API refusing it clearly.
+//! translated to chat completions for a pool whose workers speak only those, a pool that
+//! cannot serve an API refusing it clearly, and a pool made through the admin API speaking the
+//! APIs it was given there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+use std::time::Duration;
 
 use http::{Method, header};
 use serde_json::{Value, json};
 use sluice_sim::{OutputLength, SimConfig};
-use sluice_test_support::{GatewayOptions, MODEL, Reply, TENANT, TestGateway, TimedEvent, full_body, request};
+use sluice_test_support::{
+    ADMIN_TOKEN, GatewayOptions, MODEL, Reply, TENANT, TestGateway, TestStore, TimedEvent, fresh_sqlite, full_body,
+    request, wait_until_async,
+};
 
 const ALL_APIS: &str = r#"apis = ["chat", "completions", "embeddings", "responses", "messages"]"#;
 const LIMITED: &str = "limited";
@@ -379,5 +385,71 @@ async fn a_messages_stream_cut_by_the_worker_ends_with_an_anthropic_error_and_is
     // No usage from the worker: billed the token events relayed, flagged as estimated.
     assert_eq!(tokens(&gw, "completion").await, 3.0);
     assert_eq!(gw.metric("sluice_usage_estimated_requests_total", &[("outcome", "upstream_error")]).await, 1.0);
+    gw.shutdown().await;
+}
+
+/// A call to the admin API of a gateway started with a store.
+async fn admin(gw: &TestGateway, method: Method, path: &str, body: Value) -> (u16, Value) {
+    let req = request(method, &gw.admin_url(path), Some(ADMIN_TOKEN), full_body(body.to_string()));
+    let reply = gw.client.send_whole(req).await;
+    (reply.status.as_u16(), reply.json())
+}
+
+/// The id of a Messages answer: the worker's own (`msg-…`) when it got the request as it was
+/// sent, the chat completion's (`msg_chatcmpl-…`) when it was translated. `None` when refused.
+async fn answer_id(gw: &TestGateway, body: &Value) -> Option<String> {
+    let reply = anthropic_post(gw, Some(gw.key), body).await;
+    (reply.status == 200).then(|| reply.json()["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_made_through_the_admin_api_speaks_the_apis_it_was_given_there() {
+    const AGENTS_MODEL: &str = "agents-model";
+    let (store, _dir) = fresh_sqlite().await;
+    let mut opts = options("");
+    opts.sim.models = vec![MODEL.to_owned(), AGENTS_MODEL.to_owned()];
+    opts.store = Some(TestStore(store));
+    let gw = TestGateway::start(1, opts).await;
+
+    let pool = json!({"name": "agents", "models": [AGENTS_MODEL], "apis": ["chat", "messages"]});
+    let (status, created) = admin(&gw, Method::POST, "/admin/api/pools", pool).await;
+    assert_eq!((status, &created["apis"]), (201, &json!(["chat", "messages"])), "{created}");
+    let endpoint = json!({"name": "w1", "url": gw.sims[0].base_url()});
+    let (status, added) = admin(&gw, Method::POST, "/admin/api/pools/agents/endpoints", endpoint).await;
+    assert_eq!(status, 201, "{added}");
+
+    let body = messages_body(json!({"model": AGENTS_MODEL, "max_tokens": 4}));
+    let natively = wait_until_async(Duration::from_secs(5), || async {
+        answer_id(&gw, &body).await.is_some_and(|id| id.starts_with("msg-"))
+    })
+    .await;
+    assert!(natively, "the pool's workers get Messages requests as they are: {:?}", answer_id(&gw, &body).await);
+
+    // Changed through the admin API, the list takes effect: chat only, Messages go through it…
+    let (status, patched) = admin(&gw, Method::PATCH, "/admin/api/pools/agents", json!({"apis": ["chat"]})).await;
+    assert_eq!((status, &patched["apis"]), (200, &json!(["chat"])), "{patched}");
+    let translated = wait_until_async(Duration::from_secs(5), || async {
+        answer_id(&gw, &body).await.is_some_and(|id| id.starts_with("msg_chatcmpl-"))
+    })
+    .await;
+    assert!(translated, "a chat-only pool gets them translated: {:?}", answer_id(&gw, &body).await);
+
+    // …and without chat, they are refused before any worker sees them.
+    let (status, _) = admin(&gw, Method::PATCH, "/admin/api/pools/agents", json!({"apis": ["embeddings"]})).await;
+    assert_eq!(status, 200);
+    let refused = wait_until_async(Duration::from_secs(5), || async {
+        anthropic_post(&gw, Some(gw.key), &body).await.status == 400
+    })
+    .await;
+    assert!(refused, "a pool that speaks neither Messages nor chat refuses them");
+    let before = gw.sims[0].stats().requests_received;
+    let reply = anthropic_post(&gw, Some(gw.key), &body).await;
+    assert_eq!(anthropic_error(&reply), "invalid_request_error");
+    assert_eq!(gw.sims[0].stats().requests_received, before);
+
+    // The file's pool is untouched: it speaks the default, so its Messages are translated.
+    let reply = anthropic_post(&gw, Some(gw.key), &messages_body(json!({"max_tokens": 4}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.json()["id"].as_str().unwrap().starts_with("msg_chatcmpl-"), "{}", reply.text());
     gw.shutdown().await;
 }

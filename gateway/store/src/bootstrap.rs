@@ -5,7 +5,8 @@
 //!   API, or imported before ownership was recorded and no longer known as the file's from the
 //!   audit log); what it states — a tenant's `priority`, `[tenants.limits]`,
 //!   `[tenants.model_limits]` (models it does not name lose theirs), a key's `limits`, a pool's
-//!   `models`, an endpoint's URL and protocol — replaces the stored value.
+//!   `models` and `apis` (the default when it names none), an endpoint's URL and protocol —
+//!   replaces the stored value.
 //! - What the file owned and no longer names is removed: a tenant is deleted (keys, limits and
 //!   SLOs with it), a key revoked, a pool deleted (endpoints with it), an endpoint removed.
 //!   Removals come after additions, so a renamed endpoint is serving before the old one goes.
@@ -237,7 +238,8 @@ impl Run<'_> {
 
     async fn pool(&mut self, config: &PoolConfig) -> Result<(), StoreError> {
         let name = &config.name;
-        let new = NewPool { name: name.clone(), models: config.models.clone() };
+        let apis = config.apis.to_pool_apis();
+        let new = NewPool { name: name.clone(), models: config.models.clone(), apis: Some(apis.clone()) };
         match self.store.create_pool(&self.actor, &new).await {
             Ok(_) => self.out.changes.push(Change::PoolCreated { pool: name.clone() }),
             Err(StoreError::Conflict(_)) => {
@@ -252,6 +254,11 @@ impl Run<'_> {
         if stored.models != config.models {
             self.store.set_pool_models(&self.actor, name, &config.models).await?;
             self.out.changes.push(Change::PoolModelsChanged { pool: name.clone(), models: config.models.clone() });
+        }
+        if stored.apis != apis {
+            self.store.set_pool_apis(&self.actor, name, &apis).await?;
+            let names = apis.iter().map(|a| a.name().to_owned()).collect();
+            self.out.changes.push(Change::PoolApisChanged { pool: name.clone(), apis: names });
         }
         for endpoint in &config.endpoints {
             let url = endpoint.url.to_string().trim_end_matches('/').to_owned();

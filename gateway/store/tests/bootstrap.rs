@@ -11,7 +11,7 @@ use sluice_store::Backend;
 use sluice_store::StoreError;
 use sluice_store::bootstrap::{Change, Notice, Reconciled, reconcile as import};
 use sluice_store::model::keys::display_prefix;
-use sluice_store::model::{Actor, AuditQuery, NewEndpoint, NewKey, NewTenant};
+use sluice_store::model::{Actor, AuditQuery, NewEndpoint, NewKey, NewTenant, PoolApi};
 use sluice_store_sqlite::SqliteStore;
 
 const CONFIG: &str = r#"
@@ -46,6 +46,7 @@ fn kinds(reconciled: &Reconciled) -> Vec<&'static str> {
             Change::PoolCreated { .. } => "pool+",
             Change::PoolAdopted { .. } => "pool@",
             Change::PoolModelsChanged { .. } => "pool~",
+            Change::PoolApisChanged { .. } => "apis~",
             Change::PoolRemoved { .. } => "pool-",
             Change::EndpointAdded { .. } => "endpoint+",
             Change::EndpointReplaced { .. } => "endpoint~",
@@ -93,6 +94,28 @@ async fn import_is_idempotent_and_the_file_wins_for_what_it_states() {
     assert_eq!(acme.limits.max_concurrency, Some(4));
     assert_eq!(acme.keys.len(), 1);
     assert!(!acme.keys[0].prefix.contains("0123456789"), "the display prefix gives little of a short key away");
+}
+
+#[tokio::test]
+async fn a_pools_apis_are_the_files() {
+    let (store, _dir) = sqlite().await;
+    let with_apis = CONFIG.replace("models = [\"llama\"]", "models = [\"llama\"]\napis = [\"messages\", \"chat\"]");
+    let config = Config::from_toml(&with_apis, &[], &|_| None).unwrap();
+    assert_eq!(kinds(&import(&*store, &config).await.unwrap()), ["tenant+", "tenant~", "key+", "pool+", "endpoint+"]);
+    assert_eq!(store.get_pool("gpu").await.unwrap().apis, [PoolApi::Chat, PoolApi::Messages]);
+    assert_eq!(import(&*store, &config).await.unwrap(), Reconciled::default(), "a restart writes nothing");
+
+    // The admin API may change them; the file's list comes back with the next reload.
+    store.set_pool_apis(&Actor::admin(), "gpu", &[PoolApi::Responses]).await.unwrap();
+    assert_eq!(kinds(&import(&*store, &config).await.unwrap()), ["apis~"]);
+    assert_eq!(store.get_pool("gpu").await.unwrap().apis, [PoolApi::Chat, PoolApi::Messages]);
+
+    // A file that names none states the default.
+    let config = Config::from_toml(CONFIG, &[], &|_| None).unwrap();
+    let reconciled = import(&*store, &config).await.unwrap();
+    assert_eq!(kinds(&reconciled), ["apis~"]);
+    assert_eq!(reconciled.changes[0].to_string(), r#"pool "gpu" now speaks ["chat", "completions", "embeddings"]"#);
+    assert_eq!(store.get_pool("gpu").await.unwrap().apis, PoolApi::DEFAULT);
 }
 
 const SCOPED: &str = r#"

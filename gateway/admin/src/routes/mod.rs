@@ -46,7 +46,7 @@ pub(crate) fn api() -> OpenApiRouter<AdminState> {
             scope_limits::delete_model_limits
         ))
         .routes(routes!(pools::list_pools, pools::create_pool))
-        .routes(routes!(pools::get_pool, pools::delete_pool))
+        .routes(routes!(pools::get_pool, pools::update_pool, pools::delete_pool))
         .routes(routes!(pools::add_endpoint))
         .routes(routes!(pools::set_endpoint_drained, pools::remove_endpoint))
         .routes(routes!(plugins::list_plugins))

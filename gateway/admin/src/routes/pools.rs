@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sluice_store_model::{Actor, NewEndpoint, NewPool, Pool, validate};
+use sluice_store_model::{Actor, NewEndpoint, NewPool, Pool, PoolPatch, validate};
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -29,11 +29,13 @@ pub(crate) async fn list_pools(State(state): State<AdminState>) -> Result<Json<V
     responses(
         (status = 201, description = "Created (add endpoints next)", body = Pool, links(
             ("get" = (operation_id = "get_pool", parameters(("name" = "$response.body#/name")))),
+            ("update" = (operation_id = "update_pool", parameters(("name" = "$response.body#/name")))),
             ("delete" = (operation_id = "delete_pool", parameters(("name" = "$response.body#/name")))),
             ("add_endpoint" = (operation_id = "add_endpoint", parameters(("name" = "$response.body#/name")))),
         )),
+        (status = 400, description = "The request does not parse, or `apis` names an unknown API (`param`: `apis[i]`)", body = ErrorBody),
         (status = 409, description = "A pool with this name exists", body = ErrorBody),
-        (status = 422, description = "Invalid name or models", body = ErrorBody),
+        (status = 422, description = "Invalid name or models, or an empty `apis`", body = ErrorBody),
     ))]
 pub(crate) async fn create_pool(
     State(state): State<AdminState>,
@@ -46,7 +48,8 @@ pub(crate) async fn create_pool(
     for model in &body.models {
         validate::model("models", model)?;
     }
-    let pool = state.store.create_pool(&Actor::admin(), &body).await?;
+    let apis = body.apis.as_deref().map(validate::pool_apis).transpose()?;
+    let pool = state.store.create_pool(&Actor::admin(), &NewPool { apis, ..body }).await?;
     state.changed.notify_one();
     Ok((StatusCode::CREATED, Json(pool)))
 }
@@ -62,6 +65,31 @@ pub(crate) async fn get_pool(
     PathParams(name): PathParams<String>,
 ) -> Result<Json<Pool>, ApiError> {
     Ok(Json(state.store.get_pool(&name).await?))
+}
+
+/// Changes what a pool states about its workers; the gateway routes by it within a second. A
+/// pool the config file declares gets the file's values back at the next reload or restart.
+#[utoipa::path(patch, path = "/admin/api/pools/{name}", tag = "pools", request_body = PoolPatch,
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 200, description = "Updated (absent fields unchanged)", body = Pool),
+        (status = 400, description = "The request does not parse, or `apis` names an unknown API (`param`: `apis[i]`)", body = ErrorBody),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 422, description = "An empty `apis`", body = ErrorBody),
+    ))]
+pub(crate) async fn update_pool(
+    State(state): State<AdminState>,
+    PathParams(name): PathParams<String>,
+    JsonBody(patch): JsonBody<PoolPatch>,
+) -> Result<Json<Pool>, ApiError> {
+    let Some(apis) = patch.apis else {
+        // Nothing to change: no write, no audit entry.
+        return Ok(Json(state.store.get_pool(&name).await?));
+    };
+    let apis = validate::pool_apis(&apis)?;
+    let pool = state.store.set_pool_apis(&Actor::admin(), &name, &apis).await?;
+    state.changed.notify_one();
+    Ok(Json(pool))
 }
 
 #[utoipa::path(delete, path = "/admin/api/pools/{name}", tag = "pools",

@@ -2,9 +2,11 @@
 
 use std::io::Write;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Subcommand, ValueEnum};
 use http::Method;
 use serde_json::{Value, json};
+use sluice_store::model::PoolApi;
 
 use super::client::encode;
 use super::table::Table;
@@ -18,6 +20,17 @@ pub enum PoolCommand {
         /// A model the pool serves; repeat or comma-separate for several.
         #[arg(long = "model", required = true, value_delimiter = ',')]
         models: Vec<String>,
+        /// The APIs the workers speak, comma-separated (default: chat,completions,embeddings;
+        /// vLLM also serves responses and messages).
+        #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(PoolApi::NAMES))]
+        apis: Option<Vec<String>>,
+    },
+    /// Change what a pool says about its workers.
+    Update {
+        name: String,
+        /// The APIs the workers speak, comma-separated; replaces the pool's list.
+        #[arg(long, required = true, value_delimiter = ',', value_parser = PossibleValuesParser::new(PoolApi::NAMES))]
+        apis: Vec<String>,
     },
     /// List pools.
     List,
@@ -73,8 +86,13 @@ pub enum EndpointCommand {
     Remove { pool: String, name: String },
 }
 
-const POOL_COLUMNS: &[(&str, &str)] =
-    &[("NAME", "name"), ("MODELS", "models"), ("ENDPOINTS", "endpoint_count"), ("CREATED", "created_at")];
+const POOL_COLUMNS: &[(&str, &str)] = &[
+    ("NAME", "name"),
+    ("MODELS", "models"),
+    ("APIS", "apis"),
+    ("ENDPOINTS", "endpoint_count"),
+    ("CREATED", "created_at"),
+];
 const ENDPOINT_COLUMNS: &[(&str, &str)] = &[
     ("NAME", "name"),
     ("URL", "url"),
@@ -103,10 +121,15 @@ fn print_pool(out: &mut dyn Write, pool: &Value) -> std::io::Result<()> {
 
 pub async fn pool(ctx: &Ctx, command: PoolCommand) -> anyhow::Result<()> {
     match command {
-        PoolCommand::Create { name, models } => {
-            let created =
-                ctx.api.json(Method::POST, "/admin/api/pools", &json!({ "name": name, "models": models })).await?;
+        PoolCommand::Create { name, models, apis } => {
+            let body = json!({ "name": name, "models": models, "apis": apis });
+            let created = ctx.api.json(Method::POST, "/admin/api/pools", &body).await?;
             ctx.show(&created, print_pool)
+        }
+        PoolCommand::Update { name, apis } => {
+            let path = format!("/admin/api/pools/{}", encode(&name));
+            let updated = ctx.api.json(Method::PATCH, &path, &json!({ "apis": apis })).await?;
+            ctx.show(&updated, print_pool)
         }
         PoolCommand::List => {
             let list = ctx.api.get("/admin/api/pools").await?;

@@ -20,7 +20,8 @@ pub struct Pool {
     pub name: Arc<str>,
     pub models: Vec<Arc<str>>,
     pub endpoints: Vec<Arc<Endpoint>>,
-    /// The APIs the workers speak (`[[pools]] apis`); requests for others are refused.
+    /// The APIs the workers speak (`[[pools]] apis`, or the stored pool's `apis`); requests for
+    /// others are refused (Messages go through chat when the pool speaks chat).
     pub apis: WorkerApis,
     pub config: UpstreamConfig,
     pub client: UpstreamClient,
@@ -298,8 +299,9 @@ impl Upstreams {
             let configured = config.pools.iter().find(|p| p.name == stored.name);
             let upstream = configured.map_or(&config.upstream, |p| &p.upstream);
             let endpoints = configured.map_or(&[][..], |p| &p.endpoints);
-            // The store keeps no API list: a pool only the admin API knows speaks the default.
-            let apis = configured.map_or_else(WorkerApis::default, |p| p.apis);
+            // The store's list: the file's for a pool the file declares (the reconciliation
+            // wrote it), the admin API's otherwise.
+            let apis = WorkerApis::of(&stored.apis);
             let old = previous.pools.iter().find(|p| *p.name == *stored.name).map(|p| &**p);
             match Pool::from_store(stored, apis, upstream, endpoints, old, metrics) {
                 Ok(pool) => {
@@ -400,6 +402,7 @@ mod tests {
             id: 1,
             name: "p".into(),
             models: vec!["m".into()],
+            apis: vec![sluice_store_model::PoolApi::Chat, sluice_store_model::PoolApi::Messages],
             endpoints: vec![endpoint("a", 1000), endpoint("b", 1001)],
             created_at: Default::default(),
         };
@@ -411,6 +414,7 @@ mod tests {
         assert_eq!(pool.endpoints[0].max_in_flight(), Some(1), "the config's endpoint table lends its limit");
         assert_eq!(pool.endpoints[1].max_in_flight(), Some(2), "a stored-only endpoint takes the pool's");
         assert_eq!(capacity(&pool.endpoints), Capacity::Slots(3));
+        assert!(pool.apis.speaks("messages") && !pool.apis.speaks("embeddings"), "the stored APIs, not the file's");
     }
 
     #[test]

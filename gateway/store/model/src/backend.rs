@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::keys::KeyDigest;
 use crate::{
     Adopt, ApiKey, AuditEntry, AuditQuery, Binding, ConfigOwned, EngineFlavor, FailurePolicy, Limits, ModelLimits,
-    Plugin, PluginVersion, Pool, Priority, Scope, ScopeLimits, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail,
-    TenantStatus, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
+    Plugin, PluginVersion, Pool, PoolApi, Priority, Scope, ScopeLimits, Slo, StoreError, StoreSnapshot, Tenant,
+    TenantDetail, TenantStatus, TenantTokens, UsageCounts, UsageKey, UsageQuery, UsageRow,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +87,22 @@ pub struct NewPool {
     pub name: String,
     #[cfg_attr(feature = "openapi", schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,256}$", min_items = 1))]
     pub models: Vec<String>,
+    /// The APIs the workers speak (at least one). Absent or null: the default, chat,
+    /// completions and embeddings.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
+    pub apis: Option<Vec<PoolApi>>,
+}
+
+/// A partial update of a pool; absent fields stay as they are.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPatch {
+    /// The APIs the workers speak (at least one), replacing the pool's list.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
+    pub apis: Option<Vec<PoolApi>>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -211,6 +227,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn delete_pool(&self, actor: &Actor, name: &str) -> Result<(), StoreError>;
     /// Replaces the pool's model list (validated by the caller).
     async fn set_pool_models(&self, actor: &Actor, pool: &str, models: &[String]) -> Result<Pool, StoreError>;
+    /// Replaces the APIs the pool's workers speak (validated by the caller with
+    /// [`crate::validate::pool_apis`]: at least one, kept without repeats in [`PoolApi::ALL`]
+    /// order).
+    async fn set_pool_apis(&self, actor: &Actor, pool: &str, apis: &[PoolApi]) -> Result<Pool, StoreError>;
     async fn add_endpoint(&self, actor: &Actor, pool: &str, endpoint: &NewEndpoint) -> Result<Pool, StoreError>;
     async fn set_endpoint_drained(
         &self,

@@ -17,7 +17,7 @@
 //! | set / delete a model's limits | `model_limits.set` / `model_limits.delete` | `acme/model/meta-llama/Llama-3.1-8B` |
 //! | create / delete pool | `pool.create` / `pool.delete` | `pool/gpu-a` |
 //! | add / drain / undrain / remove endpoint | `endpoint.add` / `endpoint.drain` / `endpoint.undrain` / `endpoint.remove` | `pool/gpu-a/endpoint/w1` |
-//! | replace a pool's models | `pool.set_models` | `pool/gpu-a` |
+//! | replace a pool's models / APIs | `pool.set_models` / `pool.set_apis` | `pool/gpu-a` |
 //! | hand a tenant / key / pool / endpoint to the config file | `tenant.adopt` / `key.adopt` / `pool.adopt` / `endpoint.adopt` | as above |
 //! | upload / activate plugin version | `plugin.upload` / `plugin.activate` | `plugin/quota` |
 //! | bind / unbind plugin | `plugin.bind` / `plugin.unbind` | `binding/7` |
@@ -35,6 +35,8 @@
 //! - Binding to `Scope::Tenant(name)` needs that tenant to exist (NotFound otherwise); model
 //!   scopes name any model.
 //! - An endpoint weight above `i32::MAX` is `Invalid { field: "weight" }`.
+//! - A pool's APIs read back without repeats in `PoolApi::ALL` order, and as
+//!   `PoolApi::DEFAULT` for a pool created without any.
 //! - Uploading bytes already stored for the same plugin is a Conflict whose message contains
 //!   `version N`, N being the existing version.
 

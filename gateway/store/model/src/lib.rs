@@ -17,7 +17,8 @@ mod types;
 pub mod validate;
 
 pub use backend::{
-    Actor, Backend, BackendKind, NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, TenantPatch,
+    Actor, Backend, BackendKind, NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, PoolPatch,
+    TenantPatch,
 };
 pub use error::StoreError;
 pub use ownership::{Adopt, ConfigOwned, OwnedKey, Owner};

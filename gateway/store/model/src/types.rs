@@ -213,12 +213,67 @@ pub struct Endpoint {
     pub created_at: Timestamp,
 }
 
+/// An inference API a pool's workers speak: what `[[pools]] apis` names in the config file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolApi {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/completions`.
+    Completions,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+    /// OpenAI's Responses API, `POST /v1/responses`.
+    Responses,
+    /// Anthropic's Messages API, `POST /v1/messages`.
+    Messages,
+}
+
+impl PoolApi {
+    /// Every API, in this order (the order lists of them are kept in).
+    pub const ALL: [PoolApi; 5] =
+        [PoolApi::Chat, PoolApi::Completions, PoolApi::Embeddings, PoolApi::Responses, PoolApi::Messages];
+
+    /// Their names, as JSON and the config file spell them, in the order of [`PoolApi::ALL`].
+    pub const NAMES: [&'static str; 5] = ["chat", "completions", "embeddings", "responses", "messages"];
+
+    /// What a pool speaks unless it says otherwise: the three OpenAI APIs every
+    /// OpenAI-compatible server has. Responses and Messages are served by some engines only
+    /// (vLLM has both), so a pool declares them.
+    pub const DEFAULT: [PoolApi; 3] = [PoolApi::Chat, PoolApi::Completions, PoolApi::Embeddings];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn from_name(name: &str) -> Option<PoolApi> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
+    }
+
+    /// `apis` without repeats, in [`PoolApi::ALL`] order, so that equal sets are stored and
+    /// compared alike.
+    pub fn normalized(apis: &[PoolApi]) -> Vec<PoolApi> {
+        Self::ALL.into_iter().filter(|a| apis.contains(a)).collect()
+    }
+
+    /// A pool's APIs as a store read them: an empty list (or none, a NULL column: a pool
+    /// created before the stores kept APIs, or without naming any) is the default.
+    pub fn from_stored(apis: &[PoolApi]) -> Vec<PoolApi> {
+        if apis.is_empty() { Self::DEFAULT.to_vec() } else { Self::normalized(apis) }
+    }
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     pub id: i64,
     pub name: String,
     pub models: Vec<String>,
+    /// The APIs the pool's workers speak, without repeats, in the order chat, completions,
+    /// embeddings, responses, messages. A pool that never named any speaks (and shows) the
+    /// default: chat, completions and embeddings.
+    pub apis: Vec<PoolApi>,
     pub endpoints: Vec<Endpoint>,
     pub created_at: Timestamp,
 }

@@ -1,7 +1,7 @@
 //! Rules for names and values, checked before anything reaches a store so that every store
 //! refuses the same inputs with the same messages.
 
-use crate::{Limits, ScopeLimits, Slo, StoreError};
+use crate::{Limits, PoolApi, ScopeLimits, Slo, StoreError};
 
 /// Tenant, pool, endpoint and plugin names: 1–64 characters of `a-z 0-9 - _ .`, starting with a
 /// letter or digit. They appear in URLs, metric labels and logs, so nothing needs escaping.
@@ -122,6 +122,18 @@ pub fn endpoint_url(value: &str) -> Result<(), StoreError> {
         }
         _ => Err(StoreError::invalid("url", format!("{value:?} must be an absolute http:// or https:// URL"))),
     }
+}
+
+/// The APIs a pool's workers speak: at least one. Returns them without repeats, in
+/// [`PoolApi::ALL`] order, as the stores keep them.
+pub fn pool_apis(apis: &[PoolApi]) -> Result<Vec<PoolApi>, StoreError> {
+    if apis.is_empty() {
+        return Err(StoreError::invalid(
+            "apis",
+            format!("a pool speaks at least one API; expected some of {}", PoolApi::NAMES.join(", ")),
+        ));
+    }
+    Ok(PoolApi::normalized(apis))
 }
 
 /// The host capabilities a stored plugin version may be granted, in the contract's order: each
@@ -311,6 +323,21 @@ mod tests {
         assert!(slos(&[slo("llama", 1.5)]).is_err());
         let none = Slo { model: "m".into(), ttft_p95_ms: None, tpot_p95_ms: None, target_attainment: 0.9 };
         assert!(slos(&[none]).is_err());
+    }
+
+    #[test]
+    fn pool_apis_are_a_set_in_one_order() {
+        use PoolApi::*;
+        assert_eq!(pool_apis(&[Messages, Chat, Messages]).unwrap(), [Chat, Messages]);
+        let e = pool_apis(&[]).unwrap_err();
+        assert!(matches!(&e, StoreError::Invalid { field: "apis", message } if message.contains("chat")), "{e}");
+        // The names are serde's, and each API's own.
+        for (api, name) in PoolApi::ALL.into_iter().zip(PoolApi::NAMES) {
+            assert_eq!(serde_json::to_value(api).unwrap(), name);
+            assert_eq!((api.name(), PoolApi::from_name(name)), (name, Some(api)));
+        }
+        assert_eq!(PoolApi::from_name("anthropic"), None);
+        assert!(PoolApi::DEFAULT.iter().all(|a| PoolApi::ALL.contains(a)));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! How model values are spelled in columns: enums as the snake_case text the schema's CHECK
 //! constraints list (the same spelling as the admin API's JSON), lists as JSONB arrays.
 
-use sluice_store_model::{EngineFlavor, FailurePolicy, Limits, Priority, Scope, StoreError, TenantStatus, Timestamp};
+use sluice_store_model::{
+    EngineFlavor, FailurePolicy, Limits, PoolApi, Priority, Scope, StoreError, TenantStatus, Timestamp,
+};
 
 fn unexpected(column: &str, value: &str) -> StoreError {
     StoreError::Database(format!("unexpected {column} {value:?} in the database"))
@@ -113,6 +115,21 @@ pub(crate) fn string_list(column: &str, value: serde_json::Value) -> Result<Vec<
 
 pub(crate) fn json_list(list: &[String]) -> serde_json::Value {
     serde_json::Value::Array(list.iter().cloned().map(serde_json::Value::String).collect())
+}
+
+/// A pool's `apis` column: a JSONB list of names; NULL or an empty list is the default.
+pub(crate) fn pool_apis(value: Option<serde_json::Value>) -> Result<Vec<PoolApi>, StoreError> {
+    let apis: Vec<PoolApi> = match value {
+        Some(value) => serde_json::from_value(value)
+            .map_err(|e| StoreError::Database(format!("pool apis is not a list of API names: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(PoolApi::from_stored(&apis))
+}
+
+/// The `apis` column for `apis`: the names without repeats, in [`PoolApi::ALL`] order.
+pub(crate) fn pool_apis_json(apis: &[PoolApi]) -> serde_json::Value {
+    PoolApi::normalized(apis).into_iter().map(|a| serde_json::Value::from(a.name())).collect()
 }
 
 pub(crate) fn ts(ms: i64) -> Timestamp {

@@ -25,9 +25,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sluice_store_model::{
     Actor, Adopt, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, ConfigOwned, Limits, ModelLimits,
-    NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits,
-    Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery,
-    UsageRow,
+    NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, PoolApi,
+    ScopeLimits, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts,
+    UsageKey, UsageQuery, UsageRow,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolConnection;
@@ -255,6 +255,10 @@ impl Backend for PostgresStore {
 
     async fn set_pool_models(&self, actor: &Actor, pool: &str, models: &[String]) -> Result<Pool, StoreError> {
         in_write!(self, pools::set_models, actor, pool, models)
+    }
+
+    async fn set_pool_apis(&self, actor: &Actor, pool: &str, apis: &[PoolApi]) -> Result<Pool, StoreError> {
+        in_write!(self, pools::set_apis, actor, pool, apis)
     }
 
     async fn config_owned(&self) -> Result<ConfigOwned, StoreError> {

@@ -1,7 +1,7 @@
 //! Pools of upstream endpoints.
 
 use serde_json::json;
-use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Owner, Pool, StoreError};
+use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Owner, Pool, PoolApi, StoreError};
 use sqlx::PgConnection;
 
 use crate::audit::record;
@@ -20,7 +20,7 @@ fn endpoint_target(pool: &str, endpoint: &str) -> String {
 pub(crate) async fn load(conn: &mut PgConnection, only: Option<&str>) -> Result<Vec<Pool>, StoreError> {
     let pools = sqlx::query!(
         r#"
-        SELECT id, name, models, created_ms FROM pools
+        SELECT id, name, models, apis, created_ms FROM pools
         WHERE $1::text IS NULL OR name = $1
         ORDER BY name COLLATE "C"
         "#,
@@ -61,6 +61,7 @@ pub(crate) async fn load(conn: &mut PgConnection, only: Option<&str>) -> Result<
         out.push(Pool {
             id: pool.id,
             models: codec::string_list("models", pool.models)?,
+            apis: codec::pool_apis(pool.apis)?,
             name: pool.name,
             endpoints: members,
             created_at: ts(pool.created_ms),
@@ -74,14 +75,17 @@ pub(crate) async fn get(conn: &mut PgConnection, name: &str) -> Result<Pool, Sto
 }
 
 pub(crate) async fn create(conn: &mut PgConnection, actor: &Actor, new: &NewPool) -> Result<Pool, StoreError> {
+    // NULL when the pool names no APIs: it speaks the default, whatever that is when read.
+    let apis = new.apis.as_deref().map(codec::pool_apis_json);
     let row = sqlx::query!(
         r#"
-        INSERT INTO pools (name, models, created_ms, managed_by) VALUES ($1, $2, $3, $4)
+        INSERT INTO pools (name, models, apis, created_ms, managed_by) VALUES ($1, $2, $3, $4, $5)
         ON CONFLICT (name) DO NOTHING
         RETURNING id, created_ms
         "#,
         new.name,
         codec::json_list(&new.models),
+        apis,
         now_ms(),
         Owner::of(actor).as_str(),
     )
@@ -89,11 +93,13 @@ pub(crate) async fn create(conn: &mut PgConnection, actor: &Actor, new: &NewPool
     .await
     .map_err(db)?
     .ok_or_else(|| StoreError::Conflict(format!("pool {:?} already exists", new.name)))?;
-    record(conn, actor, "pool.create", &target(&new.name), json!({ "models": new.models })).await?;
+    let apis = codec::pool_apis(apis)?;
+    record(conn, actor, "pool.create", &target(&new.name), json!({ "models": new.models, "apis": apis })).await?;
     Ok(Pool {
         id: row.id,
         name: new.name.clone(),
         models: new.models.clone(),
+        apis,
         endpoints: Vec::new(),
         created_at: ts(row.created_ms),
     })
@@ -224,5 +230,23 @@ pub(crate) async fn set_models(
         .await
         .map_err(db)?;
     record(conn, actor, "pool.set_models", &target(pool), json!({ "models": models, "before": before })).await?;
+    get(conn, pool).await
+}
+
+pub(crate) async fn set_apis(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    pool: &str,
+    apis: &[PoolApi],
+) -> Result<Pool, StoreError> {
+    let before = sqlx::query_scalar!("SELECT apis FROM pools WHERE name = $1 FOR UPDATE", pool)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::not_found("pool", pool))?;
+    let before = codec::pool_apis(before)?;
+    let apis = codec::pool_apis_json(apis);
+    sqlx::query!("UPDATE pools SET apis = $2 WHERE name = $1", pool, apis).execute(&mut *conn).await.map_err(db)?;
+    record(conn, actor, "pool.set_apis", &target(pool), json!({ "apis": apis, "before": before })).await?;
     get(conn, pool).await
 }

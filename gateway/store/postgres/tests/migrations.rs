@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Instant;
 
-use sluice_store_model::{Backend, StoreError};
+use sluice_store_model::{Backend, PoolApi, StoreError};
 use sluice_store_postgres::PostgresStore;
 
 async fn applied(db: &common::TestDb) -> Vec<(i64, bool)> {
@@ -65,6 +65,30 @@ async fn replicas_migrating_at_once_apply_each_migration_once() {
     for replica in &replicas {
         assert_eq!(replica.change_version().await.unwrap(), 1);
     }
+}
+
+#[tokio::test]
+async fn pools_stored_before_their_apis_were_kept_speak_the_default() {
+    let db = common::TestDb::new().await;
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    // The schema as the release before `pools.apis` left it, with a pool in it.
+    let source = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/postgres"));
+    let migrator = sqlx::migrate::Migrator::new(source).await.unwrap();
+    migrator.run_to(20261206000002, store.pool()).await.unwrap();
+    let mut conn = db.conn().await;
+    sqlx::query("INSERT INTO pools (name, models, created_ms) VALUES ('old', '[\"m\"]', 0)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let old = store.get_pool("old").await.unwrap();
+    assert_eq!((old.models.as_slice(), old.apis.as_slice()), (&["m".to_owned()][..], &PoolApi::DEFAULT[..]));
+
+    // An empty list is NULL's twin; a name the binary does not know is not guessed at.
+    sqlx::query("UPDATE pools SET apis = '[]' WHERE name = 'old'").execute(&mut conn).await.unwrap();
+    assert_eq!(store.get_pool("old").await.unwrap().apis, PoolApi::DEFAULT);
+    sqlx::query("UPDATE pools SET apis = '[\"grpc\"]' WHERE name = 'old'").execute(&mut conn).await.unwrap();
+    assert!(matches!(store.get_pool("old").await, Err(StoreError::Database(_))));
 }
 
 #[tokio::test]

@@ -5,9 +5,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sluice_store_model::{
     Actor, Adopt, ApiKey, AuditEntry, AuditQuery, Backend, BackendKind, Binding, ConfigOwned, Limits, ModelLimits,
-    NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, ScopeLimits,
-    Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts, UsageKey, UsageQuery,
-    UsageRow,
+    NewBinding, NewEndpoint, NewKey, NewPluginVersion, NewPool, NewTenant, Plugin, PluginVersion, Pool, PoolApi,
+    ScopeLimits, Slo, StoreError, StoreSnapshot, Tenant, TenantDetail, TenantPatch, TenantTokens, UsageCounts,
+    UsageKey, UsageQuery, UsageRow,
 };
 
 use crate::error::{self, db};
@@ -141,6 +141,10 @@ impl Backend for SqliteStore {
 
     async fn set_pool_models(&self, actor: &Actor, pool: &str, models: &[String]) -> Result<Pool, StoreError> {
         pools::set_models(&self.pool, actor, pool, models).await
+    }
+
+    async fn set_pool_apis(&self, actor: &Actor, pool: &str, apis: &[PoolApi]) -> Result<Pool, StoreError> {
+        pools::set_apis(&self.pool, actor, pool, apis).await
     }
 
     async fn config_owned(&self) -> Result<ConfigOwned, StoreError> {

@@ -1,9 +1,9 @@
 //! How values are spelled in the database: enums as the same snake_case words the API uses
 //! and the schema's CHECK constraints list, unsigned counts as SQLite's signed 64-bit integers.
 
-use sluice_store_model::{EngineFlavor, FailurePolicy, Priority, Scope, StoreError, TenantStatus, Timestamp};
+use sluice_store_model::{EngineFlavor, FailurePolicy, PoolApi, Priority, Scope, StoreError, TenantStatus, Timestamp};
 
-use crate::error::corrupt;
+use crate::error::{corrupt, json};
 
 pub(crate) fn status_str(status: TenantStatus) -> &'static str {
     match status {
@@ -106,6 +106,20 @@ pub(crate) fn to_u32(what: &str, value: i64) -> Result<u32, StoreError> {
 
 pub(crate) fn to_i32(what: &str, value: i64) -> Result<i32, StoreError> {
     i32::try_from(value).map_err(|_| corrupt(what, value))
+}
+
+/// A pool's `apis` column: a JSON list of names; NULL or an empty list is the default.
+pub(crate) fn pool_apis(text: Option<&str>) -> Result<Vec<PoolApi>, StoreError> {
+    let apis: Vec<PoolApi> = match text {
+        Some(text) => serde_json::from_str(text).map_err(|e| json("pool apis", e))?,
+        None => Vec::new(),
+    };
+    Ok(PoolApi::from_stored(&apis))
+}
+
+/// The `apis` column for `apis`: the names without repeats, in [`PoolApi::ALL`] order.
+pub(crate) fn pool_apis_text(apis: &[PoolApi]) -> String {
+    serde_json::Value::from_iter(PoolApi::normalized(apis).into_iter().map(PoolApi::name)).to_string()
 }
 
 pub(crate) fn ts(ms: i64) -> Timestamp {

@@ -1,7 +1,7 @@
 //! Pools of serving endpoints.
 
 use serde_json::json;
-use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Owner, Pool, StoreError};
+use sluice_store_model::{Actor, Endpoint, NewEndpoint, NewPool, Owner, Pool, PoolApi, StoreError};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::codec::{self, now_ms, ts};
@@ -12,6 +12,7 @@ struct PoolRow {
     id: i64,
     name: String,
     models: String,
+    apis: Option<String>,
     created_ms: i64,
 }
 
@@ -53,8 +54,14 @@ fn assemble(pools: Vec<PoolRow>, endpoints: Vec<EndpointRow>) -> Result<Vec<Pool
     // each pool takes the endpoints at the front.
     for row in pools {
         let models: Vec<String> = serde_json::from_str(&row.models).map_err(|e| json("pool models", e))?;
-        let mut pool =
-            Pool { id: row.id, name: row.name, models, endpoints: Vec::new(), created_at: ts(row.created_ms) };
+        let mut pool = Pool {
+            id: row.id,
+            name: row.name,
+            models,
+            apis: codec::pool_apis(row.apis.as_deref())?,
+            endpoints: Vec::new(),
+            created_at: ts(row.created_ms),
+        };
         while let Some(endpoint) = endpoints.next_if(|e| e.pool_id == pool.id) {
             pool.endpoints.push(endpoint.try_into()?);
         }
@@ -65,7 +72,7 @@ fn assemble(pools: Vec<PoolRow>, endpoints: Vec<EndpointRow>) -> Result<Vec<Pool
 
 /// Every pool with its endpoints, ordered by name.
 pub(crate) async fn list_in(conn: &mut SqliteConnection) -> Result<Vec<Pool>, StoreError> {
-    let pools = sqlx::query_as!(PoolRow, "SELECT id, name, models, created_ms FROM pools ORDER BY name")
+    let pools = sqlx::query_as!(PoolRow, "SELECT id, name, models, apis, created_ms FROM pools ORDER BY name")
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
@@ -83,7 +90,7 @@ pub(crate) async fn list_in(conn: &mut SqliteConnection) -> Result<Vec<Pool>, St
 }
 
 async fn read(conn: &mut SqliteConnection, name: &str) -> Result<Pool, StoreError> {
-    let pool = sqlx::query_as!(PoolRow, "SELECT id, name, models, created_ms FROM pools WHERE name = ?", name)
+    let pool = sqlx::query_as!(PoolRow, "SELECT id, name, models, apis, created_ms FROM pools WHERE name = ?", name)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?
@@ -106,13 +113,16 @@ async fn read(conn: &mut SqliteConnection, name: &str) -> Result<Pool, StoreErro
 
 pub(crate) async fn create(pool: &SqlitePool, actor: &Actor, new: &NewPool) -> Result<Pool, StoreError> {
     let models = serde_json::Value::from(new.models.clone()).to_string();
+    // NULL when the pool names no APIs: it speaks the default, whatever that is when read.
+    let apis = new.apis.as_deref().map(codec::pool_apis_text);
     let mut tx = write::begin(pool).await?;
     let now = now_ms();
     let owner = Owner::of(actor).as_str();
     sqlx::query!(
-        "INSERT INTO pools (name, models, created_ms, managed_by) VALUES (?, ?, ?, ?)",
+        "INSERT INTO pools (name, models, apis, created_ms, managed_by) VALUES (?, ?, ?, ?, ?)",
         new.name,
         models,
+        apis,
         now,
         owner
     )
@@ -124,7 +134,7 @@ pub(crate) async fn create(pool: &SqlitePool, actor: &Actor, new: &NewPool) -> R
         actor,
         action: "pool.create",
         target: format!("pool/{}", new.name),
-        detail: json!({ "models": new.models }),
+        detail: json!({ "models": new.models, "apis": created.apis }),
     };
     write::commit(tx, audit).await?;
     Ok(created)
@@ -284,6 +294,27 @@ pub(crate) async fn set_models(
         action: "pool.set_models",
         target: format!("pool/{pool_name}"),
         detail: json!({ "models": models, "before": before }),
+    };
+    write::commit(tx, audit).await?;
+    Ok(updated)
+}
+
+pub(crate) async fn set_apis(
+    pool: &SqlitePool,
+    actor: &Actor,
+    pool_name: &str,
+    apis: &[PoolApi],
+) -> Result<Pool, StoreError> {
+    let text = codec::pool_apis_text(apis);
+    let mut tx = write::begin(pool).await?;
+    let before = read(&mut tx, pool_name).await?.apis;
+    sqlx::query!("UPDATE pools SET apis = ? WHERE name = ?", text, pool_name).execute(&mut *tx).await.map_err(db)?;
+    let updated = read(&mut tx, pool_name).await?;
+    let audit = Audit {
+        actor,
+        action: "pool.set_apis",
+        target: format!("pool/{pool_name}"),
+        detail: json!({ "apis": updated.apis, "before": before }),
     };
     write::commit(tx, audit).await?;
     Ok(updated)

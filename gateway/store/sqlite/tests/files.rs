@@ -51,7 +51,7 @@ async fn reopening_the_file_keeps_everything() {
         .create_key(&admin, "acme", &NewKey { name: Some("k".into()), prefix: key.prefix, digest: key.digest })
         .await
         .unwrap();
-    store.create_pool(&admin, &NewPool { name: "gpu".into(), models: vec!["m".into()] }).await.unwrap();
+    store.create_pool(&admin, &NewPool { name: "gpu".into(), models: vec!["m".into()], apis: None }).await.unwrap();
     let endpoint = NewEndpoint {
         name: "w1".into(),
         url: "http://10.0.0.1:8000".into(),

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use sluice_store_model::{Backend, StoreError};
+use sluice_store_model::{Backend, PoolApi, StoreError};
 use sluice_store_sqlite::SqliteStore;
 
 #[tokio::test]
@@ -44,6 +44,31 @@ async fn a_schema_newer_than_the_binary_is_a_migration_error() {
         Err(StoreError::Migration(message)) => assert!(message.contains("29991231000000"), "{message}"),
         other => panic!("expected a migration error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn pools_stored_before_their_apis_were_kept_speak_the_default() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("sluice.db")).await.expect("open");
+    // The schema as the release before `pools.apis` left it, with a pool in it.
+    let source = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/sqlite"));
+    let migrator = sqlx::migrate::Migrator::new(source).await.unwrap();
+    migrator.run_to(20261206000002, store.pool()).await.unwrap();
+    sqlx::query("INSERT INTO pools (name, models, created_ms) VALUES ('old', '[\"m\"]', 0)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.migrate().await.expect("the rest of the migrations");
+    let old = store.get_pool("old").await.unwrap();
+    assert_eq!((old.models.as_slice(), old.apis.as_slice()), (&["m".to_owned()][..], &PoolApi::DEFAULT[..]));
+
+    // An empty list is NULL's twin; a name the binary does not know is not guessed at.
+    sqlx::query("UPDATE pools SET apis = '[]' WHERE name = 'old'").execute(store.pool()).await.unwrap();
+    assert_eq!(store.get_pool("old").await.unwrap().apis, PoolApi::DEFAULT);
+    sqlx::query("UPDATE pools SET apis = '[\"grpc\"]' WHERE name = 'old'").execute(store.pool()).await.unwrap();
+    assert!(matches!(store.get_pool("old").await, Err(StoreError::Database(_))));
+    // The column holds JSON or nothing.
+    assert!(sqlx::query("UPDATE pools SET apis = 'chat' WHERE name = 'old'").execute(store.pool()).await.is_err());
 }
 
 /// Table name → column names in order, from `CREATE TABLE` statements written one column per

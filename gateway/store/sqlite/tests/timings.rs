@@ -49,7 +49,10 @@ async fn timings() {
     }
     for p in 0..3 {
         let pool = format!("pool-{p}");
-        store.create_pool(&admin, &NewPool { name: pool.clone(), models: vec![format!("model-{p}")] }).await.unwrap();
+        store
+            .create_pool(&admin, &NewPool { name: pool.clone(), models: vec![format!("model-{p}")], apis: None })
+            .await
+            .unwrap();
         for e in 0..4 {
             let endpoint = NewEndpoint {
                 name: format!("w{e}"),

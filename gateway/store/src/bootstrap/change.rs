@@ -48,6 +48,11 @@ pub enum Change {
         pool: String,
         models: Vec<String>,
     },
+    /// The APIs the pool's workers speak, by name.
+    PoolApisChanged {
+        pool: String,
+        apis: Vec<String>,
+    },
     PoolRemoved {
         pool: String,
     },
@@ -97,6 +102,7 @@ impl fmt::Display for Change {
                 write!(f, "pool {pool:?} (made through the admin API) is now owned by the config file")
             }
             Change::PoolModelsChanged { pool, models } => write!(f, "pool {pool:?} now serves {models:?}"),
+            Change::PoolApisChanged { pool, apis } => write!(f, "pool {pool:?} now speaks {apis:?}"),
             Change::PoolRemoved { pool } => write!(f, "pool {pool:?} deleted with its endpoints: {GONE}"),
             Change::EndpointAdded { pool, endpoint, url } => {
                 write!(f, "endpoint {endpoint:?} ({url}) added to pool {pool:?}")

@@ -13,7 +13,10 @@ pub async fn ownership(store: &dyn Backend) {
     let digest = KeyDigest::of("sk-conf-own-0123456789");
     let key = NewKey { name: Some("bootstrap".into()), prefix: "sk-conf-own".into(), digest };
     let key = store.create_key(&file, t, &key).await.expect("create key");
-    store.create_pool(&file, &NewPool { name: p.into(), models: vec!["m".into()] }).await.expect("create pool");
+    store
+        .create_pool(&file, &NewPool { name: p.into(), models: vec!["m".into()], apis: None })
+        .await
+        .expect("create pool");
     let endpoint = NewEndpoint {
         name: "w1".into(),
         url: "http://10.0.0.1:8000".into(),

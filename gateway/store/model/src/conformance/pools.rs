@@ -1,18 +1,20 @@
 //! Pools and their endpoints.
 
 use super::{actor, assert_audited, assert_conflict, assert_not_found, assert_recent, assert_unchanged, mark};
-use crate::{Backend, EngineFlavor, NewEndpoint, NewPool, StoreError};
+use crate::{Backend, EngineFlavor, NewEndpoint, NewPool, PoolApi, StoreError};
 
 pub async fn pools(store: &dyn Backend) {
     let p = "conf-pool";
     let target = format!("pool/{p}");
-    let new_pool = NewPool { name: p.into(), models: vec!["qwen".into(), "meta-llama/Llama-3.1-8B-Instruct".into()] };
+    let new_pool =
+        NewPool { name: p.into(), models: vec!["qwen".into(), "meta-llama/Llama-3.1-8B-Instruct".into()], apis: None };
 
     let m = mark(store).await;
     let created = store.create_pool(&actor(), &new_pool).await.expect("create pool");
     assert!(created.id > 0);
     assert_eq!(created.name, p);
     assert_eq!(created.models, new_pool.models, "models keep the order they were given in");
+    assert_eq!(created.apis, PoolApi::DEFAULT, "a pool that names no APIs speaks the default");
     assert!(created.endpoints.is_empty());
     assert_recent(created.created_at);
     assert_audited(store, &m, "pool.create", &target).await;
@@ -23,9 +25,28 @@ pub async fn pools(store: &dyn Backend) {
     assert_eq!(store.get_pool(p).await.expect("get pool"), created);
     assert_not_found(store.get_pool("conf-pool-missing").await, "get missing pool");
 
-    let second = NewPool { name: "conf-pool-b".into(), models: vec![] };
+    let second =
+        NewPool { name: "conf-pool-b".into(), models: vec![], apis: Some(vec![PoolApi::Chat, PoolApi::Messages]) };
     let created_b = store.create_pool(&actor(), &second).await.expect("create pool");
     assert!(created_b.models.is_empty());
+    assert_eq!(created_b.apis, [PoolApi::Chat, PoolApi::Messages]);
+    assert_eq!(store.get_pool("conf-pool-b").await.expect("get pool b"), created_b, "APIs are kept");
+
+    // A pool's APIs are replaced whole, and kept in one order whatever order they came in.
+    let m = mark(store).await;
+    let all = [PoolApi::Messages, PoolApi::Responses, PoolApi::Embeddings, PoolApi::Completions, PoolApi::Chat];
+    let pool = store.set_pool_apis(&actor(), p, &all).await.expect("set apis");
+    assert_audited(store, &m, "pool.set_apis", &target).await;
+    assert_eq!(pool.apis, PoolApi::ALL);
+    assert_eq!((pool.id, &pool.models), (created.id, &created.models), "only the APIs change");
+    let pool = store.set_pool_apis(&actor(), p, &[PoolApi::Responses]).await.expect("set apis");
+    assert_eq!(pool.apis, [PoolApi::Responses]);
+    assert_eq!(store.get_pool(p).await.expect("get pool").apis, [PoolApi::Responses]);
+    let m = mark(store).await;
+    assert_not_found(store.set_pool_apis(&actor(), "conf-pool-missing", &all).await, "APIs of a missing pool");
+    assert_unchanged(store, &m, "APIs of a missing pool").await;
+    let pool = store.set_pool_apis(&actor(), p, &PoolApi::DEFAULT).await.expect("back to the default");
+    assert_eq!(pool, created, "the default set again reads as the pool created without APIs");
 
     let w1 = NewEndpoint {
         name: "w1".into(),

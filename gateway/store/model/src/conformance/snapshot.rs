@@ -3,8 +3,8 @@
 use super::{actor, upload};
 use crate::keys::generate;
 use crate::{
-    Backend, EngineFlavor, FailurePolicy, Limits, NewBinding, NewEndpoint, NewKey, NewPool, NewTenant, Priority, Scope,
-    Slo, TenantStatus,
+    Backend, EngineFlavor, FailurePolicy, Limits, NewBinding, NewEndpoint, NewKey, NewPool, NewTenant, PoolApi,
+    Priority, Scope, Slo, TenantStatus,
 };
 
 pub async fn snapshot(store: &dyn Backend) {
@@ -33,7 +33,11 @@ pub async fn snapshot(store: &dyn Backend) {
     let new = NewKey { name: None, prefix: suspended_key.prefix.clone(), digest: suspended_key.digest };
     store.create_key(&actor(), suspended, &new).await.expect("key");
 
-    let pool = NewPool { name: "conf-snap-pool".into(), models: vec!["qwen".into()] };
+    let pool = NewPool {
+        name: "conf-snap-pool".into(),
+        models: vec!["qwen".into()],
+        apis: Some(vec![PoolApi::Chat, PoolApi::Responses]),
+    };
     store.create_pool(&actor(), &pool).await.expect("pool");
     let endpoint = NewEndpoint {
         name: "w1".into(),
@@ -87,6 +91,7 @@ pub async fn snapshot(store: &dyn Backend) {
 
     assert_eq!(snap.pools, store.list_pools().await.expect("pools"), "drained endpoints included, as listed");
     let snap_pool = snap.pools.iter().find(|p| p.name == "conf-snap-pool").expect("pool");
+    assert_eq!(snap_pool.apis, [PoolApi::Chat, PoolApi::Responses], "the gateway routes by the stored APIs");
     assert!(snap_pool.endpoints[0].drained);
 
     // Plugins: only active ones, by name, with the active version's digest.
