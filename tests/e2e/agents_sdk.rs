@@ -4,7 +4,8 @@
 //! sends it); Anthropic's SDK raises its own error classes for the gateway's 401 and 404; and the
 //! gateway records exactly the usage the SDKs were told. The same Anthropic calls, and a
 //! tool-use conversation, also run against a pool whose workers speak only chat completions,
-//! through the gateway's translation. Then both again against two real vLLM workers.
+//! through the gateway's translation. With the response cache bound, both SDKs' streaming calls
+//! parse an answer replayed from the cache. Then both again against two real vLLM workers.
 
 use std::net::SocketAddr;
 
@@ -13,9 +14,9 @@ use sluice_e2e::fleet::{start_gateway, start_sim};
 use sluice_e2e::{API_KEY, MODEL, TempDir};
 
 /// Runs the SDK calls of the parts named in its fourth argument (`responses`, `messages`,
-/// `errors`, `tools`) and prints what the SDKs returned, as JSON.
+/// `errors`, `tools`, `cache`) and prints what the SDKs returned, as JSON.
 const SCRIPT: &str = r#"
-import json, sys
+import json, sys, time
 import anthropic, openai
 
 base, key, model, parts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
@@ -87,12 +88,45 @@ if "tools" in parts:
                            messages=[{"role": "user", "content": "x"}])
     except anthropic.BadRequestError as e:
         out["refused"] = {"type": e.body["error"]["type"], "message": e.body["error"]["message"]}
+if "cache" in parts:
+    # The same deterministic streaming call twice: the second is a replay from the cache.
+    oa = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    cache = {}
+    for attempt in ("first", "second"):
+        s = oa.responses.create(model=model, instructions="be brief", input="what is a sluice?", max_output_tokens=8,
+                                temperature=0, store=False, stream=True)
+        types, text = [], ""
+        for event in s:
+            types.append(event.type)
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            if event.type in ("response.completed", "response.incomplete"):
+                final = event.response
+        cache["responses_" + attempt] = {
+            "cache": s.response.headers.get("x-sluice-cache"), "first": types[0], "last": types[-1], "text": text,
+            "final_text": final.output_text, "input": final.usage.input_tokens,
+            "cached": final.usage.input_tokens_details.cached_tokens, "output": final.usage.output_tokens}
+        time.sleep(0.5)
+    for attempt in ("first", "second"):
+        with an.messages.stream(model=model, max_tokens=12, extra_body={"temperature": 0},
+                                messages=[{"role": "user", "content": "what is a sluice?"}]) as s:
+            text = "".join(s.text_stream)
+            final = s.get_final_message()
+            header = s.response.headers.get("x-sluice-cache")
+        cache["messages_" + attempt] = {"cache": header, "text": text, "final_text": final.content[0].text,
+                                        "stop": final.stop_reason, "cache_read": final.usage.cache_read_input_tokens or 0,
+                                        **messages_usage(final)}
+        time.sleep(0.5)
+    out["cache"] = cache
 print(json.dumps(out))
 "#;
 
 fn count(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
+
+/// The built-in `cache` plugin, bound as operators bind it.
+const CACHE: &str = "\n[[plugins]]\nname = \"cache\"\nsource = \"builtin:cache\"\n";
 
 /// A gateway config with one pool of `endpoints` speaking `apis` (the default when `None`).
 fn gateway_toml(listen: SocketAddr, admin: SocketAddr, endpoints: &[String], apis: Option<&str>) -> String {
@@ -190,6 +224,40 @@ async fn anthropics_sdk_reaches_a_chat_only_pool_through_the_translation() {
 
     let calls = ["messages_whole", "messages_stream", "call", "streamed_call", "tools"];
     assert_recorded(&gw.metrics().await, &out, &calls, &[("messages", 5.0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdks_parse_streams_replayed_from_the_response_cache() {
+    let dir = TempDir::new("agents-sdk-cache");
+    let sim = start_sim(&dir, "sim", None, &["--output-tokens", "20"]).await;
+    let endpoints = [sim.url()];
+    let apis = r#"["chat", "responses", "messages"]"#;
+    let gw = start_gateway(&dir, |listen, admin| gateway_toml(listen, admin, &endpoints, Some(apis)) + CACHE).await;
+    let out = run_sdks(&dir, &gw.api(), "cache");
+    let cache = &out["cache"];
+    for api in ["responses", "messages"] {
+        let (first, second) = (&cache[format!("{api}_first")], &cache[format!("{api}_second")]);
+        assert_eq!((first["cache"].as_str(), second["cache"].as_str()), (Some("miss"), Some("hit")), "{out}");
+        assert!(second["text"].as_str().is_some_and(|t| !t.is_empty()), "{out}");
+        assert_eq!(first["text"], second["text"], "the SDK read the same text from the replay: {out}");
+        assert_eq!(second["text"], second["final_text"], "and the same final object: {out}");
+        assert_eq!(first["input"], second["input"], "{out}");
+        assert_eq!(first["output"], second["output"], "{out}");
+    }
+    let responses = &cache["responses_second"];
+    assert_eq!(
+        (responses["first"].as_str(), responses["last"].as_str()),
+        (Some("response.created"), Some("response.incomplete")),
+        "{out}"
+    );
+    assert_eq!(responses["cached"], responses["input"], "the whole prompt came from the cache: {out}");
+    let messages = &cache["messages_second"];
+    assert_eq!(messages["stop"], "max_tokens", "{out}");
+    assert_eq!(messages["cache_read"], messages["input"], "the whole prompt was a cache read: {out}");
+    // Two requests of each API; one of each reached the worker.
+    let metrics = gw.metrics().await;
+    let hits = sluice_e2e::metrics::sum(&metrics, "sluice_cache_requests_total", &[("result", "hit")]);
+    assert_eq!(hits, Some(2.0), "{metrics}");
 }
 
 /// A real engine's answer: at least one token, at most the limit (a random model may stop early).

@@ -9,6 +9,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sluice_metrics::Api;
 
+use super::answer::AnswerKind;
+
 /// Members that only say how the answer is delivered, never what it says: a streamed entry
 /// answers a whole-body request and the reverse.
 const DELIVERY_FIELDS: [&str; 2] = ["stream", "stream_options"];
@@ -29,9 +31,11 @@ impl EntryKey {
     }
 
     /// The semantic index's namespace of the entry: its tenant, model and plugin namespace,
-    /// length-prefixed so that no names can run into each other.
-    pub fn space(&self) -> String {
-        format!("t{}:{}|m{}:{}|{}", self.tenant.len(), self.tenant, self.model.len(), self.model, self.namespace)
+    /// length-prefixed so that no names can run into each other, and the kind of answer it
+    /// holds, so that a near match is always an answer in the request's own API.
+    pub fn space(&self, kind: AnswerKind) -> String {
+        let (tenant, model) = (&self.tenant, &self.model);
+        format!("t{}:{tenant}|m{}:{model}|{}|{}", tenant.len(), model.len(), self.namespace, kind.label())
     }
 
     /// Whether a semantic namespace made by [`Self::space`] is wholly inside `scope` (a purge by
@@ -176,6 +180,61 @@ mod tests {
         let api = digest(Api::Completions, br#"{"model":"m","prompt":"x"}"#, &[], "").unwrap();
         assert_ne!(api, digest(Api::Embeddings, br#"{"model":"m","prompt":"x"}"#, &[], "").unwrap());
         assert_ne!(api, digest(Api::Completions, br#"{"model":"m","prompt":"x"}"#, &[], "v2").unwrap());
+    }
+
+    #[test]
+    fn responses_and_messages_are_keyed_like_chat_with_their_api_in_the_key() {
+        let key = |api: Api, body: &str| digest(api, body.as_bytes(), &[], "").unwrap();
+        // One body, three APIs: three keys, so no API's answer ever reaches another's client.
+        let body = r#"{"model":"m","max_tokens":8,"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (chat, messages, responses) =
+            (key(Api::ChatCompletions, body), key(Api::Messages, body), key(Api::Responses, body));
+        assert!(chat != messages && messages != responses && chat != responses);
+
+        let r = r#"{"model":"m","instructions":"be brief","input":"hi","temperature":0,"store":false}"#;
+        let streamed = r#"{"stream":true,"stream_options":{"include_obfuscation":false},"store":false,
+            "temperature":0,"input":"hi","instructions":"be brief","model":"m"}"#;
+        assert_eq!(key(Api::Responses, r), key(Api::Responses, streamed), "delivery is not the key");
+        for other in [
+            r#"{"model":"m","instructions":"be long","input":"hi","temperature":0,"store":false}"#,
+            r#"{"model":"m","instructions":"be brief","input":"hi!","temperature":0,"store":false}"#,
+            r#"{"model":"m","instructions":"be brief","input":"hi","temperature":0,"store":false,"max_output_tokens":5}"#,
+            r#"{"model":"m","input":"hi","temperature":0,"store":false}"#,
+        ] {
+            assert_ne!(key(Api::Responses, r), key(Api::Responses, other), "{other}");
+        }
+        let m = r#"{"model":"m","max_tokens":8,"temperature":0,"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#;
+        for other in [
+            r#"{"model":"m","max_tokens":8,"temperature":0,"system":"be long","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","max_tokens":8,"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","max_tokens":9,"temperature":0,"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","max_tokens":8,"temperature":0,"system":"be brief","messages":[{"role":"user","content":"hi"}],"stop_sequences":["x"]}"#,
+        ] {
+            assert_ne!(key(Api::Messages, m), key(Api::Messages, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn entries_belong_to_their_tenant_and_near_matches_to_their_api() {
+        let body = br#"{"model":"m","input":"hi","temperature":0,"store":false}"#;
+        let entry = |tenant: &str| EntryKey {
+            namespace: Arc::from("plugin:cache"),
+            tenant: Arc::from(tenant),
+            model: Arc::from("m"),
+            digest: digest(Api::Responses, body, &[], "").unwrap(),
+        };
+        // The same request of two tenants: the same digest, never the same entry.
+        assert_eq!(entry("acme").digest, entry("globex").digest);
+        assert_ne!(entry("acme"), entry("globex"));
+        assert_ne!(entry("acme").space(AnswerKind::Response), entry("globex").space(AnswerKind::Response));
+        let (responses, messages) =
+            (entry("acme").space(AnswerKind::Response), entry("acme").space(AnswerKind::Message));
+        assert_ne!(responses, messages);
+        // Purges by tenant and model still find every API's near-match index.
+        let acme = PurgeScope { tenant: Some("acme".into()), model: Some("m".into()), ..PurgeScope::default() };
+        assert!(EntryKey::space_in_scope(&responses, &acme) && EntryKey::space_in_scope(&messages, &acme));
+        let globex = PurgeScope { tenant: Some("globex".into()), ..PurgeScope::default() };
+        assert!(!EntryKey::space_in_scope(&responses, &globex));
     }
 
     #[test]

@@ -107,6 +107,8 @@ mod tests {
             }],
             usage: TokenUsage { prompt: 1, completion: 1 },
             body: None,
+            stop_sequence: None,
+            envelope: None,
             stored_at_ms: 0,
             worker_ms: 0,
         })

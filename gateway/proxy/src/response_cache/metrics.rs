@@ -6,6 +6,10 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Regist
 const LOOKUP_BUCKETS: &[f64] =
     &[0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
 
+/// The bypass reason of a Responses request that continues a stored response or asks for its
+/// own to be stored: the host's, not a plugin's (see `stages/cache.rs`).
+pub const STORED_STATE: &str = "stored-state";
+
 #[derive(Clone)]
 pub struct CacheMetrics {
     requests: IntCounterVec,
@@ -63,6 +67,7 @@ impl CacheMetrics {
         for reason in sluice_plugin_host::BypassReason::ALL {
             m.bypasses.with_label_values(&[reason.as_str()]);
         }
+        m.bypasses.with_label_values(&[STORED_STATE]);
         for result in ["stored", "not_cacheable", "too_large", "error"] {
             m.stores.with_label_values(&[result]);
         }

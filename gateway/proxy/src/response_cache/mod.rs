@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sluice_config::{Config, ResponseCacheBackend};
 use sluice_semantic::{IndexConfig, Lookup as SemanticLookup, SemanticIndex};
 
-use self::answer::CachedAnswer;
+use self::answer::{AnswerKind, CachedAnswer};
 use self::key::{EntryKey, PurgeScope};
 use self::memory::MemoryStore;
 use self::metrics::CacheMetrics;
@@ -92,11 +92,18 @@ impl ResponseCache {
         ResponseCache { backend, max_entry_bytes: settings.max_entry_bytes, semantic, metrics }
     }
 
-    /// The nearest stored request of `key`'s tenant, model and namespace above `threshold` that
-    /// the guard lets through, and its answer.
-    pub async fn near_match(&self, key: &EntryKey, vector: &[f32], text: &str, threshold: f32) -> Option<NearMatch> {
+    /// The nearest stored request of `key`'s tenant, model and namespace, answered in `kind`,
+    /// above `threshold` that the guard lets through, and its answer.
+    pub async fn near_match(
+        &self,
+        key: &EntryKey,
+        kind: AnswerKind,
+        vector: &[f32],
+        text: &str,
+        threshold: f32,
+    ) -> Option<NearMatch> {
         let index = self.semantic.as_ref()?;
-        let space = key.space();
+        let space = key.space(kind);
         let candidate = match index.lookup(&space, vector, text, threshold) {
             Ok(SemanticLookup::Hit(candidate)) => candidate,
             Ok(SemanticLookup::Rejected { mismatch, .. }) => {
@@ -111,7 +118,10 @@ impl ResponseCache {
         };
         let exact = EntryKey { digest: candidate.id, ..key.clone() };
         match self.lookup(&exact).await {
-            Lookup::Hit(answer) => Some(NearMatch { answer, digest: candidate.id, similarity: candidate.similarity }),
+            Lookup::Hit(answer) if answer.kind == kind => {
+                Some(NearMatch { answer, digest: candidate.id, similarity: candidate.similarity })
+            }
+            Lookup::Hit(_) => None,
             // Its entry expired or was evicted: the index follows.
             Lookup::Miss | Lookup::Unavailable => {
                 index.remove(&space, &candidate.id);
@@ -120,11 +130,11 @@ impl ResponseCache {
         }
     }
 
-    /// Remembers `key`'s prompt for near matches (HNSW insertion costs about a millisecond, so
-    /// callers run it off the request's path).
-    pub fn remember(&self, key: &EntryKey, vector: &[f32], text: &str) {
+    /// Remembers `key`'s prompt, answered in `kind`, for near matches (HNSW insertion costs
+    /// about a millisecond, so callers run it off the request's path).
+    pub fn remember(&self, key: &EntryKey, kind: AnswerKind, vector: &[f32], text: &str) {
         let Some(index) = &self.semantic else { return };
-        if let Err(error) = index.insert(&key.space(), key.digest, vector, text) {
+        if let Err(error) = index.insert(&key.space(kind), key.digest, vector, text) {
             tracing::debug!(%error, "semantic insert failed");
         }
     }

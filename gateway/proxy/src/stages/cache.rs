@@ -1,12 +1,20 @@
 //! The response cache, as the on-request plugins asked for it: after the request was resolved
 //! and admitted (a cached answer is never a way around the tenant's model allow-list), look it
 //! up, answer a hit here, or note where a miss's answer is to be stored.
+//!
+//! Every API is answered in its own shape (the key holds the API). A Responses request that
+//! leans on state a worker keeps is never cached, whatever the plugins asked: one continuing a
+//! stored response (`previous_response_id`) or a conversation, since its answer depends on more
+//! than its body; and one whose answer is to be stored (`store` unset or `true`), since a
+//! replay would hand out a response id that no worker holds, and a follow-up to it would fail.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use sluice_metrics::Api;
 use sluice_openai::Usage;
 use sluice_plugin_host::resources::prompt_text;
@@ -14,8 +22,9 @@ use sluice_plugin_host::{BypassReason, CacheIntent, CacheUse, PluginIo, Semantic
 
 use crate::body::ResponseBody;
 use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
-use crate::response_cache::answer::{AnswerKind, CachedAnswer, now_ms};
+use crate::response_cache::answer::{AnswerKind, CachedAnswer, StreamCapture, now_ms};
 use crate::response_cache::key::{EntryKey, digest};
+use crate::response_cache::metrics::STORED_STATE;
 use crate::response_cache::{CacheStatus, Lookup, ResponseCache};
 use crate::stages::parse::ParsedRequest;
 
@@ -33,7 +42,19 @@ pub struct PendingStore {
 }
 
 impl PendingStore {
-    /// Stores a whole answer's body, if the cache can tell it again.
+    /// What gathers the answer from the stream the client is sent. A Messages request answered
+    /// by a chat-completions worker (`through_chat`) is gathered from the worker's chunks,
+    /// translated as they are for the client.
+    pub fn capture(&self, through_chat: bool) -> StreamCapture {
+        let max = self.cache.max_entry_bytes();
+        match self.kind {
+            AnswerKind::Message if through_chat => StreamCapture::messages_through_chat(&self.key.model, max),
+            kind => StreamCapture::new(kind, max),
+        }
+    }
+
+    /// Stores a whole answer's body (for a Messages request through chat, the message the
+    /// client was sent), if the cache can tell it again.
     pub fn whole(self, body: &[u8], worker: Duration) {
         match CachedAnswer::from_whole(self.kind, body, worker) {
             Some(answer) => self.keep(answer),
@@ -52,7 +73,7 @@ impl PendingStore {
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn_blocking(move || {
-            cache.remember(&key, &vector, &text);
+            cache.remember(&key, answer.kind, &vector, &text);
             cache.store(key, answer, ttl);
         });
     }
@@ -112,11 +133,11 @@ pub async fn run(
         }
         CacheIntent::Use(wanted) => wanted,
     };
-    // An answer the cache could not tell again in the request's own API is never looked up.
-    let Some(kind) = AnswerKind::of(api) else {
-        cache.metrics.bypassed(BypassReason::Other.as_str());
+    if api == Api::Responses && keeps_state(body) {
+        cache.metrics.bypassed(STORED_STATE);
         return bypass(cache, ex, &tenant, &model);
-    };
+    }
+    let kind = AnswerKind::of(api);
     let CacheUse { namespace, store_only, ignore_fields, extra_key, ttl, semantic, .. } = wanted;
     let Some(digest) = digest(api, body, &ignore_fields, &extra_key) else {
         cache.metrics.bypassed(BypassReason::Other.as_str());
@@ -139,7 +160,7 @@ pub async fn run(
             };
             if let Some((threshold, (vector, text))) = &near
                 && !store_only
-                && let Some(found) = cache.near_match(&key, vector, text, *threshold).await
+                && let Some(found) = cache.near_match(&key, kind, vector, text, *threshold).await
             {
                 cache.metrics.request(&tenant, &model, CacheStatus::SemanticHit.as_str());
                 let usage = found.answer.usage;
@@ -157,7 +178,7 @@ pub async fn run(
                     similarity: Some(found.similarity),
                     store: None,
                 });
-                return Some(hit(&found.answer, ex, parsed, usage));
+                return Some(hit(&found.answer, ex, parsed, body, &ignore_fields));
             }
             cache.metrics.request(&tenant, &model, CacheStatus::Miss.as_str());
             let semantic = near.map(|(_, embedded)| embedded);
@@ -181,7 +202,26 @@ pub async fn run(
     cache.metrics.saved(&tenant, &model, usage.prompt, usage.completion, answer.worker_ms as f64 / 1e3);
     let age = now_ms().saturating_sub(answer.stored_at_ms) / 1000;
     ex.cache = Some(CacheState { status: CacheStatus::Hit, key: hex, age: Some(age), similarity: None, store: None });
-    Some(hit(&answer, ex, parsed, usage))
+    Some(hit(&answer, ex, parsed, body, &ignore_fields))
+}
+
+/// What a Responses request says of the state its worker keeps.
+#[derive(Deserialize)]
+struct StateProbe {
+    #[serde(default)]
+    store: Option<bool>,
+    #[serde(default)]
+    previous_response_id: Option<IgnoredAny>,
+    #[serde(default)]
+    conversation: Option<IgnoredAny>,
+}
+
+/// Whether a Responses request continues stored state or asks for its answer to be stored
+/// (`store` defaults to `true`). A body that cannot be read is treated as doing so.
+fn keeps_state(body: &[u8]) -> bool {
+    serde_json::from_slice::<StateProbe>(body).map_or(true, |probe| {
+        probe.store != Some(false) || probe.previous_response_id.is_some() || probe.conversation.is_some()
+    })
 }
 
 /// The request's prompt text and its embedding by the plugin's embedding model; `None` (an exact
@@ -206,18 +246,19 @@ fn bypass(cache: &ResponseCache, ex: &mut Exchange, tenant: &str, model: &str) -
     None
 }
 
-fn hit(
-    answer: &CachedAnswer,
-    ex: &Exchange,
-    parsed: &ParsedRequest,
-    usage: crate::response_cache::answer::TokenUsage,
-) -> Hit {
+/// The response to a hit on `answer`, told in the request's own API and form. Members of the
+/// request left out of the key (`ignore_fields`) that a Responses answer echoes are this
+/// request's.
+fn hit(answer: &CachedAnswer, ex: &Exchange, parsed: &ParsedRequest, body: &Bytes, ignore_fields: &[String]) -> Hit {
+    let echoed = answer.echoing(body, ignore_fields);
+    let answer = echoed.as_ref().unwrap_or(answer);
+    let usage = answer.usage;
     let id = ex.request_id.to_str().unwrap_or("cached");
     let (stream, include_usage) = match parsed {
         ParsedRequest::Chat(r) => (r.is_stream(), r.wants_usage_chunk()),
         ParsedRequest::Completion(r) => (r.is_stream(), r.wants_usage_chunk()),
         ParsedRequest::Embedding(_) => (false, false),
-        // Never cached (`run` bypasses them); their streams carry usage anyway.
+        // Their streams always carry the usage.
         ParsedRequest::Agent(r) => (r.stream, true),
     };
     let mut response = if stream && answer.kind != AnswerKind::Embedding {
@@ -240,4 +281,20 @@ fn hit(
         first_token_at: stream.then(Instant::now),
     };
     Hit { response, completion }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keeps_state;
+
+    #[test]
+    fn only_responses_that_keep_no_state_are_cacheable() {
+        assert!(!keeps_state(br#"{"model":"m","input":"hi","store":false}"#));
+        assert!(!keeps_state(br#"{"model":"m","input":"hi","store":false,"previous_response_id":null}"#));
+        assert!(keeps_state(br#"{"model":"m","input":"hi"}"#), "store defaults to true");
+        assert!(keeps_state(br#"{"model":"m","input":"hi","store":true}"#));
+        assert!(keeps_state(br#"{"model":"m","input":"hi","store":false,"previous_response_id":"resp_1"}"#));
+        assert!(keeps_state(br#"{"model":"m","input":"hi","store":false,"conversation":"conv_1"}"#));
+        assert!(keeps_state(br#"{"model":"m","store":"no"}"#), "unreadable: not cached");
+    }
 }

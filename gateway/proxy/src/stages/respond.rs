@@ -17,7 +17,6 @@ use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::exchange::{Completion, Exchange, X_REQUEST_ID};
 use crate::relay::{Relay, RelayLimits, RelayTaps};
-use crate::response_cache::answer::StreamCapture;
 use crate::stages::forward::{Forwarded, UpstreamReply};
 use crate::upstream::wrap_error_body;
 
@@ -152,10 +151,9 @@ pub async fn run(mut ex: Exchange, forwarded: Forwarded, strip_usage: bool, limi
         UpstreamReply::Stream { content_type, incoming, first } => {
             ex.overhead += started.elapsed();
             let chunk_hooks = chunk_hooks(&ex).cloned();
-            let capture = ex.cache.as_mut().and_then(|c| c.store.take()).map(|store| {
-                let max = store.cache.max_entry_bytes();
-                (StreamCapture::new(store.kind, max), store)
-            });
+            let through_chat = ex.through_chat;
+            let capture =
+                ex.cache.as_mut().and_then(|c| c.store.take()).map(|store| (store.capture(through_chat), store));
             let relay = Relay::new(ex, guard, incoming, first, strip_usage, limits, RelayTaps { chunk_hooks, capture });
             let mut response = Response::new(ResponseBody::Stream(Box::new(relay)));
             let headers = response.headers_mut();
