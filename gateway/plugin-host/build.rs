@@ -10,7 +10,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// (package's artifact name, file name in OUT_DIR): the built-ins, the test guest, and the
+/// (package's artifact name, file name in OUT_DIR): the built-ins, the test guests, and the
 /// examples in `plugins/examples/` (embedded for tests behind `test-util`).
 const COMPONENTS: &[(&str, &str)] = &[
     ("sluice_plugin_router", "router.wasm"),
@@ -19,6 +19,7 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("sluice_plugin_test_guest", "test_guest.wasm"),
     ("sluice_plugin_test_net_guest", "test_net_guest.wasm"),
     ("sluice_plugin_test_chunk_net_guest", "test_chunk_net_guest.wasm"),
+    ("sluice_plugin_test_v0_1_guest", "test_v0_1_guest.wasm"),
     ("sluice_plugin_model_alias", "model_alias.wasm"),
     ("sluice_plugin_deny_list", "deny_list.wasm"),
     ("sluice_plugin_tenant_tagger", "tenant_tagger.wasm"),
@@ -40,6 +41,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let plugins = manifest_dir.join("../../plugins").canonicalize()?;
     for path in [
         "wit",
+        "wit-0.1.0",
         "sdk",
         "router",
         "ratelimit",
@@ -47,6 +49,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "test-guest",
         "test-net-guest",
         "test-chunk-net-guest",
+        "test-v0-1-guest",
         "examples",
         "Cargo.toml",
         "Cargo.lock",

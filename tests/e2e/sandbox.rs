@@ -407,7 +407,7 @@ async fn a_config_binding_without_a_capability_the_plugin_imports_is_refused_nam
         proc.diagnostics()
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    for needle in ["greedy", "imports sluice:policy/counters@0.1.0", "capability `counters`"] {
+    for needle in ["greedy", "imports sluice:policy/counters@0.2.0", "capability `counters`"] {
         assert!(stderr.contains(needle), "the refusal should name {needle:?}:\n{stderr}");
     }
 }

@@ -249,7 +249,7 @@ async fn pools_endpoints_plugins_and_bindings() {
     // Nothing is granted unless named: the refusal names the import.
     let ungranted = sluice(&admin, &["plugin", "activate", "guard", "2"]).await;
     assert_eq!(ungranted.status.code(), Some(1));
-    assert!(stderr(&ungranted).contains("sluice:policy/log@0.1.0 needs capability `log`"), "{}", stderr(&ungranted));
+    assert!(stderr(&ungranted).contains("sluice:policy/log@0.2.0 needs capability `log`"), "{}", stderr(&ungranted));
     // --grant repeats and takes comma-separated names (alias --grants).
     let grants = ["--grant", "log", "--grant", "clock,counters", "--grants", "cache,config,metrics"];
     let activated =

@@ -122,7 +122,7 @@ fn test_refuses_malformed_components_with_a_clear_message() {
     assert!(e.contains("a core WebAssembly module, not a component"), "{e}");
     // The smallest valid component: it exports none of the contract's hooks.
     let e = run("empty.wasm", b"\0asm\x0d\0\x01\0");
-    assert!(e.contains("does not satisfy sluice:policy@0.1.0") && e.contains("exports none of the hooks"), "{e}");
+    assert!(e.contains("does not satisfy sluice:policy@0.2.0") && e.contains("exports none of the hooks"), "{e}");
     let mut truncated = examples::DENY_LIST.to_vec();
     truncated.truncate(truncated.len() / 2);
     let e = run("truncated.wasm", &truncated);

@@ -165,6 +165,7 @@ fn bench(c: &mut Criterion) {
         let candidates: Vec<Candidate> = (0..8)
             .map(|i| Candidate {
                 id: i,
+                endpoint: format!("w{i}"),
                 stats: CandidateStats {
                     in_flight_requests: i % 3,
                     in_flight_prefill_tokens: 0,
@@ -175,7 +176,10 @@ fn bench(c: &mut Criterion) {
             })
             .collect();
         let route = RouteRequest {
+            tenant: "bench".into(),
             model: "llama-3-8b".into(),
+            api: Api::ChatCompletions,
+            session: None,
             prompt_tokens: 512,
             block_size: 16,
             block_hashes: Vec::new(),
@@ -230,6 +234,7 @@ fn bench(c: &mut Criterion) {
         let wide: Vec<Candidate> = (0..16u32)
             .map(|id| Candidate {
                 id,
+                endpoint: format!("w{id}"),
                 stats: CandidateStats {
                     in_flight_requests: 3 + id % 5,
                     in_flight_prefill_tokens: u64::from(id) * 700,
@@ -238,6 +243,7 @@ fn bench(c: &mut Criterion) {
                         waiting: id % 3,
                         kv_usage: 0.3 + f64::from(id) * 0.03,
                         prefix_cache_hit_rate: 0.6,
+                        age_ms: 250,
                     }),
                     health: Health::Healthy,
                 },
@@ -245,7 +251,10 @@ fn bench(c: &mut Criterion) {
             })
             .collect();
         let long = RouteRequest {
+            tenant: "bench".into(),
             model: "qwen3-32b".into(),
+            api: Api::ChatCompletions,
+            session: Some("agent-7".into()),
             prompt_tokens: 8_192,
             block_size: 64,
             block_hashes: (0..128u64).map(|h| h.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect(),

@@ -24,12 +24,14 @@ use crate::error::PluginError;
 use crate::limits::local::Planned;
 use crate::limits::standing::{RequestShape, Sizes};
 use crate::limits::{MAX_LIMITS_WAIT, RequestLimits, now_us};
-use crate::loader::{Export, Hook, PluginVersion};
+use crate::loader::{Export, Hook, PluginVersion, Versioned, load_versioned};
 use crate::metrics::CallMetrics;
 use crate::output::OutputLimits;
 use crate::resources::{BodyResource, HeadersResource};
 use crate::response_cache::CacheSlot;
 use crate::state::{BindingContext, HostState};
+use crate::v0_1;
+use crate::v0_1::convert as old;
 
 /// Table elements a plugin may have; Rust components need a few hundred.
 const TABLE_LIMIT: usize = 20_000;
@@ -151,14 +153,39 @@ pub(crate) struct Guards {
     pub output: OutputLimits,
 }
 
+/// A hook's typed functions: either contract, called either way.
+type Guest<S, A, OS, OA> = Export<Versioned<S, OS>, Versioned<A, OA>>;
+
 /// The hooks' typed functions of one instance, looked up on first use.
 #[derive(Default)]
 struct Guests {
-    on_request: Option<Export<on_request::Guest, asynchronous::on_request::Guest>>,
-    route: Option<Export<route::Guest, asynchronous::route::Guest>>,
-    on_response_headers: Option<Export<on_response_headers::Guest, asynchronous::on_response_headers::Guest>>,
-    on_response_chunk: Option<on_response_chunk::Guest>,
-    on_response_done: Option<Export<on_response_done::Guest, asynchronous::on_response_done::Guest>>,
+    on_request: Option<
+        Guest<
+            on_request::Guest,
+            asynchronous::on_request::Guest,
+            v0_1::on_request::Guest,
+            v0_1::asynchronous::on_request::Guest,
+        >,
+    >,
+    route:
+        Option<Guest<route::Guest, asynchronous::route::Guest, v0_1::route::Guest, v0_1::asynchronous::route::Guest>>,
+    on_response_headers: Option<
+        Guest<
+            on_response_headers::Guest,
+            asynchronous::on_response_headers::Guest,
+            v0_1::on_response_headers::Guest,
+            v0_1::asynchronous::on_response_headers::Guest,
+        >,
+    >,
+    on_response_chunk: Option<Versioned<on_response_chunk::Guest, v0_1::on_response_chunk::Guest>>,
+    on_response_done: Option<
+        Guest<
+            on_response_done::Guest,
+            asynchronous::on_response_done::Guest,
+            v0_1::on_response_done::Guest,
+            v0_1::asynchronous::on_response_done::Guest,
+        >,
+    >,
 }
 
 struct Pooled {
@@ -551,21 +578,22 @@ impl Binding {
         }
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
-            let guest = export.guest(
-                &mut guests.on_request,
-                store,
-                instance,
-                |i, s, n| i.load(s, n),
-                |i, s, n| i.load(s, n),
-            )?;
+            let guest = export.guest(&mut guests.on_request, store, instance, load_versioned!(), load_versioned!())?;
             let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?.rep();
             let b = store.data_mut().table.push(body.clone())?.rep();
             // Lent as borrows: an owned handle would stay in the instance's handle table after
             // the call and a reused instance would run out of handles.
             let (h_borrow, b_borrow) = (Resource::new_borrow(h), Resource::new_borrow(b));
             let result = match guest {
-                Export::Sync(g) => g.call_on_request(&mut *store, info, h_borrow, b_borrow),
-                Export::Async(g) => g.call_on_request(&mut *store, info, h_borrow, b_borrow).await,
+                Export::Sync(Versioned::Current(g)) => g.call_on_request(&mut *store, info, h_borrow, b_borrow),
+                Export::Async(Versioned::Current(g)) => g.call_on_request(&mut *store, info, h_borrow, b_borrow).await,
+                Export::Sync(Versioned::V0_1(g)) => g
+                    .call_on_request(&mut *store, &old::request_info(info), h_borrow, b_borrow)
+                    .map(old::request_decision),
+                Export::Async(Versioned::V0_1(g)) => g
+                    .call_on_request(&mut *store, &old::request_info(info), h_borrow, b_borrow)
+                    .await
+                    .map(old::request_decision),
             };
             let table = &mut store.data_mut().table;
             let _ = table.delete(Resource::<HeadersResource>::new_own(h));
@@ -634,9 +662,16 @@ impl Binding {
         let mut pooled = self.told(admission, self.checkout(Hook::Route, started, tenant, None).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
-            match export.guest(&mut guests.route, store, instance, |i, s, n| i.load(s, n), |i, s, n| i.load(s, n))? {
-                Export::Sync(g) => g.call_route(&mut *store, request, candidates),
-                Export::Async(g) => g.call_route(&mut *store, request, candidates).await,
+            match export.guest(&mut guests.route, store, instance, load_versioned!(), load_versioned!())? {
+                Export::Sync(Versioned::Current(g)) => g.call_route(&mut *store, request, candidates),
+                Export::Async(Versioned::Current(g)) => g.call_route(&mut *store, request, candidates).await,
+                Export::Sync(Versioned::V0_1(g)) => g
+                    .call_route(&mut *store, &old::route_request(request), &old::candidates(candidates))
+                    .map(old::route_decision),
+                Export::Async(Versioned::V0_1(g)) => g
+                    .call_route(&mut *store, &old::route_request(request), &old::candidates(candidates))
+                    .await
+                    .map(old::route_decision),
             }
         }
         .await;
@@ -658,18 +693,22 @@ impl Binding {
             self.told(admission, self.checkout(Hook::OnResponseHeaders, started, &info.tenant, request).await)?;
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
-            let guest = export.guest(
-                &mut guests.on_response_headers,
-                store,
-                instance,
-                |i, s, n| i.load(s, n),
-                |i, s, n| i.load(s, n),
-            )?;
+            let guests = &mut guests.on_response_headers;
+            let guest = export.guest(guests, store, instance, load_versioned!(), load_versioned!())?;
             let h = store.data_mut().table.push(HeadersResource(Arc::clone(headers)))?.rep();
             let borrow = Resource::new_borrow(h);
             let result = match guest {
-                Export::Sync(g) => g.call_on_response_headers(&mut *store, info, status, borrow),
-                Export::Async(g) => g.call_on_response_headers(&mut *store, info, status, borrow).await,
+                Export::Sync(Versioned::Current(g)) => g.call_on_response_headers(&mut *store, info, status, borrow),
+                Export::Async(Versioned::Current(g)) => {
+                    g.call_on_response_headers(&mut *store, info, status, borrow).await
+                }
+                Export::Sync(Versioned::V0_1(g)) => g
+                    .call_on_response_headers(&mut *store, &old::request_info(info), status, borrow)
+                    .map(old::response_changes),
+                Export::Async(Versioned::V0_1(g)) => g
+                    .call_on_response_headers(&mut *store, &old::request_info(info), status, borrow)
+                    .await
+                    .map(old::response_changes),
             };
             let _ = store.data_mut().table.delete(Resource::<HeadersResource>::new_own(h));
             result
@@ -693,9 +732,18 @@ impl Binding {
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = match &guests.on_response_chunk {
             Some(guest) => Ok(guest.clone()),
-            None => indices.load(&mut *store, instance).inspect(|g| guests.on_response_chunk = Some(g.clone())),
+            None => match indices {
+                Versioned::Current(i) => i.load(&mut *store, instance).map(Versioned::Current),
+                Versioned::V0_1(i) => i.load(&mut *store, instance).map(Versioned::V0_1),
+            }
+            .inspect(|g| guests.on_response_chunk = Some(g.clone())),
         }
-        .and_then(|guest| guest.call_on_response_chunk(&mut *store, info, chunk));
+        .and_then(|guest| match guest {
+            Versioned::Current(g) => g.call_on_response_chunk(&mut *store, info, chunk),
+            Versioned::V0_1(g) => g
+                .call_on_response_chunk(&mut *store, &old::request_info(info), &old::response_chunk(chunk))
+                .map(old::chunk_decision),
+        });
         self.finish(Hook::OnResponseChunk, admission, pooled, started, result, |limits, decision| match decision {
             ChunkDecision::Replace(text) => limits.chunk(text),
             ChunkDecision::Forward | ChunkDecision::Drop => Ok(()),
@@ -718,9 +766,15 @@ impl Binding {
         let Pooled { store, instance, guests, .. } = &mut pooled;
         let result = async {
             let guests = &mut guests.on_response_done;
-            match export.guest(guests, store, instance, |i, s, n| i.load(s, n), |i, s, n| i.load(s, n))? {
-                Export::Sync(g) => g.call_on_response_done(&mut *store, info, done),
-                Export::Async(g) => g.call_on_response_done(&mut *store, info, done).await,
+            match export.guest(guests, store, instance, load_versioned!(), load_versioned!())? {
+                Export::Sync(Versioned::Current(g)) => g.call_on_response_done(&mut *store, info, done),
+                Export::Async(Versioned::Current(g)) => g.call_on_response_done(&mut *store, info, done).await,
+                Export::Sync(Versioned::V0_1(g)) => {
+                    g.call_on_response_done(&mut *store, &old::request_info(info), &old::response_done(done))
+                }
+                Export::Async(Versioned::V0_1(g)) => {
+                    g.call_on_response_done(&mut *store, &old::request_info(info), &old::response_done(done)).await
+                }
             }
         }
         .await;

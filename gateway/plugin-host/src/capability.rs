@@ -32,7 +32,7 @@ impl Capability {
         Capability::Http,
     ];
 
-    /// The name used in config and in the WIT interface (`sluice:policy/<name>@0.1.0`).
+    /// The name used in config and in the WIT interface (`sluice:policy/<name>@<version>`).
     pub fn name(self) -> &'static str {
         match self {
             Capability::Log => "log",

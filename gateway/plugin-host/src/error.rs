@@ -13,7 +13,7 @@ pub enum PluginError {
     Io { plugin: String, path: String, reason: String },
     #[error("plugin {plugin}@{version}: not a valid WebAssembly component: {reason}")]
     Compile { plugin: String, version: String, reason: String },
-    #[error("plugin {plugin}@{version} does not satisfy sluice:policy@0.1.0: {reason}")]
+    #[error("plugin {plugin}@{version} does not satisfy sluice:policy@0.2.0: {reason}")]
     Incompatible { plugin: String, version: String, reason: String },
     #[error("plugin {plugin}@{version} imports {import} but its binding does not grant capability `{capability}`")]
     NotGranted { plugin: String, version: String, import: String, capability: String },

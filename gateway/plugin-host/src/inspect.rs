@@ -10,11 +10,13 @@ use crate::artifacts::ArtifactCache;
 use crate::capability::{Capabilities, Capability};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
-use crate::loader::{CONTRACT, Hook, PluginVersion};
+use crate::loader::{Contract, Hook, PluginVersion};
 
 /// What a component offers and needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// The contract it was built against.
+    pub contract: Contract,
     /// The hooks it exports, in contract order (`on-request`, `route`, …).
     pub hooks: Vec<Hook>,
     /// The host capabilities it imports; a binding must grant all of them.
@@ -27,7 +29,7 @@ impl Manifest {
     /// `{"contract", "hooks", "capabilities", "wasi_imports"}`, as stored beside the version.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "contract": CONTRACT,
+            "contract": self.contract.name(),
             "hooks": self.hooks.iter().map(|h| h.name()).collect::<Vec<_>>(),
             "capabilities": self.capabilities.iter().map(|c| c.name()).collect::<Vec<_>>(),
             "wasi_imports": self.wasi_imports,
@@ -62,7 +64,7 @@ pub fn inspect(
     capabilities.sort_by_key(|c| Capability::ALL.iter().position(|x| x == c));
     capabilities.dedup();
     wasi_imports.sort();
-    Ok(Manifest { hooks, capabilities, wasi_imports })
+    Ok(Manifest { contract: version.contract, hooks, capabilities, wasi_imports })
 }
 
 #[cfg(all(test, feature = "test-util"))]
@@ -81,8 +83,17 @@ mod tests {
         assert_eq!(manifest.hooks, Hook::ALL.to_vec());
         assert!(manifest.capabilities.contains(&Capability::Log), "{manifest:?}");
         let json = manifest.to_json();
-        assert_eq!(json["contract"], CONTRACT);
+        assert_eq!(json["contract"], crate::CONTRACT);
         assert_eq!(json["hooks"][0], "on-request");
+    }
+
+    #[test]
+    fn reports_the_contract_a_component_was_built_against() {
+        let manifest = inspect(&engine(), &ArtifactCache::default(), "old", crate::testing::TEST_V0_1_GUEST).unwrap();
+        assert_eq!(manifest.contract, Contract::V0_1);
+        assert_eq!(manifest.to_json()["contract"], "sluice:policy@0.1.0");
+        assert_eq!(manifest.hooks, vec![Hook::OnRequest, Hook::Route]);
+        assert_eq!(manifest.capabilities, vec![Capability::Log, Capability::Counters, Capability::Config]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Sluice's WebAssembly plugin host.
 //!
-//! Policies run as WebAssembly components against the `sluice:policy@0.1.0` contract
-//! (`plugins/wit/policy.wit`, documented hook by hook in `docs/plugins.md`):
+//! Policies run as WebAssembly components against the `sluice:policy@0.2.0` contract
+//! (`plugins/wit/policy.wit`, documented hook by hook in `docs/plugins.md`), or against the
+//! frozen 0.1.0 ([`v0_1`]):
 //!
 //! - [`engine`]: one wasmtime `Engine` (component model, pooling allocator with copy-on-write
 //!   memory images, epoch interruption driven by a ticker thread).
@@ -40,6 +41,7 @@ pub mod services;
 mod state;
 #[cfg(feature = "test-util")]
 pub mod testing;
+pub mod v0_1;
 
 pub use binding::{Binding, CallLimits, FailurePolicy, Isolation, Origin, Scope, default_concurrent_calls};
 pub use bindings::types;
@@ -53,7 +55,7 @@ pub use host::{
 };
 pub use io::{AllowList, IoFuture, PluginIo};
 pub use limits::{Fallback, LeaseSettings, Limits, RequestLimits, SharedMode, SharedSettings};
-pub use loader::{CONTRACT, Hook, PluginVersion};
+pub use loader::{CONTRACT, Contract, Hook, PluginVersion};
 pub use output::OutputLimits;
 pub use resources::BodyResource;
 pub use response_cache::{BypassReason, CacheIntent, CacheSlot, CacheUse, SemanticAsk};

@@ -17,11 +17,80 @@ use crate::capability::{Capabilities, Capability};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::state::HostState;
+use crate::v0_1;
 
-/// The contract version this host speaks.
-pub const CONTRACT: &str = "sluice:policy@0.1.0";
+/// The contract version plugins are built against now.
+pub const CONTRACT: &str = "sluice:policy@0.2.0";
 const PACKAGE: &str = "sluice:policy/";
-const VERSION: &str = "0.1.0";
+
+/// A version of `sluice:policy` this host runs: the current one, and the versions before it,
+/// each frozen, whose components keep running unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Contract {
+    /// `plugins/wit/policy.wit`.
+    V0_2,
+    /// `plugins/wit-0.1.0/policy.wit`.
+    V0_1,
+}
+
+impl Contract {
+    pub const CURRENT: Contract = Contract::V0_2;
+    pub const ALL: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_2 => "0.2.0",
+            Contract::V0_1 => "0.1.0",
+        }
+    }
+
+    /// `sluice:policy@<version>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contract::V0_2 => "sluice:policy@0.2.0",
+            Contract::V0_1 => "sluice:policy@0.1.0",
+        }
+    }
+
+    fn parse(version: &str) -> Option<Contract> {
+        Contract::ALL.into_iter().find(|c| c.version() == version)
+    }
+
+    /// What this host runs, for messages: `sluice:policy@0.2.0 (or 0.1.0)`.
+    fn supported() -> String {
+        let older: Vec<&str> = Contract::ALL[1..].iter().map(|c| c.version()).collect();
+        format!("{CONTRACT} (or {})", older.join(", "))
+    }
+}
+
+/// A hook's export of a component built against the current contract or against 0.1.0.
+#[derive(Clone)]
+pub(crate) enum Versioned<C, O> {
+    Current(C),
+    V0_1(O),
+}
+
+/// Looks a hook's export up in `pre` with the bindings of the component's contract.
+macro_rules! indices {
+    ($contract:expr, $current:path, $old:path) => {{
+        let contract = $contract;
+        move |pre: &InstancePre<HostState>| match contract {
+            Contract::V0_2 => <$current>::new(pre).map(Versioned::Current),
+            Contract::V0_1 => <$old>::new(pre).map(Versioned::V0_1),
+        }
+    }};
+}
+
+/// `|indices, store, instance|`: loads a hook's typed functions of either contract.
+macro_rules! load_versioned {
+    () => {
+        |i, s, n| match i {
+            $crate::loader::Versioned::Current(i) => i.load(s, n).map($crate::loader::Versioned::Current),
+            $crate::loader::Versioned::V0_1(i) => i.load(s, n).map($crate::loader::Versioned::V0_1),
+        }
+    };
+}
+pub(crate) use load_versioned;
 
 /// A hook of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,9 +135,14 @@ impl Hook {
         self == Hook::OnResponseChunk
     }
 
-    /// The exported instance's full name, e.g. `sluice:policy/route@0.1.0`.
+    /// The exported instance's full name in the current contract, e.g. `sluice:policy/route@0.2.0`.
     pub fn export_name(self) -> String {
-        format!("{PACKAGE}{}@{VERSION}", self.name())
+        self.export_name_in(Contract::CURRENT)
+    }
+
+    /// The exported instance's full name in `contract`.
+    pub fn export_name_in(self, contract: Contract) -> String {
+        format!("{PACKAGE}{}@{}", self.name(), contract.version())
     }
 }
 
@@ -112,15 +186,45 @@ impl<S, A> Export<S, A> {
     }
 }
 
+/// A hook's export: either contract, called either way.
+pub(crate) type HookExport<S, A, OS, OA> = Export<Versioned<S, OS>, Versioned<A, OA>>;
+
 /// The hooks a component exports, looked up once at load.
 pub(crate) struct Hooks {
-    pub on_request: Option<Export<on_request::GuestIndices, asynchronous::on_request::GuestIndices>>,
-    pub route: Option<Export<route::GuestIndices, asynchronous::route::GuestIndices>>,
-    pub on_response_headers:
-        Option<Export<on_response_headers::GuestIndices, asynchronous::on_response_headers::GuestIndices>>,
+    pub on_request: Option<
+        HookExport<
+            on_request::GuestIndices,
+            asynchronous::on_request::GuestIndices,
+            v0_1::on_request::GuestIndices,
+            v0_1::asynchronous::on_request::GuestIndices,
+        >,
+    >,
+    pub route: Option<
+        HookExport<
+            route::GuestIndices,
+            asynchronous::route::GuestIndices,
+            v0_1::route::GuestIndices,
+            v0_1::asynchronous::route::GuestIndices,
+        >,
+    >,
+    pub on_response_headers: Option<
+        HookExport<
+            on_response_headers::GuestIndices,
+            asynchronous::on_response_headers::GuestIndices,
+            v0_1::on_response_headers::GuestIndices,
+            v0_1::asynchronous::on_response_headers::GuestIndices,
+        >,
+    >,
     /// Never `Async`: the loader refuses a component that exports it and calls asynchronously.
-    pub on_response_chunk: Option<on_response_chunk::GuestIndices>,
-    pub on_response_done: Option<Export<on_response_done::GuestIndices, asynchronous::on_response_done::GuestIndices>>,
+    pub on_response_chunk: Option<Versioned<on_response_chunk::GuestIndices, v0_1::on_response_chunk::GuestIndices>>,
+    pub on_response_done: Option<
+        HookExport<
+            on_response_done::GuestIndices,
+            asynchronous::on_response_done::GuestIndices,
+            v0_1::on_response_done::GuestIndices,
+            v0_1::asynchronous::on_response_done::GuestIndices,
+        >,
+    >,
 }
 
 impl Hooks {
@@ -146,6 +250,8 @@ pub struct PluginVersion {
     pub(crate) hooks: Hooks,
     /// Whether it imports a capability served asynchronously, so its calls run on a fiber.
     pub calls_async: bool,
+    /// The contract it was built against.
+    pub contract: Contract,
 }
 
 impl std::fmt::Debug for PluginVersion {
@@ -179,7 +285,8 @@ impl PluginVersion {
             reason: format!("{e:#}"),
         })?;
 
-        let imported = check_imports(engine, &component, grants).map_err(|problem| match problem {
+        let contract = contract_of(engine, &component).map_err(incompatible)?;
+        let imported = check_imports(engine, &component, contract, grants).map_err(|problem| match problem {
             ImportProblem::Foreign(reason) => incompatible(reason),
             ImportProblem::NotGranted { import, capability } => PluginError::NotGranted {
                 plugin: name.to_owned(),
@@ -190,7 +297,11 @@ impl PluginVersion {
         })?;
 
         let mut linker: Linker<HostState> = Linker::new(engine.engine());
-        add_host_to_linker(&mut linker).map_err(|e| incompatible(format!("{e:#}")))?;
+        match contract {
+            Contract::V0_2 => add_host_to_linker(&mut linker),
+            Contract::V0_1 => v0_1::add_host_to_linker(&mut linker),
+        }
+        .map_err(|e| incompatible(format!("{e:#}")))?;
         // WASI imports the guest's standard library may carry (it prints panics to stderr,
         // say) are linked to functions that trap: policy plugins get no WASI at all.
         linker.define_unknown_imports_as_traps(&component).map_err(|e| incompatible(format!("{e:#}")))?;
@@ -198,35 +309,45 @@ impl PluginVersion {
 
         let waits_on = imported.into_iter().filter(|c| c.is_async()).map(Capability::name).collect::<Vec<_>>();
         let calls_async = !waits_on.is_empty();
-        let present = |hook: Hook| component.get_export_index(None, hook.export_name().as_str()).is_some();
+        let present = |hook: Hook| component.get_export_index(None, hook.export_name_in(contract).as_str()).is_some();
         if let Some(hook) = Hook::ALL.into_iter().find(|&h| h.runs_in_stream() && present(h))
             && calls_async
         {
             return Err(incompatible(format!(
                 "it exports {} and imports {}: that hook runs inside the response stream, where \
                  nothing may wait on I/O (split the plugin in two)",
-                hook.export_name(),
+                hook.export_name_in(contract),
                 waits_on.join(" and ")
             )));
         }
-        let shape =
-            |hook: Hook, e: wasmtime::Error| incompatible(format!("{} has the wrong shape: {e:#}", hook.export_name()));
+        let shape = |hook: Hook, e: wasmtime::Error| {
+            incompatible(format!("{} has the wrong shape: {e:#}", hook.export_name_in(contract)))
+        };
         let hooks = Hooks {
             on_request: present(Hook::OnRequest)
                 .then(|| {
                     Export::find(
                         &pre,
                         calls_async,
-                        on_request::GuestIndices::new,
-                        asynchronous::on_request::GuestIndices::new,
+                        indices!(contract, on_request::GuestIndices, v0_1::on_request::GuestIndices),
+                        indices!(
+                            contract,
+                            asynchronous::on_request::GuestIndices,
+                            v0_1::asynchronous::on_request::GuestIndices
+                        ),
                     )
                     .map_err(|e| shape(Hook::OnRequest, e))
                 })
                 .transpose()?,
             route: present(Hook::Route)
                 .then(|| {
-                    Export::find(&pre, calls_async, route::GuestIndices::new, asynchronous::route::GuestIndices::new)
-                        .map_err(|e| shape(Hook::Route, e))
+                    Export::find(
+                        &pre,
+                        calls_async,
+                        indices!(contract, route::GuestIndices, v0_1::route::GuestIndices),
+                        indices!(contract, asynchronous::route::GuestIndices, v0_1::asynchronous::route::GuestIndices),
+                    )
+                    .map_err(|e| shape(Hook::Route, e))
                 })
                 .transpose()?,
             on_response_headers: present(Hook::OnResponseHeaders)
@@ -234,33 +355,45 @@ impl PluginVersion {
                     Export::find(
                         &pre,
                         calls_async,
-                        on_response_headers::GuestIndices::new,
-                        asynchronous::on_response_headers::GuestIndices::new,
+                        indices!(contract, on_response_headers::GuestIndices, v0_1::on_response_headers::GuestIndices),
+                        indices!(
+                            contract,
+                            asynchronous::on_response_headers::GuestIndices,
+                            v0_1::asynchronous::on_response_headers::GuestIndices
+                        ),
                     )
                     .map_err(|e| shape(Hook::OnResponseHeaders, e))
                 })
                 .transpose()?,
             on_response_chunk: present(Hook::OnResponseChunk)
-                .then(|| on_response_chunk::GuestIndices::new(&pre).map_err(|e| shape(Hook::OnResponseChunk, e)))
+                .then(|| {
+                    indices!(contract, on_response_chunk::GuestIndices, v0_1::on_response_chunk::GuestIndices)(&pre)
+                        .map_err(|e| shape(Hook::OnResponseChunk, e))
+                })
                 .transpose()?,
             on_response_done: present(Hook::OnResponseDone)
                 .then(|| {
                     Export::find(
                         &pre,
                         calls_async,
-                        on_response_done::GuestIndices::new,
-                        asynchronous::on_response_done::GuestIndices::new,
+                        indices!(contract, on_response_done::GuestIndices, v0_1::on_response_done::GuestIndices),
+                        indices!(
+                            contract,
+                            asynchronous::on_response_done::GuestIndices,
+                            v0_1::asynchronous::on_response_done::GuestIndices
+                        ),
                     )
                     .map_err(|e| shape(Hook::OnResponseDone, e))
                 })
                 .transpose()?,
         };
         if !Hook::ALL.iter().any(|&h| hooks.has(h)) {
-            let all: Vec<String> = Hook::ALL.iter().map(|h| h.export_name()).collect();
+            let all: Vec<String> = Hook::ALL.iter().map(|h| h.export_name_in(contract)).collect();
             return Err(incompatible(format!("it exports none of the hooks ({})", all.join(", "))));
         }
         if let Some(missing) = required.iter().find(|&&h| !hooks.has(h)) {
-            return Err(PluginError::MissingExport { plugin: name.to_owned(), version, export: missing.export_name() });
+            let export = missing.export_name_in(contract);
+            return Err(PluginError::MissingExport { plugin: name.to_owned(), version, export });
         }
         Ok(PluginVersion {
             name: Arc::from(name),
@@ -270,6 +403,7 @@ impl PluginVersion {
             pre,
             hooks,
             calls_async,
+            contract,
         })
     }
 }
@@ -279,11 +413,38 @@ enum ImportProblem {
     NotGranted { import: String, capability: Capability },
 }
 
-/// Every import must be a `sluice:policy@0.1.0` interface the binding grants (or `types`), or a
-/// WASI interface (stubbed to trap). Returns the capabilities imported.
+/// The contract a component was built against, from the versions of the `sluice:policy`
+/// interfaces it imports and exports: one version, and one this host runs.
+fn contract_of(engine: &PluginEngine, component: &Component) -> Result<Contract, String> {
+    let ty = component.component_type();
+    let names = ty.imports(engine.engine()).map(|(n, _)| n).chain(ty.exports(engine.engine()).map(|(n, _)| n));
+    let mut found: Option<(Contract, &str)> = None;
+    for name in names {
+        let Some(rest) = name.strip_prefix(PACKAGE) else { continue };
+        let version = rest.split_once('@').map_or("", |(_, v)| v);
+        let Some(contract) = Contract::parse(version) else {
+            return Err(format!(
+                "it uses {name}; this gateway runs {} (rebuild the plugin against {CONTRACT})",
+                Contract::supported()
+            ));
+        };
+        match found {
+            Some((first, first_name)) if first != contract => {
+                return Err(format!("it mixes contract versions: {first_name} and {name}"));
+            }
+            Some(_) => {}
+            None => found = Some((contract, name)),
+        }
+    }
+    Ok(found.map_or(Contract::CURRENT, |(c, _)| c))
+}
+
+/// Every import must be an interface of `contract` the binding grants (or `types`), or a WASI
+/// interface (stubbed to trap). Returns the capabilities imported.
 fn check_imports(
     engine: &PluginEngine,
     component: &Component,
+    contract: Contract,
     grants: Capabilities,
 ) -> Result<Vec<Capability>, ImportProblem> {
     let mut imported = Vec::new();
@@ -293,14 +454,12 @@ fn check_imports(
             continue;
         }
         let Some(rest) = import.strip_prefix(PACKAGE) else {
-            return Err(ImportProblem::Foreign(format!("it imports {import}, which is not part of {CONTRACT}")));
-        };
-        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        if version != VERSION {
             return Err(ImportProblem::Foreign(format!(
-                "it imports {import}; this gateway provides {CONTRACT} (rebuild the plugin against it)"
+                "it imports {import}, which is not part of {}",
+                contract.name()
             )));
-        }
+        };
+        let interface = rest.split_once('@').map_or(rest, |(i, _)| i);
         if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
             return Err(ImportProblem::Foreign(format!("it imports {import} as something other than an interface")));
         }
@@ -311,7 +470,10 @@ fn check_imports(
             Some(capability) if grants.has(capability) => imported.push(capability),
             Some(capability) => return Err(ImportProblem::NotGranted { import: import.to_owned(), capability }),
             None => {
-                return Err(ImportProblem::Foreign(format!("it imports {import}, which {CONTRACT} does not define")));
+                return Err(ImportProblem::Foreign(format!(
+                    "it imports {import}, which {} does not define",
+                    contract.name()
+                )));
             }
         }
     }

@@ -1,6 +1,6 @@
-//! For tests: the purpose-built guest (`plugins/test-guest`), which exports every hook, imports
+//! For tests: the purpose-built guests — `plugins/test-guest`, which exports every hook, imports
 //! every capability, and misbehaves on request (see its crate docs for the modes), and the
-//! example plugins.
+//! narrower ones below — and the example plugins.
 
 /// The test guest component.
 pub const TEST_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_guest.wasm"));
@@ -13,6 +13,11 @@ pub const TEST_NET_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test
 /// A guest the host must refuse (`plugins/test-chunk-net-guest`): it exports
 /// on-response-chunk, which runs inside the stream, and imports `http`, which waits.
 pub const TEST_CHUNK_NET_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_chunk_net_guest.wasm"));
+
+/// A guest built against the frozen `sluice:policy@0.1.0` (`plugins/test-v0-1-guest`, bindings
+/// from `plugins/wit-0.1.0/`), standing for a plugin never rebuilt: it exports on-request and
+/// route and imports `log`, `counters` and `config` (see its crate docs for what it answers).
+pub const TEST_V0_1_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_v0_1_guest.wasm"));
 
 /// The example plugins of `plugins/examples/`, as built for `wasm32-wasip2`.
 pub mod examples {

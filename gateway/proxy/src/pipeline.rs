@@ -160,7 +160,12 @@ where
     let pinned = affinity::run(&gateway.response_affinity, ex, pool, &parsed).await;
     // Hashed only for route plugins: the host's own choice does not look at prefixes.
     let blocks = if chain.has(Hook::Route) { prompt_blocks::hashes(&parsed) } else { Vec::new() };
-    let route_request = policy::route_request(&parsed, body.len(), &blocks);
+    let asker = chain.has(Hook::Route).then(|| policy::Asker {
+        tenant: ex.key.as_ref().map_or("", |k| &k.tenant.name),
+        api,
+        headers: &parts.headers,
+    });
+    let route_request = policy::route_request(&parsed, body.len(), &blocks, asker);
     let mut upstream_body = prepare::run(parsed, body)?;
     upstream_body.headers = plugin_headers;
     // The API the worker is asked in.

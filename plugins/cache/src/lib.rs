@@ -39,7 +39,12 @@ mod component {
                 response_cache::bypass("other");
                 return RequestDecision::Continue;
             };
-            let embeddings = request.api == Api::Embeddings;
+            // Embeddings have no sampling, tools or choices; every other API generates text and
+            // is judged as chat is (the host keys each API's entries apart).
+            let embeddings = match request.api {
+                Api::Embeddings => true,
+                Api::ChatCompletions | Api::Completions | Api::Responses | Api::Messages => false,
+            };
             // Only what the policy reads is fetched from the host.
             let field = |name: &str| if embeddings { None } else { body.field(name) };
             let (seed, tools, functions, n) = (field("seed"), field("tools"), field("functions"), field("n"));

@@ -178,11 +178,14 @@ pub struct Plan {
 }
 
 /// The tokens a request is reserved before it runs: its prompt estimate and the completion it
-/// may ask for.
+/// may ask for (the summary's `max_tokens`, which for Responses is `max_output_tokens`). Every
+/// API but embeddings generates text.
 pub fn reservation(settings: &Settings, request: &RequestInfo) -> u64 {
     let completion = match request.api {
         Api::Embeddings => 0,
-        _ => request.summary.max_tokens.map_or(settings.default_max_tokens, u64::from),
+        Api::ChatCompletions | Api::Completions | Api::Responses | Api::Messages => {
+            request.summary.max_tokens.map_or(settings.default_max_tokens, u64::from)
+        }
     };
     u64::from(request.summary.token_estimate).saturating_add(completion)
 }
@@ -496,6 +499,17 @@ mod tests {
         assert_eq!(keys, ["k/abcd/rpm", "m/llama/tpm"]);
         assert_eq!(p.limits[1].amount, StandingAmount::Reservation(10));
         assert_eq!(reservation(&settings, &request(None)), 110);
+    }
+
+    #[test]
+    fn every_api_but_embeddings_reserves_its_completion() {
+        let settings = Settings::parse(r#"{"default_max_tokens":10}"#);
+        let with = |api, max_tokens| reservation(&settings, &RequestInfo { api, ..request(max_tokens) });
+        for api in [Api::ChatCompletions, Api::Completions, Api::Responses, Api::Messages] {
+            assert_eq!(with(api, Some(50)), 150, "{api:?}: prompt estimate plus max_tokens");
+            assert_eq!(with(api, None), 110, "{api:?}: prompt estimate plus the default");
+        }
+        assert_eq!(with(Api::Embeddings, Some(50)), 100, "embeddings reserve their prompt only");
     }
 
     #[test]

@@ -30,12 +30,15 @@ impl Plugin for Router {
 }
 
 // Exported only when building the component: export names such as
-// `sluice:policy/route@0.1.0#route` are not valid symbols for a native shared library, and the
+// `sluice:policy/route@0.2.0#route` are not valid symbols for a native shared library, and the
 // native build exists for the unit tests below.
 #[cfg(target_arch = "wasm32")]
 export_plugin!(Router => [route]);
 
-/// The decision, separate from the bindings so it can be tested natively.
+/// The decision, separate from the bindings so it can be tested natively. The policy reads
+/// neither the request's tenant, API and session nor the candidates' endpoints and the age of
+/// their metrics (`sluice-routing` has no place for them): it routes a request the same whatever
+/// its API, and a worker by its load and prefix, not its name.
 pub fn choose(request: &RouteRequest, candidates: &[Candidate]) -> RouteDecision {
     let hashes: Vec<BlockHash> = request.block_hashes.iter().map(|&h| BlockHash(h)).collect();
     let summary = RequestSummary {
@@ -76,13 +79,16 @@ fn candidate(c: &Candidate) -> RCandidate {
 
 #[cfg(test)]
 mod tests {
-    use sluice_sdk::types::{CandidateStats, EngineMetrics, PrefixOverlap};
+    use sluice_sdk::types::{Api, CandidateStats, EngineMetrics, PrefixOverlap};
 
     use super::*;
 
     fn request(prompt_tokens: u32, blocks: usize) -> RouteRequest {
         RouteRequest {
+            tenant: "t".to_owned(),
             model: "m".to_owned(),
+            api: Api::ChatCompletions,
+            session: None,
             prompt_tokens,
             block_size: 16,
             block_hashes: (0..blocks as u64).collect(),
@@ -93,6 +99,7 @@ mod tests {
     fn candidate(id: u32, in_flight: u32, health: Health) -> Candidate {
         Candidate {
             id,
+            endpoint: format!("w{id}"),
             stats: CandidateStats { in_flight_requests: in_flight, in_flight_prefill_tokens: 0, metrics: None, health },
             overlap: PrefixOverlap { blocks: 0, tokens: 0 },
         }
@@ -110,16 +117,26 @@ mod tests {
     }
 
     #[test]
+    fn every_api_is_routed_alike() {
+        let c = [candidate(0, 3, Health::Healthy), candidate(1, 1, Health::Healthy)];
+        for api in [Api::ChatCompletions, Api::Completions, Api::Embeddings, Api::Responses, Api::Messages] {
+            let r = RouteRequest { api, session: Some("s".to_owned()), ..request(100, 0) };
+            assert_eq!(choose(&r, &c), RouteDecision::Route(1), "{api:?}");
+        }
+    }
+
+    #[test]
     fn follows_the_cached_prefix_until_its_queue_costs_a_recompute() {
         let r = request(640, 40);
         let mut warm = candidate(0, 4, Health::Healthy);
         warm.overlap = PrefixOverlap { blocks: 30, tokens: 480 };
         warm.stats.in_flight_prefill_tokens = 300;
-        let metrics = |kv_usage| Some(EngineMetrics { running: 0, waiting: 0, kv_usage, prefix_cache_hit_rate: 0.0 });
+        let metrics =
+            |kv_usage| Some(EngineMetrics { running: 0, waiting: 0, kv_usage, prefix_cache_hit_rate: 0.0, age_ms: 0 });
         warm.stats.metrics = metrics(0.5);
         let mut cold = candidate(1, 0, Health::Healthy);
         cold.stats.metrics = metrics(0.1);
-        assert_eq!(choose(&r, &[warm, cold]), RouteDecision::Route(0));
+        assert_eq!(choose(&r, &[warm.clone(), cold.clone()]), RouteDecision::Route(0));
         warm.stats.in_flight_prefill_tokens = 2_000;
         assert_eq!(choose(&r, &[warm, cold]), RouteDecision::Route(1));
     }

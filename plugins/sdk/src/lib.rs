@@ -22,7 +22,10 @@
 //! Host capabilities ([`log`], [`clock`], [`counters`], [`limits`], [`cache`], [`response_cache`], [`config`], [`metrics`],
 //! [`embeddings`], [`http`]) work only when the plugin's binding grants them; a component that
 //! uses one it is not granted is refused when the gateway loads it. The contract itself is
-//! `plugins/wit/policy.wit` (`sluice:policy@0.1.0`); `docs/plugins.md` explains each hook.
+//! `plugins/wit/policy.wit` (`sluice:policy@0.2.0`); `docs/plugins.md` explains each hook. A
+//! component built with an earlier SDK, against `sluice:policy@0.1.0`, keeps running unchanged;
+//! rebuilding it with this one is what lets it see 0.2.0's additions (the `responses` and
+//! `messages` APIs, the route hook's new fields).
 
 /// The raw bindings of the imports (types and host capabilities).
 #[doc(hidden)]
@@ -45,17 +48,17 @@ macro_rules! hook_world {
                 world: $world,
                 path: "../wit",
                 with: {
-                    "sluice:policy/types@0.1.0": crate::bindings::sluice::policy::types,
-                    "sluice:policy/log@0.1.0": crate::bindings::sluice::policy::log,
-                    "sluice:policy/clock@0.1.0": crate::bindings::sluice::policy::clock,
-                    "sluice:policy/counters@0.1.0": crate::bindings::sluice::policy::counters,
-                    "sluice:policy/limits@0.1.0": crate::bindings::sluice::policy::limits,
-                    "sluice:policy/cache@0.1.0": crate::bindings::sluice::policy::cache,
-                    "sluice:policy/response-cache@0.1.0": crate::bindings::sluice::policy::response_cache,
-                    "sluice:policy/config@0.1.0": crate::bindings::sluice::policy::config,
-                    "sluice:policy/metrics@0.1.0": crate::bindings::sluice::policy::metrics,
-                    "sluice:policy/embeddings@0.1.0": crate::bindings::sluice::policy::embeddings,
-                    "sluice:policy/http@0.1.0": crate::bindings::sluice::policy::http,
+                    "sluice:policy/types@0.2.0": crate::bindings::sluice::policy::types,
+                    "sluice:policy/log@0.2.0": crate::bindings::sluice::policy::log,
+                    "sluice:policy/clock@0.2.0": crate::bindings::sluice::policy::clock,
+                    "sluice:policy/counters@0.2.0": crate::bindings::sluice::policy::counters,
+                    "sluice:policy/limits@0.2.0": crate::bindings::sluice::policy::limits,
+                    "sluice:policy/cache@0.2.0": crate::bindings::sluice::policy::cache,
+                    "sluice:policy/response-cache@0.2.0": crate::bindings::sluice::policy::response_cache,
+                    "sluice:policy/config@0.2.0": crate::bindings::sluice::policy::config,
+                    "sluice:policy/metrics@0.2.0": crate::bindings::sluice::policy::metrics,
+                    "sluice:policy/embeddings@0.2.0": crate::bindings::sluice::policy::embeddings,
+                    "sluice:policy/http@0.2.0": crate::bindings::sluice::policy::http,
                 },
                 pub_export_macro: true,
                 export_macro_name: $macro_name,

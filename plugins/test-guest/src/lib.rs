@@ -2,7 +2,8 @@
 //! is chosen by its binding's config, `{"mode": "...", "tag": "..."}`:
 //!
 //! - on-request: `continue` (default), `deny`, `respond`, `rewrite` (header `x-plugin-tag`,
-//!   model from `"model"`), `headers` (echoes header `x-echo`, the body's length and prompt),
+//!   model from `"model"`), `headers` (echoes header `x-echo`, the body's length and prompt,
+//!   and the request's API in `x-api`),
 //!   `capabilities` (clock, counters, cache, metrics, config, log), `state` (counts the calls
 //!   this instance served), `loop` (never returns), `grow` (allocates past any sane limit),
 //!   `trap`, and the hostile ones: `huge-body` (a rewritten body of `"size"` bytes, default
@@ -24,7 +25,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_sdk::types::{
-    Body, Candidate, ChunkDecision, Header, Headers, LocalResponse, RequestChanges, RequestDecision, RequestInfo,
+    Api, Body, Candidate, ChunkDecision, Header, Headers, LocalResponse, RequestChanges, RequestDecision, RequestInfo,
     ResponseChanges, ResponseChunk, ResponseDone, RouteDecision, RouteRequest, StateScope,
 };
 use sluice_sdk::{Plugin, cache, clock, config, counters, export_plugin, log, metrics};
@@ -38,6 +39,7 @@ fn state_scope() -> StateScope {
 
 /// Recurses until the stack overflows; the frame's array keeps it from being optimised away.
 #[inline(never)]
+#[expect(unconditional_recursion, reason = "overflowing the stack is what mode `stack` tests")]
 fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64];
     std::hint::black_box(&frame);
@@ -57,6 +59,17 @@ fn setting(key: &str) -> Option<String> {
 
 fn header(name: &str, value: impl Into<String>) -> Header {
     Header { name: name.to_owned(), value: value.into() }
+}
+
+/// The WIT case name of an `api` value.
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::ChatCompletions => "chat-completions",
+        Api::Completions => "completions",
+        Api::Embeddings => "embeddings",
+        Api::Responses => "responses",
+        Api::Messages => "messages",
+    }
 }
 
 fn with_headers(set_headers: Vec<Header>) -> RequestDecision {
@@ -90,6 +103,7 @@ impl Plugin for TestGuest {
                 header("x-body-head", String::from_utf8_lossy(&body.read(0, 8)).into_owned()),
                 header("x-prompt", body.prompt_text()),
                 header("x-summary", format!("{}:{}", request.summary.message_count, request.summary.stream)),
+                header("x-api", api_name(request.api).to_owned()),
             ]),
             Some("capabilities") => {
                 log::info("capabilities called");

@@ -9,7 +9,7 @@
 
 use futures_util::FutureExt;
 use sluice_plugin_host::types::{
-    Candidate as WitCandidate, CandidateStats as WitStats, EngineMetrics as WitMetrics, Health as WitHealth,
+    Api, Candidate as WitCandidate, CandidateStats as WitStats, EngineMetrics as WitMetrics, Health as WitHealth,
     PrefixOverlap as WitOverlap, RouteRequest,
 };
 use sluice_plugin_host::{Builtins, EngineSettings, HostSettings, PluginHost};
@@ -48,6 +48,7 @@ impl ShippedRouter {
 fn candidate(c: &Candidate) -> WitCandidate {
     WitCandidate {
         id: c.id.0,
+        endpoint: format!("w{}", c.id.0),
         stats: WitStats {
             in_flight_requests: c.stats.in_flight_requests,
             in_flight_prefill_tokens: c.stats.in_flight_prefill_tokens,
@@ -56,6 +57,8 @@ fn candidate(c: &Candidate) -> WitCandidate {
                 waiting: m.waiting,
                 kv_usage: m.kv_usage,
                 prefix_cache_hit_rate: m.prefix_cache_hit_rate,
+                // The harness does not track how old its metrics are; the router reads none.
+                age_ms: 0,
             }),
             health: match c.stats.health {
                 Health::Healthy => WitHealth::Healthy,
@@ -74,7 +77,10 @@ impl RoutingPolicy for ShippedRouter {
 
     fn choose(&self, request: &RequestSummary<'_>, candidates: &[Candidate]) -> Decision {
         let route = RouteRequest {
+            tenant: TENANT.to_owned(),
             model: request.model.to_owned(),
+            api: Api::ChatCompletions,
+            session: None,
             prompt_tokens: request.prompt_tokens,
             block_size: request.block_size,
             block_hashes: request.block_hashes.iter().map(|h| h.0).collect(),

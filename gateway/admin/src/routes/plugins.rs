@@ -71,7 +71,7 @@ pub(crate) async fn list_plugins(State(state): State<AdminState>) -> Result<Json
 
 #[utoipa::path(post, path = "/admin/api/plugins/{name}/versions", tag = "plugins",
     request_body(content = Vec<u8>, content_type = "application/wasm",
-        description = "The component's bytes (sluice:policy@0.1.0), up to 64 MiB"),
+        description = "The component's bytes (sluice:policy@0.2.0, or 0.1.0), up to 64 MiB"),
     params(("name" = String, Path, description = "Plugin name; created on its first upload",
         pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")),
     responses(

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_plugin_host::types::{ChunkDecision, RequestDecision, RequestInfo, ResponseChanges, RouteDecision};
-use sluice_plugin_host::{Capability, Hook, PluginError};
+use sluice_plugin_host::{Capability, Contract, Hook, PluginError};
 
 /// The loaded component.
 pub struct Loaded {
     pub file: String,
     pub size: usize,
     pub version: String,
+    /// The contract the component was built against.
+    pub contract: Contract,
     pub hooks: Vec<Hook>,
     pub imports: Vec<Capability>,
     pub granted: Vec<Capability>,
@@ -156,6 +158,8 @@ fn api(info: &RequestInfo) -> &'static str {
         Api::ChatCompletions => "chat-completions",
         Api::Completions => "completions",
         Api::Embeddings => "embeddings",
+        Api::Responses => "responses",
+        Api::Messages => "messages",
     }
 }
 
@@ -171,7 +175,7 @@ pub fn print(
         let value = json!({
             "component": {
                 "file": loaded.file, "bytes": loaded.size, "version": loaded.version,
-                "contract": sluice_plugin_host::CONTRACT,
+                "contract": loaded.contract.name(),
                 "hooks": loaded.hooks.iter().map(|h| h.name()).collect::<Vec<_>>(),
                 "imports": loaded.imports.iter().map(|c| c.name()).collect::<Vec<_>>(),
                 "granted": loaded.granted.iter().map(|c| c.name()).collect::<Vec<_>>(),
@@ -195,7 +199,7 @@ pub fn print(
 
     let hook_names: Vec<&str> = loaded.hooks.iter().map(|h| h.name()).collect();
     writeln!(out, "component  {} ({:.1} KiB, {})", loaded.file, loaded.size as f64 / 1024.0, loaded.version)?;
-    writeln!(out, "contract   {}", sluice_plugin_host::CONTRACT)?;
+    writeln!(out, "contract   {}", loaded.contract.name())?;
     writeln!(out, "exports    {}", names(&hook_names))?;
     writeln!(out, "imports    {}", names(&loaded.imports))?;
     writeln!(out, "granted    {} ({})", names(&loaded.granted), loaded.grants_from)?;

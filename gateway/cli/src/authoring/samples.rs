@@ -68,6 +68,8 @@ enum OneOrMany {
 #[serde(deny_unknown_fields)]
 struct RawCandidate {
     id: Option<u32>,
+    /// The worker's name; `worker-<position>` when the sample gives none.
+    endpoint: Option<String>,
     #[serde(default)]
     in_flight: u32,
     #[serde(default)]
@@ -210,7 +212,8 @@ fn prepare(n: usize, raw: RawSample) -> anyhow::Result<Sample> {
     info.key_id = raw.key_id;
     info.request_id = raw.request_id.unwrap_or_else(|| format!("sample-{n}"));
     // As the gateway tells a router: the prompt's block hashes included.
-    let route = policy::route_request(&parsed, body.len(), &sluice_proxy::prompt_blocks::hashes(&parsed));
+    let asker = policy::Asker { tenant: &info.tenant, api, headers: &headers };
+    let route = policy::route_request(&parsed, body.len(), &sluice_proxy::prompt_blocks::hashes(&parsed), Some(asker));
     let candidates = match raw.candidates {
         Some(list) => list.iter().enumerate().map(|(i, c)| candidate(i, c)).collect(),
         None => default_candidates(),
@@ -303,6 +306,7 @@ fn header_map(raw: &BTreeMap<String, OneOrMany>) -> anyhow::Result<HeaderMap> {
 fn candidate(index: usize, raw: &RawCandidate) -> Candidate {
     Candidate {
         id: raw.id.unwrap_or_else(|| u32::try_from(index).unwrap_or(u32::MAX)),
+        endpoint: raw.endpoint.clone().unwrap_or_else(|| format!("worker-{index}")),
         stats: CandidateStats {
             in_flight_requests: raw.in_flight,
             in_flight_prefill_tokens: raw.prefill_tokens,
@@ -323,7 +327,9 @@ fn default_candidates() -> Vec<Candidate> {
         .iter()
         .enumerate()
         .map(|(i, &in_flight)| {
-            candidate(i, &RawCandidate { id: None, in_flight, prefill_tokens: 0, health: HealthName::Healthy })
+            let raw =
+                RawCandidate { id: None, endpoint: None, in_flight, prefill_tokens: 0, health: HealthName::Healthy };
+            candidate(i, &raw)
         })
         .collect()
 }

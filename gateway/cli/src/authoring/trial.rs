@@ -60,6 +60,7 @@ pub async fn run(args: &TestArgs, json: bool) -> anyhow::Result<()> {
         file: args.file.display().to_string(),
         size: bytes.len(),
         version: binding.version.version.to_string(),
+        contract: manifest.contract,
         hooks: manifest.hooks.clone(),
         imports: manifest.capabilities.clone(),
         granted,
@@ -122,8 +123,8 @@ fn load_error(file: &Path, bytes: &[u8], error: &PluginError) -> anyhow::Error {
         }
         PluginError::Compile { .. } => "the file is damaged or not a component this gateway's wasmtime can read",
         PluginError::Incompatible { .. } => {
-            "build the plugin with sluice-sdk (plugins/sdk), which targets sluice:policy@0.1.0 and exports the hooks \
-             named in export_plugin!"
+            "build the plugin with sluice-sdk (plugins/sdk), which targets sluice:policy@0.2.0 (the gateway also runs \
+             components built against 0.1.0) and exports the hooks named in export_plugin!"
         }
         PluginError::NotGranted { .. } => "grant the capability in the manifest's `capabilities`, or stop using it",
         PluginError::MissingExport { .. } => "export the hook with export_plugin!, or bind it under another name",

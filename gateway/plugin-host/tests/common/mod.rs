@@ -85,11 +85,21 @@ pub fn view(tenant: &str) -> RequestView {
 pub fn candidate(id: u32, in_flight: u32, health: Health) -> Candidate {
     Candidate {
         id,
+        endpoint: format!("w{id}"),
         stats: CandidateStats { in_flight_requests: in_flight, in_flight_prefill_tokens: 0, metrics: None, health },
         overlap: PrefixOverlap { blocks: 0, tokens: 0 },
     }
 }
 
 pub fn route_request() -> RouteRequest {
-    RouteRequest { model: "m".into(), prompt_tokens: 10, block_size: 16, block_hashes: vec![], max_output_tokens: None }
+    RouteRequest {
+        tenant: "acme".into(),
+        model: "m".into(),
+        api: Api::ChatCompletions,
+        session: None,
+        prompt_tokens: 10,
+        block_size: 16,
+        block_hashes: vec![],
+        max_output_tokens: None,
+    }
 }

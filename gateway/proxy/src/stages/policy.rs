@@ -78,15 +78,7 @@ pub fn request_info(ex: &Exchange, api: Api, parsed: &ParsedRequest, body_len: u
         tenant,
         key_id,
         model: parsed.model().to_owned(),
-        api: match api {
-            Api::ChatCompletions => types::Api::ChatCompletions,
-            Api::Completions => types::Api::Completions,
-            Api::Embeddings => types::Api::Embeddings,
-            // The WIT's `api` enum (sluice:policy@0.1.0) has no variants for these yet: plugins
-            // see them as chat completions, which is what they are to a limit or a router (a
-            // conversation in, generated text out). docs/plugins.md says so.
-            Api::Responses | Api::Messages => types::Api::ChatCompletions,
-        },
+        api: wit_api(api),
         // Bytes / 4 until the host tokenizes.
         summary: BodySummary { token_estimate: u32::try_from(body_len / 4).unwrap_or(u32::MAX), ..summary },
     }
@@ -179,10 +171,51 @@ fn with_model(body: &Bytes, model: &str) -> Result<Bytes, GatewayError> {
         .map_err(|e| GatewayError::Internal(format!("re-serialising a plugin's body: {e}")))
 }
 
+fn wit_api(api: Api) -> types::Api {
+    match api {
+        Api::ChatCompletions => types::Api::ChatCompletions,
+        Api::Completions => types::Api::Completions,
+        Api::Embeddings => types::Api::Embeddings,
+        Api::Responses => types::Api::Responses,
+        Api::Messages => types::Api::Messages,
+    }
+}
+
+/// Request headers agent harnesses send to name a session, in the order they are looked at.
+const SESSION_HEADERS: [&str; 3] = ["x-session-affinity", "session-id", "x-claude-code-session-id"];
+
+/// The session a request belongs to, for routing affinity: the first session header, else
+/// the body's `user`.
+fn session(headers: &HeaderMap, parsed: &ParsedRequest) -> Option<String> {
+    SESSION_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+        .map(str::to_owned)
+        .or_else(|| match parsed {
+            ParsedRequest::Chat(r) => r.user.clone(),
+            ParsedRequest::Completion(r) => r.user.clone(),
+            ParsedRequest::Embedding(r) => r.user.clone(),
+            ParsedRequest::Agent(r) => r.user.clone(),
+        })
+}
+
+/// Who is asking, for the route plugins; the host's own choice needs none of it.
+pub struct Asker<'a> {
+    pub tenant: &'a str,
+    pub api: Api,
+    pub headers: &'a HeaderMap,
+}
+
 /// What the route plugins are told about the request (the fields of `sluice-routing`'s
 /// `RequestSummary`), with its prompt's block hashes (`prompt_blocks`, empty when `blocks` is
 /// empty). The gateway does not tokenize yet: the prompt size is the bytes / 4 estimate.
-pub fn route_request(parsed: &ParsedRequest, body_len: usize, blocks: &[BlockHash]) -> RouteRequest {
+/// Without an `asker` (no route plugin runs) the tenant is empty and there is no session.
+pub fn route_request(
+    parsed: &ParsedRequest,
+    body_len: usize,
+    blocks: &[BlockHash],
+    asker: Option<Asker<'_>>,
+) -> RouteRequest {
     let max_output_tokens = match parsed {
         ParsedRequest::Chat(r) => r.max_completion_tokens.or(r.max_tokens),
         ParsedRequest::Completion(r) => r.max_tokens,
@@ -190,6 +223,9 @@ pub fn route_request(parsed: &ParsedRequest, body_len: usize, blocks: &[BlockHas
         ParsedRequest::Agent(r) => r.output_limit,
     };
     RouteRequest {
+        tenant: asker.as_ref().map(|a| a.tenant.to_owned()).unwrap_or_default(),
+        api: asker.as_ref().map_or(types::Api::ChatCompletions, |a| wit_api(a.api)),
+        session: asker.as_ref().and_then(|a| session(a.headers, parsed)),
         model: parsed.model().to_owned(),
         prompt_tokens: u32::try_from(body_len / 4).unwrap_or(u32::MAX),
         block_size: prompt_blocks::BLOCK_TOKENS,
@@ -206,6 +242,29 @@ mod tests {
 
     use super::*;
     use crate::exchange::Sinks;
+
+    #[test]
+    fn route_plugins_are_told_the_tenant_api_and_session() {
+        let body = Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"u-7"}"#);
+        let parsed = parse::run(Api::ChatCompletions, &body).unwrap();
+        let mut headers = HeaderMap::new();
+        let ask = |headers: &HeaderMap| {
+            route_request(&parsed, body.len(), &[], Some(Asker { tenant: "acme", api: Api::Messages, headers }))
+        };
+        let told = ask(&headers);
+        assert_eq!(
+            (told.tenant.as_str(), told.api, told.session.as_deref()),
+            ("acme", types::Api::Messages, Some("u-7"))
+        );
+        // A session header wins over the body's user; the first one listed wins over the others.
+        headers.insert("x-claude-code-session-id", HeaderValue::from_static("claude-1"));
+        assert_eq!(ask(&headers).session.as_deref(), Some("claude-1"));
+        headers.insert("x-session-affinity", HeaderValue::from_static("pinned"));
+        assert_eq!(ask(&headers).session.as_deref(), Some("pinned"));
+        // Without route plugins nobody reads them.
+        let bare = route_request(&parsed, body.len(), &[], None);
+        assert_eq!((bare.tenant.as_str(), bare.session), ("", None));
+    }
 
     #[tokio::test]
     async fn plugins_never_see_the_api_key() {

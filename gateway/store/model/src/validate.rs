@@ -137,7 +137,7 @@ pub fn pool_apis(apis: &[PoolApi]) -> Result<Vec<PoolApi>, StoreError> {
 }
 
 /// The host capabilities a stored plugin version may be granted, in the contract's order: each
-/// is one interface of `sluice:policy@0.1.0` (`plugins/wit/policy.wit`). The plugin host's
+/// is one interface of `sluice:policy` (`plugins/wit/policy.wit`). The plugin host's
 /// `Capability::ALL` is the authority; a test in `sluice-server` keeps this list equal to it.
 pub const CAPABILITIES: [&str; 10] =
     ["log", "clock", "counters", "cache", "response-cache", "limits", "config", "metrics", "embeddings", "http"];

@@ -41,7 +41,7 @@ pub async fn plugins_and_bindings(admin: &Admin) {
         hex::encode(sha2::Sha256::digest(TEST_GUEST))
     };
     assert_eq!(v1.body["sha256"].as_str(), Some(sha.as_str()));
-    assert_eq!(v1.body["manifest"]["contract"], "sluice:policy@0.1.0");
+    assert_eq!(v1.body["manifest"]["contract"], "sluice:policy@0.2.0");
     assert_eq!(
         v1.body["manifest"]["hooks"],
         json!(["on-request", "route", "on-response-headers", "on-response-chunk", "on-response-done"])
@@ -76,15 +76,15 @@ pub async fn plugins_and_bindings(admin: &Admin) {
     assert_error(&ungranted, StatusCode::UNPROCESSABLE_ENTITY, Some("grants"));
     assert_eq!(ungranted.body["error"]["code"], "capability_not_granted");
     assert!(
-        ungranted.message().contains("sluice:policy/log@0.1.0 needs capability `log`")
-            && ungranted.message().contains("sluice:policy/metrics@0.1.0 needs capability `metrics`"),
+        ungranted.message().contains("sluice:policy/log@0.2.0 needs capability `log`")
+            && ungranted.message().contains("sluice:policy/metrics@0.2.0 needs capability `metrics`"),
         "no grants: every import is named: {}",
         ungranted.text
     );
     let no_metrics = json!({"version": 2, "grants": ["log", "clock", "counters", "cache", "config", "http"]});
     let partial = admin.post("/admin/api/plugins/guard/activate", no_metrics).await;
     assert_error(&partial, StatusCode::UNPROCESSABLE_ENTITY, Some("grants"));
-    assert!(partial.message().contains("sluice:policy/metrics@0.1.0 needs capability `metrics`"), "{}", partial.text);
+    assert!(partial.message().contains("sluice:policy/metrics@0.2.0 needs capability `metrics`"), "{}", partial.text);
     assert!(!partial.message().contains("`log`"), "only what is missing is named: {}", partial.text);
     let unknown =
         admin.post("/admin/api/plugins/guard/activate", json!({"version": 2, "grants": ["filesystem"]})).await;
@@ -120,7 +120,7 @@ pub async fn plugins_and_bindings(admin: &Admin) {
     // its own, and is refused naming what is missing.
     let never_granted = admin.call(http::Method::POST, "/admin/api/plugins/guard/rollback", None).await;
     assert_error(&never_granted, StatusCode::CONFLICT, Some("grants"));
-    assert!(never_granted.message().contains("sluice:policy/log@0.1.0"), "{}", never_granted.text);
+    assert!(never_granted.message().contains("sluice:policy/log@0.2.0"), "{}", never_granted.text);
     audit.expect_none(admin).await;
 
     // Once version 1 has run with grants, rolling back to it grants those again.
