@@ -165,7 +165,6 @@ fn bench(c: &mut Criterion) {
         let candidates: Vec<Candidate> = (0..8)
             .map(|i| Candidate {
                 id: i,
-                endpoint: format!("w{i}"),
                 stats: CandidateStats {
                     in_flight_requests: i % 3,
                     in_flight_prefill_tokens: 0,
@@ -234,7 +233,6 @@ fn bench(c: &mut Criterion) {
         let wide: Vec<Candidate> = (0..16u32)
             .map(|id| Candidate {
                 id,
-                endpoint: format!("w{id}"),
                 stats: CandidateStats {
                     in_flight_requests: 3 + id % 5,
                     in_flight_prefill_tokens: u64::from(id) * 700,

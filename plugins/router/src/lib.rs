@@ -36,9 +36,8 @@ impl Plugin for Router {
 export_plugin!(Router => [route]);
 
 /// The decision, separate from the bindings so it can be tested natively. The policy reads
-/// neither the request's tenant, API and session nor the candidates' endpoints and the age of
-/// their metrics (`sluice-routing` has no place for them): it routes a request the same whatever
-/// its API, and a worker by its load and prefix, not its name.
+/// neither the request's tenant, API and session nor the age of the candidates' metrics
+/// (`sluice-routing` has no place for them): it routes a request the same whatever its API.
 pub fn choose(request: &RouteRequest, candidates: &[Candidate]) -> RouteDecision {
     let hashes: Vec<BlockHash> = request.block_hashes.iter().map(|&h| BlockHash(h)).collect();
     let summary = RequestSummary {
@@ -99,7 +98,6 @@ mod tests {
     fn candidate(id: u32, in_flight: u32, health: Health) -> Candidate {
         Candidate {
             id,
-            endpoint: format!("w{id}"),
             stats: CandidateStats { in_flight_requests: in_flight, in_flight_prefill_tokens: 0, metrics: None, health },
             overlap: PrefixOverlap { blocks: 0, tokens: 0 },
         }

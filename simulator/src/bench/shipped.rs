@@ -48,7 +48,6 @@ impl ShippedRouter {
 fn candidate(c: &Candidate) -> WitCandidate {
     WitCandidate {
         id: c.id.0,
-        endpoint: format!("w{}", c.id.0),
         stats: WitStats {
             in_flight_requests: c.stats.in_flight_requests,
             in_flight_prefill_tokens: c.stats.in_flight_prefill_tokens,

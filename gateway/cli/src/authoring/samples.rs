@@ -68,8 +68,6 @@ enum OneOrMany {
 #[serde(deny_unknown_fields)]
 struct RawCandidate {
     id: Option<u32>,
-    /// The worker's name; `worker-<position>` when the sample gives none.
-    endpoint: Option<String>,
     #[serde(default)]
     in_flight: u32,
     #[serde(default)]
@@ -306,7 +304,6 @@ fn header_map(raw: &BTreeMap<String, OneOrMany>) -> anyhow::Result<HeaderMap> {
 fn candidate(index: usize, raw: &RawCandidate) -> Candidate {
     Candidate {
         id: raw.id.unwrap_or_else(|| u32::try_from(index).unwrap_or(u32::MAX)),
-        endpoint: raw.endpoint.clone().unwrap_or_else(|| format!("worker-{index}")),
         stats: CandidateStats {
             in_flight_requests: raw.in_flight,
             in_flight_prefill_tokens: raw.prefill_tokens,
@@ -327,9 +324,7 @@ fn default_candidates() -> Vec<Candidate> {
         .iter()
         .enumerate()
         .map(|(i, &in_flight)| {
-            let raw =
-                RawCandidate { id: None, endpoint: None, in_flight, prefill_tokens: 0, health: HealthName::Healthy };
-            candidate(i, &raw)
+            candidate(i, &RawCandidate { id: None, in_flight, prefill_tokens: 0, health: HealthName::Healthy })
         })
         .collect()
 }

@@ -85,7 +85,6 @@ pub fn view(tenant: &str) -> RequestView {
 pub fn candidate(id: u32, in_flight: u32, health: Health) -> Candidate {
     Candidate {
         id,
-        endpoint: format!("w{id}"),
         stats: CandidateStats { in_flight_requests: in_flight, in_flight_prefill_tokens: 0, metrics: None, health },
         overlap: PrefixOverlap { blocks: 0, tokens: 0 },
     }

@@ -181,15 +181,20 @@ fn wit_api(api: Api) -> types::Api {
     }
 }
 
-/// Request headers agent harnesses send to name a session, in the order they are looked at.
-const SESSION_HEADERS: [&str; 3] = ["x-session-affinity", "session-id", "x-claude-code-session-id"];
+/// Request headers agent harnesses send to name a session, in the order they are looked at;
+/// parsed once, since the lookup runs for every routed request.
+static SESSION_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-session-affinity"),
+    HeaderName::from_static("session-id"),
+    HeaderName::from_static("x-claude-code-session-id"),
+];
 
 /// The session a request belongs to, for routing affinity: the first session header, else
 /// the body's `user`.
 fn session(headers: &HeaderMap, parsed: &ParsedRequest) -> Option<String> {
     SESSION_HEADERS
         .iter()
-        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+        .find_map(|name| headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
         .map(str::to_owned)
         .or_else(|| match parsed {
             ParsedRequest::Chat(r) => r.user.clone(),

@@ -122,7 +122,6 @@ impl Pool {
                 let e = &self.endpoints[i];
                 Some(Candidate {
                     id: u32::try_from(i).ok()?,
-                    endpoint: e.name.to_string(),
                     stats: CandidateStats {
                         in_flight_requests: u32::try_from(e.in_flight()).unwrap_or(u32::MAX),
                         in_flight_prefill_tokens: e.in_flight_prefill(),
