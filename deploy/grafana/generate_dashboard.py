@@ -171,6 +171,12 @@ timeseries("Responses follow-ups/s",
            description="Responses API requests with a previous_response_id: pinned to the worker holding it, "
                        "not_found (no replica recorded it for the tenant) or unavailable (its worker left the pool "
                        "or is unhealthy); both route as usual. Redis errors: failed reads and writes of the records.")
+timeseries("Engine metrics reads failing/s",
+           [(f"sum by (pool, endpoint) (rate(sluice_engine_scrapes_total{{outcome!=\"ok\"}}[{RATE}]))",
+             "{{pool}} / {{endpoint}}")],
+           12, y, unit="short",
+           description="Failed reads of each endpoint's engine metrics page (queue, KV cache, prefix cache): "
+                       "while they fail, route plugins lose those figures once engine_metrics.max_age passes.")
 y += 8
 
 # --- Client connections (the listeners' budgets) ----------------------------------------------

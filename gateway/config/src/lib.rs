@@ -151,7 +151,30 @@ pub struct UpstreamConfig {
     pub health: HealthConfig,
     pub ejection: EjectionConfig,
     pub prefix_index: PrefixIndexConfig,
+    pub engine_metrics: EngineMetricsConfig,
 }
+
+/// How the host reads each endpoint's engine metrics (its queue, KV cache and prefix cache, from
+/// the engine's own Prometheus page), for routing and the live view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineMetricsConfig {
+    /// Between two reads of an endpoint's page.
+    pub interval: Duration,
+    /// Longest wait for one page.
+    pub timeout: Duration,
+    /// A reading older than this (the engine stopped answering) is not given to route plugins:
+    /// a stale figure misleads more than none.
+    pub max_age: Duration,
+}
+
+/// Routers act on these figures until the next read, so a read every quarter second keeps a queue
+/// read as long from turning requests away from a worker that has since drained it for long
+/// (llm-d's scheduler reads every 50 ms).
+pub const DEFAULT_ENGINE_METRICS: EngineMetricsConfig = EngineMetricsConfig {
+    interval: Duration::from_millis(250),
+    timeout: Duration::from_secs(1),
+    max_age: Duration::from_secs(2),
+};
 
 /// Without the engine's KV events a routed prompt is all the host knows, so a guess lives about
 /// as long as a busy worker keeps an unused prefix cached.
@@ -207,6 +230,8 @@ pub struct EndpointConfig {
     pub http2: bool,
     /// This endpoint's own in-flight limit; `None`: the pool's `max_in_flight`.
     pub max_in_flight: Option<u32>,
+    /// The serving engine, which decides where and how its metrics are read.
+    pub engine: sluice_store_model::EngineFlavor,
 }
 
 #[derive(Debug, Clone)]

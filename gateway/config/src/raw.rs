@@ -123,6 +123,20 @@ pub struct RawUpstream {
     pub ejection: RawEjection,
     #[serde(default)]
     pub prefix_index: RawPrefixIndex,
+    #[serde(default)]
+    pub engine_metrics: RawEngineMetrics,
+}
+
+/// `engine_metrics`: how often, and how patiently, each endpoint's engine metrics are read.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngineMetrics {
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub max_age: Option<Duration>,
 }
 
 /// `prefix_index`: what the host remembers of which worker holds which prompt prefix, for the
@@ -191,6 +205,9 @@ pub struct RawEndpointTable {
     pub http2: bool,
     /// Overrides the pool's `max_in_flight` for this endpoint.
     pub max_in_flight: Option<u32>,
+    /// `vllm` (the default), `sglang`, `trtllm`, `llama_cpp`, or `openai` for any other server
+    /// (its metrics are not read).
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,20 +6,23 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
+use sluice_store_model::EngineFlavor;
+
 use crate::raw::{
     RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseAffinity, RawResponseCache,
     RawServer, RawUpstream,
 };
 use crate::{
     ApiKeyConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
-    DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_PREFIX_GUESS_TTL, DEFAULT_PREFIX_INDEX_BLOCKS,
-    DEFAULT_RESPONSE_AFFINITY_ENTRIES, DEFAULT_RESPONSE_AFFINITY_TTL, DEFAULT_RESPONSE_CACHE_BYTES,
-    DEFAULT_RESPONSE_CACHE_ENTRY_BYTES, DEFAULT_WRITE_TIMEOUT, DatabaseConfig, EjectionConfig, EndpointConfig,
-    HealthConfig, PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig,
-    PluginScopeConfig, PluginSourceConfig, PoolConfig, PrefixIndexConfig, RedisConfig, RedisFallbackConfig,
-    RedisLimitsMode, ResponseAffinityConfig, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig,
-    TlsConfig, UpstreamConfig, WorkerApis, secret,
+    DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_ENGINE_METRICS, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_PREFIX_GUESS_TTL, DEFAULT_PREFIX_INDEX_BLOCKS, DEFAULT_RESPONSE_AFFINITY_ENTRIES,
+    DEFAULT_RESPONSE_AFFINITY_TTL, DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES,
+    DEFAULT_WRITE_TIMEOUT, DatabaseConfig, EjectionConfig, EndpointConfig, EngineMetricsConfig, HealthConfig,
+    PLUGIN_CAPABILITIES, PluginBreakerConfig, PluginConfig, PluginHostConfig, PluginIsolationConfig, PluginScopeConfig,
+    PluginSourceConfig, PoolConfig, PrefixIndexConfig, RedisConfig, RedisFallbackConfig, RedisLimitsMode,
+    ResponseAffinityConfig, ResponseCacheBackend, ResponseCacheConfig, ServerConfig, TenantConfig, TlsConfig,
+    UpstreamConfig, WorkerApis, secret,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -560,9 +563,9 @@ fn addr(field: &str, value: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn endpoint(field: &str, raw: RawEndpoint) -> Result<EndpointConfig, ConfigError> {
-    let (url, name, http2, max_in_flight) = match raw {
-        RawEndpoint::Url(url) => (url, None, false, None),
-        RawEndpoint::Table(t) => (t.url, t.name, t.http2, t.max_in_flight),
+    let (url, name, http2, max_in_flight, engine) = match raw {
+        RawEndpoint::Url(url) => (url, None, false, None, None),
+        RawEndpoint::Table(t) => (t.url, t.name, t.http2, t.max_in_flight, t.engine),
     };
     if max_in_flight == Some(0) {
         return Err(ConfigError::invalid(format!("{field}.max_in_flight"), "must be at least 1"));
@@ -581,7 +584,18 @@ fn endpoint(field: &str, raw: RawEndpoint) -> Result<EndpointConfig, ConfigError
         return Err(ConfigError::invalid(field, format!("{url:?} must not have a query string")));
     }
     let name = name.unwrap_or_else(|| authority.to_string());
-    Ok(EndpointConfig { name, url: uri, http2, max_in_flight })
+    // A string here rather than the enum: an untagged endpoint that fails to deserialize says
+    // only that it matched no variant, where this names the key and the choices.
+    let engine = match engine.as_deref() {
+        None => EngineFlavor::default(),
+        Some(name) => serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| {
+            ConfigError::invalid(
+                format!("{field}.engine"),
+                format!("{name:?} is not one of \"vllm\", \"sglang\", \"trtllm\", \"llama_cpp\", \"openai\""),
+            )
+        })?,
+    };
+    Ok(EndpointConfig { name, url: uri, http2, max_in_flight, engine })
 }
 
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -632,6 +646,11 @@ pub fn upstream(raw: &RawUpstream, global: Option<&RawUpstream>) -> UpstreamConf
                 .or_else(|| global.and_then(|g| g.prefix_index.max_blocks))
                 .unwrap_or(DEFAULT_PREFIX_INDEX_BLOCKS),
         },
+        engine_metrics: EngineMetricsConfig {
+            interval: pick(|u| u.engine_metrics.interval, DEFAULT_ENGINE_METRICS.interval),
+            timeout: pick(|u| u.engine_metrics.timeout, DEFAULT_ENGINE_METRICS.timeout),
+            max_age: pick(|u| u.engine_metrics.max_age, DEFAULT_ENGINE_METRICS.max_age),
+        },
     }
 }
 
@@ -646,6 +665,9 @@ fn check_upstream(field: &str, u: &UpstreamConfig) -> Result<(), ConfigError> {
         ("ejection.base", u.ejection.base),
         ("queue_timeout", u.queue_timeout),
         ("prefix_index.guess_ttl", u.prefix_index.guess_ttl),
+        ("engine_metrics.interval", u.engine_metrics.interval),
+        ("engine_metrics.timeout", u.engine_metrics.timeout),
+        ("engine_metrics.max_age", u.engine_metrics.max_age),
     ];
     for (name, d) in non_zero {
         if d.is_zero() {
@@ -660,6 +682,12 @@ fn check_upstream(field: &str, u: &UpstreamConfig) -> Result<(), ConfigError> {
     }
     if u.prefix_index.max_blocks == 0 {
         return Err(ConfigError::invalid(format!("{field}.prefix_index.max_blocks"), "must be at least 1"));
+    }
+    if u.engine_metrics.max_age < u.engine_metrics.interval {
+        return Err(ConfigError::invalid(
+            format!("{field}.engine_metrics.max_age"),
+            "must be at least engine_metrics.interval (else every reading is too old to use)",
+        ));
     }
     if u.ejection.max < u.ejection.base {
         return Err(ConfigError::invalid(format!("{field}.ejection.max"), "must be at least ejection.base"));

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accumulate::{Sample, Second};
 use crate::frame::{FRAME_VERSION, LiveFrame, PluginLive, WorkerLive};
-use crate::scrape::Scraper;
 use crate::sources::{LiveSources, PluginTotals, SloLookup};
 use crate::window::Windows;
 
@@ -21,8 +20,6 @@ use crate::window::Windows;
 const SHARDS: usize = 8;
 /// Frames a slow subscriber may fall behind before it skips ahead.
 const CHANNEL_CAPACITY: usize = 16;
-/// An engine that has not answered its metrics page within this is left as last seen.
-const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded state is plain counters: a panic elsewhere cannot leave it inconsistent.
@@ -44,7 +41,6 @@ pub struct LiveHub {
     sender: broadcast::Sender<Arc<LiveFrame>>,
     latest: Mutex<Option<Arc<LiveFrame>>>,
     ticker: Mutex<Ticker>,
-    scraper: tokio::sync::Mutex<Scraper>,
     stopped: CancellationToken,
 }
 
@@ -65,7 +61,6 @@ impl LiveHub {
             sender,
             latest: Mutex::new(None),
             ticker: Mutex::new(Ticker { windows: Windows::default(), last_tick: Instant::now(), plugins: None }),
-            scraper: tokio::sync::Mutex::new(Scraper::new(SCRAPE_TIMEOUT)),
             stopped: CancellationToken::new(),
         })
     }
@@ -98,10 +93,7 @@ impl LiveHub {
                 () = cancel.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                _ = self.tick(&sources) => {}
-            }
+            self.tick(&sources);
         }
         self.stopped.cancel();
     }
@@ -110,13 +102,10 @@ impl LiveHub {
         lock(&self.ticker).last_tick = Instant::now();
     }
 
-    /// Scrapes the engines, closes the current second and publishes its frame. [`LiveHub::run`]
+    /// Closes the current second and publishes its frame. [`LiveHub::run`]
     /// calls this every second; tests call it directly.
-    pub async fn tick(&self, sources: &LiveSources) -> Arc<LiveFrame> {
+    pub fn tick(&self, sources: &LiveSources) -> Arc<LiveFrame> {
         let workers = sources.workers.as_ref().map(|w| w.workers()).unwrap_or_default();
-        let urls: Vec<String> = workers.iter().filter_map(|w| w.metrics_url.clone()).collect();
-        let mut scraper = self.scraper.lock().await;
-        scraper.scrape(&urls).await;
 
         let mut second = Second::default();
         for shard in self.shards.iter() {
@@ -143,14 +132,13 @@ impl LiveHub {
         frame.workers = workers
             .into_iter()
             .map(|w| WorkerLive {
-                engine: w.metrics_url.as_deref().and_then(|url| scraper.engine(url)),
+                engine: w.engine,
                 pool: w.pool,
                 name: w.name,
                 in_flight: w.in_flight,
                 health: w.health,
             })
             .collect();
-        drop(scraper);
         if let Some(source) = &sources.plugins {
             let totals = source.totals();
             frame.plugins = plugin_rates(ticker.plugins.as_ref(), &totals, elapsed);

@@ -14,8 +14,6 @@ mod accumulate;
 #[cfg(feature = "hub")]
 mod hub;
 #[cfg(feature = "hub")]
-pub mod scrape;
-#[cfg(feature = "hub")]
 mod sources;
 #[cfg(feature = "hub")]
 pub mod sse;

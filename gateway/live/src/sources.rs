@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::frame::{SloTarget, WorkerHealth};
+use crate::frame::{EngineLive, SloTarget, WorkerHealth};
 
 /// The SLO that applies to a tenant's requests for a model (the model's own, else the tenant's
 /// `*`), from the server's snapshot. Called once per finished request, so it must be a lookup
@@ -32,9 +32,9 @@ pub struct WorkerState {
     pub name: String,
     pub in_flight: u64,
     pub health: WorkerHealth,
-    /// The engine's Prometheus endpoint (`http://host:port/metrics`), scraped once a second for
-    /// queue depth, KV-cache usage and prefix-cache hits; `None` for engines without one.
-    pub metrics_url: Option<String>,
+    /// What the engine's own metrics said at the gateway's last read of them (the proxy reads
+    /// them for routing); `None` for engines that are not read or have not answered yet.
+    pub engine: Option<EngineLive>,
 }
 
 /// The endpoints of every pool, in pool order.

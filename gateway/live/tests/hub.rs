@@ -1,4 +1,4 @@
-//! The hub end to end: records in, frames out, over a real simulated worker's `/metrics` and
+//! The hub end to end: records in, frames out, with the sources the server gives it and
 //! the SSE encoding a browser reads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
 
@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use sluice_live::{
-    LiveHub, LiveSources, PanelSource, PluginSource, PluginTotals, SloTarget, WorkerHealth, WorkerSource, WorkerState,
+    EngineLive, LiveHub, LiveSources, PanelSource, PluginSource, PluginTotals, SloTarget, WorkerHealth, WorkerSource,
+    WorkerState,
 };
 use sluice_metrics::{Outcome, RecordSink, RequestRecord};
-use sluice_sim::{SimConfig, SimWorker};
 
 fn record(tenant: &str, ttft_ms: u64, outcome: Outcome) -> RequestRecord {
     RequestRecord {
@@ -39,7 +39,7 @@ fn slo(tenant: &str, _model: &str) -> Option<SloTarget> {
     (tenant == "acme").then_some(SloTarget { ttft_ms: Some(300), tpot_ms: Some(50), attainment: 0.9 })
 }
 
-struct Workers(String);
+struct Workers;
 impl WorkerSource for Workers {
     fn workers(&self) -> Vec<WorkerState> {
         vec![WorkerState {
@@ -47,7 +47,12 @@ impl WorkerSource for Workers {
             name: "w1".into(),
             in_flight: 2,
             health: WorkerHealth::Healthy,
-            metrics_url: Some(format!("{}/metrics", self.0)),
+            engine: Some(EngineLive {
+                waiting: Some(0.0),
+                kv_cache_usage: Some(0.1),
+                age_ms: 300,
+                ..EngineLive::default()
+            }),
         }]
     }
 }
@@ -78,13 +83,10 @@ impl PanelSource for Rejections {
 
 #[tokio::test]
 async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = SimConfig { models: vec!["llama".into()], ..SimConfig::default() };
-    let worker = SimWorker::start(config, listener).await.unwrap();
     let hub = LiveHub::new(slo);
     let sources = LiveSources {
         in_flight: Some(Arc::new(|| 7)),
-        workers: Some(Arc::new(Workers(worker.base_url()))),
+        workers: Some(Arc::new(Workers)),
         queues: Some(Arc::new(|| {
             let mut depths = sluice_live::QueueDepths::new();
             depths.entry("p".into()).or_default().insert("acme".into(), 4);
@@ -93,7 +95,7 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
         plugins: Some(Arc::new(Plugins(Default::default()))),
         panels: vec![Arc::new(Rejections)],
     };
-    hub.tick(&sources).await;
+    hub.tick(&sources);
     let mut rx = hub.subscribe();
 
     for ttft in [100, 200, 250, 400] {
@@ -104,7 +106,7 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
     // A whole response: 900 ms end to end, no first token of its own; counted, not judged.
     hub.record(&RequestRecord { stream: false, ttft: None, tpot: None, ..record("acme", 500, Outcome::Ok) });
     hub.record(&record("beta", 100, Outcome::Ok));
-    let frame = hub.tick(&sources).await;
+    let frame = hub.tick(&sources);
 
     assert_eq!(*rx.recv().await.unwrap(), *hub.latest().unwrap());
     let total = &frame.total;
@@ -123,9 +125,8 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
 
     let w = &frame.workers[0];
     assert_eq!((w.pool.as_str(), w.name.as_str(), w.in_flight), ("sim", "w1", 2));
-    let engine = w.engine.expect("the simulator's /metrics was scraped");
-    assert_eq!(engine.waiting, Some(0.0));
-    assert!(engine.kv_cache_usage.is_some());
+    let engine = w.engine.expect("the engine's figures are passed through");
+    assert_eq!((engine.waiting, engine.kv_cache_usage, engine.age_ms), (Some(0.0), Some(0.1), 300));
 
     // Ten more calls since the previous reading, over about the elapsed interval.
     let router = frame.plugins["router"];
@@ -134,14 +135,13 @@ async fn frames_carry_traffic_slo_workers_plugins_and_panels() {
     assert!((router.mean_us.unwrap() - 5.0).abs() < 1e-6);
     assert_eq!(frame.panels["rate_limits"]["acme"], 3);
     assert_eq!(frame.queued("acme"), 4, "queue depths by pool and tenant");
-    worker.shutdown().await;
 }
 
 #[tokio::test]
 async fn frames_break_traffic_down_by_api() {
     let hub = LiveHub::new(slo);
     let sources = LiveSources::default();
-    hub.tick(&sources).await;
+    hub.tick(&sources);
     let with_api = |api| RequestRecord { api: Some(api), ..record("acme", 100, Outcome::Ok) };
     for _ in 0..3 {
         hub.record(&with_api(sluice_metrics::Api::ChatCompletions));
@@ -150,7 +150,7 @@ async fn frames_break_traffic_down_by_api() {
     hub.record(&RequestRecord { outcome: Outcome::UpstreamError, ..with_api(sluice_metrics::Api::Messages) });
     // Refused before its API was known (an unknown path): counted overall, in no API.
     hub.record(&RequestRecord { api: None, ..record("acme", 100, Outcome::ClientError) });
-    let frame = hub.tick(&sources).await;
+    let frame = hub.tick(&sources);
 
     assert_eq!(frame.apis.keys().collect::<Vec<_>>(), ["chat", "messages"]);
     let (chat, messages) = (&frame.apis["chat"], &frame.apis["messages"]);
@@ -172,7 +172,7 @@ async fn the_sse_stream_starts_with_the_latest_frame_and_follows() {
     let hub = LiveHub::new(slo);
     let sources = LiveSources::default();
     hub.record(&record("acme", 100, Outcome::Ok));
-    hub.tick(&sources).await;
+    hub.tick(&sources);
 
     let mut stream = Box::pin(sluice_live::sse_stream(&hub));
     let first = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
@@ -181,7 +181,7 @@ async fn the_sse_stream_starts_with_the_latest_frame_and_follows() {
     let frame: sluice_live::LiveFrame = serde_json::from_str(data).unwrap();
     assert!(frame.tenants["acme"].traffic.tokens_out_per_s > 0.0);
 
-    hub.tick(&sources).await;
+    hub.tick(&sources);
     let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
     let next = String::from_utf8(next.to_vec()).unwrap();
     assert!(next.starts_with("event: frame\n") && next.ends_with("\n\n"), "{next}");

@@ -57,6 +57,7 @@ pub struct Metrics {
     endpoint_in_flight: IntGaugeVec,
     endpoint_healthy: IntGaugeVec,
     endpoint_ejections: IntCounterVec,
+    engine_scrapes: IntCounterVec,
     upstream_errors: IntCounterVec,
     retries: IntCounterVec,
     queue_depth: IntGaugeVec,
@@ -98,6 +99,7 @@ pub struct EndpointMetrics {
     pub healthy: IntGauge,
     pub ejections: IntCounter,
     upstream_errors: IntCounterVec,
+    engine_scrapes: IntCounterVec,
     pool: String,
     endpoint: String,
 }
@@ -106,6 +108,12 @@ impl EndpointMetrics {
     /// Counts a failed attempt; `kind` is one of a fixed set (connect, timeout, status_5xx, …).
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors.with_label_values(&[self.pool.as_str(), self.endpoint.as_str(), kind]).inc();
+    }
+
+    /// Counts a read of the engine's own metrics page; `outcome` is `ok`, `error` (no answer,
+    /// a non-2xx status, a page too large or not text) or `timeout`.
+    pub fn engine_scrape(&self, outcome: &'static str) {
+        self.engine_scrapes.with_label_values(&[self.pool.as_str(), self.endpoint.as_str(), outcome]).inc();
     }
 }
 
@@ -245,6 +253,13 @@ impl Metrics {
                 Opts::new("sluice_endpoint_ejections_total", "Passive ejections after consecutive failures."),
                 &["pool", "endpoint"],
             )?,
+            engine_scrapes: IntCounterVec::new(
+                Opts::new(
+                    "sluice_engine_scrapes_total",
+                    "Reads of each endpoint's engine metrics page (queue, KV cache, prefix cache) by outcome.",
+                ),
+                &["pool", "endpoint", "outcome"],
+            )?,
             upstream_errors: IntCounterVec::new(
                 Opts::new("sluice_upstream_errors_total", "Failed upstream attempts by kind."),
                 &["pool", "endpoint", "kind"],
@@ -343,6 +358,7 @@ impl Metrics {
         m.registry.register(Box::new(m.endpoint_in_flight.clone()))?;
         m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
         m.registry.register(Box::new(m.endpoint_ejections.clone()))?;
+        m.registry.register(Box::new(m.engine_scrapes.clone()))?;
         m.registry.register(Box::new(m.upstream_errors.clone()))?;
         m.registry.register(Box::new(m.retries.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
@@ -372,6 +388,7 @@ impl Metrics {
             healthy: self.endpoint_healthy.with_label_values(&[pool, endpoint]),
             ejections: self.endpoint_ejections.with_label_values(&[pool, endpoint]),
             upstream_errors: self.upstream_errors.clone(),
+            engine_scrapes: self.engine_scrapes.clone(),
             pool: pool.to_owned(),
             endpoint: endpoint.to_owned(),
         }

@@ -151,8 +151,8 @@ impl Gateway {
         self.upstreams.load_full()
     }
 
-    /// Starts the active health checkers; they stop when `cancel` fires, and restart whenever
-    /// the pools are replaced.
+    /// Starts the active health checkers and the engine metrics readers; they stop when `cancel`
+    /// fires, and restart whenever the pools are replaced.
     pub fn spawn_health_checks(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
         let Ok(mut health) = self.health.lock() else { return };
         health.tracker = Some((tasks.clone(), cancel.clone()));
@@ -193,7 +193,8 @@ impl Gateway {
     }
 }
 
-/// The pool health checkers: one task per pool, all under one token that a pool change cancels.
+/// The pool health checkers and engine metrics readers: two tasks per pool, all under one token
+/// that a pool change cancels.
 #[derive(Default)]
 struct HealthTasks {
     tracker: Option<(TaskTracker, CancellationToken)>,
@@ -209,6 +210,7 @@ impl HealthTasks {
         let token = parent.child_token();
         for pool in &upstreams.pools {
             tasks.spawn(upstream::health::run(Arc::clone(pool), token.clone()));
+            tasks.spawn(upstream::engine_metrics::run(Arc::clone(pool), token.clone()));
         }
         self.current = Some(token);
     }

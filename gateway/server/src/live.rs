@@ -1,12 +1,15 @@
 //! What the live view and the admin API read from the running gateway.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sluice_admin::PluginInspector;
 use sluice_live::{
-    LiveSources, QueueDepths, RegistryPlugins, SloLookup, SloTarget, WorkerHealth, WorkerSource, WorkerState,
+    EngineLive, LiveSources, QueueDepths, RegistryPlugins, SloLookup, SloTarget, WorkerHealth, WorkerSource,
+    WorkerState,
 };
 use sluice_proxy::Gateway;
+use sluice_proxy::upstream::engine_metrics::EngineTelemetry;
 use sluice_store::model::validate::BindingMaxima;
 use sluice_store::slo::Slos;
 
@@ -21,12 +24,14 @@ impl SloLookup for SloLookupFromTable {
     }
 }
 
-/// Every endpoint of every pool in service, with the engine's `/metrics` to scrape.
+/// Every endpoint of every pool in service, with what its engine's metrics said when the proxy
+/// last read them (the same figures its route plugins get).
 struct GatewayWorkers(Arc<Gateway>);
 
 impl WorkerSource for GatewayWorkers {
     fn workers(&self) -> Vec<WorkerState> {
         let upstreams = self.0.upstreams();
+        let now = Instant::now();
         upstreams
             .pools
             .iter()
@@ -44,18 +49,22 @@ impl WorkerSource for GatewayWorkers {
                     } else {
                         WorkerHealth::Unhealthy
                     },
-                    metrics_url: Some(metrics_url(&e.base_url)),
+                    engine: engine_live(&e.engine, now),
                 })
             })
             .collect()
     }
 }
 
-/// Engines serve Prometheus at the root, whatever prefix the OpenAI API has (`…/v1`).
-fn metrics_url(base: &http::Uri) -> String {
-    let authority = base.authority().map_or("", |a| a.as_str());
-    let scheme = base.scheme_str().unwrap_or("http");
-    format!("{scheme}://{authority}/metrics")
+fn engine_live(engine: &EngineTelemetry, now: Instant) -> Option<EngineLive> {
+    let sample = engine.last()?;
+    Some(EngineLive {
+        running: sample.reading.running,
+        waiting: sample.reading.waiting,
+        kv_cache_usage: sample.reading.kv_cache_usage,
+        prefix_cache_hit_rate: sample.prefix_hit_rate,
+        age_ms: u64::try_from(sample.age(now).as_millis()).unwrap_or(u64::MAX),
+    })
 }
 
 /// Requests waiting in each pool's admission queue, by tenant.
@@ -103,14 +112,5 @@ impl PluginInspector for HostInspector {
 
     fn is_builtin(&self, name: &str) -> bool {
         crate::builtins::PUBLISHED.contains(&name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn metrics_live_at_the_engine_root() {
-        let base: http::Uri = "http://10.0.0.7:8000/v1".parse().unwrap();
-        assert_eq!(super::metrics_url(&base), "http://10.0.0.7:8000/metrics");
     }
 }

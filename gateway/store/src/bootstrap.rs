@@ -26,8 +26,8 @@ pub use change::{Change, Notice};
 use sluice_config::{Config, PoolConfig, TenantConfig};
 use sluice_store_model::keys::{KeyDigest, display_prefix};
 use sluice_store_model::{
-    Actor, Adopt, Backend, ConfigOwned, EngineFlavor, Limits, ModelLimits, NewEndpoint, NewKey, NewPool, NewTenant,
-    Priority, ScopeLimits, StoreError, TenantPatch,
+    Actor, Adopt, Backend, ConfigOwned, Limits, ModelLimits, NewEndpoint, NewKey, NewPool, NewTenant, Priority,
+    ScopeLimits, StoreError, TenantPatch,
 };
 
 /// What a reconciliation did, in the order it did it.
@@ -265,7 +265,11 @@ impl Run<'_> {
             let existing = stored.endpoints.iter().find(|e| e.name == endpoint.name);
             let owned = self.owned.endpoints.iter().any(|(p, e)| p == name && *e == endpoint.name);
             let replaced = match existing {
-                Some(existing) if existing.url == url && existing.http2 == endpoint.http2 => {
+                Some(existing)
+                    if existing.url == url
+                        && existing.http2 == endpoint.http2
+                        && existing.flavor == endpoint.engine =>
+                {
                     let adopt = Adopt::Endpoint { pool: name.clone(), name: endpoint.name.clone() };
                     if !owned && done_by_another_replica(self.store.adopt(&self.actor, &adopt).await)? == Some(true) {
                         self.out
@@ -274,7 +278,8 @@ impl Run<'_> {
                     }
                     continue;
                 }
-                // The file says where this endpoint is now: replace the stored one.
+                // The file says where this endpoint is now, or what engine runs there: replace
+                // the stored one.
                 Some(_) => {
                     done_by_another_replica(self.store.remove_endpoint(&self.actor, name, &endpoint.name).await)?;
                     true
@@ -284,7 +289,7 @@ impl Run<'_> {
             let new = NewEndpoint {
                 name: endpoint.name.clone(),
                 url: url.clone(),
-                flavor: EngineFlavor::default(),
+                flavor: endpoint.engine,
                 weight: 1,
                 http2: endpoint.http2,
             };

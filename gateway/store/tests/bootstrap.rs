@@ -11,7 +11,7 @@ use sluice_store::Backend;
 use sluice_store::StoreError;
 use sluice_store::bootstrap::{Change, Notice, Reconciled, reconcile as import};
 use sluice_store::model::keys::display_prefix;
-use sluice_store::model::{Actor, AuditQuery, NewEndpoint, NewKey, NewTenant, PoolApi};
+use sluice_store::model::{Actor, AuditQuery, EngineFlavor, NewEndpoint, NewKey, NewTenant, PoolApi};
 use sluice_store_sqlite::SqliteStore;
 
 const CONFIG: &str = r#"
@@ -116,6 +116,27 @@ async fn a_pools_apis_are_the_files() {
     assert_eq!(kinds(&reconciled), ["apis~"]);
     assert_eq!(reconciled.changes[0].to_string(), r#"pool "gpu" now speaks ["chat", "completions", "embeddings"]"#);
     assert_eq!(store.get_pool("gpu").await.unwrap().apis, PoolApi::DEFAULT);
+}
+
+#[tokio::test]
+async fn an_endpoints_engine_is_the_files() {
+    let (store, _dir) = sqlite().await;
+    let config = Config::from_toml(CONFIG, &[], &|_| None).unwrap();
+    import(&*store, &config).await.unwrap();
+    assert_eq!(store.get_pool("gpu").await.unwrap().endpoints[0].flavor, EngineFlavor::Vllm, "the default");
+
+    // Another engine behind the same URL is read another way: the endpoint is replaced.
+    let sglang = CONFIG.replace(r#"name = "w1" }"#, r#"name = "w1", engine = "sglang" }"#);
+    let config = Config::from_toml(&sglang, &[], &|_| None).unwrap();
+    assert_eq!(kinds(&import(&*store, &config).await.unwrap()), ["endpoint~"]);
+    assert_eq!(store.get_pool("gpu").await.unwrap().endpoints[0].flavor, EngineFlavor::Sglang);
+    assert_eq!(import(&*store, &config).await.unwrap(), Reconciled::default(), "a restart writes nothing");
+
+    let error =
+        Config::from_toml(&CONFIG.replace(r#"name = "w1" }"#, r#"name = "w1", engine = "tgi" }"#), &[], &|_| None)
+            .unwrap_err()
+            .to_string();
+    assert!(error.starts_with(r#"pools[0].endpoints[0].engine: "tgi" is not one of"#), "{error}");
 }
 
 const SCOPED: &str = r#"

@@ -8,6 +8,7 @@ use http::Uri;
 use sluice_config::{EjectionConfig, EndpointConfig};
 use sluice_metrics::{Api, EndpointMetrics};
 
+use super::engine_metrics::EngineTelemetry;
 use super::fair_queue::PoolPermit;
 
 /// Why an attempt failed, as a metric label.
@@ -70,6 +71,8 @@ pub struct Endpoint {
     ejection_config: EjectionConfig,
     clock: Instant,
     pub metrics: EndpointMetrics,
+    /// What the engine's own metrics page said last.
+    pub engine: EngineTelemetry,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -124,6 +127,7 @@ impl Endpoint {
             ejection_config,
             clock: Instant::now(),
             metrics,
+            engine: EngineTelemetry::new(config.engine, &config.url)?,
         })
     }
 
@@ -310,7 +314,13 @@ mod tests {
 
     fn endpoint(url: &str, failures: u32) -> Arc<Endpoint> {
         let metrics = sluice_metrics::Metrics::new().unwrap();
-        let cfg = EndpointConfig { name: "w".into(), url: url.parse().unwrap(), http2: false, max_in_flight: None };
+        let cfg = EndpointConfig {
+            name: "w".into(),
+            url: url.parse().unwrap(),
+            http2: false,
+            max_in_flight: None,
+            engine: Default::default(),
+        };
         let ej = EjectionConfig {
             consecutive_failures: failures,
             base: Duration::from_secs(10),
@@ -361,8 +371,13 @@ mod tests {
     #[test]
     fn try_begin_respects_the_limit() {
         let metrics = sluice_metrics::Metrics::new().unwrap();
-        let cfg =
-            EndpointConfig { name: "w".into(), url: "http://h".parse().unwrap(), http2: false, max_in_flight: None };
+        let cfg = EndpointConfig {
+            name: "w".into(),
+            url: "http://h".parse().unwrap(),
+            http2: false,
+            max_in_flight: None,
+            engine: Default::default(),
+        };
         let ej = EjectionConfig { consecutive_failures: 1, base: Duration::from_secs(1), max: Duration::from_secs(1) };
         let e = Arc::new(Endpoint::new(Arc::from("p"), &cfg, Some(2), "/h", ej, metrics.endpoint("p", "w")).unwrap());
         let a = e.try_begin().unwrap();

@@ -2,6 +2,7 @@
 
 mod client;
 mod endpoint;
+pub mod engine_metrics;
 mod error_body;
 pub mod fair_queue;
 mod h1;

@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use sluice_config::{Config, EndpointConfig, PoolConfig, UpstreamConfig, WorkerApis};
 use sluice_metrics::Metrics;
-use sluice_plugin_host::types::{Candidate, CandidateStats, Health, PrefixOverlap};
+use sluice_plugin_host::types::{Candidate, CandidateStats, EngineMetrics, Health, PrefixOverlap};
 use sluice_routing::{BlockHash, WorkerIndex};
 use sluice_store_model::Pool as StoredPool;
 
@@ -114,6 +115,7 @@ impl Pool {
             return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let now = Instant::now();
         (0..n)
             .map(|offset| (start + offset) % n)
             .filter(|i| !exclude.contains(i))
@@ -125,7 +127,7 @@ impl Pool {
                     stats: CandidateStats {
                         in_flight_requests: u32::try_from(e.in_flight()).unwrap_or(u32::MAX),
                         in_flight_prefill_tokens: e.in_flight_prefill(),
-                        metrics: None,
+                        metrics: self.engine_metrics(e, now),
                         health: if e.is_available() { Health::Healthy } else { Health::Unhealthy },
                     },
                     overlap: {
@@ -135,6 +137,27 @@ impl Pool {
                 })
             })
             .collect()
+    }
+
+    /// The endpoint's engine figures for a route plugin: none before the first read, for an
+    /// engine that reports none of them, or once older than `engine_metrics.max_age`.
+    fn engine_metrics(&self, e: &Endpoint, now: Instant) -> Option<EngineMetrics> {
+        let sample = e.engine.last()?;
+        let age = sample.age(now);
+        let r = &sample.reading;
+        if age > self.config.engine_metrics.max_age
+            || (r.running.is_none() && r.waiting.is_none() && r.kv_cache_usage.is_none())
+        {
+            return None;
+        }
+        let count = |v: Option<f64>| v.map_or(0, |v| v.max(0.0).min(f64::from(u32::MAX)) as u32);
+        Some(EngineMetrics {
+            running: count(r.running),
+            waiting: count(r.waiting),
+            kv_usage: r.kv_cache_usage.unwrap_or(0.0),
+            prefix_cache_hit_rate: sample.prefix_hit_rate.unwrap_or(0.0),
+            age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     /// Each endpoint's prefix overlap with a prompt of `hashes`, in blocks, in endpoint order.
@@ -218,14 +241,20 @@ impl Pool {
                 .parse()
                 .map_err(|err| format!("pool {:?} endpoint {:?}: bad URL {:?}: {err}", stored.name, e.name, e.url))?;
             let reused = previous.and_then(|p| {
-                p.endpoints.iter().find(|old| *old.name == *e.name && old.base_url == url && old.http2 == e.http2)
+                p.endpoints.iter().find(|old| {
+                    *old.name == *e.name
+                        && old.base_url == url
+                        && old.http2 == e.http2
+                        && old.engine.flavor() == e.flavor
+                })
             });
             if let Some(old) = reused {
                 old.set_drained(e.drained);
                 endpoints.push(Arc::clone(old));
                 continue;
             }
-            let config = EndpointConfig { name: e.name.clone(), url, http2: e.http2, max_in_flight: None };
+            let config =
+                EndpointConfig { name: e.name.clone(), url, http2: e.http2, max_in_flight: None, engine: e.flavor };
             // Stored endpoints have no limit of their own: the config file's endpoint of the
             // same name in the same pool lends its own, else the pool's applies.
             let limit = configured.iter().find(|c| c.name == e.name).and_then(|c| c.max_in_flight);
@@ -444,6 +473,31 @@ mod tests {
         assert!(p.available(2, &[]).is_none());
         assert!(p.available(1, &[1]).is_none());
         assert_eq!(p.available(1, &[]).unwrap().0, 1);
+    }
+
+    #[test]
+    fn candidates_carry_fresh_engine_figures_and_withhold_stale_ones() {
+        use crate::upstream::engine_metrics::EngineReading;
+        let p = pool(3);
+        let now = std::time::Instant::now();
+        let reading = EngineReading {
+            running: Some(4.0),
+            waiting: Some(2.0),
+            kv_cache_usage: Some(0.5),
+            ..EngineReading::default()
+        };
+        p.endpoints[0].engine.record(reading, now);
+        let stale = now.checked_sub(p.config.engine_metrics.max_age * 2).unwrap();
+        p.endpoints[1].engine.record(reading, stale);
+        // An engine exporting none of the figures routing uses says nothing.
+        p.endpoints[2].engine.record(EngineReading { prefix_hit_rate: Some(0.5), ..EngineReading::default() }, now);
+        let c = p.candidates(&[], &[], 16);
+        let metrics = |id: u32| c.iter().find(|c| c.id == id).unwrap().stats.metrics;
+        let fresh = metrics(0).expect("a fresh reading is passed on");
+        assert_eq!((fresh.running, fresh.waiting, fresh.kv_usage), (4, 2, 0.5));
+        assert!(fresh.age_ms < 1000);
+        assert!(metrics(1).is_none(), "older than max_age");
+        assert!(metrics(2).is_none(), "no figure routing uses");
     }
 
     #[test]

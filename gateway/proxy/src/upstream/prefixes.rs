@@ -152,6 +152,7 @@ mod tests {
             url: url.parse().unwrap_or_else(|e| panic!("{e}")),
             http2: false,
             max_in_flight: None,
+            engine: Default::default(),
         };
         let health = sluice_config::UpstreamConfig::default();
         Arc::new(
