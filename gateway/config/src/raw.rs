@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
+    pub autoscaling: RawAutoscaling,
+    #[serde(default)]
     pub pools: Vec<RawPool>,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
@@ -354,6 +356,18 @@ pub struct RawResponseAffinity {
     pub ttl: Option<Duration>,
     /// Responses this replica remembers in its own memory (the least used go first).
     pub max_entries: Option<u64>,
+}
+
+/// `[autoscaling]`: how the pools' desired-replicas signal is computed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoscaling {
+    /// How often the signal is recomputed.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub interval: Option<Duration>,
+    /// The span of requests and engine readings it is computed over.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub window: Option<Duration>,
 }
 
 /// `[plugin_host]`: the WebAssembly engine shared by every plugin.

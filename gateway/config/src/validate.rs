@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use sluice_store_model::EngineFlavor;
 
 use crate::raw::{
-    RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseAffinity, RawResponseCache,
-    RawServer, RawUpstream,
+    RawAutoscaling, RawConfig, RawDatabase, RawEndpoint, RawPlugin, RawPluginScope, RawRedis, RawResponseAffinity,
+    RawResponseCache, RawServer, RawUpstream,
 };
 use crate::{
-    ApiKeyConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
-    DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_ENGINE_METRICS, DEFAULT_HEADER_READ_TIMEOUT,
+    ApiKeyConfig, AutoscalingConfig, Config, ConfigError, ConnectionLimits, DEFAULT_ADMIN_MAX_CONNECTIONS,
+    DEFAULT_AUTOSCALING, DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_ENGINE_METRICS, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_PREFIX_GUESS_TTL, DEFAULT_PREFIX_INDEX_BLOCKS, DEFAULT_RESPONSE_AFFINITY_ENTRIES,
     DEFAULT_RESPONSE_AFFINITY_TTL, DEFAULT_RESPONSE_CACHE_BYTES, DEFAULT_RESPONSE_CACHE_ENTRY_BYTES,
@@ -102,6 +102,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let redis = redis(raw.redis, env)?;
     let response_cache = response_cache(raw.response_cache, redis.is_some())?;
     let response_affinity = response_affinity(&raw.response_affinity)?;
+    let autoscaling = autoscaling(&raw.autoscaling)?;
 
     let defaults = upstream(&raw.upstream, None);
     check_upstream("upstream", &defaults)?;
@@ -257,6 +258,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         redis,
         response_cache,
         response_affinity,
+        autoscaling,
         upstream: defaults,
         pools,
         tenants,
@@ -390,6 +392,18 @@ fn response_cache(raw: RawResponseCache, has_redis: bool) -> Result<ResponseCach
         ));
     }
     Ok(ResponseCacheConfig { backend, max_bytes, max_entry_bytes })
+}
+
+fn autoscaling(raw: &RawAutoscaling) -> Result<AutoscalingConfig, ConfigError> {
+    let interval = raw.interval.unwrap_or(DEFAULT_AUTOSCALING.interval);
+    let window = raw.window.unwrap_or(DEFAULT_AUTOSCALING.window);
+    if interval < Duration::from_millis(100) {
+        return Err(ConfigError::invalid("autoscaling.interval", "must be at least 100ms"));
+    }
+    if window < interval || window > interval * 1000 {
+        return Err(ConfigError::invalid("autoscaling.window", "must be between interval and 1000 intervals"));
+    }
+    Ok(AutoscalingConfig { interval, window })
 }
 
 fn response_affinity(raw: &RawResponseAffinity) -> Result<ResponseAffinityConfig, ConfigError> {

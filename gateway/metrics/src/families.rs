@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::record::{Api, Outcome, RecordSink, RequestRecord};
@@ -61,6 +61,9 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     retries: IntCounterVec,
     queue_depth: IntGaugeVec,
+    desired_replicas: IntGaugeVec,
+    load_ratio: GaugeVec,
+    load_input: GaugeVec,
     queue_wait: HistogramVec,
     queue_rejections: IntCounterVec,
     prefix_blocks: IntGaugeVec,
@@ -151,6 +154,30 @@ pub struct PrefixIndexMetrics {
     /// Blocks of the prompts routed: those the chosen endpoint was believed to hold, and the rest.
     pub held: IntCounter,
     pub not_held: IntCounter,
+}
+
+/// One pool's autoscaling signal: the replicas it needs, the load ratio they follow from, and
+/// that ratio's inputs (an input that is not measured has no series).
+#[derive(Clone)]
+pub struct PoolLoadMetrics {
+    pub desired_replicas: IntGauge,
+    pub ratio: Gauge,
+    inputs: GaugeVec,
+    pool: String,
+}
+
+impl PoolLoadMetrics {
+    pub const INPUTS: [&'static str; 4] = ["kv_usage", "ttft_slo_ratio", "tpot_slo_ratio", "available_endpoints"];
+
+    /// Sets input `name` (one of [`PoolLoadMetrics::INPUTS`]), or removes it when unmeasured.
+    pub fn input(&self, name: &'static str, value: Option<f64>) {
+        match value {
+            Some(v) => self.inputs.with_label_values(&[self.pool.as_str(), name]).set(v),
+            None => {
+                let _ = self.inputs.remove_label_values(&[self.pool.as_str(), name]);
+            }
+        }
+    }
 }
 
 /// Handles for one pool's admission queue.
@@ -275,6 +302,29 @@ impl Metrics {
                 ),
                 &["pool", "tenant"],
             )?,
+            desired_replicas: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_pool_desired_replicas",
+                    "Workers the pool needs for its load and SLOs as this replica measures them (for an HPA or KEDA).",
+                ),
+                &["pool"],
+            )?,
+            load_ratio: GaugeVec::new(
+                Opts::new(
+                    "sluice_pool_load_ratio",
+                    "How loaded the pool is against what it should be (1: as it should be; desired replicas are \
+                     the available endpoints times this).",
+                ),
+                &["pool"],
+            )?,
+            load_input: GaugeVec::new(
+                Opts::new(
+                    "sluice_pool_load_input",
+                    "What the load ratio is computed from: kv_usage (the engines' mean), ttft_slo_ratio and \
+                     tpot_slo_ratio (p95 of measured over target), available_endpoints.",
+                ),
+                &["pool", "input"],
+            )?,
             prefix_blocks: IntGaugeVec::new(
                 Opts::new(
                     "sluice_prefix_index_blocks",
@@ -362,6 +412,9 @@ impl Metrics {
         m.registry.register(Box::new(m.upstream_errors.clone()))?;
         m.registry.register(Box::new(m.retries.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
+        m.registry.register(Box::new(m.desired_replicas.clone()))?;
+        m.registry.register(Box::new(m.load_ratio.clone()))?;
+        m.registry.register(Box::new(m.load_input.clone()))?;
         m.registry.register(Box::new(m.queue_wait.clone()))?;
         m.registry.register(Box::new(m.prefix_blocks.clone()))?;
         m.registry.register(Box::new(m.prefix_routed_blocks.clone()))?;
@@ -400,6 +453,25 @@ impl Metrics {
             depth: self.queue_depth.clone(),
             rejections: self.queue_rejections.clone(),
             pool: pool.to_owned(),
+        }
+    }
+
+    /// The autoscaling signal of one pool; see [`PoolLoadMetrics`].
+    pub fn pool_load(&self, pool: &str) -> PoolLoadMetrics {
+        PoolLoadMetrics {
+            desired_replicas: self.desired_replicas.with_label_values(&[pool]),
+            ratio: self.load_ratio.with_label_values(&[pool]),
+            inputs: self.load_input.clone(),
+            pool: pool.to_owned(),
+        }
+    }
+
+    /// Drops the autoscaling series of a pool that is gone.
+    pub fn forget_pool_load(&self, pool: &str) {
+        let _ = self.desired_replicas.remove_label_values(&[pool]);
+        let _ = self.load_ratio.remove_label_values(&[pool]);
+        for input in PoolLoadMetrics::INPUTS {
+            let _ = self.load_input.remove_label_values(&[pool, input]);
         }
     }
 

@@ -10,5 +10,7 @@
 mod families;
 mod record;
 
-pub use families::{ConnectionMetrics, EndpointMetrics, Metrics, MetricsError, PoolQueueMetrics, PrefixIndexMetrics};
+pub use families::{
+    ConnectionMetrics, EndpointMetrics, Metrics, MetricsError, PoolLoadMetrics, PoolQueueMetrics, PrefixIndexMetrics,
+};
 pub use record::{Api, CacheStatus, Estimated, Outcome, RecordSink, RequestRecord, UNKNOWN_LABEL};

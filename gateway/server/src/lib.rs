@@ -8,6 +8,7 @@
 //! [`Sluice::with_config_file`]; see [`reload`].
 
 mod admin;
+pub mod autoscale;
 mod builtins;
 mod cache_purge;
 mod connections;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, Console};
+use crate::autoscale::Autoscaler;
 use crate::connections::ConnectionBudget;
 use crate::listener::{Listener, ListenerLimits};
 use crate::reload::{ConfigSource, Reloader, TlsSource};
@@ -77,6 +79,8 @@ pub struct Sluice {
     /// How often `[server.tls]` files are checked for a new certificate; zero: only on reload.
     tls_watch: Duration,
     reloader: Arc<Reloader>,
+    /// The pools' autoscaling signal, recomputed on the data plane's tracker.
+    autoscaler: Arc<Autoscaler>,
     /// With a store: the snapshot watcher, usage writer, admin API, live view and dashboard.
     stateful: Option<Stateful>,
 }
@@ -101,6 +105,19 @@ impl Sluice {
         sinks: Vec<Arc<dyn RecordSink>>,
         tls: Option<TlsAcceptor>,
     ) -> Result<Self, ServerError> {
+        Self::build_judged(config, sinks, tls, None)
+    }
+
+    /// [`Sluice::build_with`], the autoscaling signal judging requests against `slos` (the
+    /// store's; without one it follows the engines alone).
+    fn build_judged(
+        config: Config,
+        mut sinks: Vec<Arc<dyn RecordSink>>,
+        tls: Option<TlsAcceptor>,
+        slos: Option<Arc<sluice_store::slo::Slos>>,
+    ) -> Result<Self, ServerError> {
+        let autoscaler = Autoscaler::new(slos, config.autoscaling);
+        sinks.push(Arc::clone(&autoscaler) as Arc<dyn RecordSink>);
         let (tls, tls_source) = match (tls, &config.server.tls) {
             (Some(tls), _) => (Some(tls), TlsSource::Given),
             (None, Some(files)) => {
@@ -120,6 +137,7 @@ impl Sluice {
             tls_source,
             tls_watch: tls::DEFAULT_WATCH_INTERVAL,
             reloader,
+            autoscaler,
             stateful: None,
         })
     }
@@ -162,7 +180,7 @@ impl Sluice {
         let mut sinks = sinks;
         sinks.push(Arc::clone(&runtime.usage) as Arc<dyn RecordSink>);
         sinks.push(Arc::clone(&live) as Arc<dyn RecordSink>);
-        let mut sluice = Self::build_with(config, sinks, tls)?;
+        let mut sluice = Self::build_judged(config, sinks, tls, Some(Arc::clone(&runtime.slos)))?;
         runtime.attach(&sluice.gateway, &sluice.config).await?;
         sluice.reloader = Arc::new(Reloader::new(
             Arc::clone(&sluice.config),
@@ -212,6 +230,7 @@ impl Sluice {
         let grace = self.config.server.shutdown_grace;
 
         self.gateway.spawn_health_checks(&tasks, &cancel);
+        tasks.spawn(Arc::clone(&self.autoscaler).run(Arc::clone(&self.gateway), cancel.clone()));
         if let TlsSource::Files(cert) = &self.tls_source
             && !self.tls_watch.is_zero()
         {
