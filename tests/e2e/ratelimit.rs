@@ -34,11 +34,17 @@ async fn gateway(dir: &TempDir, endpoint: &str, limits: &str, shared: Option<(&s
     let shared = shared.map_or_else(String::new, |(prefix, database)| {
         format!(
             "[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\nreplicas = 2\n\
-             timeout = \"5s\"\n\n[database]\nurl = \"{database}\"\n\n"
+             timeout = \"5s\"\n\n[database]\nurl = \"{database}\"\n\n\
+             [[plugins]]\nname = \"ratelimit\"\nsource = \"builtin:ratelimit\"\n\
+             capabilities = [\"limits\", \"config\", \"metrics\", \"log\"]\n\
+             failure = \"open\"\norder = -1000000\ntimeout = \"1s\"\n\n"
         )
     });
     // Redis's decisions get the longest wait there is: a busy test machine must not make a
-    // replica fall back to its local share, which would count a different limit.
+    // replica fall back to its local share, which would count a different limit. A decision
+    // waits for the shorter of `[redis] timeout`, the limiter's own call deadline (the built-in
+    // binding's is 250 ms, which a loaded 2-core machine has exceeded) and the host's 1 s cap,
+    // so the limiter is bound here as the built-in is, with the longest deadline a decision uses.
     // `extra` follows the fleet tenant's table, so `[tenants.limits]` is that tenant's.
     let extra = format!("[tenants.limits]\n{limits}\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{shared}");
     start_gateway(dir, |listen, admin| config(listen, admin, &[endpoint.to_owned()], "", &extra)).await

@@ -400,7 +400,7 @@ fn autoscaling(raw: &RawAutoscaling) -> Result<AutoscalingConfig, ConfigError> {
     if interval < Duration::from_millis(100) {
         return Err(ConfigError::invalid("autoscaling.interval", "must be at least 100ms"));
     }
-    if window < interval || window > interval * 1000 {
+    if window < interval || interval.checked_mul(1000).is_none_or(|most| window > most) {
         return Err(ConfigError::invalid("autoscaling.window", "must be between interval and 1000 intervals"));
     }
     Ok(AutoscalingConfig { interval, window })
@@ -428,7 +428,7 @@ pub const DEFAULT_PLUGIN_MAX_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_BREAKER: PluginBreakerConfig =
     PluginBreakerConfig { failures: 5, window: Duration::from_secs(10), cooldown: Duration::from_secs(5), probes: 2 };
 /// Built-in plugins accepted as `builtin:<name>`.
-pub const BUILTIN_PLUGINS: &[&str] = &["router", "cache"];
+pub const BUILTIN_PLUGINS: &[&str] = &["router", "ratelimit", "cache"];
 
 fn plugin(field: &str, p: RawPlugin, host: &PluginHostConfig) -> Result<PluginConfig, ConfigError> {
     let name_ok = !p.name.is_empty()

@@ -414,3 +414,36 @@ fn response_affinity_defaults_to_a_day_and_names_the_field() {
     assert_eq!(invalid_field("[response_affinity]\nttl = \"721h\""), "response_affinity.ttl");
     assert_eq!(invalid_field("[response_affinity]\nmax_entries = 0"), "response_affinity.max_entries");
 }
+
+#[test]
+fn autoscaling_and_engine_metrics_have_defaults_and_name_the_field() {
+    use std::time::Duration;
+
+    use sluice_config::{DEFAULT_AUTOSCALING, DEFAULT_ENGINE_METRICS};
+    let c = load("").unwrap();
+    assert_eq!(c.autoscaling, DEFAULT_AUTOSCALING);
+    assert_eq!(c.upstream.engine_metrics, DEFAULT_ENGINE_METRICS);
+    let set = load("[autoscaling]\ninterval = \"1s\"\nwindow = \"30s\"").unwrap().autoscaling;
+    assert_eq!((set.interval, set.window), (Duration::from_secs(1), Duration::from_secs(30)));
+    assert_eq!(invalid_field("[autoscaling]\ninterval = \"50ms\""), "autoscaling.interval");
+    assert_eq!(invalid_field("[autoscaling]\ninterval = \"10s\"\nwindow = \"5s\""), "autoscaling.window");
+    assert_eq!(invalid_field("[autoscaling]\ninterval = \"1s\"\nwindow = \"2h\""), "autoscaling.window");
+    // An interval too long to multiply is refused, not a panic.
+    let huge = format!("[autoscaling]\ninterval = \"{}s\"\nwindow = \"{}s\"", u64::MAX / 2, u64::MAX / 2);
+    assert!(matches!(load(&huge), Ok(_) | Err(ConfigError::Invalid { .. })));
+    assert_eq!(
+        invalid_field("[upstream.engine_metrics]\ninterval = \"2s\"\nmax_age = \"1s\""),
+        "upstream.engine_metrics.max_age"
+    );
+}
+
+#[test]
+fn every_built_in_plugin_can_be_bound_by_name() {
+    // docs/rate-limits.md binds the rate limiter this way to give it a config of its own.
+    for name in ["router", "ratelimit", "cache"] {
+        let text = format!("[[plugins]]\nname = \"{name}\"\nsource = \"builtin:{name}\"\n");
+        let c = load(&text).unwrap_or_else(|e| panic!("builtin:{name}: {e}"));
+        assert_eq!(c.plugins[0].name, name);
+    }
+    assert_eq!(invalid_field("[[plugins]]\nname = \"x\"\nsource = \"builtin:nope\""), "plugins[0].source");
+}

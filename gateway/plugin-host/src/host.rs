@@ -111,7 +111,7 @@ impl BindingSpec {
 
     /// The built-in rate limiter: the tenants' stored limits, enforced before any other
     /// on-request plugin runs. Fails open: a limiter that fails must not take the API down (its
-    /// breaker and metrics say so); bind it explicitly with `fail_closed = true` to refuse instead.
+    /// breaker and metrics say so); bind it explicitly with `failure = "closed"` to refuse instead.
     pub fn builtin_ratelimit() -> Self {
         BindingSpec {
             failure: FailurePolicy::Open,

@@ -8,7 +8,7 @@ use http::{Method, Version};
 use serde_json::json;
 use sluice_sim::Faults;
 use sluice_test_support::{
-    GatewayOptions, TestCa, TestClient, TestGateway, chat_body, concat_content, full_body, request,
+    GatewayOptions, TestCa, TestClient, TestGateway, chat_body, concat_content, full_body, request, wait_until_async,
 };
 
 async fn whole_and_streamed(gw: &TestGateway, client: &TestClient, expected: Version) -> String {
@@ -74,10 +74,21 @@ async fn http2_endpoints_are_spoken_to_with_h2c() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_upstream_connections_are_kept_alive_across_whole_and_streamed_answers() {
-    // One health probe at start-up, then none: it is the only request that may overlap another.
-    let opts =
-        GatewayOptions { tap_upstreams: true, health_interval: Duration::from_secs(3600), ..GatewayOptions::default() };
+    // One health probe and one read of the engine's metrics at start-up, then none: the probe is
+    // the only request that may overlap another once the read is done (reads share the pool's
+    // connections, and every 250 ms by default they would overlap these requests).
+    let opts = GatewayOptions {
+        tap_upstreams: true,
+        health_interval: Duration::from_secs(3600),
+        extra_toml: "[upstream.engine_metrics]\ninterval = \"1h\"\nmax_age = \"1h\"\n".into(),
+        ..GatewayOptions::default()
+    };
     let gw = TestGateway::start(1, opts).await;
+    let read = wait_until_async(Duration::from_secs(10), || async {
+        gw.metric("sluice_engine_scrapes_total", &[("outcome", "ok")]).await >= 1.0
+    })
+    .await;
+    assert!(read, "the engine's metrics were read at start-up");
     for _ in 0..4 {
         whole_and_streamed(&gw, &gw.client, Version::HTTP_11).await;
     }
