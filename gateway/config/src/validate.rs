@@ -394,14 +394,21 @@ fn response_cache(raw: RawResponseCache, has_redis: bool) -> Result<ResponseCach
     Ok(ResponseCacheConfig { backend, max_bytes, max_entry_bytes })
 }
 
+/// The longest `[autoscaling] window`, in intervals.
+const MAX_AUTOSCALING_TICKS: u32 = 60;
+
 fn autoscaling(raw: &RawAutoscaling) -> Result<AutoscalingConfig, ConfigError> {
     let interval = raw.interval.unwrap_or(DEFAULT_AUTOSCALING.interval);
     let window = raw.window.unwrap_or(DEFAULT_AUTOSCALING.window);
     if interval < Duration::from_millis(100) {
         return Err(ConfigError::invalid("autoscaling.interval", "must be at least 100ms"));
     }
-    if window < interval || interval.checked_mul(1000).is_none_or(|most| window > most) {
-        return Err(ConfigError::invalid("autoscaling.window", "must be between interval and 1000 intervals"));
+    // Each interval of the window keeps up to a few thousand samples per pool.
+    if window < interval || interval.checked_mul(MAX_AUTOSCALING_TICKS).is_none_or(|most| window > most) {
+        return Err(ConfigError::invalid(
+            "autoscaling.window",
+            format!("must be between interval and {MAX_AUTOSCALING_TICKS} intervals"),
+        ));
     }
     Ok(AutoscalingConfig { interval, window })
 }
